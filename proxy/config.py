@@ -1,0 +1,146 @@
+"""Settings: built-in defaults, then a TOML file, then `VM_PROXY_<SECTION>__<KEY>` variables,
+then command-line flags. `config/default.toml` documents every key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "VM_PROXY_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_content: bool = False
+
+
+class UpstreamSettings(_Section):
+    base_url: str = "https://api.openai.com/v1"
+    api_key: str = ""
+    timeout_s: float = Field(600.0, gt=0)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_connections: int = Field(1000, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///./data/vm-proxy.db"
+    retention_days: float = Field(0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        schemes = ("memory://", "sqlite://", "postgresql://", "postgres://")
+        if not value.startswith(schemes):
+            raise ValueError("must start with memory://, sqlite:/// or postgresql://")
+        return value
+
+
+class TenantSettings(_Section):
+    secret: str = "vm-proxy-local-secret"
+    default: str = "default"
+
+
+class VMSettings(_Section):
+    mode: Literal["strict", "relaxed", "passive", "off"] = "strict"
+    context_budget: int = Field(8000, ge=512)
+    activate_above: int = Field(6000, ge=0)
+    reply_reserve_tokens: int = Field(1024, ge=0)
+    max_faults_per_turn: int = Field(4, ge=0)
+    max_fault_tokens_per_turn: int = Field(4000, ge=0)
+    max_loop_iterations: int = Field(8, ge=1)
+    pin_last_turns: int = Field(2, ge=0)
+    segment_turns: int = Field(8, ge=2)
+    manifest_max_entries: int = Field(24, ge=1)
+    prefetch_pages: int = Field(4, ge=0)
+    developer_role: Literal["developer", "system"] = "developer"
+    show_citations: bool = False
+    fail_open: bool = True
+    keepalive_s: float = Field(5.0, gt=0)
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    upstream: UpstreamSettings = UpstreamSettings()
+    store: StoreSettings = StoreSettings()
+    tenant: TenantSettings = TenantSettings()
+    vm: VMSettings = VMSettings()
+
+
+class SettingsError(Exception):
+    """A setting could not be read or is invalid; the message names it on one line."""
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    merged: dict[str, dict[str, Any]] = {}
+    if config_file is not None:
+        _merge(merged, _read_toml(Path(config_file)))
+    _merge(merged, _from_environ(os.environ if environ is None else environ))
+    if overrides:
+        _merge(merged, {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()})
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: {exc}") from None
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        section, sep, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if not sep or not key:
+            raise SettingsError(f"{name}: expected {ENV_PREFIX}<SECTION>__<KEY>")
+        found.setdefault(section, {})[key] = value
+    return found
+
+
+def _merge(into: dict[str, dict[str, Any]], layer: Mapping[str, Any]) -> None:
+    for section, values in layer.items():
+        if not isinstance(values, Mapping):
+            raise SettingsError(f"[{section}] must be a table of settings")
+        into.setdefault(section, {}).update(values)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown setting {where}"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"invalid setting {where}: {first['msg']}{shown}"

@@ -1,0 +1,161 @@
+"""The page store protocol: the one seam between the fault loop and durable memory.
+
+Model. Pages belong to a tenant and a conversation. A conversation is a linear path of
+message positions 0..length-1. Editing or regenerating an earlier message forks: the new
+conversation names its `parent_id` and `fork_at`, and positions below `fork_at` are read
+from the parent's path (recursively), so shared prefixes are stored once. Every message
+page has a chain hash (see proxy.vm.identity), unique per tenant, so a client that resends
+its whole history is recognised by looking up hashes.
+
+Every method is scoped by tenant. A page id that exists only under another tenant or on
+another branch is "not found", exactly like an id that exists nowhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proxy.vm.pages import Modality, Page
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    tenant: str
+    conv_id: str
+    parent_id: str | None
+    fork_at: int
+    length: int
+    version: int
+    state: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PathSpan:
+    """Positions `lo <= anchor < hi` of `conv_id` are on the path (`hi` None: unbounded)."""
+
+    conv_id: str
+    lo: int
+    hi: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """The spans that make up one conversation's visible history, leaf first."""
+
+    tenant: str
+    spans: tuple[PathSpan, ...]
+
+    @property
+    def leaf(self) -> str:
+        return self.spans[0].conv_id
+
+    def owner_of(self, anchor: int) -> str | None:
+        for span in self.spans:
+            if anchor >= span.lo and (span.hi is None or anchor < span.hi):
+                return span.conv_id
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """One page event of one turn: create, map, fault, evict, compress, pin, unpin."""
+
+    turn: int
+    event: str
+    page_id: str
+    level: int | None = None
+    detail: str = ""
+    at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    page: Page
+    score: float
+
+
+class VersionConflict(Exception):
+    """`append` was given an `expected_version` that is no longer current."""
+
+
+class PageStore(Protocol):
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot answer (used by /healthz)."""
+
+    async def lookup_hashes(
+        self, tenant: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[str, int]]:
+        """For each known chain hash: (conv_id, position). Unknown hashes are absent."""
+
+    async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None: ...
+
+    async def create_conversation(
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+    ) -> Conversation:
+        """Create an empty conversation (idempotent: returns the existing one)."""
+
+    async def path(self, tenant: str, conv_id: str) -> Path:
+        """The spans of `conv_id`'s history, following parents."""
+
+    async def append(
+        self,
+        tenant: str,
+        conv_id: str,
+        pages: Sequence[Page],
+        *,
+        expected_version: int,
+        new_length: int,
+        state: Mapping[str, Any] | None = None,
+        mutations: Sequence[Mutation] = (),
+    ) -> Conversation:
+        """Atomically store pages, set length and state, log mutations, bump the version.
+
+        Pages already stored (same conversation and page id) are left as they are, so a
+        retried append is harmless. Raises VersionConflict when `expected_version` is stale.
+        """
+
+    async def update_state(
+        self,
+        tenant: str,
+        conv_id: str,
+        *,
+        expected_version: int,
+        state: Mapping[str, Any],
+        mutations: Sequence[Mutation] = (),
+    ) -> Conversation: ...
+
+    async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
+        """The pages with these ids visible on `path`; ids not visible are absent."""
+
+    async def pages_in_range(
+        self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
+    ) -> list[Page]:
+        """Pages with `lo <= anchor < hi` on `path` whose id has one of these prefixes,
+        in anchor order (message pages first within an anchor)."""
+
+    async def search(
+        self, path: Path, query: str, *, limit: int = 5, modality: Modality | None = None
+    ) -> list[SearchHit]:
+        """BM25-ranked pages on `path` matching `query`, best first."""
+
+    async def mutations(
+        self, tenant: str, conv_id: str, *, turn: int | None = None
+    ) -> list[Mutation]: ...
+
+    def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
+        """Serialise requests of one conversation (across processes where the backend can)."""
+
+    async def resolve_session(self, tenant: str, name: str) -> str | None:
+        """The conversation a client-chosen `X-VM-Session` name points to."""
+
+    async def bind_session(self, tenant: str, name: str, conv_id: str) -> None: ...
+
+    async def gc(self, older_than: float) -> int:
+        """Delete conversations not updated since `older_than` (epoch seconds); return count."""
+
