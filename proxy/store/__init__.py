@@ -1,0 +1,56 @@
+"""Page stores, chosen by the scheme of `store.url`.
+
+The app's lifespan opens the store once and closes it on shutdown:
+
+    store = await open_store(settings.store.url)   # connected, schema created or migrated
+    try:
+        ...
+    finally:
+        await store.close()
+
+`open_store` is the only way in: it returns a ready store (there is no separate `start`).
+Backends are named by scheme in `BACKENDS` (`"scheme": "module:Class"`, each class having
+`async classmethod open(url, *, clock)`), so an optional driver is imported only when its
+scheme is used.
+
+    memory://                         dicts in this process, lost on exit (tests)
+    sqlite:///relative/path.db        a file, created with its directory on first run
+    sqlite:////absolute/path.db       (?synchronous=full to survive power loss too)
+    postgresql://user@host:5432/db    many replicas on one database (?schema=name)
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+from proxy.store.base import PageStore
+
+__all__ = ["BACKENDS", "PageStore", "open_store"]
+
+BACKENDS: dict[str, str] = {
+    "memory": "proxy.store.memory:MemoryStore",
+    "sqlite": "proxy.store.sqlite:SQLiteStore",
+    "postgresql": "proxy.store.postgres:PostgresStore",
+    "postgres": "proxy.store.postgres:PostgresStore",
+}
+
+
+class _Backend(Protocol):
+    async def open(self, url: str, *, clock: Callable[[], float] | None = None) -> PageStore:
+        ...
+
+
+async def open_store(url: str, *, clock: Callable[[], float] | None = None) -> PageStore:
+    """Open (connect, create or migrate) the store that `url` names."""
+    scheme = urlsplit(url).scheme.lower()
+    target = BACKENDS.get(scheme)
+    if target is None:
+        known = ", ".join(f"{name}://" for name in BACKENDS)
+        raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; use one of {known}")
+    module_name, _, class_name = target.partition(":")
+    backend = cast(_Backend, getattr(importlib.import_module(module_name), class_name))
+    return await backend.open(url, clock=clock or time.time)

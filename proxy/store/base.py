@@ -82,6 +82,10 @@ class VersionConflict(Exception):
     """`append` was given an `expected_version` that is no longer current."""
 
 
+class UnknownConversation(LookupError):
+    """The conversation (or a fork's parent) does not exist under this tenant."""
+
+
 class PageStore(Protocol):
     async def close(self) -> None: ...
 
@@ -94,6 +98,10 @@ class PageStore(Protocol):
         """For each known chain hash: (conv_id, position). Unknown hashes are absent."""
 
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None: ...
+
+    async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
+        """The current version alone (None: no such conversation): the cheap check a cache
+        makes before trusting a conversation row it holds."""
 
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0

@@ -1,0 +1,90 @@
+"""Page <-> JSON bytes, and the text a page is searched by.
+
+The body is self-contained (every field of the page), so a row's other columns are only
+indexes; tuples come back as tuples and enums as enums, so a page read back compares equal
+to the page written.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from proxy.vm.bm25 import search_tokens
+from proxy.vm.pages import Modality, Page, PageKind
+
+# An inline image or file: its base64 would only flood the index with noise tokens.
+_DATA_URL = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*,[A-Za-z0-9+/=%]+")
+
+
+def encode_page(page: Page) -> bytes:
+    return orjson.dumps(
+        {
+            "page_id": page.page_id,
+            "kind": page.kind.value,
+            "modality": page.modality.value,
+            "anchor": page.anchor,
+            "turn": page.turn,
+            "role": page.role,
+            "renderings": page.renderings,
+            "tokens": page.tokens,
+            "hint": page.hint,
+            "chain_hash": page.chain_hash,
+            "message": page.message,
+            "importance": page.importance,
+            "covers": page.covers,
+            "tool_call_ids": page.tool_call_ids,
+            "created_at": page.created_at,
+            "extra": page.extra,
+        }
+    )
+
+
+def decode_page(body: bytes | str) -> Page:
+    data = orjson.loads(body)
+    r0, r1, r2, r3 = data["renderings"]
+    t0, t1, t2, t3 = data["tokens"]
+    return Page(
+        page_id=data["page_id"],
+        kind=PageKind(data["kind"]),
+        modality=Modality(data["modality"]),
+        anchor=data["anchor"],
+        turn=data["turn"],
+        role=data["role"],
+        renderings=(r0, r1, r2, r3),
+        tokens=(t0, t1, t2, t3),
+        hint=data["hint"],
+        chain_hash=data["chain_hash"],
+        message=data["message"],
+        importance=data["importance"],
+        covers=tuple(data["covers"]),
+        tool_call_ids=tuple(data["tool_call_ids"]),
+        created_at=data["created_at"],
+        extra=data["extra"],
+    )
+
+
+def encode_state(state: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(state)
+
+
+def decode_state(raw: bytes | str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    state = orjson.loads(raw)
+    if not isinstance(state, dict):
+        raise ValueError("conversation state must be a JSON object")
+    return state
+
+
+def page_search_tokens(page: Page) -> list[str]:
+    """What search matches a page by: its full text and its hint."""
+    return search_tokens(_DATA_URL.sub(" ", f"{page.text}\n{page.hint}"))
+
+
+def id_prefix(page_id: str) -> str:
+    """`"msg_12"` -> `"msg"`."""
+    return page_id.partition("_")[0]

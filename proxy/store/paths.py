@@ -1,0 +1,42 @@
+"""Turning a conversation's chain of forks into the spans of its visible path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from proxy.store.base import Path, PathSpan, UnknownConversation
+
+# A fork chain deeper than this is a cycle or corruption, not a conversation.
+MAX_FORK_DEPTH = 10_000
+
+
+def build_path(
+    tenant: str, conv_id: str, fork_of: Callable[[str], tuple[str | None, int] | None]
+) -> Path:
+    """`fork_of(conv)` gives (parent_id, fork_at) or None for an unknown conversation.
+
+    A conversation owns its positions from its own `fork_at` up to where the nearest
+    descendant on the path forked away (so a grandchild forking below its parent's fork
+    point reads straight from the grandparent).
+    """
+    spans: list[PathSpan] = []
+    hi: int | None = None
+    current: str | None = conv_id
+    seen: set[str] = set()
+    while current is not None:
+        row = fork_of(current)
+        if row is None or current in seen or len(seen) >= MAX_FORK_DEPTH:
+            raise UnknownConversation(current)
+        seen.add(current)
+        parent_id, fork_at = row
+        lo = fork_at if parent_id is not None else 0
+        if hi is None or lo < hi:
+            spans.append(PathSpan(current, lo, hi))
+            hi = lo
+        current = parent_id
+    return Path(tenant, tuple(spans))
+
+
+def span_bounds(path: Path) -> list[tuple[str, int, int]]:
+    """(conv_id, lo, hi) per span with an unbounded `hi` made a large integer, for SQL."""
+    return [(s.conv_id, s.lo, s.hi if s.hi is not None else 2**62) for s in path.spans]
