@@ -15,7 +15,7 @@ from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.vm.pages import Modality, Page, PageKind
 
-BACKEND_NAMES = ["memory"]
+BACKEND_NAMES = ["memory", "sqlite"]
 
 
 class FakeClock:

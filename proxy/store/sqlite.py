@@ -1,0 +1,548 @@
+"""`sqlite:///path.db`: the default store, one file, WAL mode, FTS5 BM25 search.
+
+Threads. SQLite calls block, so none runs on the event loop: every write goes to one
+writer thread with its own connection (SQLite admits one writer at a time anyway), reads
+go to a small pool of reader threads, each with its own connection, which under WAL read
+the last committed state without waiting for the writer. `?readers=0` sends reads to the
+writer thread too.
+
+Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
+per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
+(the database write lock) and checks `expected_version` inside that transaction, so of two
+processes appending on the same version one commits and the other gets VersionConflict
+and retries from fresh state: nothing is lost or duplicated, and no cross-process lock
+is needed. Durability: see proxy.store.sqlite_schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, contextmanager
+from pathlib import Path as FsPath
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from proxy.errors import StoreError
+from proxy.store.base import (
+    Conversation,
+    Mutation,
+    Path,
+    SearchHit,
+    UnknownConversation,
+    VersionConflict,
+)
+from proxy.store.codec import (
+    decode_page,
+    decode_state,
+    encode_page,
+    encode_state,
+    id_prefix,
+    page_search_tokens,
+)
+from proxy.store.locks import KeyedLocks
+from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds
+from proxy.store.sqlite_schema import configure, migrate
+from proxy.vm.bm25 import query_terms
+from proxy.vm.pages import Modality, Page
+
+Clock = Callable[[], float]
+R = TypeVar("R")
+
+# Well under SQLite's limit on bound parameters per statement.
+_CHUNK = 500
+
+
+def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
+    """`sqlite:///rel.db` -> rel.db, `sqlite:////abs.db` -> /abs.db, plus query options."""
+    parts = urlsplit(url)
+    raw = parts.netloc + parts.path
+    raw = raw[1:] if raw.startswith("/") else raw
+    if not raw or raw == ":memory:":
+        raise ValueError(f"{url!r} names no database file (use memory:// for a throwaway store)")
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    return FsPath(raw), options
+
+
+def scope_token(tenant: str, conv_id: str) -> str:
+    digest = hashlib.blake2b(f"{tenant}\0{conv_id}".encode(), digest_size=10).hexdigest()
+    return f"k{digest}"
+
+
+class _Connections:
+    """One connection per thread, all closed together."""
+
+    def __init__(self, path: FsPath, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            configure(conn, synchronous=self._synchronous)
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._guard:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+class SQLiteStore:
+    def __init__(
+        self, path: FsPath, *, synchronous: str = "NORMAL", readers: int = 2,
+        clock: Clock = time.time,
+    ) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be normal, full or extra")
+        self.file = path
+        self._clock = clock
+        self._conns = _Connections(path, synchronous.upper())
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="vm-sqlite-writer")
+        self._readers = (
+            ThreadPoolExecutor(readers, thread_name_prefix="vm-sqlite-reader")
+            if readers > 0 else self._writer
+        )
+        self._locks = KeyedLocks()
+
+    @classmethod
+    async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
+        path, options = parse_sqlite_url(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = cls(
+            path,
+            synchronous=options.get("synchronous", "normal"),
+            readers=int(options.get("readers", "2")),
+            clock=clock or time.time,
+        )
+        await store._write(store._setup)
+        return store
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        migrate(conn)
+
+    async def close(self) -> None:
+        self._readers.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
+        self._conns.close_all()
+
+    async def _run(
+        self, pool: ThreadPoolExecutor, fn: Callable[..., R], *args: Any
+    ) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, functools.partial(self._call, fn, *args))
+
+    def _call(self, fn: Callable[..., R], *args: Any) -> R:
+        try:
+            return fn(self._conns.get(), *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store failed: {exc}") from exc
+
+    async def _read(self, fn: Callable[..., R], *args: Any) -> R:
+        return await self._run(self._readers, fn, *args)
+
+    async def _write(self, fn: Callable[..., R], *args: Any) -> R:
+        return await self._run(self._writer, fn, *args)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    # -- conversations -----------------------------------------------------------------------
+
+    async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
+        return await self._read(_get_conversation, tenant, conv_id)
+
+    async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
+        return await self._read(_conversation_version, tenant, conv_id)
+
+    async def create_conversation(
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+    ) -> Conversation:
+        return await self._write(self._create, tenant, conv_id, parent_id, fork_at)
+
+    def _create(
+        self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
+        fork_at: int,
+    ) -> Conversation:
+        with _transaction(conn):
+            existing = _get_conversation(conn, tenant, conv_id)
+            if existing is not None:
+                return existing
+            if parent_id is not None and _conversation_version(conn, tenant, parent_id) is None:
+                raise UnknownConversation(parent_id)
+            fork = fork_at if parent_id is not None else 0
+            now = self._clock()
+            conn.execute(
+                "INSERT INTO conversations (tenant, conv_id, parent_id, fork_at, length,"
+                " version, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                (tenant, conv_id, parent_id, fork, fork, b"{}", now, now),
+            )
+        return Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, now)
+
+    async def path(self, tenant: str, conv_id: str) -> Path:
+        return await self._read(_path, tenant, conv_id)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        tenant: str,
+        conv_id: str,
+        pages: Sequence[Page],
+        *,
+        expected_version: int,
+        new_length: int,
+        state: Mapping[str, Any] | None = None,
+        mutations: Sequence[Mutation] = (),
+    ) -> Conversation:
+        return await self._write(
+            self._append, tenant, conv_id, pages, expected_version, new_length, state, mutations
+        )
+
+    def _append(
+        self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
+        expected_version: int, new_length: int, state: Mapping[str, Any] | None,
+        mutations: Sequence[Mutation],
+    ) -> Conversation:
+        # Encode before taking the write lock: it is the slow part and needs no database.
+        rows = [(page, encode_page(page), " ".join(page_search_tokens(page))) for page in pages]
+        state_blob = encode_state(state) if state is not None else None
+        scope = scope_token(tenant, conv_id)
+        with _transaction(conn):
+            self._check_version(conn, tenant, conv_id, expected_version)
+            for page, body, terms in rows:
+                cursor = conn.execute(
+                    "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
+                    " kind, modality, chain_hash, body, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
+                     int(page.is_message), page.kind.value, page.modality.value,
+                     page.chain_hash, body, page.created_at),
+                )
+                if cursor.rowcount != 1:
+                    continue  # stored by an earlier (retried) append: left as it is
+                conn.execute(
+                    "INSERT INTO page_fts (rowid, scope, terms) VALUES (?, ?, ?)",
+                    (cursor.lastrowid, scope, terms),
+                )
+                if page.chain_hash:
+                    conn.execute(
+                        "INSERT INTO hashes (tenant, chain_hash, conv_id, position)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (tenant, page.chain_hash, conv_id, page.anchor),
+                    )
+            if state_blob is None:
+                conn.execute(
+                    "UPDATE conversations SET length = ? WHERE tenant = ? AND conv_id = ?",
+                    (new_length, tenant, conv_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE conversations SET length = ?, state = ?"
+                    " WHERE tenant = ? AND conv_id = ?",
+                    (new_length, state_blob, tenant, conv_id),
+                )
+            return self._commit(conn, tenant, conv_id, mutations)
+
+    async def update_state(
+        self,
+        tenant: str,
+        conv_id: str,
+        *,
+        expected_version: int,
+        state: Mapping[str, Any],
+        mutations: Sequence[Mutation] = (),
+    ) -> Conversation:
+        return await self._write(
+            self._update_state, tenant, conv_id, expected_version, state, mutations
+        )
+
+    def _update_state(
+        self, conn: sqlite3.Connection, tenant: str, conv_id: str, expected_version: int,
+        state: Mapping[str, Any], mutations: Sequence[Mutation],
+    ) -> Conversation:
+        blob = encode_state(state)
+        with _transaction(conn):
+            self._check_version(conn, tenant, conv_id, expected_version)
+            conn.execute(
+                "UPDATE conversations SET state = ? WHERE tenant = ? AND conv_id = ?",
+                (blob, tenant, conv_id),
+            )
+            return self._commit(conn, tenant, conv_id, mutations)
+
+    @staticmethod
+    def _check_version(
+        conn: sqlite3.Connection, tenant: str, conv_id: str, expected: int
+    ) -> None:
+        version = _conversation_version(conn, tenant, conv_id)
+        if version is None:
+            raise UnknownConversation(conv_id)
+        if version != expected:
+            raise VersionConflict(f"{conv_id}: version {version}, not {expected}")
+
+    def _commit(
+        self, conn: sqlite3.Connection, tenant: str, conv_id: str,
+        mutations: Sequence[Mutation],
+    ) -> Conversation:
+        now = self._clock()
+        conn.executemany(
+            "INSERT INTO mutations (tenant, conv_id, turn, event, page_id, level, detail, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(tenant, conv_id, m.turn, m.event, m.page_id, m.level, m.detail, m.at or now)
+             for m in mutations],
+        )
+        conn.execute(
+            "UPDATE conversations SET version = version + 1, updated_at = ?"
+            " WHERE tenant = ? AND conv_id = ?",
+            (now, tenant, conv_id),
+        )
+        conversation = _get_conversation(conn, tenant, conv_id)
+        assert conversation is not None
+        return conversation
+
+    # -- pages -------------------------------------------------------------------------------
+
+    async def lookup_hashes(
+        self, tenant: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[str, int]]:
+        if not hashes:
+            return {}
+        return await self._read(_lookup_hashes, tenant, list(hashes))
+
+    async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
+        if not page_ids:
+            return {}
+        return await self._read(_get_pages, path, list(page_ids))
+
+    async def pages_in_range(
+        self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
+    ) -> list[Page]:
+        return await self._read(_pages_in_range, path, lo, hi, tuple(prefixes))
+
+    async def search(
+        self, path: Path, query: str, *, limit: int = 5, modality: Modality | None = None
+    ) -> list[SearchHit]:
+        terms = query_terms(query)
+        if not terms or limit <= 0:
+            return []
+        return await self._read(_search, path, terms, limit, modality)
+
+    async def mutations(
+        self, tenant: str, conv_id: str, *, turn: int | None = None
+    ) -> list[Mutation]:
+        return await self._read(_mutations, tenant, conv_id, turn)
+
+    def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold((tenant, conv_id))
+
+    # -- sessions and retention --------------------------------------------------------------
+
+    async def resolve_session(self, tenant: str, name: str) -> str | None:
+        return await self._read(_resolve_session, tenant, name)
+
+    async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
+        await self._write(_bind_session, tenant, name, conv_id)
+
+    async def gc(self, older_than: float) -> int:
+        deleted = 0
+        while batch := await self._write(_gc_batch, older_than):
+            deleted += batch
+        return deleted
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _get_conversation(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Conversation | None:
+    row = conn.execute(
+        "SELECT parent_id, fork_at, length, version, state, updated_at FROM conversations"
+        " WHERE tenant = ? AND conv_id = ?",
+        (tenant, conv_id),
+    ).fetchone()
+    if row is None:
+        return None
+    parent_id, fork_at, length, version, state, updated_at = row
+    return Conversation(
+        tenant, conv_id, parent_id, fork_at, length, version, decode_state(state), updated_at
+    )
+
+
+def _conversation_version(conn: sqlite3.Connection, tenant: str, conv_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT version FROM conversations WHERE tenant = ? AND conv_id = ?", (tenant, conv_id)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _path(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Path:
+    rows = conn.execute(
+        "WITH RECURSIVE chain (conv_id, parent_id, fork_at, depth) AS ("
+        " SELECT conv_id, parent_id, fork_at, 0 FROM conversations"
+        "  WHERE tenant = ? AND conv_id = ?"
+        " UNION ALL"
+        " SELECT c.conv_id, c.parent_id, c.fork_at, chain.depth + 1"
+        "  FROM conversations c JOIN chain ON c.tenant = ? AND c.conv_id = chain.parent_id"
+        "  WHERE chain.depth < ?"
+        ") SELECT conv_id, parent_id, fork_at FROM chain",
+        (tenant, conv_id, tenant, MAX_FORK_DEPTH),
+    ).fetchall()
+    forks = {row[0]: (row[1], row[2]) for row in rows}
+    return build_path(tenant, conv_id, forks.get)
+
+
+def _span_sql(spans: Sequence[tuple[str, int, int]]) -> tuple[str, list[Any]]:
+    """`(conv_id = ? AND anchor >= ? AND anchor < ?) OR ...` for the spans given."""
+    clauses = " OR ".join("(p.conv_id = ? AND p.anchor >= ? AND p.anchor < ?)" for _ in spans)
+    return f"({clauses})", [value for span in spans for value in span]
+
+
+def _lookup_hashes(
+    conn: sqlite3.Connection, tenant: str, hashes: list[str]
+) -> dict[str, tuple[str, int]]:
+    found: dict[str, tuple[str, int]] = {}
+    for start in range(0, len(hashes), _CHUNK):
+        chunk = hashes[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for chain_hash, conv_id, position in conn.execute(
+            "SELECT chain_hash, conv_id, position FROM hashes"
+            f" WHERE tenant = ? AND chain_hash IN ({marks})",
+            (tenant, *chunk),
+        ):
+            found[chain_hash] = (conv_id, position)
+    return found
+
+
+def _get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:
+    spans_sql, span_args = _span_sql(span_bounds(path))
+    rank = {span.conv_id: i for i, span in enumerate(path.spans)}
+    best: dict[str, tuple[int, bytes]] = {}
+    for start in range(0, len(page_ids), _CHUNK):
+        chunk = page_ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for conv_id, page_id, body in conn.execute(
+            f"SELECT p.conv_id, p.page_id, p.body FROM pages p WHERE p.tenant = ?"
+            f" AND p.page_id IN ({marks}) AND {spans_sql}",
+            (path.tenant, *chunk, *span_args),
+        ):
+            # The same id visible on two spans: the one nearest the leaf wins.
+            if page_id not in best or rank[conv_id] < best[page_id][0]:
+                best[page_id] = (rank[conv_id], body)
+    return {page_id: decode_page(best[page_id][1]) for page_id in page_ids if page_id in best}
+
+
+def _pages_in_range(
+    conn: sqlite3.Connection, path: Path, lo: int, hi: int, prefixes: tuple[str, ...]
+) -> list[Page]:
+    spans = [
+        (conv_id, max(lo, span_lo), min(hi, span_hi))
+        for conv_id, span_lo, span_hi in span_bounds(path)
+        if max(lo, span_lo) < min(hi, span_hi)
+    ]
+    if not spans or not prefixes:
+        return []
+    spans_sql, span_args = _span_sql(spans)
+    marks = ",".join("?" * len(prefixes))
+    rows = conn.execute(
+        f"SELECT p.body FROM pages p WHERE p.tenant = ? AND p.prefix IN ({marks})"
+        f" AND {spans_sql} ORDER BY p.anchor, p.is_message DESC, p.id",
+        (path.tenant, *prefixes, *span_args),
+    ).fetchall()
+    return [decode_page(row[0]) for row in rows]
+
+
+def _fts_query(path: Path, terms: Sequence[str]) -> str:
+    scopes = " OR ".join(scope_token(path.tenant, span.conv_id) for span in path.spans)
+    words = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+    return f"scope : ({scopes}) AND terms : ({words})"
+
+
+def _search(
+    conn: sqlite3.Connection, path: Path, terms: list[str], limit: int,
+    modality: Modality | None,
+) -> list[SearchHit]:
+    spans_sql, span_args = _span_sql(span_bounds(path))
+    modality_sql = " AND p.modality = ?" if modality is not None else ""
+    modality_args = [modality.value] if modality is not None else []
+    # bm25() is negative, better is lower; the scope column weighs nothing.
+    rows = conn.execute(
+        "SELECT p.body, -bm25(page_fts, 0.0, 1.0) AS score"
+        " FROM page_fts CROSS JOIN pages p ON p.id = page_fts.rowid"
+        f" WHERE page_fts MATCH ? AND p.tenant = ? AND {spans_sql}{modality_sql}"
+        " ORDER BY bm25(page_fts, 0.0, 1.0), p.id LIMIT ?",
+        (_fts_query(path, terms), path.tenant, *span_args, *modality_args, limit),
+    ).fetchall()
+    return [SearchHit(decode_page(body), score) for body, score in rows]
+
+
+def _mutations(
+    conn: sqlite3.Connection, tenant: str, conv_id: str, turn: int | None
+) -> list[Mutation]:
+    sql = (
+        "SELECT turn, event, page_id, level, detail, at FROM mutations"
+        " WHERE tenant = ? AND conv_id = ?"
+    )
+    args: tuple[Any, ...] = (tenant, conv_id)
+    if turn is not None:
+        sql += " AND turn = ?"
+        args += (turn,)
+    return [Mutation(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
+
+
+def _resolve_session(conn: sqlite3.Connection, tenant: str, name: str) -> str | None:
+    row = conn.execute(
+        "SELECT conv_id FROM sessions WHERE tenant = ? AND name = ?", (tenant, name)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _bind_session(conn: sqlite3.Connection, tenant: str, name: str, conv_id: str) -> None:
+    conn.execute(
+        "INSERT INTO sessions (tenant, name, conv_id) VALUES (?, ?, ?)"
+        " ON CONFLICT (tenant, name) DO UPDATE SET conv_id = excluded.conv_id",
+        (tenant, name, conv_id),
+    )
+
+
+def _gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> int:
+    """Delete up to `batch` stale conversations that no conversation forks from.
+
+    Called until it returns 0: deleting a stale child makes its stale parent a leaf.
+    """
+    with _transaction(conn):
+        doomed = conn.execute(
+            "SELECT c.tenant, c.conv_id FROM conversations c WHERE c.updated_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM conversations k"
+            "  WHERE k.tenant = c.tenant AND k.parent_id = c.conv_id) LIMIT ?",
+            (older_than, batch),
+        ).fetchall()
+        for key in doomed:
+            conn.execute(
+                "DELETE FROM page_fts WHERE rowid IN"
+                " (SELECT id FROM pages WHERE tenant = ? AND conv_id = ?)",
+                key,
+            )
+            for table in ("pages", "hashes", "mutations", "sessions", "conversations"):
+                conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND conv_id = ?", key)
+    return len(doomed)

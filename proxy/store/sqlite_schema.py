@@ -1,0 +1,123 @@
+"""The SQLite schema, its migrations, and the settings of every connection.
+
+Durability choice: WAL with `synchronous=NORMAL` by default. A commit has then been
+written to the WAL file (the OS page cache) before `append` returns, so it survives
+`kill -9` of the proxy at any moment; only an OS crash or power loss can drop the last
+few commits. `?synchronous=full` makes every commit fsync the WAL as well (power-loss
+safe, roughly one disk flush per append).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+# Statements run in order, inside one write transaction, by `migrate`. Index i upgrades
+# a database at version i to version i + 1.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE conversations (
+            tenant TEXT NOT NULL,
+            conv_id TEXT NOT NULL,
+            parent_id TEXT,
+            fork_at INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            state BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (tenant, conv_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX conversations_parent ON conversations (tenant, parent_id)"
+        " WHERE parent_id IS NOT NULL",
+        "CREATE INDEX conversations_updated ON conversations (updated_at)",
+        # `id` is the rowid shared with page_fts.
+        """CREATE TABLE pages (
+            id INTEGER PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            conv_id TEXT NOT NULL,
+            page_id TEXT NOT NULL,
+            prefix TEXT NOT NULL,
+            anchor INTEGER NOT NULL,
+            is_message INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            modality TEXT NOT NULL,
+            chain_hash TEXT NOT NULL,
+            body BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (tenant, conv_id, page_id)
+        )""",
+        "CREATE INDEX pages_anchor ON pages (tenant, conv_id, anchor)",
+        """CREATE TABLE hashes (
+            tenant TEXT NOT NULL,
+            chain_hash TEXT NOT NULL,
+            conv_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (tenant, chain_hash)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX hashes_conv ON hashes (tenant, conv_id)",
+        """CREATE TABLE sessions (
+            tenant TEXT NOT NULL,
+            name TEXT NOT NULL,
+            conv_id TEXT NOT NULL,
+            PRIMARY KEY (tenant, name)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX sessions_conv ON sessions (tenant, conv_id)",
+        """CREATE TABLE mutations (
+            seq INTEGER PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            conv_id TEXT NOT NULL,
+            turn INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            page_id TEXT NOT NULL,
+            level INTEGER,
+            detail TEXT NOT NULL,
+            at REAL NOT NULL
+        )""",
+        "CREATE INDEX mutations_turn ON mutations (tenant, conv_id, turn)",
+        # `scope` holds one token naming (tenant, conversation), so a search intersects
+        # with the conversation's postings instead of scanning every tenant's matches.
+        # `terms` holds proxy.vm.bm25.search_tokens, already lowercased and split; `_`
+        # is a token character so `msg_12` stays one term.
+        """CREATE VIRTUAL TABLE page_fts USING fts5(
+            scope, terms, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+        )""",
+    ],
+]
+
+
+def configure(conn: sqlite3.Connection, *, synchronous: str) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    # A second process holding the write lock makes us wait, not fail.
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -32000")
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Create or upgrade the schema; safe when two processes start at once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this proxy's"
+                f" ({SCHEMA_VERSION}); upgrade vm-proxy"
+            )
+        for statements in MIGRATIONS[current:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return SCHEMA_VERSION
