@@ -1,0 +1,121 @@
+"""Strip strict mode's `[ref: msg_12]` citations from what the client sees, and record them.
+
+Accepted forms: `[ref: msg_12]`, `[ref:msg_12]`, `[ref: msg_12, seg_3]` (also `;` between
+ids, any case for `ref`). Anything else in brackets is left alone.
+
+Streaming: text arrives in arbitrary pieces, so `CitationStripper.feed` holds back a tail
+that may still become a citation (`[`, `[re`, `[ref: msg_1` ...) and releases it as soon
+as it cannot (or past `MAX_HOLD` characters). It also holds trailing spaces/tabs for one
+piece: whether they survive depends on what follows (a citation right after them takes
+them along). Text without citations comes out byte-identical, only re-chunked.
+
+Whitespace left behind is tidied: the spaces around a removed citation collapse to one,
+to none before punctuation or a line break, and to none at the start of a line.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MAX_HOLD", "CitationStripper", "strip_citations"]
+
+MAX_HOLD = 200
+
+_ID = r"[A-Za-z]+_\d+"
+_CITATION = re.compile(rf"\[ref:[ \t]*({_ID}(?:[ \t]*[,;][ \t]*{_ID})*)[ \t]*\]", re.IGNORECASE)
+_IDS = re.compile(_ID)
+# A text that starts with "[" and could still grow into a citation.
+_PREFIX = re.compile(r"\[(?:r(?:e(?:f(?::[ \tA-Za-z0-9_,;]*)?)?)?)?", re.IGNORECASE)
+_HSPACE = " \t"
+_NO_SPACE_BEFORE = frozenset(".,;:!?)]}\n\r…")
+
+
+class CitationStripper:
+    """Incremental: `feed(piece) -> text to send now`, `flush() -> the rest` at the end."""
+
+    __slots__ = ("_pending", "_held_ws", "_after", "_gap", "_line_start", "ids", "_seen")
+
+    def __init__(self) -> None:
+        self._pending = ""  # a possible citation start, not yet released
+        self._held_ws = ""  # trailing spaces of released text, not yet sent
+        self._after = False  # a citation was just removed: the next text decides the gap
+        self._gap = False  # there was whitespace around that citation
+        self._line_start = True  # nothing sent yet, or the last text sent ended a line
+        self.ids: list[str] = []  # cited page ids, first-seen order, no repeats
+        self._seen: set[str] = set()
+
+    def feed(self, text: str) -> str:
+        if not text:
+            return ""
+        if self._pending:
+            text = self._pending + text
+            self._pending = ""
+        cut = text.rfind("[")
+        if cut != -1 and len(text) - cut <= MAX_HOLD and _PREFIX.fullmatch(text, cut):
+            self._pending = text[cut:]
+            text = text[:cut]
+        return self._release(text)
+
+    def flush(self) -> str:
+        """Release everything held; call at the end of each upstream response."""
+        out = self._release(self._pending)
+        self._pending = ""
+        if not self._after:
+            out += self._held_ws
+        self._held_ws = ""
+        self._after = self._gap = False
+        return out
+
+    def _release(self, text: str) -> str:
+        if not text:
+            return ""
+        if "[" not in text:
+            return self._text(text)
+        out: list[str] = []
+        pos = 0
+        for match in _CITATION.finditer(text):
+            out.append(self._text(text[pos : match.start()]))
+            self._cite(match.group(1))
+            pos = match.end()
+        out.append(self._text(text[pos:]))
+        return "".join(out)
+
+    def _cite(self, ids: str) -> None:
+        for page_id in _IDS.findall(ids):
+            if page_id not in self._seen:
+                self._seen.add(page_id)
+                self.ids.append(page_id)
+        if self._held_ws:
+            self._gap = True
+            self._held_ws = ""
+        self._after = True
+
+    def _text(self, text: str) -> str:
+        if not text:
+            return ""
+        if self._after:
+            stripped = text.lstrip(_HSPACE)
+            if len(stripped) < len(text):
+                self._gap = True
+            if not stripped:
+                return ""
+            joint = " " if self._gap and not self._line_start else ""
+            if stripped[0] in _NO_SPACE_BEFORE:
+                joint = ""
+            text = joint + stripped
+            self._after = self._gap = False
+        body = text.rstrip(_HSPACE)
+        if not body:
+            self._held_ws += text
+            return ""
+        out = self._held_ws + body
+        self._held_ws = text[len(body) :]
+        self._line_start = body[-1] in "\n\r"
+        return out
+
+
+def strip_citations(text: str) -> tuple[str, list[str]]:
+    """Non-stream: the text without citations, and the cited ids in order."""
+    stripper = CitationStripper()
+    out = stripper.feed(text) + stripper.flush()
+    return out, stripper.ids
