@@ -185,6 +185,11 @@ class ChunkAccumulator:
         return self._meta.get("system_fingerprint")
 
     @property
+    def extra(self) -> dict[str, Any]:
+        """Top-level fields beyond the standard ones seen so far (read only)."""
+        return self._extra
+
+    @property
     def finished(self) -> bool:
         """A finish_reason, [DONE] or an error was seen: the response is complete."""
         return self._finish is not None or self.done or self.error is not None
