@@ -331,15 +331,19 @@ class ChunkAccumulator:
             # Mistral sends no index: a fragment belongs to the call in progress unless
             # it names a new one.
             call = self._calls[-1] if self._calls else None
-        if call is None:
+        if call is None or name is None:
+            return call  # a fragment without a name never opens a call
+        if call.name is not None and name != call.name:
             return None
-        if given_id is not None and call.upstream_id is not None and given_id != call.upstream_id:
-            return None
-        if name is not None and call.name is not None and name != call.name:
-            return None
-        if index is None and given_id is None and name is not None and _is_json(call.arguments):
-            return None  # same tool again, no id, previous call complete: a second call
-        return call
+        # Same name again (kimi repeats id and name on every fragment): a new call only if
+        # the current one is complete and the fragment says otherwise by id or by lacking
+        # an index. Servers that send each parallel call whole at index 0 differ by id;
+        # relays that stamp a fresh id on every fragment leave the arguments incomplete.
+        if not _is_json(call.arguments):
+            return call
+        if given_id is not None and call.upstream_id is not None:
+            return None if given_id != call.upstream_id else call
+        return None if index is None and given_id is None else call
 
     def _open_call(self, given_id: str | None, name: str | None) -> PartialToolCall:
         position = len(self._calls)

@@ -141,6 +141,23 @@ def test_same_index_reused_for_a_new_call() -> None:
     assert [c[0] for c in calls(message)] == ["call_a", "call_b"]
 
 
+def test_same_index_same_tool_twice_with_new_ids() -> None:
+    message = assemble([
+        chunk({"tool_calls": [tool(0, id="call_a", name="page_fault", arguments='{"p":1}')]}),
+        chunk({"tool_calls": [tool(0, id="call_b", name="page_fault", arguments='{"p":2}')]}),
+    ])
+    assert [(c[0], c[2]) for c in calls(message)] == [("call_a", '{"p":1}'), ("call_b", '{"p":2}')]
+
+
+def test_relay_stamping_a_fresh_id_on_every_fragment() -> None:
+    message = assemble([
+        chunk({"tool_calls": [tool(0, id="id-1", name="f", arguments='{"k":')]}),
+        chunk({"tool_calls": [tool(0, id="id-2", name="f", arguments='"v"')]}),
+        chunk({"tool_calls": [tool(0, id="id-3", arguments="}")]}),
+    ])
+    assert calls(message) == [("id-1", "f", '{"k":"v"}')]
+
+
 def test_tool_calls_empty_or_null_on_text_and_role_null() -> None:
     message = assemble([
         chunk({"role": None, "content": "a", "tool_calls": []}),
