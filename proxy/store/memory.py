@@ -97,10 +97,14 @@ class MemoryStore:
     ) -> Conversation:
         row = self._convs.get((tenant, conv_id))
         if row is None:
-            if parent_id is not None and (tenant, parent_id) not in self._convs:
-                raise UnknownConversation(parent_id)
+            now = self._clock()
+            if parent_id is not None:
+                parent = self._convs.get((tenant, parent_id))
+                if parent is None:
+                    raise UnknownConversation(parent_id)
+                parent.updated_at = max(parent.updated_at, now)  # forking is a use of it
             fork = fork_at if parent_id is not None else 0
-            row = _ConvRow(parent_id, fork, length=fork, updated_at=self._clock())
+            row = _ConvRow(parent_id, fork, length=fork, updated_at=now)
             self._convs[(tenant, conv_id)] = row
         return _conversation(tenant, conv_id, row)
 

@@ -1,7 +1,8 @@
-"""Turning a conversation's chain of forks into the spans of its visible path."""
+"""A conversation's chain of forks as the spans of its visible path, and stable keys."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from proxy.store.base import Path, PathSpan, UnknownConversation
@@ -40,3 +41,15 @@ def build_path(
 def span_bounds(path: Path) -> list[tuple[str, int, int]]:
     """(conv_id, lo, hi) per span with an unbounded `hi` made a large integer, for SQL."""
     return [(s.conv_id, s.lo, s.hi if s.hi is not None else 2**62) for s in path.spans]
+
+
+def stable_key(*parts: str) -> int:
+    """A signed 64-bit key for `parts` (advisory locks, scope tokens), same in every process."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def scope_token(tenant: str, conv_id: str) -> str:
+    """One search token naming (tenant, conversation); `@` keeps it apart from word tokens."""
+    digest = hashlib.blake2b(f"{tenant}\x1f{conv_id}".encode(), digest_size=10).hexdigest()
+    return f"@{digest}"

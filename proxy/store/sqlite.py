@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import sqlite3
 import threading
 import time
@@ -47,7 +46,7 @@ from proxy.store.codec import (
     page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
-from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds
+from proxy.store.paths import MAX_FORK_DEPTH, build_path, scope_token, span_bounds
 from proxy.store.sqlite_schema import configure, migrate
 from proxy.vm.bm25 import query_terms
 from proxy.vm.pages import Modality, Page
@@ -70,9 +69,9 @@ def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
     return FsPath(raw), options
 
 
-def scope_token(tenant: str, conv_id: str) -> str:
-    digest = hashlib.blake2b(f"{tenant}\0{conv_id}".encode(), digest_size=10).hexdigest()
-    return f"k{digest}"
+def fts_scope(tenant: str, conv_id: str) -> str:
+    """The `scope` column's token: FTS5 drops `@`, so the shared token loses it here."""
+    return scope_token(tenant, conv_id).lstrip("@")
 
 
 class _Connections:
@@ -182,10 +181,17 @@ class SQLiteStore:
             existing = _get_conversation(conn, tenant, conv_id)
             if existing is not None:
                 return existing
-            if parent_id is not None and _conversation_version(conn, tenant, parent_id) is None:
-                raise UnknownConversation(parent_id)
-            fork = fork_at if parent_id is not None else 0
             now = self._clock()
+            if parent_id is not None:
+                # Forking is a use of the parent: touch it, as the other backends do.
+                touched = conn.execute(
+                    "UPDATE conversations SET updated_at = max(updated_at, ?)"
+                    " WHERE tenant = ? AND conv_id = ?",
+                    (now, tenant, parent_id),
+                )
+                if touched.rowcount != 1:
+                    raise UnknownConversation(parent_id)
+            fork = fork_at if parent_id is not None else 0
             conn.execute(
                 "INSERT INTO conversations (tenant, conv_id, parent_id, fork_at, length,"
                 " version, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
@@ -221,7 +227,7 @@ class SQLiteStore:
         # Encode before taking the write lock: it is the slow part and needs no database.
         rows = [(page, encode_page(page), " ".join(page_search_tokens(page))) for page in pages]
         state_blob = encode_state(state) if state is not None else None
-        scope = scope_token(tenant, conv_id)
+        scope = fts_scope(tenant, conv_id)
         with _transaction(conn):
             self._check_version(conn, tenant, conv_id, expected_version)
             for page, body, terms in rows:
@@ -473,7 +479,7 @@ def _pages_in_range(
 
 
 def _fts_query(path: Path, terms: Sequence[str]) -> str:
-    scopes = " OR ".join(scope_token(path.tenant, span.conv_id) for span in path.spans)
+    scopes = " OR ".join(f'"{fts_scope(path.tenant, span.conv_id)}"' for span in path.spans)
     words = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
     return f"scope : ({scopes}) AND terms : ({words})"
 

@@ -15,7 +15,7 @@ from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.vm.pages import Modality, Page, PageKind
 
-BACKEND_NAMES = ["memory", "sqlite"]
+BACKEND_NAMES = ["memory", "sqlite", "postgres"]
 
 
 class FakeClock:
