@@ -11,7 +11,8 @@ The app's lifespan opens the store once and closes it on shutdown:
 `open_store` is the only way in: it returns a ready store (there is no separate `start`).
 Backends are named by scheme in `BACKENDS` (`"scheme": "module:Class"`, each class having
 `async classmethod open(url, *, clock)`), so an optional driver is imported only when its
-scheme is used.
+scheme is used. `cache_pages > 0` puts a `CachedStore` in front (pages, paths and
+version-checked conversation rows kept in process; see proxy.store.cached).
 
     memory://                         dicts in this process, lost on exit (tests)
     sqlite:///relative/path.db        a file, created with its directory on first run
@@ -28,8 +29,9 @@ from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 from proxy.store.base import PageStore
+from proxy.store.cached import CachedStore
 
-__all__ = ["BACKENDS", "PageStore", "open_store"]
+__all__ = ["BACKENDS", "CachedStore", "PageStore", "open_store"]
 
 BACKENDS: dict[str, str] = {
     "memory": "proxy.store.memory:MemoryStore",
@@ -44,7 +46,9 @@ class _Backend(Protocol):
         ...
 
 
-async def open_store(url: str, *, clock: Callable[[], float] | None = None) -> PageStore:
+async def open_store(
+    url: str, *, cache_pages: int = 0, clock: Callable[[], float] | None = None
+) -> PageStore:
     """Open (connect, create or migrate) the store that `url` names."""
     scheme = urlsplit(url).scheme.lower()
     target = BACKENDS.get(scheme)
@@ -53,4 +57,5 @@ async def open_store(url: str, *, clock: Callable[[], float] | None = None) -> P
         raise ValueError(f"unknown store URL scheme {scheme!r} in {url!r}; use one of {known}")
     module_name, _, class_name = target.partition(":")
     backend = cast(_Backend, getattr(importlib.import_module(module_name), class_name))
-    return await backend.open(url, clock=clock or time.time)
+    store = await backend.open(url, clock=clock or time.time)
+    return CachedStore(store, max_pages=cache_pages) if cache_pages > 0 else store

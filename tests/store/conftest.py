@@ -15,7 +15,7 @@ from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.vm.pages import Modality, Page, PageKind
 
-BACKEND_NAMES = ["memory", "sqlite", "postgres"]
+BACKEND_NAMES = ["memory", "sqlite", "cached-sqlite", "postgres"]
 
 
 class FakeClock:
@@ -99,10 +99,7 @@ async def store(
     elif name == "sqlite":
         opened = await open_store(f"sqlite:///{tmp_path}/store{next(_counter)}.db", clock=clock)
     elif name == "cached-sqlite":
-        from proxy.store.cached import CachedStore
-
-        inner = await open_store(f"sqlite:///{tmp_path}/cached.db", clock=clock)
-        opened = CachedStore(inner, max_pages=64)
+        opened = await open_store(f"sqlite:///{tmp_path}/cached.db", cache_pages=64, clock=clock)
     else:
         opened, schema = await _postgres_store(clock)
     try:

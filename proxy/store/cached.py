@@ -1,0 +1,226 @@
+"""`CachedStore`: an in-process TLB in front of any PageStore.
+
+What is cached, and why it cannot go stale:
+- Pages, keyed by (tenant, owning conversation, page id). A page never changes once stored
+  (a retried append leaves the stored page as it is), so an entry is true until gc. A
+  cached page answers `get_pages` only where the owner on this path is certain: the leaf's
+  own pages, and `msg_N` pages, whose id fixes their anchor and so their owning span.
+  Anything else asks the inner store. Pages are cached from what the inner store returned,
+  never from what a caller asked to append (that might have lost to a stored page).
+- Paths, keyed by (tenant, conversation): a conversation's parent and fork point never
+  change, so neither does its path.
+- Conversation rows (version, length, state). These do change, on any replica, so a
+  cached row is only served after `inner.conversation_version()` (one indexed read of one
+  integer) says it is still current; otherwise the full row is fetched. A replica thus
+  never serves state another replica has changed, and skips re-reading and re-decoding a
+  large state when nothing changed.
+Not cached: hash lookups (a turn's newest hash is new, so the lookup is a round trip
+anyway), search, ranges, mutations, sessions. `gc` empties the caches.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
+
+from proxy.store.base import Conversation, Mutation, PageStore, Path, SearchHit
+from proxy.vm.pages import Modality, Page, parse_page_id
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRU(Generic[K, V]):
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+class CachedStore:
+    def __init__(
+        self, inner: PageStore, *, max_pages: int = 10_000, max_conversations: int = 1_000
+    ) -> None:
+        self.inner = inner
+        self._pages: LRU[tuple[str, str, str], Page] = LRU(max_pages)
+        self._paths: LRU[tuple[str, str], Path] = LRU(max_conversations)
+        self._convs: LRU[tuple[str, str], Conversation] = LRU(max_conversations)
+        self.page_hits = 0
+        self.page_misses = 0
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def lookup_hashes(
+        self, tenant: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[str, int]]:
+        return await self.inner.lookup_hashes(tenant, hashes)
+
+    # -- conversations -----------------------------------------------------------------------
+
+    async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
+        key = (tenant, conv_id)
+        cached = self._convs.get(key)
+        if cached is not None:
+            version = await self.inner.conversation_version(tenant, conv_id)
+            if version == cached.version:
+                return cached
+        fresh = await self.inner.get_conversation(tenant, conv_id)
+        if fresh is None:
+            self._convs.pop(key)
+            return None
+        return self._remember(fresh)
+
+    async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
+        return await self.inner.conversation_version(tenant, conv_id)
+
+    async def create_conversation(
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+    ) -> Conversation:
+        conv = await self.inner.create_conversation(
+            tenant, conv_id, parent_id=parent_id, fork_at=fork_at
+        )
+        return self._remember(conv)
+
+    async def path(self, tenant: str, conv_id: str) -> Path:
+        cached = self._paths.get((tenant, conv_id))
+        if cached is None:
+            cached = await self.inner.path(tenant, conv_id)
+            self._paths.put((tenant, conv_id), cached)
+        return cached
+
+    async def append(
+        self,
+        tenant: str,
+        conv_id: str,
+        pages: Sequence[Page],
+        *,
+        expected_version: int,
+        new_length: int,
+        state: Mapping[str, Any] | None = None,
+        mutations: Sequence[Mutation] = (),
+    ) -> Conversation:
+        conv = await self.inner.append(
+            tenant, conv_id, pages, expected_version=expected_version, new_length=new_length,
+            state=state, mutations=mutations,
+        )
+        return self._remember(conv)
+
+    async def update_state(
+        self,
+        tenant: str,
+        conv_id: str,
+        *,
+        expected_version: int,
+        state: Mapping[str, Any],
+        mutations: Sequence[Mutation] = (),
+    ) -> Conversation:
+        conv = await self.inner.update_state(
+            tenant, conv_id, expected_version=expected_version, state=state,
+            mutations=mutations,
+        )
+        return self._remember(conv)
+
+    def _remember(self, conv: Conversation) -> Conversation:
+        self._convs.put((conv.tenant, conv.conv_id), conv)
+        return conv
+
+    # -- pages -------------------------------------------------------------------------------
+
+    async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
+        found: dict[str, Page] = {}
+        missing: list[str] = []
+        for page_id in page_ids:
+            page = self._cached_page(path, page_id)
+            if page is None:
+                missing.append(page_id)
+            else:
+                found[page_id] = page
+        self.page_hits += len(found)
+        self.page_misses += len(missing)
+        if missing:
+            fetched = await self.inner.get_pages(path, missing)
+            self._learn(path, fetched.values())
+            found.update(fetched)
+        return {page_id: found[page_id] for page_id in page_ids if page_id in found}
+
+    def _cached_page(self, path: Path, page_id: str) -> Page | None:
+        parsed = parse_page_id(page_id)
+        if parsed is not None and parsed[0] == "msg":
+            owner = path.owner_of(parsed[1])
+        else:
+            owner = path.leaf
+        if owner is None:
+            return None
+        page = self._pages.get((path.tenant, owner, page_id))
+        if page is None or path.owner_of(page.anchor) != owner:
+            return None
+        return page
+
+    def _learn(self, path: Path, pages: Iterable[Page]) -> None:
+        for page in pages:
+            owner = path.owner_of(page.anchor)
+            if owner is not None:
+                self._pages.put((path.tenant, owner, page.page_id), page)
+
+    async def pages_in_range(
+        self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
+    ) -> list[Page]:
+        pages = await self.inner.pages_in_range(path, lo, hi, prefixes=prefixes)
+        self._learn(path, pages)
+        return pages
+
+    async def search(
+        self, path: Path, query: str, *, limit: int = 5, modality: Modality | None = None
+    ) -> list[SearchHit]:
+        hits = await self.inner.search(path, query, limit=limit, modality=modality)
+        self._learn(path, (hit.page for hit in hits))
+        return hits
+
+    # -- pass-through ------------------------------------------------------------------------
+
+    async def mutations(
+        self, tenant: str, conv_id: str, *, turn: int | None = None
+    ) -> list[Mutation]:
+        return await self.inner.mutations(tenant, conv_id, turn=turn)
+
+    def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
+        return self.inner.lock(tenant, conv_id)
+
+    async def resolve_session(self, tenant: str, name: str) -> str | None:
+        return await self.inner.resolve_session(tenant, name)
+
+    async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
+        await self.inner.bind_session(tenant, name, conv_id)
+
+    async def gc(self, older_than: float) -> int:
+        deleted = await self.inner.gc(older_than)
+        self._pages.clear()
+        self._paths.clear()
+        self._convs.clear()
+        return deleted

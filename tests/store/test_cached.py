@@ -1,0 +1,81 @@
+"""CachedStore: what it serves from memory, and that it never serves stale state."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+
+from proxy.store import open_store
+from proxy.store.cached import LRU, CachedStore
+from proxy.store.memory import MemoryStore
+from proxy.vm.pages import PageKind
+
+from .conftest import make_page
+
+T = "tenant-a"
+
+
+def test_lru_evicts_the_least_recently_used() -> None:
+    lru: LRU[str, int] = LRU(2)
+    lru.put("a", 1)
+    lru.put("b", 2)
+    assert lru.get("a") == 1  # "b" is now the oldest
+    lru.put("c", 3)
+    assert (lru.get("a"), lru.get("b"), lru.get("c"), len(lru)) == (1, None, 3, 2)
+
+
+async def test_a_replica_never_serves_a_conversation_another_replica_changed(
+    tmp_path: FsPath,
+) -> None:
+    url = f"sqlite:///{tmp_path}/shared.db"
+    one = await open_store(url, cache_pages=100)
+    two = await open_store(url, cache_pages=100)
+    try:
+        await one.create_conversation(T, "c")
+        cached = await one.get_conversation(T, "c")
+        assert cached is not None and cached.version == 0
+        await two.append(T, "c", [make_page(0)], expected_version=0, new_length=1,
+                         state={"by": "two"})
+        seen = await one.get_conversation(T, "c")
+        assert seen is not None and (seen.version, seen.length, seen.state) == (
+            1, 1, {"by": "two"},
+        )
+        assert await one.get_conversation(T, "c") is seen  # unchanged: served from cache
+        await two.gc(older_than=10**12)
+        assert await one.get_conversation(T, "c") is None
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_pages_are_served_from_cache_once_read() -> None:
+    store = CachedStore(MemoryStore(), max_pages=100)
+    await store.create_conversation(T, "c")
+    await store.append(T, "c", [make_page(n) for n in range(4)], expected_version=0,
+                       new_length=4)
+    path = await store.path(T, "c")
+    assert set(await store.get_pages(path, ["msg_0", "msg_1"])) == {"msg_0", "msg_1"}
+    assert (store.page_hits, store.page_misses) == (0, 2)
+    got = await store.get_pages(path, ["msg_1", "msg_0", "msg_3"])
+    assert list(got) == ["msg_1", "msg_0", "msg_3"]
+    assert (store.page_hits, store.page_misses) == (2, 3)
+    await store.gc(older_than=10**12)
+    assert await store.get_pages(path, ["msg_0"]) == {}
+
+
+async def test_a_parents_derived_page_does_not_shadow_the_leafs() -> None:
+    store = CachedStore(MemoryStore(), max_pages=100)
+    await store.create_conversation(T, "p")
+    trunk = [make_page(n) for n in range(3)]
+    await store.append(T, "p", [*trunk, make_page(0, "parent claim", prefix="claim", anchor=1,
+                                                   kind=PageKind.CLAIM)],
+                       expected_version=0, new_length=3)
+    await store.create_conversation(T, "k", parent_id="p", fork_at=2)
+    await store.append(T, "k", [make_page(2, "edited"), make_page(0, "child claim",
+                                                                  prefix="claim", anchor=2)],
+                       expected_version=0, new_length=3)
+    parent_path, child_path = await store.path(T, "p"), await store.path(T, "k")
+    assert (await store.get_pages(parent_path, ["claim_0"]))["claim_0"].text == "parent claim"
+    for _ in range(2):  # the second round is answered from the cache
+        got = await store.get_pages(child_path, ["claim_0", "msg_0", "msg_2"])
+        assert [p.text for p in got.values()] == ["child claim", "message number 0", "edited"]
+    assert (await store.get_pages(parent_path, ["msg_2"]))["msg_2"].text == "message number 2"
