@@ -1,0 +1,1 @@
+"""Benchmarks of vm-proxy: runnable scripts and packages, never timed tests."""

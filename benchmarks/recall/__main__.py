@@ -1,0 +1,130 @@
+"""`python -m benchmarks.recall [--sizes 1000,2000] [--budgets 2000,4000,8000] [--seed 7]`
+
+Generates one conversation per size, runs it through the proxy (in process) and the
+baselines at every budget, prints a table, and writes `recall.json`, `recall.png` and
+`RESULTS.md` to benchmarks/results/ (`--quick`: a small smoke run that writes nothing
+unless `--out` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from benchmarks.recall import report
+from benchmarks.recall.baselines import History
+from benchmarks.recall.drive import FEED_WINDOW, ProxyOptions, run_baseline, run_proxy
+from benchmarks.recall.generate import generate
+from benchmarks.recall.metrics import FeedStats, ProbeRecord, summarize
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.recall", description=__doc__.split("\n\n")[1]
+    )
+    parser.add_argument(
+        "--sizes", type=_ints, default=[1000, 2000], help="conversation lengths in turns"
+    )
+    parser.add_argument(
+        "--budgets", type=_ints, default=[2000, 4000, 8000], help="vm.context_budget values"
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--probes", type=int, default=30, help="questions per conversation")
+    parser.add_argument("--systems", default="proxy,truncation,bm25")
+    parser.add_argument("--reply-tokens", type=int, default=256, help="max_tokens of every request")
+    parser.add_argument(
+        "--stream-probes", type=int, default=2, help="probes asked with stream=true"
+    )
+    parser.add_argument("--mode", default="strict", choices=("strict", "relaxed", "passive"))
+    parser.add_argument(
+        "--resend", action="store_true", help="feed history by full resend, not X-VM-Session append"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 400 turns, 4k budget, 12 probes"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"results directory (default {report.RESULTS_DIR})"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.budgets, args.probes = [400], [4000], 12
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    records: list[ProbeRecord] = []
+    feeds: list[FeedStats] = []
+    notes: list[str] = []
+    for size in args.sizes:
+        conversation = generate(size, args.seed, args.probes)
+        history = History(conversation)
+        for budget in args.budgets:
+            for system in systems:
+                started = time.perf_counter()
+                if system == "proxy":
+                    options = ProxyOptions(
+                        mode=args.mode,
+                        reply_tokens=args.reply_tokens,
+                        stream_probes=args.stream_probes,
+                        append=not args.resend,
+                    )
+                    found, feed = asyncio.run(run_proxy(history, budget, options))
+                else:
+                    found, feed = run_baseline(system, history, budget, args.reply_tokens)
+                records += found
+                feeds.append(feed)
+                print(
+                    f"{system:>10} {size:>6} turns {budget:>5} budget: "
+                    f"{time.perf_counter() - started:6.1f}s",
+                    file=sys.stderr,
+                )
+    rows = summarize(records, feeds)
+    if "proxy" in systems and not any(
+        r.max_prompt_tokens < r.full_tokens for r in records if r.system == "proxy"
+    ):
+        notes.append("The proxy forwarded full prompts: VM paging was not active in this build.")
+    notes.append(
+        f"Prefix share and feed savings: over the last {FEED_WINDOW} history turns; "
+        "baselines' history prompts are rebuilt for each of those turns."
+    )
+    command = "python -m benchmarks.recall " + shlex.join(argv)
+    print(report.table(rows))
+    print()
+    print("\n".join(report.targets(rows)))
+    out = args.out or (None if args.quick else report.RESULTS_DIR)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "command": command.strip(),
+            "seed": args.seed,
+            "sizes": args.sizes,
+            "budgets": args.budgets,
+            "notes": notes,
+            "rows": [r.as_dict() for r in rows],
+            "feeds": [asdict(f) for f in feeds],
+            "probes": [asdict(r) for r in records],
+        }
+        report.write_json(payload, out / "recall.json")
+        report.plot(rows, out / "recall.png")
+        (out / "RESULTS.md").write_text(report.results_page(payload, rows, out))
+        print(
+            f"\nwrote {out / 'recall.json'}, {out / 'recall.png'}, {out / 'RESULTS.md'}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
