@@ -138,8 +138,9 @@ def _plan_probes(plan: _Plan, total: int) -> list[dict[str, Any]]:
                 if kind == "revised":
                     draft.update(old=draft["value"], value=value(shape))
                     plan.at[plan.free_turn(first + n // 20, latest)] = ("revise", draft)
-                for _ in range(rng.randint(0, 2)):
-                    plan.at[plan.free_turn(first + 1, n - 2)] = ("distract", draft)
+                # mentions without the value, before and after: search must rank past them
+                for _ in range(rng.randint(1, 4)):
+                    plan.at[plan.free_turn(2, n - 2)] = ("distract", draft)
             elif kind == "pair":
                 event, slots = events.pop()
                 draft.update(
@@ -148,6 +149,8 @@ def _plan_probes(plan: _Plan, total: int) -> list[dict[str, Any]]:
                 first = plan.free_turn(2, latest - n // 10)
                 plan.at[first] = ("pair", (draft, 0))
                 plan.at[plan.free_turn(first + 1, first + n // 10)] = ("pair", (draft, 1))
+                for _ in range(rng.randint(1, 3)):
+                    plan.at[plan.free_turn(2, n - 2)] = ("chatter", draft)
             elif kind == "tool":
                 draft["lookup"] = make_lookup(rng)
                 plan.at[plan.free_turn(2, latest)] = ("lookup", draft)
@@ -189,6 +192,9 @@ def _assemble(plan: _Plan, drafts: list[dict[str, Any]], seed: int) -> Conversat
         elif action == "distract":
             text = rng.choice(grammar.FACT_DISTRACTIONS).format(attr=payload["attr"])
             _chat(rng, messages, prefix=grammar.capital(text) + " Anyway. ")
+        elif action == "chatter":
+            text = rng.choice(grammar.EVENT_CHATTER).format(event=payload["event"])
+            _chat(rng, messages, prefix=text + " Anyway. ")
         elif action == "pair":
             draft, part = payload
             slot = draft["slots"][part][0]

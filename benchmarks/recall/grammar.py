@@ -59,6 +59,13 @@ PAIR_STATEMENTS = (
     "The {slot} for the {event} is {value}, by the way.",
     "About the {event} — the {slot} is {value}.",
 )
+EVENT_CHATTER = (
+    "I'm a bit nervous about the {event}, to be honest.",
+    "Still need to find something to wear for the {event}.",
+    "Everyone at work keeps talking about the {event}.",
+    "I volunteered to help set up the {event}. What was I thinking?",
+    "My calendar is a mess this month, mostly because of the {event}.",
+)
 PAIR_QUESTIONS = (
     "What are the {slot_a} and the {slot_b} for the {event}?",
     "For the {event}, what were the {slot_a} and the {slot_b} again?",

@@ -115,8 +115,11 @@ def plot(rows: Sequence[Row], path: Path) -> None:
         ylabel="tokens (log)",
         yscale="log",
     )
+    sizes = sorted({r.size for r in rows})
     for axis in (left, right):
         axis.grid(alpha=0.3)
+        if sizes and sizes[-1] >= 5 * sizes[0]:
+            axis.set_xscale("log")
     left.legend(fontsize=7, loc="center right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
