@@ -57,6 +57,8 @@ class ProbeRecord:
     full_tokens: int
     max_prompt_tokens: int
     notes: str = ""
+    # the proxy rebuilt at least one of the upstream requests (VM active, not pass-through)
+    paged: bool = False
 
 
 def judge(
@@ -88,6 +90,7 @@ def judge(
         full_tokens=full_tokens,
         max_prompt_tokens=max(e.prompt_tokens for e in exchanges),
         notes=notes,
+        paged=any(e.vm_active for e in exchanges),
     )
 
 
@@ -124,6 +127,7 @@ class Row:
     feed_token_savings: float | None
     recall_by_kind: dict[str, float] = field(default_factory=dict)
     notes: str = ""
+    unpaged: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,6 +166,7 @@ def summarize(records: list[ProbeRecord], feeds: list[FeedStats]) -> list[Row]:
                 if feed and feed.full_tokens
                 else None,
                 recall_by_kind={k: mean(v) for k, v in sorted(by_kind.items())},
+                unpaged=sum(not r.paged for r in group) if key[0] == "proxy" else 0,
                 notes="; ".join(
                     sorted(
                         {r.notes for r in group if r.notes}

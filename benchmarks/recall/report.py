@@ -71,6 +71,11 @@ def targets(rows: Sequence[Row]) -> list[str]:
         met = value >= goal if higher else value <= goal
         shown = f"{value:.2f}" if not higher else _pct(value)
         lines.append(f"- {name}: {shown} — {'met' if met else 'NOT met'}")
+    if proxy.unpaged:
+        lines.append(
+            f"- caution: {proxy.unpaged} of {proxy.probes} questions were not paged "
+            "(the proxy passed the full history through)"
+        )
     truncation = found.get("truncation")
     if truncation is not None:
         lines.append(f"- truncation recall at the same point: {_pct(truncation.recall)}")
@@ -168,6 +173,13 @@ def results_page(recall: dict[str, Any], rows: Sequence[Row], directory: Path) -
         "![recall and tokens sent](recall.png)",
         "",
         table(rows),
+        "",
+        *[f"- {r.system}, {r.size} turns, {r.budget} budget: {r.notes}" for r in rows if r.notes],
+        *[
+            f"- {r.system}, {r.size} turns, {r.budget} budget: {r.unpaged} questions not paged"
+            for r in rows
+            if r.unpaged
+        ],
         "",
         "Recall by kind of probe:",
         "",
