@@ -1,0 +1,40 @@
+"""Quoting conversation text inside the developer message so it cannot pose as our markup.
+
+Two things in the developer message are ours alone: the `<VM:...>` / `</VM:...>` tags, and
+block header lines that start with a page id in brackets (`[msg_12 user] ...`). Conversation
+text placed there goes through `escape_block`, after which
+- no `<VM:` or `</VM:` can appear (any case, any whitespace after `<` or `/`): the `<` becomes
+  the look-alike `‹`, which reads the same to a model and parses as nothing;
+- no line starts with `[` followed by something shaped like a page id: such a line gets a
+  leading backslash, so only the packer's own headers begin a block (line breaks other than
+  `\n`, e.g. `\r` or U+2028, are first made `\n` so they cannot start a line unseen).
+JSON put into the manifest is escaped separately (`<` as `\\u003c`, see manifest.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+_TAG = re.compile(r"<(\s*/?\s*)(vm\s*:)", re.IGNORECASE)
+# A line that a reader could take for a block header: `[` + page-id-like word.
+_HEADER_LIKE = re.compile(
+    r"^([ \t]*)(?=\[\s*(?:msg|seg|claim|img)\s*_?\s*\d)", re.IGNORECASE | re.M
+)
+
+
+_LINE_BREAKS = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+def escape_block(text: str) -> str:
+    # Every other line break becomes "\n", so "start of a line" means one thing below.
+    text = _LINE_BREAKS.sub("\n", text)
+    if "<" in text:
+        text = _TAG.sub(r"‹\1\2", text)
+    if "[" in text:
+        text = _HEADER_LIKE.sub(r"\1\\", text)
+    return text
+
+
+def is_escaped(text: str) -> bool:
+    """True when `text` holds neither a VM tag nor a header-like line (used by tests)."""
+    return _TAG.search(text) is None and _HEADER_LIKE.search(text) is None

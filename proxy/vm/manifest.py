@@ -1,0 +1,120 @@
+"""The `<VM:MANIFEST_JSON>` section: what is mapped, what else exists, and the rules of paging.
+
+Shape (one line of JSON, `<` written as `\\u003c` so no string can close the section):
+    {"turn": 7, "mode": "strict",
+     "pinned": ["msg_40", ...],                       the recent messages, in order
+     "mapped": [{"id","type","level","tokens"}, ...],  pages in <VM:CONTEXT>
+     "available": [{"id","type","hint","tokens","turn"}, ...],
+     "omitted": 120,                                   pages not listed (search finds them)
+     "policy": {...}}
+`available` is bounded by `max_entries` and ranked by what the turn most likely needs:
+summaries first (newest history first), then by the candidates' scores, so it lists the
+relevant pages rather than the first ones inserted. `tokens` there is the page's full size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from proxy.vm.pages import Page, PageKind
+from proxy.vm.working_set import Mapped
+
+OPEN = "<VM:MANIFEST_JSON>"
+CLOSE = "</VM:MANIFEST_JSON>"
+LEVELS = {"0": "full", "1": "reduced", "2": "abstract", "3": "reference"}
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    faults: bool
+    max_faults_per_turn: int
+    max_fault_tokens_per_turn: int
+    default_level: int = 2
+    tools: Mapping[str, str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"faults": self.faults}
+        if self.faults:
+            data |= {
+                "max_faults_per_turn": self.max_faults_per_turn,
+                "max_fault_tokens_per_turn": self.max_fault_tokens_per_turn,
+                "default_level": self.default_level,
+                "levels": LEVELS,
+            }
+            if self.tools:
+                data["tools"] = dict(self.tools)
+        return data
+
+
+def rank_available(
+    pages: Sequence[Page], *, exclude: set[str], order: Mapping[str, float]
+) -> list[Page]:
+    """Unmapped pages, summaries first (newest first), then by `order` (higher first)."""
+    unique: dict[str, Page] = {}
+    for page in pages:
+        if page.page_id not in exclude:
+            unique.setdefault(page.page_id, page)
+
+    def key(page: Page) -> tuple[int, float, int, str]:
+        summary = page.kind in (PageKind.SUMMARY, PageKind.INDEX)
+        return (0 if summary else 1, -order.get(page.page_id, 0.0), -page.anchor, page.page_id)
+
+    return sorted(unique.values(), key=key)
+
+
+def build_manifest(
+    *,
+    turn: int,
+    mode: str,
+    pinned: Sequence[str],
+    mapped: Sequence[Mapped],
+    available: Sequence[Page],
+    total_pages: int | None,
+    max_entries: int,
+    policy: Policy,
+) -> dict[str, Any]:
+    listed = available[:max_entries]
+    manifest: dict[str, Any] = {
+        "turn": turn,
+        "mode": mode,
+        "pinned": list(pinned),
+        "mapped": [
+            {
+                "id": m.page.page_id,
+                "type": _type(m.page),
+                "level": m.level,
+                "tokens": m.page.tokens[m.level],
+            }
+            for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
+        ],
+        "available": [
+            {
+                "id": p.page_id,
+                "type": _type(p),
+                "hint": p.hint,
+                "tokens": p.tokens[0],
+                "turn": p.turn,
+            }
+            for p in listed
+        ],
+        "policy": policy.to_dict(),
+    }
+    if total_pages is not None:
+        shown = len(pinned) + len(mapped) + len(listed)
+        manifest["omitted"] = max(0, total_pages - shown)
+    return manifest
+
+
+def render_manifest(manifest: Mapping[str, Any]) -> str:
+    body = orjson.dumps(manifest).decode().replace("<", "\\u003c")
+    return f"{OPEN}\n{body}\n{CLOSE}"
+
+
+def _type(page: Page) -> str:
+    if page.page_id.startswith("msg_") and page.role:
+        return f"{page.kind.value}/{page.role}"
+    return page.kind.value

@@ -1,0 +1,176 @@
+"""The pinned tail: the recent turns that go upstream verbatim, as real messages.
+
+`plan_pinned` groups the tail of the conversation into units that are sent or dropped whole:
+a user turn's messages, and within it every assistant tool-call message together with its
+tool results (an exchange is never split). The current turn and the `pin_last_turns - 1`
+turns before it are pinned. `fit_pinned` makes the units fit a token budget, degrading in
+this order and saying so in its notes:
+1. long tool results of older turns are replaced by their level-1 extract;
+2. the oldest pinned turn is dropped (its pages become ordinary candidates again);
+3. inside the current turn (agent loops live there): older exchanges' tool results are
+   reduced, then the oldest exchanges dropped;
+4. the current user message and the last, still open, exchange are never dropped; their tool
+   results may be reduced as a last resort. If even that does not fit, `over_budget` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from proxy.tokens import TokenCounter
+from proxy.vm.pages import Page
+
+# A tool result shorter than this is left as it is when reducing.
+REDUCE_ABOVE_TOKENS = 120
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedUnit:
+    pages: tuple[Page, ...]
+    messages: tuple[Mapping[str, Any], ...]
+    tokens: int
+    age: int  # 0: the current turn, 1: the turn before, ...
+    protected: bool = False
+    reduced: bool = False
+
+
+@dataclass
+class PinnedPlan:
+    units: list[PinnedUnit]
+    tokens: int
+    dropped: list[Page] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    over_budget: bool = False
+
+    @property
+    def messages(self) -> list[Mapping[str, Any]]:
+        return [m for unit in self.units for m in unit.messages]
+
+    @property
+    def pages(self) -> list[Page]:
+        return [p for unit in self.units for p in unit.pages]
+
+
+def message_tokens(page: Page, counter: TokenCounter) -> int:
+    """What resending this message page costs (cached at ingest for this encoding)."""
+    cached = page.extra.get("msg_tokens")
+    if isinstance(cached, int) and page.extra.get("enc") == counter.name:
+        return cached
+    message = page.message or {"role": page.role, "content": page.text}
+    function = str(page.extra.get("function") or "")
+    call_id = page.tool_call_ids[0] if page.tool_call_ids else ""
+    return counter.message(message, {call_id: function})
+
+
+def plan_pinned(
+    tail: Sequence[Page], *, pin_last_turns: int, counter: TokenCounter
+) -> list[PinnedUnit]:
+    """Units of the last `max(pin_last_turns, 1)` user turns of `tail` (message pages in
+    conversation order), oldest first."""
+    turns: list[list[Page]] = []
+    for page in tail:
+        if page.message is None:
+            continue
+        if page.role == "user" or not turns:
+            turns.append([])
+        turns[-1].append(page)
+    keep = turns[-max(pin_last_turns, 1) :] if turns else []
+    units: list[PinnedUnit] = []
+    for age, pages in zip(range(len(keep) - 1, -1, -1), keep, strict=True):
+        groups = _exchanges(pages)
+        for index, group in enumerate(groups):
+            opens_turn = index == 0 and group[0].role == "user"
+            open_exchange = index == len(groups) - 1 and bool(_calls(group[0]))
+            protected = age == 0 and (opens_turn or open_exchange)
+            units.append(_unit(group, age, protected, counter))
+    return units
+
+
+def fit_pinned(units: Sequence[PinnedUnit], budget: int, counter: TokenCounter) -> PinnedPlan:
+    kept = list(units)
+    plan = PinnedPlan(kept, sum(u.tokens for u in kept))
+    if plan.tokens <= budget:
+        return plan
+    oldest = max((u.age for u in kept), default=0)
+    for age in range(oldest, 0, -1):
+        _reduce(plan, counter, lambda u, a=age: u.age == a)
+        if plan.tokens <= budget:
+            return plan
+    for age in range(oldest, 0, -1):
+        _drop(plan, lambda u, a=age: u.age == a, f"dropped pinned turn (age {age})")
+        if plan.tokens <= budget:
+            return plan
+    _reduce(plan, counter, lambda u: not u.protected)
+    while plan.tokens > budget:
+        droppable = [u for u in plan.units if not u.protected]
+        if not droppable:
+            break
+        first = droppable[0]
+        _drop(plan, lambda u, f=first: u is f, f"dropped exchange {first.pages[0].page_id}")
+    if plan.tokens > budget:
+        _reduce(plan, counter, lambda u: True)
+    if plan.tokens > budget:
+        plan.over_budget = True
+        plan.notes.append(f"pinned messages need {plan.tokens} tokens, budget {budget}")
+    return plan
+
+
+def _exchanges(pages: Sequence[Page]) -> list[list[Page]]:
+    """Split one turn into units: each assistant tool-call message with its results."""
+    groups: list[list[Page]] = []
+    answering: set[str] = set()
+    for page in pages:
+        if page.role == "tool" and groups and answering & set(page.tool_call_ids):
+            groups[-1].append(page)
+            continue
+        groups.append([page])
+        answering = set(page.tool_call_ids) if _calls(page) else set()
+    return groups
+
+
+def _calls(page: Page) -> bool:
+    return bool(page.message and page.message.get("tool_calls"))
+
+
+def _unit(group: Sequence[Page], age: int, protected: bool, counter: TokenCounter) -> PinnedUnit:
+    messages = tuple(p.message or {"role": p.role, "content": p.text} for p in group)
+    tokens = sum(message_tokens(p, counter) for p in group)
+    return PinnedUnit(tuple(group), messages, tokens, age, protected)
+
+
+def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
+    for i, unit in enumerate(plan.units):
+        if unit.reduced or not which(unit):
+            continue
+        messages = []
+        changed = False
+        for page, message in zip(unit.pages, unit.messages, strict=True):
+            if page.role == "tool" and page.tokens[0] > REDUCE_ABOVE_TOKENS:
+                note = f'\n[reduced by vm-proxy: page_fault("{page.page_id}", 0) for all of it]'
+                message = {**message, "content": page.rendering(1) + note}
+                changed = True
+            messages.append(message)
+        if not changed:
+            continue
+        names = {
+            p.tool_call_ids[0]: str(p.extra.get("function") or "")
+            for p in unit.pages
+            if p.role == "tool" and p.tool_call_ids
+        }
+        tokens = sum(counter.message(m, names) for m in messages)
+        plan.tokens += tokens - unit.tokens
+        plan.units[i] = replace(unit, messages=tuple(messages), tokens=tokens, reduced=True)
+        plan.notes.append(f"reduced tool output in {unit.pages[0].page_id}")
+
+
+def _drop(plan: PinnedPlan, which: Any, note: str) -> None:
+    gone = [u for u in plan.units if which(u) and not u.protected]
+    if not gone:
+        return
+    gone_ids = {id(u) for u in gone}
+    plan.units[:] = [u for u in plan.units if id(u) not in gone_ids]
+    plan.tokens -= sum(u.tokens for u in gone)
+    plan.dropped.extend(p for u in gone for p in u.pages)
+    plan.notes.append(note)

@@ -1,0 +1,116 @@
+"""Prefetch: which pages to consider for the working set before the upstream call.
+
+Two steps, so the core stays free of I/O:
+1. `plan_prefetch` says what to load, all bounded: the pinned tail's range, a few recent
+   turns before it, the summary frontier (segment summaries covering all older history), the
+   newest claims, the page table's hot set, and the search query for the latest user message;
+2. the loop loads those pages and runs the BM25 search (store or in-process index), then
+   `gather_candidates` merges everything into one deduplicated `ScoredPage` list with
+   relevance normalised to 0..1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from proxy.vm.bm25 import query_terms
+from proxy.vm.ingest import Counters
+from proxy.vm.page_table import PageTable
+from proxy.vm.pages import Page, make_page_id
+from proxy.vm.segments import summary_frontier
+from proxy.vm.working_set import ScoredPage
+
+QUERY_TERMS = 24
+RECENT_MESSAGES = 12
+CLAIMS = 8
+HOT = 8
+SEARCH_HITS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchPlan:
+    pinned_from: int  # message positions pinned_from.. are the pinned tail
+    recent: tuple[int, int]  # message positions lo..hi-1 just before the tail
+    summary_ids: tuple[str, ...]
+    claim_ids: tuple[str, ...]
+    hot_ids: tuple[str, ...]
+    query: str
+    search_limit: int = SEARCH_HITS
+
+    def page_ids(self) -> list[str]:
+        """Every id to load besides the tail and the search hits (duplicates removed)."""
+        lo, hi = self.recent
+        ids = [make_page_id("msg", p) for p in range(lo, hi)]
+        ids += [*self.summary_ids, *self.claim_ids, *self.hot_ids]
+        return list(dict.fromkeys(ids))
+
+
+def search_query(text: str, max_terms: int = QUERY_TERMS) -> str:
+    """The latest user message as a bounded BM25 query (distinct terms, first ones kept)."""
+    return " ".join(query_terms(text)[:max_terms])
+
+
+def pinned_start(counters: Counters, pin_last_turns: int) -> int:
+    """Position where the pinned tail starts: the `max(pin_last_turns, 1)`-th last user
+    message, never inside the leading system messages (those go in the developer message)."""
+    positions = counters.user_positions
+    keep = max(pin_last_turns, 1)
+    if not positions:
+        start = counters.preamble
+    else:
+        start = positions[-keep] if len(positions) >= keep else positions[0]
+    return max(start, counters.preamble)
+
+
+def plan_prefetch(
+    counters: Counters,
+    table: PageTable,
+    *,
+    turn: int,
+    user_text: str,
+    pin_last_turns: int,
+    recent_messages: int = RECENT_MESSAGES,
+) -> PrefetchPlan:
+    start = pinned_start(counters, pin_last_turns)
+    lo = max(counters.preamble, start - recent_messages)
+    return PrefetchPlan(
+        pinned_from=start,
+        recent=(lo, start),
+        summary_ids=tuple(summary_frontier(counters)),
+        claim_ids=tuple(counters.recent_claims[-CLAIMS:]),
+        hot_ids=tuple(table.hot_ids(turn, HOT)),
+        query=search_query(user_text),
+    )
+
+
+def gather_candidates(
+    *,
+    hits: Sequence[tuple[Page, float]],
+    pages: Iterable[Page],
+    plan: PrefetchPlan,
+    exclude: Iterable[str] = (),
+) -> list[ScoredPage]:
+    """One candidate per page: search hits (relevance = score / best score), then the
+    loaded pages tagged by why they were loaded. Pages in `exclude` (pinned) are skipped."""
+    skip = set(exclude)
+    usable = [(p, s) for p, s in hits if p.page_id not in skip and not _in_tail(p, plan)]
+    best = max((score for _, score in usable), default=0.0) or 1.0
+    reasons = {pid: "summary" for pid in plan.summary_ids}
+    reasons |= {pid: "claim" for pid in plan.claim_ids}
+    reasons |= {pid: "hot" for pid in plan.hot_ids}
+    found: dict[str, ScoredPage] = {}
+    for page, score in usable:
+        if page.page_id not in found:
+            found[page.page_id] = ScoredPage(page, max(score, 0.0) / best, "search")
+    for page in pages:
+        pid = page.page_id
+        if pid in skip or pid in found or _in_tail(page, plan):
+            continue
+        found[pid] = ScoredPage(page, 0.0, reasons.get(pid, "recent"))
+    return list(found.values())
+
+
+def _in_tail(page: Page, plan: PrefetchPlan) -> bool:
+    """Message pages of the pinned tail go upstream verbatim: never candidates."""
+    return page.page_id.startswith("msg_") and page.anchor >= plan.pinned_from
