@@ -20,8 +20,8 @@ class _Section(BaseModel):
 
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(8787, ge=0, le=65535)
-    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    port: int = Field(default=8787, ge=0, le=65535)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_content: bool = False
 
@@ -29,9 +29,9 @@ class ServerSettings(_Section):
 class UpstreamSettings(_Section):
     base_url: str = "https://api.openai.com/v1"
     api_key: str = ""
-    timeout_s: float = Field(600.0, gt=0)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    max_connections: int = Field(1000, gt=0)
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -43,7 +43,7 @@ class UpstreamSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite:///./data/vm-proxy.db"
-    retention_days: float = Field(0, ge=0)
+    retention_days: float = Field(default=0, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -61,20 +61,20 @@ class TenantSettings(_Section):
 
 class VMSettings(_Section):
     mode: Literal["strict", "relaxed", "passive", "off"] = "strict"
-    context_budget: int = Field(8000, ge=512)
-    activate_above: int = Field(6000, ge=0)
-    reply_reserve_tokens: int = Field(1024, ge=0)
-    max_faults_per_turn: int = Field(4, ge=0)
-    max_fault_tokens_per_turn: int = Field(4000, ge=0)
-    max_loop_iterations: int = Field(8, ge=1)
-    pin_last_turns: int = Field(2, ge=0)
-    segment_turns: int = Field(8, ge=2)
-    manifest_max_entries: int = Field(24, ge=1)
-    prefetch_pages: int = Field(4, ge=0)
+    context_budget: int = Field(default=8000, ge=512)
+    activate_above: int = Field(default=6000, ge=0)
+    reply_reserve_tokens: int = Field(default=1024, ge=0)
+    max_faults_per_turn: int = Field(default=4, ge=0)
+    max_fault_tokens_per_turn: int = Field(default=4000, ge=0)
+    max_loop_iterations: int = Field(default=8, ge=1)
+    pin_last_turns: int = Field(default=2, ge=0)
+    segment_turns: int = Field(default=8, ge=2)
+    manifest_max_entries: int = Field(default=24, ge=1)
+    prefetch_pages: int = Field(default=4, ge=0)
     developer_role: Literal["developer", "system"] = "developer"
     show_citations: bool = False
     fail_open: bool = True
-    keepalive_s: float = Field(5.0, gt=0)
+    keepalive_s: float = Field(default=5.0, gt=0)
 
 
 class Settings(_Section):
@@ -100,7 +100,8 @@ def load_settings(
         _merge(merged, _read_toml(Path(config_file)))
     _merge(merged, _from_environ(os.environ if environ is None else environ))
     if overrides:
-        _merge(merged, {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in overrides.items()})
+        given = {k: {n: x for n, x in v.items() if x is not None} for k, v in overrides.items()}
+        _merge(merged, given)
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:

@@ -1,0 +1,87 @@
+"""The fault loop for `stream: false`: call, resolve VM calls, call again, answer once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.assemble import AssembledMessage, assemble_response, to_chat_completion
+from proxy.citations import strip_citations
+from proxy.errors import UpstreamError
+from proxy.loop.turn import Turn
+from proxy.upstream import error_from_status
+from proxy.usage import Usage, add_usage
+
+
+async def run_complete(turn: Turn) -> dict[str, Any]:
+    """Run the loop and return the client's chat.completion body."""
+    body = turn.first_body()
+    usage: Usage | None = None
+    first: AssembledMessage | None = None
+    for iteration in range(turn.max_iterations):
+        if iteration == turn.max_iterations - 1:
+            turn.withdraw("the loop reached its iteration limit")
+            body = turn.without_vm_tools(body)
+        message = await _call(turn, body, iteration)
+        first = first or message
+        usage = add_usage(usage, message.usage)
+        vm_calls, client_calls = turn.split_calls(message.tool_calls)
+        if vm_calls:
+            results = await turn.resolve(vm_calls)
+            if not client_calls:
+                body = turn.next_body(body, message, vm_calls, results)
+                continue
+        return await _answer(turn, message, client_calls, usage, first)
+    raise UpstreamError(
+        "The model kept calling memory tools after they were withdrawn.",
+        code="vm_loop_exhausted",
+    )
+
+
+async def _call(turn: Turn, body: dict[str, Any], iteration: int) -> AssembledMessage:
+    turn.record_upstream_prompt(body)
+    response = await turn.upstream.post_json("/chat/completions", body, turn.headers)
+    if response.status_code >= 400:
+        raise error_from_status(response.status_code, response.content)
+    try:
+        parsed = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            "The upstream answered with a body that is not JSON.", code="invalid_response"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise UpstreamError("The upstream answer is not a JSON object.", code="invalid_response")
+    message = assemble_response(parsed, id_salt=f"{turn.salt}/{iteration}")
+    if message.error is not None:
+        error = message.error
+        raise UpstreamError(
+            str(error.get("message") or "upstream error"),
+            code=None if error.get("code") is None else str(error.get("code")),
+            error_type=str(error.get("type") or "upstream_error"),
+        )
+    return message
+
+
+async def _answer(
+    turn: Turn,
+    message: AssembledMessage,
+    client_calls: list[dict[str, Any]],
+    usage: Usage | None,
+    first: AssembledMessage,
+) -> dict[str, Any]:
+    content = message.content
+    if content and turn.strip_citations:
+        content, cited = strip_citations(content)
+        turn.note_citations(cited)
+    body = to_chat_completion(
+        message,
+        content=content,
+        tool_calls=client_calls,
+        usage=usage,
+        id=first.id,
+        created=first.created,
+        model=first.model,
+    )
+    await turn.finish(content, client_calls)
+    return body

@@ -1,0 +1,127 @@
+"""Turning new messages into stored pages: the VM core's ingest plus what needs the store
+(segment summaries over pages stored earlier, the state a fork starts from).
+
+Conversation state (`Conversation.state`, and a snapshot in each message page's
+`extra["after"]` so that a fork at any position knows where it starts):
+    hash      chain hash of the last message
+    tokens    what the history up to here costs when resent verbatim (sum of msg_tokens)
+    counters  proxy.vm.ingest.Counters
+    table     proxy.vm.page_table.PageTable (conversation state only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from proxy.loop.session import NewPages
+from proxy.store.base import Mutation, PageStore, Path
+from proxy.tokens import TokenCounter
+from proxy.vm.ingest import Counters, ingest_messages
+from proxy.vm.pages import Page
+from proxy.vm.segments import SegmentJob, build_summary, record_summary
+
+# Left out of per-page snapshots: only deduplication uses them, and they are the bulk.
+_NOT_SNAPSHOTTED = ("claim_keys", "recent_claims")
+
+
+class Ingester:
+    """The `Ingest` and `StateAt` callables of proxy.loop.session.Conversations."""
+
+    def __init__(
+        self,
+        counter_for: Callable[[], TokenCounter],
+        segment_turns: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._counter_for = counter_for
+        self._segment_turns = segment_turns
+        self._clock = clock
+
+    async def state_at(
+        self, store: PageStore, tenant: str, path: Path, position: int
+    ) -> dict[str, Any]:
+        if position < 0:
+            return {"hash": "", "tokens": 0, "counters": Counters().to_dict()}
+        conv = await store.get_conversation(tenant, path.leaf)
+        if conv is not None and conv.length == position + 1 and conv.state:
+            return dict(conv.state)
+        page_id = f"msg_{position}"
+        found = await store.get_pages(path, [page_id])
+        page = found.get(page_id)
+        if page is None or "after" not in page.extra:
+            raise LookupError(f"no stored state after position {position} of {path.leaf}")
+        return dict(page.extra["after"])
+
+    async def ingest(
+        self,
+        store: PageStore,
+        tenant: str,
+        path: Path,
+        first: int,
+        messages: Sequence[dict[str, Any]],
+        hashes: Sequence[str],
+        before: dict[str, Any],
+    ) -> NewPages:
+        counter = self._counter_for()
+        counters = Counters.from_dict(before.get("counters"))
+        tokens = int(before.get("tokens", 0))
+        pages: list[Page] = []
+        derived: list[Page] = []
+        jobs: list[SegmentJob] = []
+        mutations: list[Mutation] = []
+        # One message at a time, so each message page records the state right after it.
+        for offset, message in enumerate(messages):
+            result = ingest_messages(
+                [message],
+                first_position=first + offset,
+                counters=counters,
+                counter=counter,
+                segment_turns=self._segment_turns,
+                chain_hashes=hashes[offset : offset + 1],
+                clock=self._clock,
+            )
+            page, *others = result.pages
+            tokens += int(page.extra.get("msg_tokens", 0))
+            snapshot = {
+                k: v for k, v in counters.to_dict().items() if k not in _NOT_SNAPSHOTTED
+            }
+            after = {"hash": hashes[offset], "tokens": tokens, "counters": snapshot}
+            pages.append(dataclasses.replace(page, extra={**page.extra, "after": after}))
+            derived.extend(others)
+            jobs.extend(result.segment_jobs)
+            mutations.extend(result.mutations)
+        pages.extend(derived)
+        pages.extend(await self._summaries(store, path, jobs, pages, counters, counter))
+        state = {
+            **{k: v for k, v in before.items() if k == "table"},
+            "hash": hashes[-1] if hashes else before.get("hash", ""),
+            "tokens": tokens,
+            "counters": counters.to_dict(),
+        }
+        return NewPages(pages=pages, state=state, mutations=mutations)
+
+    async def _summaries(
+        self,
+        store: PageStore,
+        path: Path,
+        jobs: list[SegmentJob],
+        fresh: list[Page],
+        counters: Counters,
+        counter: TokenCounter,
+    ) -> list[Page]:
+        made: list[Page] = []
+        queue = list(jobs)
+        while queue:
+            job = queue.pop(0)
+            wanted = job.page_ids()
+            have = {p.page_id: p for p in (*fresh, *made) if p.page_id in wanted}
+            missing = [page_id for page_id in wanted if page_id not in have]
+            if missing:
+                have.update(await store.get_pages(path, missing))
+            page = build_summary(job, list(have.values()), counter=counter, clock=self._clock)
+            made.append(page)
+            queue.extend(record_summary(counters, page))
+        return made

@@ -1,0 +1,196 @@
+"""Before the upstream call: store the request's new messages, decide whether memory is
+needed, and if so gather the candidates and pack the upstream body."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from proxy.loop.faults import FaultResolver
+from proxy.loop.ingest import Ingester
+from proxy.loop.session import Conversations, Placement
+from proxy.loop.turn import Turn
+from proxy.store.base import PageStore
+from proxy.tokens import TokenCounter, counter_for_model
+from proxy.vm.faults import FaultState
+from proxy.vm.ingest import Counters
+from proxy.vm.packer import pack_request
+from proxy.vm.page_table import PageTable
+from proxy.vm.pages import Page
+from proxy.vm.prefetch import gather_candidates, plan_prefetch
+
+# Room kept free in the first upstream prompt for what the loop adds: search results, the
+# assistant's tool calls and the tool-message framing (faulted pages have their own budget).
+LOOP_RESERVE_TOKENS = 400
+
+
+@dataclass
+class Prepared:
+    conversations: Conversations
+    tenant: str
+    session: str | None
+    placement: Placement
+    prompt_tokens_full: int
+    turn: Turn | None
+
+    def headers(self) -> dict[str, str]:
+        """Headers of a request forwarded unchanged (below the threshold)."""
+        return {
+            "x-vm-session": self.session or self.placement.leaf.conv_id,
+            "x-vm-faults": "0",
+            "x-vm-prompt-tokens": str(self.prompt_tokens_full),
+            "x-vm-prompt-tokens-full": str(self.prompt_tokens_full),
+        }
+
+
+async def prepare(
+    state: Any,
+    request: Request,
+    body: dict[str, Any],
+    *,
+    tenant: str,
+    session: str | None,
+    mode: str,
+) -> Prepared:
+    settings = state.settings
+    store: PageStore = state.store
+    counter = counter_for_model(body.get("model"))
+    ingester = Ingester(lambda: counter, settings.vm.segment_turns)
+    conversations = Conversations(store, ingester.ingest, ingester.state_at)
+    placement = await conversations.place(tenant, body["messages"], session)
+    end = placement.offset + placement.length
+    conv_state = await ingester.state_at(store, tenant, placement.path, end - 1)
+    tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
+    full = (
+        int(conv_state.get("tokens", 0))
+        + counter.format.reply_primer
+        + counter.tools(tools, has_system=True)
+    )
+    prepared = Prepared(conversations, tenant, session, placement, full, None)
+    if full <= settings.vm.activate_above:
+        return prepared
+    prepared.turn = await _pack_turn(
+        state, request, body, counter, conversations, placement, conv_state, full, session, mode
+    )
+    return prepared
+
+
+async def _pack_turn(
+    state: Any,
+    request: Request,
+    body: dict[str, Any],
+    counter: TokenCounter,
+    conversations: Conversations,
+    placement: Placement,
+    conv_state: Mapping[str, Any],
+    full: int,
+    session: str | None,
+    mode: str,
+) -> Turn:
+    settings = state.settings.vm
+    store: PageStore = state.store
+    path = placement.path
+    end = placement.offset + placement.length
+    counters = Counters.from_dict(conv_state.get("counters"))
+    leaf_state = placement.leaf.state if placement.leaf.length == end else {}
+    table = PageTable.from_dict(leaf_state.get("table"))
+    turn_number = counters.turns
+    plan = plan_prefetch(
+        counters,
+        table,
+        turn=turn_number,
+        user_text=_last_user_text(body["messages"]),
+        pin_last_turns=settings.pin_last_turns,
+    )
+    system = await store.pages_in_range(path, 0, counters.first_turn_position)
+    tail = await store.pages_in_range(path, plan.pinned_from, end)
+    hits = await store.search(path, plan.query, limit=plan.search_limit) if plan.query else []
+    loaded = await store.get_pages(path, plan.page_ids())
+    system_ids = [p.page_id for p in system]
+    candidates = gather_candidates(
+        hits=[(hit.page, hit.score) for hit in hits],
+        pages=loaded.values(),
+        plan=plan,
+        exclude=system_ids,
+    )
+    mode_for_pack = "passive" if mode == "passive" else mode
+    reserve = 0 if mode_for_pack == "passive" else (
+        settings.max_fault_tokens_per_turn + LOOP_RESERVE_TOKENS
+    )
+    pack_settings = settings.model_copy(
+        update={"context_budget": max(settings.context_budget - reserve, 512)}
+    )
+    packed = pack_request(
+        body,
+        system_messages=[_message(p) for p in system],
+        tail=[p for p in tail if p.is_message],
+        candidates=candidates,
+        table=table,
+        settings=pack_settings,
+        mode=mode_for_pack,
+        counter=counter,
+        turn=turn_number,
+        total_pages=end,
+    )
+    upstream_body = packed.body
+    client_options = body.get("stream_options")
+    wants_usage = (
+        isinstance(client_options, Mapping) and client_options.get("include_usage") is True
+    )
+    if body.get("stream") is True:
+        options = dict(client_options) if isinstance(client_options, Mapping) else {}
+        upstream_body = {**upstream_body, "stream_options": {**options, "include_usage": True}}
+    names = {} if mode_for_pack == "passive" else {v: k for k, v in packed.tool_names.items()}
+    fault_state = FaultState(
+        max_faults=settings.max_faults_per_turn,
+        max_tokens=settings.max_fault_tokens_per_turn,
+        turn=turn_number,
+        in_view=packed.in_view(),
+    )
+    listed = packed.manifest.get("available", ())
+    known = [str(e.get("id")) for e in listed if isinstance(e, dict)]
+    resolver = FaultResolver(store, path, fault_state, mode=mode, known_ids=known)
+    turn = Turn(
+        upstream=state.upstream,
+        headers=list(request.headers.items()),
+        settings=settings,
+        store=store,
+        conversations=conversations,
+        placement=placement,
+        tenant=placement.path.tenant,
+        session=session,
+        mode=mode,
+        body=upstream_body,
+        vm_tool_names=names,
+        resolver=resolver,
+        counter=counter,
+        table=table,
+        turn_number=turn_number,
+        prompt_tokens_full=full,
+        client_wants_usage=wants_usage,
+        created=int(time.time()),
+        mutations=list(packed.mutations),
+    )
+    turn.prime_prompt_tokens(packed.prompt_tokens)
+    return turn
+
+
+def _message(page: Page) -> dict[str, Any]:
+    return dict(page.message or {"role": page.role, "content": page.text})
+
+
+def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(
+                    str(p.get("text") or "") for p in content if isinstance(p, Mapping)
+                )
+    return ""

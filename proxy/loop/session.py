@@ -1,0 +1,310 @@
+"""Find where a request's messages sit in the stored conversation tree, and store the new ones.
+
+Two ways in (DESIGN.md section 2):
+- full resend (no `X-VM-Session`, or one whose stored conversation the request starts
+  with): the chain hashes of the request's messages are looked up; the longest known prefix
+  is what the store has, the rest is new. Chain hashes commit to their whole prefix, so
+  "h_k is known" implies "h_0..h_k are known", and the longest known prefix is found with a
+  few lookups (the newest hashes first, then a binary search).
+- append (`X-VM-Session` naming a stored conversation, the request holding only the new
+  messages): the new messages are chained onto the conversation's last message.
+
+New messages land on the conversation that owns the last known message when they extend
+its tip, or on a fork of it when they diverge (an edit or a regenerate). Fork ids are
+derived from what they fork and their first message, so two identical requests racing
+each other converge on one fork instead of making two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.store.base import (
+    Conversation,
+    Mutation,
+    PageStore,
+    Path,
+    PathSpan,
+    VersionConflict,
+)
+from proxy.vm.identity import chain_hashes
+from proxy.vm.pages import Page
+
+# How many of the newest hashes are looked up at once before falling back to a binary
+# search: a turn usually brings one or two new messages.
+_TAIL_PROBE = 4
+_MAX_RETRIES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class NewPages:
+    """What ingest made of new messages: their pages and the conversation state after them."""
+
+    pages: list[Page]
+    state: dict[str, Any]
+    mutations: list[Mutation] = field(default_factory=list)
+
+
+# (store, tenant, path so far, position of the first new message, the messages, their chain
+# hashes, the conversation state before them) -> pages and state after them.
+Ingest = Callable[
+    [PageStore, str, Path, int, Sequence[dict[str, Any]], Sequence[str], dict[str, Any]],
+    Awaitable[NewPages],
+]
+
+# (store, tenant, conversation, position) -> the state after the message at that position.
+StateAt = Callable[[PageStore, str, Path, int], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one request's messages are, once stored.
+
+    `offset` is the position of the request's first message in the conversation (0 for a
+    full resend); `path` is the leaf conversation's history cut at the request's end, so
+    pages stored later on the same conversation (an answer being regenerated) are not seen.
+    """
+
+    leaf: Conversation
+    path: Path
+    offset: int
+    length: int
+    hashes: list[str]
+    new_count: int
+    appended: bool
+
+
+class Conversations:
+    def __init__(self, store: PageStore, ingest: Ingest, state_at: StateAt) -> None:
+        self._store = store
+        self._ingest = ingest
+        self._state_at = state_at
+
+    async def place(
+        self, tenant: str, messages: Sequence[dict[str, Any]], session: str | None
+    ) -> Placement:
+        """Align the request with the store, store what is new, bind the session name."""
+        stored: Conversation | None = None
+        if session is not None:
+            conv_id = await self._store.resolve_session(tenant, session)
+            if conv_id is not None:
+                stored = await self._store.get_conversation(tenant, conv_id)
+        hashes = chain_hashes(tenant, messages)
+        if stored is not None and stored.length > 0:
+            if not await self._starts_with_stored(tenant, stored, messages, hashes):
+                placement = await self._append(tenant, stored, messages)
+                await self._bind(tenant, session, placement.leaf.conv_id)
+                return placement
+        placement = await self._resend(tenant, messages, hashes)
+        await self._bind(tenant, session, placement.leaf.conv_id)
+        return placement
+
+    async def extend(
+        self, tenant: str, placement: Placement, messages: Sequence[dict[str, Any]]
+    ) -> Placement:
+        """Store messages that follow a placed request (the proxy's own answer)."""
+        prev = placement.hashes[-1] if placement.hashes else None
+        hashes = chain_hashes(tenant, messages, prev=prev)
+        anchor = placement.offset + placement.length - 1
+        leaf, new_count = await self._store_after(
+            tenant, placement.leaf.conv_id, anchor, messages, hashes
+        )
+        length = placement.length + len(messages)
+        return Placement(
+            leaf=leaf,
+            path=await self._cut_path(tenant, leaf.conv_id, placement.offset + length),
+            offset=placement.offset,
+            length=length,
+            hashes=[*placement.hashes, *hashes],
+            new_count=new_count,
+            appended=placement.appended,
+        )
+
+    async def _starts_with_stored(
+        self,
+        tenant: str,
+        stored: Conversation,
+        messages: Sequence[dict[str, Any]],
+        hashes: Sequence[str],
+    ) -> bool:
+        """Is this a full resend of the named conversation? Only when the request's first
+        non-system message is the conversation's own: a client in append mode may resend
+        its system prompt with every turn, and that alone proves nothing."""
+        first_other = next(
+            (i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")),
+            None,
+        )
+        if first_other is None:
+            return False
+        found = await self._store.lookup_hashes(tenant, [hashes[first_other]])
+        hit = found.get(hashes[first_other])
+        if hit is None:
+            return False
+        path = await self._store.path(tenant, stored.conv_id)
+        return path.owner_of(hit[1]) == hit[0]
+
+    async def _resend(
+        self, tenant: str, messages: Sequence[dict[str, Any]], hashes: list[str]
+    ) -> Placement:
+        known, owner = await self._longest_known_prefix(tenant, hashes)
+        if known == 0:
+            conv_id = "c" + hashes[0][:24]
+            await self._store.create_conversation(tenant, conv_id)
+            owner = conv_id
+        assert owner is not None
+        leaf, new_count = await self._store_after(
+            tenant, owner, known - 1, messages[known:], hashes[known:]
+        )
+        return Placement(
+            leaf=leaf,
+            path=await self._cut_path(tenant, leaf.conv_id, len(messages)),
+            offset=0,
+            length=len(messages),
+            hashes=hashes,
+            new_count=new_count,
+            appended=False,
+        )
+
+    async def _append(
+        self, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
+    ) -> Placement:
+        path = await self._store.path(tenant, stored.conv_id)
+        state = await self._state_at(self._store, tenant, path, stored.length - 1)
+        prev = str(state["hash"])
+        new = list(messages)
+        # A resent system prompt identical to the stored one is not a new message.
+        root_hashes = chain_hashes(tenant, new[:1]) if new else []
+        if new and new[0].get("role") in ("system", "developer"):
+            found = await self._store.lookup_hashes(tenant, root_hashes)
+            hit = found.get(root_hashes[0])
+            if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
+                new = new[1:]
+        hashes = chain_hashes(tenant, new, prev=prev)
+        leaf, new_count = await self._store_after(
+            tenant, stored.conv_id, stored.length - 1, new, hashes
+        )
+        length = stored.length + len(new)
+        return Placement(
+            leaf=leaf,
+            path=await self._cut_path(tenant, leaf.conv_id, length),
+            offset=stored.length,
+            length=len(new),
+            hashes=hashes,
+            new_count=new_count,
+            appended=True,
+        )
+
+    async def _longest_known_prefix(
+        self, tenant: str, hashes: Sequence[str]
+    ) -> tuple[int, str | None]:
+        """(number of leading messages already stored, conversation owning the last one)."""
+        n = len(hashes)
+        if n == 0:
+            return 0, None
+        tail = list(range(n - 1, max(-1, n - 1 - _TAIL_PROBE), -1))
+        found = await self._store.lookup_hashes(tenant, [hashes[i] for i in tail])
+        for i in tail:
+            hit = found.get(hashes[i])
+            if hit is not None:
+                return i + 1, hit[0]
+        # None of the newest are known: binary search for the last known index.
+        lo, hi, owner = 0, n - len(tail), None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            hit = (await self._store.lookup_hashes(tenant, [hashes[mid]])).get(hashes[mid])
+            if hit is not None:
+                lo, owner = mid + 1, hit[0]
+            else:
+                hi = mid
+        if lo == 0:
+            return 0, None
+        if owner is None:
+            hit = (await self._store.lookup_hashes(tenant, [hashes[lo - 1]]))[hashes[lo - 1]]
+            owner = hit[0]
+        return lo, owner
+
+    async def _store_after(
+        self,
+        tenant: str,
+        owner: str,
+        anchor: int,
+        messages: Sequence[dict[str, Any]],
+        hashes: Sequence[str],
+    ) -> tuple[Conversation, int]:
+        """Store `messages` right after position `anchor` of `owner`'s path.
+
+        Returns the conversation they now end on and how many were new. Runs under the
+        conversation lock, rechecking what is known there, because another request of the
+        same conversation may have stored some of them meanwhile.
+        """
+        for _ in range(_MAX_RETRIES):
+            async with self._store.lock(tenant, owner):
+                if messages:
+                    found = await self._store.lookup_hashes(tenant, list(hashes))
+                    done = 0
+                    while done < len(hashes) and hashes[done] in found:
+                        done += 1
+                    if done:
+                        owner, anchor = found[hashes[done - 1]]
+                        messages, hashes = messages[done:], hashes[done:]
+                        if not messages:
+                            conv = await self._require(tenant, owner)
+                            return conv, 0
+                        continue
+                conv = await self._require(tenant, owner)
+                if not messages:
+                    return conv, 0
+                target = conv
+                if conv.length != anchor + 1:
+                    target = await self._fork(tenant, conv, anchor, hashes[0])
+                path = await self._store.path(tenant, target.conv_id)
+                before = await self._state_at(self._store, tenant, path, anchor)
+                made = await self._ingest(
+                    self._store, tenant, path, anchor + 1, messages, hashes, before
+                )
+                try:
+                    leaf = await self._store.append(
+                        tenant,
+                        target.conv_id,
+                        made.pages,
+                        expected_version=target.version,
+                        new_length=anchor + 1 + len(messages),
+                        state=made.state,
+                        mutations=made.mutations,
+                    )
+                except VersionConflict:
+                    continue
+                return leaf, len(messages)
+        raise VersionConflict(f"conversation {owner} kept changing while storing a turn")
+
+    async def _fork(
+        self, tenant: str, parent: Conversation, anchor: int, first: str
+    ) -> Conversation:
+        digest = hashlib.blake2b(
+            f"{parent.conv_id}/{anchor + 1}/{first}".encode(), digest_size=12
+        ).hexdigest()
+        return await self._store.create_conversation(
+            tenant, "c" + digest, parent_id=parent.conv_id, fork_at=anchor + 1
+        )
+
+    async def _require(self, tenant: str, conv_id: str) -> Conversation:
+        conv = await self._store.get_conversation(tenant, conv_id)
+        if conv is None:
+            raise LookupError(f"conversation {conv_id} vanished while storing a turn")
+        return conv
+
+    async def _cut_path(self, tenant: str, conv_id: str, end: int) -> Path:
+        path = await self._store.path(tenant, conv_id)
+        spans = tuple(
+            PathSpan(span.conv_id, span.lo, end if span.hi is None or span.hi > end else span.hi)
+            for span in path.spans
+            if span.lo < end
+        )
+        return Path(tenant=path.tenant, spans=spans)
+
+    async def _bind(self, tenant: str, session: str | None, conv_id: str) -> None:
+        if session is not None:
+            await self._store.bind_session(tenant, session, conv_id)

@@ -1,0 +1,215 @@
+"""The fault loop for `stream: true`: several upstream streams, one client stream.
+
+Text reaches the client as the upstream sends it. An iteration that turns out to be VM
+tool calls is consumed silently, resolved, and the next iteration continues the same
+client stream: one id, one role chunk, one finish_reason, one usage chunk (when asked for),
+one `[DONE]`. SSE comments keep the connection alive while faults resolve. When the
+client goes away the response is cancelled, which closes the upstream stream in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import httpx
+
+from proxy.citations import CitationStripper
+from proxy.errors import ProxyError, UpstreamError
+from proxy.loop.turn import Turn
+from proxy.sse import DONE, SSEDecoder, encode_comment, encode_data, encode_error
+from proxy.stream_split import StreamSplitter
+from proxy.upstream import error_for_transport_failure, error_from_status
+from proxy.usage import Usage, add_usage
+
+T = TypeVar("T")
+KEEPALIVE = encode_comment("keep-alive")
+
+
+class OpenedStream:
+    """The first upstream stream, opened before the client's response starts so that an
+    upstream refusal (401, 404, 429 ...) reaches the client as that status."""
+
+    def __init__(self, stack: AsyncExitStack, response: httpx.Response) -> None:
+        self.stack = stack
+        self.response = response
+
+
+async def open_first(turn: Turn, body: dict[str, Any]) -> OpenedStream:
+    stack = AsyncExitStack()
+    try:
+        response = await _open(turn, stack, body)
+    except BaseException:
+        await stack.aclose()
+        raise
+    return OpenedStream(stack, response)
+
+
+async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> httpx.Response:
+    turn.record_upstream_prompt(body)
+    response = await stack.enter_async_context(
+        turn.upstream.stream("/chat/completions", body, turn.headers)
+    )
+    if response.status_code >= 400:
+        raise error_from_status(response.status_code, await response.aread())
+    return response
+
+
+async def stream_events(
+    turn: Turn, body: dict[str, Any], opened: OpenedStream
+) -> AsyncIterator[bytes]:
+    """The client's SSE body. `opened` is the first iteration's upstream stream."""
+    stack, response = opened.stack, opened.response
+    citations = CitationStripper() if turn.strip_citations else None
+    usage: Usage | None = None
+    role_sent = False
+    next_client_index = 0
+    model: str | None = None
+    try:
+        for iteration in range(turn.max_iterations):
+            splitter = StreamSplitter(
+                turn.vm_tool_names,
+                client_stream_id=turn.stream_id,
+                created=turn.created,
+                model=model,
+                include_usage=turn.client_wants_usage,
+                first_iteration=not role_sent,
+                next_client_tool_index=next_client_index,
+                citations=citations,
+                id_salt=f"{turn.salt}/{iteration}",
+            )
+            async for piece in _relay(turn, response, splitter):
+                yield piece
+            for chunk in splitter.end():
+                yield encode_data(chunk)
+            await stack.aclose()
+            outcome = splitter.outcome()
+            role_sent = splitter.role_sent
+            next_client_index = splitter.next_client_tool_index
+            model = splitter.model or model
+            usage = add_usage(usage, outcome.usage)
+            if outcome.error is not None:
+                yield encode_error(**_error_fields(outcome.error))
+                return
+            if outcome.vm_calls:
+                results: list[list[dict[str, Any]]] = []
+                async for piece in _keepalive(turn, turn.resolve(outcome.vm_calls), results):
+                    yield piece
+                last = iteration + 1 >= turn.max_iterations - 1
+                if not outcome.client_calls and iteration + 1 < turn.max_iterations:
+                    body = turn.next_body(body, outcome.message, outcome.vm_calls, results[0])
+                    if last:
+                        turn.withdraw("the loop reached its iteration limit")
+                        body = turn.without_vm_tools(body)
+                    stack = AsyncExitStack()
+                    opened_next: list[httpx.Response] = []
+                    async for piece in _keepalive(turn, _open(turn, stack, body), opened_next):
+                        yield piece
+                    response = opened_next[0]
+                    continue
+            finish = "tool_calls" if outcome.client_calls else (outcome.finish_reason or "stop")
+            if finish == "tool_calls" and not outcome.client_calls:
+                finish = "stop"
+            yield encode_data(splitter.finish_chunk(finish))
+            if turn.client_wants_usage:
+                yield encode_data(splitter.usage_chunk(usage))
+            text = outcome.forwarded_content if citations is not None else outcome.content
+            await turn.finish(_whole_text(turn, text), outcome.client_calls)
+            yield encode_comment(turn.summary_comment())
+            yield DONE
+            return
+    except ProxyError as exc:
+        yield encode_error(exc.message, error_type=exc.error_type, code=exc.code, param=exc.param)
+    finally:
+        await stack.aclose()
+
+
+def _whole_text(turn: Turn, last_text: str | None) -> str | None:
+    """Everything the client was shown over all iterations, as one assistant message."""
+    return turn.shown_text(last_text)
+
+
+async def _relay(
+    turn: Turn, response: httpx.Response, splitter: StreamSplitter
+) -> AsyncIterator[bytes]:
+    decoder = SSEDecoder()
+    chunks = response.aiter_bytes()
+    try:
+        while True:
+            try:
+                raw = await asyncio.wait_for(_next(chunks), turn.keepalive_s)
+            except TimeoutError:
+                # wait_for cancelled the read; httpx streams survive a cancelled read poorly,
+                # so the wait is only ever on a shielded task (see _next).
+                yield KEEPALIVE
+                continue
+            if raw is None:
+                break
+            for event in decoder.feed(raw):
+                if event.is_done:
+                    continue
+                for chunk in splitter.feed_event(event):
+                    turn.note_shown(chunk)
+                    yield encode_data(chunk)
+        for event in decoder.flush():
+            if not event.is_done:
+                for chunk in splitter.feed_event(event):
+                    turn.note_shown(chunk)
+                    yield encode_data(chunk)
+    except httpx.TransportError as exc:
+        raise error_for_transport_failure(exc, turn.upstream.base_url) from exc
+
+
+_pending: dict[int, asyncio.Task[bytes | None]] = {}
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next piece of an upstream body, surviving `wait_for` timeouts: the read runs in
+    a task kept per iterator, so a timeout leaves it running and the next call resumes it."""
+    key = id(chunks)
+    task = _pending.get(key)
+    if task is None:
+        task = asyncio.ensure_future(_anext_or_none(chunks))
+        _pending[key] = task
+    try:
+        result = await asyncio.shield(task)
+    except BaseException:
+        if task.done():
+            _pending.pop(key, None)
+        raise
+    _pending.pop(key, None)
+    return result
+
+
+async def _anext_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:
+    try:
+        return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+
+
+async def _keepalive(turn: Turn, work: Awaitable[T], into: list[T]) -> AsyncIterator[bytes]:
+    """Run `work`, yielding SSE comments every `keepalive_s` until it is done."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=turn.keepalive_s)
+            if done:
+                into.append(task.result())
+                return
+            yield KEEPALIVE
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _error_fields(error: dict[str, Any]) -> dict[str, Any]:
+    code = error.get("code")
+    return {
+        "message": str(error.get("message") or "upstream error"),
+        "error_type": str(error.get("type") or UpstreamError.error_type),
+        "code": None if code is None else str(code),
+        "param": error.get("param"),
+    }

@@ -1,0 +1,198 @@
+"""One VM-active request: its packed upstream body, its VM tools, its fault accounting, and
+what is stored when it ends. The loops (complete.py, stream.py) drive it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.assemble import AssembledMessage
+from proxy.config import VMSettings
+from proxy.logs import log
+from proxy.loop.faults import FaultResolver
+from proxy.loop.session import Conversations, Placement
+from proxy.store.base import Mutation, PageStore, VersionConflict
+from proxy.tokens import TokenCounter
+from proxy.upstream import Upstream
+from proxy.vm.page_table import PageTable
+
+_DROP_WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
+
+
+@dataclass
+class Turn:
+    upstream: Upstream
+    headers: list[tuple[str, str]]
+    settings: VMSettings
+    store: PageStore
+    conversations: Conversations
+    placement: Placement
+    tenant: str
+    session: str | None
+    mode: str
+    body: dict[str, Any]
+    vm_tool_names: dict[str, str]
+    resolver: FaultResolver
+    counter: TokenCounter
+    table: PageTable
+    turn_number: int
+    prompt_tokens_full: int
+    client_wants_usage: bool = False
+    created: int = 0
+    stream_id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
+    salt: str = field(default_factory=lambda: secrets.token_hex(4))
+    prompt_tokens_sent: int = 0
+    mutations: list[Mutation] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)
+    _last_prompt: int = 0
+
+    @property
+    def max_iterations(self) -> int:
+        return self.settings.max_loop_iterations
+
+    @property
+    def keepalive_s(self) -> float:
+        return self.settings.keepalive_s
+
+    @property
+    def strip_citations(self) -> bool:
+        return self.mode == "strict" and not self.settings.show_citations
+
+    @property
+    def faults(self) -> int:
+        return self.resolver.faults
+
+    def first_body(self) -> dict[str, Any]:
+        return self.body
+
+    def prime_prompt_tokens(self, tokens: int) -> None:
+        """The packer's count of the first body, so it is not tokenized again."""
+        self._last_prompt = tokens
+
+    def split_calls(
+        self, calls: Sequence[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        vm: list[dict[str, Any]] = []
+        client: list[dict[str, Any]] = []
+        for call in calls:
+            (vm if _name(call) in self.vm_tool_names else client).append(call)
+        return vm, client
+
+    async def resolve(self, calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Tool messages answering the model's VM calls, in order."""
+        return await self.resolver.resolve(calls, self.vm_tool_names)
+
+    def next_body(
+        self,
+        body: dict[str, Any],
+        message: AssembledMessage,
+        vm_calls: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        assistant = message.to_message()
+        assistant["tool_calls"] = vm_calls
+        following = {**body, "messages": [*body["messages"], assistant, *results]}
+        self._last_prompt += sum(
+            self.counter.message(m, {c["id"]: _name(c) for c in vm_calls})
+            for m in (assistant, *results)
+        )
+        if self.resolver.withdrawn:
+            following = self.without_vm_tools(following)
+        return following
+
+    def withdraw(self, reason: str) -> None:
+        self.resolver.withdraw(reason)
+
+    def without_vm_tools(self, body: dict[str, Any]) -> dict[str, Any]:
+        tools = [t for t in body.get("tools") or () if _tool_name(t) not in self.vm_tool_names]
+        out = {k: v for k, v in body.items() if k not in _DROP_WITH_TOOLS}
+        if tools:
+            out["tools"] = tools
+            for key in ("tool_choice", "parallel_tool_calls"):
+                if key in body:
+                    out[key] = body[key]
+        return out
+
+    def record_upstream_prompt(self, body: dict[str, Any]) -> None:
+        """Account the prompt of one upstream call (counted once, then incrementally)."""
+        if not self._last_prompt:
+            self._last_prompt = self.counter.request(body)
+        self.prompt_tokens_sent += self._last_prompt
+
+    def note_shown(self, chunk: Mapping[str, Any]) -> None:
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                self.shown.append(text)
+
+    def shown_text(self, last_text: str | None) -> str | None:
+        return "".join(self.shown) if self.shown else last_text
+
+    def note_citations(self, ids: Sequence[str]) -> None:
+        self.citations.extend(ids)
+
+    async def finish(self, content: str | None, client_calls: list[dict[str, Any]]) -> None:
+        """Store the answer as the client received it, and this turn's page-table state."""
+        answer: dict[str, Any] = {"role": "assistant", "content": content}
+        if client_calls:
+            answer["tool_calls"] = client_calls
+        try:
+            placed = await self.conversations.extend(self.tenant, self.placement, [answer])
+            await self._save_state(placed)
+        except Exception:  # the client has its answer; losing the copy is logged, not raised
+            log.exception("storing the answer of a VM turn failed")
+
+    async def _save_state(self, placed: Placement) -> None:
+        self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
+        for page_id, level in self.resolver.faulted_levels().items():
+            self.table.note_faulted(page_id, level, self.turn_number)
+        conv = placed.leaf
+        if conv.length != placed.offset + placed.length:
+            return  # the conversation moved on meanwhile; the stats of a stale turn can go
+        state = {**conv.state, "table": self.table.to_dict()}
+        try:
+            await self.store.update_state(
+                self.tenant,
+                conv.conv_id,
+                expected_version=conv.version,
+                state=state,
+                mutations=[*self.mutations, *self.resolver.mutations],
+            )
+        except VersionConflict:
+            log.info("page-table update skipped: the conversation changed meanwhile")
+
+    def summary_comment(self) -> str:
+        return (
+            f"vm faults={self.faults} prompt_tokens={self.prompt_tokens_sent}"
+            f" prompt_tokens_full={self.prompt_tokens_full}"
+        )
+
+    def response_headers(self, *, final: bool) -> dict[str, str]:
+        headers = {
+            "x-vm-session": self.session or self.placement.leaf.conv_id,
+            "x-vm-prompt-tokens-full": str(self.prompt_tokens_full),
+        }
+        if final:
+            headers["x-vm-faults"] = str(self.faults)
+            headers["x-vm-prompt-tokens"] = str(self.prompt_tokens_sent)
+        else:
+            # A stream's headers leave before its faults happen: the first prompt is what is
+            # known; the totals follow in an SSE comment before [DONE].
+            headers["x-vm-prompt-tokens"] = str(self.prompt_tokens_sent)
+        return headers
+
+
+def _name(call: Mapping[str, Any]) -> str:
+    function = call.get("function")
+    return str(function.get("name") or "") if isinstance(function, Mapping) else ""
+
+
+def _tool_name(tool: Any) -> str:
+    if isinstance(tool, Mapping):
+        function = tool.get("function")
+        if isinstance(function, Mapping):
+            return str(function.get("name") or "")
+    return ""
