@@ -139,25 +139,41 @@ class BM25Index(Generic[K]):
 
         `filter` (called at most once per candidate) drops keys before they are scored;
         IDF and average length stay those of the whole index.
+
+        Exact, but not every posting is read (MaxScore): terms are taken rarest first, and
+        once the terms left could not lift a key that has no score yet above the current
+        `limit`-th score even at their maximum (IDF x (k1 + 1)), they only add to keys
+        already scored. A word on every page then costs O(candidates), not O(pages).
         """
         if limit <= 0 or not self._docs:
             return []
         doc_count = len(self._docs)
         avg_len = self._total_len / doc_count
+        postings = [p for t in query_terms(query) if (p := self._postings.get(t))]
+        postings.sort(key=len)
+        idfs = [bm25_idf(doc_count, len(posting)) for posting in postings]
+        bound_left = [sum(idfs[i:]) * (K1 + 1.0) for i in range(len(idfs))]
+        docs = self._docs
         allowed: dict[K, bool] = {}
         scores: dict[K, float] = {}
-        for term in query_terms(query):
-            posting = self._postings.get(term)
-            if not posting:
+        closed = False
+        for posting, idf, bound in zip(postings, idfs, bound_left, strict=True):
+            if not closed and len(scores) >= limit:
+                closed = bound < heapq.nlargest(limit, scores.values())[-1]
+            if closed:
+                # Only keys already scored can still make the top `limit`.
+                keys = (k for k in scores if k in posting) if len(scores) < len(posting) else (
+                    k for k in posting if k in scores)
+                for key in list(keys):
+                    doc = docs[key]
+                    scores[key] += bm25_term(posting[key], doc.length, avg_len, idf)
                 continue
-            idf = bm25_idf(doc_count, len(posting))
             for key, tf in posting.items():
                 ok = allowed.get(key)
                 if ok is None:
                     ok = allowed[key] = filter is None or filter(key)
                 if ok:
-                    doc_len = self._docs[key].length
+                    doc_len = docs[key].length
                     scores[key] = scores.get(key, 0.0) + bm25_term(tf, doc_len, avg_len, idf)
-        docs = self._docs
         best = heapq.nsmallest(limit, scores.items(), key=lambda kv: (-kv[1], docs[kv[0]].seq))
         return [(key, score) for key, score in best]

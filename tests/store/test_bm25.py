@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -98,3 +99,45 @@ def test_ties_go_to_the_earlier_document() -> None:
     for n in (3, 1, 2):
         index.add(("c", n), "same words here")
     assert [key for key, _ in index.search("words")] == [("c", 3), ("c", 1), ("c", 2)]
+
+
+def _brute_force(
+    docs: dict[int, list[str]], query: str, limit: int, allow: set[int]
+) -> list[tuple[int, float]]:
+    """Every document scored with every query term: what the pruned search must equal."""
+    n = len(docs)
+    avg = sum(len(tokens) for tokens in docs.values()) / n
+    terms = query_terms(query)
+    df = {term: sum(1 for tokens in docs.values() if term in tokens) for term in terms}
+    scored = []
+    for key, tokens in docs.items():
+        score = 0.0
+        for term in terms:
+            tf = tokens.count(term)
+            if tf:
+                idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len(tokens) / avg))
+        if score > 0 and key in allow:
+            scored.append((key, score))
+    scored.sort(key=lambda kv: (-kv[1], kv[0]))
+    return scored[:limit]
+
+
+def test_pruned_search_equals_brute_force() -> None:
+    rng = random.Random(3)
+    # Zipf-like vocabulary of plain words (no digits: those would be split into parts).
+    vocabulary = ["z" + chr(97 + n // 26) + chr(97 + n % 26) for n in range(300)]
+    weights = [1 / (rank + 1) for rank in range(300)]
+    docs = {key: rng.choices(vocabulary, weights, k=rng.randint(3, 40)) for key in range(400)}
+    index: BM25Index[int] = BM25Index()
+    for key, tokens in docs.items():
+        index.add(key, " ".join(tokens))
+    allow = {key for key in docs if key % 3}
+    for _ in range(200):
+        query = " ".join(rng.choices(vocabulary, weights, k=rng.randint(1, 4)))
+        limit = rng.choice([1, 3, 5, 10])
+        for allowed in (set(docs), allow):
+            got = index.search(query, limit, filter=allowed.__contains__)
+            want = _brute_force(docs, query, limit, allowed)
+            assert [k for k, _ in got] == [k for k, _ in want], query
+            assert [s for _, s in got] == pytest.approx([s for _, s in want])
