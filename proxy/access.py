@@ -1,0 +1,211 @@
+"""Per-request bookkeeping: one access-log line, the request metrics, and the last-resort
+error answer (an OpenAI-shaped 500, never a traceback on the wire).
+
+Handlers reach this request's `RequestStats` with `request_stats(request)` to report the
+upstream latency and anything worth logging (the fault loop adds its own fields).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.disconnect import ClientDisconnected
+from proxy.errors import ProxyError
+from proxy.logs import log, log_request
+from proxy.metrics import Counter, Histogram, Metrics
+
+_STATE_KEY = "vm_request"
+# Health probes and scrapes would drown the access log; they are logged at debug.
+_QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
+CLIENT_CLOSED = 499  # nginx's code for "client closed request"; logs and metrics only
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    requests: Counter
+    seconds: Histogram
+    upstream_seconds: Histogram
+    bytes_in: Counter
+    bytes_out: Counter
+
+
+class AbortResponse(Exception):
+    """The response has started and cannot be finished; the connection is dropped."""
+
+
+@dataclass(slots=True)
+class RequestStats:
+    request_id: str
+    upstream_ms: float | None = None
+    upstream_request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def request_stats(request: HTTPConnection) -> RequestStats:
+    stats = request.scope.get("state", {}).get(_STATE_KEY)
+    if stats is None:  # a handler called outside the middleware (unit tests)
+        stats = RequestStats(request_id="-")
+        request.scope.setdefault("state", {})[_STATE_KEY] = stats
+    assert isinstance(stats, RequestStats)
+    return stats
+
+
+def route_of(path: str) -> str:
+    """A low-cardinality label for a path: `/v1/files/file-abc` → `/v1/files`."""
+    if path.startswith("/v1/"):
+        if path == "/v1/chat/completions":
+            return path
+        head = path[4:].split("/", 1)[0]
+        return f"/v1/{head}" if head else "/v1"
+    if path in _QUIET_ROUTES:
+        return path
+    return "other"
+
+
+def _incoming_request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            return str(value[:128].decode("latin-1"))
+    return os.urandom(8).hex()
+
+
+def _internal_error_body() -> bytes:
+    return ProxyError(
+        "The proxy failed while handling this request; the error has been logged.",
+        code="internal_error",
+    ).to_json()
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        # Series per (route, status): label sets are few, and looking them up by name and
+        # sorted labels on every request costs more than the rest of the bookkeeping.
+        self._cache: dict[tuple[str, int], _Series] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        stats = RequestStats(request_id=_incoming_request_id(scope))
+        scope.setdefault("state", {})[_STATE_KEY] = stats
+        status = 0
+        bytes_in = 0
+        bytes_out = 0
+
+        async def counting_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, bytes_out
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        except (ClientDisconnected, ClientDisconnect):
+            status = CLIENT_CLOSED
+        except AbortResponse as exc:
+            log.warning(
+                "response aborted", extra={"reason": str(exc), "request_id": stats.request_id}
+            )
+        except Exception:
+            log.exception("unhandled error", extra={"request_id": stats.request_id})
+            if status == 0:
+                status = 500
+                body = _internal_error_body()
+                bytes_out += len(body)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            self._record(scope, status, started, stats, bytes_in, bytes_out)
+
+    def _series(self, route: str, status: int) -> _Series:
+        key = (route, status)
+        series = self._cache.get(key)
+        if series is None:
+            metrics, by_route = self.metrics, {"route": route}
+            series = self._cache[key] = _Series(
+                requests=metrics.counter(
+                    "vm_proxy_requests_total",
+                    {"route": route, "status": str(status)},
+                    help="Requests by route and status.",
+                ),
+                seconds=metrics.histogram(
+                    "vm_proxy_request_seconds", by_route, help="Time to answer a request in full."
+                ),
+                upstream_seconds=metrics.histogram(
+                    "vm_proxy_upstream_seconds",
+                    by_route,
+                    help="Upstream latency: to the response headers (streams) or whole body.",
+                ),
+                bytes_in=metrics.counter(
+                    "vm_proxy_request_bytes_total", by_route, help="Request body bytes received."
+                ),
+                bytes_out=metrics.counter(
+                    "vm_proxy_response_bytes_total", by_route, help="Response body bytes sent."
+                ),
+            )
+        return series
+
+    def _record(
+        self,
+        scope: Scope,
+        status: int,
+        started: float,
+        stats: RequestStats,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        path = scope["path"]
+        route = route_of(path)
+        duration = time.perf_counter() - started
+        series = self._series(route, status)
+        series.requests.inc()
+        series.seconds.observe(duration)
+        if stats.upstream_ms is not None:
+            series.upstream_seconds.observe(stats.upstream_ms / 1000.0)
+        series.bytes_in.inc(bytes_in)
+        series.bytes_out.inc(bytes_out)
+        if route in _QUIET_ROUTES and not log.isEnabledFor(logging.DEBUG):
+            return
+        extra = stats.extra
+        if stats.upstream_request_id:
+            extra = {**extra, "upstream_request_id": stats.upstream_request_id}
+        log_request(
+            method=scope["method"],
+            route=route,
+            path=path,
+            status=status,
+            duration_ms=duration * 1000.0,
+            upstream_ms=stats.upstream_ms,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            request_id=stats.request_id,
+            extra=extra,
+        )

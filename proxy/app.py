@@ -1,0 +1,111 @@
+"""The ASGI application: routes, error answers, and the lifespan that owns the upstream
+client and the page store.
+
+`app.state` carries `settings`, `metrics`, and (while the lifespan runs) `upstream` and
+`store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from proxy.access import AccessMiddleware
+from proxy.chat import chat_completions
+from proxy.config import Settings
+from proxy.errors import ProxyError
+from proxy.logs import log
+from proxy.metrics import Metrics
+from proxy.passthrough import ALL_METHODS, passthrough_any
+from proxy.store import PageStore, open_store
+from proxy.upstream import Upstream
+
+JSON = "application/json"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    upstream_transport: httpx.AsyncBaseTransport | None = None,
+    store: PageStore | None = None,
+) -> Starlette:
+    """Build the app. Tests inject `upstream_transport` (e.g. a respx router's) and `store`;
+    an injected store is the caller's to close, an opened one the lifespan's."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned_store = store is None
+        app.state.store = await open_store(settings.store.url) if store is None else store
+        app.state.upstream = upstream = Upstream(settings.upstream, upstream_transport)
+        try:
+            yield
+        finally:
+            await upstream.aclose()
+            if owned_store:
+                await app.state.store.close()
+
+    metrics = Metrics()
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/{path:path}", passthrough_any, methods=ALL_METHODS),
+        ],
+        middleware=[Middleware(AccessMiddleware, metrics=metrics)],
+        exception_handlers={ProxyError: proxy_error, HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    return app
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        await request.app.state.store.ping()
+    except Exception as exc:  # any failure means "not ready"; the reason goes in the body
+        log.warning("health check failed", extra={"reason": repr(exc)})
+        body = {"status": "unavailable", "store": type(exc).__name__}
+        return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+async def metrics_text(request: Request) -> Response:
+    return Response(
+        request.app.state.metrics.render(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
+
+
+async def proxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProxyError)
+    return Response(
+        exc.to_json(), status_code=exc.status_code, headers=exc.headers, media_type=JSON
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Router errors (unknown path, wrong method) in OpenAI's shape."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"Unknown route {request.method} {request.url.path}."
+        error_type = "not_found_error"
+    elif exc.status_code == 405:
+        message = f"Method {request.method} is not allowed on {request.url.path}."
+        error_type = "invalid_request_error"
+    else:
+        message, error_type = str(exc.detail), "invalid_request_error"
+    error = ProxyError(message, status_code=exc.status_code, error_type=error_type)
+    return Response(
+        error.to_json(), status_code=exc.status_code, headers=exc.headers, media_type=JSON
+    )

@@ -1,0 +1,120 @@
+"""The `vm-proxy` command: `serve`, `gc`, `--version`.
+
+Settings come from built-in defaults, then `--config FILE`, then `VM_PROXY_*` variables,
+then the flags. A bad setting is one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import uvicorn
+
+from proxy import __version__
+from proxy.app import create_app
+from proxy.config import Settings, SettingsError, load_settings
+from proxy.logs import configure as configure_logging
+from proxy.store import open_store
+
+EXIT_BAD_SETTING = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vm-proxy",
+        description="An OpenAI-compatible proxy that gives chat apps virtual memory.",
+    )
+    parser.add_argument("--version", action="version", version=f"vm-proxy {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", metavar="FILE", help="TOML settings file")
+    serve.add_argument("--host", help="address to listen on (server.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (server.port)")
+    serve.add_argument(
+        "--upstream", metavar="URL", help="upstream API base URL (upstream.base_url)"
+    )
+    serve.add_argument("--store", metavar="URL", help="page store URL (store.url)")
+
+    gc = commands.add_parser("gc", help="delete conversations past their retention")
+    gc.add_argument("--config", metavar="FILE", help="TOML settings file")
+    gc.add_argument("--store", metavar="URL", help="page store URL (store.url)")
+    gc.add_argument(
+        "--older-than-days",
+        type=float,
+        metavar="N",
+        help="delete conversations untouched for N days (default: store.retention_days)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_SETTING
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"vm-proxy: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    if args.command == "serve":
+        return serve(settings)
+    return gc(settings, args.older_than_days)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {"store": {"url": args.store}}
+    if args.command == "serve":
+        overrides["server"] = {"host": args.host, "port": args.port}
+        overrides["upstream"] = {"base_url": args.upstream}
+    return load_settings(args.config, overrides=overrides)
+
+
+def serve(settings: Settings) -> int:
+    configure_logging(settings.server.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop",
+        http="httptools",
+        workers=1,
+        lifespan="on",
+        # The proxy writes its own access line per request (proxy.logs).
+        access_log=False,
+        log_config=None,
+        log_level=settings.server.log_level,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn reports a failed start-up (port taken, store unreachable) by not starting.
+    return 0 if server.started else 1
+
+
+def gc(settings: Settings, older_than_days: float | None) -> int:
+    days = settings.store.retention_days if older_than_days is None else older_than_days
+    if older_than_days is None and days == 0:
+        print("vm-proxy: store.retention_days is 0 (retention off); nothing deleted.")
+        return 0
+    if days < 0:
+        print("vm-proxy: --older-than-days must not be negative", file=sys.stderr)
+        return EXIT_BAD_SETTING
+    deleted = asyncio.run(_collect(settings.store.url, time.time() - days * 86400))
+    print(f"vm-proxy: deleted {deleted} conversation(s) untouched for {days:g} day(s).")
+    return 0
+
+
+async def _collect(url: str, older_than: float) -> int:
+    store = await open_store(url)
+    try:
+        return await store.gc(older_than)
+    finally:
+        await store.close()

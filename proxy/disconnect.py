@@ -1,0 +1,54 @@
+"""Noticing that the client went away while the proxy waits on the upstream.
+
+uvicorn does not cancel a request's task when its client disconnects; it only reports
+`http.disconnect` to whoever calls `receive()`. A non-streamed chat completion can take
+minutes upstream, so the wait is raced against that message and the upstream exchange is
+cancelled (its connection closed) as soon as nobody is left to read the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from starlette.types import Receive
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before the answer was ready (logged as 499)."""
+
+
+async def unless_disconnected(receive: Receive, awaitable: Awaitable[T]) -> T:
+    """Await `awaitable`; if the client disconnects first, cancel it and raise.
+
+    Call only after the request body has been read: body messages that arrive here are
+    discarded.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        result = await awaitable
+    except asyncio.CancelledError:
+        if gone:
+            task.uncancel()
+            raise ClientDisconnected() from None
+        raise
+    finally:
+        watcher.cancel()
+    if gone:
+        # The awaitable finished despite the cancel; do not let it hit a later await.
+        task.uncancel()
+    return result

@@ -1,0 +1,267 @@
+"""Sending requests to the upstream API: URLs, header policy, error mapping. No VM logic.
+
+`Upstream` wraps the app's one `httpx.AsyncClient`. Every path it takes is the part after
+`/v1` (`/chat/completions`), appended to `upstream.base_url`, which already ends in `/v1`
+or whatever prefix the provider uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+
+import httpx
+import orjson
+
+from proxy.config import UpstreamSettings
+from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout, normalise_error_body
+from proxy.transport import AiohttpTransport, env_proxy_for
+
+# RFC 9110 §7.6.1 connection-specific headers, plus what the proxy itself recomputes.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "cookie"}
+_CLIENT_CREDENTIALS = frozenset({"authorization", "api-key"})
+# The server sets its own date; upstream cookies are not the client's business.
+_NOT_RELAYED = HOP_BY_HOP | {"content-length", "date", "server", "set-cookie", "alt-svc"}
+_NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
+_NOT_RELAYED_DECODED = _NOT_RELAYED_RAW | {b"content-encoding"}
+_URL_CACHE_SIZE = 256
+
+HeaderPairs = list[tuple[str, str]]
+
+
+def forward_headers(
+    incoming: Mapping[str, str] | Iterable[tuple[str, str]], api_key: str = ""
+) -> HeaderPairs:
+    """The client's request headers as they go upstream.
+
+    Hop-by-hop headers, framing, cookies and the proxy's own `X-VM-*` headers stay here.
+    With `api_key` set, the client's credentials are replaced by it; otherwise the
+    client's `Authorization` (or Azure's `api-key`) is forwarded untouched.
+    """
+    pairs = incoming.items() if isinstance(incoming, Mapping) else incoming
+    connection_tokens: set[str] = set()
+    out: HeaderPairs = []
+    for name, value in pairs:
+        lower = name.lower()
+        if lower == "connection":
+            connection_tokens.update(t.strip().lower() for t in value.split(","))
+        if lower in _NOT_FORWARDED or lower.startswith("x-vm-"):
+            continue
+        if api_key and lower in _CLIENT_CREDENTIALS:
+            continue
+        out.append((lower, value))
+    if connection_tokens:
+        out = [(n, v) for n, v in out if n not in connection_tokens]
+    if api_key:
+        out.append(("authorization", f"Bearer {api_key}"))
+    return out
+
+
+def relay_headers(
+    headers: httpx.Headers, *, keep_encoding: bool = True
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers as they go back to the client (raw ASGI pairs).
+
+    Content type, request ids, `openai-*`, `x-ratelimit-*`, `retry-after(-ms)` and the
+    rest pass; hop-by-hop and framing headers are recomputed by the server. Without
+    `keep_encoding` the body is sent decoded, so `Content-Encoding` must go too.
+    """
+    # Works on the raw pairs: httpx's str views re-decode every header on each lookup.
+    raw = [(name.lower(), value) for name, value in headers.raw]
+    dropped = _NOT_RELAYED_RAW if keep_encoding else _NOT_RELAYED_DECODED
+    for name, value in raw:
+        if name == b"connection":
+            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
+    return [(name, value) for name, value in raw if name not in dropped]
+
+
+def error_for_transport_failure(exc: httpx.TransportError, base_url: str) -> UpstreamError:
+    """Map a failed exchange to 504 (timed out) or 502 (unreachable, broken reply)."""
+    reason = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeout(f"The upstream at {base_url} timed out ({reason}).")
+    return UpstreamError(f"The upstream at {base_url} could not be reached: {reason}.")
+
+
+def error_from_status(status_code: int, body: bytes) -> UpstreamStatus:
+    """The upstream's own 4xx/5xx as a ProxyError carrying its status and its words."""
+    error = normalise_error_body(status_code, body)["error"]
+    return UpstreamStatus(
+        error["message"],
+        param=error["param"],
+        code=error["code"],
+        status_code=status_code,
+        error_type=error["type"],
+    )
+
+
+def client_timeout(settings: UpstreamSettings) -> httpx.Timeout:
+    # `read` bounds each wait for bytes, so a stream may run long as long as it flows.
+    return httpx.Timeout(
+        settings.timeout_s,
+        connect=settings.connect_timeout_s,
+        pool=settings.timeout_s,
+    )
+
+
+def configure_client(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Strip httpx's default headers and make its cookie jar refuse everything.
+
+    A pass-through sends the client's headers, not httpx's; and a shared jar would carry
+    one tenant's upstream cookies into another tenant's requests.
+    """
+    client.headers = httpx.Headers()
+    client.cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+    return client
+
+
+class Upstream:
+    """The upstream API behind the proxy.
+
+    It owns one transport (aiohttp-backed unless a test injects one, e.g. a respx router's)
+    and an `httpx.AsyncClient` on it for anyone who wants the full client API. Its own
+    exchanges go straight to the transport: `AsyncClient.send` adds auth, redirect, cookie
+    and hook machinery a pass-through never uses, at about 100 µs a request.
+    """
+
+    def __init__(
+        self, settings: UpstreamSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        self.base_url = settings.base_url
+        self.transport = transport or AiohttpTransport(
+            max_connections=settings.max_connections, proxy=env_proxy_for(settings.base_url)
+        )
+        timeout = client_timeout(settings)
+        self.client = configure_client(
+            httpx.AsyncClient(
+                transport=self.transport, timeout=timeout, follow_redirects=False, trust_env=False
+            )
+        )
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
+
+    async def aclose(self) -> None:
+        await self.client.aclose()  # closes the transport too
+
+    def url(self, path: str, query: str = "") -> httpx.URL:
+        key = (path, query)
+        url = self._urls.get(key)
+        if url is None:
+            text = self.base_url + path
+            url = httpx.URL(f"{text}?{query}" if query else text)
+            if len(self._urls) < _URL_CACHE_SIZE:  # ids in paths must not grow it forever
+                self._urls[key] = url
+        return url
+
+    def headers_for(self, incoming: Mapping[str, str] | Iterable[tuple[str, str]]) -> HeaderPairs:
+        return forward_headers(incoming, self.settings.api_key)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        headers: HeaderPairs,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """Start one exchange and return as soon as the status and headers are in.
+
+        The body is left unread (`aiter_raw` relays it); the caller must close the
+        response. `headers` must already be policy-applied (`headers_for`).
+        """
+        if content is not None:
+            # Content-Length by hand and a ByteStream: httpx's `content=` encoding pass
+            # costs more than the rest of building the request.
+            headers = [*headers, ("content-length", str(len(content)))]
+        request = httpx.Request(
+            method,
+            self.url(path, query),
+            headers=headers,
+            stream=httpx.ByteStream(content or b""),
+            extensions=self._extensions,
+        )
+        request.read()  # sets request.content from the stream: no I/O
+        try:
+            response = await self.transport.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise error_for_transport_failure(exc, self.base_url) from exc
+        response.request = request
+        return response
+
+    async def post_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    ) -> httpx.Response:
+        """POST a JSON body and read the whole reply (any status; the caller decides).
+
+        Raises UpstreamError (502) or UpstreamTimeout (504) when no reply could be had.
+        """
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                response = await self.send(
+                    "POST", path, headers=self._json_headers(headers), content=orjson.dumps(body)
+                )
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx.TransportError as exc:
+            raise error_for_transport_failure(exc, self.base_url) from exc
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"The upstream at {self.base_url} took longer than "
+                f"{self.settings.timeout_s:g} s (upstream.timeout_s)."
+            ) from None
+        return response
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+    ) -> AsyncIterator[httpx.Response]:
+        """POST a JSON body and yield the response with its body unread.
+
+        Iterate it with `aiter_bytes()` (decoded) or `aiter_raw()`; a transport failure
+        while iterating surfaces as httpx.TransportError (map it with
+        `error_for_transport_failure`). The response is closed on exit.
+        """
+        response = await self.send(
+            "POST", path, headers=self._json_headers(headers), content=orjson.dumps(body)
+        )
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    def _json_headers(self, incoming: Mapping[str, str] | Iterable[tuple[str, str]]) -> HeaderPairs:
+        headers = [
+            (n, v)
+            for n, v in self.headers_for(incoming)
+            if n not in ("content-type", "accept-encoding")
+        ]
+        headers.append(("content-type", "application/json"))
+        # The proxy reads this body itself; httpx decodes these two.
+        headers.append(("accept-encoding", "gzip, deflate"))
+        return headers

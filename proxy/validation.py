@@ -1,0 +1,178 @@
+"""Checking a chat completion request before the proxy reads it.
+
+The proxy stores and rearranges messages, so it cannot leave validation to the upstream:
+a malformed message must be refused here, with OpenAI's 400 and a `param` that names the
+field (`messages[3].content`). Only what the proxy relies on is checked; unknown fields
+and provider extensions pass through untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.errors import InvalidRequest
+
+# Content part types each role may send (openai-openapi ChatCompletionRequest*Message).
+_TEXT_ONLY = frozenset({"text"})
+PART_TYPES: dict[str, frozenset[str]] = {
+    "system": _TEXT_ONLY,
+    "developer": _TEXT_ONLY,
+    "user": frozenset({"text", "image_url", "input_audio", "file"}),
+    "assistant": frozenset({"text", "refusal"}),
+    "tool": _TEXT_ONLY,
+}
+ROLES = frozenset(PART_TYPES) | {"function"}
+# The part's payload lives under a key named after its type.
+_PAYLOAD_KEY = {
+    "text": "text",
+    "image_url": "image_url",
+    "input_audio": "input_audio",
+    "file": "file",
+    "refusal": "refusal",
+}
+TOOL_TYPES = frozenset({"function", "custom"})
+
+
+def parse_chat_request(raw: bytes) -> dict[str, Any]:
+    """The request body as a dict, or InvalidRequest naming what is wrong."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest(
+                "The request body is not valid UTF-8.", code="invalid_utf8"
+            ) from None
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. The body must be valid JSON.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
+    validate_chat_request(body)
+    return body
+
+
+def validate_chat_request(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise _missing("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model", "must be a non-empty string")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise _invalid("stream", "must be a boolean")
+    messages = body.get("messages")
+    if messages is None:
+        raise _missing("messages")
+    if not isinstance(messages, list):
+        raise _invalid("messages", "must be an array of message objects")
+    if not messages:
+        raise _invalid("messages", "must contain at least one message", code="empty_array")
+    for index, message in enumerate(messages):
+        _check_message(message, f"messages[{index}]")
+    tools = body.get("tools")
+    if tools is not None:
+        _check_tools(tools)
+
+
+def _check_message(message: Any, where: str) -> None:
+    if not isinstance(message, dict):
+        raise _invalid(where, "must be an object with a `role`")
+    role = message.get("role")
+    if role not in ROLES:
+        shown = f" (got {role!r})" if role is not None else ""
+        raise _invalid(
+            f"{where}.role",
+            f"must be one of {', '.join(sorted(ROLES))}{shown}",
+            code="invalid_value",
+        )
+    content = message.get("content")
+    if role == "function":
+        if content is not None and not isinstance(content, str):
+            raise _invalid(f"{where}.content", "must be a string or null for a function message")
+        if not isinstance(message.get("name"), str):
+            raise _missing(f"{where}.name")
+        return
+    if content is None:
+        # An assistant turn that only calls tools carries no content.
+        if role == "assistant":
+            _check_tool_calls(message.get("tool_calls"), f"{where}.tool_calls")
+            return
+        raise _missing(f"{where}.content")
+    if isinstance(content, list):
+        _check_parts(content, PART_TYPES[role], role, f"{where}.content")
+    elif not isinstance(content, str):
+        raise _invalid(
+            f"{where}.content",
+            f"must be a string or an array of content parts for a {role} message",
+        )
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise _missing(f"{where}.tool_call_id")
+    if role == "assistant":
+        _check_tool_calls(message.get("tool_calls"), f"{where}.tool_calls")
+
+
+def _check_parts(parts: list[Any], allowed: frozenset[str], role: str, where: str) -> None:
+    for index, part in enumerate(parts):
+        at = f"{where}[{index}]"
+        if not isinstance(part, dict):
+            raise _invalid(at, "must be a content part object with a `type`")
+        kind = part.get("type")
+        if kind not in allowed:
+            raise _invalid(
+                f"{at}.type",
+                f"must be one of {', '.join(sorted(allowed))} in a {role} message"
+                + (f" (got {kind!r})" if kind is not None else ""),
+                code="invalid_value",
+            )
+        key = _PAYLOAD_KEY[kind]
+        if key not in part:
+            raise _missing(f"{at}.{key}")
+        if kind in ("text", "refusal") and not isinstance(part[key], str):
+            raise _invalid(f"{at}.{key}", "must be a string")
+
+
+def _check_tool_calls(tool_calls: Any, where: str) -> None:
+    if tool_calls is None:
+        return
+    if not isinstance(tool_calls, list):
+        raise _invalid(where, "must be an array of tool calls")
+    for index, call in enumerate(tool_calls):
+        if not isinstance(call, dict):
+            raise _invalid(f"{where}[{index}]", "must be a tool call object")
+
+
+def _check_tools(tools: Any) -> None:
+    if not isinstance(tools, list):
+        raise _invalid("tools", "must be an array of tool objects")
+    for index, tool in enumerate(tools):
+        at = f"tools[{index}]"
+        if not isinstance(tool, dict):
+            raise _invalid(at, "must be a tool object")
+        kind = tool.get("type")
+        if kind not in TOOL_TYPES:
+            raise _invalid(
+                f"{at}.type",
+                "must be 'function' or 'custom'" + (f" (got {kind!r})" if kind is not None else ""),
+                code="invalid_value",
+            )
+        spec = tool.get(kind)
+        if not isinstance(spec, dict):
+            raise _missing(f"{at}.{kind}")
+        name = spec.get("name")
+        if not isinstance(name, str) or not name:
+            raise _missing(f"{at}.{kind}.name")
+
+
+def _missing(param: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
+
+
+def _invalid(param: str, what: str, *, code: str = "invalid_type") -> InvalidRequest:
+    return InvalidRequest(f"Invalid '{param}': {what}.", param=param, code=code)
