@@ -111,10 +111,14 @@ class FaultResolver:
                 "search_pages was already called with these arguments; use its result",
                 REPEATED_CALL,
             )
+        # Pages the model already sees in full (the pinned turns, the question itself) are
+        # no news to it: leave them out rather than spend results on them.
+        seen = {pid for pid, level in self.state.in_view.items() if level == 0}
         hits = await self._store.search(
-            self._path, args.query, limit=args.limit, modality=args.modality
+            self._path, args.query, limit=args.limit + len(seen), modality=args.modality
         )
-        return render_search_results(args.query, [(h.page, h.score) for h in hits], self._mode)
+        fresh = [(h.page, h.score) for h in hits if h.page.page_id not in seen][: args.limit]
+        return render_search_results(args.query, fresh, self._mode)
 
 
 def _with_note(result_json: str, note: str) -> str:

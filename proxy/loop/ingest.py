@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from proxy.loop.session import NewPages
-from proxy.store.base import Mutation, PageStore, Path
+from proxy.store.base import Conversation, Mutation, PageStore, Path
 from proxy.tokens import TokenCounter
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.pages import Page
@@ -41,11 +41,19 @@ class Ingester:
         self._clock = clock
 
     async def state_at(
-        self, store: PageStore, tenant: str, path: Path, position: int
+        self,
+        store: PageStore,
+        tenant: str,
+        path: Path,
+        position: int,
+        conv: Conversation | None = None,
     ) -> dict[str, Any]:
+        """The state right after `position`; `conv`, when given, is the path's leaf as
+        just read (saves reading it again)."""
         if position < 0:
             return {"hash": "", "tokens": 0, "counters": Counters().to_dict()}
-        conv = await store.get_conversation(tenant, path.leaf)
+        if conv is None or conv.conv_id != path.leaf:
+            conv = await store.get_conversation(tenant, path.leaf)
         if conv is not None and conv.length == position + 1 and conv.state:
             return dict(conv.state)
         page_id = f"msg_{position}"

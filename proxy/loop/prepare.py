@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from proxy.loop.faults import FaultResolver
 from proxy.loop.ingest import Ingester
+from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.session import Conversations, Placement
 from proxy.loop.turn import Turn
 from proxy.store.base import PageStore
@@ -60,10 +61,13 @@ async def prepare(
     store: PageStore = state.store
     counter = counter_for_model(body.get("model"))
     ingester = Ingester(lambda: counter, settings.vm.segment_turns)
-    conversations = Conversations(store, ingester.ingest, ingester.state_at)
+    cache = getattr(state, "prefix_cache", None)
+    if cache is None:
+        cache = state.prefix_cache = PrefixCache()
+    conversations = Conversations(store, ingester.ingest, ingester.state_at, cache)
     placement = await conversations.place(tenant, body["messages"], session)
     end = placement.offset + placement.length
-    conv_state = await ingester.state_at(store, tenant, placement.path, end - 1)
+    conv_state = await ingester.state_at(store, tenant, placement.path, end - 1, placement.leaf)
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     full = (
         int(conv_state.get("tokens", 0))
@@ -106,7 +110,7 @@ async def _pack_turn(
         user_text=_last_user_text(body["messages"]),
         pin_last_turns=settings.pin_last_turns,
     )
-    system = await store.pages_in_range(path, 0, counters.first_turn_position)
+    system = await store.pages_in_range(path, 0, counters.preamble)
     tail = await store.pages_in_range(path, plan.pinned_from, end)
     hits = await store.search(path, plan.query, limit=plan.search_limit) if plan.query else []
     loaded = await store.get_pages(path, plan.page_ids())
@@ -174,6 +178,7 @@ async def _pack_turn(
         client_wants_usage=wants_usage,
         created=int(time.time()),
         mutations=list(packed.mutations),
+        packed_reply_tokens=packed.reply_tokens,
     )
     turn.prime_prompt_tokens(packed.prompt_tokens)
     return turn

@@ -18,10 +18,11 @@ each other converge on one fork instead of making two.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy.loop.prefix_cache import PrefixCache, fingerprint
 from proxy.store.base import (
     Conversation,
     Mutation,
@@ -55,8 +56,9 @@ Ingest = Callable[
     Awaitable[NewPages],
 ]
 
-# (store, tenant, conversation, position) -> the state after the message at that position.
-StateAt = Callable[[PageStore, str, Path, int], Awaitable[dict[str, Any]]]
+# (store, tenant, path, position, the path's leaf if already read) -> the state after the
+# message at that position.
+StateAt = Callable[[PageStore, str, Path, int, Conversation | None], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +74,25 @@ class Placement:
     path: Path
     offset: int
     length: int
-    hashes: list[str]
+    last_hash: str
     new_count: int
     appended: bool
+    # Of the whole resent history (empty in append mode): see prefix_cache.
+    fingerprints: list[int] = field(default_factory=list)
 
 
 class Conversations:
-    def __init__(self, store: PageStore, ingest: Ingest, state_at: StateAt) -> None:
+    def __init__(
+        self,
+        store: PageStore,
+        ingest: Ingest,
+        state_at: StateAt,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         self._store = store
         self._ingest = ingest
         self._state_at = state_at
+        self._prefixes = PrefixCache() if prefix_cache is None else prefix_cache
 
     async def place(
         self, tenant: str, messages: Sequence[dict[str, Any]], session: str | None
@@ -92,43 +103,55 @@ class Conversations:
             conv_id = await self._store.resolve_session(tenant, session)
             if conv_id is not None:
                 stored = await self._store.get_conversation(tenant, conv_id)
-        hashes = chain_hashes(tenant, messages)
         if stored is not None and stored.length > 0:
-            if not await self._starts_with_stored(tenant, stored, messages, hashes):
+            if not await self._starts_with_stored(tenant, stored, messages):
                 placement = await self._append(tenant, stored, messages)
                 await self._bind(tenant, session, placement.leaf.conv_id)
                 return placement
-        placement = await self._resend(tenant, messages, hashes)
+        placement = await self._resend(tenant, messages)
         await self._bind(tenant, session, placement.leaf.conv_id)
         return placement
 
     async def extend(
-        self, tenant: str, placement: Placement, messages: Sequence[dict[str, Any]]
+        self,
+        tenant: str,
+        placement: Placement,
+        messages: Sequence[dict[str, Any]],
+        *,
+        state_patch: Mapping[str, Any] | None = None,
+        mutations: Sequence[Mutation] = (),
     ) -> Placement:
-        """Store messages that follow a placed request (the proxy's own answer)."""
-        prev = placement.hashes[-1] if placement.hashes else None
-        hashes = chain_hashes(tenant, messages, prev=prev)
+        """Store messages that follow a placed request (the proxy's own answer), with
+        `state_patch` merged into the conversation state in the same write."""
+        hashes = chain_hashes(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
         leaf, new_count = await self._store_after(
-            tenant, placement.leaf.conv_id, anchor, messages, hashes
+            tenant,
+            placement.leaf.conv_id,
+            anchor,
+            messages,
+            hashes,
+            state_patch=state_patch,
+            mutations=mutations,
         )
         length = placement.length + len(messages)
+        fingerprints = placement.fingerprints
+        if fingerprints:
+            fingerprints = [*fingerprints, *map(fingerprint, messages)]
+            self._prefixes.remember(tenant, fingerprints, hashes[-1])
         return Placement(
             leaf=leaf,
             path=await self._cut_path(tenant, leaf.conv_id, placement.offset + length),
             offset=placement.offset,
             length=length,
-            hashes=[*placement.hashes, *hashes],
+            last_hash=hashes[-1] if hashes else placement.last_hash,
             new_count=new_count,
             appended=placement.appended,
+            fingerprints=fingerprints,
         )
 
     async def _starts_with_stored(
-        self,
-        tenant: str,
-        stored: Conversation,
-        messages: Sequence[dict[str, Any]],
-        hashes: Sequence[str],
+        self, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
     ) -> bool:
         """Is this a full resend of the named conversation? Only when the request's first
         non-system message is the conversation's own: a client in append mode may resend
@@ -139,40 +162,52 @@ class Conversations:
         )
         if first_other is None:
             return False
-        found = await self._store.lookup_hashes(tenant, [hashes[first_other]])
-        hit = found.get(hashes[first_other])
+        head = chain_hashes(tenant, messages[: first_other + 1])[-1]
+        hit = (await self._store.lookup_hashes(tenant, [head])).get(head)
         if hit is None:
             return False
         path = await self._store.path(tenant, stored.conv_id)
         return path.owner_of(hit[1]) == hit[0]
 
-    async def _resend(
-        self, tenant: str, messages: Sequence[dict[str, Any]], hashes: list[str]
-    ) -> Placement:
-        known, owner = await self._longest_known_prefix(tenant, hashes)
+    async def _resend(self, tenant: str, messages: Sequence[dict[str, Any]]) -> Placement:
+        fingerprints = [fingerprint(m) for m in messages]
+        start, owner, prev = 0, None, None
+        remembered = self._prefixes.longest(tenant, fingerprints)
+        if remembered is not None:
+            hit = (await self._store.lookup_hashes(tenant, [remembered[1]])).get(remembered[1])
+            if hit is not None and hit[1] == remembered[0] - 1:
+                start, owner, prev = remembered[0], hit[0], remembered[1]
+        hashes = chain_hashes(tenant, messages[start:], prev=prev)
+        known, found_owner = await self._longest_known_prefix(tenant, hashes)
+        known += start
+        owner = found_owner or owner
         if known == 0:
             conv_id = "c" + hashes[0][:24]
             await self._store.create_conversation(tenant, conv_id)
             owner = conv_id
         assert owner is not None
+        new = known - start
         leaf, new_count = await self._store_after(
-            tenant, owner, known - 1, messages[known:], hashes[known:]
+            tenant, owner, known - 1, messages[known:], hashes[new:]
         )
+        last_hash = hashes[-1] if hashes else str(prev or "")
+        self._prefixes.remember(tenant, fingerprints, last_hash)
         return Placement(
             leaf=leaf,
             path=await self._cut_path(tenant, leaf.conv_id, len(messages)),
             offset=0,
             length=len(messages),
-            hashes=hashes,
+            last_hash=last_hash,
             new_count=new_count,
             appended=False,
+            fingerprints=fingerprints,
         )
 
     async def _append(
         self, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
     ) -> Placement:
         path = await self._store.path(tenant, stored.conv_id)
-        state = await self._state_at(self._store, tenant, path, stored.length - 1)
+        state = await self._state_at(self._store, tenant, path, stored.length - 1, stored)
         prev = str(state["hash"])
         new = list(messages)
         # A resent system prompt identical to the stored one is not a new message.
@@ -192,7 +227,7 @@ class Conversations:
             path=await self._cut_path(tenant, leaf.conv_id, length),
             offset=stored.length,
             length=len(new),
-            hashes=hashes,
+            last_hash=hashes[-1] if hashes else prev,
             new_count=new_count,
             appended=True,
         )
@@ -233,6 +268,9 @@ class Conversations:
         anchor: int,
         messages: Sequence[dict[str, Any]],
         hashes: Sequence[str],
+        *,
+        state_patch: Mapping[str, Any] | None = None,
+        mutations: Sequence[Mutation] = (),
     ) -> tuple[Conversation, int]:
         """Store `messages` right after position `anchor` of `owner`'s path.
 
@@ -261,7 +299,7 @@ class Conversations:
                 if conv.length != anchor + 1:
                     target = await self._fork(tenant, conv, anchor, hashes[0])
                 path = await self._store.path(tenant, target.conv_id)
-                before = await self._state_at(self._store, tenant, path, anchor)
+                before = await self._state_at(self._store, tenant, path, anchor, target)
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
@@ -272,8 +310,8 @@ class Conversations:
                         made.pages,
                         expected_version=target.version,
                         new_length=anchor + 1 + len(messages),
-                        state=made.state,
-                        mutations=made.mutations,
+                        state={**made.state, **(state_patch or {})},
+                        mutations=[*made.mutations, *mutations],
                     )
                 except VersionConflict:
                     continue

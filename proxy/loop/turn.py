@@ -13,12 +13,14 @@ from proxy.config import VMSettings
 from proxy.logs import log
 from proxy.loop.faults import FaultResolver
 from proxy.loop.session import Conversations, Placement
-from proxy.store.base import Mutation, PageStore, VersionConflict
+from proxy.store.base import Mutation, PageStore
 from proxy.tokens import TokenCounter
 from proxy.upstream import Upstream
+from proxy.vm.faults import LIMIT_REACHED, error_json
 from proxy.vm.page_table import PageTable
 
 _DROP_WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
+BUDGET_NOTE = "This result does not fit the context budget; answer with what you have."
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Turn:
     stream_id: str = field(default_factory=lambda: "chatcmpl-" + secrets.token_hex(12))
     salt: str = field(default_factory=lambda: secrets.token_hex(4))
     prompt_tokens_sent: int = 0
+    packed_reply_tokens: int = 0
     mutations: list[Mutation] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
@@ -94,14 +97,36 @@ class Turn:
     ) -> dict[str, Any]:
         assistant = message.to_message()
         assistant["tool_calls"] = vm_calls
+        names = {str(c.get("id")): _name(c) for c in vm_calls}
+        results = self._fit(body, assistant, results, names)
+        self._last_prompt += sum(self.counter.message(m, names) for m in (assistant, *results))
         following = {**body, "messages": [*body["messages"], assistant, *results]}
-        self._last_prompt += sum(
-            self.counter.message(m, {c["id"]: _name(c) for c in vm_calls})
-            for m in (assistant, *results)
-        )
         if self.resolver.withdrawn:
             following = self.without_vm_tools(following)
         return following
+
+    def _fit(
+        self,
+        body: dict[str, Any],
+        assistant: dict[str, Any],
+        results: list[dict[str, Any]],
+        names: dict[str, str],
+    ) -> list[dict[str, Any]]:
+        """Keep the next prompt within `vm.context_budget`: results that would overflow it
+        are replaced by a note saying so, newest first, and the tools are withdrawn."""
+        reply = self.packed_reply_tokens
+        fitted = list(results)
+
+        def size() -> int:
+            added = sum(self.counter.message(m, names) for m in (assistant, *fitted))
+            return self._last_prompt + added + reply
+
+        for i in range(len(fitted) - 1, -1, -1):
+            if size() <= self.settings.context_budget:
+                break
+            fitted[i] = {**fitted[i], "content": error_json(BUDGET_NOTE, LIMIT_REACHED)}
+            self.withdraw("The context budget of this turn is used up")
+        return fitted
 
     def withdraw(self, reason: str) -> None:
         self.resolver.withdraw(reason)
@@ -135,34 +160,24 @@ class Turn:
         self.citations.extend(ids)
 
     async def finish(self, content: str | None, client_calls: list[dict[str, Any]]) -> None:
-        """Store the answer as the client received it, and this turn's page-table state."""
+        """Store the answer as the client received it, with this turn's page-table state and
+        mutation records, in one write."""
         answer: dict[str, Any] = {"role": "assistant", "content": content}
         if client_calls:
             answer["tool_calls"] = client_calls
-        try:
-            placed = await self.conversations.extend(self.tenant, self.placement, [answer])
-            await self._save_state(placed)
-        except Exception:  # the client has its answer; losing the copy is logged, not raised
-            log.exception("storing the answer of a VM turn failed")
-
-    async def _save_state(self, placed: Placement) -> None:
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
         for page_id, level in self.resolver.faulted_levels().items():
             self.table.note_faulted(page_id, level, self.turn_number)
-        conv = placed.leaf
-        if conv.length != placed.offset + placed.length:
-            return  # the conversation moved on meanwhile; the stats of a stale turn can go
-        state = {**conv.state, "table": self.table.to_dict()}
         try:
-            await self.store.update_state(
+            await self.conversations.extend(
                 self.tenant,
-                conv.conv_id,
-                expected_version=conv.version,
-                state=state,
+                self.placement,
+                [answer],
+                state_patch={"table": self.table.to_dict()},
                 mutations=[*self.mutations, *self.resolver.mutations],
             )
-        except VersionConflict:
-            log.info("page-table update skipped: the conversation changed meanwhile")
+        except Exception:  # the client has its answer; losing the copy is logged, not raised
+            log.exception("storing the answer of a VM turn failed")
 
     def summary_comment(self) -> str:
         return (

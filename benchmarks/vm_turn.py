@@ -1,0 +1,130 @@
+"""Added latency of a VM-active turn, against a pure pass-through measured in the same run.
+
+The app runs in-process (ASGI, no sockets) with an upstream that answers at once, so what
+is timed is the proxy's own work. Each request resends a conversation of N turns plus one
+new user message, as chat apps do; the pass-through arm sends the same requests with
+`X-VM-Mode: off`. Added latency = VM p50 - pass-through p50. Also reported: the prompt
+tokens sent upstream against what the full history costs (the X-VM-* headers).
+
+    python benchmarks/vm_turn.py [--turns 1000] [--requests 60] [--store memory://]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from proxy.app import create_app
+from proxy.config import load_settings
+from proxy.store import open_store
+
+TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",
+          "postgres vacuum", "jazz harmony", "kubernetes", "tea", "orbital mechanics", "knitting"]
+
+
+def conversation(turns: int) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    for i in range(turns):
+        topic = TOPICS[i % len(TOPICS)]
+        messages.append({"role": "user", "content": f"Question {i} about {topic}: what should "
+                         f"I know about {topic} when I am starting out, case {i * 7 % 101}?"})
+        messages.append({"role": "assistant", "content": f"For {topic}, start small: the first "
+                         f"thing is practice, the second is patience (note {i}). Keep notes on "
+                         f"what worked and revisit them weekly."})
+    return messages
+
+
+def upstream(request: httpx.Request) -> httpx.Response:
+    body = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1,
+            "model": "gpt-4o-2024-08-06",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Noted."},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}}
+    return httpx.Response(200, content=orjson.dumps(body),
+                          headers={"content-type": "application/json"})
+
+
+async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[str, Any]:
+    settings = load_settings(environ={}, overrides={
+        "vm": {"context_budget": budget, "activate_above": budget // 2},
+        "store": {"url": store_url},
+        "upstream": {"base_url": "http://upstream.bench/v1"},
+    })
+    store = await open_store(store_url)
+    app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
+    history = conversation(turns)
+    results: dict[str, Any] = {"turns": turns, "requests": requests, "store": store_url.split(":")[0]}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://proxy") as client:
+            # Store the history once (the first request of a conversation pays for it).
+            first = [*history, {"role": "user", "content": "Hello again."}]
+            await client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": first})
+            for arm, headers in (("passthrough", {"x-vm-mode": "off"}), ("vm", {})):
+                latencies: list[float] = []
+                sent = full = 0
+                messages = [*history, {"role": "user", "content": "Hello again."},
+                            {"role": "assistant", "content": "Noted."}]
+                for i in range(requests):
+                    # The conversation goes on as chat apps send it: the whole history, the
+                    # model's last answer, and one new question.
+                    messages.append({"role": "user", "content": f"Q {arm} {i}: and taxes?"})
+                    raw = orjson.dumps({"model": "gpt-4o", "messages": messages})
+                    started = time.perf_counter()
+                    response = await client.post("/v1/chat/completions", content=raw,
+                                                 headers={**headers,
+                                                          "content-type": "application/json"})
+                    latencies.append((time.perf_counter() - started) * 1000.0)
+                    assert response.status_code == 200, response.text
+                    messages.append(response.json()["choices"][0]["message"])
+                    sent = int(response.headers.get("x-vm-prompt-tokens", 0))
+                    full = int(response.headers.get("x-vm-prompt-tokens-full", 0))
+                latencies.sort()
+                results[arm] = {
+                    "p50_ms": round(statistics.median(latencies), 2),
+                    "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+                }
+                if arm == "vm":
+                    results["prompt_tokens_sent"] = sent
+                    results["prompt_tokens_full"] = full
+    await store.close()
+    results["added_p50_ms"] = round(results["vm"]["p50_ms"] - results["passthrough"]["p50_ms"], 2)
+    if results["prompt_tokens_full"]:
+        results["tokens_saved"] = round(
+            1 - results["prompt_tokens_sent"] / results["prompt_tokens_full"], 3)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--budget", type=int, default=8000)
+    parser.add_argument("--store", action="append", help="store URL(s); default memory + sqlite")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    stores = args.store or ["memory://"]
+    if not args.store:
+        stores.append(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
+    out = [asyncio.run(run(args.turns, args.requests, url, args.budget)) for url in stores]
+    for r in out:
+        print(f"{r['store']:>7} {r['turns']} turns: pass-through p50 {r['passthrough']['p50_ms']} ms"
+              f" p99 {r['passthrough']['p99_ms']} ms | VM p50 {r['vm']['p50_ms']} ms p99"
+              f" {r['vm']['p99_ms']} ms | added p50 {r['added_p50_ms']} ms | prompt tokens"
+              f" {r['prompt_tokens_sent']} of {r['prompt_tokens_full']}"
+              f" ({100 * r.get('tokens_saved', 0):.1f}% saved)")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
