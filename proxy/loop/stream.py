@@ -19,7 +19,7 @@ import httpx
 from proxy.citations import CitationStripper
 from proxy.errors import ProxyError, UpstreamError
 from proxy.loop.turn import Turn
-from proxy.sse import DONE, SSEDecoder, encode_comment, encode_data, encode_error
+from proxy.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.stream_split import StreamSplitter
 from proxy.upstream import error_for_transport_failure, error_from_status
 from proxy.usage import Usage, add_usage
@@ -82,8 +82,8 @@ async def stream_events(
             )
             async for piece in _relay(turn, response, splitter):
                 yield piece
-            for chunk in splitter.end():
-                yield encode_data(chunk)
+            for piece in _split_end(turn, splitter):
+                yield piece
             await stack.aclose()
             outcome = splitter.outcome()
             role_sent = splitter.role_sent
@@ -115,8 +115,7 @@ async def stream_events(
             yield encode_data(splitter.finish_chunk(finish))
             if turn.client_wants_usage:
                 yield encode_data(splitter.usage_chunk(usage))
-            text = outcome.forwarded_content if citations is not None else outcome.content
-            await turn.finish(_whole_text(turn, text), outcome.client_calls)
+            await turn.finish(turn.shown_text(), outcome.client_calls)
             yield encode_comment(turn.summary_comment())
             yield DONE
             return
@@ -126,61 +125,53 @@ async def stream_events(
         await stack.aclose()
 
 
-def _whole_text(turn: Turn, last_text: str | None) -> str | None:
-    """Everything the client was shown over all iterations, as one assistant message."""
-    return turn.shown_text(last_text)
+def _split_end(turn: Turn, splitter: StreamSplitter) -> list[bytes]:
+    """What the splitter still owes once an upstream response ends (a held citation tail)."""
+    out: list[bytes] = []
+    for chunk in splitter.end():
+        turn.note_shown(chunk)
+        out.append(encode_data(chunk))
+    return out
 
 
 async def _relay(
     turn: Turn, response: httpx.Response, splitter: StreamSplitter
 ) -> AsyncIterator[bytes]:
+    """Relay one upstream stream through `splitter`, with keep-alives while it is silent."""
     decoder = SSEDecoder()
     chunks = response.aiter_bytes()
+    reading: asyncio.Future[bytes | None] | None = None
     try:
         while True:
-            try:
-                raw = await asyncio.wait_for(_next(chunks), turn.keepalive_s)
-            except TimeoutError:
-                # wait_for cancelled the read; httpx streams survive a cancelled read poorly,
-                # so the wait is only ever on a shielded task (see _next).
+            if reading is None:
+                reading = asyncio.ensure_future(_anext_or_none(chunks))
+            done, _ = await asyncio.wait({reading}, timeout=turn.keepalive_s)
+            if not done:
                 yield KEEPALIVE
                 continue
+            raw, reading = reading.result(), None
             if raw is None:
                 break
-            for event in decoder.feed(raw):
-                if event.is_done:
-                    continue
-                for chunk in splitter.feed_event(event):
-                    turn.note_shown(chunk)
-                    yield encode_data(chunk)
-        for event in decoder.flush():
-            if not event.is_done:
-                for chunk in splitter.feed_event(event):
-                    turn.note_shown(chunk)
-                    yield encode_data(chunk)
+            for chunk in _split(turn, splitter, decoder.feed(raw)):
+                yield chunk
+        for chunk in _split(turn, splitter, decoder.flush()):
+            yield chunk
     except httpx.TransportError as exc:
         raise error_for_transport_failure(exc, turn.upstream.base_url) from exc
+    finally:
+        if reading is not None and not reading.done():
+            reading.cancel()
 
 
-_pending: dict[int, asyncio.Task[bytes | None]] = {}
-
-
-async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
-    """The next piece of an upstream body, surviving `wait_for` timeouts: the read runs in
-    a task kept per iterator, so a timeout leaves it running and the next call resumes it."""
-    key = id(chunks)
-    task = _pending.get(key)
-    if task is None:
-        task = asyncio.ensure_future(_anext_or_none(chunks))
-        _pending[key] = task
-    try:
-        result = await asyncio.shield(task)
-    except BaseException:
-        if task.done():
-            _pending.pop(key, None)
-        raise
-    _pending.pop(key, None)
-    return result
+def _split(turn: Turn, splitter: StreamSplitter, events: list[SSEEvent]) -> list[bytes]:
+    out: list[bytes] = []
+    for event in events:
+        if event.is_done:
+            continue
+        for chunk in splitter.feed_event(event):
+            turn.note_shown(chunk)
+            out.append(encode_data(chunk))
+    return out
 
 
 async def _anext_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:

@@ -153,8 +153,10 @@ class Turn:
             if text:
                 self.shown.append(text)
 
-    def shown_text(self, last_text: str | None) -> str | None:
-        return "".join(self.shown) if self.shown else last_text
+    def shown_text(self) -> str | None:
+        """Everything a streaming client was shown, over all iterations: the answer as it
+        will resend it."""
+        return "".join(self.shown) if self.shown else None
 
     def note_citations(self, ids: Sequence[str]) -> None:
         self.citations.extend(ids)
