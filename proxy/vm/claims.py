@@ -23,7 +23,7 @@ _DECISION = re.compile(
     re.I,
 )
 _PERSONAL = re.compile(
-    r"\bmy\s+(?:\w+\s+){0,3}?(is|are|was|were)\b|"
+    r"\bmy\s+(?:\w+\s+){0,4}?(is|are|was|were)\b|"
     r"\bi\s*(?:am|'m|live|work|prefer|like|love|hate|use|need|want|own|have)\b|"
     r"\b(our|the)\s+(\w+\s+){0,2}(deadline|budget|goal|limit|requirement|address|name)\s+(is|are|was)\b",
     re.I,
@@ -33,8 +33,13 @@ _REMEMBER = re.compile(
 )
 _CONSTRAINT = re.compile(r"\b(always|never|must not|must|mustn'?t|do not ever)\b", re.I)
 _NUMBER = re.compile(r"\d")
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
-_COPULA = re.compile(r"\b(is|are|was|were|costs?|equals?|=)\b", re.I)
+_NAME = re.compile(r"\b[A-Z][a-z]{2,}")
+_COPULA = re.compile(r"\b(is|are|was|were|has|have|had|costs?|equals?|=)\b", re.I)
+# Capitalised only because they open a sentence; not names.
+_STARTERS = frozenset(
+    "The This That These Those There Here It Its We Our You Your They Their And But So "
+    "Then What When Where Which Who How Yes Not".split()
+)
 _SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPACE = re.compile(r"\s+")
 _FENCE = re.compile(r"```.*?```", re.S)
@@ -69,6 +74,7 @@ def claim_strength(sentence: str, role: str) -> int:
         return 2
     if _CONSTRAINT.search(sentence):
         return 1
-    if _NUMBER.search(sentence) and _NAME.search(sentence) and _COPULA.search(sentence):
+    names = [n for n in _NAME.findall(sentence) if n not in _STARTERS]
+    if _NUMBER.search(sentence) and names and _COPULA.search(sentence):
         return 1
     return 0

@@ -162,7 +162,13 @@ def _reduce_prose(text: str) -> str:
     )
     keep: set[int] = set()
     used = 0
+    # The opening sentence usually says what the page is about: keep it when it is short.
+    if _word_count(sentences[0]) <= budget // 2:
+        keep.add(0)
+        used = _word_count(sentences[0])
     for i in ranked:
+        if i in keep:
+            continue
         words = _word_count(sentences[i])
         if used and used + words > budget:
             continue

@@ -22,7 +22,8 @@ OPEN = "<VM:CONTEXT>"
 CLOSE = "</VM:CONTEXT>"
 SEPARATOR = "\n\n"
 LEVEL_MARKS = ("", "(reduced) ", "(abstract) ", "(reference) ")
-_STABLE_KINDS = (PageKind.SUMMARY, PageKind.INDEX, PageKind.CLAIM)
+# Summaries, then claims, change least between turns: they open the section.
+_STABLE_RANK = {PageKind.INDEX: 0, PageKind.SUMMARY: 0, PageKind.CLAIM: 1}
 
 
 def label(page: Page) -> str:
@@ -54,10 +55,10 @@ def block_tokens(page: Page, level: int, counter: TokenCounter) -> int:
 
 def order_blocks(mapped: Sequence[Mapped]) -> list[Mapped]:
     def key(m: Mapped) -> tuple[int, int, str]:
-        stable = m.page.kind in _STABLE_KINDS
+        rank = _STABLE_RANK.get(m.page.kind, len(_STABLE_RANK))
         parsed = parse_page_id(m.page.page_id)
         number = parsed[1] if parsed else 0
-        return (0 if stable else 1, number if stable else m.page.anchor, m.page.page_id)
+        return (rank, m.page.anchor if rank == len(_STABLE_RANK) else number, m.page.page_id)
 
     return sorted(mapped, key=key)
 

@@ -13,6 +13,7 @@ Message page ids are `msg_<position>`, the 0-based position in the conversation.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ ARTIFACT_TOKENS = 200
 RECENT_CLAIMS = 32
 CLAIM_KEYS = 256
 USER_POSITIONS = 16
+_WORDS = re.compile(r"\w+")
 
 
 @dataclass
@@ -200,7 +202,8 @@ def _message_pages(
     )
     derived = list(images)
     for sentence in claims:
-        key = hashlib.blake2b(sentence.lower().encode(), digest_size=4).hexdigest()
+        normal = " ".join(_WORDS.findall(sentence.lower()))
+        key = hashlib.blake2b(normal.encode(), digest_size=4).hexdigest()
         if key in counters.claim_keys:
             continue
         counters.claim_keys = [*counters.claim_keys, key][-CLAIM_KEYS:]

@@ -4,9 +4,10 @@ Shape (one line of JSON, `<` written as `\\u003c` so no string can close the sec
     {"turn": 7, "mode": "strict",
      "pinned": ["msg_40", ...],                       the recent messages, in order
      "mapped": [{"id","type","level","tokens"}, ...],  pages in <VM:CONTEXT>
-     "available": [{"id","type","hint","tokens","turn"}, ...],
+     "available": [{"id","type","hint","tokens"}, ...],
      "omitted": 120,                                   pages not listed (search finds them)
      "policy": {...}}
+`type` is the role for messages (user, assistant, tool, system) and the page type otherwise.
 `available` is bounded by `max_entries` and ranked by what the turn most likely needs:
 summaries first (newest history first), then by the candidates' scores, so it lists the
 relevant pages rather than the first ones inserted. `tokens` there is the page's full size.
@@ -97,7 +98,6 @@ def build_manifest(
                 "type": _type(p),
                 "hint": p.hint,
                 "tokens": p.tokens[0],
-                "turn": p.turn,
             }
             for p in listed
         ],
@@ -115,6 +115,7 @@ def render_manifest(manifest: Mapping[str, Any]) -> str:
 
 
 def _type(page: Page) -> str:
+    """Messages by role (as in the context headers); other pages by type."""
     if page.page_id.startswith("msg_") and page.role:
-        return f"{page.kind.value}/{page.role}"
+        return page.role
     return page.kind.value

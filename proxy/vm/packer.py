@@ -38,6 +38,10 @@ from proxy.vm.working_set import Mapped, ScoredPage, Selection, select_context
 MANIFEST_ENTRY_TOKENS = 20
 # The reply may claim at most this share of the budget when the client asks for more.
 MAX_REPLY_SHARE = 0.5
+# The manifest's available list takes at most about this share of the budget (an entry
+# costs some 25 tokens), within vm.manifest_max_entries.
+MANIFEST_SHARE = 0.12
+MANIFEST_ENTRY_COST = 25
 MODES = ("strict", "relaxed", "passive")
 
 
@@ -99,28 +103,37 @@ def pack_request(
         + counter.tools(tools, has_system=True)
     )
     room = settings.context_budget - reply - fixed
-    pinned = fit_pinned(
-        plan_pinned(tail, pin_last_turns=settings.pin_last_turns, counter=counter), room, counter
-    )
-    pinned_ids = [p.page_id for p in pinned.pages]
+    units = plan_pinned(tail, pin_last_turns=settings.pin_last_turns, counter=counter)
     policy = manifest.Policy(
         faults=mode != "passive",
         max_faults_per_turn=settings.max_faults_per_turn,
         max_fault_tokens_per_turn=settings.max_fault_tokens_per_turn,
     )
-    pool = [*candidates, *(ScoredPage(p, 0.0, "unpinned") for p in pinned.dropped)]
+    order = {c.page.page_id: c.relevance for c in candidates}
+    listable = [*(c.page for c in candidates), *available]
+
+    def make_manifest(
+        pinned_ids: list[str], mapped: Sequence[Mapped], shown: set[str]
+    ) -> tuple[dict[str, Any], str]:
+        data = _manifest(
+            turn, mode, pinned_ids, mapped, listable, shown, order, total_pages, settings, policy
+        )
+        return data, manifest.render_manifest(data)
+
+    # The manifest must fit beside the pinned turns, whatever else gets mapped.
+    every = [p.page_id for u in units for p in u.pages]
+    reserve = counter.text(make_manifest(every, [], set(every))[1])
+    pinned = fit_pinned(units, room - reserve, counter)
+    pinned_ids = [p.page_id for p in pinned.pages]
     skip = set(pinned_ids)
+    pool = [*candidates, *(ScoredPage(p, 0.0, "unpinned") for p in pinned.dropped)]
     pool = [c for c in pool if c.page.page_id not in skip]
-    order = {c.page.page_id: c.relevance for c in pool}
-    listable = [*(c.page for c in pool), *available]
+    listable += [c.page for c in pool if c.reason == "unpinned"]
 
     def cost(page: Page, level: int) -> int:
         return context.block_tokens(page, level, counter) + MANIFEST_ENTRY_TOKENS
 
-    draft = _manifest(
-        turn, mode, pinned_ids, [], listable, skip, order, total_pages, settings, policy
-    )
-    budget = room - pinned.tokens - counter.text(manifest.render_manifest(draft))
+    budget = room - pinned.tokens - counter.text(make_manifest(pinned_ids, [], skip)[1])
     while True:
         selection = select_context(
             pool,

@@ -19,7 +19,7 @@ from proxy.vm.ingest import Counters
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page, make_page_id
 from proxy.vm.segments import summary_frontier
-from proxy.vm.working_set import ScoredPage
+from proxy.vm.working_set import LATEST_SUMMARY, ScoredPage
 
 QUERY_TERMS = 24
 RECENT_MESSAGES = 12
@@ -97,12 +97,16 @@ def gather_candidates(
     usable = [(p, s) for p, s in hits if p.page_id not in skip and not _in_tail(p, plan)]
     best = max((score for _, score in usable), default=0.0) or 1.0
     reasons = {pid: "summary" for pid in plan.summary_ids}
+    if plan.summary_ids:
+        reasons[plan.summary_ids[-1]] = LATEST_SUMMARY
     reasons |= {pid: "claim" for pid in plan.claim_ids}
     reasons |= {pid: "hot" for pid in plan.hot_ids}
     found: dict[str, ScoredPage] = {}
     for page, score in usable:
         if page.page_id not in found:
-            found[page.page_id] = ScoredPage(page, max(score, 0.0) / best, "search")
+            reason = reasons.get(page.page_id, "search")
+            reason = reason if reason == LATEST_SUMMARY else "search"
+            found[page.page_id] = ScoredPage(page, max(score, 0.0) / best, reason)
     for page in pages:
         pid = page.page_id
         if pid in skip or pid in found or _in_tail(page, plan):

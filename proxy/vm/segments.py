@@ -134,7 +134,9 @@ def _keywords(pages: Sequence[Page]) -> list[str]:
     terms: TermCounter[str] = TermCounter()
     texts = [p.rendering(2) for p in pages if p.role in ("user", "assistant", "summary")]
     for text in texts:
-        terms.update(t for t in set(search_tokens(text)) if len(t) > 3 and not t.isdigit())
+        # dict.fromkeys, not set: ties keep first-seen order whatever the hash seed.
+        unique = dict.fromkeys(search_tokens(text))
+        terms.update(t for t in unique if len(t) > 3 and not t.isdigit())
     common = 0.6 * len(texts) if len(texts) >= 4 else len(texts) + 1
     ranked = [t for t, n in terms.most_common() if 2 <= n <= common]
     return ranked[:KEYWORDS]

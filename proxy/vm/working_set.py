@@ -4,7 +4,8 @@ Each candidate gets a score from its relevance to the current user message (BM25
 recency, importance, page type (pages.EVICTION_WEIGHT: claims are kept longest) and access
 history (page table heat). Then, within the token budget:
 1. anti-thrash: pages faulted this turn or the last are placed first, at the level the model
-   asked for (compressed further only if they cannot fit otherwise);
+   asked for (compressed further only if they cannot fit otherwise); then the latest segment
+   summary as an abstract (reason `LATEST_SUMMARY`), so the model always has its bearings;
 2. the `full_pages` best candidates that are clearly relevant (relevance >= 0.5) are
    placed at full detail (level 0, or level 1 if the page is large);
 3. every other candidate, best first, is placed as its level-2 abstract: compress before
@@ -30,6 +31,7 @@ FULL_RELEVANCE = 0.5
 
 BlockCost = Callable[[Page, int], int]
 _BROAD = (PageKind.SUMMARY, PageKind.INDEX)
+LATEST_SUMMARY = "latest_summary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,9 @@ def select_context(
         wanted = table.preferred_level(candidate.page.page_id, 2)
         if not place(value, candidate, range(wanted, 3)):
             notes.append(f"{candidate.page.page_id} faulted recently but did not fit")
+    for value, candidate in others:
+        if candidate.reason == LATEST_SUMMARY:
+            place(value, candidate, (2,))
     relevant = [
         sc for sc in others if sc[1].relevance >= FULL_RELEVANCE and sc[1].page.kind not in _BROAD
     ][:full_pages]

@@ -1,0 +1,100 @@
+"""An in-memory stand-in for the fault loop's use of the core: ingest, summaries, search,
+prefetch and pack, with a fixed clock, so whole upstream bodies are byte-stable."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from proxy.config import VMSettings
+from proxy.tokens import TokenCounter, counter_for_model
+from proxy.vm.bm25 import BM25Index
+from proxy.vm.ingest import Counters, ingest_messages
+from proxy.vm.packer import PackedRequest, pack_request, record_packed
+from proxy.vm.page_table import PageTable
+from proxy.vm.pages import Page
+from proxy.vm.prefetch import gather_candidates, plan_prefetch
+from proxy.vm.segments import build_summary, record_summary
+
+
+def clock() -> float:
+    return 1_700_000_000.0
+
+
+class Memory:
+    """One conversation's pages, counters, table and search index."""
+
+    def __init__(self, settings: VMSettings, model: str = "gpt-4o") -> None:
+        self.settings = settings
+        self.counter: TokenCounter = counter_for_model(model)
+        self.counters = Counters()
+        self.table = PageTable()
+        self.index: BM25Index[str] = BM25Index()
+        self.pages: dict[str, Page] = {}
+        self.mutations: list[Any] = []
+
+    def ingest(self, messages: Sequence[Mapping[str, Any]]) -> list[Page]:
+        result = ingest_messages(
+            messages,
+            first_position=self.counters.messages,
+            counters=self.counters,
+            counter=self.counter,
+            segment_turns=self.settings.segment_turns,
+            clock=clock,
+        )
+        for page in result.pages:
+            self._add(page)
+        self.mutations.extend(result.mutations)
+        jobs = list(result.segment_jobs)
+        while jobs:
+            job = jobs.pop(0)
+            covered = [self.pages[i] for i in job.page_ids() if i in self.pages]
+            summary = build_summary(job, covered, counter=self.counter, clock=clock)
+            self._add(summary)
+            jobs.extend(record_summary(self.counters, summary))
+        return result.pages
+
+    def _add(self, page: Page) -> None:
+        self.pages[page.page_id] = page
+        self.index.add(page.page_id, f"{page.text}\n{page.hint}")
+
+    def pack(self, body: Mapping[str, Any], *, mode: str = "strict") -> PackedRequest:
+        messages = list(body["messages"])
+        new = messages[self.counters.messages :]
+        self.ingest(new)
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        text = last_user.get("content") if isinstance(last_user.get("content"), str) else ""
+        turn = self.counters.turns
+        plan = plan_prefetch(
+            self.counters,
+            self.table,
+            turn=turn,
+            user_text=text or "",
+            pin_last_turns=self.settings.pin_last_turns,
+        )
+        hits = [(self.pages[k], s) for k, s in self.index.search(plan.query, plan.search_limit)]
+        loaded = [self.pages[i] for i in plan.page_ids() if i in self.pages]
+        tail = [self.pages[f"msg_{p}"] for p in range(plan.pinned_from, self.counters.messages)]
+        candidates = gather_candidates(
+            hits=hits, pages=loaded, plan=plan, exclude=[p.page_id for p in tail]
+        )
+        packed = pack_request(
+            body,
+            system_messages=messages[: self.counters.preamble],
+            tail=tail,
+            candidates=candidates,
+            table=self.table,
+            settings=self.settings,
+            mode=mode,
+            counter=self.counter,
+            turn=turn,
+            total_pages=len(self.pages),
+            clock=clock,
+        )
+        record_packed(self.table, packed, turn)
+        return packed
+
+
+def dumps(body: Any) -> str:
+    return json.dumps(body, indent=1, ensure_ascii=False, sort_keys=False) + "\n"
