@@ -162,11 +162,8 @@ class BM25Index(Generic[K]):
                 closed = bound < heapq.nlargest(limit, scores.values())[-1]
             if closed:
                 # Only keys already scored can still make the top `limit`.
-                keys = (
-                    (k for k in scores if k in posting)
-                    if len(scores) < len(posting)
-                    else (k for k in posting if k in scores)
-                )
+                keys = (k for k in scores if k in posting) if len(scores) < len(posting) else (
+                    k for k in posting if k in scores)
                 for key in list(keys):
                     doc = docs[key]
                     scores[key] += bm25_term(posting[key], doc.length, avg_len, idf)
