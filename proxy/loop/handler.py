@@ -57,6 +57,8 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
         "vm_prepare_seconds", help="Time to place, store and pack one request"
     ).observe(time.perf_counter() - started)
     if prepared.turn is None:
+        if prepared.forward_body is not None:
+            raw = orjson.dumps(prepared.forward_body)
         return _observed_passthrough(
             await passthrough_chat(state, request, raw, stream), prepared
         )

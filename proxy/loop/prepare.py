@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from proxy.config import VMSettings
 from proxy.loop.faults import FaultResolver
 from proxy.loop.ingest import Ingester
 from proxy.loop.prefix_cache import PrefixCache
@@ -19,14 +20,17 @@ from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.faults import FaultState
 from proxy.vm.ingest import Counters
-from proxy.vm.packer import pack_request
+from proxy.vm.packer import PackedRequest, pack_request
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
 from proxy.vm.prefetch import gather_candidates, plan_prefetch
+from proxy.vm.working_set import ScoredPage
 
 # Room kept free in the first upstream prompt for what the loop adds: search results, the
 # assistant's tool calls and the tool-message framing (faulted pages have their own budget).
-LOOP_RESERVE_TOKENS = 400
+LOOP_RESERVE_TOKENS = 300
+# Without a client max_tokens, the reply is reserved at most this share of the budget.
+REPLY_SHARE = 0.2
 
 
 @dataclass
@@ -37,6 +41,9 @@ class Prepared:
     placement: Placement
     prompt_tokens_full: int
     turn: Turn | None
+    # Below the threshold in append mode: the whole history rebuilt from the store, since
+    # the request itself holds only the new messages.
+    forward_body: dict[str, Any] | None = None
 
     def headers(self) -> dict[str, str]:
         """Headers of a request forwarded unchanged (below the threshold)."""
@@ -76,6 +83,10 @@ async def prepare(
     )
     prepared = Prepared(conversations, tenant, session, placement, full, None)
     if full <= settings.vm.activate_above:
+        if placement.offset > 0:
+            pages = await store.pages_in_range(placement.path, 0, end)
+            history = [_message(p) for p in pages if p.is_message]
+            prepared.forward_body = {**body, "messages": history}
         return prepared
     prepared.turn = await _pack_turn(
         state, request, body, counter, conversations, placement, conv_state, full, session, mode
@@ -121,25 +132,15 @@ async def _pack_turn(
         plan=plan,
         exclude=system_ids,
     )
-    mode_for_pack = "passive" if mode == "passive" else mode
-    reserve = 0 if mode_for_pack == "passive" else (
-        settings.max_fault_tokens_per_turn + LOOP_RESERVE_TOKENS
-    )
-    pack_settings = settings.model_copy(
-        update={"context_budget": max(settings.context_budget - reserve, 512)}
-    )
-    packed = pack_request(
-        body,
-        system_messages=[_message(p) for p in system],
-        tail=[p for p in tail if p.is_message],
-        candidates=candidates,
-        table=table,
-        settings=pack_settings,
-        mode=mode_for_pack,
-        counter=counter,
-        turn=turn_number,
-        total_pages=end,
-    )
+    fault_tokens = min(settings.max_fault_tokens_per_turn, settings.context_budget // 4)
+    packed = _pack(body, system, tail, candidates, table, settings, mode, fault_tokens,
+                   counter, turn_number, end)
+    if packed.over_budget and mode != "passive":
+        # Not even the VM rules and tool schemas fit beside the pinned turns: without the
+        # tools (passive) the model still gets the best context the budget allows.
+        mode = "passive"
+        packed = _pack(body, system, tail, candidates, table, settings, mode, 0,
+                       counter, turn_number, end)
     upstream_body = packed.body
     client_options = body.get("stream_options")
     wants_usage = (
@@ -148,10 +149,10 @@ async def _pack_turn(
     if body.get("stream") is True:
         options = dict(client_options) if isinstance(client_options, Mapping) else {}
         upstream_body = {**upstream_body, "stream_options": {**options, "include_usage": True}}
-    names = {} if mode_for_pack == "passive" else {v: k for k, v in packed.tool_names.items()}
+    names = {} if mode == "passive" else {v: k for k, v in packed.tool_names.items()}
     fault_state = FaultState(
         max_faults=settings.max_faults_per_turn,
-        max_tokens=settings.max_fault_tokens_per_turn,
+        max_tokens=fault_tokens,
         turn=turn_number,
         in_view=packed.in_view(),
     )
@@ -182,6 +183,40 @@ async def _pack_turn(
     )
     turn.prime_prompt_tokens(packed.prompt_tokens)
     return turn
+
+
+def _pack(
+    body: dict[str, Any],
+    system: list[Page],
+    tail: list[Page],
+    candidates: list[ScoredPage],
+    table: PageTable,
+    settings: VMSettings,
+    mode: str,
+    fault_tokens: int,
+    counter: TokenCounter,
+    turn: int,
+    total_pages: int,
+) -> PackedRequest:
+    """Pack within the budget less the room the loop may add: faulted pages and the
+    framing of its tool calls (none in passive mode)."""
+    reserve = 0 if mode == "passive" else fault_tokens + LOOP_RESERVE_TOKENS
+    budget = max(settings.context_budget - reserve, settings.context_budget // 2)
+    reply = min(settings.reply_reserve_tokens, int(settings.context_budget * REPLY_SHARE))
+    return pack_request(
+        body,
+        system_messages=[_message(p) for p in system],
+        tail=[p for p in tail if p.is_message],
+        candidates=candidates,
+        table=table,
+        settings=settings.model_copy(
+            update={"context_budget": budget, "reply_reserve_tokens": reply}
+        ),
+        mode=mode,
+        counter=counter,
+        turn=turn,
+        total_pages=total_pages,
+    )
 
 
 def _message(page: Page) -> dict[str, Any]:

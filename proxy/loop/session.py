@@ -100,9 +100,10 @@ class Conversations:
         """Align the request with the store, store what is new, bind the session name."""
         stored: Conversation | None = None
         if session is not None:
-            conv_id = await self._store.resolve_session(tenant, session)
-            if conv_id is not None:
-                stored = await self._store.get_conversation(tenant, conv_id)
+            # A name the client chose, or the conversation id the proxy sent back in an
+            # earlier X-VM-Session header.
+            conv_id = await self._store.resolve_session(tenant, session) or session
+            stored = await self._store.get_conversation(tenant, conv_id)
         if stored is not None and stored.length > 0:
             if not await self._starts_with_stored(tenant, stored, messages):
                 placement = await self._append(tenant, stored, messages)
