@@ -44,12 +44,15 @@ def span_bounds(path: Path) -> list[tuple[str, int, int]]:
 
 
 def stable_key(*parts: str) -> int:
-    """A signed 64-bit key for `parts` (advisory locks, scope tokens), same in every process."""
+    """A signed 64-bit key for `parts` (advisory locks), the same in every process."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
 
-def scope_token(tenant: str, conv_id: str) -> str:
-    """One search token naming (tenant, conversation); `@` keeps it apart from word tokens."""
-    digest = hashlib.blake2b(f"{tenant}\x1f{conv_id}".encode(), digest_size=10).hexdigest()
-    return f"@{digest}"
+def term_prefix(tenant: str, conv_id: str) -> str:
+    """8 hex digits put before each search term of a conversation's pages in the durable
+    indexes, so a conversation's terms have postings of their own: a search reads only the
+    searched conversations' postings. Short on purpose (it is repeated in every term); two
+    conversations sharing a prefix only share postings, which the tenant and path checks
+    of every search filter out again."""
+    return hashlib.blake2b(f"{tenant}\x1f{conv_id}".encode(), digest_size=4).hexdigest()

@@ -44,7 +44,7 @@ from proxy.store.codec import (
     page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
-from proxy.store.paths import MAX_FORK_DEPTH, build_path, scope_token, span_bounds, stable_key
+from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, stable_key, term_prefix
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
@@ -61,19 +61,27 @@ _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _APPEND_SQL = f"""
 WITH cur AS (
     SELECT version FROM conversations WHERE tenant = $1 AND conv_id = $2 FOR UPDATE
-), ins AS (
-    INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,
-                       chain_hash, body, created_at, terms, tfs, doc_len)
-    SELECT $1, $2, u.page_id, u.prefix, u.anchor, u.is_message, u.kind, u.modality,
-           u.chain_hash, u.body, u.created_at, string_to_array(u.terms, ' '),
-           string_to_array(u.tfs, ' ')::int[], u.doc_len
-    FROM unnest($4::text[], $5::text[], $6::int[], $7::bool[], $8::text[], $9::text[],
-                $10::text[], $11::bytea[], $12::float8[], $13::text[], $14::text[], $15::int[])
+), input AS (
+    SELECT * FROM unnest($4::text[], $5::text[], $6::int[], $7::bool[], $8::text[],
+                         $9::text[], $10::text[], $11::bytea[], $12::float8[], $13::text[],
+                         $14::text[], $15::int[])
          AS u (page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
                created_at, terms, tfs, doc_len)
+), ins AS (
+    INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,
+                       chain_hash, body, created_at, doc_len)
+    SELECT $1, $2, page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
+           created_at, doc_len
+    FROM input
     WHERE (SELECT version FROM cur) = $3
     ON CONFLICT (tenant, conv_id, page_id) DO NOTHING
-    RETURNING chain_hash, anchor, doc_len
+    RETURNING id, page_id, chain_hash, anchor, modality, doc_len
+), indexed AS (
+    INSERT INTO page_terms (term, page, tenant, conv_id, anchor, modality, tf, doc_len)
+    SELECT t.term, i.id, $1, $2, i.anchor, i.modality, t.tf, i.doc_len
+    FROM ins i JOIN input u ON u.page_id = i.page_id
+    CROSS JOIN LATERAL unnest(string_to_array(u.terms, ' '), string_to_array(u.tfs, ' ')::int[])
+         AS t (term, tf)
 ), hashed AS (
     INSERT INTO hashes (tenant, chain_hash, conv_id, position)
     SELECT $1, chain_hash, $2, anchor FROM ins WHERE chain_hash <> ''
@@ -242,15 +250,15 @@ class PostgresStore:
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
     ) -> Conversation:
-        scope = scope_token(tenant, conv_id)
+        prefix = term_prefix(tenant, conv_id)
         columns: list[list[Any]] = [[] for _ in range(12)]
         for page in pages:
             counts = Counter(page_search_tokens(page))
             values = (
                 page.page_id, id_prefix(page.page_id), page.anchor, page.is_message,
                 page.kind.value, page.modality.value, page.chain_hash, encode_page(page),
-                page.created_at, " ".join([*counts, scope]),
-                " ".join([*map(str, counts.values()), "0"]), sum(counts.values()),
+                page.created_at, " ".join(prefix + term for term in counts),
+                " ".join(map(str, counts.values())), sum(counts.values()),
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
@@ -316,14 +324,18 @@ class PostgresStore:
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:
             return {}
+        # By the unique key alone (a plan that stays right when the statement is cached);
+        # visibility is checked here.
         rows = await self._fetch(
-            f"SELECT p.conv_id, p.page_id, p.body FROM pages p JOIN {_SPANS} ON {_ON_SPAN}"
-            " WHERE p.tenant = $1 AND p.page_id = ANY ($5::text[])",
-            *_span_args(path, span_bounds(path)), list(page_ids),
+            "SELECT conv_id, page_id, anchor, body FROM pages"
+            " WHERE tenant = $1 AND conv_id = ANY ($2::text[]) AND page_id = ANY ($3::text[])",
+            path.tenant, [span.conv_id for span in path.spans], list(page_ids),
         )
         rank = {span.conv_id: i for i, span in enumerate(path.spans)}
         best: dict[str, tuple[int, bytes]] = {}
-        for conv_id, page_id, body in rows:
+        for conv_id, page_id, anchor, body in rows:
+            if path.owner_of(anchor) != conv_id:
+                continue
             # The same id visible on two spans: the one nearest the leaf wins.
             if page_id not in best or rank[conv_id] < best[page_id][0]:
                 best[page_id] = (rank[conv_id], body)
@@ -411,6 +423,8 @@ class PostgresStore:
                 " AND NOT EXISTS (SELECT 1 FROM conversations k"
                 "  WHERE k.tenant = c.tenant AND k.parent_id = c.conv_id)"
                 " LIMIT 100 FOR UPDATE SKIP LOCKED"
+                "), d0 AS (DELETE FROM page_terms t USING pages p, doomed d"
+                "  WHERE t.page = p.id AND p.tenant = d.tenant AND p.conv_id = d.conv_id"
                 "), d1 AS (DELETE FROM pages t USING doomed d"
                 "  WHERE t.tenant = d.tenant AND t.conv_id = d.conv_id"
                 "), d2 AS (DELETE FROM hashes t USING doomed d"

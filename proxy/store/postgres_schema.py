@@ -1,11 +1,10 @@
 """The PostgreSQL schema and its migrations, applied on start under an advisory lock so two
 replicas starting at once do not race each other.
 
-Search columns: `terms` holds the page's distinct search terms (proxy.vm.bm25.search_tokens)
-plus one `@scope` token naming its (tenant, conversation), `tfs` each term's frequency
-(aligned with `terms`), `doc_len` the token count. A GIN index on `terms` answers "pages
-of these conversations containing any of these terms" by intersecting postings, and BM25
-is computed in SQL from `tfs` (see proxy.store.postgres_search).
+Search: `page_terms` is an inverted index, one row per (page, distinct search term) with the
+term prefixed by its conversation's proxy.store.paths.term_prefix, so a query reads only
+the postings of its terms in the searched conversations, index-only (everything BM25 needs
+is in the index); see proxy.store.postgres_search.
 """
 
 from __future__ import annotations
@@ -48,13 +47,22 @@ MIGRATIONS: list[list[str]] = [
             chain_hash text NOT NULL,
             body bytea NOT NULL,
             created_at double precision NOT NULL,
-            terms text[] NOT NULL,
-            tfs integer[] NOT NULL,
             doc_len integer NOT NULL,
             UNIQUE (tenant, conv_id, page_id)
         )""",
         "CREATE INDEX pages_anchor ON pages (tenant, conv_id, anchor)",
-        "CREATE INDEX pages_terms ON pages USING gin (terms)",
+        """CREATE TABLE page_terms (
+            term text NOT NULL,
+            page bigint NOT NULL,
+            tenant text NOT NULL,
+            conv_id text NOT NULL,
+            anchor integer NOT NULL,
+            modality text NOT NULL,
+            tf integer NOT NULL,
+            doc_len integer NOT NULL,
+            PRIMARY KEY (term, page) INCLUDE (tenant, conv_id, anchor, modality, tf, doc_len)
+        )""",
+        "CREATE INDEX page_terms_page ON page_terms (page)",
         """CREATE TABLE hashes (
             tenant text NOT NULL,
             chain_hash text NOT NULL,

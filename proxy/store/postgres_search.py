@@ -1,13 +1,13 @@
 """BM25 in one PostgreSQL statement, scoped to a conversation path.
 
 PostgreSQL's own ts_rank has no inverse document frequency, so a word on every page would
-weigh as much as a rare name. Instead the GIN index on `pages.terms` finds the candidates
-(pages of the path's conversations holding any query term; the `@scope` tokens make it
-intersect postings rather than filter a whole tenant), and the statement scores them with
-the same formula as proxy.vm.bm25: document frequencies come from the candidates
-themselves (every page holding a query term is a candidate), N and the average length
-from per-conversation totals kept by `append`. So IDF is computed over the path's own
-conversations: no other tenant's words shift a score.
+weigh as much as a rare name. Instead the statement reads the postings of the query terms
+from `page_terms` (an index-only range scan per term: the terms carry their conversation's
+prefix, so only the searched conversations' postings are read), keeps those visible on
+the path, and scores them with the formula of proxy.vm.bm25: document frequencies come
+from the visible postings themselves, N and the average length from per-conversation
+totals kept by `append`. IDF is thus computed over the path's own conversations: no other
+conversation's or tenant's words shift a score.
 """
 
 from __future__ import annotations
@@ -16,27 +16,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy.store.base import Path
-from proxy.store.paths import scope_token, span_bounds
+from proxy.store.paths import span_bounds, term_prefix
 from proxy.vm.bm25 import K1, B
 from proxy.vm.pages import Modality
 
 SEARCH_SQL = f"""
-WITH spans AS (
-    SELECT * FROM unnest($2::text[], $3::int[], $4::bigint[]) AS s (conv_id, lo, hi)
-), stats AS (
+WITH stats AS (
     SELECT greatest(sum(doc_count), 1)::float8 AS n,
            greatest(sum(doc_len)::float8 / greatest(sum(doc_count), 1), 1.0) AS avgdl
     FROM conversations WHERE tenant = $1 AND conv_id = ANY ($2::text[])
-), cand AS (
-    SELECT p.id, p.terms, p.tfs, p.doc_len, p.modality
-    FROM pages p JOIN spans s
-      ON p.conv_id = s.conv_id AND p.anchor >= s.lo AND p.anchor < s.hi
-    WHERE p.tenant = $1 AND p.terms && $5::text[] AND p.terms && $6::text[]
 ), hits AS (
-    SELECT c.id, c.doc_len, c.modality, q.term,
-           c.tfs[array_position(c.terms, q.term)]::float8 AS tf
-    FROM cand c CROSS JOIN unnest($6::text[]) AS q (term)
-    WHERE q.term = ANY (c.terms)
+    SELECT t.page AS id, t.doc_len, t.modality, u.term, t.tf::float8 AS tf
+    FROM (SELECT DISTINCT * FROM unnest($5::text[], $6::text[])) AS u (prefixed, term)
+    JOIN page_terms t ON t.term = u.prefixed
+    JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS s (conv_id, lo, hi)
+      ON t.conv_id = s.conv_id AND t.anchor >= s.lo AND t.anchor < s.hi
+    WHERE t.tenant = $1
 ), df AS (
     SELECT term, count(*)::float8 AS n FROM hits GROUP BY term
 ), ranked AS (
@@ -57,13 +52,14 @@ def search_args(
     path: Path, terms: Sequence[str], limit: int, modality: Modality | None
 ) -> list[Any]:
     bounds = span_bounds(path)
+    prefixes = [term_prefix(path.tenant, conv_id) for conv_id, _, _ in bounds]
     return [
         path.tenant,
         [conv_id for conv_id, _, _ in bounds],
         [lo for _, lo, _ in bounds],
         [hi for _, _, hi in bounds],
-        [scope_token(path.tenant, conv_id) for conv_id, _, _ in bounds],
-        list(terms),
+        [prefix + term for prefix in prefixes for term in terms],
+        [term for _ in prefixes for term in terms],
         modality.value if modality is not None else None,
         limit,
     ]

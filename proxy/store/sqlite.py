@@ -46,7 +46,7 @@ from proxy.store.codec import (
     page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
-from proxy.store.paths import MAX_FORK_DEPTH, build_path, scope_token, span_bounds
+from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, term_prefix
 from proxy.store.sqlite_schema import configure, migrate
 from proxy.vm.bm25 import query_terms
 from proxy.vm.pages import Modality, Page
@@ -67,11 +67,6 @@ def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
         raise ValueError(f"{url!r} names no database file (use memory:// for a throwaway store)")
     options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     return FsPath(raw), options
-
-
-def fts_scope(tenant: str, conv_id: str) -> str:
-    """The `scope` column's token: FTS5 drops `@`, so the shared token loses it here."""
-    return scope_token(tenant, conv_id).lstrip("@")
 
 
 class _Connections:
@@ -225,9 +220,12 @@ class SQLiteStore:
         mutations: Sequence[Mutation],
     ) -> Conversation:
         # Encode before taking the write lock: it is the slow part and needs no database.
-        rows = [(page, encode_page(page), " ".join(page_search_tokens(page))) for page in pages]
+        scope = term_prefix(tenant, conv_id)
+        rows = [
+            (page, encode_page(page), " ".join(scope + t for t in page_search_tokens(page)))
+            for page in pages
+        ]
         state_blob = encode_state(state) if state is not None else None
-        scope = fts_scope(tenant, conv_id)
         with _transaction(conn):
             self._check_version(conn, tenant, conv_id, expected_version)
             for page, body, terms in rows:
@@ -242,8 +240,8 @@ class SQLiteStore:
                 if cursor.rowcount != 1:
                     continue  # stored by an earlier (retried) append: left as it is
                 conn.execute(
-                    "INSERT INTO page_fts (rowid, scope, terms) VALUES (?, ?, ?)",
-                    (cursor.lastrowid, scope, terms),
+                    "INSERT INTO page_fts (rowid, terms) VALUES (?, ?)",
+                    (cursor.lastrowid, terms),
                 )
                 if page.chain_hash:
                     conn.execute(
@@ -418,10 +416,17 @@ def _path(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Path:
     return build_path(tenant, conv_id, forks.get)
 
 
-def _span_sql(spans: Sequence[tuple[str, int, int]]) -> tuple[str, list[Any]]:
-    """`(conv_id = ? AND anchor >= ? AND anchor < ?) OR ...` for the spans given."""
-    clauses = " OR ".join("(p.conv_id = ? AND p.anchor >= ? AND p.anchor < ?)" for _ in spans)
-    return f"({clauses})", [value for span in spans for value in span]
+def _span_sql(
+    spans: Sequence[tuple[str, int, int]], *, by_anchor: bool = True
+) -> tuple[str, list[Any]]:
+    """`(conv_id = ? AND anchor >= ? AND anchor < ?) OR ...` for the spans given.
+
+    `by_anchor=False` writes `+p.anchor`, which keeps SQLite from choosing the anchor index
+    (a scan of the whole span) over the (tenant, conv_id, page_id) key for lookups by id.
+    """
+    anchor = "p.anchor" if by_anchor else "+p.anchor"
+    clause = f"(p.conv_id = ? AND {anchor} >= ? AND {anchor} < ?)"
+    return "(" + " OR ".join(clause for _ in spans) + ")", [v for span in spans for v in span]
 
 
 def _lookup_hashes(
@@ -441,7 +446,7 @@ def _lookup_hashes(
 
 
 def _get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:
-    spans_sql, span_args = _span_sql(span_bounds(path))
+    spans_sql, span_args = _span_sql(span_bounds(path), by_anchor=False)
     rank = {span.conv_id: i for i, span in enumerate(path.spans)}
     best: dict[str, tuple[int, bytes]] = {}
     for start in range(0, len(page_ids), _CHUNK):
@@ -479,9 +484,8 @@ def _pages_in_range(
 
 
 def _fts_query(path: Path, terms: Sequence[str]) -> str:
-    scopes = " OR ".join(f'"{fts_scope(path.tenant, span.conv_id)}"' for span in path.spans)
-    words = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-    return f"scope : ({scopes}) AND terms : ({words})"
+    scopes = [term_prefix(path.tenant, span.conv_id) for span in path.spans]
+    return " OR ".join(f'"{scope}{term}"' for scope in scopes for term in terms)
 
 
 def _search(
@@ -491,12 +495,15 @@ def _search(
     spans_sql, span_args = _span_sql(span_bounds(path))
     modality_sql = " AND p.modality = ?" if modality is not None else ""
     modality_args = [modality.value] if modality is not None else []
-    # bm25() is negative, better is lower; the scope column weighs nothing.
+    # bm25() is negative, better is lower. Rank ids alone, then read the winners' bodies:
+    # sorting whole rows would drag every matching body through the sorter.
     rows = conn.execute(
-        "SELECT p.body, -bm25(page_fts, 0.0, 1.0) AS score"
+        "SELECT b.body, r.score FROM ("
+        " SELECT p.id, -bm25(page_fts) AS score"
         " FROM page_fts CROSS JOIN pages p ON p.id = page_fts.rowid"
         f" WHERE page_fts MATCH ? AND p.tenant = ? AND {spans_sql}{modality_sql}"
-        " ORDER BY bm25(page_fts, 0.0, 1.0), p.id LIMIT ?",
+        " ORDER BY score DESC, p.id LIMIT ?"
+        ") r JOIN pages b ON b.id = r.id ORDER BY r.score DESC, r.id",
         (_fts_query(path, terms), path.tenant, *span_args, *modality_args, limit),
     ).fetchall()
     return [SearchHit(decode_page(body), score) for body, score in rows]

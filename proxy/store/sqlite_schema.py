@@ -76,12 +76,13 @@ MIGRATIONS: list[list[str]] = [
             at REAL NOT NULL
         )""",
         "CREATE INDEX mutations_turn ON mutations (tenant, conv_id, turn)",
-        # `scope` holds one token naming (tenant, conversation), so a search intersects
-        # with the conversation's postings instead of scanning every tenant's matches.
-        # `terms` holds proxy.vm.bm25.search_tokens, already lowercased and split; `_`
-        # is a token character so `msg_12` stays one term.
+        # One document per page: its search terms (proxy.vm.bm25.search_tokens), each
+        # prefixed with its conversation's proxy.store.paths.term_prefix, so a
+        # conversation's terms are postings of their own: a search reads only the searched
+        # conversations' postings, and document frequencies are per conversation. `_` is a
+        # token character so `msg_12` stays one term.
         """CREATE VIRTUAL TABLE page_fts USING fts5(
-            scope, terms, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+            terms, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
         )""",
     ],
 ]
