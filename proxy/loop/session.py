@@ -126,7 +126,7 @@ class Conversations:
         `state_patch` merged into the conversation state in the same write."""
         hashes = chain_hashes(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
-        leaf, new_count = await self._store_after(
+        leaf, new_count, path = await self._store_after(
             tenant,
             placement.leaf.conv_id,
             anchor,
@@ -142,7 +142,7 @@ class Conversations:
             self._prefixes.remember(tenant, fingerprints, hashes[-1])
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, placement.offset + length),
+            path=await self._cut_path(tenant, leaf.conv_id, placement.offset + length, path),
             offset=placement.offset,
             length=length,
             last_hash=hashes[-1] if hashes else placement.last_hash,
@@ -179,23 +179,26 @@ class Conversations:
             if hit is not None and hit[1] == remembered[0] - 1:
                 start, owner, prev = remembered[0], hit[0], remembered[1]
         hashes = chain_hashes(tenant, messages[start:], prev=prev)
-        known, found_owner = await self._longest_known_prefix(tenant, hashes)
-        known += start
-        owner = found_owner or owner
+        if start:
+            # The remembered prefix is stored; whether the few messages after it are too is
+            # checked under the conversation lock in _store_after.
+            known = start
+        else:
+            known, owner = await self._longest_known_prefix(tenant, hashes)
         if known == 0:
             conv_id = "c" + hashes[0][:24]
             await self._store.create_conversation(tenant, conv_id)
             owner = conv_id
         assert owner is not None
         new = known - start
-        leaf, new_count = await self._store_after(
+        leaf, new_count, path = await self._store_after(
             tenant, owner, known - 1, messages[known:], hashes[new:]
         )
         last_hash = hashes[-1] if hashes else str(prev or "")
         self._prefixes.remember(tenant, fingerprints, last_hash)
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, len(messages)),
+            path=await self._cut_path(tenant, leaf.conv_id, len(messages), path),
             offset=0,
             length=len(messages),
             last_hash=last_hash,
@@ -219,13 +222,13 @@ class Conversations:
             if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
                 new = new[1:]
         hashes = chain_hashes(tenant, new, prev=prev)
-        leaf, new_count = await self._store_after(
+        leaf, new_count, leaf_path = await self._store_after(
             tenant, stored.conv_id, stored.length - 1, new, hashes
         )
         length = stored.length + len(new)
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, length),
+            path=await self._cut_path(tenant, leaf.conv_id, length, leaf_path or path),
             offset=stored.length,
             length=len(new),
             last_hash=hashes[-1] if hashes else prev,
@@ -272,16 +275,20 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
-    ) -> tuple[Conversation, int]:
+    ) -> tuple[Conversation, int, Path | None]:
         """Store `messages` right after position `anchor` of `owner`'s path.
 
-        Returns the conversation they now end on and how many were new. Runs under the
+        Returns the conversation they now end on, how many were new, and that
+        conversation's path when it was read on the way. Runs under the
         conversation lock, rechecking what is known there, because another request of the
         same conversation may have stored some of them meanwhile.
         """
         for _ in range(_MAX_RETRIES):
             async with self._store.lock(tenant, owner):
-                if messages:
+                conv = await self._require(tenant, owner)
+                # Only when the conversation has grown past `anchor` may another request have
+                # stored some of these messages already (on it, or on a fork of it).
+                if messages and conv.length != anchor + 1:
                     found = await self._store.lookup_hashes(tenant, list(hashes))
                     done = 0
                     while done < len(hashes) and hashes[done] in found:
@@ -289,13 +296,11 @@ class Conversations:
                     if done:
                         owner, anchor = found[hashes[done - 1]]
                         messages, hashes = messages[done:], hashes[done:]
-                        if not messages:
-                            conv = await self._require(tenant, owner)
-                            return conv, 0
-                        continue
-                conv = await self._require(tenant, owner)
+                        if messages:
+                            continue
+                        conv = await self._require(tenant, owner)
                 if not messages:
-                    return conv, 0
+                    return conv, 0, None
                 target = conv
                 if conv.length != anchor + 1:
                     target = await self._fork(tenant, conv, anchor, hashes[0])
@@ -316,7 +321,7 @@ class Conversations:
                     )
                 except VersionConflict:
                     continue
-                return leaf, len(messages)
+                return leaf, len(messages), path
         raise VersionConflict(f"conversation {owner} kept changing while storing a turn")
 
     async def _fork(
@@ -335,8 +340,11 @@ class Conversations:
             raise LookupError(f"conversation {conv_id} vanished while storing a turn")
         return conv
 
-    async def _cut_path(self, tenant: str, conv_id: str, end: int) -> Path:
-        path = await self._store.path(tenant, conv_id)
+    async def _cut_path(
+        self, tenant: str, conv_id: str, end: int, path: Path | None = None
+    ) -> Path:
+        if path is None or path.leaf != conv_id:
+            path = await self._store.path(tenant, conv_id)
         spans = tuple(
             PathSpan(span.conv_id, span.lo, end if span.hi is None or span.hi > end else span.hi)
             for span in path.spans
