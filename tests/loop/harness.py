@@ -1,0 +1,193 @@
+"""The proxy in process, as a user meets it: the real app (lifespan included) behind the real
+`openai` SDK, the upstream replaced by a respx router answering with a `ScriptedModel`.
+
+    async with serve(model, vm_settings()) as proxy:
+        raw = await proxy.client.chat.completions.with_raw_response.create(...)
+        model.requests                    # every upstream body
+
+Every `serve` block runs under a deadline, so a loop that hangs fails the test instead of
+the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import httpx2
+import openai
+import respx
+from starlette.applications import Starlette
+
+from proxy.app import create_app
+from proxy.config import Settings, load_settings
+from proxy.store import open_store
+from proxy.store.base import PageStore
+from proxy.tokens import counter_for_model
+from proxy.vm.identity import tenant_id
+from tests.loop.scripted import VM_TOOLS, ScriptedModel
+
+UPSTREAM = "http://upstream.test/v1"
+API_KEY = "sk-test"
+MODEL = "gpt-4o-mini"
+DEADLINE_S = 30.0
+
+VM_DEFAULTS: dict[str, Any] = {
+    "context_budget": 3000,
+    "activate_above": 1500,
+    "pin_last_turns": 1,
+    "max_faults_per_turn": 3,
+    # Nothing is mapped ahead of the model's own calls, so the search -> fault -> answer
+    # sequence is the model's doing (tests that want prefetch turn it back on).
+    "prefetch_pages": 0,
+    "keepalive_s": 0.05,
+}
+
+
+def vm_settings(**vm: Any) -> Settings:
+    return load_settings(
+        environ={},
+        overrides={
+            "vm": {**VM_DEFAULTS, **vm},
+            "store": {"url": "memory://"},
+            "upstream": {"base_url": UPSTREAM},
+        },
+    )
+
+
+@dataclass
+class Proxy:
+    app: Starlette
+    settings: Settings
+    store: PageStore
+    model: ScriptedModel
+    http: httpx2.AsyncClient  # raw HTTP to the app, for byte-level checks
+    client: openai.AsyncOpenAI
+
+    @property
+    def tenant(self) -> str:
+        tenant = self.settings.tenant
+        return tenant_id(tenant.secret, API_KEY, tenant.default)
+
+    async def raw_chat(
+        self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> httpx2.Response:
+        return await self.http.post(
+            "/v1/chat/completions",
+            json=dict(body),
+            headers={"authorization": f"Bearer {API_KEY}", **(headers or {})},
+        )
+
+
+@asynccontextmanager
+async def serve(model: ScriptedModel, settings: Settings | None = None) -> AsyncIterator[Proxy]:
+    settings = settings or vm_settings()
+    store = await open_store("memory://")
+    router = respx.Router(assert_all_called=False, assert_all_mocked=True)
+    router.post(f"{settings.upstream.base_url}/chat/completions").mock(side_effect=model)
+    transport = httpx.MockTransport(router.async_handler)
+    app = create_app(settings, upstream_transport=transport, store=store)
+    try:
+        async with asyncio.timeout(DEADLINE_S), app.router.lifespan_context(app):
+            async with httpx2.AsyncClient(
+                transport=httpx2.ASGITransport(app=app), base_url="http://proxy"
+            ) as http:
+                client = openai.AsyncOpenAI(
+                    base_url="http://proxy/v1", api_key=API_KEY, http_client=http, max_retries=0
+                )
+                yield Proxy(app, settings, store, model, http, client)
+    finally:
+        await store.close()
+
+
+# --- looking at upstream bodies -------------------------------------------------------
+
+
+def tool_names(body: Mapping[str, Any]) -> list[str]:
+    return [str((t.get("function") or {}).get("name")) for t in body.get("tools") or ()]
+
+
+def has_vm_tools(body: Mapping[str, Any]) -> bool:
+    vm_names = {*VM_TOOLS, *("vm_" + name for name in VM_TOOLS)}
+    return any(name in vm_names for name in tool_names(body))
+
+
+def vm_message(body: Mapping[str, Any]) -> str | None:
+    """The developer/system message carrying the VM blocks, if any."""
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        if message.get("role") in ("developer", "system") and isinstance(content, str):
+            if "<VM:MANIFEST_JSON>" in content or "<VM:CONTEXT>" in content:
+                return content
+    return None
+
+
+def reply_allowance(body: Mapping[str, Any], settings: Settings) -> int:
+    """What the request reserves for the reply: its max_tokens, else the configured reserve."""
+    for key in ("max_completion_tokens", "max_tokens"):
+        if isinstance(body.get(key), int):
+            return int(body[key])
+    return settings.vm.reply_reserve_tokens
+
+
+def upstream_cost(body: Mapping[str, Any], settings: Settings) -> int:
+    """Prompt tokens (messages and tool schemas) plus the reply's allowance."""
+    return counter_for_model(str(body.get("model"))).request(body) + reply_allowance(
+        body, settings
+    )
+
+
+def sum_usage(usages: list[dict[str, int]]) -> dict[str, int]:
+    keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+    return {k: sum(u[k] for u in usages) for k in keys}
+
+
+def tool_results(body: Mapping[str, Any]) -> list[Any]:
+    """The parsed tool-message contents of a body, in order."""
+    out: list[Any] = []
+    for message in body.get("messages") or ():
+        if message.get("role") == "tool":
+            try:
+                out.append(json.loads(message.get("content") or ""))
+            except ValueError:
+                out.append(message.get("content"))
+    return out
+
+
+# --- raw SSE --------------------------------------------------------------------------
+
+
+@dataclass
+class RawEvent:
+    data: str | None
+    comment: str | None = None
+    event: str | None = None
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.data or "null")
+
+
+def parse_sse(text: str) -> list[RawEvent]:
+    events: list[RawEvent] = []
+    data: list[str] = []
+    name: str | None = None
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line == "":
+            if data:
+                events.append(RawEvent("\n".join(data), event=name))
+            data, name = [], None
+        elif line.startswith(":"):
+            events.append(RawEvent(None, comment=line[1:].strip()))
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+    if data:
+        events.append(RawEvent("\n".join(data), event=name))
+    return events

@@ -1,0 +1,253 @@
+"""The loop's guards: the fault limit (tools withdrawn, the model must answer), the fault
+token budget, repeated calls, unknown ids, and the hard cap on iterations. Whatever the
+model does, the request ends with an answer or an OpenAI-shaped error, never a hang."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from proxy.tokens import counter_for_model
+from proxy.vm.pages import parse_page_id
+from tests.loop.harness import (
+    MODEL,
+    has_vm_tools,
+    parse_sse,
+    serve,
+    tool_results,
+    upstream_cost,
+    vm_settings,
+)
+from tests.loop.history import FACT_TURN, LOCKER, QUESTION, conversation
+from tests.loop.scripted import (
+    Answer,
+    Call,
+    Calls,
+    Decision,
+    Policy,
+    Reading,
+    ScriptedModel,
+    agent,
+)
+
+HISTORY_TURNS = 80
+LAST_ID = 2 * HISTORY_TURNS + 1  # msg_<LAST_ID> is the question
+
+
+def _messages(question: str = QUESTION) -> list[dict[str, Any]]:
+    return [*conversation(HISTORY_TURNS), {"role": "user", "content": question}]
+
+
+def _fault(page: str, level: int = 0) -> Call:
+    return Call("page_fault", {"page_id": page, "target_level": level})
+
+
+def keeps_faulting(*, stubborn: bool = False) -> Policy:
+    """Faults one more early message each time; answers once the tools are gone, unless
+    `stubborn`, then it calls page_fault anyway."""
+
+    def decide(reading: Reading) -> Decision:
+        if "page_fault" not in reading.vm and not stubborn:
+            return Answer("Giving up on memory.")
+        page = f"msg_{1 + 2 * len(reading.fault_attempts)}"
+        return Calls([_fault(page)])
+
+    return decide
+
+
+def keeps_searching(*, stubborn: bool = False) -> Policy:
+    def decide(reading: Reading) -> Decision:
+        if "search_pages" not in reading.vm and not stubborn:
+            return Answer("Nothing more to search.")
+        count = len(reading.vm_results("search_pages"))
+        return Calls([Call("search_pages", {"query": f"gym visit number {count}"})])
+
+    return decide
+
+
+def _ok_faults(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in tool_results(body) if isinstance(r, dict) and "content" in r]
+
+
+def _errors(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in tool_results(body) if isinstance(r, dict) and "error" in r]
+
+
+def _says_tools_are_gone(result: dict[str, Any]) -> bool:
+    """A limit_reached error, or a served fault whose note says the tools are withdrawn."""
+    if result.get("code") == "limit_reached":
+        return True
+    note = str(result.get("note") or "").lower()
+    return "content" in result and ("withdrawn" in note or "limit" in note)
+
+
+async def test_fault_limit_withdraws_the_tools_and_the_model_answers() -> None:
+    model = ScriptedModel(keeps_faulting())
+    async with serve(model) as proxy:
+        raw = await proxy.client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=_messages()
+        )
+        completion = raw.parse()
+    limit = proxy.settings.vm.max_faults_per_turn
+    assert completion.choices[0].message.content == "Giving up on memory."
+    assert completion.choices[0].finish_reason == "stop"
+    assert raw.headers["x-vm-faults"] == str(limit)
+    assert model.actions == ["fault"] * limit + ["answer"]
+    final = model.requests[-1]
+    assert not has_vm_tools(final)
+    # The last tool result told the model why the tools are gone.
+    assert _says_tools_are_gone(tool_results(final)[-1])
+    assert len(_ok_faults(final)) == limit
+    assert all(has_vm_tools(body) for body in model.requests[:-1])
+
+
+async def test_calls_past_the_limit_in_one_response_get_limit_reached() -> None:
+    model = ScriptedModel(agent(LOCKER))
+    limit = 3
+    model.queue(Calls([_fault(f"msg_{n}") for n in (1, 3, 5, 7)]))
+    async with serve(model, vm_settings(max_faults_per_turn=limit)) as proxy:
+        completion = await proxy.client.chat.completions.create(
+            model=MODEL, messages=_messages("Hello again!")
+        )
+    assert completion.choices[0].message.content
+    second = model.requests[1]
+    results = tool_results(second)
+    assert [r.get("id") for r in results[:limit]] == ["msg_1", "msg_3", "msg_5"]
+    assert results[limit]["code"] == "limit_reached"
+    assert not has_vm_tools(second)
+
+
+async def test_stubborn_faulting_after_the_tools_are_withdrawn_ends() -> None:
+    model = ScriptedModel(keeps_faulting(stubborn=True))
+    settings = vm_settings(max_loop_iterations=5)
+    async with serve(model, settings) as proxy:
+        try:
+            completion = await proxy.client.chat.completions.create(
+                model=MODEL, messages=_messages()
+            )
+        except openai.APIStatusError as exc:
+            assert isinstance(exc.body, dict) and {"message", "type"} <= set(exc.body)
+        else:
+            assert completion.choices[0].message.tool_calls is None
+    assert len(model.requests) <= settings.vm.max_loop_iterations
+    late = [r for body in model.requests for r in _errors(body)]
+    assert any(r["code"] == "limit_reached" for r in late)
+    assert sum(1 for r in _ok_faults(model.requests[-1])) <= settings.vm.max_faults_per_turn
+
+
+async def test_fault_token_budget_serves_a_smaller_level_or_refuses() -> None:
+    model = ScriptedModel(agent(LOCKER))
+    fact = f"msg_{1 + 2 * FACT_TURN}"
+    model.queue(Calls([_fault(fact, 0)]))
+    budget = 40  # fewer tokens than the fact message's full text
+    async with serve(model, vm_settings(max_fault_tokens_per_turn=budget)) as proxy:
+        completion = await proxy.client.chat.completions.create(
+            model=MODEL, messages=_messages()
+        )
+    assert completion.choices[0].message.tool_calls is None
+    result = tool_results(model.requests[1])[0]
+    if "error" in result:
+        assert result["code"] == "limit_reached"
+    else:
+        assert result["id"] == fact and result["level"] > 0 and result["tokens"] <= budget
+    served = sum(r["tokens"] for body in model.requests[-1:] for r in _ok_faults(body))
+    assert served <= budget
+
+
+async def test_a_repeated_identical_call_is_refused() -> None:
+    model = ScriptedModel(agent(LOCKER))
+    search = Call("search_pages", {"query": "gym sauna"})
+    model.queue(Calls([search]), Calls([search]), Calls([_fault("msg_3")]),
+                Calls([_fault("msg_3")]), Answer("Done."))
+    async with serve(model) as proxy:
+        completion = await proxy.client.chat.completions.create(
+            model=MODEL, messages=_messages("Hello again!")
+        )
+    assert completion.choices[0].message.content == "Done."
+    results = tool_results(model.requests[-1])
+    assert "results" in results[0]
+    assert results[1]["code"] == "repeated_call" and "error" in results[1]
+    assert results[2]["id"] == "msg_3"
+    assert results[3]["code"] in ("repeated_call", "already_mapped")
+
+
+async def test_an_unknown_id_is_answered_with_near_ids() -> None:
+    model = ScriptedModel(agent(LOCKER))
+    model.queue(Calls([_fault(f"msg_{LAST_ID + 2}")]), Answer("Done."))
+    async with serve(model) as proxy:
+        completion = await proxy.client.chat.completions.create(
+            model=MODEL, messages=_messages("Hello again!")
+        )
+    assert completion.choices[0].message.content == "Done."
+    result = tool_results(model.requests[1])[0]
+    assert result["code"] == "unknown_id" and result["error"]
+    assert result["near"] and all(isinstance(i, str) for i in result["near"])
+    assert all(parse_page_id(i) is not None for i in result["near"])
+    assert {f"msg_{LAST_ID - 1}", f"msg_{LAST_ID}"} & set(result["near"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("stubborn", [False, True], ids=["polite", "stubborn"])
+async def test_hard_cap_on_iterations(stream: bool, stubborn: bool) -> None:
+    model = ScriptedModel(keeps_searching(stubborn=stubborn))
+    settings = vm_settings(max_loop_iterations=4)
+    async with serve(model, settings) as proxy:
+        response = await proxy.raw_chat(
+            {"model": MODEL, "messages": _messages(), "stream": stream}
+        )
+    cap = settings.vm.max_loop_iterations
+    assert 1 <= len(model.requests) <= cap
+    assert not has_vm_tools(model.requests[-1])  # the last call leaves the model no choice
+    for body in model.requests:
+        assert upstream_cost(body, settings) <= settings.vm.context_budget
+    if not stream:
+        if response.status_code == 200:
+            message = response.json()["choices"][0]["message"]
+            assert message["content"] and not message.get("tool_calls")
+        else:
+            assert response.status_code >= 400
+            assert {"message", "type", "param", "code"} <= set(response.json()["error"])
+        return
+    assert response.status_code == 200
+    events = [e for e in parse_sse(response.text) if e.data is not None]
+    payloads = [e.json for e in events if e.data != "[DONE]"]
+    ended_with_error = "error" in payloads[-1]
+    if ended_with_error:
+        assert {"message", "type"} <= set(payloads[-1]["error"])
+    else:
+        assert events[-1].data == "[DONE]"
+        finishes = [ch["finish_reason"] for p in payloads for ch in p.get("choices", [])
+                    if ch["finish_reason"]]
+        assert finishes == ["stop"]
+    assert all("tool_calls" not in ch["delta"] for p in payloads for ch in p.get("choices", []))
+    if not stubborn:
+        assert not ended_with_error
+
+
+def faults_the_biggest_pages(reading: Reading) -> Decision:
+    """Faults, one by one, the largest pages the manifest offers, in full."""
+    if "page_fault" not in reading.vm or reading.manifest is None:
+        return Answer("Read enough.")
+    tried = set(reading.fault_attempts)
+    offered = [e for e in reading.manifest.get("available", []) if e["id"] not in tried]
+    if not offered:
+        return Answer("Read enough.")
+    biggest = max(offered, key=lambda e: e["tokens"])
+    return Calls([_fault(biggest["id"], 0)])
+
+
+async def test_faulted_pages_never_push_a_request_over_the_budget() -> None:
+    """The fault token allowance (4000 by default) is larger than the whole budget here:
+    what the faults bring in must still fit, by a smaller level or a refusal."""
+    model = ScriptedModel(faults_the_biggest_pages)
+    history = [*conversation(240), {"role": "user", "content": "Summarise everything."}]
+    async with serve(model) as proxy:
+        completion = await proxy.client.chat.completions.create(model=MODEL, messages=history)
+    assert completion.choices[0].message.content == "Read enough."
+    assert model.actions[0] == "fault" and len(model.requests) >= 2
+    budget = proxy.settings.vm.context_budget
+    costs = [upstream_cost(body, proxy.settings) for body in model.requests]
+    prompts = [counter_for_model(MODEL).request(body) for body in model.requests]
+    assert max(costs) <= budget, f"prompt+reply reserve {costs}, prompt alone {prompts}"
