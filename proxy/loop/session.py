@@ -221,20 +221,43 @@ class Conversations:
             hit = found.get(root_hashes[0])
             if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
                 new = new[1:]
+        offset = stored.length
+        if new and await self._is_retry(tenant, path, stored, state, new[0]):
+            # The client resends a question whose answer never reached it (a timeout, a
+            # crash): that message is the one already stored last, not a new one.
+            new, offset = new[1:], offset - 1
         hashes = chain_hashes(tenant, new, prev=prev)
         leaf, new_count, leaf_path = await self._store_after(
             tenant, stored.conv_id, stored.length - 1, new, hashes
         )
-        length = stored.length + len(new)
+        end = stored.length + len(new)
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, length, leaf_path or path),
-            offset=stored.length,
-            length=len(new),
+            path=await self._cut_path(tenant, leaf.conv_id, end, leaf_path or path),
+            offset=offset,
+            length=end - offset,
             last_hash=hashes[-1] if hashes else prev,
             new_count=new_count,
             appended=True,
         )
+
+    async def _is_retry(
+        self,
+        tenant: str,
+        path: Path,
+        stored: Conversation,
+        state: Mapping[str, Any],
+        message: Mapping[str, Any],
+    ) -> bool:
+        """Is `message` the unanswered user message the conversation already ends with?"""
+        if message.get("role") != "user" or stored.length < 1:
+            return False
+        users = (state.get("counters") or {}).get("user_positions") or []
+        if not users or users[-1] != stored.length - 1:
+            return False
+        before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
+        again = chain_hashes(tenant, [message], prev=str(before["hash"]) or None)[0]
+        return bool(again == state["hash"])
 
     async def _longest_known_prefix(
         self, tenant: str, hashes: Sequence[str]

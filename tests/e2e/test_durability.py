@@ -1,0 +1,116 @@
+"""Memory that outlives the process: `vm-proxy serve` killed with SIGKILL mid-conversation
+and restarted on the same SQLite file, and two proxy processes taking turns on one
+PostgreSQL conversation. Server-side sessions (`X-VM-Session`, only new messages sent)
+make it visible: the upstream can only get the earlier turns from the store."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, completion
+from tests.support.proxy_process import run_proxy
+
+pytestmark = pytest.mark.e2e
+
+
+class CountingModel:
+    """Answers "answer N" for the N-th chat request; can hold one request open."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.hold: int | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, request: RecordedRequest) -> Reply:
+        self.count += 1
+        if self.count == self.hold:
+            self.held.set()
+            self.release.wait(20)
+        return Reply.json(completion(f"answer {self.count}"))
+
+
+def chat(base_url: str, session: str, text: str) -> str:
+    with openai.OpenAI(
+        base_url=base_url, api_key="sk-durable", max_retries=0, timeout=20
+    ) as client:
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": text}],
+            extra_headers={"X-VM-Session": session},
+        )
+    return reply.choices[0].message.content or ""
+
+
+def history(request: RecordedRequest) -> list[tuple[str, str]]:
+    body: dict[str, Any] = request.json()
+    return [(m["role"], m["content"]) for m in body["messages"]]
+
+
+def test_sigkill_mid_conversation_then_continue(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'vm.db'}"
+    model = CountingModel()
+    with FakeUpstream(model) as upstream:
+        with run_proxy(upstream=upstream.url, store=store) as proxy:
+            answers = [chat(proxy.base_url, "durable", f"question {i}") for i in range(4)]
+            # A fifth turn is in flight (the upstream holds it) when the process dies.
+            model.hold = 5
+            inflight = threading.Thread(
+                target=lambda: pytest.raises(openai.APIError, chat, proxy.base_url, "durable",
+                                             "question 4"),
+                daemon=True,
+            )
+            inflight.start()
+            assert model.held.wait(10)
+            proxy.process.kill()
+            proxy.process.wait()
+            model.release.set()
+            inflight.join(10)
+        assert answers == [f"answer {i}" for i in range(1, 5)]
+        with run_proxy(upstream=upstream.url, store=store) as proxy:
+            # The client retries the question that never got its answer, then goes on.
+            assert chat(proxy.base_url, "durable", "question 4") == "answer 6"
+            assert chat(proxy.base_url, "durable", "question 5") == "answer 7"
+    expected: list[tuple[str, str]] = []
+    for i in range(5):
+        expected.append(("user", f"question {i}"))
+        if i < 4:
+            expected.append(("assistant", f"answer {i + 1}"))
+    expected += [("assistant", "answer 6"), ("user", "question 5")]
+    assert history(upstream.requests[-1]) == expected
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("VM_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("VM_TEST_POSTGRES_URL is not set: no PostgreSQL to test against")
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}schema=e2e_{uuid.uuid4().hex[:12]}"
+
+
+def test_two_proxies_share_one_conversation(postgres_url: str) -> None:
+    model = CountingModel()
+    with FakeUpstream(model) as upstream:
+        with (
+            run_proxy(upstream=upstream.url, store=postgres_url) as first,
+            run_proxy(upstream=upstream.url, store=postgres_url) as second,
+        ):
+            replicas = [first, second]
+            for i in range(6):
+                chat(replicas[i % 2].base_url, "shared", f"question {i}")
+    expected: list[tuple[str, str]] = []
+    for i in range(6):
+        expected.append(("user", f"question {i}"))
+        if i < 5:
+            expected.append(("assistant", f"answer {i + 1}"))
+    assert history(upstream.requests[-1]) == expected
+    # Each replica served every other turn, each time from what the other had stored.
+    assert len(upstream.requests) == 6
