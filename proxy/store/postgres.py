@@ -161,6 +161,12 @@ class PostgresStore:
         """Delete every table of this store (for tests and tear-downs)."""
         await self._pool.execute(f"DROP SCHEMA IF EXISTS {quote_ident(self.schema)} CASCADE")
 
+    async def vacuum_analyze(self) -> None:
+        """Refresh planner statistics and the visibility map (what autovacuum does in time);
+        for benchmarks and after bulk imports."""
+        for table in ("conversations", "pages", "page_terms", "hashes", "mutations"):
+            await self._pool.execute(f"VACUUM ANALYZE {quote_ident(self.schema)}.{table}")
+
     async def ping(self) -> None:
         await self._fetchval("SELECT 1")
 

@@ -492,11 +492,48 @@ def _search(
     conn: sqlite3.Connection, path: Path, terms: list[str], limit: int,
     modality: Modality | None,
 ) -> list[SearchHit]:
+    """Best first. The terms' conversation prefixes already confine FTS5 to the path's
+    conversations, so the index's own top rows are nearly always the answer: take a few
+    more than asked, keep the visible ones, and only when fewer than `limit` survive while
+    FTS5 had more (a parent's pages past the fork, another modality, a prefix shared by
+    chance) rank again with the path checked on every match. Both ways are exact."""
+    match = _fts_query(path, terms)
+    wanted = limit * 2 + 8
+    # bm25() is negative, better is lower.
+    top = conn.execute(
+        "SELECT rowid, -bm25(page_fts) AS score FROM page_fts WHERE page_fts MATCH ?"
+        " ORDER BY score DESC, rowid LIMIT ?",
+        (match, wanted),
+    ).fetchall()
+    if not top:
+        return []
+    marks = ",".join("?" * len(top))
+    rows = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT id, tenant, conv_id, anchor, modality, body FROM pages WHERE id IN ({marks})",
+            [rowid for rowid, _ in top],
+        )
+    }
+    hits: list[SearchHit] = []
+    for rowid, score in top:
+        tenant, conv_id, anchor, page_modality, body = rows[rowid]
+        visible = tenant == path.tenant and path.owner_of(anchor) == conv_id
+        if visible and (modality is None or page_modality == modality.value):
+            hits.append(SearchHit(decode_page(body), score))
+    if len(hits) >= limit or len(top) < wanted:
+        return hits[:limit]
+    return _search_checked(conn, path, match, limit, modality)
+
+
+def _search_checked(
+    conn: sqlite3.Connection, path: Path, match: str, limit: int, modality: Modality | None
+) -> list[SearchHit]:
     spans_sql, span_args = _span_sql(span_bounds(path))
     modality_sql = " AND p.modality = ?" if modality is not None else ""
     modality_args = [modality.value] if modality is not None else []
-    # bm25() is negative, better is lower. Rank ids alone, then read the winners' bodies:
-    # sorting whole rows would drag every matching body through the sorter.
+    # Rank ids alone, then read the winners' bodies: sorting whole rows would drag every
+    # matching body through the sorter.
     rows = conn.execute(
         "SELECT b.body, r.score FROM ("
         " SELECT p.id, -bm25(page_fts) AS score"
@@ -504,7 +541,7 @@ def _search(
         f" WHERE page_fts MATCH ? AND p.tenant = ? AND {spans_sql}{modality_sql}"
         " ORDER BY score DESC, p.id LIMIT ?"
         ") r JOIN pages b ON b.id = r.id ORDER BY r.score DESC, r.id",
-        (_fts_query(path, terms), path.tenant, *span_args, *modality_args, limit),
+        (match, path.tenant, *span_args, *modality_args, limit),
     ).fetchall()
     return [SearchHit(decode_page(body), score) for body, score in rows]
 

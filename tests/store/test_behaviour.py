@@ -391,3 +391,26 @@ async def test_gc_keeps_parents_of_live_children(store: PageStore, clock: FakeCl
     assert await store.search(branch, "lisbon") == []
     assert await store.get_pages(branch, ["msg_0"]) == {}
     assert await store.gc(older_than=clock.now + 1) == 0
+
+
+async def test_search_reaches_past_better_matches_that_do_not_qualify(store: PageStore) -> None:
+    # Many strong text matches and one weak image match: the image must still be found
+    # when asked for, however the backend shortlists candidates.
+    strong = [make_page(n, "tram tram tram ride") for n in range(30)]
+    weak = make_page(30, "a long caption " + "word " * 40 + "tram", modality=Modality.IMAGE)
+    path = await _conversation_with(store, [*strong, weak])
+    hits = await store.search(path, "tram", limit=1, modality=Modality.IMAGE)
+    assert [h.page.page_id for h in hits] == ["msg_30"]
+
+
+async def test_search_reaches_past_a_parents_pages_beyond_the_fork(store: PageStore) -> None:
+    # The parent's pages after the fork point match best but are not on the child's path.
+    trunk = [make_page(n, "weak tram mention " + "filler " * 30) for n in range(2)]
+    trunk += [make_page(n, "tram tram tram") for n in range(2, 40)]
+    await _conversation_with(store, trunk, conv="p")
+    await store.create_conversation(T, "k", parent_id="p", fork_at=2)
+    await _append(store, "k", [make_page(2, "my own tram note " + "filler " * 30)])
+    child = await store.path(T, "k")
+    hits = await store.search(child, "tram", limit=3)
+    assert sorted(h.page.page_id for h in hits) == ["msg_0", "msg_1", "msg_2"]
+    assert (await store.get_pages(child, ["msg_2"]))["msg_2"].text.startswith("my own")
