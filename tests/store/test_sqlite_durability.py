@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path as FsPath
 import pytest
 
 from proxy.store import open_store
+from proxy.store.base import Conversation
 from proxy.store.sqlite import parse_sqlite_url
 
 from .conftest import make_page
@@ -24,6 +26,7 @@ REPO = FsPath(__file__).resolve().parents[2]
 WRITER = """
 import asyncio, sys
 from proxy.store import open_store
+from proxy.store.base import Conversation
 from tests.store.conftest import make_page
 
 async def main() -> None:
@@ -120,3 +123,25 @@ async def test_every_acknowledged_page_survives_kill_9(tmp_path: FsPath) -> None
         assert conv.state == {"last": len(stored) - 1}
         acknowledged = stored
         await store.close()
+
+
+async def test_two_stores_on_one_file_never_both_win_a_version(tmp_path: FsPath) -> None:
+    # Two proxy processes on one file: no shared lock, the version check inside
+    # BEGIN IMMEDIATE decides.
+    url = f"sqlite:///{tmp_path}/shared.db"
+    one, two = await open_store(url), await open_store(url)
+    try:
+        await one.create_conversation("t", "c")
+        results = await asyncio.gather(
+            one.append("t", "c", [make_page(0, "from one")], expected_version=0, new_length=1),
+            two.append("t", "c", [make_page(0, "from two")], expected_version=0, new_length=1),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["Conversation", "VersionConflict"]
+        winner = "from one" if isinstance(results[0], Conversation) else "from two"
+        pages = await two.get_pages(await two.path("t", "c"), ["msg_0"])
+        assert pages["msg_0"].text == winner
+        assert (await one.get_conversation("t", "c")) == (await two.get_conversation("t", "c"))
+    finally:
+        await one.close()
+        await two.close()
