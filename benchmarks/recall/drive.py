@@ -20,7 +20,13 @@ import httpx
 
 from benchmarks.recall.baselines import BASELINES, History
 from benchmarks.recall.counting import MODEL, count_prompt
-from benchmarks.recall.metrics import FeedStats, ProbeRecord, judge, mean_prefix_share
+from benchmarks.recall.metrics import (
+    FeedStats,
+    ProbeRecord,
+    divergence_shares,
+    judge,
+    mean_prefix_share,
+)
 from benchmarks.recall.scripted_model import (
     Exchange,
     ScriptedModel,
@@ -215,6 +221,7 @@ async def _feed(
         full,
         time.perf_counter() - started,
         notes,
+        divergence_shares(window),
     )
 
 

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from statistics import mean
 from typing import Any
@@ -107,6 +107,8 @@ class FeedStats:
     full_tokens: int
     seconds: float = 0.0
     notes: str = ""
+    # share of consecutive prompts whose first difference falls in each part of the prompt
+    divergence: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,6 +178,12 @@ def summarize(records: list[ProbeRecord], feeds: list[FeedStats]) -> list[Row]:
             )
         )
     return rows
+
+
+def divergence_shares(exchanges: list[Exchange]) -> dict[str, float]:
+    sections = Counter(e.diverged_in for e in exchanges if e.diverged_in)
+    total = sum(sections.values())
+    return {name: count / total for name, count in sections.most_common()}
 
 
 def mean_prefix_share(exchanges: list[Exchange]) -> float:

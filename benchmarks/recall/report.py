@@ -53,6 +53,22 @@ def kind_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def divergence_table(feeds: Sequence[dict[str, Any]]) -> str:
+    """Where each history prompt of the proxy first differs from the one before it."""
+    found = [f for f in feeds if f.get("divergence")]
+    sections = list(dict.fromkeys(s for f in found for s in f["divergence"]))
+    if not found:
+        return ""
+    lines = [
+        "| turns | budget | " + " | ".join(sections) + " |",
+        "|" + "---|" * (2 + len(sections)),
+    ]
+    for f in found:
+        cells = " | ".join(_pct(f["divergence"].get(s, 0.0)) for s in sections)
+        lines.append(f"| {f['size']} | {f['budget']} | {cells} |")
+    return "\n".join(lines)
+
+
 def targets(rows: Sequence[Row]) -> list[str]:
     """The issue's targets at 4k budget on 2k-turn conversations, met or by how much not."""
     found = {r.system: r for r in rows if r.size == TARGET_SIZE and r.budget == TARGET_BUDGET}
@@ -70,7 +86,8 @@ def targets(rows: Sequence[Row]) -> list[str]:
     for name, value, goal, higher in checks:
         met = value >= goal if higher else value <= goal
         shown = f"{value:.2f}" if not higher else _pct(value)
-        lines.append(f"- {name}: {shown} — {'met' if met else 'NOT met'}")
+        gap = f"{abs(goal - value):.2f}" if not higher else f"{100 * abs(goal - value):.0f} points"
+        lines.append(f"- {name}: {shown} — {'met' if met else f'NOT met, {gap} short'}")
     if proxy.unpaged:
         lines.append(
             f"- caution: {proxy.unpaged} of {proxy.probes} questions were not paged "
@@ -192,6 +209,18 @@ def results_page(recall: dict[str, Any], rows: Sequence[Row], directory: Path) -
         *[f"- {note}" for note in recall.get("notes", [])],
         "",
     ]
+    divergence = divergence_table(recall.get("feeds", []))
+    if divergence:
+        lines += [
+            "Where each proxy history prompt first differs from the previous one "
+            "(last history turns):",
+            "",
+            divergence,
+            "",
+        ]
+    analysis = directory / "recall_analysis.md"
+    if analysis.exists():
+        lines += [analysis.read_text().strip(), ""]
     for name, title in OTHER_RESULTS:
         path = directory / name
         if path.exists():

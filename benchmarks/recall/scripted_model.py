@@ -46,6 +46,7 @@ class Exchange:
     message_count: int
     stream: bool = False
     vm_active: bool = False
+    diverged_in: str = ""
     answer: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)
     visible: str = ""
@@ -60,6 +61,35 @@ def serialize_prompt(body: dict[str, Any]) -> str:
     return json.dumps(body.get("tools") or [], ensure_ascii=False) + json.dumps(
         body.get("messages", []), ensure_ascii=False
     )
+
+
+def prompt_section(body: dict[str, Any], offset: int) -> str:
+    """Which part of `serialize_prompt(body)` the character at `offset` falls in: tools,
+    the VM message's head (client system prompt, rules), its context, its manifest, its
+    tail, or the later messages (pinned turns, tool results, the question)."""
+    tools = len(json.dumps(body.get("tools") or [], ensure_ascii=False))
+    if offset < tools:
+        return "tools"
+    start = tools + 1
+    for index, message in enumerate(body.get("messages", [])):
+        text = json.dumps(message, ensure_ascii=False)
+        if offset < start + len(text) + 2:
+            if index > 0 or "<VM:" not in text:
+                return "messages"
+            inside = offset - start
+            marks = [
+                (text.find("<VM:CONTEXT>"), "context"),
+                (text.find("<VM:MANIFEST_JSON>"), "manifest"),
+                (text.find("</VM:CONTEXT>"), "after context"),
+                (text.find("</VM:MANIFEST_JSON>"), "after manifest"),
+            ]
+            section = "vm head"
+            for position, name in sorted(m for m in marks if m[0] >= 0):
+                if inside >= position:
+                    section = name
+            return section
+        start += len(text) + 2
+    return "end"
 
 
 def _has_vm_message(body: dict[str, Any]) -> bool:
@@ -104,7 +134,7 @@ class ScriptedModel:
         """The assistant message for one request body, and its log entry."""
         prompt = serialize_prompt(body)
         shared = common_prefix(prompt, self._previous_prompt)
-        self._previous_prompt = prompt
+        self._previous_prompt, had_previous = prompt, bool(self._previous_prompt)
         exchange = Exchange(
             index=len(self.log),
             mode="agent",
@@ -116,6 +146,8 @@ class ScriptedModel:
             stream=bool(body.get("stream")),
             vm_active=_has_vm_message(body),
         )
+        if had_previous and exchange.vm_active:
+            exchange.diverged_in = prompt_section(body, shared)
         if self._queue:
             message = self._queue.popleft()
             exchange.mode, exchange.action = "scripted", "reply"

@@ -12,7 +12,12 @@ import pytest
 from benchmarks.recall.answering import DONT_KNOW
 from benchmarks.recall.drive import read_sse
 from benchmarks.recall.generate import Conversation, Probe, generate
-from benchmarks.recall.scripted_model import ScriptedModel, common_prefix
+from benchmarks.recall.scripted_model import (
+    ScriptedModel,
+    common_prefix,
+    prompt_section,
+    serialize_prompt,
+)
 
 VM_TOOLS = [
     {"type": "function", "function": {"name": "page_fault", "parameters": {"type": "object"}}},
@@ -263,3 +268,20 @@ def test_prefix_share_compares_with_the_previous_prompt() -> None:
     model.respond(_ask([{"role": "system", "content": "s" * 200}], "one"))
     _, second = model.respond(_ask([{"role": "system", "content": "s" * 200}], "two"))
     assert 0.8 < second.prefix_share < 1.0
+
+
+def test_prompt_sections_name_where_a_prompt_changed() -> None:
+    developer = {
+        "role": "developer",
+        "content": "Rules.<VM:CONTEXT>[msg_1 user] hi</VM:CONTEXT>"
+        "<VM:MANIFEST_JSON>{}</VM:MANIFEST_JSON>",
+    }
+    body = {"tools": VM_TOOLS, "messages": [developer, {"role": "user", "content": "question"}]}
+    prompt = serialize_prompt(body)
+    where = {
+        name: prompt_section(body, prompt.index(marker))
+        for name, marker in [("tools", "page_fault"), ("vm head", "Rules"),
+                             ("context", "[msg_1"), ("manifest", "{}</VM:MANIFEST"),
+                             ("messages", "question")]
+    }  # fmt: skip
+    assert where == {name: name for name in where}
