@@ -29,8 +29,8 @@ from proxy.vm.working_set import ScoredPage
 # Room kept free in the first upstream prompt for what the loop adds: search results, the
 # assistant's tool calls and the tool-message framing (faulted pages have their own budget).
 LOOP_RESERVE_TOKENS = 300
-# Without a client max_tokens, the reply is reserved at most this share of the budget.
-REPLY_SHARE = 0.2
+# Without a client max_tokens, the reply is reserved at most 1/REPLY_SHARE of the budget.
+REPLY_SHARE = 5
 
 
 @dataclass
@@ -202,7 +202,7 @@ def _pack(
     framing of its tool calls (none in passive mode)."""
     reserve = 0 if mode == "passive" else fault_tokens + LOOP_RESERVE_TOKENS
     budget = max(settings.context_budget - reserve, settings.context_budget // 2)
-    reply = min(settings.reply_reserve_tokens, int(settings.context_budget * REPLY_SHARE))
+    reply = min(settings.reply_reserve_tokens, settings.context_budget // REPLY_SHARE)
     return pack_request(
         body,
         system_messages=[_message(p) for p in system],

@@ -18,6 +18,7 @@ import httpx
 
 from proxy.citations import CitationStripper
 from proxy.errors import ProxyError, UpstreamError
+from proxy.logs import log
 from proxy.loop.turn import Turn
 from proxy.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.stream_split import StreamSplitter
@@ -121,6 +122,15 @@ async def stream_events(
             return
     except ProxyError as exc:
         yield encode_error(exc.message, error_type=exc.error_type, code=exc.code, param=exc.param)
+    except Exception:
+        # The client was told 200 already, so failing open is no longer possible: end the
+        # stream with an error event the SDKs raise on, never a truncated body.
+        log.exception("the streaming fault loop failed")
+        yield encode_error(
+            "The proxy failed while answering; the request may be retried.",
+            error_type="server_error",
+            code="vm_stream_failed",
+        )
     finally:
         await stack.aclose()
 

@@ -128,11 +128,12 @@ def vm_message(body: Mapping[str, Any]) -> str | None:
 
 
 def reply_allowance(body: Mapping[str, Any], settings: Settings) -> int:
-    """What the request reserves for the reply: its max_tokens, else the configured reserve."""
+    """What the request reserves for the reply: its max_tokens, else the configured reserve,
+    which config/default.toml documents as capped at a fifth of the budget."""
     for key in ("max_completion_tokens", "max_tokens"):
         if isinstance(body.get(key), int):
             return int(body[key])
-    return settings.vm.reply_reserve_tokens
+    return min(settings.vm.reply_reserve_tokens, settings.vm.context_budget // 5)
 
 
 def upstream_cost(body: Mapping[str, Any], settings: Settings) -> int:
