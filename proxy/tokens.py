@@ -177,8 +177,12 @@ def chat_format_for_model(model: str | None) -> ChatFormat:
     return fmt
 
 
+# Counts of recurring text are remembered: short strings (headers, names, hints) and long
+# ones that repeat every request (system prompts, rules, tool schemas), within a char budget.
 _SHORT_TEXT = 256
 _MEMO_LIMIT = 8192
+_LONG_TEXT = 65536
+_LONG_MEMO_CHARS = 4_000_000
 
 # A picture whose size we cannot read is assumed to be this big (4 tiles at `high`).
 DEFAULT_IMAGE_SIZE = (1024, 1024)
@@ -191,15 +195,28 @@ class TokenCounter:
         self.encoding = encoding
         self.format = chat_format
         self._memo: dict[str, int] = {}
+        self._long_memo: dict[str, int] = {}
+        self._long_chars = 0
+        self._tools_memo: dict[bytes, int] = {}
 
     @property
     def name(self) -> str:
         return self.encoding.name
 
-    def text(self, text: str) -> int:
-        """Tokens of plain text. Special-token strings in user text count as text."""
+    def text(self, text: str, *, memo: bool = True) -> int:
+        """Tokens of plain text. Special-token strings in user text count as text.
+        `memo=False` for text that will not come again (e.g. a page counted at ingest)."""
         if len(text) > _SHORT_TEXT:
-            return len(self.encoding.encode_ordinary(text))
+            if not memo or len(text) > _LONG_TEXT:
+                return len(self.encoding.encode_ordinary(text))
+            found = self._long_memo.get(text)
+            if found is None:
+                if self._long_chars + len(text) > _LONG_MEMO_CHARS:
+                    self._long_memo.clear()
+                    self._long_chars = 0
+                found = self._long_memo[text] = len(self.encoding.encode_ordinary(text))
+                self._long_chars += len(text)
+            return found
         found = self._memo.get(text)
         if found is None:
             if len(self._memo) >= _MEMO_LIMIT:
@@ -289,6 +306,16 @@ class TokenCounter:
         functions = [t for t in tools or () if isinstance(t, Mapping)]
         if not functions:
             return 0
+        # Key order matters to the rendering, so the key keeps it.
+        key = orjson.dumps(functions) + (b"S" if has_system else b"")
+        found = self._tools_memo.get(key)
+        if found is None:
+            if len(self._tools_memo) >= _MEMO_LIMIT:
+                self._tools_memo.clear()
+            found = self._tools_memo[key] = self._tools(functions, has_system)
+        return found
+
+    def _tools(self, functions: list[Mapping[str, Any]], has_system: bool) -> int:
         fmt = self.format
         strict = sum(1 for t in functions if _function(t).get("strict") is True)
         total = self.text(render_tools(functions)) + fmt.tools_base

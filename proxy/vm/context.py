@@ -12,6 +12,7 @@ reward a stable prefix): summaries and claims first, by id, then other pages by 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from proxy.tokens import TokenCounter
 from proxy.vm.escape import escape_block
@@ -47,10 +48,16 @@ def render_block(page: Page, level: int) -> str:
 def block_tokens(page: Page, level: int, counter: TokenCounter) -> int:
     """Tokens a block adds, from the page's cached counts: header, body and separator, plus
     one for the merges and escapes that counting the parts apart can miss."""
-    body = page.tokens[level]
-    if page.extra.get("enc") not in (None, counter.name):
-        body = counter.text(page.rendering(level))
-    return counter.text(header(page, level)) + body + 2
+    if page.extra.get("enc") == counter.name:
+        headers = page.extra.get("header_tokens")
+        head = headers[level] if isinstance(headers, list) else counter.text(header(page, level))
+        return head + page.tokens[level] + 2
+    return counter.text(header(page, level)) + counter.text(page.rendering(level)) + 2
+
+
+def header_costs(page: Page, counter: TokenCounter) -> dict[str, Any]:
+    """Tokens of this page's block header at each level, to keep in `page.extra`."""
+    return {"header_tokens": [counter.text(header(page, lv), memo=False) for lv in range(4)]}
 
 
 def order_blocks(mapped: Sequence[Mapped]) -> list[Mapped]:

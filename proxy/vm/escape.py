@@ -14,6 +14,7 @@ JSON put into the manifest is escaped separately (`<` as `\\u003c`, see manifest
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _TAG = re.compile(r"<(\s*/?\s*)(vm\s*:)", re.IGNORECASE)
 # A line that a reader could take for a block header: `[` + page-id-like word.
@@ -26,6 +27,17 @@ _LINE_BREAKS = re.compile(r"\r\n?|[\v\f\x1c-\x1e\x85\u2028\u2029]")
 
 
 def escape_block(text: str) -> str:
+    """`text` made safe for the developer message. Texts of pages recur turn after turn, so
+    short ones are memoised (bounded: at most 4096 entries of at most 8 KB)."""
+    return _escape_memo(text) if len(text) <= 8192 else _escape(text)
+
+
+@lru_cache(maxsize=4096)
+def _escape_memo(text: str) -> str:
+    return _escape(text)
+
+
+def _escape(text: str) -> str:
     # Every other line break becomes "\n", so "start of a line" means one thing below.
     text = _LINE_BREAKS.sub("\n", text)
     if "<" in text:

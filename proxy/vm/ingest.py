@@ -24,6 +24,7 @@ from proxy.tokens import TokenCounter, image_size, note_tool_names
 from proxy.vm import mutations as events
 from proxy.vm.claims import extract_claims
 from proxy.vm.compress import abstract_text, make_hint, parse_json, reduce_text
+from proxy.vm.costs import annotate_costs
 from proxy.vm.pages import Modality, Page, PageKind, make_page_id
 from proxy.vm.segments import SegmentJob
 
@@ -249,8 +250,8 @@ def _page(
     level1, level2 = levels if levels is not None else (reduce_text(text), abstract_text(text))
     level2 = level2 or hint
     renderings = (text, level1, level2, f"{page_id}: {hint}")
-    tokens = tuple(counter.text(r) for r in renderings)
-    return Page(
+    tokens = tuple(counter.text(r, memo=False) for r in renderings)
+    page = Page(
         page_id=page_id,
         kind=kind,
         modality=modality,
@@ -262,6 +263,7 @@ def _page(
         hint=hint,
         **fields,
     )
+    return annotate_costs(page, counter)
 
 
 def _message_text(message: Mapping[str, Any], on_image: Callable[[Any, str], None]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from proxy.tokens import TokenCounter
 from proxy.vm.pages import Page, PageKind
 from proxy.vm.working_set import Mapped
 
@@ -84,23 +85,10 @@ def build_manifest(
         "mode": mode,
         "pinned": list(pinned),
         "mapped": [
-            {
-                "id": m.page.page_id,
-                "type": _type(m.page),
-                "level": m.level,
-                "tokens": m.page.tokens[m.level],
-            }
+            mapped_entry(m.page, m.level)
             for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
         ],
-        "available": [
-            {
-                "id": p.page_id,
-                "type": _type(p),
-                "hint": p.hint,
-                "tokens": p.tokens[0],
-            }
-            for p in listed
-        ],
+        "available": [available_entry(p) for p in listed],
         "policy": policy.to_dict(),
     }
     if total_pages is not None:
@@ -109,9 +97,59 @@ def build_manifest(
     return manifest
 
 
+def mapped_entry(page: Page, level: int) -> dict[str, Any]:
+    return {"id": page.page_id, "type": _type(page), "level": level, "tokens": page.tokens[level]}
+
+
+def available_entry(page: Page) -> dict[str, Any]:
+    return {"id": page.page_id, "type": _type(page), "hint": page.hint, "tokens": page.tokens[0]}
+
+
+def entry_costs(page: Page, counter: TokenCounter) -> dict[str, Any]:
+    """Tokens of this page's manifest entries (available; mapped at each level), to keep in
+    `page.extra` so packing need not count them again turn after turn."""
+    return {
+        "avail_tokens": counter.text(_json(available_entry(page)), memo=False),
+        "mapped_tokens": [
+            counter.text(_json(mapped_entry(page, lv)), memo=False) for lv in range(4)
+        ],
+    }
+
+
 def render_manifest(manifest: Mapping[str, Any]) -> str:
-    body = orjson.dumps(manifest).decode().replace("<", "\\u003c")
-    return f"{OPEN}\n{body}\n{CLOSE}"
+    return f"{OPEN}\n{_json(manifest)}\n{CLOSE}"
+
+
+def manifest_tokens(
+    manifest: Mapping[str, Any], counter: TokenCounter, pages: Mapping[str, Page] | None = None
+) -> int:
+    """Tokens of `render_manifest(manifest)`, counted by parts: the frame, then each list
+    entry plus one for its comma (never below the count of the whole, since joining only
+    merges tokens). Entries of `pages` use the counts cached by `entry_costs`."""
+    lists = ("pinned", "mapped", "available")
+    total = counter.text(render_manifest({**manifest, **dict.fromkeys(lists, [])}))
+    total += sum(counter.text(_json(pid)) + 1 for pid in manifest.get("pinned", ()))
+    for key in ("mapped", "available"):
+        for entry in manifest.get(key, ()):
+            total += _cached(entry, key, pages, counter) + 1
+    return total
+
+
+def _cached(
+    entry: Mapping[str, Any], key: str, pages: Mapping[str, Page] | None, counter: TokenCounter
+) -> int:
+    page = pages.get(entry["id"]) if pages is not None else None
+    if page is not None and page.extra.get("enc") == counter.name:
+        if key == "available" and "avail_tokens" in page.extra:
+            return int(page.extra["avail_tokens"])
+        found = page.extra.get("mapped_tokens")
+        if key == "mapped" and isinstance(found, list):
+            return int(found[entry["level"]])
+    return counter.text(_json(entry))
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode().replace("<", "\\u003c")
 
 
 def _type(page: Page) -> str:

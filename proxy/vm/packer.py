@@ -111,29 +111,35 @@ def pack_request(
     )
     order = {c.page.page_id: c.relevance for c in candidates}
     listable = [*(c.page for c in candidates), *available]
+    by_id = {p.page_id: p for p in listable}
+    ranked: list[Page] = []  # every listable page, best first; ranked once, when first needed
 
-    def make_manifest(
+    def manifest_for(
         pinned_ids: list[str], mapped: Sequence[Mapped], shown: set[str]
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[dict[str, Any], int]:
+        if not ranked:
+            ranked.extend(manifest.rank_available(listable, exclude=set(), order=order))
         data = _manifest(
-            turn, mode, pinned_ids, mapped, listable, shown, order, total_pages, settings, policy
+            turn, mode, pinned_ids, mapped, ranked, shown, total_pages, settings, policy
         )
-        return data, manifest.render_manifest(data)
+        return data, manifest.manifest_tokens(data, counter, by_id)
 
     # The manifest must fit beside the pinned turns, whatever else gets mapped.
     every = [p.page_id for u in units for p in u.pages]
-    reserve = counter.text(make_manifest(every, [], set(every))[1])
+    reserve = manifest_for(every, [], set(every))[1]
     pinned = fit_pinned(units, room - reserve, counter)
     pinned_ids = [p.page_id for p in pinned.pages]
     skip = set(pinned_ids)
     pool = [*candidates, *(ScoredPage(p, 0.0, "unpinned") for p in pinned.dropped)]
     pool = [c for c in pool if c.page.page_id not in skip]
     listable += [c.page for c in pool if c.reason == "unpinned"]
+    by_id.update((c.page.page_id, c.page) for c in pool)
+    ranked.clear()
 
     def cost(page: Page, level: int) -> int:
         return context.block_tokens(page, level, counter) + MANIFEST_ENTRY_TOKENS
 
-    budget = room - pinned.tokens - counter.text(make_manifest(pinned_ids, [], skip)[1])
+    budget = room - pinned.tokens - manifest_for(pinned_ids, [], skip)[1]
     while True:
         selection = select_context(
             pool,
@@ -143,26 +149,14 @@ def pack_request(
             turn=turn,
             full_pages=settings.prefetch_pages,
         )
-        shown = skip | set(selection.levels())
-        data = _manifest(
-            turn,
-            mode,
-            pinned_ids,
-            selection.mapped,
-            listable,
-            shown,
-            order,
-            total_pages,
-            settings,
-            policy,
-        )
-        rendered = manifest.render_manifest(data)
+        data, listed = manifest_for(pinned_ids, selection.mapped, skip | set(selection.levels()))
         blocks = sum(context.block_tokens(m.page, m.level, counter) for m in selection.mapped)
-        prompt = fixed + pinned.tokens + blocks + counter.text(rendered)
+        prompt = fixed + pinned.tokens + blocks + listed
         overshoot = prompt + reply - settings.context_budget
         if overshoot <= 0 or not selection.mapped:
             break
         budget = selection.tokens - overshoot
+    rendered = manifest.render_manifest(data)
     content = prefix + "\n\n" + context.render_context(selection.mapped) + "\n\n" + rendered
     upstream = _body(body, role, content, pinned, tools, reply_field, reply)
     notes = [*pinned.notes, *selection.notes]
@@ -228,14 +222,13 @@ def _manifest(
     mode: str,
     pinned_ids: Sequence[str],
     mapped: Sequence[Mapped],
-    listable: Sequence[Page],
+    ranked_all: Sequence[Page],
     shown: set[str],
-    order: Mapping[str, float],
     total_pages: int | None,
     settings: VMSettings,
     policy: manifest.Policy,
 ) -> dict[str, Any]:
-    ranked = manifest.rank_available(listable, exclude=shown, order=order)
+    ranked = [p for p in ranked_all if p.page_id not in shown]
     return manifest.build_manifest(
         turn=turn,
         mode=mode,

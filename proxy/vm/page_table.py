@@ -16,6 +16,8 @@ CAPACITY = 256
 L1_SIZE = 16
 # Access history decays with this many turns of half-life.
 HALF_LIFE_TURNS = 6.0
+# Entries untouched this many turns are too cold to be hot, whatever their history.
+HOT_WINDOW_TURNS = 24
 
 
 @dataclass(slots=True)
@@ -97,15 +99,19 @@ class PageTable:
         return min(1.0, 0.5 * fault + 0.1 * mapped)
 
     def hot_ids(self, turn: int, limit: int = L1_SIZE) -> list[str]:
-        """L1 first (newest first), then other entries by heat."""
-        found = list(reversed(self.l1))
+        """L1 first (newest first), then other pages faulted lately, hottest first."""
+        found = list(reversed(self.l1))[:limit]
         if len(found) < limit:
-            rest = sorted(
-                (pid for pid in self.entries if pid not in self.l1),
-                key=lambda pid: (-self.heat(pid, turn), pid),
-            )
-            found.extend(pid for pid in rest if self.heat(pid, turn) > 0.05)
-        return found[:limit]
+            recent = turn - HOT_WINDOW_TURNS
+            l1 = set(self.l1)
+            heats = [
+                (self.heat(pid, turn), pid)
+                for pid, entry in self.entries.items()
+                if entry.faulted and entry.last_faulted >= recent and pid not in l1
+            ]
+            heats.sort(key=lambda hp: (-hp[0], hp[1]))
+            found.extend(pid for heat, pid in heats[: limit - len(found)] if heat > 0.05)
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": 1, "e": {k: e.to_list() for k, e in self.entries.items()}, "l1": self.l1}

@@ -11,7 +11,7 @@ Two steps, so the core stays free of I/O:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from proxy.vm.bm25 import query_terms
@@ -21,7 +21,10 @@ from proxy.vm.pages import Page, make_page_id
 from proxy.vm.segments import summary_frontier
 from proxy.vm.working_set import LATEST_SUMMARY, ScoredPage
 
-QUERY_TERMS = 24
+QUERY_TERMS = 10
+MIN_TERMS = 3
+# A term on more than this share of the pages is too common to search by.
+MAX_DF_SHARE = 0.02
 RECENT_MESSAGES = 12
 CLAIMS = 8
 HOT = 8
@@ -46,9 +49,29 @@ class PrefetchPlan:
         return list(dict.fromkeys(ids))
 
 
-def search_query(text: str, max_terms: int = QUERY_TERMS) -> str:
-    """The latest user message as a bounded BM25 query (distinct terms, first ones kept)."""
-    return " ".join(query_terms(text)[:max_terms])
+def search_query(
+    text: str,
+    max_terms: int = QUERY_TERMS,
+    doc_freq: Callable[[str], int] | None = None,
+    max_df: int | None = None,
+) -> str:
+    """The latest user message as a bounded BM25 query: its `max_terms` most selective
+    distinct terms, in their original order. Selective means rarest when `doc_freq` is
+    given (terms on more than `max_df` pages are dropped too, keeping at least
+    `MIN_TERMS`), else longest. A search costs the postings of its terms, so this keeps it
+    cheap however long the history grows, and common words add little to BM25 anyway."""
+    terms = query_terms(text)
+    if doc_freq is not None:
+        freq = {t: doc_freq(t) for t in terms}
+        ranked = sorted(terms, key=lambda t: (freq[t], terms.index(t)))
+        if max_df is not None:
+            rare = [t for t in ranked if freq[t] <= max_df]
+            common = [t for t in ranked if freq[t] > max_df]
+            ranked = rare + common[: max(0, MIN_TERMS - len(rare))]
+    else:
+        ranked = sorted(terms, key=lambda t: (-len(t), terms.index(t)))
+    chosen = set(ranked[:max_terms])
+    return " ".join(t for t in terms if t in chosen)
 
 
 def pinned_start(counters: Counters, pin_last_turns: int) -> int:
@@ -71,7 +94,10 @@ def plan_prefetch(
     user_text: str,
     pin_last_turns: int,
     recent_messages: int = RECENT_MESSAGES,
+    doc_freq: Callable[[str], int] | None = None,
 ) -> PrefetchPlan:
+    """What to load for this turn. `doc_freq` (term -> pages containing it), when the
+    search backend can tell, makes the query keep the rarest terms of the message."""
     start = pinned_start(counters, pin_last_turns)
     lo = max(counters.preamble, start - recent_messages)
     return PrefetchPlan(
@@ -80,7 +106,7 @@ def plan_prefetch(
         summary_ids=tuple(summary_frontier(counters)),
         claim_ids=tuple(counters.recent_claims[-CLAIMS:]),
         hot_ids=tuple(table.hot_ids(turn, HOT)),
-        query=search_query(user_text),
+        query=search_query(user_text, doc_freq=doc_freq, max_df=_max_df(counters)),
     )
 
 
@@ -118,3 +144,8 @@ def gather_candidates(
 def _in_tail(page: Page, plan: PrefetchPlan) -> bool:
     """Message pages of the pinned tail go upstream verbatim: never candidates."""
     return page.page_id.startswith("msg_") and page.anchor >= plan.pinned_from
+
+
+def _max_df(counters: Counters) -> int:
+    pages = counters.messages + counters.claims + counters.images + counters.segments
+    return max(20, int(pages * MAX_DF_SHARE))

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from proxy.tokens import TokenCounter
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.compress import make_hint
+from proxy.vm.costs import annotate_costs
 from proxy.vm.pages import Modality, Page, PageKind, make_page_id
 
 if TYPE_CHECKING:
@@ -83,8 +84,8 @@ def build_summary(
         level2,
         f"{job.seg_id}: {hint}",
     )
-    tokens = [counter.text(r) for r in renderings]
-    return Page(
+    tokens = [counter.text(r, memo=False) for r in renderings]
+    page = Page(
         page_id=job.seg_id,
         kind=kind,
         modality=Modality.TEXT,
@@ -104,6 +105,7 @@ def build_summary(
             "lo": min((p.anchor for p in covered), default=job.lo),
         },
     )
+    return annotate_costs(page, counter)
 
 
 def record_summary(

@@ -100,6 +100,15 @@ def select_context(
     others = [sc for sc in scored if not table.faulted_recently(sc[1].page.page_id, turn)]
     placed: dict[str, Mapped] = {}
     used = 0
+    known: dict[tuple[str, int], int] = {}
+
+    def price(page: Page, level: int) -> int:
+        key = (page.page_id, level)
+        found = known.get(key)
+        if found is None:
+            found = known[key] = cost(page, level)
+        return found
+
     max_full = max(1, int(budget * MAX_FULL_SHARE))
     notes: list[str] = []
 
@@ -107,7 +116,7 @@ def select_context(
         nonlocal used
         page = candidate.page
         for level in levels:
-            tokens = cost(page, level)
+            tokens = price(page, level)
             if used + tokens <= budget:
                 placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason)
                 used += tokens
@@ -141,7 +150,7 @@ def select_context(
         for level in range(current.level):
             if level == 0 and page.tokens[0] > max_full:
                 continue
-            tokens = cost(page, level)
+            tokens = price(page, level)
             if used - current.tokens + tokens <= budget:
                 placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason)
                 used += tokens - current.tokens

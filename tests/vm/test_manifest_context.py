@@ -99,3 +99,27 @@ def test_manifest_is_bounded_ranked_and_escaped() -> None:
     body = rendered.removeprefix("<VM:MANIFEST_JSON>\n").removesuffix("\n</VM:MANIFEST_JSON>")
     assert "<" not in body and json.loads(body)["available"][0]["hint"] == evil.hint
     assert manifest.Policy(False, 4, 4000).to_dict() == {"faults": False}
+
+
+def test_cached_costs_match_the_counter() -> None:
+    page = PAGES["msg_5"]
+    assert page.extra["header_tokens"] == [
+        COUNTER.text(context.header(page, lv)) for lv in range(4)]
+    assert page.extra["avail_tokens"] == COUNTER.text(
+        manifest.render_manifest(manifest.available_entry(page))[19:-20])
+    seg = PAGES["seg_0"]
+    assert seg.extra["mapped_tokens"][2] == COUNTER.text(
+        manifest.render_manifest(manifest.mapped_entry(seg, 2))[19:-20])
+
+
+def test_manifest_token_estimate_is_never_below_the_real_count() -> None:
+    pages = list(PAGES.values())
+    for start in range(0, len(pages), 7):
+        mapped = [Mapped(p, (i % 4), 0, 1.0) for i, p in enumerate(pages[start : start + 5])]
+        data = manifest.build_manifest(
+            turn=start, mode="strict", pinned=[p.page_id for p in pages[:3]], mapped=mapped,
+            available=pages[start:], total_pages=len(pages), max_entries=12, policy=POLICY,
+        )
+        real = COUNTER.text(manifest.render_manifest(data))
+        assert manifest.manifest_tokens(data, COUNTER, PAGES) >= real
+        assert manifest.manifest_tokens(data, COUNTER) >= real

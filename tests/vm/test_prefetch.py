@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from proxy.tokens import counter_for_model
+from proxy.vm.ingest import Counters, ingest_messages
+from proxy.vm.page_table import PageTable
+from proxy.vm.pages import Page
+from proxy.vm.prefetch import (
+    gather_candidates,
+    pinned_start,
+    plan_prefetch,
+    search_query,
+)
+from proxy.vm.segments import build_summary, record_summary
+from proxy.vm.working_set import LATEST_SUMMARY
+from tests.vm.conversations import long_conversation
+
+COUNTER = counter_for_model("gpt-4o")
+
+
+def memory(turns: int = 20) -> tuple[dict[str, Page], Counters]:
+    counters = Counters()
+    result = ingest_messages(long_conversation(turns), first_position=0, counters=counters,
+                             counter=COUNTER, segment_turns=4, clock=lambda: 0.0)
+    pages = {p.page_id: p for p in result.pages}
+    for job in result.segment_jobs:
+        seg = build_summary(job, [pages[i] for i in job.page_ids()], counter=COUNTER)
+        pages[seg.page_id] = seg
+        record_summary(counters, seg)
+    return pages, counters
+
+
+def test_search_query_keeps_the_most_selective_terms_in_order() -> None:
+    text = "alpha beta gamma delta epsilon zeta"
+    assert search_query(text, 10) == text
+    assert search_query(text, 2) == "alpha epsilon"  # the longest, ties to the first
+    freq = {"alpha": 5, "beta": 900, "gamma": 1, "delta": 40, "epsilon": 700, "zeta": 2}
+    assert search_query(text, 3, freq.__getitem__) == "alpha gamma zeta"
+    assert search_query(text, 10, freq.__getitem__, max_df=100) == "alpha gamma delta zeta"
+    # Too few rare terms: the least common of the common ones fill up to three.
+    assert search_query("beta epsilon gamma", 10, freq.__getitem__, max_df=10) == (
+        "beta epsilon gamma")
+    assert search_query("the and of", 10) == ""
+
+
+def test_plan_is_bounded_and_names_what_to_load() -> None:
+    pages, counters = memory(30)
+    table = PageTable()
+    table.note_faulted("msg_9", 0, turn=29)
+    plan = plan_prefetch(counters, table, turn=30, user_text="What is my cat called?",
+                         pin_last_turns=2)
+    assert plan.pinned_from == counters.user_positions[-2] == 59
+    assert plan.recent == (47, 59)
+    assert plan.summary_ids[-1] == "seg_6" and len(plan.summary_ids) <= 8
+    assert plan.claim_ids == tuple(counters.recent_claims[-8:])
+    assert plan.hot_ids == ("msg_9",)
+    assert "cat" in plan.query.split()
+    ids = plan.page_ids()
+    assert len(ids) == len(set(ids)) and "msg_9" in ids and "msg_47" in ids
+
+
+def test_pinned_start_never_enters_the_system_prompt() -> None:
+    counters = Counters(preamble=2, user_positions=[])
+    assert pinned_start(counters, 2) == 2
+    counters.user_positions = [2, 4, 6]
+    assert pinned_start(counters, 2) == 4 and pinned_start(counters, 9) == 2
+    assert pinned_start(counters, 0) == 6
+
+
+def test_candidates_are_deduplicated_normalised_and_skip_the_tail() -> None:
+    pages, counters = memory(30)
+    plan = plan_prefetch(counters, PageTable(), turn=30, user_text="sourdough starter",
+                         pin_last_turns=2)
+    hits = [(pages["msg_60"], 50.0), (pages["msg_12"], 8.0), (pages["seg_1"], 4.0)]
+    loaded = [pages[i] for i in plan.page_ids() if i in pages]
+    found = gather_candidates(hits=hits, pages=[*loaded, pages["msg_12"]], plan=plan,
+                              exclude=["claim_0"])
+    by_id = {c.page.page_id: c for c in found}
+    assert "msg_60" not in by_id  # in the pinned tail: it goes verbatim anyway
+    assert by_id["msg_12"].relevance == 1.0 and by_id["seg_1"].relevance == 0.5
+    assert by_id[plan.summary_ids[-1]].reason == LATEST_SUMMARY
+    assert "claim_0" not in by_id and len(found) == len(by_id)
+    assert all(c.reason for c in found)
