@@ -33,6 +33,7 @@ ARTIFACT_TOKENS = 200
 RECENT_CLAIMS = 32
 CLAIM_KEYS = 256
 USER_POSITIONS = 16
+OPEN_CALLS = 64
 _WORDS = re.compile(r"\w+")
 
 
@@ -174,6 +175,9 @@ def _message_pages(
         names: dict[str, str] = {}
         note_tool_names(message, names)
         counters.open_calls.update(names)
+        # Calls a client never answered must not pile up in the state: keep the newest.
+        for stale in list(counters.open_calls)[:-OPEN_CALLS]:
+            del counters.open_calls[stale]
         call_ids = tuple(names)
     kind, modality = _classify(message, role, text, calls, counter)
     claims = extract_claims(text, role)

@@ -169,3 +169,12 @@ def test_segment_jobs_every_k_user_turns() -> None:
     assert [(j.seg_id, j.lo, j.hi) for j in jobs] == [("seg_0", 0, 7), ("seg_1", 7, 13)]
     assert counters.segment_from == 13 and counters.segments == 2
     assert jobs[0].page_ids()[0] == "msg_0" and jobs[0].page_ids()[-1] == "msg_6"
+
+
+def test_unanswered_calls_do_not_pile_up_in_the_state() -> None:
+    counters = Counters()
+    for n in range(100):
+        call = {"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+        ingest([{"role": "assistant", "content": None, "tool_calls": [call]}], counters, first=n)
+    assert len(counters.open_calls) == 64 and "c99" in counters.open_calls
+    assert "c0" not in counters.open_calls
