@@ -54,5 +54,6 @@ def term_prefix(tenant: str, conv_id: str) -> str:
     indexes, so a conversation's terms have postings of their own: a search reads only the
     searched conversations' postings. Short on purpose (it is repeated in every term); two
     conversations sharing a prefix only share postings, which the tenant and path checks
-    of every search filter out again."""
-    return hashlib.blake2b(f"{tenant}\x1f{conv_id}".encode(), digest_size=4).hexdigest()
+    of every search filter out again. SHA-256 because PostgreSQL computes it too (gc finds
+    a conversation's postings by their prefix)."""
+    return hashlib.sha256(f"{tenant}\x1f{conv_id}".encode()).hexdigest()[:8]

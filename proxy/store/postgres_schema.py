@@ -51,8 +51,9 @@ MIGRATIONS: list[list[str]] = [
             UNIQUE (tenant, conv_id, page_id)
         )""",
         "CREATE INDEX pages_anchor ON pages (tenant, conv_id, anchor)",
+        # Byte order (COLLATE "C"), so a conversation's postings form one key range.
         """CREATE TABLE page_terms (
-            term text NOT NULL,
+            term text COLLATE "C" NOT NULL,
             page bigint NOT NULL,
             tenant text NOT NULL,
             conv_id text NOT NULL,
@@ -62,7 +63,6 @@ MIGRATIONS: list[list[str]] = [
             doc_len integer NOT NULL,
             PRIMARY KEY (term, page) INCLUDE (tenant, conv_id, anchor, modality, tf, doc_len)
         )""",
-        "CREATE INDEX page_terms_page ON page_terms (page)",
         """CREATE TABLE hashes (
             tenant text NOT NULL,
             chain_hash text NOT NULL,

@@ -126,3 +126,18 @@ async def test_without_the_lock_the_version_check_refuses_the_stale_writer(
     pages = await two.get_pages(await two.path(T, "c"), ["msg_0"])
     winner = "from one" if not isinstance(results[0], VersionConflict) else "from two"
     assert pages["msg_0"].text == winner
+
+
+async def test_gc_removes_the_search_postings(replicas: tuple[PageStore, PageStore]) -> None:
+    one, _ = replicas
+    assert isinstance(one, PostgresStore)
+    for conv in ("gone", "kept"):
+        await one.create_conversation(T, conv)
+        await one.append(T, conv, [make_page(0, "tram to the castle")], expected_version=0,
+                         new_length=1)
+    count = "SELECT count(*) FROM page_terms WHERE conv_id = $1"
+    assert await one._fetchval(count, "gone") > 0
+    await one._pool.execute("UPDATE conversations SET updated_at = 0 WHERE conv_id = 'gone'")
+    assert await one.gc(older_than=1.0) == 1
+    assert await one._fetchval(count, "gone") == 0
+    assert await one._fetchval(count, "kept") > 0
