@@ -29,6 +29,8 @@ from proxy.vm.working_set import ScoredPage
 # Room kept free in the first upstream prompt for what the loop adds: search results, the
 # assistant's tool calls and the tool-message framing (faulted pages have their own budget).
 LOOP_RESERVE_TOKENS = 300
+# Below this many tokens of room for faulted pages the tools are not worth offering.
+MIN_FAULT_TOKENS = 150
 # Without a client max_tokens, the reply is reserved at most 1/REPLY_SHARE of the budget.
 REPLY_SHARE = 5
 
@@ -132,14 +134,22 @@ async def _pack_turn(
         plan=plan,
         exclude=system_ids,
     )
-    fault_tokens = min(settings.max_fault_tokens_per_turn, settings.context_budget // 4)
-    packed = _pack(body, system, tail, candidates, table, settings, mode, fault_tokens,
+    wanted = min(settings.max_fault_tokens_per_turn, settings.context_budget // 4)
+    messages = [p for p in tail if p.is_message]
+    packed = _pack(body, system, messages, candidates, table, settings, mode, wanted,
                    counter, turn_number, end)
-    if packed.over_budget and mode != "passive":
-        # Not even the VM rules and tool schemas fit beside the pinned turns: without the
-        # tools (passive) the model still gets the best context the budget allows.
+    if mode != "passive" and len(packed.pinned_ids) < len(messages):
+        # Pinned turns outrank room for faults: pack again keeping only the least room.
+        packed = _pack(body, system, messages, candidates, table, settings, mode,
+                       min(wanted, MIN_FAULT_TOKENS), counter, turn_number, end)
+    # Faults get the room the packed prompt really leaves, within their own limit.
+    room = settings.context_budget - packed.prompt_tokens - packed.reply_tokens
+    fault_tokens = min(wanted, room - LOOP_RESERVE_TOKENS)
+    if mode != "passive" and fault_tokens < min(wanted, MIN_FAULT_TOKENS):
+        # Not even the VM rules and tool schemas fit beside the pinned turns with room to
+        # fault: without the tools (passive) the model still gets the best context.
         mode = "passive"
-        packed = _pack(body, system, tail, candidates, table, settings, mode, 0,
+        packed = _pack(body, system, messages, candidates, table, settings, mode, 0,
                        counter, turn_number, end)
     upstream_body = packed.body
     client_options = body.get("stream_options")
@@ -149,7 +159,9 @@ async def _pack_turn(
     if body.get("stream") is True:
         options = dict(client_options) if isinstance(client_options, Mapping) else {}
         upstream_body = {**upstream_body, "stream_options": {**options, "include_usage": True}}
-    names = {} if mode == "passive" else {v: k for k, v in packed.tool_names.items()}
+    # Passive requests offer no VM tools, but a model calling one anyway is still answered
+    # by the proxy (with "withdrawn"), never passed to the client.
+    names = {v: k for k, v in packed.tool_names.items()}
     fault_state = FaultState(
         max_faults=settings.max_faults_per_turn,
         max_tokens=fault_tokens,
@@ -159,6 +171,8 @@ async def _pack_turn(
     listed = packed.manifest.get("available", ())
     known = [str(e.get("id")) for e in listed if isinstance(e, dict)]
     resolver = FaultResolver(store, path, fault_state, mode=mode, known_ids=known)
+    if mode == "passive":
+        resolver.withdraw("Memory tools are not offered in passive mode")
     turn = Turn(
         upstream=state.upstream,
         headers=list(request.headers.items()),
@@ -206,7 +220,7 @@ def _pack(
     return pack_request(
         body,
         system_messages=[_message(p) for p in system],
-        tail=[p for p in tail if p.is_message],
+        tail=tail,
         candidates=candidates,
         table=table,
         settings=settings.model_copy(
