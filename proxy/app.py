@@ -44,7 +44,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned_store = store is None
-        app.state.store = await open_store(settings.store.url) if store is None else store
+        app.state.store = (
+            await open_store(settings.store.url, cache_pages=settings.store.cache_pages)
+            if store is None
+            else store
+        )
         app.state.upstream = upstream = Upstream(settings.upstream, upstream_transport)
         try:
             yield

@@ -44,6 +44,7 @@ class UpstreamSettings(_Section):
 class StoreSettings(_Section):
     url: str = "sqlite:///./data/vm-proxy.db"
     retention_days: float = Field(default=0, ge=0)
+    cache_pages: int = Field(default=20000, ge=0)
 
     @field_validator("url")
     @classmethod
