@@ -12,6 +12,7 @@ each probe is a branch off the same history, never appended to it.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -180,9 +181,13 @@ async def _feed(
     conversation, messages = history.conversation, history.messages
     window_start_turn = max(0, len(conversation.turns) - FEED_WINDOW)
     window_log, full, known, mismatches = 0, 0, 0, 0
+    step = max(1000, len(conversation.turns) // 10)
     for number, turn in enumerate(conversation.turns):
         if number == window_start_turn:
             window_log = len(model.log)
+        if number and number % step == 0:
+            elapsed = time.perf_counter() - started
+            print(f"    fed {number} turns in {elapsed:.0f}s", file=sys.stderr)
         for position in range(turn.start, turn.stop):
             if messages[position]["role"] != "assistant":
                 continue
