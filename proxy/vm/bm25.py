@@ -38,11 +38,17 @@ STOP_WORDS = frozenset(
 def search_tokens(text: str) -> list[str]:
     """The search terms of `text`, in order, repeats kept (term frequency counts)."""
     tokens: list[str] = []
-    for match in _WORD.finditer(text):
-        word = match.group()
+    for word in _WORD.findall(text):
         if len(word) > MAX_TOKEN_CHARS:
             continue
-        whole = word.strip("_").lower()
+        lowered = word.lower()
+        # The common case, a plain word or number (at most its first letter upper case),
+        # has no parts: skip the splitting, which costs more than everything else here.
+        if "_" not in word and (word.isdigit() or (word.isalpha() and word[1:] == lowered[1:])):
+            if lowered not in STOP_WORDS:
+                tokens.append(lowered)
+            continue
+        whole = lowered.strip("_")
         parts = _split_identifier(word)
         if whole and whole not in STOP_WORDS:
             tokens.append(whole)
