@@ -21,14 +21,15 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from proxy.errors import StoreError
+from proxy.store import sqlite_queries as q
 from proxy.store.base import (
     Conversation,
     Mutation,
@@ -38,15 +39,13 @@ from proxy.store.base import (
     VersionConflict,
 )
 from proxy.store.codec import (
-    decode_page,
-    decode_state,
     encode_page,
     encode_state,
     id_prefix,
     page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
-from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, term_prefix
+from proxy.store.paths import term_prefix
 from proxy.store.sqlite_schema import configure, migrate
 from proxy.vm.bm25 import query_terms
 from proxy.vm.pages import Modality, Page
@@ -54,8 +53,6 @@ from proxy.vm.pages import Modality, Page
 Clock = Callable[[], float]
 R = TypeVar("R")
 
-# Well under SQLite's limit on bound parameters per statement.
-_CHUNK = 500
 
 
 def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
@@ -158,10 +155,10 @@ class SQLiteStore:
     # -- conversations -----------------------------------------------------------------------
 
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
-        return await self._read(_get_conversation, tenant, conv_id)
+        return await self._read(q.get_conversation, tenant, conv_id)
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
-        return await self._read(_conversation_version, tenant, conv_id)
+        return await self._read(q.conversation_version, tenant, conv_id)
 
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
@@ -172,8 +169,8 @@ class SQLiteStore:
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
         fork_at: int,
     ) -> Conversation:
-        with _transaction(conn):
-            existing = _get_conversation(conn, tenant, conv_id)
+        with q.transaction(conn):
+            existing = q.get_conversation(conn, tenant, conv_id)
             if existing is not None:
                 return existing
             now = self._clock()
@@ -195,7 +192,7 @@ class SQLiteStore:
         return Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, now)
 
     async def path(self, tenant: str, conv_id: str) -> Path:
-        return await self._read(_path, tenant, conv_id)
+        return await self._read(q.path, tenant, conv_id)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -226,7 +223,7 @@ class SQLiteStore:
             for page in pages
         ]
         state_blob = encode_state(state) if state is not None else None
-        with _transaction(conn):
+        with q.transaction(conn):
             self._check_version(conn, tenant, conv_id, expected_version)
             for page, body, terms in rows:
                 cursor = conn.execute(
@@ -280,7 +277,7 @@ class SQLiteStore:
         state: Mapping[str, Any], mutations: Sequence[Mutation],
     ) -> Conversation:
         blob = encode_state(state)
-        with _transaction(conn):
+        with q.transaction(conn):
             self._check_version(conn, tenant, conv_id, expected_version)
             conn.execute(
                 "UPDATE conversations SET state = ? WHERE tenant = ? AND conv_id = ?",
@@ -292,7 +289,7 @@ class SQLiteStore:
     def _check_version(
         conn: sqlite3.Connection, tenant: str, conv_id: str, expected: int
     ) -> None:
-        version = _conversation_version(conn, tenant, conv_id)
+        version = q.conversation_version(conn, tenant, conv_id)
         if version is None:
             raise UnknownConversation(conv_id)
         if version != expected:
@@ -314,7 +311,7 @@ class SQLiteStore:
             " WHERE tenant = ? AND conv_id = ?",
             (now, tenant, conv_id),
         )
-        conversation = _get_conversation(conn, tenant, conv_id)
+        conversation = q.get_conversation(conn, tenant, conv_id)
         assert conversation is not None
         return conversation
 
@@ -325,17 +322,17 @@ class SQLiteStore:
     ) -> dict[str, tuple[str, int]]:
         if not hashes:
             return {}
-        return await self._read(_lookup_hashes, tenant, list(hashes))
+        return await self._read(q.lookup_hashes, tenant, list(hashes))
 
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:
             return {}
-        return await self._read(_get_pages, path, list(page_ids))
+        return await self._read(q.get_pages, path, list(page_ids))
 
     async def pages_in_range(
         self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
     ) -> list[Page]:
-        return await self._read(_pages_in_range, path, lo, hi, tuple(prefixes))
+        return await self._read(q.pages_in_range, path, lo, hi, tuple(prefixes))
 
     async def search(
         self, path: Path, query: str, *, limit: int = 5, modality: Modality | None = None
@@ -343,12 +340,12 @@ class SQLiteStore:
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
-        return await self._read(_search, path, terms, limit, modality)
+        return await self._read(q.search, path, terms, limit, modality)
 
     async def mutations(
         self, tenant: str, conv_id: str, *, turn: int | None = None
     ) -> list[Mutation]:
-        return await self._read(_mutations, tenant, conv_id, turn)
+        return await self._read(q.mutations, tenant, conv_id, turn)
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, conv_id))
@@ -356,243 +353,15 @@ class SQLiteStore:
     # -- sessions and retention --------------------------------------------------------------
 
     async def resolve_session(self, tenant: str, name: str) -> str | None:
-        return await self._read(_resolve_session, tenant, name)
+        return await self._read(q.resolve_session, tenant, name)
 
     async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
-        await self._write(_bind_session, tenant, name, conv_id)
+        await self._write(q.bind_session, tenant, name, conv_id)
 
     async def gc(self, older_than: float) -> int:
         deleted = 0
-        while batch := await self._write(_gc_batch, older_than):
+        while batch := await self._write(q.gc_batch, older_than):
             deleted += batch
         return deleted
 
 
-@contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _get_conversation(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Conversation | None:
-    row = conn.execute(
-        "SELECT parent_id, fork_at, length, version, state, updated_at FROM conversations"
-        " WHERE tenant = ? AND conv_id = ?",
-        (tenant, conv_id),
-    ).fetchone()
-    if row is None:
-        return None
-    parent_id, fork_at, length, version, state, updated_at = row
-    return Conversation(
-        tenant, conv_id, parent_id, fork_at, length, version, decode_state(state), updated_at
-    )
-
-
-def _conversation_version(conn: sqlite3.Connection, tenant: str, conv_id: str) -> int | None:
-    row = conn.execute(
-        "SELECT version FROM conversations WHERE tenant = ? AND conv_id = ?", (tenant, conv_id)
-    ).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _path(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Path:
-    rows = conn.execute(
-        "WITH RECURSIVE chain (conv_id, parent_id, fork_at, depth) AS ("
-        " SELECT conv_id, parent_id, fork_at, 0 FROM conversations"
-        "  WHERE tenant = ? AND conv_id = ?"
-        " UNION ALL"
-        " SELECT c.conv_id, c.parent_id, c.fork_at, chain.depth + 1"
-        "  FROM conversations c JOIN chain ON c.tenant = ? AND c.conv_id = chain.parent_id"
-        "  WHERE chain.depth < ?"
-        ") SELECT conv_id, parent_id, fork_at FROM chain",
-        (tenant, conv_id, tenant, MAX_FORK_DEPTH),
-    ).fetchall()
-    forks = {row[0]: (row[1], row[2]) for row in rows}
-    return build_path(tenant, conv_id, forks.get)
-
-
-def _span_sql(
-    spans: Sequence[tuple[str, int, int]], *, by_anchor: bool = True
-) -> tuple[str, list[Any]]:
-    """`(conv_id = ? AND anchor >= ? AND anchor < ?) OR ...` for the spans given.
-
-    `by_anchor=False` writes `+p.anchor`, which keeps SQLite from choosing the anchor index
-    (a scan of the whole span) over the (tenant, conv_id, page_id) key for lookups by id.
-    """
-    anchor = "p.anchor" if by_anchor else "+p.anchor"
-    clause = f"(p.conv_id = ? AND {anchor} >= ? AND {anchor} < ?)"
-    return "(" + " OR ".join(clause for _ in spans) + ")", [v for span in spans for v in span]
-
-
-def _lookup_hashes(
-    conn: sqlite3.Connection, tenant: str, hashes: list[str]
-) -> dict[str, tuple[str, int]]:
-    found: dict[str, tuple[str, int]] = {}
-    for start in range(0, len(hashes), _CHUNK):
-        chunk = hashes[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for chain_hash, conv_id, position in conn.execute(
-            "SELECT chain_hash, conv_id, position FROM hashes"
-            f" WHERE tenant = ? AND chain_hash IN ({marks})",
-            (tenant, *chunk),
-        ):
-            found[chain_hash] = (conv_id, position)
-    return found
-
-
-def _get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:
-    spans_sql, span_args = _span_sql(span_bounds(path), by_anchor=False)
-    rank = {span.conv_id: i for i, span in enumerate(path.spans)}
-    best: dict[str, tuple[int, bytes]] = {}
-    for start in range(0, len(page_ids), _CHUNK):
-        chunk = page_ids[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for conv_id, page_id, body in conn.execute(
-            f"SELECT p.conv_id, p.page_id, p.body FROM pages p WHERE p.tenant = ?"
-            f" AND p.page_id IN ({marks}) AND {spans_sql}",
-            (path.tenant, *chunk, *span_args),
-        ):
-            # The same id visible on two spans: the one nearest the leaf wins.
-            if page_id not in best or rank[conv_id] < best[page_id][0]:
-                best[page_id] = (rank[conv_id], body)
-    return {page_id: decode_page(best[page_id][1]) for page_id in page_ids if page_id in best}
-
-
-def _pages_in_range(
-    conn: sqlite3.Connection, path: Path, lo: int, hi: int, prefixes: tuple[str, ...]
-) -> list[Page]:
-    spans = [
-        (conv_id, max(lo, span_lo), min(hi, span_hi))
-        for conv_id, span_lo, span_hi in span_bounds(path)
-        if max(lo, span_lo) < min(hi, span_hi)
-    ]
-    if not spans or not prefixes:
-        return []
-    spans_sql, span_args = _span_sql(spans)
-    marks = ",".join("?" * len(prefixes))
-    rows = conn.execute(
-        f"SELECT p.body FROM pages p WHERE p.tenant = ? AND p.prefix IN ({marks})"
-        f" AND {spans_sql} ORDER BY p.anchor, p.is_message DESC, p.id",
-        (path.tenant, *prefixes, *span_args),
-    ).fetchall()
-    return [decode_page(row[0]) for row in rows]
-
-
-def _fts_query(path: Path, terms: Sequence[str]) -> str:
-    scopes = [term_prefix(path.tenant, span.conv_id) for span in path.spans]
-    return " OR ".join(f'"{scope}{term}"' for scope in scopes for term in terms)
-
-
-def _search(
-    conn: sqlite3.Connection, path: Path, terms: list[str], limit: int,
-    modality: Modality | None,
-) -> list[SearchHit]:
-    """Best first. The terms' conversation prefixes already confine FTS5 to the path's
-    conversations, so the index's own top rows are nearly always the answer: take a few
-    more than asked, keep the visible ones, and only when fewer than `limit` survive while
-    FTS5 had more (a parent's pages past the fork, another modality, a prefix shared by
-    chance) rank again with the path checked on every match. Both ways are exact."""
-    match = _fts_query(path, terms)
-    wanted = limit * 2 + 8
-    # bm25() is negative, better is lower.
-    top = conn.execute(
-        "SELECT rowid, -bm25(page_fts) AS score FROM page_fts WHERE page_fts MATCH ?"
-        " ORDER BY score DESC, rowid LIMIT ?",
-        (match, wanted),
-    ).fetchall()
-    if not top:
-        return []
-    marks = ",".join("?" * len(top))
-    rows = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            f"SELECT id, tenant, conv_id, anchor, modality, body FROM pages WHERE id IN ({marks})",
-            [rowid for rowid, _ in top],
-        )
-    }
-    hits: list[SearchHit] = []
-    for rowid, score in top:
-        tenant, conv_id, anchor, page_modality, body = rows[rowid]
-        visible = tenant == path.tenant and path.owner_of(anchor) == conv_id
-        if visible and (modality is None or page_modality == modality.value):
-            hits.append(SearchHit(decode_page(body), score))
-    if len(hits) >= limit or len(top) < wanted:
-        return hits[:limit]
-    return _search_checked(conn, path, match, limit, modality)
-
-
-def _search_checked(
-    conn: sqlite3.Connection, path: Path, match: str, limit: int, modality: Modality | None
-) -> list[SearchHit]:
-    spans_sql, span_args = _span_sql(span_bounds(path))
-    modality_sql = " AND p.modality = ?" if modality is not None else ""
-    modality_args = [modality.value] if modality is not None else []
-    # Rank ids alone, then read the winners' bodies: sorting whole rows would drag every
-    # matching body through the sorter.
-    rows = conn.execute(
-        "SELECT b.body, r.score FROM ("
-        " SELECT p.id, -bm25(page_fts) AS score"
-        " FROM page_fts CROSS JOIN pages p ON p.id = page_fts.rowid"
-        f" WHERE page_fts MATCH ? AND p.tenant = ? AND {spans_sql}{modality_sql}"
-        " ORDER BY score DESC, p.id LIMIT ?"
-        ") r JOIN pages b ON b.id = r.id ORDER BY r.score DESC, r.id",
-        (match, path.tenant, *span_args, *modality_args, limit),
-    ).fetchall()
-    return [SearchHit(decode_page(body), score) for body, score in rows]
-
-
-def _mutations(
-    conn: sqlite3.Connection, tenant: str, conv_id: str, turn: int | None
-) -> list[Mutation]:
-    sql = (
-        "SELECT turn, event, page_id, level, detail, at FROM mutations"
-        " WHERE tenant = ? AND conv_id = ?"
-    )
-    args: tuple[Any, ...] = (tenant, conv_id)
-    if turn is not None:
-        sql += " AND turn = ?"
-        args += (turn,)
-    return [Mutation(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
-
-
-def _resolve_session(conn: sqlite3.Connection, tenant: str, name: str) -> str | None:
-    row = conn.execute(
-        "SELECT conv_id FROM sessions WHERE tenant = ? AND name = ?", (tenant, name)
-    ).fetchone()
-    return None if row is None else str(row[0])
-
-
-def _bind_session(conn: sqlite3.Connection, tenant: str, name: str, conv_id: str) -> None:
-    conn.execute(
-        "INSERT INTO sessions (tenant, name, conv_id) VALUES (?, ?, ?)"
-        " ON CONFLICT (tenant, name) DO UPDATE SET conv_id = excluded.conv_id",
-        (tenant, name, conv_id),
-    )
-
-
-def _gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> int:
-    """Delete up to `batch` stale conversations that no conversation forks from.
-
-    Called until it returns 0: deleting a stale child makes its stale parent a leaf.
-    """
-    with _transaction(conn):
-        doomed = conn.execute(
-            "SELECT c.tenant, c.conv_id FROM conversations c WHERE c.updated_at < ?"
-            " AND NOT EXISTS (SELECT 1 FROM conversations k"
-            "  WHERE k.tenant = c.tenant AND k.parent_id = c.conv_id) LIMIT ?",
-            (older_than, batch),
-        ).fetchall()
-        for key in doomed:
-            conn.execute(
-                "DELETE FROM page_fts WHERE rowid IN"
-                " (SELECT id FROM pages WHERE tenant = ? AND conv_id = ?)",
-                key,
-            )
-            for table in ("pages", "hashes", "mutations", "sessions", "conversations"):
-                conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND conv_id = ?", key)
-    return len(doomed)

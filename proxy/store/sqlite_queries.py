@@ -1,0 +1,246 @@
+"""The SQL of the SQLite store: plain functions of a connection, run on its threads."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from proxy.store.base import Conversation, Mutation, Path, SearchHit
+from proxy.store.codec import decode_page, decode_state
+from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, term_prefix
+from proxy.vm.pages import Modality, Page
+
+# Well under SQLite's limit on bound parameters per statement.
+CHUNK = 500
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def get_conversation(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Conversation | None:
+    row = conn.execute(
+        "SELECT parent_id, fork_at, length, version, state, updated_at FROM conversations"
+        " WHERE tenant = ? AND conv_id = ?",
+        (tenant, conv_id),
+    ).fetchone()
+    if row is None:
+        return None
+    parent_id, fork_at, length, version, state, updated_at = row
+    return Conversation(
+        tenant, conv_id, parent_id, fork_at, length, version, decode_state(state), updated_at
+    )
+
+
+def conversation_version(conn: sqlite3.Connection, tenant: str, conv_id: str) -> int | None:
+    row = conn.execute(
+        "SELECT version FROM conversations WHERE tenant = ? AND conv_id = ?", (tenant, conv_id)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def path(conn: sqlite3.Connection, tenant: str, conv_id: str) -> Path:
+    rows = conn.execute(
+        "WITH RECURSIVE chain (conv_id, parent_id, fork_at, depth) AS ("
+        " SELECT conv_id, parent_id, fork_at, 0 FROM conversations"
+        "  WHERE tenant = ? AND conv_id = ?"
+        " UNION ALL"
+        " SELECT c.conv_id, c.parent_id, c.fork_at, chain.depth + 1"
+        "  FROM conversations c JOIN chain ON c.tenant = ? AND c.conv_id = chain.parent_id"
+        "  WHERE chain.depth < ?"
+        ") SELECT conv_id, parent_id, fork_at FROM chain",
+        (tenant, conv_id, tenant, MAX_FORK_DEPTH),
+    ).fetchall()
+    forks = {row[0]: (row[1], row[2]) for row in rows}
+    return build_path(tenant, conv_id, forks.get)
+
+
+def span_sql(
+    spans: Sequence[tuple[str, int, int]], *, by_anchor: bool = True
+) -> tuple[str, list[Any]]:
+    """`(conv_id = ? AND anchor >= ? AND anchor < ?) OR ...` for the spans given.
+
+    `by_anchor=False` writes `+p.anchor`, which keeps SQLite from choosing the anchor index
+    (a scan of the whole span) over the (tenant, conv_id, page_id) key for lookups by id.
+    """
+    anchor = "p.anchor" if by_anchor else "+p.anchor"
+    clause = f"(p.conv_id = ? AND {anchor} >= ? AND {anchor} < ?)"
+    return "(" + " OR ".join(clause for _ in spans) + ")", [v for span in spans for v in span]
+
+
+def lookup_hashes(
+    conn: sqlite3.Connection, tenant: str, hashes: list[str]
+) -> dict[str, tuple[str, int]]:
+    found: dict[str, tuple[str, int]] = {}
+    for start in range(0, len(hashes), CHUNK):
+        chunk = hashes[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for chain_hash, conv_id, position in conn.execute(
+            "SELECT chain_hash, conv_id, position FROM hashes"
+            f" WHERE tenant = ? AND chain_hash IN ({marks})",
+            (tenant, *chunk),
+        ):
+            found[chain_hash] = (conv_id, position)
+    return found
+
+
+def get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:
+    spans_sql, span_args = span_sql(span_bounds(path), by_anchor=False)
+    rank = {span.conv_id: i for i, span in enumerate(path.spans)}
+    best: dict[str, tuple[int, bytes]] = {}
+    for start in range(0, len(page_ids), CHUNK):
+        chunk = page_ids[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for conv_id, page_id, body in conn.execute(
+            f"SELECT p.conv_id, p.page_id, p.body FROM pages p WHERE p.tenant = ?"
+            f" AND p.page_id IN ({marks}) AND {spans_sql}",
+            (path.tenant, *chunk, *span_args),
+        ):
+            # The same id visible on two spans: the one nearest the leaf wins.
+            if page_id not in best or rank[conv_id] < best[page_id][0]:
+                best[page_id] = (rank[conv_id], body)
+    return {page_id: decode_page(best[page_id][1]) for page_id in page_ids if page_id in best}
+
+
+def pages_in_range(
+    conn: sqlite3.Connection, path: Path, lo: int, hi: int, prefixes: tuple[str, ...]
+) -> list[Page]:
+    spans = [
+        (conv_id, max(lo, span_lo), min(hi, span_hi))
+        for conv_id, span_lo, span_hi in span_bounds(path)
+        if max(lo, span_lo) < min(hi, span_hi)
+    ]
+    if not spans or not prefixes:
+        return []
+    spans_sql, span_args = span_sql(spans)
+    marks = ",".join("?" * len(prefixes))
+    rows = conn.execute(
+        f"SELECT p.body FROM pages p WHERE p.tenant = ? AND p.prefix IN ({marks})"
+        f" AND {spans_sql} ORDER BY p.anchor, p.is_message DESC, p.id",
+        (path.tenant, *prefixes, *span_args),
+    ).fetchall()
+    return [decode_page(row[0]) for row in rows]
+
+
+def fts_query(path: Path, terms: Sequence[str]) -> str:
+    scopes = [term_prefix(path.tenant, span.conv_id) for span in path.spans]
+    return " OR ".join(f'"{scope}{term}"' for scope in scopes for term in terms)
+
+
+def search(
+    conn: sqlite3.Connection, path: Path, terms: list[str], limit: int,
+    modality: Modality | None,
+) -> list[SearchHit]:
+    """Best first. The terms' conversation prefixes already confine FTS5 to the path's
+    conversations, so the index's own top rows are nearly always the answer: take a few
+    more than asked, keep the visible ones, and only when fewer than `limit` survive while
+    FTS5 had more (a parent's pages past the fork, another modality, a prefix shared by
+    chance) rank again with the path checked on every match. Both ways are exact."""
+    match = fts_query(path, terms)
+    wanted = limit * 2 + 8
+    # bm25() is negative, better is lower.
+    top = conn.execute(
+        "SELECT rowid, -bm25(page_fts) AS score FROM page_fts WHERE page_fts MATCH ?"
+        " ORDER BY score DESC, rowid LIMIT ?",
+        (match, wanted),
+    ).fetchall()
+    if not top:
+        return []
+    marks = ",".join("?" * len(top))
+    rows = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            f"SELECT id, tenant, conv_id, anchor, modality, body FROM pages WHERE id IN ({marks})",
+            [rowid for rowid, _ in top],
+        )
+    }
+    hits: list[SearchHit] = []
+    for rowid, score in top:
+        tenant, conv_id, anchor, page_modality, body = rows[rowid]
+        visible = tenant == path.tenant and path.owner_of(anchor) == conv_id
+        if visible and (modality is None or page_modality == modality.value):
+            hits.append(SearchHit(decode_page(body), score))
+    if len(hits) >= limit or len(top) < wanted:
+        return hits[:limit]
+    return search_checked(conn, path, match, limit, modality)
+
+
+def search_checked(
+    conn: sqlite3.Connection, path: Path, match: str, limit: int, modality: Modality | None
+) -> list[SearchHit]:
+    spans_sql, span_args = span_sql(span_bounds(path))
+    modality_sql = " AND p.modality = ?" if modality is not None else ""
+    modality_args = [modality.value] if modality is not None else []
+    # Rank ids alone, then read the winners' bodies: sorting whole rows would drag every
+    # matching body through the sorter.
+    rows = conn.execute(
+        "SELECT b.body, r.score FROM ("
+        " SELECT p.id, -bm25(page_fts) AS score"
+        " FROM page_fts CROSS JOIN pages p ON p.id = page_fts.rowid"
+        f" WHERE page_fts MATCH ? AND p.tenant = ? AND {spans_sql}{modality_sql}"
+        " ORDER BY score DESC, p.id LIMIT ?"
+        ") r JOIN pages b ON b.id = r.id ORDER BY r.score DESC, r.id",
+        (match, path.tenant, *span_args, *modality_args, limit),
+    ).fetchall()
+    return [SearchHit(decode_page(body), score) for body, score in rows]
+
+
+def mutations(
+    conn: sqlite3.Connection, tenant: str, conv_id: str, turn: int | None
+) -> list[Mutation]:
+    sql = (
+        "SELECT turn, event, page_id, level, detail, at FROM mutations"
+        " WHERE tenant = ? AND conv_id = ?"
+    )
+    args: tuple[Any, ...] = (tenant, conv_id)
+    if turn is not None:
+        sql += " AND turn = ?"
+        args += (turn,)
+    return [Mutation(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
+
+
+def resolve_session(conn: sqlite3.Connection, tenant: str, name: str) -> str | None:
+    row = conn.execute(
+        "SELECT conv_id FROM sessions WHERE tenant = ? AND name = ?", (tenant, name)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def bind_session(conn: sqlite3.Connection, tenant: str, name: str, conv_id: str) -> None:
+    conn.execute(
+        "INSERT INTO sessions (tenant, name, conv_id) VALUES (?, ?, ?)"
+        " ON CONFLICT (tenant, name) DO UPDATE SET conv_id = excluded.conv_id",
+        (tenant, name, conv_id),
+    )
+
+
+def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> int:
+    """Delete up to `batch` stale conversations that no conversation forks from.
+
+    Called until it returns 0: deleting a stale child makes its stale parent a leaf.
+    """
+    with transaction(conn):
+        doomed = conn.execute(
+            "SELECT c.tenant, c.conv_id FROM conversations c WHERE c.updated_at < ?"
+            " AND NOT EXISTS (SELECT 1 FROM conversations k"
+            "  WHERE k.tenant = c.tenant AND k.parent_id = c.conv_id) LIMIT ?",
+            (older_than, batch),
+        ).fetchall()
+        for key in doomed:
+            conn.execute(
+                "DELETE FROM page_fts WHERE rowid IN"
+                " (SELECT id FROM pages WHERE tenant = ? AND conv_id = ?)",
+                key,
+            )
+            for table in ("pages", "hashes", "mutations", "sessions", "conversations"):
+                conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND conv_id = ?", key)
+    return len(doomed)
