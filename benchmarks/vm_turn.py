@@ -62,7 +62,9 @@ async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[st
     store = await open_store(store_url)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
     history = conversation(turns)
-    results: dict[str, Any] = {"turns": turns, "requests": requests, "store": store_url.split(":")[0]}
+    results: dict[str, Any] = {
+        "turns": turns, "requests": requests, "store": store_url.split(":")[0]
+    }
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://proxy") as client:
@@ -117,8 +119,9 @@ def main() -> None:
         stores.append(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
     out = [asyncio.run(run(args.turns, args.requests, url, args.budget)) for url in stores]
     for r in out:
-        print(f"{r['store']:>7} {r['turns']} turns: pass-through p50 {r['passthrough']['p50_ms']} ms"
-              f" p99 {r['passthrough']['p99_ms']} ms | VM p50 {r['vm']['p50_ms']} ms p99"
+        print(f"{r['store']:>7} {r['turns']} turns: pass-through p50"
+              f" {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
+              f" VM p50 {r['vm']['p50_ms']} ms p99"
               f" {r['vm']['p99_ms']} ms | added p50 {r['added_p50_ms']} ms | prompt tokens"
               f" {r['prompt_tokens_sent']} of {r['prompt_tokens_full']}"
               f" ({100 * r.get('tokens_saved', 0):.1f}% saved)")
