@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shlex
+import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -20,7 +22,7 @@ from benchmarks.recall import report
 from benchmarks.recall.baselines import History
 from benchmarks.recall.drive import FEED_WINDOW, ProxyOptions, run_baseline, run_proxy
 from benchmarks.recall.generate import generate
-from benchmarks.recall.metrics import FeedStats, ProbeRecord, summarize
+from benchmarks.recall.metrics import FeedStats, ProbeRecord, Row, summarize
 
 
 def _ints(text: str) -> list[int]:
@@ -54,15 +56,54 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, default=None, help=f"results directory (default {report.RESULTS_DIR})"
     )
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="redraw the PNG and RESULTS.md from an existing recall.json (e.g. after "
+        "editing recall_analysis.md or adding other benchmarks' JSON)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.budgets, args.probes = [400], [4000], 12
     return args
 
 
+def code_version() -> str:
+    """The commit measured, and whether proxy/ had uncommitted changes (a shared checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "proxy"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" with uncommitted changes in proxy/" if dirty else "")
+
+
+def rewrite_report(out: Path) -> int:
+    payload = json.loads((out / "recall.json").read_text())
+    rows = [Row(**row) for row in payload["rows"]]
+    report.plot(rows, out / "recall.png")
+    (out / "RESULTS.md").write_text(report.results_page(payload, rows, out))
+    print(f"rewrote {out / 'recall.png'} and {out / 'RESULTS.md'}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.report_only:
+        return rewrite_report(args.out or report.RESULTS_DIR)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     records: list[ProbeRecord] = []
     feeds: list[FeedStats] = []
@@ -95,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         r.max_prompt_tokens < r.full_tokens for r in records if r.system == "proxy"
     ):
         notes.append("The proxy forwarded full prompts: VM paging was not active in this build.")
+    if "proxy" in systems and args.stream_probes:
+        notes.append(
+            f"{args.stream_probes} questions per proxy run were asked with stream=true; the SSE "
+            "framing is checked (one role chunk, one finish, [DONE], no VM call leaked) and "
+            "any problem is noted per row."
+        )
     notes.append(
         f"Prefix share and feed savings: over the last {FEED_WINDOW} history turns; "
         "baselines' history prompts are rebuilt for each of those turns."
@@ -108,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         payload = {
             "command": command.strip(),
+            "code": code_version(),
             "seed": args.seed,
             "sizes": args.sizes,
             "budgets": args.budgets,

@@ -185,7 +185,7 @@ def results_page(recall: dict[str, Any], rows: Sequence[Row], directory: Path) -
         "",
         "## Recall and token savings (`benchmarks/recall`)",
         "",
-        f"Command: `{recall['command']}`",
+        f"Command: `{recall['command']}` (code: {recall.get('code', 'unknown')})",
         "",
         "![recall and tokens sent](recall.png)",
         "",
