@@ -7,6 +7,7 @@ Conversation state (`Conversation.state`, and a snapshot in each message page's
     tokens    what the history up to here costs when resent verbatim (sum of msg_tokens)
     counters  proxy.vm.ingest.Counters
     table     proxy.vm.page_table.PageTable (conversation state only)
+    frame     proxy.vm.frame.Frame (conversation state only)
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.pages import Page
 from proxy.vm.segments import SegmentJob, build_summary, record_summary
 
+# Conversation-state entries of the fault loop that new messages carry over unchanged.
+_CARRIED = ("table", "frame")
 # Left out of per-page snapshots: only deduplication uses them, and they are the bulk.
 _NOT_SNAPSHOTTED = ("claim_keys", "recent_claims")
 
@@ -104,7 +107,7 @@ class Ingester:
         pages.extend(derived)
         pages.extend(await self._summaries(store, path, jobs, pages, counters, counter))
         state = {
-            **{k: v for k, v in before.items() if k == "table"},
+            **{k: v for k, v in before.items() if k in _CARRIED},
             "hash": hashes[-1] if hashes else before.get("hash", ""),
             "tokens": tokens,
             "counters": counters.to_dict(),

@@ -19,6 +19,7 @@ from proxy.loop.turn import Turn
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.faults import FaultState
+from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters
 from proxy.vm.packer import PackedRequest, pack_request
 from proxy.vm.page_table import PageTable
@@ -123,10 +124,18 @@ async def _pack_turn(
         user_text=_last_user_text(body["messages"]),
         pin_last_turns=settings.pin_last_turns,
     )
+    # The stored frame keeps the prompt append-only between compactions (vm/frame.py): its
+    # window starts at or before the pinned turns.
+    frame = Frame.from_dict(leaf_state.get("frame"))
+    if frame is not None and not counters.preamble <= frame.start <= plan.pinned_from:
+        frame = None
+    start = plan.pinned_from if frame is None else frame.start
     system = await store.pages_in_range(path, 0, counters.preamble)
-    tail = await store.pages_in_range(path, plan.pinned_from, end)
+    tail = await store.pages_in_range(path, start, end)
     hits = await store.search(path, plan.query, limit=plan.search_limit) if plan.query else []
-    loaded = await store.get_pages(path, plan.page_ids())
+    frame_ids = frame.page_ids() if frame is not None else []
+    loaded = await store.get_pages(path, [*plan.page_ids(), *frame_ids])
+    frame_pages = {pid: loaded[pid] for pid in frame_ids if pid in loaded}
     system_ids = [p.page_id for p in system]
     candidates = gather_candidates(
         hits=[(hit.page, hit.score) for hit in hits],
@@ -136,12 +145,13 @@ async def _pack_turn(
     )
     wanted = min(settings.max_fault_tokens_per_turn, settings.context_budget // 4)
     messages = [p for p in tail if p.is_message]
+    frozen = _Frozen(frame, frame_pages)
     packed = _pack(body, system, messages, candidates, table, settings, mode, wanted,
-                   counter, turn_number, end)
-    if mode != "passive" and len(packed.pinned_ids) < len(messages):
+                   counter, turn_number, end, frozen)
+    if mode != "passive" and packed.pinned_dropped:
         # Pinned turns outrank room for faults: pack again keeping only the least room.
         packed = _pack(body, system, messages, candidates, table, settings, mode,
-                       min(wanted, MIN_FAULT_TOKENS), counter, turn_number, end)
+                       min(wanted, MIN_FAULT_TOKENS), counter, turn_number, end, frozen)
     # Faults get the room the packed prompt really leaves, within their own limit.
     room = settings.context_budget - packed.prompt_tokens - packed.reply_tokens
     fault_tokens = min(wanted, room - LOOP_RESERVE_TOKENS)
@@ -150,7 +160,7 @@ async def _pack_turn(
         # fault: without the tools (passive) the model still gets the best context.
         mode = "passive"
         packed = _pack(body, system, messages, candidates, table, settings, mode, 0,
-                       counter, turn_number, end)
+                       counter, turn_number, end, frozen)
     upstream_body = packed.body
     client_options = body.get("stream_options")
     wants_usage = (
@@ -194,9 +204,18 @@ async def _pack_turn(
         created=int(time.time()),
         mutations=list(packed.mutations),
         packed_reply_tokens=packed.reply_tokens,
+        frame=packed.frame.to_dict() if packed.frame is not None else None,
     )
     turn.prime_prompt_tokens(packed.prompt_tokens)
     return turn
+
+
+@dataclass(frozen=True, slots=True)
+class _Frozen:
+    """The stored frame and its pages (the packer reuses it while the window fits)."""
+
+    frame: Frame | None
+    pages: dict[str, Page]
 
 
 def _pack(
@@ -211,6 +230,7 @@ def _pack(
     counter: TokenCounter,
     turn: int,
     total_pages: int,
+    frozen: _Frozen,
 ) -> PackedRequest:
     """Pack within the budget less the room the loop may add: faulted pages and the
     framing of its tool calls (none in passive mode)."""
@@ -230,6 +250,8 @@ def _pack(
         counter=counter,
         turn=turn,
         total_pages=total_pages,
+        frame=frozen.frame,
+        frame_pages=frozen.pages,
     )
 
 

@@ -50,6 +50,9 @@ class Turn:
     mutations: list[Mutation] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
+    # The prompt's frame (proxy.vm.frame) to keep in the conversation state; None: the next
+    # turn compacts.
+    frame: dict[str, Any] | None = None
     _last_prompt: int = 0
 
     @property
@@ -175,7 +178,7 @@ class Turn:
                 self.tenant,
                 self.placement,
                 [answer],
-                state_patch={"table": self.table.to_dict()},
+                state_patch={"table": self.table.to_dict(), "frame": self.frame},
                 mutations=[*self.mutations, *self.resolver.mutations],
             )
         except Exception:  # the client has its answer; losing the copy is logged, not raised

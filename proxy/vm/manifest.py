@@ -97,6 +97,47 @@ def build_manifest(
     return manifest
 
 
+def build_frozen(
+    *,
+    mode: str,
+    pinned_from: str | None,
+    mapped: Sequence[Mapped],
+    available: Sequence[Page],
+    policy: Policy,
+) -> dict[str, Any]:
+    """The manifest of the frozen context (frame.py): the same bytes from one compaction to
+    the next, so it names no turn. `pinned_from` is the first message of the verbatim
+    window (every later message is in the prompt as itself)."""
+    data: dict[str, Any] = {"mode": mode}
+    if pinned_from is not None:
+        data["pinned_from"] = pinned_from
+    data["mapped"] = [
+        mapped_entry(m.page, m.level)
+        for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
+    ]
+    data["available"] = [available_entry(p) for p in available]
+    data["policy"] = policy.to_dict()
+    return data
+
+
+def build_delta(
+    *, turn: int, mapped: Sequence[Mapped], available: Sequence[Page], omitted: int | None
+) -> dict[str, Any]:
+    """The manifest of this turn's block: the turn, what the block maps, the best hits it
+    does not map."""
+    data: dict[str, Any] = {
+        "turn": turn,
+        "mapped": [
+            mapped_entry(m.page, m.level)
+            for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
+        ],
+        "available": [available_entry(p) for p in available],
+    }
+    if omitted is not None:
+        data["omitted"] = omitted
+    return data
+
+
 def mapped_entry(page: Page, level: int) -> dict[str, Any]:
     return {"id": page.page_id, "type": _type(page), "level": level, "tokens": page.tokens[level]}
 

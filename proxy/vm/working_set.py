@@ -86,7 +86,10 @@ def select_context(
     table: PageTable,
     turn: int,
     full_pages: int,
+    max_full: int | None = None,
 ) -> Selection:
+    """`max_full`: the most tokens one page may take at level 0 or 1 (default: a quarter
+    of `budget`; a small block of a larger prompt passes the prompt's own limit)."""
     unique: dict[str, ScoredPage] = {}
     for candidate in candidates:
         seen = unique.get(candidate.page.page_id)
@@ -109,7 +112,8 @@ def select_context(
             found = known[key] = cost(page, level)
         return found
 
-    max_full = max(1, int(budget * MAX_FULL_SHARE))
+    if max_full is None:
+        max_full = max(1, int(budget * MAX_FULL_SHARE))
     notes: list[str] = []
 
     def place(value: float, candidate: ScoredPage, levels: Sequence[int]) -> bool:

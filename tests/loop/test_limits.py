@@ -143,8 +143,10 @@ async def test_fault_token_budget_serves_a_smaller_level_or_refuses() -> None:
     model.queue(Calls([_fault(fact, 0)]))
     budget = 40  # fewer tokens than the fact message's full text
     async with serve(model, vm_settings(max_fault_tokens_per_turn=budget)) as proxy:
+        # A question that does not bring the fact into view already (prefetch maps the
+        # pages relevant to the question, in full when they fit).
         completion = await proxy.client.chat.completions.create(
-            model=MODEL, messages=_messages()
+            model=MODEL, messages=_messages("Hello again!")
         )
     assert completion.choices[0].message.tool_calls is None
     result = tool_results(model.requests[1])[0]
