@@ -10,6 +10,7 @@ from typing import Any
 from proxy.config import VMSettings
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.bm25 import BM25Index
+from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.packer import PackedRequest, pack_request, record_packed
 from proxy.vm.page_table import PageTable
@@ -23,9 +24,11 @@ def clock() -> float:
 
 
 class Memory:
-    """One conversation's pages, counters, table and search index."""
+    """One conversation's pages, counters, table and search index; with `frames`, also the
+    frame each pack leaves for the next (as the fault loop keeps it), else every pack
+    compacts."""
 
-    def __init__(self, settings: VMSettings, model: str = "gpt-4o") -> None:
+    def __init__(self, settings: VMSettings, model: str = "gpt-4o", frames: bool = False) -> None:
         self.settings = settings
         self.counter: TokenCounter = counter_for_model(model)
         self.counters = Counters()
@@ -33,6 +36,8 @@ class Memory:
         self.index: BM25Index[str] = BM25Index()
         self.pages: dict[str, Page] = {}
         self.mutations: list[Any] = []
+        self.frames = frames
+        self.frame: Frame | None = None
 
     def ingest(self, messages: Sequence[Mapping[str, Any]]) -> list[Page]:
         result = ingest_messages(
@@ -75,10 +80,17 @@ class Memory:
         )
         hits = [(self.pages[k], s) for k, s in self.index.search(plan.query, plan.search_limit)]
         loaded = [self.pages[i] for i in plan.page_ids() if i in self.pages]
-        tail = [self.pages[f"msg_{p}"] for p in range(plan.pinned_from, self.counters.messages)]
+        frame = self.frame if self.frames else None
+        start = plan.pinned_from
+        if frame is not None and self.counters.preamble <= frame.start <= plan.pinned_from:
+            start = frame.start
+        else:
+            frame = None
+        tail = [self.pages[f"msg_{p}"] for p in range(start, self.counters.messages)]
         candidates = gather_candidates(
             hits=hits, pages=loaded, plan=plan, exclude=[p.page_id for p in tail]
         )
+        frame_ids = frame.page_ids() if frame is not None else []
         packed = pack_request(
             body,
             system_messages=messages[: self.counters.preamble],
@@ -91,8 +103,11 @@ class Memory:
             turn=turn,
             total_pages=len(self.pages),
             clock=clock,
+            frame=frame,
+            frame_pages={i: self.pages[i] for i in frame_ids if i in self.pages},
         )
         record_packed(self.table, packed, turn)
+        self.frame = packed.frame
         return packed
 
 
