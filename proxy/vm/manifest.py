@@ -107,16 +107,17 @@ def build_frozen(
 ) -> dict[str, Any]:
     """The manifest of the frozen context (frame.py): the same bytes from one compaction to
     the next, so it names no turn. `pinned_from` is the first message of the verbatim
-    window (every later message is in the prompt as itself)."""
+    window (every later message is in the prompt as itself); it comes last, as it is what
+    changes at every compaction."""
     data: dict[str, Any] = {"mode": mode}
-    if pinned_from is not None:
-        data["pinned_from"] = pinned_from
     data["mapped"] = [
         mapped_entry(m.page, m.level)
         for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
     ]
     data["available"] = [available_entry(p) for p in available]
     data["policy"] = policy.to_dict()
+    if pinned_from is not None:
+        data["pinned_from"] = pinned_from
     return data
 
 
