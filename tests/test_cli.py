@@ -1,0 +1,132 @@
+"""The `vm-proxy` command as a user runs it: bad settings stop start-up with one line and
+exit status 2, `--version`, and `gc` on a SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from proxy import __version__
+from proxy.store import open_store
+from tests.support.proxy_process import proxy_command, proxy_env
+
+TIMEOUT_S = 60
+
+
+def _run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        proxy_command(*args),
+        cwd=cwd,
+        env=proxy_env(env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_bad_config_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[vm]\ncontext_budget = "lots"\n')
+    result = _run(["serve", "--config", str(bad)], tmp_path)
+    assert result.returncode == 2
+    assert "vm.context_budget" in _one_line(result.stderr)
+
+
+def test_unknown_setting_in_file_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nprot = 1\n")
+    result = _run(["serve", "--config", str(bad)], tmp_path)
+    assert result.returncode == 2
+    assert "server.prot" in _one_line(result.stderr)
+
+
+def test_bad_environment_setting_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = _run(["serve"], tmp_path, {"VM_PROXY_VM__CONTEXT_BUDGET": "abc"})
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert "vm.context_budget" in line
+    assert "abc" in line
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = _run(["serve", "--config", str(tmp_path / "absent.toml")], tmp_path)
+    assert result.returncode == 2
+    assert "absent.toml" in _one_line(result.stderr)
+
+
+def test_version(tmp_path: Path) -> None:
+    result = _run(["--version"], tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vm-proxy {__version__}"
+
+
+def test_installed_console_script_prints_the_version(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("vm-proxy")
+    if not script.exists():
+        pytest.skip("the vm-proxy console script is not installed in this environment")
+    result = subprocess.run(
+        [str(script), "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vm-proxy {__version__}"
+
+
+async def _conversations(url: str, tenant: str, ids: dict[str, float]) -> None:
+    """Create conversations last touched at the given epoch seconds."""
+    for conv_id, touched in ids.items():
+        store = await open_store(url, clock=lambda touched=touched: touched)
+        try:
+            await store.create_conversation(tenant, conv_id)
+        finally:
+            await store.close()
+
+
+async def _surviving(url: str, tenant: str, ids: list[str]) -> list[str]:
+    store = await open_store(url)
+    try:
+        return [c for c in ids if await store.get_conversation(tenant, c) is not None]
+    finally:
+        await store.close()
+
+
+async def test_gc_deletes_only_conversations_older_than_asked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tmp.db'}"
+    now = time.time()
+    await _conversations(url, "t1", {"old": now - 3 * 86400, "fresh": now - 3600})
+    result = await asyncio.to_thread(
+        _run, ["gc", "--store", url, "--older-than-days", "1"], tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "deleted 1 conversation" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert await _surviving(url, "t1", ["old", "fresh"]) == ["fresh"]
+
+
+def test_gc_on_an_empty_sqlite_store(tmp_path: Path) -> None:
+    database = tmp_path / "tmp.db"
+    result = _run(["gc", "--store", f"sqlite:///{database}", "--older-than-days", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "deleted 0 conversation" in result.stdout
+    assert database.exists()
+
+
+def test_gc_refuses_a_negative_age(tmp_path: Path) -> None:
+    result = _run(
+        ["gc", "--store", f"sqlite:///{tmp_path / 'tmp.db'}", "--older-than-days", "-1"], tmp_path
+    )
+    assert result.returncode == 2
+    assert "older-than-days" in _one_line(result.stderr)
