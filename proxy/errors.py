@@ -99,7 +99,13 @@ def normalise_error_body(status_code: int, body: bytes) -> dict[str, Any]:
         parsed = None
     error = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(error, str):
-        error = {"message": error}
+        # `{"error": "bad_credentials", "message": "Bad credentials"}`: the sentence is the
+        # message and the short string its code.
+        sentence = parsed.get("message") if isinstance(parsed, dict) else None
+        if isinstance(sentence, str) and sentence:
+            error = {"message": sentence, "code": error}
+        else:
+            error = {"message": error}
     if not isinstance(error, dict):
         text = body.decode("utf-8", "replace").strip()[:2000]
         error = {"message": text or f"upstream returned HTTP {status_code}"}
