@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -69,6 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def code_version() -> str:
     """The commit measured, and whether proxy/ had uncommitted changes (a shared checkout)."""
+    if os.environ.get("VM_BENCH_CODE"):  # a run from an exported snapshot names its commit
+        return os.environ["VM_BENCH_CODE"]
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
