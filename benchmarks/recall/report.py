@@ -12,12 +12,21 @@ from typing import Any
 from benchmarks.recall.metrics import Row
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+# (file, section title, the command that writes the file)
 OTHER_RESULTS = (
-    ("overhead.json", "Proxy overhead (pass-through)"),
-    ("prepare.json", "Request preparation (VM core)"),
-    ("store.json", "Page store"),
-    ("litellm.json", "LiteLLM proxy, same method"),
-)
+    ("overhead.json", "Proxy overhead (pass-through)",
+     "python benchmarks/overhead.py --json benchmarks/results/overhead.json"),
+    ("litellm.json", "LiteLLM proxy, same method as the overhead benchmark",
+     "python -m benchmarks.recall.litellm_overhead --litellm PATH --json "
+     "benchmarks/results/litellm.json"),
+    ("prepare.json", "Request preparation (VM core)",
+     "python benchmarks/prepare.py --json benchmarks/results/prepare.json"),
+    ("vm_turn.json", "One VM turn against a pass-through turn",
+     "python benchmarks/vm_turn.py --json benchmarks/results/vm_turn.json"),
+    ("stream_ttft.json", "Time to first token, streaming",
+     "python benchmarks/stream_ttft.py --json benchmarks/results/stream_ttft.json"),
+    ("store.json", "Page store", "python benchmarks/store.py --json benchmarks/results/store.json"),
+)  # fmt: skip
 TARGET_SIZE, TARGET_BUDGET = 2000, 4000
 
 
@@ -221,10 +230,11 @@ def results_page(recall: dict[str, Any], rows: Sequence[Row], directory: Path) -
     analysis = directory / "recall_analysis.md"
     if analysis.exists():
         lines += [analysis.read_text().strip(), ""]
-    for name, title in OTHER_RESULTS:
+    for name, title, command in OTHER_RESULTS:
         path = directory / name
         if path.exists():
             lines += _other_section(title, json.loads(path.read_text()))
+            lines += [f"Made by: `{command}`", ""]
         else:
-            lines += [f"## {title}", "", f"Not measured yet (`{name}` absent).", ""]
+            lines += [f"## {title}", "", f"Not measured in this page: `{command}` writes it.", ""]
     return "\n".join(lines)
