@@ -7,6 +7,7 @@ upstream latency and anything worth logging (the fault loop adds its own fields)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -43,6 +44,7 @@ class AbortResponse(Exception):
 @dataclass(slots=True)
 class RequestStats:
     request_id: str
+    bytes_in: int = 0  # request body bytes, counted by whoever reads the body
     upstream_ms: float | None = None
     upstream_request_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,13 +71,6 @@ def route_of(path: str) -> str:
     return "other"
 
 
-def _incoming_request_id(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"x-request-id":
-            return str(value[:128].decode("latin-1"))
-    return os.urandom(8).hex()
-
-
 def _internal_error_body() -> bytes:
     return ProxyError(
         "The proxy failed while handling this request; the error has been logged.",
@@ -90,35 +85,30 @@ class AccessMiddleware:
         # Series per (route, status): label sets are few, and looking them up by name and
         # sorted labels on every request costs more than the rest of the bookkeeping.
         self._cache: dict[tuple[str, int], _Series] = {}
+        # Request ids: unique per process start, cheap per request.
+        self._id_prefix = os.urandom(4).hex()
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        stats = RequestStats(request_id=_incoming_request_id(scope))
+        stats = RequestStats(request_id=f"{self._id_prefix}-{next(self._ids):x}")
         scope.setdefault("state", {})[_STATE_KEY] = stats
         status = 0
-        bytes_in = 0
         bytes_out = 0
-
-        async def counting_receive() -> Message:
-            nonlocal bytes_in
-            message = await receive()
-            if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
-            return message
 
         async def counting_send(message: Message) -> None:
             nonlocal status, bytes_out
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
+            if message["type"] == "http.response.body":
                 bytes_out += len(message.get("body", b""))
+            elif message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, counting_send)
+            await self.app(scope, receive, counting_send)
         except (ClientDisconnected, ClientDisconnect):
             status = CLIENT_CLOSED
         except AbortResponse as exc:
@@ -143,7 +133,7 @@ class AccessMiddleware:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
-            self._record(scope, status, started, stats, bytes_in, bytes_out)
+            self._record(scope, status, started, stats, bytes_out)
 
     def _series(self, route: str, status: int) -> _Series:
         key = (route, status)
@@ -179,7 +169,6 @@ class AccessMiddleware:
         status: int,
         started: float,
         stats: RequestStats,
-        bytes_in: int,
         bytes_out: int,
     ) -> None:
         path = scope["path"]
@@ -190,7 +179,7 @@ class AccessMiddleware:
         series.seconds.observe(duration)
         if stats.upstream_ms is not None:
             series.upstream_seconds.observe(stats.upstream_ms / 1000.0)
-        series.bytes_in.inc(bytes_in)
+        series.bytes_in.inc(stats.bytes_in)
         series.bytes_out.inc(bytes_out)
         if route in _QUIET_ROUTES and not log.isEnabledFor(logging.DEBUG):
             return
@@ -204,7 +193,7 @@ class AccessMiddleware:
             status=status,
             duration_ms=duration * 1000.0,
             upstream_ms=stats.upstream_ms,
-            bytes_in=bytes_in,
+            bytes_in=stats.bytes_in,
             bytes_out=bytes_out,
             request_id=stats.request_id,
             extra=extra,

@@ -59,11 +59,12 @@ def create_app(
 
     metrics = Metrics()
     app = Starlette(
+        # The hot route first: the router tries them in order.
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_text, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/{path:path}", passthrough_any, methods=ALL_METHODS),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
         ],
         middleware=[Middleware(AccessMiddleware, metrics=metrics)],
         exception_handlers={ProxyError: proxy_error, HTTPException: http_error},

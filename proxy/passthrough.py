@@ -26,7 +26,13 @@ from proxy.body import read_body
 from proxy.disconnect import unless_disconnected
 from proxy.errors import normalise_error_body
 from proxy.logs import log
-from proxy.upstream import HeaderPairs, Upstream, error_for_transport_failure, relay_headers
+from proxy.upstream import (
+    NOT_RELAYED_RAW,
+    HeaderPairs,
+    Upstream,
+    error_for_transport_failure,
+    relay_headers,
+)
 
 # Bodies up to this size (declared by Content-Length) are read whole and sent in one piece.
 BUFFER_LIMIT = 1024 * 1024
@@ -51,7 +57,7 @@ class RelayedStream(StreamingResponse):
         self.upstream = upstream
         self.response = response
         self.status_code = response.status_code
-        self.raw_headers = relay_headers(response.headers)
+        self.raw_headers = head.relayed
         self.background = None
         self.body_iterator = self._chunks()
         self._sse = head.is_sse
@@ -114,7 +120,7 @@ async def relay(
 ) -> Response:
     stats = request_stats(request)
     query = request.scope.get("query_string", b"").decode("latin-1")
-    headers = upstream.headers_for(request.headers.items())
+    headers = upstream.headers_for(request.scope["headers"])
     started = time.perf_counter()
     reply = await unless_disconnected(
         request.receive,
@@ -126,15 +132,16 @@ async def relay(
     if reply.body is None:
         return RelayedStream(upstream, response, reply.head)
     if response.status_code < 400:
-        return RelayedResponse(response.status_code, reply.body, relay_headers(response.headers))
+        return RelayedResponse(response.status_code, reply.body, reply.head.relayed)
     return _error_response(response, reply.body)
 
 
 @dataclass(slots=True)
 class _Head:
-    """What the relay needs from the response headers, found in one pass over raw pairs
-    (httpx's `headers.get` re-decodes every header on each call)."""
+    """The response headers for the client and what the relay needs to know, from one
+    pass over the raw pairs (httpx's `headers.get` re-decodes every header per call)."""
 
+    relayed: list[tuple[bytes, bytes]]
     content_type: bytes = b""
     content_length: int | None = None
     encoded: bool = False
@@ -146,17 +153,27 @@ class _Head:
 
 
 def _head_of(response: httpx.Response) -> _Head:
-    head = _Head()
-    for name, value in response.headers.raw:
-        name = name.lower()
+    head = _Head(relayed=[])
+    relayed = head.relayed
+    named_by_connection: set[bytes] = set()
+    for raw_name, value in response.headers.raw:
+        name = raw_name.lower()
+        if name in NOT_RELAYED_RAW:
+            if name == b"content-length":
+                head.content_length = int(value) if value.isdigit() else None
+            elif name == b"connection":  # it may name more hop-by-hop headers
+                named_by_connection.update(t.strip().lower() for t in value.split(b","))
+            continue
+        relayed.append((name, value))
         if name == b"content-type":
             head.content_type = value.lower()
-        elif name == b"content-length":
-            head.content_length = int(value) if value.isdigit() else None
         elif name == b"content-encoding":
             head.encoded = value.strip().lower() not in (b"", b"identity")
         elif name == b"x-request-id":
             head.request_id = value.decode("latin-1")
+    named_by_connection -= {b"keep-alive", b"close"}
+    if named_by_connection:
+        head.relayed = [(n, v) for n, v in relayed if n not in named_by_connection]
     return head
 
 

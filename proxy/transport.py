@@ -13,8 +13,7 @@ together, so a pass-through relays exactly what the upstream sent and httpx deco
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -38,15 +37,17 @@ _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
 )
 
 
-@contextmanager
-def _mapped_errors(request: httpx.Request) -> Iterator[None]:
-    try:
-        yield
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        for source, target in _ERRORS:
-            if isinstance(exc, source):
-                raise target(str(exc) or type(exc).__name__, request=request) from exc
-        raise  # pragma: no cover - every ClientError matches the last row
+_AIOHTTP_ERRORS = (aiohttp.ClientError, TimeoutError)
+# aiohttp derives these from the URL and the body itself (the same values httpx put there);
+# passing them along would only cost it a second round of header processing.
+_SET_BY_AIOHTTP = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
+def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+    for source, target in _ERRORS:
+        if isinstance(exc, source):
+            return target(str(exc) or type(exc).__name__, request=request)
+    return httpx.TransportError(str(exc), request=request)  # pragma: no cover
 
 
 def env_proxy_for(url: str) -> str | None:
@@ -65,11 +66,13 @@ class AiohttpResponseStream(httpx.AsyncByteStream):
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _mapped_errors(self._request):
+        try:
             # iter_any yields whatever has arrived, so SSE events are not held back
             # waiting for a fixed-size chunk to fill.
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except _AIOHTTP_ERRORS as exc:
+            raise _mapped(exc, self._request) from exc
 
     async def aclose(self) -> None:
         # Deliberately no await: this also runs inside a cancelled task (client went away
@@ -136,14 +139,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in request.headers.raw
-            if name.lower() != b"transfer-encoding"  # aiohttp frames a streamed body itself
+            if name.lower() not in _SET_BY_AIOHTTP
         ]
         data: bytes | httpx.AsyncByteStream | None
         try:
             data = request.content or None
         except httpx.RequestNotRead:
             data = request.stream  # type: ignore[assignment]
-        with _mapped_errors(request):
+        try:
             response = await session.request(
                 request.method,
                 str(request.url),
@@ -153,6 +156,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 compress=None,
                 timeout=self._timeout(request.extensions.get("timeout", {})),
             )
+        except _AIOHTTP_ERRORS as exc:
+            raise _mapped(exc, request) from exc
         return httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),

@@ -38,38 +38,54 @@ _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "cookie"}
 _CLIENT_CREDENTIALS = frozenset({"authorization", "api-key"})
 # The server sets its own date; upstream cookies are not the client's business.
 _NOT_RELAYED = HOP_BY_HOP | {"content-length", "date", "server", "set-cookie", "alt-svc"}
-_NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
-_NOT_RELAYED_DECODED = _NOT_RELAYED_RAW | {b"content-encoding"}
+NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
+_NOT_RELAYED_DECODED = NOT_RELAYED_RAW | {b"content-encoding"}
 _URL_CACHE_SIZE = 256
 
-HeaderPairs = list[tuple[str, str]]
+HeaderPairs = list[tuple[bytes, bytes]]
+IncomingHeaders = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
+_NOT_FORWARDED_RAW = frozenset(name.encode() for name in _NOT_FORWARDED)
+_CLIENT_CREDENTIALS_RAW = frozenset(name.encode() for name in _CLIENT_CREDENTIALS)
 
 
-def forward_headers(
-    incoming: Mapping[str, str] | Iterable[tuple[str, str]], api_key: str = ""
-) -> HeaderPairs:
-    """The client's request headers as they go upstream.
+def _raw_pairs(incoming: IncomingHeaders) -> Iterable[tuple[bytes, bytes]]:
+    raw = getattr(incoming, "raw", None)  # starlette's and httpx's Headers keep the bytes
+    if isinstance(raw, list):
+        return raw
+    pairs = incoming.items() if isinstance(incoming, Mapping) else incoming
+    if isinstance(pairs, list) and (not pairs or isinstance(pairs[0][0], bytes)):
+        return pairs  # already raw, e.g. an ASGI scope's headers
+    return [
+        (
+            name if isinstance(name, bytes) else name.encode("latin-1"),
+            value if isinstance(value, bytes) else value.encode("latin-1"),
+        )
+        for name, value in pairs
+    ]
+
+
+def forward_headers(incoming: IncomingHeaders, api_key: str = "") -> HeaderPairs:
+    """The client's request headers as they go upstream (raw, lower-cased names).
 
     Hop-by-hop headers, framing, cookies and the proxy's own `X-VM-*` headers stay here.
     With `api_key` set, the client's credentials are replaced by it; otherwise the
     client's `Authorization` (or Azure's `api-key`) is forwarded untouched.
     """
-    pairs = incoming.items() if isinstance(incoming, Mapping) else incoming
-    connection_tokens: set[str] = set()
+    connection_tokens: set[bytes] = set()
     out: HeaderPairs = []
-    for name, value in pairs:
+    for name, value in _raw_pairs(incoming):
         lower = name.lower()
-        if lower == "connection":
-            connection_tokens.update(t.strip().lower() for t in value.split(","))
-        if lower in _NOT_FORWARDED or lower.startswith("x-vm-"):
+        if lower in _NOT_FORWARDED_RAW or lower.startswith(b"x-vm-"):
+            if lower == b"connection":
+                connection_tokens.update(t.strip().lower() for t in value.split(b","))
             continue
-        if api_key and lower in _CLIENT_CREDENTIALS:
+        if api_key and lower in _CLIENT_CREDENTIALS_RAW:
             continue
         out.append((lower, value))
     if connection_tokens:
         out = [(n, v) for n, v in out if n not in connection_tokens]
     if api_key:
-        out.append(("authorization", f"Bearer {api_key}"))
+        out.append((b"authorization", b"Bearer " + api_key.encode("latin-1")))
     return out
 
 
@@ -84,7 +100,7 @@ def relay_headers(
     """
     # Works on the raw pairs: httpx's str views re-decode every header on each lookup.
     raw = [(name.lower(), value) for name, value in headers.raw]
-    dropped = _NOT_RELAYED_RAW if keep_encoding else _NOT_RELAYED_DECODED
+    dropped = NOT_RELAYED_RAW if keep_encoding else _NOT_RELAYED_DECODED
     for name, value in raw:
         if name == b"connection":
             dropped = dropped | {t.strip().lower() for t in value.split(b",")}
@@ -170,7 +186,7 @@ class Upstream:
                 self._urls[key] = url
         return url
 
-    def headers_for(self, incoming: Mapping[str, str] | Iterable[tuple[str, str]]) -> HeaderPairs:
+    def headers_for(self, incoming: IncomingHeaders) -> HeaderPairs:
         return forward_headers(incoming, self.settings.api_key)
 
     async def send(
@@ -190,7 +206,7 @@ class Upstream:
         if content is not None:
             # Content-Length by hand and a ByteStream: httpx's `content=` encoding pass
             # costs more than the rest of building the request.
-            headers = [*headers, ("content-length", str(len(content)))]
+            headers = [*headers, (b"content-length", str(len(content)).encode())]
         request = httpx.Request(
             method,
             self.url(path, query),
@@ -210,7 +226,7 @@ class Upstream:
         self,
         path: str,
         body: Mapping[str, Any],
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        headers: IncomingHeaders,
     ) -> httpx.Response:
         """POST a JSON body and read the whole reply (any status; the caller decides).
 
@@ -239,7 +255,7 @@ class Upstream:
         self,
         path: str,
         body: Mapping[str, Any],
-        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        headers: IncomingHeaders,
     ) -> AsyncIterator[httpx.Response]:
         """POST a JSON body and yield the response with its body unread.
 
@@ -255,13 +271,13 @@ class Upstream:
         finally:
             await response.aclose()
 
-    def _json_headers(self, incoming: Mapping[str, str] | Iterable[tuple[str, str]]) -> HeaderPairs:
+    def _json_headers(self, incoming: IncomingHeaders) -> HeaderPairs:
         headers = [
             (n, v)
             for n, v in self.headers_for(incoming)
-            if n not in ("content-type", "accept-encoding")
+            if n not in (b"content-type", b"accept-encoding")
         ]
-        headers.append(("content-type", "application/json"))
+        headers.append((b"content-type", b"application/json"))
         # The proxy reads this body itself; httpx decodes these two.
-        headers.append(("accept-encoding", "gzip, deflate"))
+        headers.append((b"accept-encoding", b"gzip, deflate"))
         return headers
