@@ -72,6 +72,7 @@ class AiohttpResponseStream(httpx.AsyncByteStream):
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except _AIOHTTP_ERRORS as exc:
+            self._response.close()  # the connection is broken; it must not go back
             raise _mapped(exc, self._request) from exc
 
     async def aclose(self) -> None:

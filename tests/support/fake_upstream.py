@@ -31,6 +31,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+    peer: tuple[str, int] | None = None  # the client's address: same port, same connection
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -44,6 +45,8 @@ class Reply:
     chunks: Sequence[bytes] | None = None  # streamed one write per chunk when set
     delay_s: float = 0.0  # sleep before each chunk after the first
     gates: dict[int, threading.Event] = field(default_factory=dict)  # chunk index -> wait
+    headers_delay_s: float = 0.0  # sleep before answering at all
+    abort_after: int | None = None  # drop the connection after this many chunks
 
     @classmethod
     def json(cls, value: Any, status: int = 200, **headers: str) -> Reply:
@@ -169,9 +172,12 @@ class FakeUpstream:
             query=request.query_string,
             headers={k.lower(): v for k, v in request.headers.items()},
             body=await request.read(),
+            peer=request.transport.get_extra_info("peername") if request.transport else None,
         )
         self.requests.append(recorded)
         reply = self.handler(recorded)
+        if reply.headers_delay_s:
+            await asyncio.sleep(reply.headers_delay_s)
         if reply.chunks is None:
             return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)
@@ -182,6 +188,9 @@ class FakeUpstream:
                 await asyncio.get_running_loop().run_in_executor(None, gate.wait, 10)
             if index and reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
+            if index == reply.abort_after and request.transport is not None:
+                request.transport.close()
+                return response
             await response.write(piece)
         await response.write_eof()
         return response

@@ -1,0 +1,122 @@
+"""One structured line per request, and never a key or message content in it."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import httpx
+import orjson
+import pytest
+
+from proxy import logs
+from tests.http.conftest import CHAT, completion, edge
+
+SECRET_KEY = "sk-client-secret-123"
+SECRET_TEXT = "my locker code is 4417"
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.BytesIO]:
+    """`logs.configure()` pointed at a byte buffer; the logging setup restored after."""
+    names = ("vm_proxy", "uvicorn", "uvicorn.error")
+    saved = [
+        (
+            logging.getLogger(n),
+            logging.getLogger(n).handlers[:],
+            logging.getLogger(n).level,
+            logging.getLogger(n).propagate,
+        )
+        for n in names
+    ]
+    saved_sink = logs._sink.stream
+    raw = io.BytesIO()
+    text = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+    logs.configure("info", stream=text)
+    try:
+        yield raw
+    finally:
+        logs._sink.stream = saved_sink
+        for logger, handlers, level, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def lines(raw: io.BytesIO) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in raw.getvalue().splitlines()]
+
+
+async def test_one_line_per_request_with_route_status_latency_and_bytes(
+    log_stream: io.BytesIO,
+) -> None:
+    def upstream(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=completion(), headers={"x-request-id": "req_up_1"})
+
+    async with edge(upstream) as proxy:
+        body = {**CHAT, "messages": [{"role": "user", "content": SECRET_TEXT}]}
+        await proxy.http.post(
+            "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {SECRET_KEY}"}
+        )
+        await proxy.http.get("/healthz")  # probes stay out of the access log
+    access = [line for line in lines(log_stream) if line["logger"] == "vm_proxy.access"]
+    assert len(access) == 1
+    line = access[0]
+    assert line["method"] == "POST"
+    assert line["route"] == "/v1/chat/completions"
+    assert line["status"] == 200
+    assert isinstance(line["upstream_ms"], float) and line["upstream_ms"] >= 0
+    assert isinstance(line["duration_ms"], float) and line["duration_ms"] >= line["upstream_ms"]
+    assert line["bytes_in"] == len(orjson.dumps(body))
+    assert line["bytes_out"] == len(orjson.dumps(completion()))
+    assert line["upstream_request_id"] == "req_up_1"
+    assert line["request_id"]
+    everything = log_stream.getvalue().decode()
+    assert SECRET_KEY not in everything
+    assert SECRET_TEXT not in everything
+
+
+async def test_request_ids_differ(log_stream: io.BytesIO) -> None:
+    async with edge(lambda _: httpx.Response(200, json={"data": []})) as proxy:
+        for _ in range(3):
+            await proxy.http.get("/v1/models")
+    ids = [line["request_id"] for line in lines(log_stream) if line["logger"] == "vm_proxy.access"]
+    assert len(set(ids)) == 3
+
+
+async def test_the_access_log_obeys_its_level(log_stream: io.BytesIO) -> None:
+    logging.getLogger(logs.ACCESS_LOGGER).setLevel(logging.WARNING)
+    try:
+        async with edge(lambda _: httpx.Response(200, json={"data": []})) as proxy:
+            await proxy.http.get("/v1/models")
+    finally:
+        logging.getLogger(logs.ACCESS_LOGGER).setLevel(logging.NOTSET)
+    assert [line for line in lines(log_stream) if line["logger"] == "vm_proxy.access"] == []
+
+
+def test_other_records_are_json_with_their_extra_fields(log_stream: io.BytesIO) -> None:
+    logs.log.warning("upstream stream broke", extra={"reason": "reset", "color_message": "x"})
+    (line,) = lines(log_stream)
+    assert line["level"] == "warning"
+    assert line["msg"] == "upstream stream broke"
+    assert line["reason"] == "reset"
+    assert "color_message" not in line
+
+
+def test_without_configure_access_lines_go_through_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    saved = logs._sink.stream
+    logs._sink.stream = None
+    try:
+        with caplog.at_level(logging.INFO, logger=logs.ACCESS_LOGGER):
+            logs.log_request(
+                method="GET", route="/v1/models", path="/v1/models", status=200,
+                duration_ms=1.0, upstream_ms=0.5, bytes_in=0, bytes_out=10, request_id="r1",
+            )  # fmt: skip
+    finally:
+        logs._sink.stream = saved
+    (record,) = [r for r in caplog.records if r.name == logs.ACCESS_LOGGER]
+    assert record.__dict__["route"] == "/v1/models"
+    assert record.__dict__["status"] == 200

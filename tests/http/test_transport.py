@@ -1,0 +1,265 @@
+"""The aiohttp-backed httpx transport and `Upstream`, against a real server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import orjson
+import pytest
+
+from proxy.config import load_settings
+from proxy.errors import UpstreamError, UpstreamTimeout
+from proxy.transport import AiohttpTransport
+from proxy.upstream import Upstream
+from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, completion
+from tests.support.proxy_process import free_port
+
+TIMEOUTS = httpx.Timeout(5.0).as_dict()
+
+
+def request(method: str, url: str, **kwargs: object) -> httpx.Request:
+    built = httpx.Request(method, url, extensions={"timeout": TIMEOUTS}, **kwargs)  # type: ignore[arg-type]
+    return built
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[AiohttpTransport]:
+    transport = AiohttpTransport(max_connections=4)
+    yield transport
+    await transport.aclose()
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream() as fake:
+        yield fake
+
+
+async def test_a_compressed_body_stays_compressed_with_its_header(
+    transport: AiohttpTransport,
+) -> None:
+    body = orjson.dumps(completion("zipped"))
+    packed = gzip.compress(body)
+
+    def handler(_: RecordedRequest) -> Reply:
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return Reply(200, headers, packed)
+
+    with FakeUpstream(handler) as fake:
+        sent = request(
+            "POST",
+            f"{fake.url}/chat/completions",
+            headers={"accept-encoding": "gzip"},
+            content=b"{}",
+        )
+        response = await transport.handle_async_request(sent)
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert raw == packed
+    assert response.headers["content-encoding"] == "gzip"
+
+
+async def test_httpx_decodes_where_the_proxy_reads_the_body(transport: AiohttpTransport) -> None:
+    body = orjson.dumps(completion("zipped"))
+
+    def handler(_: RecordedRequest) -> Reply:
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return Reply(200, headers, gzip.compress(body))
+
+    with FakeUpstream(handler) as fake:
+        response = await transport.handle_async_request(
+            request("POST", f"{fake.url}/chat/completions", content=b"{}")
+        )
+        await response.aread()
+    assert response.json() == completion("zipped")
+
+
+async def test_only_the_callers_headers_are_sent(
+    transport: AiohttpTransport, upstream: FakeUpstream
+) -> None:
+    response = await transport.handle_async_request(
+        request(
+            "POST",
+            f"{upstream.url}/chat/completions",
+            headers={"authorization": "Bearer sk-1", "content-type": "application/json"},
+            content=b'{"model": "m", "messages": [], "stream": false}',
+        )
+    )
+    await response.aread()
+    seen = upstream.requests[0].headers
+    assert seen["authorization"] == "Bearer sk-1"
+    assert seen["host"] == f"127.0.0.1:{upstream.port}"
+    assert seen["content-length"] == "47"
+    # No compression asked for on the client's behalf, no client identity invented.
+    assert "accept-encoding" not in seen
+    assert "user-agent" not in seen
+
+
+async def test_a_streamed_request_body_arrives_whole(
+    transport: AiohttpTransport, upstream: FakeUpstream
+) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for piece in (b'{"model": "m", ', b'"messages": [], ', b'"stream": false}'):
+            yield piece
+
+    response = await transport.handle_async_request(
+        request("POST", f"{upstream.url}/chat/completions", content=parts())
+    )
+    await response.aread()
+    assert upstream.requests[0].json() == {"model": "m", "messages": [], "stream": False}
+
+
+async def test_chunks_are_yielded_as_they_arrive(transport: AiohttpTransport) -> None:
+    gate = threading.Event()
+    events = [b"data: one\n\n", b"data: two\n\n"]
+
+    def handler(_: RecordedRequest) -> Reply:
+        return Reply(200, {"content-type": "text/event-stream"}, chunks=events, gates={1: gate})
+
+    with FakeUpstream(handler) as fake:
+        response = await transport.handle_async_request(
+            request("POST", f"{fake.url}/chat/completions", content=b"{}")
+        )
+        chunks = response.aiter_raw()
+        first = await asyncio.wait_for(chunks.__anext__(), timeout=5)
+        assert first == b"data: one\n\n"  # while the upstream still holds the second back
+        gate.set()
+        rest = b"".join([chunk async for chunk in chunks])
+    assert rest == b"data: two\n\n"
+
+
+async def test_connections_are_reused(transport: AiohttpTransport, upstream: FakeUpstream) -> None:
+    for _ in range(3):
+        response = await transport.handle_async_request(request("GET", f"{upstream.url}/models"))
+        await response.aread()
+        await response.aclose()
+    assert len({seen.peer for seen in upstream.requests}) == 1
+
+
+async def test_a_response_closed_early_does_not_poison_the_pool(
+    transport: AiohttpTransport,
+) -> None:
+    def handler(seen: RecordedRequest) -> Reply:
+        if seen.path.endswith("/long"):
+            return Reply(200, {"content-type": "text/plain"}, chunks=[b"a" * 1000] * 50)
+        return Reply.json({"ok": True})
+
+    with FakeUpstream(handler) as fake:
+        response = await transport.handle_async_request(request("GET", f"{fake.url}/long"))
+        await response.aiter_raw().__anext__()
+        await response.aclose()  # abandoned mid-body
+        again = await transport.handle_async_request(request("GET", f"{fake.url}/short"))
+        await again.aread()
+    assert again.json() == {"ok": True}
+
+
+async def test_upstream_cookies_are_never_sent_back(transport: AiohttpTransport) -> None:
+    def handler(_: RecordedRequest) -> Reply:
+        return Reply.json({}, **{"set-cookie": "__cf_bm=tenant-a; Path=/"})
+
+    with FakeUpstream(handler) as fake:
+        for _ in range(2):
+            response = await transport.handle_async_request(request("GET", f"{fake.url}/models"))
+            await response.aread()
+        assert "cookie" not in fake.requests[1].headers
+
+
+async def test_unreachable_is_connect_error(transport: AiohttpTransport) -> None:
+    with pytest.raises(httpx.ConnectError):
+        await transport.handle_async_request(request("GET", f"http://127.0.0.1:{free_port()}/v1"))
+
+
+async def test_no_answer_in_time_is_read_timeout(transport: AiohttpTransport) -> None:
+    def handler(_: RecordedRequest) -> Reply:
+        return Reply(200, {"content-type": "application/json"}, b"{}", headers_delay_s=1.0)
+
+    with FakeUpstream(handler) as fake:
+        slow = httpx.Request(
+            "GET",
+            f"{fake.url}/models",
+            extensions={"timeout": httpx.Timeout(0.2, connect=5.0).as_dict()},
+        )
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.handle_async_request(slow)
+
+
+async def test_a_body_cut_short_is_a_read_error(transport: AiohttpTransport) -> None:
+    def handler(_: RecordedRequest) -> Reply:
+        events = [b"data: one\n\n", b"data: two\n\n", b"data: [DONE]\n\n"]
+        return Reply(200, {"content-type": "text/event-stream"}, chunks=events, abort_after=1)
+
+    with FakeUpstream(handler) as fake:
+        response = await transport.handle_async_request(request("GET", f"{fake.url}/stream"))
+        with pytest.raises(httpx.ReadError):
+            async for _ in response.aiter_raw():
+                pass
+
+
+def upstream_settings(url: str, **values: object) -> Upstream:
+    settings = load_settings(environ={}, overrides={"upstream": {"base_url": url, **values}})
+    return Upstream(settings.upstream)
+
+
+async def test_post_json_sends_json_and_reads_a_compressed_reply() -> None:
+    def handler(seen: RecordedRequest) -> Reply:
+        body = gzip.compress(orjson.dumps(completion(seen.json()["messages"][0]["content"])))
+        return Reply(200, {"content-type": "application/json", "content-encoding": "gzip"}, body)
+
+    with FakeUpstream(handler) as fake:
+        upstream = upstream_settings(fake.url)
+        try:
+            response = await upstream.post_json(
+                "/chat/completions",
+                {"model": "m", "messages": [{"role": "user", "content": "echo me"}]},
+                {"Authorization": "Bearer sk-1", "X-VM-Session": "s", "Content-Type": "text/plain"},
+            )
+        finally:
+            await upstream.aclose()
+    assert response.json() == completion("echo me")
+    seen = fake.requests[0]
+    assert seen.path == "/v1/chat/completions"
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["authorization"] == "Bearer sk-1"
+    assert "x-vm-session" not in seen.headers
+
+
+async def test_stream_yields_the_open_response_and_closes_it() -> None:
+    def handler(_: RecordedRequest) -> Reply:
+        return Reply.sse([{"n": 1}, {"n": 2}])
+
+    with FakeUpstream(handler) as fake:
+        upstream = upstream_settings(fake.url)
+        try:
+            async with upstream.stream("/chat/completions", {"stream": True}, {}) as response:
+                body = b"".join([chunk async for chunk in response.aiter_bytes()])
+            assert response.is_closed
+        finally:
+            await upstream.aclose()
+    assert body == b'data: {"n":1}\n\ndata: {"n":2}\n\ndata: [DONE]\n\n'
+
+
+async def test_post_json_to_nowhere_is_502() -> None:
+    upstream = upstream_settings(f"http://127.0.0.1:{free_port()}/v1")
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await upstream.post_json("/chat/completions", {}, {})
+    finally:
+        await upstream.aclose()
+    assert caught.value.status_code == 502
+
+
+async def test_post_json_past_the_timeout_is_504() -> None:
+    def handler(_: RecordedRequest) -> Reply:
+        return Reply(200, {"content-type": "application/json"}, b"{}", headers_delay_s=1.0)
+
+    with FakeUpstream(handler) as fake:
+        upstream = upstream_settings(fake.url, timeout_s=0.2)
+        try:
+            with pytest.raises(UpstreamTimeout) as caught:
+                await upstream.post_json("/chat/completions", {}, {})
+        finally:
+            await upstream.aclose()
+    assert caught.value.status_code == 504

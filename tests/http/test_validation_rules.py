@@ -1,0 +1,162 @@
+"""`parse_chat_request` case by case: what is refused (and the `param` it names) and what
+must pass untouched, including shapes only some providers' clients send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.errors import InvalidRequest
+from proxy.validation import parse_chat_request
+
+
+def chat(*messages: dict[str, Any], **fields: Any) -> bytes:
+    return orjson.dumps({"model": "gpt-4o-mini", "messages": list(messages), **fields})
+
+
+USER = {"role": "user", "content": "hi"}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+ACCEPTED = [
+    pytest.param(chat(USER), id="plain"),
+    pytest.param(chat({"role": "developer", "content": "rules"}, USER), id="developer"),
+    pytest.param(
+        chat({"role": "system", "content": [{"type": "text", "text": "rules"}]}, USER),
+        id="system-text-parts",
+    ),
+    pytest.param(
+        chat(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+                    {"type": "file", "file": {"file_id": "file-1"}},
+                ],
+            }
+        ),
+        id="user-multimodal",
+    ),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": None, "tool_calls": [CALL]}),
+        id="assistant-only-tool-calls",
+    ),
+    pytest.param(chat(USER, {"role": "assistant", "tool_calls": [CALL]}), id="no-content-key"),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]}),
+        id="assistant-refusal-part",
+    ),
+    pytest.param(
+        chat(
+            USER,
+            {"role": "assistant", "content": None, "tool_calls": [CALL]},
+            {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "1"}]},
+        ),
+        id="tool-result-parts",
+    ),
+    pytest.param(
+        chat(USER, {"role": "tool", "tool_call_id": "", "content": "x"}), id="gemini-empty-id"
+    ),
+    pytest.param(
+        chat(USER, {"role": "function", "name": "f", "content": None}), id="legacy-function"
+    ),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": "", "reasoning_content": "hm"}),
+        id="provider-extra-fields",
+    ),
+    pytest.param(chat(USER, stream=None, tools=None), id="nulls"),
+    pytest.param(
+        chat(USER, tools=[{"type": "custom", "custom": {"name": "grep"}}]), id="custom-tool"
+    ),
+]
+
+
+@pytest.mark.parametrize("raw", ACCEPTED)
+def test_accepted_and_returned_untouched(raw: bytes) -> None:
+    assert parse_chat_request(raw) == orjson.loads(raw)
+
+
+REFUSED = [
+    pytest.param(chat(USER, model=""), "model", id="empty-model"),
+    pytest.param(chat(USER, model=4), "model", id="model-number"),
+    pytest.param(orjson.dumps({"model": "m", "messages": []}), "messages", id="no-messages"),
+    pytest.param(chat(USER, stream="yes"), "stream", id="stream-string"),
+    pytest.param(chat({"content": "hi"}), "messages[0].role", id="no-role"),
+    pytest.param(chat({"role": "user"}), "messages[0].content", id="user-without-content"),
+    pytest.param(chat({"role": "user", "content": None}), "messages[0].content", id="user-null"),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": [{"type": "image_url", "image_url": {}}]}),
+        "messages[1].content[0].type",
+        id="image-from-assistant",
+    ),
+    pytest.param(
+        chat(USER, {"role": "tool", "content": "42"}),
+        "messages[1].tool_call_id",
+        id="tool-without-call-id",
+    ),
+    pytest.param(
+        chat(USER, {"role": "tool", "tool_call_id": "c", "content": 42}),
+        "messages[1].content",
+        id="tool-content-number",
+    ),
+    pytest.param(
+        chat({"role": "user", "content": [{"type": "text"}]}),
+        "messages[0].content[0].text",
+        id="text-part-without-text",
+    ),
+    pytest.param(
+        chat({"role": "user", "content": [{"type": "text", "text": 7}]}),
+        "messages[0].content[0].text",
+        id="text-part-number",
+    ),
+    pytest.param(
+        chat({"role": "user", "content": ["hi"]}), "messages[0].content[0]", id="part-not-object"
+    ),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": None, "tool_calls": {"id": "c"}}),
+        "messages[1].tool_calls",
+        id="tool-calls-not-list",
+    ),
+    pytest.param(
+        chat(USER, {"role": "function", "content": "x"}),
+        "messages[1].name",
+        id="function-without-name",
+    ),
+    pytest.param(chat(USER, tools=["f"]), "tools[0]", id="tool-not-object"),
+    pytest.param(
+        chat(USER, tools=[{"type": "retrieval"}]), "tools[0].type", id="unknown-tool-type"
+    ),
+    pytest.param(chat(USER, tools=[{"type": "function"}]), "tools[0].function", id="no-spec"),
+    pytest.param(
+        chat(USER, tools=[{"type": "function", "function": {"name": ""}}]),
+        "tools[0].function.name",
+        id="empty-tool-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "param"), REFUSED)
+def test_refused_naming_the_field(raw: bytes, param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(raw)
+    error = caught.value.to_dict()["error"]
+    assert caught.value.status_code == 400
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert param in error["message"]
+
+
+def test_invalid_utf8_is_named_as_such() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(b'{"model": "\xc3\x28", "messages": []}')
+    assert caught.value.code == "invalid_utf8"
+
+
+def test_invalid_json_is_named_as_such() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(b'{"model": "m",')
+    assert caught.value.code == "invalid_json"
+    assert caught.value.param is None
