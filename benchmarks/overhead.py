@@ -168,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
             "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "levels": levels},
             **report,
+            "command": "python benchmarks/overhead.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "note": (
+                "vm-proxy with vm.mode=off; baseline: bare aiohttp server + aiohttp client; "
+                "cpu_us_per_request is the server's own CPU (user+sys) per request. Noisy "
+                "2-core machine shared with other work: compare ratios within one run."
+            ),
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     return 0

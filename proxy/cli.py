@@ -92,6 +92,8 @@ def serve(settings: Settings) -> int:
         log_config=None,
         log_level=settings.server.log_level,
         server_header=False,
+        # The proxy never uses the client's address; X-Forwarded-* parsing is wasted work.
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     server.run()

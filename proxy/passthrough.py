@@ -197,27 +197,24 @@ async def _exchange(
     (it may be rewritten); a success body raw (relayed with its Content-Encoding)."""
     response = await upstream.send(method, path, query=query, headers=headers, content=content)
     head = _head_of(response)
+    if response.status_code < 400 and not _read_whole(head, buffer_unsized):
+        return _Reply(response, head, None)
     try:
         if response.status_code >= 400:
             try:
                 body = await response.aread()
             except httpx.DecodingError:
                 body = b""
-        elif _read_whole(head, buffer_unsized):
-            # The stream itself, not aiter_raw(): the raw bytes either way, minus a layer of
-            # async generator per request.
+        else:
+            # The stream itself, not aiter_raw(): the raw bytes either way, minus a layer
+            # of async generator per request.
             stream = response.stream
             assert isinstance(stream, httpx.AsyncByteStream)
             body = b"".join([chunk async for chunk in stream])
-        else:
-            return _Reply(response, head, None)
     except httpx.TransportError as exc:
-        await response.aclose()
         raise error_for_transport_failure(exc, upstream.base_url) from exc
-    except BaseException:
+    finally:
         await response.aclose()
-        raise
-    await response.aclose()
     return _Reply(response, head, body)
 
 

@@ -143,10 +143,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if name.lower() not in _SET_BY_AIOHTTP
         ]
         data: bytes | httpx.AsyncByteStream | None
-        try:
-            data = request.content or None
-        except httpx.RequestNotRead:
-            data = request.stream  # type: ignore[assignment]
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):
+            data = b"".join(stream) or None  # in memory already: one piece, no I/O
+        else:
+            try:
+                data = request.content or None
+            except httpx.RequestNotRead:
+                data = stream  # type: ignore[assignment]
         try:
             response = await session.request(
                 request.method,

@@ -1,8 +1,9 @@
 """Sending requests to the upstream API: URLs, header policy, error mapping. No VM logic.
 
-`Upstream` wraps the app's one `httpx.AsyncClient`. Every path it takes is the part after
-`/v1` (`/chat/completions`), appended to `upstream.base_url`, which already ends in `/v1`
-or whatever prefix the provider uses.
+`Upstream` owns the app's one pooled transport and the `httpx.AsyncClient` on it. Every path
+it takes is the part after `/v1` (`/chat/completions`), appended to `upstream.base_url`,
+which already ends in `/v1` or whatever prefix the provider uses. Header pairs are raw
+bytes, as ASGI and httpx keep them.
 """
 
 from __future__ import annotations
@@ -214,7 +215,6 @@ class Upstream:
             stream=httpx.ByteStream(content or b""),
             extensions=self._extensions,
         )
-        request.read()  # sets request.content from the stream: no I/O
         try:
             response = await self.transport.handle_async_request(request)
         except httpx.TransportError as exc:
