@@ -49,6 +49,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--mode", default="strict", choices=("strict", "relaxed", "passive"))
     parser.add_argument(
+        "--fault-order", default="hints", choices=("hints", "score"),
+        help="which search hits the scripted model faults first: the most promising by their "
+        "hints (default) or simply the search order",
+    )  # fmt: skip
+    parser.add_argument(
         "--resend", action="store_true", help="feed history by full resend, not X-VM-Session append"
     )
     parser.add_argument(
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                         reply_tokens=args.reply_tokens,
                         stream_probes=args.stream_probes,
                         append=not args.resend,
+                        read_hints=args.fault_order == "hints",
                     )
                     found, feed = asyncio.run(run_proxy(history, budget, options))
                 else:

@@ -60,6 +60,25 @@ def find_answer(ask: grammar.Ask | None, passages: list[Passage]) -> Answer:
     return Answer(tuple(v for v, _ in found), tuple(r for _, r in found if r))
 
 
+def hint_promise(ask: grammar.Ask | None, hint: str) -> int:
+    """How likely a search hit holds the answer, judged from its hint the way a careful
+    model would: a statement of the asked thing beats a mere mention, a revision beats the
+    statement it revises, a tool's result beats the request that asked for it."""
+    if ask is None:
+        return 0
+    text = hint.lower()
+    if ask.kind == "fact":
+        said = f"{ask.subject.lower()} is "
+        return 2 * (said in text) + (f"{said}now " in text)
+    if ask.kind == "pair":
+        return sum(f"the {slot.lower()}" in text for slot in ask.slots) + (
+            ask.subject.lower() in text
+        )
+    if ask.kind == "tool":
+        return 2 * ("result" in text) + (ask.subject.lower() in text)
+    return 2 * (ask.subject.lower() in text) + (ask.slots[0].lower() in text)
+
+
 def _yours(text: str) -> str:
     return re.sub(r"\bmy\b", "your", text, flags=re.IGNORECASE)
 

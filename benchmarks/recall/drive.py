@@ -47,6 +47,7 @@ class ProxyOptions:
     reply_tokens: int = 256
     stream_probes: int = 2
     append: bool = True
+    read_hints: bool = True
 
 
 def full_tokens(history: History, question: str) -> int:
@@ -128,7 +129,7 @@ async def run_proxy(
 
     options = options or ProxyOptions()
     conversation = history.conversation
-    model = ScriptedModel()
+    model = ScriptedModel(read_hints=options.read_hints)
     app = create_app(
         proxy_settings(budget, options.mode), upstream_transport=model.transport(), store=store
     )

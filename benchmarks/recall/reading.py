@@ -40,7 +40,7 @@ class Reading:
     mapped: dict[str, int] = field(default_factory=dict)
     vm_tools: dict[str, str] = field(default_factory=dict)
     searched: bool = False
-    hits: list[str] = field(default_factory=list)
+    hits: list[tuple[str, str]] = field(default_factory=list)  # (id, hint), best first
     faulted: list[str] = field(default_factory=list)
     fault_errors: list[str] = field(default_factory=list)
 
@@ -124,7 +124,7 @@ def read_request(body: dict[str, Any]) -> Reading:
             if name == reading.vm_tools.get("search_pages", "search_pages"):
                 if this_turn:
                     reading.searched = True
-                    reading.hits = _hit_ids(text)
+                    reading.hits = _hits(text)
                 continue
             if name == reading.vm_tools.get("page_fault", "page_fault"):
                 _read_fault(text, arguments, reading, this_turn)
@@ -135,13 +135,15 @@ def read_request(body: dict[str, Any]) -> Reading:
     return reading
 
 
-def _hit_ids(text: str) -> list[str]:
+def _hits(text: str) -> list[tuple[str, str]]:
     try:
         data = json.loads(text)
     except ValueError:
         return []
     results = data.get("results", []) if isinstance(data, dict) else []
-    return [str(r["id"]) for r in results if isinstance(r, dict) and "id" in r]
+    return [
+        (str(r["id"]), str(r.get("hint", ""))) for r in results if isinstance(r, dict) and "id" in r
+    ]
 
 
 def _read_fault(text: str, arguments: dict[str, Any], reading: Reading, this_turn: bool) -> None:

@@ -5,8 +5,11 @@ Per request, unless a scripted reply is queued (history turns replay the generat
 assistant messages), it reads the request (`reading.py`) and:
 1. answers if the request offers no VM tools, or the answer is already visible;
 2. otherwise calls `search_pages` with the user's question, once per turn;
-3. then faults the best hit not already mapped at level 0 (target_level 0), one at a time,
-   at most `max_faults` per turn, answering as soon as the answer is complete;
+3. then faults the most promising hit not already mapped at level 0 (target_level 0), one
+   at a time, at most `max_faults` per turn, answering as soon as the answer is complete;
+   "most promising" reads the hints as a careful model would (a statement of the asked
+   thing over a mere mention, a revision over what it revises, a tool result over the
+   request), or with `read_hints=False` simply follows the search order;
 4. answers "I don't know." when the evidence never reached it.
 
 Every exchange is logged with what the model saw, so a driver can tell whether the evidence
@@ -26,7 +29,7 @@ from typing import Any
 import httpx
 
 from benchmarks.recall import grammar
-from benchmarks.recall.answering import find_answer, phrase
+from benchmarks.recall.answering import find_answer, hint_promise, phrase
 from benchmarks.recall.counting import count_prompt, count_text
 from benchmarks.recall.reading import read_request
 
@@ -114,8 +117,11 @@ def common_prefix(a: str, b: str) -> int:
 
 
 class ScriptedModel:
-    def __init__(self, *, max_faults: int = 2, keep_visible: bool = True) -> None:
+    def __init__(
+        self, *, max_faults: int = 2, keep_visible: bool = True, read_hints: bool = True
+    ) -> None:
         self.max_faults = max_faults
+        self.read_hints = read_hints
         self.keep_visible = keep_visible
         self.log: list[Exchange] = []
         self._queue: deque[dict[str, Any]] = deque()
@@ -169,7 +175,7 @@ class ScriptedModel:
                     exchange, vm["search_pages"], {"query": reading.question, "limit": 5}
                 )
             if "page_fault" in vm and len(reading.faulted) < self.max_faults:
-                for hit in reading.hits:
+                for hit in self._fault_order(ask, reading.hits):
                     if reading.mapped.get(hit) == 0 or hit in reading.faulted:
                         continue
                     return self._call(
@@ -177,6 +183,14 @@ class ScriptedModel:
                     )
         exchange.answer = phrase(ask, answer)
         return {"role": "assistant", "content": exchange.answer}
+
+    def _fault_order(self, ask: grammar.Ask | None, hits: list[tuple[str, str]]) -> list[str]:
+        """Search order, or (reading hints) the most promising hits first, ties in search
+        order; the hint is never taken as the answer itself."""
+        if not self.read_hints:
+            return [page_id for page_id, _ in hits]
+        ranked = sorted(enumerate(hits), key=lambda h: (-hint_promise(ask, h[1][1]), h[0]))
+        return [page_id for _, (page_id, _) in ranked]
 
     def _call(self, exchange: Exchange, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         exchange.action = "search" if name.endswith("search_pages") else "fault"

@@ -285,3 +285,28 @@ def test_prompt_sections_name_where_a_prompt_changed() -> None:
                              ("messages", "question")]
     }  # fmt: skip
     assert where == {name: name for name in where}
+
+
+def _first_fault(model: ScriptedModel, question: str, hits: list[tuple[str, str]]) -> str:
+    body = _ask([], question, VM_TOOLS)
+    search = _answer(model, body)
+    (call,) = search["tool_calls"]
+    results = [{"id": i, "type": "transcript", "hint": h, "score": 1.0} for i, h in hits]
+    content = json.dumps({"query": question, "results": results})
+    body["messages"] += [search, {"role": "tool", "tool_call_id": call["id"], "content": content}]
+    (fault,) = _answer(model, body)["tool_calls"]
+    return str(json.loads(fault["function"]["arguments"])["page_id"])
+
+
+def test_hints_steer_the_first_fault_to_the_likely_answer() -> None:
+    hits = [("msg_3", "I tried to remember my locker code today and blanked…"),
+            ("msg_5", "Quick note: my locker code is 44…"),
+            ("msg_9", "Update: my locker code is now 57…")]  # fmt: skip
+    question = "What is my locker code?"
+    assert _first_fault(ScriptedModel(), question, hits) == "msg_9"
+    assert _first_fault(ScriptedModel(), question, hits[:2]) == "msg_5"
+    assert _first_fault(ScriptedModel(read_hints=False), question, hits) == "msg_3"
+    tool_hits = [("msg_7", "Please pull up invoice INV-1, accounting is asking"),
+                 ("msg_9", "get_invoice result: JSON object with keys invoice")]  # fmt: skip
+    tool_question = "Which total came back when you looked up invoice INV-1?"
+    assert _first_fault(ScriptedModel(), tool_question, tool_hits) == "msg_9"
