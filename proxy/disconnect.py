@@ -6,7 +6,10 @@ minutes upstream, so the wait is raced against that message and the upstream exc
 cancelled (its connection closed) as soon as nobody is left to read the answer.
 
 The watcher starts only once the wait has lasted `WATCH_AFTER_S`: most exchanges are over
-sooner, and a task per request is a measurable share of a pass-through's cost.
+sooner, and a task per request is a measurable share of a pass-through's cost. The delay is
+well above what a request waits in a busy proxy's queue, or every request of an overloaded
+proxy would pay for a watcher exactly when it can least afford one; a model that is left
+generating for a second longer costs nothing worth that.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from starlette.types import Receive
 
 T = TypeVar("T")
 
-WATCH_AFTER_S = 0.05
+WATCH_AFTER_S = 1.0
 
 
 class ClientDisconnected(Exception):
