@@ -80,12 +80,13 @@ def measure(litellm: str, levels: list[int], duration_s: float, warmup_s: float)
         }  # fmt: skip
         results = []
         with ExitStack() as stack:
-            for name in TARGETS:
-                stack.enter_context(overhead.started(*commands[name]))
+            pids = {name: stack.enter_context(overhead.started(*commands[name])).pid
+                    for name in TARGETS}  # fmt: skip
             for name in TARGETS:
                 overhead.wait_ready(ports[name], timeout_s=180.0 if name == "litellm" else 30.0)
             for level in levels:
                 for name in TARGETS:
+                    cpu_before = overhead.cpu_seconds(pids[name])
                     result = overhead.run_load(
                         ports[name],
                         concurrency=level,
@@ -94,6 +95,13 @@ def measure(litellm: str, levels: list[int], duration_s: float, warmup_s: float)
                         max_requests=100_000,
                     )
                     result["target"] = name
+                    cpu_after = overhead.cpu_seconds(pids[name])
+                    served = result.get("all_requests") or result["requests"]
+                    if cpu_before is not None and cpu_after is not None and served:
+                        # the server's own CPU per request, as overhead.py reports it
+                        result["cpu_us_per_request"] = round(
+                            (cpu_after - cpu_before) / served * 1e6, 1
+                        )
                     results.append(result)
                     print(
                         f"  measured {name:<16} c={level:<3} {result['rps']:>9.1f} req/s",
