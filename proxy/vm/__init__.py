@@ -1,6 +1,6 @@
 """The virtual-memory core: pure functions over pages (no network, no database, no asyncio).
 
-Public API, by module (the fault loop, proxy.vm.loop, is built on these):
+Public API, by module (the fault loop, proxy.loop, is built on these):
 - identity:    tenant_id, chain_hashes, chain_root
 - ingest:      Counters, ingest_messages -> IngestResult(pages, mutations, segment_jobs)
 - segments:    SegmentJob, build_summary, record_summary, summary_frontier
