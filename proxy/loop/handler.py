@@ -82,6 +82,9 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
         return await passthrough_chat(state, request, raw, stream)
     metrics = state.metrics
     metrics.counter("vm_faults_total", help="Page faults answered").inc(turn.faults)
+    metrics.counter("vm_citations_total", help="Citations stripped from answers").inc(
+        len(turn.citations)
+    )
     metrics.counter("vm_prompt_tokens_sent_total", help="Prompt tokens sent upstream").inc(
         turn.prompt_tokens_sent
     )

@@ -116,6 +116,8 @@ async def stream_events(
             yield encode_data(splitter.finish_chunk(finish))
             if turn.client_wants_usage:
                 yield encode_data(splitter.usage_chunk(usage))
+            if citations is not None:
+                turn.note_citations(citations.ids)
             await turn.finish(turn.shown_text(), outcome.client_calls)
             yield encode_comment(turn.summary_comment())
             yield DONE

@@ -4,6 +4,7 @@ what is stored when it ends. The loops (complete.py, stream.py) drive it."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,10 +180,16 @@ class Turn:
                 self.placement,
                 [answer],
                 state_patch={"table": self.table.to_dict(), "frame": self.frame},
-                mutations=[*self.mutations, *self.resolver.mutations],
+                mutations=[*self.mutations, *self.resolver.mutations, *self._cited()],
             )
         except Exception:  # the client has its answer; losing the copy is logged, not raised
             log.exception("storing the answer of a VM turn failed")
+
+    def _cited(self) -> list[Mutation]:
+        """Citations stripped from the answer, kept in the mutation log as `cite` events."""
+        at = time.time()
+        unique = dict.fromkeys(self.citations)
+        return [Mutation(self.turn_number, "cite", page_id, at=at) for page_id in unique]
 
     def summary_comment(self) -> str:
         return (

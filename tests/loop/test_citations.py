@@ -59,3 +59,23 @@ async def test_relaxed_mode_leaves_text_alone() -> None:
         completion = await proxy.client.chat.completions.create(
             model=MODEL, messages=_messages())
     assert completion.choices[0].message.content == CITED
+
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_stripped_citations_are_recorded(stream: bool) -> None:
+    """What the client no longer sees is kept: a `cite` event for the cited page in the
+    conversation's mutation log."""
+    model = ScriptedModel(agent(LOCKER, answer=_cite))
+    async with serve(model) as proxy:
+        raw = await proxy.client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=_messages(), stream=stream
+        )
+        reply = raw.parse()
+        if stream:
+            async for _ in reply:
+                pass
+        conv_id = raw.headers["x-vm-session"]
+        log = await proxy.store.mutations(proxy.tenant, conv_id)
+    cited = [m.page_id for m in log if m.event == "cite"]
+    assert cited == ["msg_11"]
