@@ -24,6 +24,7 @@ from proxy.vm.faults import (
     parse_search_arguments,
     render_search_results,
 )
+from proxy.vm.search_rank import POOL_FACTOR, refine_hits
 from proxy.vm.tools import PAGE_FAULT, SEARCH_PAGES
 
 WITHDRAWN_NOTE = "Memory tools are withdrawn for the rest of this turn: answer now."
@@ -115,10 +116,12 @@ class FaultResolver:
         # no news to it: leave them out rather than spend results on them.
         seen = {pid for pid, level in self.state.in_view.items() if level == 0}
         hits = await self._store.search(
-            self._path, args.query, limit=args.limit + len(seen), modality=args.modality
+            self._path, args.query, limit=args.limit * POOL_FACTOR + len(seen),
+            modality=args.modality,
         )
-        fresh = [(h.page, h.score) for h in hits if h.page.page_id not in seen][: args.limit]
-        return render_search_results(args.query, fresh, self._mode)
+        fresh = [(h.page, h.score) for h in hits if h.page.page_id not in seen]
+        ranked = refine_hits(args.query, fresh, args.limit)
+        return render_search_results(args.query, ranked, self._mode)
 
 
 def _with_note(result_json: str, note: str) -> str:

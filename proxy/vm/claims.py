@@ -28,10 +28,35 @@ _PERSONAL = re.compile(
     r"\b(our|the)\s+(\w+\s+){0,2}(deadline|budget|goal|limit|requirement|address|name)\s+(is|are|was)\b",
     re.I,
 )
+# Asking to remember, not reporting that one tried to ("I tried to remember ..." is no fact).
 _REMEMBER = re.compile(
-    r"\b(remember|don'?t forget|do not forget|note that|keep in mind|for the record)\b", re.I
+    r"(?:^|[,:;—–-]\s*)(?:please\s+)?(?:remember|note)\b(?!\s+(?:when|how|if|whether))|"
+    r"\b(don'?t forget|do not forget|note that|keep in mind|for the record|before i forget|"
+    r"writing (?:this|it) down|make a note)\b",
+    re.I,
 )
-_CONSTRAINT = re.compile(r"\b(always|never|must not|must|mustn'?t|do not ever)\b", re.I)
+# A rule is said as one: "Never deploy on Fridays", "we must keep ..."; "the milk never
+# foams" is a complaint, not a constraint.
+_CONSTRAINT = re.compile(
+    r"^(?:please\s+)?(?:always|never|do not ever|don'?t ever)\b|"
+    r"\b(?:must not|must|mustn'?t)\b",
+    re.I,
+)
+# Sentences that talk about a thing without stating it: doubts, forgetting, hearsay.
+_NOT_STATED = re.compile(
+    r"\b(tried to remember|can'?t remember|cannot remember|don'?t remember|forgot|not sure|"
+    r"wonder(?:ing)?|not asking|thinking out loud|swears|should really|no idea|"
+    r"don'?t know|do not know)\b",
+    re.I,
+)
+# "<subject> is <value>": the subject a possessive or determined noun phrase, the value
+# carrying a number or a name; "now"/"still" mark a restatement.
+_STATEMENT = re.compile(
+    r"\b(?P<subject>(?:[Mm]y|[Oo]ur|[Tt]he|[Yy]our|[A-Z][\w-]*'s)(?:\s+[\w'-]+){1,4}?)\s+"
+    r"(?:is|are|was|were)\s+(?:now\s+|still\s+|actually\s+)?(?P<value>[^.;!?]+)",
+)
+_VALUE = re.compile(r"\d|\b[A-Z][\w-]+")
+_DETERMINERS = frozenset("my our the your".split())
 _NUMBER = re.compile(r"\d")
 _NAME = re.compile(r"\b[A-Z][a-z]{2,}")
 _COPULA = re.compile(r"\b(is|are|was|were|has|have|had|costs?|equals?|=)\b", re.I)
@@ -66,11 +91,11 @@ def claim_strength(sentence: str, role: str) -> int:
     """0 when the sentence is no claim; higher for clearer ones."""
     if _DECISION.search(sentence):
         return 3
-    if role != "user":
+    if role != "user" or _NOT_STATED.search(sentence):
         return 0
     if _REMEMBER.search(sentence):
         return 3
-    if _PERSONAL.search(sentence):
+    if _PERSONAL.search(sentence) or statement(sentence) is not None:
         return 2
     if _CONSTRAINT.search(sentence):
         return 1
@@ -78,3 +103,34 @@ def claim_strength(sentence: str, role: str) -> int:
     if _NUMBER.search(sentence) and names and _COPULA.search(sentence):
         return 1
     return 0
+
+
+def statement(sentence: str) -> tuple[str, str] | None:
+    """(subject key, value) when the sentence states what something is: "Dmitri's desk
+    extension is now 6243" -> ("dmitri's desk extension", "6243"). The key drops the
+    determiner, so "my dentist" and "the dentist" are one subject; None for sentences
+    that state no value (a number or a name) or only talk about the thing."""
+    if _NOT_STATED.search(sentence):
+        return None
+    match = _STATEMENT.search(sentence)
+    if match is None:
+        return None
+    value = match.group("value").split(", ")[0].strip()
+    if not _VALUE.search(value):
+        return None
+    words = match.group("subject").lower().split()
+    if words[0] in _DETERMINERS:
+        words = words[1:]
+    return " ".join(words), " ".join(value.split()[:8])
+
+
+def statements(text: str) -> list[tuple[str, str]]:
+    """Every (subject key, value) stated in a text, in order (code blocks skipped)."""
+    found = []
+    for raw in _SPLIT.split(_FENCE.sub(" ", text)):
+        sentence = _SPACE.sub(" ", raw).strip()
+        if sentence and not sentence.endswith("?"):
+            stated = statement(sentence)
+            if stated is not None:
+                found.append(stated)
+    return found

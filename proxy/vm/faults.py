@@ -6,8 +6,11 @@ Results are the tool message content (JSON):
                  raised to fit the fault token budget), or on error
                  {"error": "<text>", "code": <code>, "near": [ids...]} with code one of
                  unknown_id | already_mapped | limit_reached | bad_arguments | repeated_call
-    search_pages {"query", "results": [{"id", "type", "hint", "score"}...]}; relaxed mode
-                 adds an "excerpt" (the level-2 abstract), strict mode never shows content.
+    search_pages {"query", "results": [{"id", "type", "hint", "score"}...]}, ordered by
+                 proxy.vm.search_rank; a claim whose source message was also a hit names
+                 it as "source", an older statement restated since names the newer page
+                 as "superseded_by"; relaxed mode adds an "excerpt" (the level-2
+                 abstract), strict mode never shows content.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import orjson
 from proxy.store.base import Mutation
 from proxy.vm import mutations as events
 from proxy.vm.pages import ID_PREFIXES, Modality, Page, make_page_id, parse_page_id
+from proxy.vm.search_rank import RankedHit
 
 OK = "ok"
 UNKNOWN_ID = "unknown_id"
@@ -220,15 +224,20 @@ def parse_search_arguments(arguments_json: str) -> SearchArgs:
     return SearchArgs(query.strip(), min(max(limit, 1), SEARCH_LIMIT_MAX), modality)
 
 
-def render_search_results(query: str, hits: Sequence[tuple[Page, float]], mode: str) -> str:
+def render_search_results(query: str, hits: Sequence[RankedHit], mode: str) -> str:
     results: list[dict[str, Any]] = []
-    for page, score in hits:
+    for hit in hits:
+        page = hit.page
         entry: dict[str, Any] = {
             "id": page.page_id,
             "type": page.kind.value,
             "hint": page.hint,
-            "score": round(float(score), 3),
+            "score": round(float(hit.score), 3),
         }
+        if hit.source is not None:
+            entry["source"] = hit.source
+        if hit.superseded_by is not None:
+            entry["superseded_by"] = hit.superseded_by
         if mode == "relaxed":
             words = page.rendering(2).split()
             entry["excerpt"] = " ".join(words[:EXCERPT_WORDS]) + (

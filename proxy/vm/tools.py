@@ -80,7 +80,8 @@ def vm_tool_schemas(names: Mapping[str, str]) -> list[dict[str, Any]]:
                 "name": names.get(SEARCH_PAGES, SEARCH_PAGES),
                 "description": (
                     "Search all earlier pages of this conversation; returns page ids with "
-                    f"hints, best first. Load one with {page_fault}."
+                    "hints, best first (a result marked superseded_by was restated later). "
+                    f"Load one with {page_fault}."
                 ),
                 "parameters": {
                     "type": "object",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.vm.claims import MAX_PER_MESSAGE, extract_claims
+from proxy.vm.claims import MAX_PER_MESSAGE, extract_claims, statements
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,11 @@ def test_user_claims(sentence: str) -> None:
         "Nice weather today, isn't it.",
         "ok",
         "```\nwe decided = True\n```",
+        "I tried to remember the lab door code today and blanked for a second.",
+        "Honestly I'm not sure whether to keep learning guitar as an adult.",
+        "Someone at work swears that you should always let the dough rest overnight.",
+        "The milk never gets that glossy texture, and it's getting frustrating.",
+        "I should really store Rahul's favorite restaurant in a password manager.",
     ],
 )
 def test_not_claims(text: str) -> None:
@@ -63,3 +68,26 @@ def test_at_most_a_few_per_message_strongest_first_in_order() -> None:
         or "We decided to hire two people." in claims
     )
     assert [text.index(c) for c in claims] == sorted(text.index(c) for c in claims)
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Small correction, my passport expiry date is now February 26.",
+         ("passport expiry date", "February 26")),
+        ("Scratch that — Dmitri's desk extension is now 6243.",
+         ("dmitri's desk extension", "6243")),
+        ("The storage room door code is 38401.", ("storage room door code", "38401")),
+        ("By the way, my dentist is Dr Lindqvist, in case I ask later.",
+         ("dentist", "Dr Lindqvist")),
+        ("My budget for the trip is 4,000 EUR.", ("budget for the trip", "4,000 EUR")),
+        ("My calendar is a mess this month.", None),
+        ("I tried to remember the lab door code today.", None),
+        ("Is the lab door code 1234?", None),
+    ],
+)
+def test_statement_subject_and_value(sentence: str, expected: tuple[str, str] | None) -> None:
+    found = statements(sentence)
+    assert (found[0] if found else None) == expected
+    if expected is not None:
+        assert extract_claims(sentence, "user") == [sentence]

@@ -16,6 +16,7 @@ from proxy.vm.faults import (
 )
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.pages import Modality, Page
+from proxy.vm.search_rank import RankedHit
 from tests.vm.conversations import long_conversation
 
 COUNTER = counter_for_model("gpt-4o")
@@ -154,7 +155,7 @@ def test_search_arguments() -> None:
 
 
 def test_search_results_strict_has_no_content() -> None:
-    hits = [(PAGES["msg_5"], 7.12345), (PAGES["claim_0"], 3.0)]
+    hits = [RankedHit(PAGES["msg_5"], 7.12345), RankedHit(PAGES["claim_0"], 3.0)]
     strict = json.loads(render_search_results("cat", hits, "strict"))
     assert strict == {
         "query": "cat",
