@@ -2,9 +2,9 @@
 
 Everything here is pure and deterministic, made once at ingest:
 - `reduce_text` (level 1) keeps the sentences that carry the page (first and last, ones with
-  numbers, names, decisions, questions) up to about two fifths of the words, the heads of
-  code blocks and of long line-oriented output, and for JSON a pruned copy (first keys and
-  items, long strings cut) that is still JSON;
+  numbers, names, decisions, questions) up to about two fifths of the words, the outline
+  of code blocks (definitions and top-level assignments), and for JSON a pruned copy
+  (first keys and items, long strings cut) that is still JSON;
 - `abstract_text` (level 2) is a few dozen tokens: the best one or two sentences, or a
   description of a JSON value or code block;
 - `make_hint` is a short one-line handle for manifests and search results.
@@ -39,6 +39,14 @@ _WEAK = re.compile(
     r"\b(because|therefore|result\w*|error|fail\w*|total|summary|budget|due)\b", re.I
 )
 _SPACE = re.compile(r"\s+")
+# The lines of a code outline: definitions at any depth, assignments at the top level.
+_DEFINITION = re.compile(
+    r"^\s*(?:(?:pub(?:\(\w+\))?|export|public|private|protected|static|async|default)\s+)*"
+    r"(?:def|class|fn|func|function|interface|struct|enum|trait|impl|type)\s+[A-Za-z_]"
+)
+_TOP_ASSIGNMENT = re.compile(
+    r"^(?:(?:export\s+)?(?:const|let|var|static)\s+)?[A-Za-z_][\w.]*\s*(?::[^=]{1,40})?=(?!=)"
+)
 
 
 class Summarizer(Protocol):
@@ -77,7 +85,7 @@ def reduce_text(text: str) -> str:
     last = 0
     for fence in _FENCE.finditer(text):
         parts.append(_reduce_prose(text[last : fence.start()]))
-        parts.append(_code_head(fence.group()))
+        parts.append(_code_outline(fence.group()))
         last = fence.end()
     parts.append(_reduce_prose(text[last:]))
     return "\n".join(part for part in parts if part).strip()
@@ -220,13 +228,34 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(joined) if s.strip()]
 
 
-def _code_head(block: str) -> str:
+def _code_outline(block: str) -> str:
+    """A long code block as its outline: the definition lines (functions, classes, types)
+    and top-level assignments (the constants one asks about later), bodies left out; at
+    most LEVEL1_SHARE of the lines. Code with no such lines keeps its head."""
     lines = block.splitlines()
     body = lines[1:-1]
     if len(body) <= CODE_HEAD_LINES:
         return block
-    rest = len(body) - CODE_HEAD_LINES
-    return "\n".join([lines[0], *body[:CODE_HEAD_LINES], f"… ({rest} more lines)", lines[-1]])
+    room = max(CODE_HEAD_LINES, int(len(body) * LEVEL1_SHARE))
+    kept = [i for i, line in enumerate(body) if _is_outline(line)][:room]
+    if not kept:
+        kept = list(range(CODE_HEAD_LINES))
+    out = [lines[0]]
+    previous = -1
+    for i in kept:
+        if i != previous + 1:
+            out.append("…")
+        out.append(body[i])
+        previous = i
+    rest = len(body) - len(kept)
+    out += [f"… ({rest} more lines)", lines[-1]]
+    return "\n".join(out)
+
+
+def _is_outline(line: str) -> bool:
+    if _DEFINITION.match(line):
+        return True
+    return not line[:1].isspace() and _TOP_ASSIGNMENT.match(line) is not None
 
 
 def _describe_code(block: str) -> str:

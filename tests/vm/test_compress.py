@@ -46,11 +46,57 @@ def test_level1_is_a_real_extract_keeping_what_matters() -> None:
         assert sentence.strip().rstrip(".") in PROSE
 
 
-def test_level1_keeps_code_heads() -> None:
+def test_level1_keeps_at_most_two_fifths_of_a_code_block() -> None:
     reduced = reduce_text(CODE)
-    assert "line_0 = connect(0)" in reduced and "line_39" not in reduced
-    assert "(32 more lines)" in reduced
+    assert "line_0 = connect(0)" in reduced and "line_15 = connect(15)" in reduced
+    assert "line_16" not in reduced and "(24 more lines)" in reduced
     assert tokens(reduced) < tokens(CODE) / 2
+
+
+MODULE = """Here's the cache:
+```python
+\"\"\"Thumbnail cache.\"\"\"
+
+import time
+from dataclasses import dataclass
+
+MAX_ENTRIES = 512
+BASE_UPLOAD_TIMEOUT_S = 740.0
+
+
+@dataclass
+class Entry:
+    key: str
+    size: int = 0
+
+
+def normalize_session_cookies(raw: dict[str, str]) -> dict[str, str]:
+    cleaned = {}
+    for key, value in raw.items():
+        if not key:
+            continue
+        cleaned[key.strip().lower()] = value.strip()
+    return cleaned
+
+
+async def compute_retry_budgets(limit: int) -> list[int]:
+    budgets = []
+    for attempt in range(limit):
+        budgets.append(2 ** attempt)
+        time.sleep(0)
+    return budgets
+```
+Tune the constants at the top."""
+
+
+def test_level1_of_code_is_its_outline() -> None:
+    reduced = reduce_text(MODULE)
+    for kept in ("MAX_ENTRIES = 512", "BASE_UPLOAD_TIMEOUT_S = 740.0", "class Entry:",
+                 "def normalize_session_cookies(", "async def compute_retry_budgets("):
+        assert kept in reduced
+    assert "cleaned[key.strip()" not in reduced and "budgets.append" not in reduced
+    assert "more lines)" in reduced and reduced.rstrip().endswith("Tune the constants at the top.")
+    assert tokens(reduced) < tokens(MODULE) / 2
 
 
 def test_level1_of_json_is_smaller_json_of_the_same_shape() -> None:
