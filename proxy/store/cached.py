@@ -7,6 +7,10 @@ What is cached, and why it cannot go stale:
   own pages, and `msg_N` pages, whose id fixes their anchor and so their owning span.
   Anything else asks the inner store. Pages are cached from what the inner store returned,
   never from what a caller asked to append (that might have lost to a stored page).
+- Ranges of message pages (the window of turns a VM turn reads): a path holds exactly one
+  message page per position it has stored, `msg_N` at N, so the cached pages at the start
+  of a range are its first pages for certain, and only the rest of the range (the newest
+  messages, usually) is asked of the inner store.
 - Paths, keyed by (tenant, conversation): a conversation's parent and fork point never
   change, so neither does its path.
 - Conversation rows (version, length, state). These do change, on any replica, so a
@@ -15,7 +19,7 @@ What is cached, and why it cannot go stale:
   never serves state another replica has changed, and skips re-reading and re-decoding a
   large state when nothing changed.
 Not cached: hash lookups (a turn's newest hash is new, so the lookup is a round trip
-anyway), search, ranges, mutations, sessions. `gc` empties the caches.
+anyway), search, ranges of other pages, mutations, sessions. `gc` empties the caches.
 """
 
 from __future__ import annotations
@@ -182,6 +186,13 @@ class CachedStore:
             return None
         return page
 
+    def _cached_message(self, path: Path, position: int) -> Page | None:
+        owner = path.owner_of(position)
+        if owner is None:
+            return None
+        page = self._pages.get((path.tenant, owner, f"msg_{position}"))
+        return page if page is not None and page.anchor == position else None
+
     def _learn(self, path: Path, pages: Iterable[Page]) -> None:
         for page in pages:
             owner = path.owner_of(page.anchor)
@@ -191,9 +202,17 @@ class CachedStore:
     async def pages_in_range(
         self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
     ) -> list[Page]:
+        head: list[Page] = []
+        if tuple(prefixes) == ("msg",):
+            while lo < hi and (page := self._cached_message(path, lo)) is not None:
+                head.append(page)
+                lo += 1
+            self.page_hits += len(head)
+            if lo >= hi:
+                return head
         pages = await self.inner.pages_in_range(path, lo, hi, prefixes=prefixes)
         self._learn(path, pages)
-        return pages
+        return [*head, *pages] if head else pages
 
     async def search(
         self, path: Path, query: str, *, limit: int = 5, modality: Modality | None = None

@@ -4,7 +4,9 @@ Threads. SQLite calls block, so none runs on the event loop: every write goes to
 writer thread with its own connection (SQLite admits one writer at a time anyway), reads
 go to a small pool of reader threads, each with its own connection, which under WAL read
 the last committed state without waiting for the writer. `?readers=0` sends reads to the
-writer thread too.
+writer thread too. Reads issued in the same turn of the event loop (a caller's
+`asyncio.gather`) travel together: one hop to a reader thread and one wake-up of the loop
+for the lot, since on a small machine the hops, not the queries, are most of a read.
 
 Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
 per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
@@ -25,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path as FsPath
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from proxy.errors import StoreError
@@ -39,6 +41,7 @@ from proxy.store.base import (
     VersionConflict,
 )
 from proxy.store.codec import (
+    decode_state,
     encode_page,
     encode_state,
     id_prefix,
@@ -53,6 +56,30 @@ from proxy.vm.pages import Modality, Page
 Clock = Callable[[], float]
 R = TypeVar("R")
 
+
+class _Read(Generic[R]):
+    """One read waiting for its batch: what to run, and where its outcome goes."""
+
+    __slots__ = ("fn", "args", "future", "result", "error")
+
+    def __init__(
+        self, fn: Callable[..., R], args: tuple[Any, ...], future: asyncio.Future[R]
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.future = future
+        self.result: R | None = None
+        self.error: Exception | None = None
+
+
+def _settle(batch: list[_Read[Any]]) -> None:
+    for read in batch:
+        if read.future.done():  # cancelled meanwhile
+            continue
+        if read.error is not None:
+            read.future.set_exception(read.error)
+        else:
+            read.future.set_result(read.result)
 
 
 def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
@@ -109,6 +136,7 @@ class SQLiteStore:
             if readers > 0 else self._writer
         )
         self._locks = KeyedLocks()
+        self._pending: list[_Read[Any]] = []
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -144,7 +172,34 @@ class SQLiteStore:
             raise StoreError(f"sqlite store failed: {exc}") from exc
 
     async def _read(self, fn: Callable[..., R], *args: Any) -> R:
-        return await self._run(self._readers, fn, *args)
+        loop = asyncio.get_running_loop()
+        read: _Read[R] = _Read(fn, args, loop.create_future())
+        self._pending.append(read)
+        if len(self._pending) == 1:
+            # After the other tasks runnable now, which may add reads of their own.
+            loop.call_soon(self._send_reads, loop)
+        return await read.future
+
+    def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            self._readers.submit(self._run_reads, loop, batch)
+        except RuntimeError as exc:  # the store is closed
+            for read in batch:
+                if not read.future.done():
+                    read.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
+
+    def _run_reads(self, loop: asyncio.AbstractEventLoop, batch: list[_Read[Any]]) -> None:
+        """On a reader thread: run the batch, then hand every outcome back at once."""
+        for read in batch:
+            try:
+                read.result = self._call(read.fn, *read.args)
+            except Exception as exc:
+                read.error = exc
+        try:
+            loop.call_soon_threadsafe(_settle, batch)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
     async def _write(self, fn: Callable[..., R], *args: Any) -> R:
         return await self._run(self._writer, fn, *args)
@@ -224,7 +279,7 @@ class SQLiteStore:
         ]
         state_blob = encode_state(state) if state is not None else None
         with q.transaction(conn):
-            self._check_version(conn, tenant, conv_id, expected_version)
+            fork = self._check_version(conn, tenant, conv_id, expected_version)
             for page, body, terms in rows:
                 cursor = conn.execute(
                     "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
@@ -246,18 +301,9 @@ class SQLiteStore:
                         " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         (tenant, page.chain_hash, conv_id, page.anchor),
                     )
-            if state_blob is None:
-                conn.execute(
-                    "UPDATE conversations SET length = ? WHERE tenant = ? AND conv_id = ?",
-                    (new_length, tenant, conv_id),
-                )
-            else:
-                conn.execute(
-                    "UPDATE conversations SET length = ?, state = ?"
-                    " WHERE tenant = ? AND conv_id = ?",
-                    (new_length, state_blob, tenant, conv_id),
-                )
-            return self._commit(conn, tenant, conv_id, mutations)
+            return self._commit(
+                conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations
+            )
 
     async def update_state(
         self,
@@ -278,27 +324,34 @@ class SQLiteStore:
     ) -> Conversation:
         blob = encode_state(state)
         with q.transaction(conn):
-            self._check_version(conn, tenant, conv_id, expected_version)
-            conn.execute(
-                "UPDATE conversations SET state = ? WHERE tenant = ? AND conv_id = ?",
-                (blob, tenant, conv_id),
+            fork = self._check_version(conn, tenant, conv_id, expected_version)
+            return self._commit(
+                conn, tenant, conv_id, fork, expected_version, fork[2], blob, mutations
             )
-            return self._commit(conn, tenant, conv_id, mutations)
 
     @staticmethod
     def _check_version(
         conn: sqlite3.Connection, tenant: str, conv_id: str, expected: int
-    ) -> None:
-        version = q.conversation_version(conn, tenant, conv_id)
-        if version is None:
+    ) -> tuple[str | None, int, int]:
+        """The row's (parent_id, fork_at, length), once its version is `expected`."""
+        row = conn.execute(
+            "SELECT version, parent_id, fork_at, length FROM conversations"
+            " WHERE tenant = ? AND conv_id = ?",
+            (tenant, conv_id),
+        ).fetchone()
+        if row is None:
             raise UnknownConversation(conv_id)
-        if version != expected:
-            raise VersionConflict(f"{conv_id}: version {version}, not {expected}")
+        if row[0] != expected:
+            raise VersionConflict(f"{conv_id}: version {row[0]}, not {expected}")
+        return row[1], row[2], row[3]
 
     def _commit(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str,
+        fork: tuple[str | None, int, int], version: int, length: int, state: bytes | None,
         mutations: Sequence[Mutation],
     ) -> Conversation:
+        """Log the mutations and write the row (`state` None: keep it); the row written is
+        known here, so it is returned without reading it back."""
         now = self._clock()
         conn.executemany(
             "INSERT INTO mutations (tenant, conv_id, turn, event, page_id, level, detail, at)"
@@ -306,14 +359,22 @@ class SQLiteStore:
             [(tenant, conv_id, m.turn, m.event, m.page_id, m.level, m.detail, m.at or now)
              for m in mutations],
         )
-        conn.execute(
-            "UPDATE conversations SET version = version + 1, updated_at = ?"
-            " WHERE tenant = ? AND conv_id = ?",
-            (now, tenant, conv_id),
+        if state is None:
+            ((state,),) = conn.execute(
+                "UPDATE conversations SET length = ?, version = version + 1, updated_at = ?"
+                " WHERE tenant = ? AND conv_id = ? RETURNING state",
+                (length, now, tenant, conv_id),
+            ).fetchall()
+        else:
+            conn.execute(
+                "UPDATE conversations SET length = ?, state = ?, version = version + 1,"
+                " updated_at = ? WHERE tenant = ? AND conv_id = ?",
+                (length, state, now, tenant, conv_id),
+            )
+        parent_id, fork_at, _ = fork
+        return Conversation(
+            tenant, conv_id, parent_id, fork_at, length, version + 1, decode_state(state), now
         )
-        conversation = q.get_conversation(conn, tenant, conv_id)
-        assert conversation is not None
-        return conversation
 
     # -- pages -------------------------------------------------------------------------------
 

@@ -159,19 +159,30 @@ def search(
     rows = {
         row[0]: row[1:]
         for row in conn.execute(
-            f"SELECT id, tenant, conv_id, anchor, modality, body FROM pages WHERE id IN ({marks})",
+            f"SELECT id, tenant, conv_id, anchor, modality FROM pages WHERE id IN ({marks})",
             [rowid for rowid, _ in top],
         )
     }
-    hits: list[SearchHit] = []
+    winners: list[tuple[int, float]] = []
     for rowid, score in top:
-        tenant, conv_id, anchor, page_modality, body = rows[rowid]
+        tenant, conv_id, anchor, page_modality = rows[rowid]
         visible = tenant == path.tenant and path.owner_of(anchor) == conv_id
         if visible and (modality is None or page_modality == modality.value):
-            hits.append(SearchHit(decode_page(body), score))
-    if len(hits) >= limit or len(top) < wanted:
-        return hits[:limit]
-    return search_checked(conn, path, match, limit, modality)
+            winners.append((rowid, score))
+            if len(winners) == limit:
+                break
+    if len(winners) < limit and len(top) == wanted:
+        return search_checked(conn, path, match, limit, modality)
+    if not winners:
+        return []
+    # Bodies (the bulk of a row, and decoding them the costly part) of the winners only.
+    marks = ",".join("?" * len(winners))
+    bodies = dict(
+        conn.execute(
+            f"SELECT id, body FROM pages WHERE id IN ({marks})", [rowid for rowid, _ in winners]
+        ).fetchall()
+    )
+    return [SearchHit(decode_page(bodies[rowid]), score) for rowid, score in winners]
 
 
 def search_checked(

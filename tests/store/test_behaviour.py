@@ -108,8 +108,14 @@ async def test_conversation_lifecycle_and_versions(store: PageStore) -> None:
 
     updated = await store.update_state(T, "c1", expected_version=1, state={"turn": 3})
     assert (updated.version, updated.length, updated.state) == (2, 2, {"turn": 3})
+    assert await store.get_conversation(T, "c1") == updated
+    kept = await store.append(T, "c1", [make_page(2)], expected_version=2, new_length=3)
+    assert (kept.version, kept.length, kept.state) == (3, 3, {"turn": 3})  # no state: kept
+    assert await store.get_conversation(T, "c1") == kept
     with pytest.raises(VersionConflict):
         await store.update_state(T, "c1", expected_version=1, state={})
+    with pytest.raises(UnknownConversation):
+        await store.update_state(T, "nope", expected_version=0, state={})
     with pytest.raises(UnknownConversation):
         await store.append(T, "nope", [make_page(0)], expected_version=0, new_length=1)
 
@@ -187,6 +193,51 @@ async def test_pages_in_range_orders_and_filters_by_prefix(store: PageStore) -> 
     assert ids == ["msg_0", "msg_1", "claim_0", "msg_2", "msg_3", "seg_0"]
     assert [p.page_id for p in await store.pages_in_range(path, 1, 3)] == ["msg_1", "msg_2"]
     assert await store.pages_in_range(path, 3, 3) == []
+
+
+async def test_ranges_read_again_are_the_same(store: PageStore) -> None:
+    """A range read a second time (a caching store answers from what it read first) is the
+    same: across a fork, on a path cut short, past the stored end, and after growth."""
+    trunk, branch = await _forked(store)
+    cut = Path(T, (PathSpan("c2", 2, 3), PathSpan("c1", 0, 2)))  # the branch up to its msg_2
+    cases = [(branch, 0, 4), (branch, 1, 10), (trunk, 0, 4), (trunk, 2, 3), (cut, 0, 4),
+             (branch, 3, 3), (branch, 5, 9), (cut, 2, 3)]
+
+    async def read() -> list[list[str]]:
+        return [[p.text for p in await store.pages_in_range(path, lo, hi)]
+                for path, lo, hi in cases]
+
+    first = await read()
+    assert await read() == first
+    assert first[1] == ["trunk 1 lisbon", "branch 2 lisbon", "branch 3 lisbon"]
+    assert first[4] == ["trunk 0 lisbon", "trunk 1 lisbon", "branch 2 lisbon"]
+    assert first[5] == first[6] == []
+    await _append(store, "c2", [make_page(4, "branch 4 lisbon", chain_hash="b4")])
+    grown = await store.pages_in_range(branch, 0, 10)
+    assert [p.text for p in grown] == [*first[0], "branch 4 lisbon"]
+    assert [p.text for p in await store.pages_in_range(cut, 0, 10)] == first[4]
+
+
+async def test_reads_issued_together_each_get_their_own_answer(store: PageStore) -> None:
+    trunk, branch = await _forked(store)
+    pages, in_range, hits, missing, found, conv = await asyncio.gather(
+        store.get_pages(branch, ["msg_2", "msg_0"]),
+        store.pages_in_range(trunk, 1, 3),
+        store.search(branch, "branch", limit=5),
+        store.path(T, "missing"),
+        store.lookup_hashes(T, ["b3"]),
+        store.get_conversation(T, "c2"),
+        return_exceptions=True,
+    )
+    assert isinstance(pages, dict) and [p.text for p in pages.values()] == [
+        "branch 2 lisbon", "trunk 0 lisbon"]
+    assert isinstance(in_range, list) and [p.text for p in in_range] == [
+        "trunk 1 lisbon", "trunk 2 lisbon"]
+    assert isinstance(hits, list) and {h.page.text for h in hits} == {
+        "branch 2 lisbon", "branch 3 lisbon"}
+    assert isinstance(missing, UnknownConversation)
+    assert found == {"b3": ("c2", 3)}
+    assert not isinstance(conv, BaseException) and conv is not None and conv.length == 4
 
 
 # -- tenants ---------------------------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path as FsPath
 
 from proxy.store import open_store
+from proxy.store.base import Path
 from proxy.store.cached import LRU, CachedStore
 from proxy.store.memory import MemoryStore
-from proxy.vm.pages import PageKind
+from proxy.vm.pages import Page, PageKind
 
 from .conftest import make_page
 
@@ -79,3 +81,36 @@ async def test_a_parents_derived_page_does_not_shadow_the_leafs() -> None:
         got = await store.get_pages(child_path, ["claim_0", "msg_0", "msg_2"])
         assert [p.text for p in got.values()] == ["child claim", "message number 0", "edited"]
     assert (await store.get_pages(parent_path, ["msg_2"]))["msg_2"].text == "message number 2"
+
+
+class _Counting(MemoryStore):
+    """A memory store that records the ranges asked of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[tuple[int, int]] = []
+
+    async def pages_in_range(
+        self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
+    ) -> list[Page]:
+        self.ranges.append((lo, hi))
+        return await super().pages_in_range(path, lo, hi, prefixes=prefixes)
+
+
+async def test_message_ranges_are_served_from_cache_up_to_the_first_page_not_held() -> None:
+    inner = _Counting()
+    store = CachedStore(inner, max_pages=100)
+    await store.create_conversation(T, "c")
+    await store.append(T, "c", [make_page(n) for n in range(6)], expected_version=0,
+                       new_length=6)
+    path = await store.path(T, "c")
+    assert len(await store.pages_in_range(path, 0, 6)) == 6
+    assert [p.page_id for p in await store.pages_in_range(path, 2, 5)] == [
+        "msg_2", "msg_3", "msg_4"]
+    assert inner.ranges == [(0, 6)]  # the second read came from the cache
+    await store.append(T, "c", [make_page(6), make_page(7)], expected_version=1, new_length=8)
+    got = await store.pages_in_range(path, 3, 8)
+    assert [p.page_id for p in got] == ["msg_3", "msg_4", "msg_5", "msg_6", "msg_7"]
+    assert inner.ranges == [(0, 6), (6, 8)]  # only what the cache could not answer
+    claims = await store.pages_in_range(path, 0, 8, prefixes=("msg", "claim"))
+    assert len(claims) == 8 and inner.ranges[-1] == (0, 8)  # other pages: always asked

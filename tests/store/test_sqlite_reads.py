@@ -1,0 +1,83 @@
+"""SQLite reads issued together travel to a reader thread together (one hop), and each
+still gets its own answer, error or cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path as FsPath
+from typing import Any
+
+import pytest
+
+from proxy.errors import StoreError
+from proxy.store.base import UnknownConversation
+from proxy.store.sqlite import SQLiteStore
+
+from .conftest import make_page
+
+T = "tenant-a"
+
+
+async def _store(tmp_path: FsPath) -> tuple[SQLiteStore, list[int]]:
+    """A store with conversation "c" of 6 pages, and the sizes of the batches it runs."""
+    store = await SQLiteStore.open(f"sqlite:///{tmp_path}/reads.db")
+    await store.create_conversation(T, "c")
+    await store.append(T, "c", [make_page(n, f"page {n} about trams") for n in range(6)],
+                       expected_version=0, new_length=6)
+    batches: list[int] = []
+    run: Callable[..., None] = store._run_reads
+
+    def counted(loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
+        batches.append(len(batch))
+        run(loop, batch)
+
+    store._run_reads = counted  # type: ignore[method-assign]
+    return store, batches
+
+
+async def test_reads_issued_together_share_one_hop(tmp_path: FsPath) -> None:
+    store, batches = await _store(tmp_path)
+    try:
+        path = await store.path(T, "c")
+        assert batches == [1]
+        pages, in_range, hits, conv = await asyncio.gather(
+            store.get_pages(path, ["msg_1"]),
+            store.pages_in_range(path, 4, 6),
+            store.search(path, "trams", limit=2),
+            store.get_conversation(T, "c"),
+        )
+        assert batches == [1, 4]
+        assert list(pages) == ["msg_1"]
+        assert [p.page_id for p in in_range] == ["msg_4", "msg_5"]
+        assert len(hits) == 2 and conv is not None and conv.length == 6
+        await store.get_conversation(T, "c")
+        await store.get_conversation(T, "c")
+        assert batches == [1, 4, 1, 1]  # one after the other: a hop each
+    finally:
+        await store.close()
+
+
+async def test_a_failing_or_cancelled_read_leaves_the_others_alone(tmp_path: FsPath) -> None:
+    store, batches = await _store(tmp_path)
+    try:
+        path = await store.path(T, "c")
+        doomed = asyncio.ensure_future(store.get_pages(path, ["msg_0"]))
+        missing = asyncio.ensure_future(store.path(T, "missing"))
+        kept = asyncio.ensure_future(store.pages_in_range(path, 0, 2))
+        await asyncio.sleep(0)  # each has issued its read; the batch is not sent yet
+        doomed.cancel()
+        with pytest.raises(UnknownConversation):
+            await missing
+        assert [p.page_id for p in await kept] == ["msg_0", "msg_1"]
+        assert doomed.cancelled()
+        assert batches == [1, 3]
+    finally:
+        await store.close()
+
+
+async def test_a_read_after_close_is_a_store_error(tmp_path: FsPath) -> None:
+    store, _ = await _store(tmp_path)
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.get_conversation(T, "c")
