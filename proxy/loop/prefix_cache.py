@@ -5,20 +5,38 @@ messages costs milliseconds of Python per request. The fingerprint here is Pytho
 `hash` over each message's canonical fields (C speed, process-local, keyed per process
 for strings), combined per prefix; it maps to the chain hash this process already
 computed for that exact prefix. Only the messages after the longest remembered prefix are
-chain-hashed. A hit is a hint, not proof of storage: the caller still looks the chain hash
-up in the store before trusting it.
+chain-hashed.
+
+A hit is a hint, not proof of storage. Each entry names the conversation that held the
+prefix's last message, and the cache keeps the last row (and path) this process saw of
+each recent conversation: when that row still ends with the prefix, the caller may go
+straight to an append naming the row's version, which proves or refutes it; otherwise
+it looks the chain hash up in the store.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from proxy.store.base import Conversation, Path
+
 # How many of the newest prefix lengths are tried: a turn adds one or two messages.
 _PROBES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A remembered prefix: its length, the chain hash of its last message, and the
+    conversation that held that message when it was remembered."""
+
+    count: int
+    chain_hash: str
+    conv_id: str
 
 
 def fingerprint(message: Mapping[str, Any]) -> int:
@@ -49,30 +67,53 @@ def fingerprint(message: Mapping[str, Any]) -> int:
 
 
 class PrefixCache:
-    def __init__(self, capacity: int = 8192) -> None:
+    def __init__(self, capacity: int = 8192, rows: int = 256) -> None:
         self._capacity = capacity
-        self._entries: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, int], tuple[str, str]] = OrderedDict()
+        self._rows_capacity = rows
+        self._rows: OrderedDict[tuple[str, str], tuple[Conversation, Path]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def longest(self, tenant: str, fingerprints: Sequence[int]) -> tuple[int, str] | None:
-        """(k, chain hash of message k-1) for the longest remembered prefix among the
-        newest few lengths, or None."""
+    def longest(self, tenant: str, fingerprints: Sequence[int]) -> Remembered | None:
+        """The longest remembered prefix among the newest few lengths, or None."""
         n = len(fingerprints)
         for k in range(n, max(0, n - _PROBES), -1):
             key = (tenant, k, hash(tuple(fingerprints[:k])))
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
-                return k, found
+                return Remembered(k, *found)
         return None
 
-    def remember(self, tenant: str, fingerprints: Sequence[int], chain_hash: str) -> None:
+    def remember(
+        self,
+        tenant: str,
+        fingerprints: Sequence[int],
+        chain_hash: str,
+        conv: Conversation,
+        path: Path,
+    ) -> None:
+        """`fingerprints` end with the message of `chain_hash`, last on `conv` (the row as
+        the store returned it, with its whole path)."""
         if not fingerprints:
             return
         key = (tenant, len(fingerprints), hash(tuple(fingerprints)))
-        self._entries[key] = chain_hash
+        self._entries[key] = (chain_hash, conv.conv_id)
         self._entries.move_to_end(key)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
+        self.saw(conv, path)
+
+    def saw(self, conv: Conversation, path: Path) -> None:
+        """Keep `conv` as the latest row seen of its conversation."""
+        key = (conv.tenant, conv.conv_id)
+        self._rows[key] = (conv, path)
+        self._rows.move_to_end(key)
+        while len(self._rows) > self._rows_capacity:
+            self._rows.popitem(last=False)
+
+    def row(self, tenant: str, conv_id: str) -> tuple[Conversation, Path] | None:
+        """The latest row seen of the conversation, and its path: possibly stale."""
+        return self._rows.get((tenant, conv_id))

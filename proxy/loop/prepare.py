@@ -3,6 +3,7 @@ needed, and if so gather the candidates and pack the upstream body."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from proxy.loop.ingest import Ingester
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.session import Conversations, Placement
 from proxy.loop.turn import Turn
-from proxy.store.base import PageStore
+from proxy.store.base import PageStore, Path, SearchHit
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.faults import FaultState
 from proxy.vm.frame import Frame
@@ -130,11 +131,15 @@ async def _pack_turn(
     if frame is not None and not counters.preamble <= frame.start <= plan.pinned_from:
         frame = None
     start = plan.pinned_from if frame is None else frame.start
-    system = await store.pages_in_range(path, 0, counters.preamble)
-    tail = await store.pages_in_range(path, start, end)
-    hits = await store.search(path, plan.query, limit=plan.search_limit) if plan.query else []
     frame_ids = frame.page_ids() if frame is not None else []
-    loaded = await store.get_pages(path, [*plan.page_ids(), *frame_ids])
+    # Independent reads, issued together: one round trip where the store can batch them
+    # (SQLite), concurrent queries where it cannot.
+    system, tail, hits, loaded = await asyncio.gather(
+        store.pages_in_range(path, 0, counters.preamble),
+        store.pages_in_range(path, start, end),
+        _search(store, path, plan.query, plan.search_limit),
+        store.get_pages(path, [*plan.page_ids(), *frame_ids]),
+    )
     frame_pages = {pid: loaded[pid] for pid in frame_ids if pid in loaded}
     system_ids = [p.page_id for p in system]
     candidates = gather_candidates(
@@ -253,6 +258,10 @@ def _pack(
         frame=frozen.frame,
         frame_pages=frozen.pages,
     )
+
+
+async def _search(store: PageStore, path: Path, query: str, limit: int) -> list[SearchHit]:
+    return await store.search(path, query, limit=limit) if query else []
 
 
 def _message(page: Page) -> dict[str, Any]:

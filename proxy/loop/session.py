@@ -13,10 +13,20 @@ New messages land on the conversation that owns the last known message when they
 its tip, or on a fork of it when they diverge (an edit or a regenerate). Fork ids are
 derived from what they fork and their first message, so two identical requests racing
 each other converge on one fork instead of making two.
+
+Round trips. A conversation row read before its lock is used as it is when it shows the
+conversation ending where the new messages go: the append names its version, so a row
+that went stale meanwhile costs a VersionConflict and a fresh read, never a lost or
+doubled page. Every other decision (forking, finding messages stored meanwhile) is taken
+on a row read under the lock. Such rows: the one a placement ends on (when its answer is
+stored), the one read with a request's first lookup, and the last one this process saw
+(prefix_cache), which spares a resent history any read before its append when it ends
+with the remembered prefix.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +39,7 @@ from proxy.store.base import (
     PageStore,
     Path,
     PathSpan,
+    UnknownConversation,
     VersionConflict,
 )
 from proxy.vm.identity import chain_hashes
@@ -79,6 +90,16 @@ class Placement:
     appended: bool
     # Of the whole resent history (empty in append mode): see prefix_cache.
     fingerprints: list[int] = field(default_factory=list)
+    # The leaf's whole path (not cut), for storing what follows the request.
+    leaf_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """A conversation row and its path read ahead of the conversation lock (see above)."""
+
+    conv: Conversation
+    path: Path
 
 
 class Conversations:
@@ -99,18 +120,19 @@ class Conversations:
     ) -> Placement:
         """Align the request with the store, store what is new, bind the session name."""
         stored: Conversation | None = None
+        bound: str | None = None
         if session is not None:
             # A name the client chose, or the conversation id the proxy sent back in an
             # earlier X-VM-Session header.
-            conv_id = await self._store.resolve_session(tenant, session) or session
-            stored = await self._store.get_conversation(tenant, conv_id)
+            bound = await self._store.resolve_session(tenant, session)
+            stored = await self._store.get_conversation(tenant, bound or session)
         if stored is not None and stored.length > 0:
             if not await self._starts_with_stored(tenant, stored, messages):
                 placement = await self._append(tenant, stored, messages)
-                await self._bind(tenant, session, placement.leaf.conv_id)
+                await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
         placement = await self._resend(tenant, messages)
-        await self._bind(tenant, session, placement.leaf.conv_id)
+        await self._bind(tenant, session, placement.leaf.conv_id, bound)
         return placement
 
     async def extend(
@@ -126,6 +148,9 @@ class Conversations:
         `state_patch` merged into the conversation state in the same write."""
         hashes = chain_hashes(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
+        known = None
+        if placement.leaf_path is not None:
+            known = _Known(placement.leaf, placement.leaf_path)
         leaf, new_count, path = await self._store_after(
             tenant,
             placement.leaf.conv_id,
@@ -134,21 +159,24 @@ class Conversations:
             hashes,
             state_patch=state_patch,
             mutations=mutations,
+            known=known,
         )
         length = placement.length + len(messages)
+        cut, full = await self._paths(tenant, leaf.conv_id, placement.offset + length, path)
         fingerprints = placement.fingerprints
         if fingerprints:
             fingerprints = [*fingerprints, *map(fingerprint, messages)]
-            self._prefixes.remember(tenant, fingerprints, hashes[-1])
+            self._prefixes.remember(tenant, fingerprints, hashes[-1], leaf, full)
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, placement.offset + length, path),
+            path=cut,
             offset=placement.offset,
             length=length,
             last_hash=hashes[-1] if hashes else placement.last_hash,
             new_count=new_count,
             appended=placement.appended,
             fingerprints=fingerprints,
+            leaf_path=full,
         )
 
     async def _starts_with_stored(
@@ -170,14 +198,39 @@ class Conversations:
         path = await self._store.path(tenant, stored.conv_id)
         return path.owner_of(hit[1]) == hit[0]
 
-    async def _resend(self, tenant: str, messages: Sequence[dict[str, Any]]) -> Placement:
+    async def _resend(
+        self, tenant: str, messages: Sequence[dict[str, Any]], *, remembered_rows: bool = True
+    ) -> Placement:
         fingerprints = [fingerprint(m) for m in messages]
         start, owner, prev = 0, None, None
+        hint = None
         remembered = self._prefixes.longest(tenant, fingerprints)
-        if remembered is not None:
-            hit = (await self._store.lookup_hashes(tenant, [remembered[1]])).get(remembered[1])
-            if hit is not None and hit[1] == remembered[0] - 1:
-                start, owner, prev = remembered[0], hit[0], remembered[1]
+        seen = None
+        if remembered is not None and remembered_rows:
+            seen = self._prefixes.row(tenant, remembered.conv_id)
+        if (
+            remembered is not None
+            and seen is not None
+            and seen[0].length == remembered.count
+            and seen[0].state.get("hash") == remembered.chain_hash
+        ):
+            # The last row seen ends with the prefix: the append will tell if it still does.
+            start, owner, prev = remembered.count, remembered.conv_id, remembered.chain_hash
+            hint = _Known(*seen)
+        elif remembered is not None:
+            count, last = remembered.count, remembered.chain_hash
+            # The lookup and the rows of the conversation that owned the prefix then, in
+            # one round: the row is a hint (see the module docstring), the lookup the fact.
+            found, conv, path = await asyncio.gather(
+                self._store.lookup_hashes(tenant, [last]),
+                self._store.get_conversation(tenant, remembered.conv_id),
+                self._path_or_none(tenant, remembered.conv_id),
+            )
+            hit = found.get(last)
+            if hit is not None and hit[1] == count - 1:
+                start, owner, prev = count, hit[0], last
+                if conv is not None and path is not None:
+                    hint = _Known(conv, path)
         hashes = chain_hashes(tenant, messages[start:], prev=prev)
         if start:
             # The remembered prefix is stored; whether the few messages after it are too is
@@ -191,20 +244,28 @@ class Conversations:
             owner = conv_id
         assert owner is not None
         new = known - start
-        leaf, new_count, path = await self._store_after(
-            tenant, owner, known - 1, messages[known:], hashes[new:]
-        )
+        try:
+            leaf, new_count, path = await self._store_after(
+                tenant, owner, known - 1, messages[known:], hashes[new:], known=hint
+            )
+        except UnknownConversation:
+            if hint is None or not remembered_rows:
+                raise
+            # The remembered conversation is gone (deleted by gc since): start over.
+            return await self._resend(tenant, messages, remembered_rows=False)
         last_hash = hashes[-1] if hashes else str(prev or "")
-        self._prefixes.remember(tenant, fingerprints, last_hash)
+        cut, full = await self._paths(tenant, leaf.conv_id, len(messages), path)
+        self._prefixes.remember(tenant, fingerprints, last_hash, leaf, full)
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, len(messages), path),
+            path=cut,
             offset=0,
             length=len(messages),
             last_hash=last_hash,
             new_count=new_count,
             appended=False,
             fingerprints=fingerprints,
+            leaf_path=full,
         )
 
     async def _append(
@@ -228,17 +289,19 @@ class Conversations:
             new, offset = new[1:], offset - 1
         hashes = chain_hashes(tenant, new, prev=prev)
         leaf, new_count, leaf_path = await self._store_after(
-            tenant, stored.conv_id, stored.length - 1, new, hashes
+            tenant, stored.conv_id, stored.length - 1, new, hashes, known=_Known(stored, path)
         )
         end = stored.length + len(new)
+        cut, full = await self._paths(tenant, leaf.conv_id, end, leaf_path or path)
         return Placement(
             leaf=leaf,
-            path=await self._cut_path(tenant, leaf.conv_id, end, leaf_path or path),
+            path=cut,
             offset=offset,
             length=end - offset,
             last_hash=hashes[-1] if hashes else prev,
             new_count=new_count,
             appended=True,
+            leaf_path=full,
         )
 
     async def _is_retry(
@@ -298,17 +361,30 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        known: _Known | None = None,
     ) -> tuple[Conversation, int, Path | None]:
         """Store `messages` right after position `anchor` of `owner`'s path.
 
         Returns the conversation they now end on, how many were new, and that
         conversation's path when it was read on the way. Runs under the
         conversation lock, rechecking what is known there, because another request of the
-        same conversation may have stored some of them meanwhile.
+        same conversation may have stored some of them meanwhile. `known`, a row read
+        before the lock, spares reading it again when it shows `owner` ending at `anchor`
+        (see the module docstring); it serves the first attempt only.
         """
         for _ in range(_MAX_RETRIES):
             async with self._store.lock(tenant, owner):
-                conv = await self._require(tenant, owner)
+                known_path = None
+                if (
+                    known is not None
+                    and messages
+                    and known.conv.conv_id == owner
+                    and known.conv.length == anchor + 1
+                ):
+                    conv, known_path = known.conv, known.path
+                else:
+                    conv = await self._require(tenant, owner)
+                known = None
                 # Only when the conversation has grown past `anchor` may another request have
                 # stored some of these messages already (on it, or on a fork of it).
                 if messages and conv.length != anchor + 1:
@@ -327,7 +403,10 @@ class Conversations:
                 target = conv
                 if conv.length != anchor + 1:
                     target = await self._fork(tenant, conv, anchor, hashes[0])
-                path = await self._store.path(tenant, target.conv_id)
+                if known_path is not None and known_path.leaf == target.conv_id:
+                    path = known_path
+                else:
+                    path = await self._store.path(tenant, target.conv_id)
                 before = await self._state_at(self._store, tenant, path, anchor, target)
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
@@ -360,12 +439,13 @@ class Conversations:
     async def _require(self, tenant: str, conv_id: str) -> Conversation:
         conv = await self._store.get_conversation(tenant, conv_id)
         if conv is None:
-            raise LookupError(f"conversation {conv_id} vanished while storing a turn")
+            raise UnknownConversation(f"conversation {conv_id} vanished while storing a turn")
         return conv
 
-    async def _cut_path(
+    async def _paths(
         self, tenant: str, conv_id: str, end: int, path: Path | None = None
-    ) -> Path:
+    ) -> tuple[Path, Path]:
+        """`conv_id`'s path cut at `end`, and whole (`path`, when it is that path)."""
         if path is None or path.leaf != conv_id:
             path = await self._store.path(tenant, conv_id)
         spans = tuple(
@@ -373,8 +453,17 @@ class Conversations:
             for span in path.spans
             if span.lo < end
         )
-        return Path(tenant=path.tenant, spans=spans)
+        return Path(tenant=path.tenant, spans=spans), path
 
-    async def _bind(self, tenant: str, session: str | None, conv_id: str) -> None:
-        if session is not None:
+    async def _path_or_none(self, tenant: str, conv_id: str) -> Path | None:
+        try:
+            return await self._store.path(tenant, conv_id)
+        except UnknownConversation:
+            return None
+
+    async def _bind(
+        self, tenant: str, session: str | None, conv_id: str, bound: str | None
+    ) -> None:
+        """Point the session name at `conv_id` (a write, skipped when it already does)."""
+        if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
