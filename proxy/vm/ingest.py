@@ -34,6 +34,9 @@ RECENT_CLAIMS = 32
 CLAIM_KEYS = 256
 USER_POSITIONS = 16
 OPEN_CALLS = 64
+# A hint that is a claim keeps the whole sentence up to this many words (the claim pages
+# themselves use the same length).
+CLAIM_HINT_WORDS = 14
 _WORDS = re.compile(r"\w+")
 
 
@@ -184,7 +187,7 @@ def _message_pages(
     importance = {"system": 1.0, "developer": 1.0, "user": 0.6, "assistant": 0.5}.get(role, 0.4)
     if claims:
         importance = min(1.0, importance + 0.2)
-    hint = _hint(role, text, calls, function)
+    hint = _hint(role, text, calls, function, claims)
     extra: dict[str, Any] = {"enc": counter.name, "msg_tokens": msg_tokens}
     if function:
         extra["function"] = function
@@ -224,7 +227,7 @@ def _message_pages(
                 turn,
                 role,
                 sentence,
-                make_hint(sentence, max_words=14),
+                make_hint(sentence, max_words=CLAIM_HINT_WORDS),
                 counter,
                 importance=0.9,
                 covers=(page_id,),
@@ -330,12 +333,16 @@ def _classify(
     return PageKind.TRANSCRIPT, modality
 
 
-def _hint(role: str, text: str, calls: list[Any], function: str) -> str:
+def _hint(role: str, text: str, calls: list[Any], function: str, claims: list[str]) -> str:
     if calls:
         names = [str(c.get("function", {}).get("name") or "?") for c in calls]
         return "called " + ", ".join(names)
     if role == "tool":
         return f"{function or 'tool'} result: {make_hint(text, max_words=8)}"
+    if claims:
+        # What the message states, whole: a hint cut before "is now <value>" sends the
+        # model to the wrong page.
+        return make_hint(claims[0], max_words=CLAIM_HINT_WORDS)
     return make_hint(text)
 
 
