@@ -3,17 +3,30 @@
     python benchmarks/store.py                       # 10k pages over 1k conversations
     python benchmarks/store.py --pages 1000000       # the 1M-page corpus (minutes)
     python benchmarks/store.py --postgres postgresql://postgres@127.0.0.1:5432/test
+    python benchmarks/store.py --json benchmarks/results/store.json
 
 Three measurements per backend (memory, sqlite, postgres when reachable; "+cache" is the
-same backend behind CachedStore):
+same backend behind CachedStore, as the app runs it by default):
 1. corpus: `--pages` pages over `--convs` conversations, appended `--batch` pages per
-   `append` (a turn appends 2), as pages/s; the baseline is raw sqlite3 inserting the same
-   bodies in transactions of the same size, measured in the same run.
+   `append`, as pages/s; the baseline is raw sqlite3 inserting the same bodies in
+   transactions of the same size, measured in the same run.
 2. search: p50/p99 of `search(limit 5)` on a random conversation's path of that corpus,
    2-3 query words drawn from the corpus's own Zipf-distributed vocabulary.
-3. turn: one conversation of `--turn-pages` pages; per turn lookup_hashes (last 3 hashes),
-   get_conversation, path, search (limit 5), get_pages (5 ids), pages_in_range (last 3
-   turns), append (2 pages). p50/p99 of the sum; the baseline is the memory store.
+3. turn: one conversation of `--turn-pages` pages, and per turn the store calls the fault
+   loop makes for one VM-active request that resends its history (proxy/loop), no faults:
+   - place: `append` of the user's message with the conversation state (~5 KB: page
+     table, frame, counters). The row it names the version of is the one the previous
+     turn's append returned (the loop remembers it), so no read comes first;
+   - prepare: four reads issued together (`asyncio.gather`): the system prompt's range,
+     the window of turns since the frame's start (20 to 80 messages, as it grows between
+     compactions), `search(limit 12)` for the user's message, `get_pages` of 40 ids (the
+     12 messages before the window and 28 pages of the frozen frame);
+   - finish: `append` of the answer with the state and the turn's 48 mutation records.
+   p50/p99 of the sum; the baseline is the memory store. The breakdown gives each call's
+   median ("prepare reads" is the gather; its calls overlap), and "place cold": what
+   placing costs instead when no row is remembered (after a restart, or on a replica
+   that did not serve the previous turn): `lookup_hashes`, `get_conversation` and `path`
+   together, before the append.
 The machine is shared and small: treat the figures as indications, compare the ratios.
 """
 
@@ -22,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import random
 import sqlite3
@@ -37,7 +51,7 @@ from typing import TypeVar
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
 from proxy.store import open_store  # noqa: E402
-from proxy.store.base import PageStore  # noqa: E402
+from proxy.store.base import Conversation, Mutation, PageStore, Path  # noqa: E402
 from proxy.store.codec import encode_page  # noqa: E402
 from proxy.store.postgres import PostgresStore  # noqa: E402
 from proxy.vm.pages import Modality, Page, PageKind  # noqa: E402
@@ -163,46 +177,105 @@ async def search_latency(
     return quantiles(samples)
 
 
+SEARCH_LIMIT = 12  # proxy.vm.prefetch.SEARCH_HITS
+MUTATIONS_PER_TURN = 48  # what a VM turn of benchmarks/vm_turn.py logs when it finishes
+
+
+def turn_state(turn: int) -> dict[str, object]:
+    """A conversation state of the size a VM turn writes (about 5 KB)."""
+    table = [[f"msg_{n}", n % 4, turn - n % 7, n % 3, 0] for n in range(210)]
+    return {
+        "hash": f"{turn:064x}",
+        "tokens": 64_000 + turn,
+        "counters": {"messages": 2 * turn, "turns": turn, "user_positions": list(range(8))},
+        "table": {"entries": table},
+        "frame": {"start": 2 * turn - 40, "ids": [f"msg_{n}" for n in range(28)]},
+    }
+
+
+class TurnLoop:
+    """The store calls of one VM turn on one conversation, as the fault loop makes them."""
+
+    def __init__(self, store: PageStore, corpus: Corpus, conv: str, current: Conversation,
+                 timings: dict[str, list[float]] | None = None) -> None:
+        self.store, self.corpus, self.conv, self.current = store, corpus, conv, current
+        self.turn = 0
+        self.timings = timings
+        self.path: Path | None = None  # never changes: the loop remembers it with the row
+        length = current.length
+        self.frame_ids = [f"msg_{corpus.rng.randrange(max(1, length - 200))}"
+                          for _ in range(28)]
+
+    async def op(self, name: str, call: Awaitable[T]) -> T:
+        start = time.perf_counter()
+        result = await call
+        if self.timings is not None:
+            self.timings.setdefault(name, []).append(time.perf_counter() - start)
+        return result
+
+    async def run(self) -> None:
+        store, corpus, conv = self.store, self.corpus, self.conv
+        self.turn += 1
+        length = self.current.length
+        if self.path is None:
+            self.path = await store.path(TENANT, conv)
+        path = self.path
+        self.current = await self.op("append (place)", store.append(
+            TENANT, conv, [corpus.page(length, conv)], expected_version=self.current.version,
+            new_length=length + 1, state=turn_state(self.turn)))
+        length += 1
+        window = length - (20 + 2 * (self.turn % 30))
+        before = [f"msg_{n}" for n in range(window - 12, window)]
+        await self.op("prepare reads", asyncio.gather(
+            self.op("pages_in_range system", store.pages_in_range(path, 0, 1)),
+            self.op("pages_in_range window", store.pages_in_range(path, window, length)),
+            self.op("search", store.search(path, corpus.query(), limit=SEARCH_LIMIT)),
+            self.op("get_pages", store.get_pages(path, [*before, *self.frame_ids])),
+        ))
+        mutations = [Mutation(self.turn, "map", f"msg_{n}", n % 4)
+                     for n in range(MUTATIONS_PER_TURN)]
+        self.current = await self.op("append (finish)", store.append(
+            TENANT, conv, [corpus.page(length, conv)], expected_version=self.current.version,
+            new_length=length + 1, state=turn_state(self.turn), mutations=mutations))
+
+
+async def filled_conversation(
+    store: PageStore, corpus: Corpus, conv: str, pages: int
+) -> Conversation:
+    current = await store.create_conversation(TENANT, conv)
+    for offset in range(0, pages, 500):
+        chunk = [corpus.page(n, conv) for n in range(offset, min(pages, offset + 500))]
+        current = await store.append(TENANT, conv, chunk, expected_version=current.version,
+                                     new_length=offset + len(chunk))
+    return current
+
+
 async def turn_cost(
     store: PageStore, corpus: Corpus, pages: int, turns: int
 ) -> tuple[float, float, dict[str, float]]:
     conv = f"turn-{uuid.uuid4().hex[:8]}"
-    await store.create_conversation(TENANT, conv)
-    version = 0
-    for offset in range(0, pages, 500):
-        chunk = [corpus.page(n, conv) for n in range(offset, min(pages, offset + 500))]
-        version = (await store.append(TENANT, conv, chunk, expected_version=version,
-                                      new_length=offset + len(chunk))).version
+    current = await filled_conversation(store, corpus, conv, pages)
     await settle(store)
-    length = pages
-    totals: list[float] = []
     per_op: dict[str, list[float]] = {}
-
-    async def op(name: str, call: Awaitable[T]) -> T:
-        start = time.perf_counter()
-        result = await call
-        per_op.setdefault(name, []).append(time.perf_counter() - start)
-        return result
-
+    loop = TurnLoop(store, corpus, conv, current, per_op)
+    await loop.run()  # the first turn reads what later turns find cached
+    per_op.clear()
+    totals: list[float] = []
     for _ in range(turns):
-        new = [corpus.page(length, conv), corpus.page(length + 1, conv)]
-        query = corpus.query()
         start = time.perf_counter()
-        hashes = [f"{conv}:{length - 2}", f"{conv}:{length - 1}", f"{conv}:{length}"]
-        await op("lookup_hashes", store.lookup_hashes(TENANT, hashes))
-        current = await op("get_conversation", store.get_conversation(TENANT, conv))
-        assert current is not None
-        path = await op("path", store.path(TENANT, conv))
-        await op("search", store.search(path, query, limit=5))
-        ids = [f"msg_{corpus.rng.randrange(length)}" for _ in range(5)]
-        await op("get_pages", store.get_pages(path, ids))
-        await op("pages_in_range", store.pages_in_range(path, length - 6, length))
-        await op("append", store.append(TENANT, conv, new, expected_version=current.version,
-                                        new_length=length + 2))
-        length += 2
+        await loop.run()
         totals.append(time.perf_counter() - start)
     p50, p99 = quantiles(totals)
     breakdown = {name: statistics.median(s) for name, s in per_op.items()}
+    cold: list[float] = []
+    for _ in range(max(30, turns // 5)):
+        length = loop.current.length
+        await timed(cold, asyncio.gather(
+            store.lookup_hashes(TENANT, [f"{conv}:{length - 1}"]),
+            store.get_conversation(TENANT, conv),
+            store.path(TENANT, conv),
+        ))
+    breakdown["place cold reads"] = statistics.median(cold)
     breakdown["search common"] = (await search_latency(
         store, corpus, [conv], max(30, turns // 5), common=True))[0]
     return p50, p99, breakdown
@@ -221,29 +294,19 @@ async def concurrent_turns(
 ) -> float:
     """Turns per second with `tasks` conversations served at once (one turn per task at a
     time): where reader threads or a connection pool can overlap work."""
-    convs = [f"cc-{uuid.uuid4().hex[:8]}" for _ in range(tasks)]
-    for conv in convs:
-        await store.create_conversation(TENANT, conv)
-        chunk = [corpus.page(n, conv) for n in range(pages)]
-        await store.append(TENANT, conv, chunk, expected_version=0, new_length=pages)
+    loops = []
+    for _ in range(tasks):
+        conv = f"cc-{uuid.uuid4().hex[:8]}"
+        current = await filled_conversation(store, corpus, conv, pages)
+        loops.append(TurnLoop(store, corpus, conv, current))
     await settle(store)
 
-    async def serve(conv: str) -> None:
+    async def serve(loop: TurnLoop) -> None:
         for _ in range(turns):
-            current = await store.get_conversation(TENANT, conv)
-            assert current is not None
-            path = await store.path(TENANT, conv)
-            length = current.length
-            await store.lookup_hashes(TENANT, [f"{conv}:{length - 1}", f"{conv}:{length}"])
-            await store.search(path, corpus.query(), limit=5)
-            await store.get_pages(path, [f"msg_{corpus.rng.randrange(length)}" for _ in "12345"])
-            await store.pages_in_range(path, length - 6, length)
-            new = [corpus.page(length, conv), corpus.page(length + 1, conv)]
-            await store.append(TENANT, conv, new, expected_version=current.version,
-                               new_length=length + 2)
+            await loop.run()
 
     start = time.perf_counter()
-    await asyncio.gather(*(serve(conv) for conv in convs))
+    await asyncio.gather(*(serve(loop) for loop in loops))
     return tasks * turns / (time.perf_counter() - start)
 
 
@@ -262,6 +325,7 @@ async def main() -> None:
     parser.add_argument("--searches", type=int, default=300)
     parser.add_argument("--postgres", default=os.environ.get("VM_TEST_POSTGRES_URL", ""))
     parser.add_argument("--only", default="", help="comma-separated backend names to run")
+    parser.add_argument("--json", type=FsPath, help="write the results here")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="vm-store-bench-")
@@ -290,6 +354,7 @@ async def main() -> None:
           f"{'p99':>8} {'turn p50':>9} {'p99':>8} {'vs memory':>9}")
     memory_turn = None
     breakdowns: dict[str, dict[str, float]] = {}
+    rows: list[dict[str, object]] = []
     for name, url in backends.items():
         try:
             store = await open_backend(name, url)
@@ -316,12 +381,46 @@ async def main() -> None:
         breakdowns[name] = breakdown
         print(f"{name:18} {rate:10,.0f} {rate / raw:6.2f}x {s50 * 1e3:9.2f}ms "
               f"{s99 * 1e3:6.2f}ms {t50 * 1e3:7.2f}ms {t99 * 1e3:6.2f}ms {ratio}")
-    print("\nturn breakdown, median ms per op ('search common': a query with a word that is"
-          " on most pages; '8 convs turns/s': turns per second, 8 conversations at once):")
-    ops = list(next(iter(breakdowns.values()), {}))
-    print(f"{'backend':18} " + " ".join(f"{op[:14]:>14}" for op in ops))
-    for name, breakdown in breakdowns.items():
-        print(f"{name:18} " + " ".join(f"{breakdown[op] * 1e3:14.3f}" for op in ops))
+        rows.append({
+            "backend": name, "write_pages_per_s": round(rate), "write_vs_raw": round(rate / raw, 3),
+            "search_p50_ms": round(s50 * 1e3, 3), "search_p99_ms": round(s99 * 1e3, 3),
+            "turn_p50_ms": round(t50 * 1e3, 3), "turn_p99_ms": round(t99 * 1e3, 3),
+            "turn_vs_memory": round(t50 / memory_turn, 2) if memory_turn else None,
+            "turns_per_s_8_convs": round(breakdown["8 convs turns/s"] * 1e3, 1),
+        })
+    print("\nturn breakdown, median ms per call ('prepare reads': the four reads together;"
+          " 'place cold reads': see the docstring; 'search common': a query with a word on"
+          " most pages; '8 convs turns/s': turns per second, 8 conversations at once):")
+    names = list(breakdowns)
+    ops = list(dict.fromkeys(op for b in breakdowns.values() for op in b))
+    print(f"{'':24} " + " ".join(f"{name[:16]:>16}" for name in names))
+    for op in ops:
+        cells = [breakdowns[name].get(op) for name in names]
+        print(f"{op:24} " + " ".join(
+            f"{cell * 1e3:16.3f}" if cell is not None else f"{'':16}" for cell in cells))
+    if args.json:
+        command = "python benchmarks/store.py " + " ".join(
+            arg for arg in sys.argv[1:])
+        payload = {
+            "benchmark": "store",
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                        "sqlite": sqlite3.sqlite_version},
+            "settings": {"pages": args.pages, "convs": args.convs, "batch": args.batch,
+                         "turn_pages": args.turn_pages, "turns": args.turns,
+                         "searches": args.searches},
+            "raw_sqlite_pages_per_s": round(raw),
+            "rows": rows,
+            "turn_breakdown_ms": {
+                name: {op: round(v * 1e3, 3) for op, v in b.items() if op != "8 convs turns/s"}
+                for name, b in breakdowns.items()
+            },
+            "command": command,
+            "note": "turn: the store calls of one VM-active request as the fault loop makes"
+                    " them (an append placing the user's message, four reads together, an"
+                    " append storing the answer with the state and mutations); see the"
+                    " script's docstring. Noisy 2-core machine shared with other work.",
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

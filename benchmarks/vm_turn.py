@@ -6,7 +6,12 @@ new user message, as chat apps do; the pass-through arm sends the same requests 
 `X-VM-Mode: off`. Added latency = VM p50 - pass-through p50. Also reported: the prompt
 tokens sent upstream against what the full history costs (the X-VM-* headers).
 
+The store is opened as the app opens it: behind the in-process page cache of
+`store.cache_pages` (the default setting unless `--cache-pages` says otherwise; 0: none).
+Each (store, cache) pair runs on a fresh database.
+
     python benchmarks/vm_turn.py [--turns 1000] [--requests 60] [--store memory://]
+    python benchmarks/vm_turn.py --cache-pages 20000,0 --json benchmarks/results/vm_turn.json
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,17 +60,23 @@ def upstream(request: httpx.Request) -> httpx.Response:
                           headers={"content-type": "application/json"})
 
 
-async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[str, Any]:
+async def run(
+    turns: int, requests: int, store_url: str, budget: int, cache_pages: int | None = None
+) -> dict[str, Any]:
+    store_settings: dict[str, Any] = {"url": store_url}
+    if cache_pages is not None:
+        store_settings["cache_pages"] = cache_pages
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2},
-        "store": {"url": store_url},
+        "store": store_settings,
         "upstream": {"base_url": "http://upstream.bench/v1"},
     })
-    store = await open_store(store_url)
+    store = await open_store(store_url, cache_pages=settings.store.cache_pages)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
     history = conversation(turns)
     results: dict[str, Any] = {
-        "turns": turns, "requests": requests, "store": store_url.split(":")[0]
+        "turns": turns, "requests": requests, "store": store_url.split(":")[0],
+        "cache_pages": settings.store.cache_pages,
     }
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -106,27 +119,61 @@ async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[st
     return results
 
 
+def fresh(url: str) -> str:
+    """A new database for each run (the default SQLite store)."""
+    if url == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='vm-turn-')}/bench.db"
+    return url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--budget", type=int, default=8000)
-    parser.add_argument("--store", action="append", help="store URL(s); default memory + sqlite")
+    parser.add_argument("--store", action="append",
+                        help="store URL(s); default memory:// and a fresh SQLite file")
+    parser.add_argument("--cache-pages", default="",
+                        help="comma-separated store.cache_pages values (default: the app's)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
-    stores = args.store or ["memory://"]
-    if not args.store:
-        stores.append(f"sqlite:///{tempfile.mkdtemp()}/bench.db")
-    out = [asyncio.run(run(args.turns, args.requests, url, args.budget)) for url in stores]
+    stores = args.store or ["memory://", "sqlite"]
+    caches = [int(c) for c in args.cache_pages.split(",") if c] or [None]
+    out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache))
+           for url in stores for cache in caches]
+    rows = []
     for r in out:
-        print(f"{r['store']:>7} {r['turns']} turns: pass-through p50"
-              f" {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
+        print(f"{r['store']:>7} cache {r['cache_pages']:>5} {r['turns']} turns: pass-through"
+              f" p50 {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
               f" VM p50 {r['vm']['p50_ms']} ms p99"
               f" {r['vm']['p99_ms']} ms | added p50 {r['added_p50_ms']} ms | prompt tokens"
               f" {r['prompt_tokens_sent']} of {r['prompt_tokens_full']}"
               f" ({100 * r.get('tokens_saved', 0):.1f}% saved)")
+        rows.append({
+            "store": r["store"], "cache_pages": r["cache_pages"], "turns": r["turns"],
+            "requests": r["requests"],
+            "passthrough_p50_ms": r["passthrough"]["p50_ms"],
+            "passthrough_p99_ms": r["passthrough"]["p99_ms"],
+            "vm_p50_ms": r["vm"]["p50_ms"], "vm_p99_ms": r["vm"]["p99_ms"],
+            "added_p50_ms": r["added_p50_ms"],
+            "prompt_tokens_sent": r["prompt_tokens_sent"],
+            "prompt_tokens_full": r["prompt_tokens_full"],
+            "tokens_saved": r.get("tokens_saved"),
+        })
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        payload = {
+            "benchmark": "vm_turn",
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "settings": {"turns": args.turns, "requests": args.requests,
+                         "budget": args.budget},
+            "rows": rows,
+            "command": "python benchmarks/vm_turn.py " + " ".join(sys.argv[1:]),
+            "note": "in-process ASGI app, upstream answering at once; added_p50_ms = VM p50"
+                    " - pass-through p50 of the same run; cache_pages: the page cache in"
+                    " front of the store (the app's default is 20000). Noisy 2-core machine"
+                    " shared with other work.",
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
