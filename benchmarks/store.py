@@ -326,6 +326,8 @@ async def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("VM_TEST_POSTGRES_URL", ""))
     parser.add_argument("--only", default="", help="comma-separated backend names to run")
     parser.add_argument("--json", type=FsPath, help="write the results here")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run's rows to those already in --json")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="vm-store-bench-")
@@ -382,7 +384,8 @@ async def main() -> None:
         print(f"{name:18} {rate:10,.0f} {rate / raw:6.2f}x {s50 * 1e3:9.2f}ms "
               f"{s99 * 1e3:6.2f}ms {t50 * 1e3:7.2f}ms {t99 * 1e3:6.2f}ms {ratio}")
         rows.append({
-            "backend": name, "write_pages_per_s": round(rate), "write_vs_raw": round(rate / raw, 3),
+            "corpus_pages": args.pages, "turn_pages": args.turn_pages, "backend": name,
+            "write_pages_per_s": round(rate), "write_vs_raw": round(rate / raw, 3),
             "search_p50_ms": round(s50 * 1e3, 3), "search_p99_ms": round(s99 * 1e3, 3),
             "turn_p50_ms": round(t50 * 1e3, 3), "turn_p99_ms": round(t99 * 1e3, 3),
             "turn_vs_memory": round(t50 / memory_turn, 2) if memory_turn else None,
@@ -399,28 +402,43 @@ async def main() -> None:
         print(f"{op:24} " + " ".join(
             f"{cell * 1e3:16.3f}" if cell is not None else f"{'':16}" for cell in cells))
     if args.json:
-        command = "python benchmarks/store.py " + " ".join(
-            arg for arg in sys.argv[1:])
-        payload = {
-            "benchmark": "store",
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                        "sqlite": sqlite3.sqlite_version},
-            "settings": {"pages": args.pages, "convs": args.convs, "batch": args.batch,
-                         "turn_pages": args.turn_pages, "turns": args.turns,
-                         "searches": args.searches},
-            "raw_sqlite_pages_per_s": round(raw),
-            "rows": rows,
-            "turn_breakdown_ms": {
-                name: {op: round(v * 1e3, 3) for op, v in b.items() if op != "8 convs turns/s"}
-                for name, b in breakdowns.items()
-            },
-            "command": command,
-            "note": "turn: the store calls of one VM-active request as the fault loop makes"
-                    " them (an append placing the user's message, four reads together, an"
-                    " append storing the answer with the state and mutations); see the"
-                    " script's docstring. Noisy 2-core machine shared with other work.",
-        }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        write_json(args.json, args, raw, rows, breakdowns)
+
+
+def write_json(
+    target: FsPath, args: argparse.Namespace, raw: float, rows: list[dict[str, object]],
+    breakdowns: dict[str, dict[str, float]],
+) -> None:
+    """The results page's format (`rows` is its table); `--append` keeps earlier runs."""
+    run = {
+        "command": "python benchmarks/store.py " + " ".join(sys.argv[1:]),
+        "settings": {"pages": args.pages, "convs": args.convs, "batch": args.batch,
+                     "turn_pages": args.turn_pages, "turns": args.turns,
+                     "searches": args.searches},
+        "raw_sqlite_pages_per_s": round(raw),
+        "turn_breakdown_ms": {
+            name: {op: round(v * 1e3, 3) for op, v in b.items() if op != "8 convs turns/s"}
+            for name, b in breakdowns.items()
+        },
+    }
+    runs = [run]
+    if args.append and target.exists():
+        earlier = json.loads(target.read_text())
+        runs = [*earlier.get("runs", []), run]
+        rows = [*earlier.get("rows", []), *rows]
+    payload = {
+        "benchmark": "store",
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "sqlite": sqlite3.sqlite_version},
+        "rows": rows,
+        "runs": runs,
+        "command": " ; ".join(str(r["command"]) for r in runs),
+        "note": "turn: the store calls of one VM-active request as the fault loop makes"
+                " them (an append placing the user's message, four reads together, an"
+                " append storing the answer with the state and mutations); see the"
+                " script's docstring. Noisy 2-core machine shared with other work.",
+    }
+    target.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
