@@ -354,10 +354,8 @@ class SQLiteStore:
         known here, so it is returned without reading it back."""
         now = self._clock()
         conn.executemany(
-            "INSERT INTO mutations (tenant, conv_id, turn, event, page_id, level, detail, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(tenant, conv_id, m.turn, m.event, m.page_id, m.level, m.detail, m.at or now)
-             for m in mutations],
+            "INSERT INTO mutation_log (tenant, conv_id, turn, events) VALUES (?, ?, ?, ?)",
+            q.log_rows(tenant, conv_id, mutations, now),
         )
         if state is None:
             ((state,),) = conn.execute(

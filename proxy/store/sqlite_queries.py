@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+
+import orjson
 
 from proxy.store.base import Conversation, Mutation, Path, SearchHit
 from proxy.store.codec import decode_page, decode_state
@@ -205,18 +208,30 @@ def search_checked(
     return [SearchHit(decode_page(body), score) for body, score in rows]
 
 
+def log_rows(
+    tenant: str, conv_id: str, mutations: Sequence[Mutation], now: float
+) -> list[tuple[str, str, int, bytes]]:
+    """The mutation_log rows of one append: a row per run of records of the same turn."""
+    return [
+        (tenant, conv_id, turn, orjson.dumps(
+            [[m.event, m.page_id, m.level, m.detail, m.at or now] for m in records]))
+        for turn, records in itertools.groupby(mutations, key=lambda m: m.turn)
+    ]
+
+
 def mutations(
     conn: sqlite3.Connection, tenant: str, conv_id: str, turn: int | None
 ) -> list[Mutation]:
-    sql = (
-        "SELECT turn, event, page_id, level, detail, at FROM mutations"
-        " WHERE tenant = ? AND conv_id = ?"
-    )
+    sql = "SELECT turn, events FROM mutation_log WHERE tenant = ? AND conv_id = ?"
     args: tuple[Any, ...] = (tenant, conv_id)
     if turn is not None:
         sql += " AND turn = ?"
         args += (turn,)
-    return [Mutation(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
+    return [
+        Mutation(turn, event, page_id, level, detail, float(at))
+        for turn, events in conn.execute(sql + " ORDER BY seq", args)
+        for event, page_id, level, detail, at in orjson.loads(events)
+    ]
 
 
 def resolve_session(conn: sqlite3.Connection, tenant: str, name: str) -> str | None:
@@ -252,6 +267,6 @@ def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> i
                 " (SELECT id FROM pages WHERE tenant = ? AND conv_id = ?)",
                 key,
             )
-            for table in ("pages", "hashes", "mutations", "sessions", "conversations"):
+            for table in ("pages", "hashes", "mutation_log", "sessions", "conversations"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND conv_id = ?", key)
     return len(doomed)
