@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "VM_PROXY_"
 
@@ -76,6 +83,22 @@ class VMSettings(_Section):
     show_citations: bool = False
     fail_open: bool = True
     keepalive_s: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _activate_within_budget(cls, data: Any) -> Any:
+        """A request over the budget is never forwarded whole: `activate_above` is capped
+        at `context_budget` (setting only the budget lower than the default threshold must
+        not leave requests between the two forwarded over it)."""
+        if not isinstance(data, Mapping):
+            return data
+        fields = cls.model_fields
+        try:
+            budget = int(data.get("context_budget", fields["context_budget"].default))
+            above = int(data.get("activate_above", fields["activate_above"].default))
+        except (TypeError, ValueError):
+            return data  # the field validators name the bad value
+        return {**data, "activate_above": budget} if above > budget else data
 
 
 class Settings(_Section):

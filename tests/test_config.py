@@ -131,3 +131,12 @@ def test_a_missing_config_file_names_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(SettingsError, match="nope.toml"):
         load_settings(missing, environ={})
+
+
+def test_activate_above_is_capped_at_the_budget() -> None:
+    lowered = load_settings(environ={}, overrides={"vm": {"context_budget": 4000}})
+    assert lowered.vm.activate_above == 4000
+    env = {"VM_PROXY_VM__CONTEXT_BUDGET": "3000", "VM_PROXY_VM__ACTIVATE_ABOVE": "5000"}
+    assert load_settings(environ=env).vm.activate_above == 3000
+    kept = load_settings(environ={}, overrides={"vm": {"context_budget": 9000}})
+    assert kept.vm.activate_above == 6000
