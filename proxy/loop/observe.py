@@ -1,9 +1,14 @@
 """A pass-through that still builds memory: the reply is relayed untouched while a copy is
 assembled, and stored as a page once complete (a client that sends only new messages under
-`X-VM-Session` never resends it, so the proxy must keep it)."""
+`X-VM-Session` never resends it, so the proxy must keep it).
+
+The client gets the upstream's bytes as they came, compressed or not; the copy is decoded
+here (gzip and deflate, what HTTP clients ask for by default). A reply in an encoding the
+standard library cannot decode is relayed without being stored, and logged."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,45 +25,62 @@ OnAnswer = Callable[[AssembledMessage], Awaitable[None]]
 
 def observe(response: Response, on_answer: OnAnswer) -> Response:
     """Call `on_answer` with the assembled reply of a relayed 2xx chat completion."""
-    if response.status_code >= 300 or _encoded(response):
+    if response.status_code >= 300:
+        return response
+    encoding = _content_encoding(response)
+    if encoding not in _WBITS:
+        log.warning(
+            "relayed answer not stored: content-encoding %r cannot be decoded", encoding
+        )
         return response
     if isinstance(response, RelayedStream):
-        response.body_iterator = _tee(response.body_iterator, on_answer)
+        response.body_iterator = _tee(response.body_iterator, on_answer, _Decoder(encoding))
         return response
     if isinstance(response, RelayedResponse):
-        return _ObservedResponse(response, on_answer)
+        return _ObservedResponse(response, on_answer, _Decoder(encoding))
     return response
 
 
 class _ObservedResponse(Response):
     """Sends the relayed body first, then stores the answer, so the client never waits on it."""
 
-    def __init__(self, inner: RelayedResponse, on_answer: OnAnswer) -> None:
+    def __init__(self, inner: RelayedResponse, on_answer: OnAnswer, decoder: _Decoder) -> None:
         self.status_code = inner.status_code
         self.body = inner.body
         self.raw_headers = inner.raw_headers
         self.background = None
         self._on_answer = on_answer
+        self._decoder = decoder
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await super().__call__(scope, receive, send)
         try:
-            parsed = orjson.loads(self.body)
-        except orjson.JSONDecodeError:
+            parsed = orjson.loads(self._decoder.feed(bytes(self.body)) + self._decoder.flush())
+        except (orjson.JSONDecodeError, zlib.error):
             return
         if isinstance(parsed, dict):
             await _deliver(assemble_response(parsed), self._on_answer)
 
 
-async def _tee(chunks: AsyncIterable[Any], on_answer: OnAnswer) -> AsyncIterator[Any]:
+async def _tee(
+    chunks: AsyncIterable[Any], on_answer: OnAnswer, content: _Decoder
+) -> AsyncIterator[Any]:
     decoder = SSEDecoder()
     accumulator = ChunkAccumulator()
+    broken = False
     async for chunk in chunks:
         yield chunk
-        if isinstance(chunk, bytes):
-            for event in decoder.feed(chunk):
+        if isinstance(chunk, bytes) and not broken:
+            try:
+                data = content.feed(chunk)
+            except zlib.error:
+                broken = True  # the client still gets every byte; only the copy is lost
+                log.warning("relayed stream not stored: its compressed body is corrupt")
+                continue
+            for event in decoder.feed(data):
                 accumulator.feed_event(event)
-    await _deliver(accumulator.result(), on_answer)
+    if not broken:
+        await _deliver(accumulator.result(), on_answer)
 
 
 async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:
@@ -70,5 +92,39 @@ async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:
         log.exception("storing a relayed answer failed")
 
 
-def _encoded(response: Response) -> bool:
-    return any(name == b"content-encoding" for name, _ in response.raw_headers)
+# zlib's window bits per content-encoding ("" is none at all).
+_WBITS = {"": 0, "identity": 0, "gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
+          "deflate": zlib.MAX_WBITS}
+
+
+def _content_encoding(response: Response) -> str:
+    for name, value in response.raw_headers:
+        if name == b"content-encoding":
+            return value.decode("latin-1").strip().lower()
+    return ""
+
+
+class _Decoder:
+    """Incremental decoding of one body. "deflate" is meant to be zlib-wrapped, but some
+    servers send it raw: the first chunk decides, as browsers and httpx do."""
+
+    def __init__(self, encoding: str) -> None:
+        self._wbits = _WBITS[encoding]
+        self._zlib = zlib.decompressobj(self._wbits) if self._wbits else None
+        self._started = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._zlib is None:
+            return chunk
+        if self._started or self._wbits != zlib.MAX_WBITS:
+            self._started = True
+            return self._zlib.decompress(chunk)
+        self._started = True
+        try:
+            return self._zlib.decompress(chunk)
+        except zlib.error:
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            return self._zlib.decompress(chunk)
+
+    def flush(self) -> bytes:
+        return self._zlib.flush() if self._zlib is not None else b""
