@@ -14,11 +14,6 @@ per conversation). Across processes sharing the file, `append` runs as BEGIN IMM
 processes appending on the same version one commits and the other gets VersionConflict
 and retries from fresh state: nothing is lost or duplicated, and no cross-process lock
 is needed. Durability: see proxy.store.sqlite_schema.
-
-Checkpoints. A commit only appends to the WAL; copying the WAL back into the database file
-(with its fsyncs) is left to a thread of its own, every `CHECKPOINT_EVERY` writes, as a
-PASSIVE checkpoint, which waits for no reader or writer, so no request pays for one.
-SQLite's own checkpoint at commit stays as a backstop, at a WAL far larger than usual.
 """
 
 from __future__ import annotations
@@ -36,7 +31,6 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from proxy.errors import StoreError
-from proxy.logs import log
 from proxy.store import sqlite_queries as q
 from proxy.store.base import (
     Conversation,
@@ -61,10 +55,6 @@ from proxy.vm.pages import Modality, Page
 
 Clock = Callable[[], float]
 R = TypeVar("R")
-
-# Writes between two background checkpoints: a turn's append adds some 30 WAL pages, so
-# about SQLite's usual 1000-page mark.
-CHECKPOINT_EVERY = 32
 
 
 class _Read(Generic[R]):
@@ -147,8 +137,6 @@ class SQLiteStore:
         )
         self._locks = KeyedLocks()
         self._pending: list[_Read[Any]] = []
-        self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="vm-sqlite-checkpoint")
-        self._writes = 0  # since the last checkpoint; writer thread only
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -169,27 +157,13 @@ class SQLiteStore:
     async def close(self) -> None:
         self._readers.shutdown(wait=True)
         self._writer.shutdown(wait=True)
-        self._checkpointer.shutdown(wait=True)
         self._conns.close_all()
 
-    def _call_write(self, fn: Callable[..., R], *args: Any) -> R:
-        """On the writer thread: the write, then a checkpoint in the background when due."""
-        try:
-            return self._call(fn, *args)
-        finally:
-            self._writes += 1
-            if self._writes >= CHECKPOINT_EVERY:
-                self._writes = 0
-                try:
-                    self._checkpointer.submit(self._checkpoint)
-                except RuntimeError:  # closing
-                    pass
-
-    def _checkpoint(self) -> None:
-        try:
-            self._conns.get().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:  # the next one will try again; commits are unaffected
-            log.warning("background WAL checkpoint of %s failed: %s", self.file, exc)
+    async def _run(
+        self, pool: ThreadPoolExecutor, fn: Callable[..., R], *args: Any
+    ) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(pool, functools.partial(self._call, fn, *args))
 
     def _call(self, fn: Callable[..., R], *args: Any) -> R:
         try:
@@ -228,10 +202,7 @@ class SQLiteStore:
             pass
 
     async def _write(self, fn: Callable[..., R], *args: Any) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._writer, functools.partial(self._call_write, fn, *args)
-        )
+        return await self._run(self._writer, fn, *args)
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())

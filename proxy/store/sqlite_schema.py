@@ -128,8 +128,6 @@ def configure(conn: sqlite3.Connection, *, synchronous: str) -> None:
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     # A second process holding the write lock makes us wait, not fail.
     conn.execute("PRAGMA busy_timeout = 10000")
-    # Checkpoints run in the background (proxy.store.sqlite); this is only the backstop.
-    conn.execute("PRAGMA wal_autocheckpoint = 16384")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA cache_size = -32000")
 

@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from proxy.store import open_store
 from proxy.store.base import Conversation
-from proxy.store.sqlite import CHECKPOINT_EVERY, SQLiteStore, parse_sqlite_url
+from proxy.store.sqlite import parse_sqlite_url
 
 from .conftest import make_page
 
@@ -146,22 +145,3 @@ async def test_two_stores_on_one_file_never_both_win_a_version(tmp_path: FsPath)
     finally:
         await one.close()
         await two.close()
-
-
-async def test_the_wal_is_checkpointed_in_the_background(tmp_path: FsPath) -> None:
-    db = tmp_path / "ckpt.db"
-    store = await open_store(f"sqlite:///{db}")
-    assert isinstance(store, SQLiteStore)
-    try:
-        await store.create_conversation("t", "c")
-        for n in range(CHECKPOINT_EVERY * 2):
-            await store.append("t", "c", [make_page(n)], expected_version=n, new_length=n + 1)
-        await asyncio.get_running_loop().run_in_executor(
-            None, store._checkpointer.submit(lambda: None).result)
-        # The database file alone (its WAL ignored) already holds what was checkpointed.
-        main_file = sqlite3.connect(f"file:{db}?immutable=1", uri=True)
-        (copied,) = main_file.execute("SELECT count(*) FROM pages").fetchone()
-        main_file.close()
-        assert CHECKPOINT_EVERY - 1 <= copied <= CHECKPOINT_EVERY * 2
-    finally:
-        await store.close()
