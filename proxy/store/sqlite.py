@@ -6,7 +6,10 @@ go to a small pool of reader threads, each with its own connection, which under 
 the last committed state without waiting for the writer. `?readers=0` sends reads to the
 writer thread too. Reads issued in the same turn of the event loop (a caller's
 `asyncio.gather`) travel together: one hop to a reader thread and one wake-up of the loop
-for the lot, since on a small machine the hops, not the queries, are most of a read.
+for the lot, since on a small machine the hops, not the queries, are most of a read. When
+no write is under way or queued, they go to the writer thread instead: every commit
+empties the page cache of every other connection, so the writer's is the warm one (a
+turn's search reads a good part of the index right after the turn's first append).
 
 Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
 per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
@@ -137,6 +140,7 @@ class SQLiteStore:
         )
         self._locks = KeyedLocks()
         self._pending: list[_Read[Any]] = []
+        self._writes = 0  # submitted to the writer thread and not finished
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -182,8 +186,9 @@ class SQLiteStore:
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._pending = self._pending, []
+        pool = self._writer if self._writes == 0 else self._readers
         try:
-            self._readers.submit(self._run_reads, loop, batch)
+            pool.submit(self._run_reads, loop, batch)
         except RuntimeError as exc:  # the store is closed
             for read in batch:
                 if not read.future.done():
@@ -202,7 +207,11 @@ class SQLiteStore:
             pass
 
     async def _write(self, fn: Callable[..., R], *args: Any) -> R:
-        return await self._run(self._writer, fn, *args)
+        self._writes += 1
+        try:
+            return await self._run(self._writer, fn, *args)
+        finally:
+            self._writes -= 1
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())

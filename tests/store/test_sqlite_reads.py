@@ -4,6 +4,7 @@ still gets its own answer, error or cancellation."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Any
@@ -81,3 +82,29 @@ async def test_a_read_after_close_is_a_store_error(tmp_path: FsPath) -> None:
     await store.close()
     with pytest.raises(StoreError):
         await store.get_conversation(T, "c")
+
+
+async def test_reads_go_to_the_writer_thread_unless_a_write_is_under_way(
+    tmp_path: FsPath,
+) -> None:
+    store, _ = await _store(tmp_path)
+    try:
+        def thread(conn: Any) -> str:
+            return threading.current_thread().name
+
+        assert (await store._read(thread)).startswith("vm-sqlite-writer")
+        started, release = threading.Event(), threading.Event()
+
+        def slow_write(conn: Any) -> None:
+            started.set()
+            release.wait(10)
+
+        writing = asyncio.ensure_future(store._write(slow_write))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        # The writer is busy: the read is not queued behind it.
+        assert (await store._read(thread)).startswith("vm-sqlite-reader")
+        release.set()
+        await writing
+        assert (await store._read(thread)).startswith("vm-sqlite-writer")
+    finally:
+        await store.close()
