@@ -1,15 +1,15 @@
 """Rebuild one assistant message from an upstream response, whatever its dialect.
 
-`ChunkAccumulator` takes the parsed chunks of ONE streamed response; `assemble_response`
-does the same for a non-stream body. Both give an `AssembledMessage` with tool calls in
-OpenAI's message shape, positions 0..n-1 in order of first appearance, every call with a
-usable id, and an effective finish_reason. The dialects are those of
-../shared/recorded/SSE_FORMAT.md sections 2-7: Azure's empty placeholder chunk, `role`
-repeated or null, `tool_calls: []`/null on text, headers whose `arguments` is null,
-missing or already holding text, later fragments repeating id/name/type (or sending
-them null or ""), no `index` (Mistral), indexes from 1 (Anthropic compat), id ""
-(Gemini compat), finish_reason stop/eos/absent/repeated, usage anywhere, reasoning
-deltas, and errors inside a chunk or as `event: error`.
+`ChunkAccumulator` takes the parsed chunks of ONE streamed response
+(`proxy.completion.assemble_response` does the same for a non-stream body). Both give an
+`AssembledMessage` with tool calls in OpenAI's message shape, positions 0..n-1 in order of
+first appearance, every call with a usable id, and an effective finish_reason. The
+dialects are those of ../shared/recorded/SSE_FORMAT.md sections 2-7: Azure's empty
+placeholder chunk, `role` repeated or null, `tool_calls: []`/null on text, headers whose
+`arguments` is null, missing or already holding text, later fragments repeating
+id/name/type (or sending them null or ""), no `index` (Mistral), indexes from 1 (Anthropic
+compat), id "" (Gemini compat), finish_reason stop/eos/absent/repeated, usage anywhere,
+reasoning deltas, and errors inside a chunk or as `event: error`.
 
 Pure: no I/O, no clock. Synthesised ids hash `id_salt`, the response id and the call's
 position, so they are stable in tests and distinct across loop iterations when the
@@ -27,7 +27,7 @@ import orjson
 
 from proxy.errors import normalise_error_body
 from proxy.sse import SSEEvent
-from proxy.usage import Usage, extract_usage, openai_usage
+from proxy.usage import Usage, extract_usage
 
 __all__ = [
     "AssembledMessage",
@@ -35,9 +35,8 @@ __all__ = [
     "ChunkUpdate",
     "PartialToolCall",
     "ToolCallFragment",
-    "assemble_response",
     "effective_finish_reason",
-    "to_chat_completion",
+    "primary_choice",
 ]
 
 REASONING_KEYS = ("reasoning_content", "reasoning")
@@ -49,8 +48,6 @@ _TOP_KNOWN = frozenset(
     ("id", "object", "created", "model", "choices", "usage", "system_fingerprint", "error",
      "obfuscation")
 )
-# Per-iteration measurements that would be wrong next to usage summed over iterations.
-_NOT_FOR_CLIENT = frozenset(("x_groq", "sla_metrics", "timings", "prompt_filter_results"))
 _STOP_LIKE = frozenset(("stop", "eos", "eos_token", "end_turn", "tool_use", "tool_calls",
                         "function_call"))
 
@@ -232,7 +229,7 @@ class ChunkAccumulator:
         if usage is not None:
             # Last one wins: Perplexity repeats a cumulative usage on every chunk.
             self.usage = update.usage = usage
-        choice = _primary_choice(chunk.get("choices"))
+        choice = primary_choice(chunk.get("choices"))
         if choice is not None:
             update.has_choice = True
             self._feed_choice(choice, update)
@@ -395,89 +392,7 @@ class ChunkAccumulator:
         )
 
 
-def assemble_response(body: Mapping[str, Any], *, id_salt: str = "") -> AssembledMessage:
-    """The same normalisation for a non-stream chat completion body."""
-    accumulator = ChunkAccumulator(id_salt=id_salt)
-    choices = body.get("choices")
-    choice = _primary_choice(choices)
-    chunk = dict(body)
-    if choice is not None:
-        message = choice.get("message")
-        message = dict(message) if isinstance(message, dict) else {}
-        calls = message.get("tool_calls")
-        if isinstance(calls, list):
-            # Every entry of a message's list is its own call, whatever it says its index is.
-            message["tool_calls"] = [
-                {**call, "index": i} for i, call in enumerate(calls) if isinstance(call, dict)
-            ]
-        chunk["choices"] = [{**choice, "delta": message}]
-    accumulator.feed(chunk)
-    result = accumulator.result()
-    if choice is None and result.error is None:
-        result.error = {"message": "upstream response is not a chat completion",
-                        "type": "upstream_error", "param": None, "code": "invalid_response"}
-        result.finish_reason = None
-    return result
-
-
-_KEEP: Any = object()
-
-
-def to_chat_completion(
-    message: AssembledMessage,
-    *,
-    content: str | None = _KEEP,
-    tool_calls: list[dict[str, Any]] = _KEEP,
-    usage: Usage | None = _KEEP,
-    finish_reason: str | None = _KEEP,
-    id: str | None = None,
-    created: int | None = None,
-    model: str | None = None,
-    include_reasoning: bool = True,
-) -> dict[str, Any]:
-    """A client-facing non-stream body (OpenAI key order) from an assembled message.
-
-    Overrides replace the message's own values (e.g. the client's calls only, usage
-    summed over iterations). Unless given, finish_reason follows the calls that remain:
-    "tool_calls" with calls, and never "tool_calls" without them.
-    """
-    text = message.content if content is _KEEP else content
-    calls = message.tool_calls if tool_calls is _KEEP else tool_calls
-    total = message.usage if usage is _KEEP else usage
-    finish = message.finish_reason if finish_reason is _KEEP else finish_reason
-    if finish_reason is _KEEP:
-        if calls and finish in (None, "stop"):
-            finish = "tool_calls"
-        elif not calls and finish in (None, "tool_calls"):
-            finish = "stop"
-    body_message: dict[str, Any] = {"role": "assistant", "content": text}
-    if include_reasoning and message.reasoning and message.reasoning_key:
-        body_message[message.reasoning_key] = message.reasoning
-    if calls:
-        body_message["tool_calls"] = calls
-    body_message["refusal"] = message.refusal
-    for key, value in message.message_extra.items():
-        body_message.setdefault(key, value)
-    body: dict[str, Any] = {
-        "id": id or message.id or "",
-        "object": "chat.completion",
-        "created": created if created is not None else (message.created or 0),
-        "model": model or message.model or "",
-        "choices": [
-            {"index": 0, "message": body_message, "logprobs": None, "finish_reason": finish}
-        ],
-    }
-    if total is not None:
-        body["usage"] = openai_usage(total)
-    for key, value in message.extra.items():
-        if key not in _NOT_FOR_CLIENT:
-            body[key] = value
-    if message.system_fingerprint:
-        body["system_fingerprint"] = message.system_fingerprint
-    return body
-
-
-def _primary_choice(choices: Any) -> Mapping[str, Any] | None:
+def primary_choice(choices: Any) -> Mapping[str, Any] | None:
     """Choice 0 (n > 1 is not meaningful inside a tool loop; other choices are ignored)."""
     if not isinstance(choices, list):
         return None

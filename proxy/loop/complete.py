@@ -6,8 +6,9 @@ from typing import Any
 
 import orjson
 
-from proxy.assemble import AssembledMessage, assemble_response, to_chat_completion
+from proxy.assemble import AssembledMessage
 from proxy.citations import strip_citations
+from proxy.completion import assemble_response, to_chat_completion
 from proxy.errors import UpstreamError
 from proxy.loop.turn import Turn
 from proxy.upstream import error_from_status

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator, assemble_response
+from proxy.assemble import AssembledMessage, ChunkAccumulator
+from proxy.completion import assemble_response
 from proxy.logs import log
 from proxy.passthrough import RelayedResponse, RelayedStream
 from proxy.sse import SSEDecoder

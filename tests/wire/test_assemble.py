@@ -7,13 +7,8 @@ from typing import Any
 
 import openai.types.chat as chat_types
 
-from proxy.assemble import (
-    AssembledMessage,
-    ChunkAccumulator,
-    assemble_response,
-    effective_finish_reason,
-    to_chat_completion,
-)
+from proxy.assemble import AssembledMessage, ChunkAccumulator, effective_finish_reason
+from proxy.completion import assemble_response, to_chat_completion
 from proxy.sse import SSEEvent
 
 from .helpers import chunk, tool
