@@ -213,30 +213,36 @@ class TurnLoop:
             self.timings.setdefault(name, []).append(time.perf_counter() - start)
         return result
 
-    async def run(self) -> None:
+    async def run(self) -> float:
+        """One turn; returns the seconds spent in store calls (what the loop computes
+        between them, here the pages, states and records, is made beforehand)."""
         store, corpus, conv = self.store, self.corpus, self.conv
         self.turn += 1
         length = self.current.length
         if self.path is None:
             self.path = await store.path(TENANT, conv)
         path = self.path
-        self.current = await self.op("append (place)", store.append(
-            TENANT, conv, [corpus.page(length, conv)], expected_version=self.current.version,
-            new_length=length + 1, state=turn_state(self.turn)))
-        length += 1
-        window = length - (20 + 2 * (self.turn % 30))
+        question, answer = corpus.page(length, conv), corpus.page(length + 1, conv)
+        state = turn_state(self.turn)
+        window = length + 1 - (20 + 2 * (self.turn % 30))
         before = [f"msg_{n}" for n in range(window - 12, window)]
-        await self.op("prepare reads", asyncio.gather(
-            self.op("pages_in_range system", store.pages_in_range(path, 0, 1)),
-            self.op("pages_in_range window", store.pages_in_range(path, window, length)),
-            self.op("search", store.search(path, corpus.query(), limit=SEARCH_LIMIT)),
-            self.op("get_pages", store.get_pages(path, [*before, *self.frame_ids])),
-        ))
+        query = corpus.query()
         mutations = [Mutation(self.turn, "map", f"msg_{n}", n % 4)
                      for n in range(MUTATIONS_PER_TURN)]
+        start = time.perf_counter()
+        self.current = await self.op("append (place)", store.append(
+            TENANT, conv, [question], expected_version=self.current.version,
+            new_length=length + 1, state=state))
+        await self.op("prepare reads", asyncio.gather(
+            self.op("pages_in_range system", store.pages_in_range(path, 0, 1)),
+            self.op("pages_in_range window", store.pages_in_range(path, window, length + 1)),
+            self.op("search", store.search(path, query, limit=SEARCH_LIMIT)),
+            self.op("get_pages", store.get_pages(path, [*before, *self.frame_ids])),
+        ))
         self.current = await self.op("append (finish)", store.append(
-            TENANT, conv, [corpus.page(length, conv)], expected_version=self.current.version,
-            new_length=length + 1, state=turn_state(self.turn), mutations=mutations))
+            TENANT, conv, [answer], expected_version=self.current.version,
+            new_length=length + 2, state=state, mutations=mutations))
+        return time.perf_counter() - start
 
 
 async def filled_conversation(
@@ -260,11 +266,7 @@ async def turn_cost(
     loop = TurnLoop(store, corpus, conv, current, per_op)
     await loop.run()  # the first turn reads what later turns find cached
     per_op.clear()
-    totals: list[float] = []
-    for _ in range(turns):
-        start = time.perf_counter()
-        await loop.run()
-        totals.append(time.perf_counter() - start)
+    totals = [await loop.run() for _ in range(turns)]
     p50, p99 = quantiles(totals)
     breakdown = {name: statistics.median(s) for name, s in per_op.items()}
     cold: list[float] = []
