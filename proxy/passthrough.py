@@ -11,7 +11,7 @@ with a Content-Length. Two things are not verbatim, by design:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,9 @@ from proxy.logs import log
 from proxy.upstream import (
     NOT_RELAYED_RAW,
     HeaderPairs,
+    Reply,
     Upstream,
     error_for_transport_failure,
-    relay_headers,
 )
 
 # Bodies up to this size (declared by Content-Length) are read whole and sent in one piece.
@@ -53,10 +53,10 @@ class RelayedStream(StreamingResponse):
     """The upstream's body relayed as it arrives; the upstream response is closed on the
     way out whatever happens (finished, failed, or the client went away)."""
 
-    def __init__(self, upstream: Upstream, response: httpx.Response, head: _Head) -> None:
+    def __init__(self, upstream: Upstream, reply: Reply, head: _Head) -> None:
         self.upstream = upstream
-        self.response = response
-        self.status_code = response.status_code
+        self.reply = reply
+        self.status_code = reply.status_code
         self.raw_headers = head.relayed
         self.background = None
         self.body_iterator = self._chunks()
@@ -65,7 +65,7 @@ class RelayedStream(StreamingResponse):
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self.response.aiter_raw():
+            async for chunk in self.reply.aiter_raw():
                 yield chunk
         except httpx.TransportError as exc:
             error = error_for_transport_failure(exc, self.upstream.base_url)
@@ -81,7 +81,7 @@ class RelayedStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.response.aclose()
+            await self.reply.aclose()
 
 
 async def passthrough_chat(
@@ -122,18 +122,19 @@ async def relay(
     query = request.scope.get("query_string", b"").decode("latin-1")
     headers = upstream.headers_for(request.scope["headers"])
     started = time.perf_counter()
-    reply = await unless_disconnected(
+    exchanged = await unless_disconnected(
         request.receive,
         _exchange(upstream, method, path, query, headers, content, buffer_unsized),
     )
     stats.upstream_ms = (time.perf_counter() - started) * 1000.0
-    stats.upstream_request_id = reply.head.request_id
-    response = reply.response
-    if reply.body is None:
-        return RelayedStream(upstream, response, reply.head)
-    if response.status_code < 400:
-        return RelayedResponse(response.status_code, reply.body, reply.head.relayed)
-    return _error_response(response, reply.body)
+    head = exchanged.head
+    stats.upstream_request_id = head.request_id
+    status = exchanged.reply.status_code
+    if exchanged.body is None:
+        return RelayedStream(upstream, exchanged.reply, head)
+    if status < 400:
+        return RelayedResponse(status, exchanged.body, head.relayed)
+    return _error_response(status, exchanged.body, head)
 
 
 @dataclass(slots=True)
@@ -152,11 +153,11 @@ class _Head:
         return self.content_type.startswith(b"text/event-stream")
 
 
-def _head_of(response: httpx.Response) -> _Head:
+def _head_of(raw_headers: Iterable[tuple[bytes, bytes]]) -> _Head:
     head = _Head(relayed=[])
     relayed = head.relayed
     named_by_connection: set[bytes] = set()
-    for raw_name, value in response.headers.raw:
+    for raw_name, value in raw_headers:
         name = raw_name.lower()
         if name in NOT_RELAYED_RAW:
             if name == b"content-length":
@@ -178,10 +179,10 @@ def _head_of(response: httpx.Response) -> _Head:
 
 
 @dataclass(slots=True)
-class _Reply:
-    response: httpx.Response
+class _Exchanged:
+    reply: Reply
     head: _Head
-    body: bytes | None  # None: still to be streamed (the response stays open)
+    body: bytes | None  # None: still to be streamed (the reply stays open)
 
 
 async def _exchange(
@@ -192,30 +193,27 @@ async def _exchange(
     headers: HeaderPairs,
     content: bytes | None,
     buffer_unsized: bool,
-) -> _Reply:
+) -> _Exchanged:
     """Send, and read the body unless it is to be streamed. An error body is read decoded
     (it may be rewritten); a success body raw (relayed with its Content-Encoding)."""
-    response = await upstream.send(method, path, query=query, headers=headers, content=content)
-    head = _head_of(response)
-    if response.status_code < 400 and not _read_whole(head, buffer_unsized):
-        return _Reply(response, head, None)
+    reply = await upstream.open(method, path, query=query, headers=headers, content=content)
+    head = _head_of(reply.raw_headers)
+    status = reply.status_code
+    if status < 400 and not _read_whole(head, buffer_unsized):
+        return _Exchanged(reply, head, None)
     try:
-        if response.status_code >= 400:
+        if status >= 400:
             try:
-                body = await response.aread()
+                body = await reply.read_decoded()
             except httpx.DecodingError:
                 body = b""
         else:
-            # The stream itself, not aiter_raw(): the raw bytes either way, minus a layer
-            # of async generator per request.
-            stream = response.stream
-            assert isinstance(stream, httpx.AsyncByteStream)
-            body = b"".join([chunk async for chunk in stream])
+            body = await reply.read()
     except httpx.TransportError as exc:
         raise error_for_transport_failure(exc, upstream.base_url) from exc
     finally:
-        await response.aclose()
-    return _Reply(response, head, body)
+        await reply.aclose()
+    return _Exchanged(reply, head, body)
 
 
 def _read_whole(head: _Head, buffer_unsized: bool) -> bool:
@@ -226,14 +224,15 @@ def _read_whole(head: _Head, buffer_unsized: bool) -> bool:
     return head.content_length <= BUFFER_LIMIT
 
 
-def _error_response(response: httpx.Response, body: bytes) -> Response:
-    """Relay an upstream 4xx/5xx: verbatim when already OpenAI-shaped, else normalised."""
-    headers = relay_headers(response.headers, keep_encoding=False)
+def _error_response(status: int, body: bytes, head: _Head) -> Response:
+    """Relay an upstream 4xx/5xx: verbatim when already OpenAI-shaped, else normalised.
+    The body was read decoded, so its Content-Encoding does not go along."""
+    headers = [(n, v) for n, v in head.relayed if n != b"content-encoding"]
     if not is_openai_error(body):
-        body = orjson.dumps(normalise_error_body(response.status_code, body))
+        body = orjson.dumps(normalise_error_body(status, body))
         headers = [(n, v) for n, v in headers if n != b"content-type"]
         headers.append((b"content-type", b"application/json"))
-    return RelayedResponse(response.status_code, body, headers)
+    return RelayedResponse(status, body, headers)
 
 
 def is_openai_error(body: bytes) -> bool:

@@ -3,7 +3,8 @@
 httpx stays the client API (respx and the tests depend on it), but its default pool
 (httpcore) loses most of its throughput at high concurrency (encode/httpx#3215): a bare
 passthrough carries roughly a tenth of what the same one with aiohttp carries. This
-transport hands the socket work to one long-lived `aiohttp.ClientSession`.
+transport hands the socket work to one long-lived `aiohttp.ClientSession`. The
+pass-through goes one step further and calls `open()`, which builds no httpx objects at all.
 
 Bodies are never decompressed here: the bytes and the `Content-Encoding` header stay
 together, so a pass-through relays exactly what the upstream sent and httpx decodes
@@ -13,11 +14,12 @@ together, so a pass-through relays exactly what the upstream sent and httpx deco
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+import yarl
 
 # aiohttp exceptions → the httpx exception a caller of httpx expects. Most specific first.
 _ERRORS: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
@@ -43,11 +45,11 @@ _AIOHTTP_ERRORS = (aiohttp.ClientError, TimeoutError)
 _SET_BY_AIOHTTP = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 
-def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError:
+def _mapped(exc: BaseException) -> httpx.TransportError:
     for source, target in _ERRORS:
         if isinstance(exc, source):
-            return target(str(exc) or type(exc).__name__, request=request)
-    return httpx.TransportError(str(exc), request=request)  # pragma: no cover
+            return target(str(exc) or type(exc).__name__)
+    return httpx.TransportError(str(exc))  # pragma: no cover
 
 
 def env_proxy_for(url: str) -> str | None:
@@ -61,11 +63,44 @@ def env_proxy_for(url: str) -> str | None:
 class AiohttpResponseStream(httpx.AsyncByteStream):
     """The body of one aiohttp response, chunk by chunk as it arrives."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
+    def __init__(self, reply: AiohttpReply, request: httpx.Request) -> None:
+        self._reply = reply
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._reply.aiter_raw():
+                yield chunk
+        except httpx.TransportError as exc:
+            exc.request = self._request
+            raise
+
+    async def aclose(self) -> None:
+        await self._reply.aclose()
+
+
+class AiohttpReply:
+    """One aiohttp response, status and headers in and the body unread, as the
+    pass-through relays it (`proxy.upstream.Reply`): raw header pairs, raw body bytes.
+
+    Failures surface as the httpx exceptions the rest of the proxy maps to 502/504.
+    """
+
+    __slots__ = ("_response", "status_code", "raw_headers")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.raw_headers: Sequence[tuple[bytes, bytes]] = response.raw_headers
+
+    async def read(self) -> bytes:
+        """The whole body as it came (still compressed if it was)."""
+        try:
+            return await self._response.read()
+        except _AIOHTTP_ERRORS as exc:
+            raise _mapped(exc) from exc
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
         try:
             # iter_any yields whatever has arrived, so SSE events are not held back
             # waiting for a fixed-size chunk to fill.
@@ -73,7 +108,15 @@ class AiohttpResponseStream(httpx.AsyncByteStream):
                 yield chunk
         except _AIOHTTP_ERRORS as exc:
             self._response.close()  # the connection is broken; it must not go back
-            raise _mapped(exc, self._request) from exc
+            raise _mapped(exc) from exc
+
+    async def read_decoded(self) -> bytes:
+        """The whole body with its Content-Encoding undone, as httpx decodes it."""
+        raw = await self.read()
+        decoded = httpx.Response(
+            self.status_code, headers=list(self.raw_headers), stream=httpx.ByteStream(raw)
+        )
+        return await decoded.aread()
 
     async def aclose(self) -> None:
         # Deliberately no await: this also runs inside a cancelled task (client went away
@@ -83,7 +126,7 @@ class AiohttpResponseStream(httpx.AsyncByteStream):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """One pooled aiohttp session behind the httpx API.
+    """One pooled aiohttp session behind the httpx API, and `open()` without it.
 
     The session is created on first use, inside the running event loop, and closed by
     `aclose()` (the httpx client closes its transport).
@@ -118,30 +161,60 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             timeout=aiohttp.ClientTimeout(total=None),
         )
 
-    def _timeout(self, extension: dict[str, float | None]) -> aiohttp.ClientTimeout:
-        key = (
-            extension.get("connect"),
-            extension.get("read"),
-            extension.get("pool"),
+    @staticmethod
+    def timeout_for(extension: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        """aiohttp's form of httpx's timeout extension: `pool` bounds the wait for a
+        connection, `connect` the connecting, `read` each wait for bytes."""
+        return aiohttp.ClientTimeout(
+            total=None,
+            connect=extension.get("pool"),
+            sock_connect=extension.get("connect"),
+            sock_read=extension.get("read"),
         )
+
+    def _timeout(self, extension: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+        key = (extension.get("connect"), extension.get("read"), extension.get("pool"))
         timeout = self._timeouts.get(key)
         if timeout is None:
-            connect, read, pool = key
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=pool, sock_connect=connect, sock_read=read
-            )
-            self._timeouts[key] = timeout
+            timeout = self._timeouts[key] = self.timeout_for(extension)
         return timeout
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def open(
+        self,
+        method: str,
+        url: str | yarl.URL,
+        headers: Iterable[tuple[bytes, bytes]],
+        content: bytes | httpx.AsyncByteStream | None,
+        timeout: aiohttp.ClientTimeout,
+    ) -> AiohttpReply:
+        """Send one request and return once the status and headers are in.
+
+        `headers` are sent as given, minus what aiohttp derives itself; the caller must
+        `aclose()` the reply.
+        """
         session = self._session
         if session is None:
             session = self._session = self._open_session()
-        headers = [
+        sent = [
             (name.decode("latin-1"), value.decode("latin-1"))
-            for name, value in request.headers.raw
+            for name, value in headers
             if name.lower() not in _SET_BY_AIOHTTP
         ]
+        try:
+            response = await session.request(
+                method,
+                url,
+                headers=sent,
+                data=content,
+                allow_redirects=False,
+                compress=None,
+                timeout=timeout,
+            )
+        except _AIOHTTP_ERRORS as exc:
+            raise _mapped(exc) from exc
+        return AiohttpReply(response)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         data: bytes | httpx.AsyncByteStream | None
         stream = request.stream
         if isinstance(stream, httpx.ByteStream):
@@ -152,21 +225,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             except httpx.RequestNotRead:
                 data = stream  # type: ignore[assignment]
         try:
-            response = await session.request(
+            reply = await self.open(
                 request.method,
                 str(request.url),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                compress=None,
-                timeout=self._timeout(request.extensions.get("timeout", {})),
+                request.headers.raw,
+                data,
+                self._timeout(request.extensions.get("timeout", {})),
             )
-        except _AIOHTTP_ERRORS as exc:
-            raise _mapped(exc, request) from exc
+        except httpx.TransportError as exc:
+            exc.request = request
+            raise
         return httpx.Response(
-            status_code=response.status,
-            headers=list(response.raw_headers),
-            stream=AiohttpResponseStream(response, request),
+            status_code=reply.status_code,
+            headers=list(reply.raw_headers),
+            stream=AiohttpResponseStream(reply, request),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )

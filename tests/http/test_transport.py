@@ -263,3 +263,64 @@ async def test_post_json_past_the_timeout_is_504() -> None:
         finally:
             await upstream.aclose()
     assert caught.value.status_code == 504
+
+
+async def test_open_reads_a_success_body_raw_and_an_error_body_decoded() -> None:
+    ok = gzip.compress(orjson.dumps(completion("zipped")))
+    error = {"error": {"message": "slow down", "type": "rate_limit", "param": None, "code": None}}
+
+    def handler(seen: RecordedRequest) -> Reply:
+        body = ok if seen.path.endswith("/ok") else gzip.compress(orjson.dumps(error))
+        status = 200 if seen.path.endswith("/ok") else 429
+        headers = {"content-type": "application/json", "content-encoding": "gzip"}
+        return Reply(status, {**headers, "x-request-id": "req_1"}, body)
+
+    with FakeUpstream(handler) as fake:
+        upstream = upstream_settings(fake.url)
+        try:
+            reply = await upstream.open("GET", "/ok", query="a=1", headers=[(b"x-k", b"v")])
+            try:
+                assert reply.status_code == 200
+                assert (b"x-request-id", b"req_1") in [(n.lower(), v) for n, v in reply.raw_headers]
+                assert await reply.read() == ok
+            finally:
+                await reply.aclose()
+            reply = await upstream.open("GET", "/limited", headers=[])
+            try:
+                assert reply.status_code == 429
+                assert orjson.loads(await reply.read_decoded()) == error
+            finally:
+                await reply.aclose()
+        finally:
+            await upstream.aclose()
+    assert fake.requests[0].query == "a=1"
+    assert fake.requests[0].headers["x-k"] == "v"
+
+
+async def test_open_streams_and_maps_a_broken_body_to_a_read_error() -> None:
+    def handler(_: RecordedRequest) -> Reply:
+        events = [b"data: one\n\n", b"data: two\n\n", b"data: [DONE]\n\n"]
+        return Reply(200, {"content-type": "text/event-stream"}, chunks=events, abort_after=1)
+
+    with FakeUpstream(handler) as fake:
+        upstream = upstream_settings(fake.url)
+        try:
+            reply = await upstream.open("POST", "/chat/completions", headers=[], content=b"{}")
+            seen = []
+            with pytest.raises(httpx.ReadError):
+                async for chunk in reply.aiter_raw():
+                    seen.append(chunk)
+            await reply.aclose()
+        finally:
+            await upstream.aclose()
+    assert seen == [b"data: one\n\n"]
+
+
+async def test_open_to_nowhere_is_502() -> None:
+    upstream = upstream_settings(f"http://127.0.0.1:{free_port()}/v1")
+    try:
+        with pytest.raises(UpstreamError) as caught:
+            await upstream.open("GET", "/models", headers=[])
+    finally:
+        await upstream.aclose()
+    assert caught.value.status_code == 502
