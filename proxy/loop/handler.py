@@ -4,14 +4,16 @@ The order of decisions: the mode (`off` is a pure pass-through that stores nothi
 tenant and the conversation, with the new messages stored; then whether the full prompt is
 over `vm.activate_above`. Below it the request is relayed unchanged and the answer is
 stored on the way back; above it the request is rebuilt around the working set and the
-fault loop answers. An unexpected failure in the memory path falls back to the plain
-pass-through when `vm.fail_open` is on; errors of the client or the upstream are answered
-as such.
+fault loop answers. An unexpected failure in the memory path (a bug, the store
+unreachable) falls back to the plain pass-through when `vm.fail_open` is on, unless the
+request may hold only a session's new messages: that is a 503 to retry, not an answer
+without the conversation. Errors of the client or the upstream are answered as such.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -19,13 +21,14 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from proxy.assemble import AssembledMessage
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, StoreError
 from proxy.logs import log
 from proxy.loop.complete import run_complete
 from proxy.loop.observe import observe
 from proxy.loop.policy import request_mode, request_tenant, session_name
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.stream import open_first, stream_events
+from proxy.loop.turn import Turn
 from proxy.passthrough import passthrough_chat
 
 JSON = "application/json"
@@ -43,16 +46,14 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
     started = time.perf_counter()
     try:
         prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode)
-    except ProxyError:
-        raise
-    except Exception:
-        if not settings.vm.fail_open:
+    except Exception as exc:
+        if not _fails_open(settings, exc):
             raise
-        log.exception("VM preparation failed; answering as a pass-through (vm.fail_open)")
-        state.metrics.counter(
-            "vm_fail_open_total", help="VM failures answered as pass-through"
-        ).inc()
-        return await passthrough_chat(state, request, raw, stream)
+        # Without a placement it is unknown whether the request holds the whole history:
+        # under a session name it may hold only the new messages.
+        return await _fail_open(
+            state, request, raw, stream, "VM preparation failed", whole=session is None
+        )
     state.metrics.histogram(
         "vm_prepare_seconds", help="Time to place, store and pack one request"
     ).observe(time.perf_counter() - started)
@@ -67,20 +68,52 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
     if stream:
         opened = await open_first(turn, turn.first_body())
         return StreamingResponse(
-            stream_events(turn, turn.first_body(), opened),
+            _counted(stream_events(turn, turn.first_body(), opened), turn, state.metrics),
             media_type="text/event-stream",
             headers=turn.response_headers(final=False),
         )
     try:
         answer = await run_complete(turn)
-    except ProxyError:
-        raise
-    except Exception:
-        if not settings.vm.fail_open:
+    except Exception as exc:
+        if not _fails_open(settings, exc):
             raise
-        log.exception("the fault loop failed; answering as a pass-through (vm.fail_open)")
-        return await passthrough_chat(state, request, raw, stream)
-    metrics = state.metrics
+        return await _fail_open(
+            state, request, raw, stream, "the fault loop failed",
+            whole=not prepared.placement.appended,
+        )
+    _count_turn(state.metrics, turn)
+    return Response(
+        orjson.dumps(answer), media_type=JSON, headers=turn.response_headers(final=True)
+    )
+
+
+def _fails_open(settings: Any, exc: Exception) -> bool:
+    """Client and upstream errors are answers in their own right; any other failure of the
+    memory path (a bug, the store unreachable) is answered without memory when
+    `vm.fail_open` is on."""
+    if not settings.vm.fail_open:
+        return False
+    return isinstance(exc, StoreError) or not isinstance(exc, ProxyError)
+
+
+async def _fail_open(
+    state: Any, request: Request, raw: bytes, stream: bool, what: str, *, whole: bool
+) -> Response:
+    if not whole:
+        # The request holds only a session's new messages: forwarded alone, the model would
+        # answer without the conversation and nobody would know. Better a retryable error.
+        log.exception("%s; not answered without memory: the request holds only the new "
+                      "messages of its X-VM-Session", what)
+        raise StoreError(
+            "The conversation memory is unavailable; retry the request.",
+            code="memory_unavailable",
+        )
+    log.exception("%s; answering as a pass-through (vm.fail_open)", what)
+    state.metrics.counter("vm_fail_open_total", help="VM failures answered as pass-through").inc()
+    return await passthrough_chat(state, request, raw, stream)
+
+
+def _count_turn(metrics: Any, turn: Turn) -> None:
     metrics.counter("vm_faults_total", help="Page faults answered").inc(turn.faults)
     metrics.counter("vm_citations_total", help="Citations stripped from answers").inc(
         len(turn.citations)
@@ -91,9 +124,15 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
     metrics.counter(
         "vm_prompt_tokens_full_total", help="Prompt tokens the full histories would cost"
     ).inc(turn.prompt_tokens_full)
-    return Response(
-        orjson.dumps(answer), media_type=JSON, headers=turn.response_headers(final=True)
-    )
+
+
+async def _counted(events: AsyncIterator[bytes], turn: Turn, metrics: Any) -> AsyncIterator[bytes]:
+    """A stream's turn is counted once it ends (its faults happen while it runs)."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        _count_turn(metrics, turn)
 
 
 def _observed_passthrough(response: Response, prepared: Prepared) -> Response:
