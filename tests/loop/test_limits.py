@@ -204,28 +204,21 @@ async def test_hard_cap_on_iterations(stream: bool, stubborn: bool) -> None:
     assert not has_vm_tools(model.requests[-1])  # the last call leaves the model no choice
     for body in model.requests:
         assert upstream_cost(body, settings) <= settings.vm.context_budget
-    if not stream:
-        if response.status_code == 200:
-            message = response.json()["choices"][0]["message"]
-            assert message["content"] and not message.get("tool_calls")
-        else:
-            assert response.status_code >= 400
-            assert {"message", "type", "param", "code"} <= set(response.json()["error"])
-        return
+    # Both forms end the same way: the last iteration's text (none, from a model that still
+    # calls the withdrawn tools) with finish_reason "stop", never a VM call, never an error.
     assert response.status_code == 200
+    if not stream:
+        choice = response.json()["choices"][0]
+        assert choice["finish_reason"] == "stop" and not choice["message"].get("tool_calls")
+        assert bool(choice["message"]["content"]) is not stubborn
+        return
     events = [e for e in parse_sse(response.text) if e.data is not None]
     payloads = [e.json for e in events if e.data != "[DONE]"]
-    ended_with_error = "error" in payloads[-1]
-    if ended_with_error:
-        assert {"message", "type"} <= set(payloads[-1]["error"])
-    else:
-        assert events[-1].data == "[DONE]"
-        finishes = [ch["finish_reason"] for p in payloads for ch in p.get("choices", [])
-                    if ch["finish_reason"]]
-        assert finishes == ["stop"]
+    assert events[-1].data == "[DONE]" and not any("error" in p for p in payloads)
+    finishes = [ch["finish_reason"] for p in payloads for ch in p.get("choices", [])
+                if ch["finish_reason"]]
+    assert finishes == ["stop"]
     assert all("tool_calls" not in ch["delta"] for p in payloads for ch in p.get("choices", []))
-    if not stubborn:
-        assert not ended_with_error
 
 
 def faults_the_biggest_pages(reading: Reading) -> Decision:
