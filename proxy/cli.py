@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc as collector  # `gc` is also the name of a command here
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from proxy.logs import configure as configure_logging
 from proxy.store import open_store
 
 EXIT_BAD_SETTING = 2
+# Python's default is (700, 10, 10); see settle_heap().
+GC_THRESHOLDS = (7000, 20, 10)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,9 +99,25 @@ def serve(settings: Settings) -> int:
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
+    config.load()  # imports the protocol modules now, so that settle_heap() covers them
+    settle_heap()
     server.run()
     # uvicorn reports a failed start-up (port taken, store unreachable) by not starting.
     return 0 if server.started else 1
+
+
+def settle_heap() -> None:
+    """Take what start-up built out of the garbage collector's sight, and collect less often.
+
+    Under concurrency the objects of the requests in flight outlive young collections and
+    are promoted; every few thousand requests that sets off a full collection, which walks
+    every module, class and function imported (some 50k objects). At 8 to 64 clients that
+    cost 20 to 50 µs of CPU per request. Frozen objects are never walked, and a larger
+    first threshold promotes fewer in-flight objects.
+    """
+    collector.collect()
+    collector.freeze()
+    collector.set_threshold(*GC_THRESHOLDS)
 
 
 def gc(settings: Settings, older_than_days: float | None) -> int:
