@@ -142,8 +142,18 @@ def _check_tool_calls(tool_calls: Any, where: str) -> None:
     if not isinstance(tool_calls, list):
         raise _invalid(where, "must be an array of tool calls")
     for index, call in enumerate(tool_calls):
+        at = f"{where}[{index}]"
         if not isinstance(call, dict):
-            raise _invalid(f"{where}[{index}]", "must be a tool call object")
+            raise _invalid(at, "must be a tool call object")
+        # The proxy reads the calls it stores: a call's payload must be what the API sends.
+        key = "custom" if call.get("type") == "custom" else "function"
+        payload = call.get(key)
+        if payload is None:
+            raise _missing(f"{at}.{key}")
+        if not isinstance(payload, dict):
+            raise _invalid(f"{at}.{key}", "must be an object with a `name`")
+        if not isinstance(payload.get("name"), str):
+            raise _invalid(f"{at}.{key}.name", "must be a string")
 
 
 def _check_tools(tools: Any) -> None:

@@ -121,6 +121,24 @@ REFUSED = [
         id="tool-calls-not-list",
     ),
     pytest.param(
+        chat(USER, {"role": "assistant", "content": None,
+                    "tool_calls": [{"id": "c", "type": "function", "function": "lookup"}]}),
+        "messages[1].tool_calls[0].function",
+        id="tool-call-function-string",
+    ),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": None,
+                    "tool_calls": [{"id": "c", "type": "function"}]}),
+        "messages[1].tool_calls[0].function",
+        id="tool-call-without-function",
+    ),
+    pytest.param(
+        chat(USER, {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": 3, "arguments": "{}"}}]}),
+        "messages[1].tool_calls[0].function.name",
+        id="tool-call-name-number",
+    ),
+    pytest.param(
         chat(USER, {"role": "function", "content": "x"}),
         "messages[1].name",
         id="function-without-name",
