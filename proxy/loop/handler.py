@@ -61,10 +61,20 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
         if prepared.forward_body is not None:
             raw = orjson.dumps(prepared.forward_body)
         return _observed_passthrough(
-            await passthrough_chat(state, request, raw, stream), prepared
+            await passthrough_chat(state, request, raw, stream), prepared, prepared.headers()
         )
     turn = prepared.turn
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
+    if _several_choices(body):
+        # n > 1 runs passive (no loop): one upstream call with the packed prompt, relayed
+        # as the upstream answers it, every choice included; choice 0 is stored.
+        packed = dict(turn.first_body())
+        packed.pop("stream_options", None)
+        if "stream_options" in body:
+            packed["stream_options"] = body["stream_options"]
+        turn.record_upstream_prompt(packed)
+        response = await passthrough_chat(state, request, orjson.dumps(packed), stream)
+        return _observed_passthrough(response, prepared, turn.response_headers(final=True))
     if stream:
         opened = await open_first(turn, turn.first_body())
         return StreamingResponse(
@@ -135,8 +145,15 @@ async def _counted(events: AsyncIterator[bytes], turn: Turn, metrics: Any) -> As
         _count_turn(metrics, turn)
 
 
-def _observed_passthrough(response: Response, prepared: Prepared) -> Response:
-    """Relay below the threshold; store the answer when it is complete."""
+def _several_choices(body: dict[str, Any]) -> bool:
+    n = body.get("n")
+    return isinstance(n, int) and n > 1
+
+
+def _observed_passthrough(
+    response: Response, prepared: Prepared, headers: dict[str, str]
+) -> Response:
+    """Relay an upstream answer as it is; store it (choice 0) when it is complete."""
 
     async def store_answer(message: AssembledMessage) -> None:
         answer: dict[str, Any] = {"role": "assistant", "content": message.content}
@@ -144,6 +161,6 @@ def _observed_passthrough(response: Response, prepared: Prepared) -> Response:
             answer["tool_calls"] = message.tool_calls
         await prepared.conversations.extend(prepared.tenant, prepared.placement, [answer])
 
-    for name, value in prepared.headers().items():
+    for name, value in headers.items():
         response.headers[name] = value
     return observe(response, store_answer)
