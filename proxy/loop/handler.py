@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn
 from proxy.passthrough import passthrough_chat
+from proxy.store.locks import KeyedLocks
 
 JSON = "application/json"
 
@@ -43,6 +45,28 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
     if mode == "off":
         return await passthrough_chat(state, request, raw, stream)
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
+    if session is None:
+        return await _answer(request, body, raw, tenant=tenant, session=None, mode=mode)
+    # One turn of a session at a time (in this process): two at once would each chain their
+    # message onto the tip the other has not seen yet, and one of the answers would land on
+    # a fork the session no longer names.
+    hold = _session_locks(state).hold((tenant, session))
+    await hold.__aenter__()
+    try:
+        response = await _answer(request, body, raw, tenant=tenant, session=session, mode=mode)
+    except BaseException:
+        await hold.__aexit__(None, None, None)
+        raise
+    return _ReleasedAfter(response, hold)
+
+
+async def _answer(
+    request: Request, body: dict[str, Any], raw: bytes, *, tenant: str, session: str | None,
+    mode: str,
+) -> Response:
+    state = request.app.state
+    settings = state.settings
+    stream = body.get("stream") is True
     started = time.perf_counter()
     try:
         prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode)
@@ -164,3 +188,27 @@ def _observed_passthrough(
     for name, value in headers.items():
         response.headers[name] = value
     return observe(response, store_answer)
+
+
+def _session_locks(state: Any) -> KeyedLocks:
+    locks = getattr(state, "session_locks", None)
+    if locks is None:
+        locks = state.session_locks = KeyedLocks()
+    return locks
+
+
+class _ReleasedAfter(Response):
+    """`inner`, with the session's lock released once it is sent (a stream's last byte, a
+    relayed answer stored after it went out), or abandoned by the client."""
+
+    def __init__(self, inner: Response, hold: AbstractAsyncContextManager[None]) -> None:
+        self.inner = inner
+        self.status_code = inner.status_code
+        self.background = None
+        self._hold = hold
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await self._hold.__aexit__(None, None, None)
