@@ -12,7 +12,10 @@ Two ways in (DESIGN.md section 2):
 New messages land on the conversation that owns the last known message when they extend
 its tip, or on a fork of it when they diverge (an edit or a regenerate). Fork ids are
 derived from what they fork and their first message, so two identical requests racing
-each other converge on one fork instead of making two.
+each other converge on one fork instead of making two. A request with nothing new that
+ends inside a longer conversation (a regenerate, or another client of the tenant with the
+same opening) gets an empty fork of its own, so that what X-VM-Session names ends where
+the request does.
 
 Round trips. A conversation row read before its lock is used as it is when it shows the
 conversation ending where the new messages go: the append names its version, so a row
@@ -27,7 +30,9 @@ with the remembered prefix.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +136,7 @@ class Conversations:
                 placement = await self._append(tenant, stored, messages)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
-        placement = await self._resend(tenant, messages)
+        placement = await self._own_branch(tenant, await self._resend(tenant, messages))
         await self._bind(tenant, session, placement.leaf.conv_id, bound)
         return placement
 
@@ -179,19 +184,31 @@ class Conversations:
             leaf_path=full,
         )
 
+    async def _own_branch(self, tenant: str, placement: Placement) -> Placement:
+        """A request that ends inside a longer conversation (a regenerate; another client of
+        the tenant opening with the same words) gets a conversation of its own, ending where
+        it ends: its answer goes there and X-VM-Session names it, never the longer one,
+        whose later turns are not this request's. A fresh fork per request, so that two
+        regenerates of one turn never share a branch."""
+        end = placement.offset + placement.length
+        if placement.leaf.length <= end:
+            return placement
+        fork = await self._fork(tenant, placement.leaf, end - 1, "cut:" + secrets.token_hex(8))
+        cut, full = await self._paths(tenant, fork.conv_id, end)
+        return dataclasses.replace(placement, leaf=fork, path=cut, leaf_path=full)
+
     async def _starts_with_stored(
         self, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
     ) -> bool:
         """Is this a full resend of the named conversation? Only when the request's first
-        non-system message is the conversation's own: a client in append mode may resend
-        its system prompt with every turn, and that alone proves nothing."""
-        first_other = next(
-            (i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")),
-            None,
-        )
-        if first_other is None:
+        two non-system messages are the conversation's own: a client in append mode may
+        resend its system prompt with every turn, and may say "hi" again, as it did first."""
+        others = [
+            i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")
+        ]
+        if len(others) < 2:
             return False
-        head = chain_hashes(tenant, messages[: first_other + 1])[-1]
+        head = chain_hashes(tenant, messages[: others[1] + 1])[-1]
         hit = (await self._store.lookup_hashes(tenant, [head])).get(head)
         if hit is None:
             return False

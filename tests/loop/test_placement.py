@@ -148,8 +148,12 @@ async def test_concurrent_turns_on_one_remembered_row_lose_and_double_nothing(
         texts = await stored_texts(store, placement)
         assert texts == [str(m["content"]) for m in base] + [f"q2 variant {n}",
                                                             f"answer to q2 variant {n}"]
-    again = await ask("q2 variant 0")  # the same request once more: nothing new is stored
-    assert again.new_count == 0 and again.leaf.conv_id == placed[0].leaf.conv_id
+    # The same request once more (a regenerate): nothing new is stored, and its answer goes
+    # on a branch of its own, beside the first answer, not after it.
+    again = await ask("q2 variant 0")
+    assert again.new_count == 0 and again.leaf.conv_id not in leaves
+    assert (await stored_texts(store, again)) == [str(m["content"]) for m in base] + [
+        "q2 variant 0", "answer to q2 variant 0"]
 
 
 async def test_a_remembered_conversation_deleted_since_is_started_over(
