@@ -189,6 +189,7 @@ async def _pack_turn(
     if mode == "passive":
         resolver.withdraw("Memory tools are not offered in passive mode")
     turn = Turn(
+        log_content=state.settings.server.log_content,
         upstream=state.upstream,
         headers=list(request.headers.items()),
         settings=settings,

@@ -54,6 +54,8 @@ class Turn:
     # The prompt's frame (proxy.vm.frame) to keep in the conversation state; None: the next
     # turn compacts.
     frame: dict[str, Any] | None = None
+    # server.log_content: every upstream prompt and the stored answer go to the log.
+    log_content: bool = False
     _last_prompt: int = 0
 
     @property
@@ -150,6 +152,8 @@ class Turn:
         if not self._last_prompt:
             self._last_prompt = self.counter.request(body)
         self.prompt_tokens_sent += self._last_prompt
+        if self.log_content:
+            log.info("upstream prompt", extra={"turn": self.turn_number, "body": body})
 
     def note_shown(self, chunk: Mapping[str, Any]) -> None:
         for choice in chunk.get("choices") or ():
@@ -171,6 +175,8 @@ class Turn:
         answer: dict[str, Any] = {"role": "assistant", "content": content}
         if client_calls:
             answer["tool_calls"] = client_calls
+        if self.log_content:
+            log.info("answer", extra={"turn": self.turn_number, "message": answer})
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
         for page_id, level in self.resolver.faulted_levels().items():
             self.table.note_faulted(page_id, level, self.turn_number)
