@@ -176,7 +176,7 @@ class Turn:
         if client_calls:
             answer["tool_calls"] = client_calls
         if self.log_content:
-            log.info("answer", extra={"turn": self.turn_number, "message": answer})
+            log.info("answer", extra={"turn": self.turn_number, "answer": answer})
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
         for page_id, level in self.resolver.faulted_levels().items():
             self.table.note_faulted(page_id, level, self.turn_number)

@@ -37,4 +37,4 @@ async def test_content_is_logged_only_when_asked(
         return
     assert len(prompts) == len(model.requests) >= 2  # a search or fault, then the answer
     assert [r.body for r in prompts] == model.requests  # type: ignore[attr-defined]
-    assert LOCKER_CODE in answers[0].message["content"]  # type: ignore[attr-defined]
+    assert LOCKER_CODE in answers[0].answer["content"]  # type: ignore[attr-defined]
