@@ -130,3 +130,23 @@ def test_gc_refuses_a_negative_age(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "older-than-days" in _one_line(result.stderr)
+
+
+async def test_gc_takes_its_age_from_store_retention_days(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'tmp.db'}"
+    now = time.time()
+    await _conversations(url, "t1", {"old": now - 3 * 86400, "fresh": now - 3600})
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'[store]\nurl = "{url}"\nretention_days = 2\n')
+    result = await asyncio.to_thread(_run, ["gc", "--config", str(config)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "deleted 1 conversation" in result.stdout
+    assert await _surviving(url, "t1", ["old", "fresh"]) == ["fresh"]
+
+
+def test_gc_with_retention_off_deletes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "proxy.toml"
+    config.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "tmp.db"}"\n')
+    result = _run(["gc", "--config", str(config)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "retention off" in result.stdout and "nothing deleted" in result.stdout
