@@ -183,9 +183,6 @@ class AccessMiddleware:
         series.bytes_out.inc(bytes_out)
         if route in _QUIET_ROUTES and not log.isEnabledFor(logging.DEBUG):
             return
-        extra = stats.extra
-        if stats.upstream_request_id:
-            extra = {**extra, "upstream_request_id": stats.upstream_request_id}
         log_request(
             method=scope["method"],
             route=route,
@@ -196,5 +193,6 @@ class AccessMiddleware:
             bytes_in=stats.bytes_in,
             bytes_out=bytes_out,
             request_id=stats.request_id,
-            extra=extra,
+            upstream_request_id=stats.upstream_request_id,
+            extra=stats.extra,
         )
