@@ -125,6 +125,16 @@ class AiohttpReply:
         self._response.release()
 
 
+class _CallersHeadersOnly(aiohttp.ClientRequest):
+    """A request that adds none of aiohttp's automatic headers (Accept, Accept-Encoding,
+    User-Agent): a pass-through sends what the client sent. The session also names them in
+    `skip_auto_headers`, but aiohttp honours that by building three multidicts and sorting
+    the names on every request, about 2% of a pass-through's CPU."""
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        pass
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """One pooled aiohttp session behind the httpx API, and `open()` without it.
 
@@ -155,6 +165,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # Only what the caller set is sent: a client that did not ask for compression
             # must not get a gzip body relayed to it.
             skip_auto_headers=("Accept-Encoding", "User-Agent", "Accept"),
+            request_class=_CallersHeadersOnly,
             # Not trust_env: it re-reads the environment and ~/.netrc on every request and
             # costs most of the throughput. The proxy is looked up once (env_proxy_for).
             proxy=self._proxy,
