@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import httpx
 import orjson
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -70,9 +71,19 @@ def create_app(
         exception_handlers={ProxyError: proxy_error, HTTPException: http_error},
         lifespan=lifespan,
     )
+    app.state = AppState()
     app.state.settings = settings
     app.state.metrics = metrics
     return app
+
+
+class AppState(State):
+    """starlette's State, its values kept as plain attributes. In a State every read goes
+    through a failed attribute lookup (an AttributeError built and dropped) before its
+    `__getattr__`; the hot path reads app state several times a request."""
+
+    def __init__(self) -> None:
+        super().__init__(self.__dict__)
 
 
 async def healthz(request: Request) -> Response:
