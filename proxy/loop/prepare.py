@@ -177,9 +177,12 @@ async def _pack_turn(
     # Passive requests offer no VM tools, but a model calling one anyway is still answered
     # by the proxy (with "withdrawn"), never passed to the client.
     names = {v: k for k, v in packed.tool_names.items()}
+    # The packing kept `fault_tokens` free; at run time a fault may use whatever the prompt
+    # really leaves (Turn.fault_room), up to the configured limit: a page that fits whole
+    # is worth more than its reduction.
     fault_state = FaultState(
         max_faults=settings.max_faults_per_turn,
-        max_tokens=fault_tokens,
+        max_tokens=settings.max_fault_tokens_per_turn,
         turn=turn_number,
         in_view=packed.in_view(),
     )
@@ -213,6 +216,7 @@ async def _pack_turn(
         frame=packed.frame.to_dict() if packed.frame is not None else None,
     )
     turn.prime_prompt_tokens(packed.prompt_tokens)
+    fault_state.room = turn.fault_room
     return turn
 
 

@@ -22,6 +22,8 @@ from proxy.vm.page_table import PageTable
 
 _DROP_WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
 BUDGET_NOTE = "This result does not fit the context budget; answer with what you have."
+# The assistant message carrying the calls and the JSON envelopes of their results.
+FAULT_FRAMING_TOKENS = 120
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Turn:
     # server.log_content: every upstream prompt and the stored answer go to the log.
     log_content: bool = False
     _last_prompt: int = 0
+    _resolving_from: int = 0
 
     @property
     def max_iterations(self) -> int:
@@ -92,7 +95,16 @@ class Turn:
 
     async def resolve(self, calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Tool messages answering the model's VM calls, in order."""
+        self._resolving_from = self.resolver.state.tokens
         return await self.resolver.resolve(calls, self.vm_tool_names)
+
+    def fault_room(self) -> int:
+        """Tokens a faulted page may still take: the budget less the prompt so far, the
+        reply's reserve, the pages faulted in this round, and the framing of the calls and
+        their JSON results (escaping makes code dearer in JSON: a tenth is kept back)."""
+        pending = self.resolver.state.tokens - self._resolving_from
+        free = self.settings.context_budget - self._last_prompt - self.packed_reply_tokens
+        return int((free - pending - FAULT_FRAMING_TOKENS) * 0.9)
 
     def next_body(
         self,

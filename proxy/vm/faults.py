@@ -58,6 +58,13 @@ class FaultState:
     tokens: int = 0
     seen_calls: set[str] = field(default_factory=set)
     clock: Callable[[], float] = time.time
+    # What the next upstream prompt can still take (the loop's view of its budget); None:
+    # `max_tokens` alone limits a fault.
+    room: Callable[[], int] | None = None
+
+    def tokens_left(self) -> int:
+        left = self.max_tokens - self.tokens
+        return left if self.room is None else min(left, self.room())
 
     @property
     def exhausted(self) -> bool:
@@ -158,7 +165,7 @@ def handle_page_fault(
     if state.faults >= state.max_faults:
         message = f"fault limit of {state.max_faults} per turn reached; answer with what you have"
         return FaultOutcome(error_json(message, LIMIT_REACHED), None, None, 0, LIMIT_REACHED)
-    left = state.max_tokens - state.tokens
+    left = state.tokens_left()
     served = next((lv for lv in range(level, 4) if page.tokens[lv] <= left), None)
     if served is None:
         message = (

@@ -246,3 +246,27 @@ async def test_faulted_pages_never_push_a_request_over_the_budget() -> None:
     costs = [upstream_cost(body, proxy.settings) for body in model.requests]
     prompts = [counter_for_model(MODEL).request(body) for body in model.requests]
     assert max(costs) <= budget, f"prompt+reply reserve {costs}, prompt alone {prompts}"
+
+
+async def test_a_big_page_is_served_whole_when_the_prompt_leaves_room() -> None:
+    """The packer keeps a quarter of the budget free for faults; a page larger than that
+    still comes in full when the prompt actually leaves room for it (up to the configured
+    fault tokens), rather than as its reduction."""
+    lines = "\n".join(f"STEP_{n}_TIMEOUT_S = {n * 7 % 1000}.0  # step {n} of the pipeline"
+                      for n in range(260))
+    big = f"Here is our pipeline config:\n```python\n{lines}\n```"
+    history = conversation(40)
+    history[1] = {"role": "user", "content": big}
+    model = ScriptedModel(agent(LOCKER))
+    model.queue(Calls([_fault("msg_1", 0)]), Answer("Read it."))
+    settings = vm_settings(context_budget=9000, max_fault_tokens_per_turn=6000)
+    tokens = counter_for_model(MODEL).text(big)
+    assert settings.vm.context_budget // 4 < tokens < 6000  # bigger than the reserve
+    async with serve(model, settings) as proxy:
+        completion = await proxy.client.chat.completions.create(
+            model=MODEL, messages=[*history, {"role": "user", "content": "Hello again!"}]
+        )
+    assert completion.choices[0].message.content == "Read it."
+    result = tool_results(model.requests[1])[0]
+    assert result["id"] == "msg_1" and result["level"] == 0, result.get("note")
+    assert upstream_cost(model.requests[1], settings) <= settings.vm.context_budget
