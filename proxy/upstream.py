@@ -3,7 +3,9 @@
 `Upstream` owns the app's one pooled transport and the `httpx.AsyncClient` on it. Every path
 it takes is the part after `/v1` (`/chat/completions`), appended to `upstream.base_url`,
 which already ends in `/v1` or whatever prefix the provider uses. Header pairs are raw
-bytes, as ASGI and httpx keep them.
+bytes, as ASGI and httpx keep them. The fault loop gets httpx responses (`post_json`,
+`stream`); the pass-through gets a `Reply` (`open`), which on the aiohttp transport is no
+httpx object at all.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ _CLIENT_CREDENTIALS_RAW = frozenset(name.encode() for name in _CLIENT_CREDENTIAL
 
 
 def _raw_pairs(incoming: IncomingHeaders) -> Iterable[tuple[bytes, bytes]]:
+    if type(incoming) is list and (not incoming or type(incoming[0][0]) is bytes):
+        return incoming  # an ASGI scope's headers (the pass-through's case): raw already
     raw = getattr(incoming, "raw", None)  # starlette's and httpx's Headers keep the bytes
     if isinstance(raw, list):
         return raw
