@@ -10,6 +10,7 @@ tiktoken encoding, which is what a proxy without page caches pays per request at
 The chain hash of a full resend (what identifies the conversation) is reported apart.
 
     python benchmarks/prepare.py [--turns 100,1000,10000] [--steps 30] [--budget 8000]
+                                 [--json benchmarks/results/prepare.json]
 
 Figures are wall-clock on a shared machine: treat them as noisy, compare the ratios.
 """
@@ -277,7 +278,9 @@ def main() -> None:
     parser.add_argument("--turns", default="100,1000,10000")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--budget", type=int, default=8000)
+    parser.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
     settings = VMSettings(context_budget=args.budget, activate_above=0)
     print(f"model {MODEL}, vm.context_budget {args.budget}, {args.steps} new messages per size")
     print(
@@ -288,6 +291,7 @@ def main() -> None:
     print(f"{'':>30} | {'CPU ms':^22} | {'wall ms':^29} |")
     for turns in (int(t) for t in args.turns.split(",")):
         r = measure(turns, args.steps, settings)
+        rows.append(r)
         ratio = r["cpu_p50_ms"] / r["tokenize_cpu_ms"] if r["tokenize_cpu_ms"] else float("nan")
         print(
             f"{r['turns']:>6} {r['messages']:>6} {r['pages']:>6} {r['history_tokens']:>8} | "
@@ -305,6 +309,14 @@ def main() -> None:
         " robust to\nother processes on the machine); sent = prompt tokens sent upstream;"
         " hash = chain hashes\nof a full resend (wall ms, and per message)."
     )
+    if args.json:
+        args.json.write_text(json.dumps({
+            "benchmark": "prepare",
+            "command": "python benchmarks/prepare.py " + " ".join(sys.argv[1:]),
+            "budget": args.budget,
+            "steps": args.steps,
+            "rows": rows,
+        }, indent=2))
 
 
 if __name__ == "__main__":
