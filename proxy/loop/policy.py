@@ -22,7 +22,7 @@ def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str,
     forbids other calls), or several choices (`n` > 1: one fault loop cannot serve them).
     """
     mode = configured
-    asked = headers.get(MODE_HEADER)
+    asked = _header(headers, MODE_HEADER)
     if asked is not None:
         mode = asked.strip().lower()
         if mode not in MODES:
@@ -49,17 +49,17 @@ def request_tenant(headers: Mapping[str, str], secret: str, default: str) -> str
 
 
 def bearer_key(headers: Mapping[str, str]) -> str | None:
-    auth = headers.get("authorization")
+    auth = _header(headers, "authorization")
     if auth:
         scheme, _, token = auth.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    azure = headers.get("api-key")
+    azure = _header(headers, "api-key")
     return azure.strip() if azure and azure.strip() else None
 
 
 def session_name(headers: Mapping[str, str]) -> str | None:
-    name = headers.get(SESSION_HEADER)
+    name = _header(headers, SESSION_HEADER)
     if name is None:
         return None
     name = name.strip()
@@ -70,3 +70,13 @@ def session_name(headers: Mapping[str, str]) -> str | None:
             code="invalid_vm_session",
         )
     return name
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """The first value of a header. Starlette's `Headers.get` raises and catches a
+    KeyError for an absent header, on every request; `getlist` does not."""
+    getlist = getattr(headers, "getlist", None)
+    if getlist is None:
+        return headers.get(name)
+    values = getlist(name)
+    return str(values[0]) if values else None
