@@ -20,6 +20,7 @@ import asyncio
 import json
 import socket
 import statistics
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,10 +30,13 @@ import httpx
 import orjson
 import uvicorn
 
-from benchmarks.vm_turn import conversation
-from proxy.app import create_app
-from proxy.config import load_settings
-from proxy.store import open_store
+# Run as a script (python benchmarks/stream_ttft.py) or a module: the repository is on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.vm_turn import conversation  # noqa: E402
+from proxy.app import create_app  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.store import open_store  # noqa: E402
 
 CHUNK = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,
          "model": "gpt-4o-2024-08-06"}
