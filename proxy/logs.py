@@ -87,45 +87,30 @@ def log_request(
 ) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
+    # The direct line opens with what JsonFormatter would put first.
     stream = _sink.stream
-    if stream is None:
-        fields: dict[str, Any] = {
-            "method": method,
-            "route": route,
-            "path": path,
-            "status": status,
-            "duration_ms": _hundredths(duration_ms),
-            "upstream_ms": None if upstream_ms is None else _hundredths(upstream_ms),
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "request_id": request_id,
-        }
-        if upstream_request_id:
-            fields["upstream_request_id"] = upstream_request_id
-        if extra:
-            fields.update(extra)
-        access_log.info("request", extra=fields)
-        return
-    # The same line JsonFormatter would write, built in one dict.
-    line: dict[str, Any] = {
+    line: dict[str, Any] = {} if stream is None else {
         "ts": int(time.time() * 1000.0) / 1000.0,
         "level": "info",
         "logger": ACCESS_LOGGER,
         "msg": "request",
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "duration_ms": _hundredths(duration_ms),
-        "upstream_ms": None if upstream_ms is None else _hundredths(upstream_ms),
-        "bytes_in": bytes_in,
-        "bytes_out": bytes_out,
-        "request_id": request_id,
     }
+    line["method"] = method
+    line["route"] = route
+    line["path"] = path
+    line["status"] = status
+    line["duration_ms"] = _hundredths(duration_ms)
+    line["upstream_ms"] = None if upstream_ms is None else _hundredths(upstream_ms)
+    line["bytes_in"] = bytes_in
+    line["bytes_out"] = bytes_out
+    line["request_id"] = request_id
     if upstream_request_id:
         line["upstream_request_id"] = upstream_request_id
     if extra:
         line.update(extra)
+    if stream is None:
+        access_log.info("request", extra=line)
+        return
     try:
         stream.write(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
         stream.flush()
