@@ -80,6 +80,7 @@ class VMSettings(_Section):
     manifest_max_entries: int = Field(default=24, ge=1)
     prefetch_pages: int = Field(default=4, ge=0)
     developer_role: Literal["developer", "system"] = "developer"
+    turn_note: Literal["message", "leading"] = "message"
     show_citations: bool = False
     fail_open: bool = True
     keepalive_s: float = Field(default=5.0, gt=0)

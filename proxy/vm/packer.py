@@ -105,6 +105,10 @@ class _Shared:
     block_max: int
     policy: manifest.Policy
     inputs: BlockInputs
+    # vm.turn_note "leading": the turn's block closes the leading message instead of
+    # following the latest user message (for chat templates that take no later system
+    # message); it costs the prompt-cache prefix from the block on.
+    block_in_lead: bool = False
 
 
 def pack_request(
@@ -157,6 +161,7 @@ def pack_request(
         limit=settings.context_budget - reply - fixed,
         key=frame_key(mode, role, counter.name, names),
         block_max=int(settings.context_budget * BLOCK_SHARE),
+        block_in_lead=settings.turn_note == "leading",
         policy=manifest.Policy(
             faults=mode != "passive",
             max_faults_per_turn=settings.max_faults_per_turn,
@@ -346,7 +351,9 @@ def _finish(
         shared.prefix + "\n\n" + context.render_context(layout.frozen) + "\n\n" + rendered
     )
     messages = list(layout.messages)
-    if block.content is not None:
+    if block.content is not None and shared.block_in_lead:
+        content += "\n\n" + block.content
+    elif block.content is not None:
         at_index = block_position(messages)
         messages.insert(at_index, {"role": shared.role, "content": block.content})
     upstream = _body(shared, content, messages)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from proxy.config import VMSettings
+from proxy.tokens import counter_for_model
 from proxy.vm.mutations import in_context_at
 from tests.vm import conversations
 from tests.vm.helpers import Memory
@@ -170,3 +171,24 @@ def test_mutations_tell_what_was_in_context_each_turn() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="mode"):
         Memory(VMSettings()).pack(body(conversations.short_conversation()), mode="off")
+
+
+@pytest.mark.parametrize("note", ["message", "leading"])
+def test_the_turn_block_goes_where_settings_say(note: str) -> None:
+    """"leading" keeps every VM block in the first message (chat templates that take no
+    later system message); "message" puts this turn's block after the latest question."""
+    settings = VMSettings(context_budget=3000, activate_above=0, developer_role="system",
+                          turn_note=note)
+    messages = [*conversations.long_conversation(30),
+                {"role": "user", "content": "What is the budget for cloud hosting?"}]
+    packed = Memory(settings).pack(body(messages))
+    roles = [m["role"] for m in packed.body["messages"]]
+    blocks = [i for i, m in enumerate(packed.body["messages"])
+              if "<VM:" in str(m.get("content"))]
+    if note == "leading":
+        assert roles.count("system") == 1 and blocks == [0]
+        assert dev(packed.body).count("<VM:CONTEXT>") == 2  # the frozen one, the turn's
+    else:
+        assert roles.count("system") == 2 and blocks == [0, len(roles) - 1]
+    counted = counter_for_model("gpt-4o").request(packed.body)
+    assert counted + packed.reply_tokens <= settings.context_budget
