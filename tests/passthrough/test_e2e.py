@@ -173,3 +173,39 @@ def test_other_routes_over_a_socket(
     assert gone.headers["x-request-id"] == "req_gone"
     last = upstream.requests[-1]
     assert (last.method, last.path, last.query) == ("DELETE", "/v1/threads/thread_1", "force=1")
+
+
+@pytest.fixture(scope="module")
+def vm_proxy(upstream: DrippingUpstream) -> Iterator[ProxyProcess]:
+    """A proxy that runs the fault loop for every request (activate_above = 0)."""
+    with run_proxy(upstream=upstream.url, env={"VM_PROXY_VM__ACTIVATE_ABOVE": "0"}) as running:
+        yield running
+
+
+def test_client_disconnect_mid_stream_of_the_fault_loop_closes_the_upstream_request(
+    vm_proxy: ProxyProcess, upstream: DrippingUpstream
+) -> None:
+    upstream.handler = default_handler
+    with httpx2.Client(trust_env=False, timeout=20) as http:
+        client = openai.OpenAI(
+            base_url=vm_proxy.base_url, api_key="sk-e2e", http_client=http, max_retries=0
+        )
+        upstream.dropped.clear()
+        raw = client.chat.completions.with_raw_response.create(
+            model=DRIP_MODEL, messages=[{"role": "user", "content": "count"}], stream=True
+        )
+        stream = raw.parse()
+        seen = 0
+        for item in stream:
+            if item.choices and item.choices[0].delta.content:
+                seen += 1
+            if seen == 3:
+                break
+        stream.close()
+        left_at = time.monotonic()
+        assert upstream.dropped.wait(5), (
+            f"the upstream kept streaming after the client left ({upstream.written} chunks)"
+        )
+        assert time.monotonic() - left_at < 5
+    # The fault loop answered (its prompt carries the VM rules), not the plain relay.
+    assert b"<VM:" in upstream.requests[-1].body
