@@ -139,19 +139,23 @@ def test_stream_chunks_arrive_before_the_upstream_has_finished(
     assert "".join(received) == "".join(pieces)
 
 
-def test_client_disconnect_mid_stream_closes_the_upstream_request(
-    client: openai.OpenAI, upstream: DrippingUpstream
-) -> None:
-    stream = client.chat.completions.create(
-        model=DRIP_MODEL, messages=[{"role": "user", "content": "count"}], stream=True
-    )
+def _read_three_then_leave(stream: Any) -> None:
+    """Read three content chunks, then close: the SDK drops the connection, body unread."""
     seen = 0
     for item in stream:
         if item.choices and item.choices[0].delta.content:
             seen += 1
         if seen == 3:
             break
-    stream.close()  # the SDK drops the connection with the body unread
+    stream.close()
+
+
+def test_client_disconnect_mid_stream_closes_the_upstream_request(
+    client: openai.OpenAI, upstream: DrippingUpstream
+) -> None:
+    _read_three_then_leave(client.chat.completions.create(
+        model=DRIP_MODEL, messages=[{"role": "user", "content": "count"}], stream=True
+    ))
     left_at = time.monotonic()
     assert upstream.dropped.wait(5), (
         f"the upstream kept streaming after the client left ({upstream.written} chunks)"
@@ -194,14 +198,7 @@ def test_client_disconnect_mid_stream_of_the_fault_loop_closes_the_upstream_requ
         raw = client.chat.completions.with_raw_response.create(
             model=DRIP_MODEL, messages=[{"role": "user", "content": "count"}], stream=True
         )
-        stream = raw.parse()
-        seen = 0
-        for item in stream:
-            if item.choices and item.choices[0].delta.content:
-                seen += 1
-            if seen == 3:
-                break
-        stream.close()
+        _read_three_then_leave(raw.parse())
         left_at = time.monotonic()
         assert upstream.dropped.wait(5), (
             f"the upstream kept streaming after the client left ({upstream.written} chunks)"
