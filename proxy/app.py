@@ -28,6 +28,7 @@ from proxy.logs import log
 from proxy.metrics import Metrics
 from proxy.passthrough import ALL_METHODS, passthrough_any
 from proxy.store import PageStore, open_store
+from proxy.store.locks import KeyedLocks
 from proxy.upstream import Upstream
 
 JSON = "application/json"
@@ -74,6 +75,8 @@ def create_app(
     app.state = AppState()
     app.state.settings = settings
     app.state.metrics = metrics
+    # One turn of an X-VM-Session at a time in this process (proxy.loop.handler).
+    app.state.session_locks = KeyedLocks()
     return app
 
 

@@ -11,7 +11,7 @@ with a Content-Length. Two things are not verbatim, by design:
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,12 @@ from proxy.disconnect import unless_disconnected
 from proxy.errors import normalise_error_body
 from proxy.logs import log
 from proxy.upstream import (
-    NOT_RELAYED_RAW,
     HeaderPairs,
+    RelayHead,
     Reply,
     Upstream,
     error_for_transport_failure,
+    relay_head,
 )
 
 # Bodies up to this size (declared by Content-Length) are read whole and sent in one piece.
@@ -53,7 +54,7 @@ class RelayedStream(StreamingResponse):
     """The upstream's body relayed as it arrives; the upstream response is closed on the
     way out whatever happens (finished, failed, or the client went away)."""
 
-    def __init__(self, upstream: Upstream, reply: Reply, head: _Head) -> None:
+    def __init__(self, upstream: Upstream, reply: Reply, head: RelayHead) -> None:
         self.upstream = upstream
         self.reply = reply
         self.status_code = reply.status_code
@@ -138,50 +139,9 @@ async def relay(
 
 
 @dataclass(slots=True)
-class _Head:
-    """The response headers for the client and what the relay needs to know, from one
-    pass over the raw pairs (httpx's `headers.get` re-decodes every header per call)."""
-
-    relayed: list[tuple[bytes, bytes]]
-    content_type: bytes = b""
-    content_length: int | None = None
-    encoded: bool = False
-    request_id: str | None = None
-
-    @property
-    def is_sse(self) -> bool:
-        return self.content_type.startswith(b"text/event-stream")
-
-
-def _head_of(raw_headers: Iterable[tuple[bytes, bytes]]) -> _Head:
-    head = _Head(relayed=[])
-    relayed = head.relayed
-    named_by_connection: set[bytes] = set()
-    for raw_name, value in raw_headers:
-        name = raw_name.lower()
-        if name in NOT_RELAYED_RAW:
-            if name == b"content-length":
-                head.content_length = int(value) if value.isdigit() else None
-            elif name == b"connection":  # it may name more hop-by-hop headers
-                named_by_connection.update(t.strip().lower() for t in value.split(b","))
-            continue
-        relayed.append((name, value))
-        if name == b"content-type":
-            head.content_type = value.lower()
-        elif name == b"content-encoding":
-            head.encoded = value.strip().lower() not in (b"", b"identity")
-        elif name == b"x-request-id":
-            head.request_id = value.decode("latin-1")
-    named_by_connection -= {b"keep-alive", b"close"}
-    if named_by_connection:
-        head.relayed = [(n, v) for n, v in relayed if n not in named_by_connection]
-    return head
-
-
-@dataclass(slots=True)
 class _Exchanged:
     reply: Reply
-    head: _Head
+    head: RelayHead
     body: bytes | None  # None: still to be streamed (the reply stays open)
 
 
@@ -197,7 +157,7 @@ async def _exchange(
     """Send, and read the body unless it is to be streamed. An error body is read decoded
     (it may be rewritten); a success body raw (relayed with its Content-Encoding)."""
     reply = await upstream.open(method, path, query=query, headers=headers, content=content)
-    head = _head_of(reply.raw_headers)
+    head = relay_head(reply.raw_headers)
     status = reply.status_code
     if status < 400 and not _read_whole(head, buffer_unsized):
         return _Exchanged(reply, head, None)
@@ -216,7 +176,7 @@ async def _exchange(
     return _Exchanged(reply, head, body)
 
 
-def _read_whole(head: _Head, buffer_unsized: bool) -> bool:
+def _read_whole(head: RelayHead, buffer_unsized: bool) -> bool:
     if head.is_sse:
         return False
     if head.content_length is None:
@@ -224,10 +184,10 @@ def _read_whole(head: _Head, buffer_unsized: bool) -> bool:
     return head.content_length <= BUFFER_LIMIT
 
 
-def _error_response(status: int, body: bytes, head: _Head) -> Response:
+def _error_response(status: int, body: bytes, head: RelayHead) -> Response:
     """Relay an upstream 4xx/5xx: verbatim when already OpenAI-shaped, else normalised.
     The body was read decoded, so its Content-Encoding does not go along."""
-    headers = [(n, v) for n, v in head.relayed if n != b"content-encoding"]
+    headers = head.decoded()
     if not is_openai_error(body):
         body = orjson.dumps(normalise_error_body(status, body))
         headers = [(n, v) for n, v in headers if n != b"content-type"]

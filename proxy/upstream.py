@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import orjson
@@ -42,8 +43,7 @@ _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "cookie"}
 _CLIENT_CREDENTIALS = frozenset({"authorization", "api-key"})
 # The server sets its own date; upstream cookies are not the client's business.
 _NOT_RELAYED = HOP_BY_HOP | {"content-length", "date", "server", "set-cookie", "alt-svc"}
-NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
-_NOT_RELAYED_DECODED = NOT_RELAYED_RAW | {b"content-encoding"}
+_NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
 _URL_CACHE_SIZE = 256
 
 HeaderPairs = list[tuple[bytes, bytes]]
@@ -59,8 +59,6 @@ def _raw_pairs(incoming: IncomingHeaders) -> Iterable[tuple[bytes, bytes]]:
     if isinstance(raw, list):
         return raw
     pairs = incoming.items() if isinstance(incoming, Mapping) else incoming
-    if isinstance(pairs, list) and (not pairs or isinstance(pairs[0][0], bytes)):
-        return pairs  # already raw, e.g. an ASGI scope's headers
     return [
         (
             name if isinstance(name, bytes) else name.encode("latin-1"),
@@ -95,22 +93,52 @@ def forward_headers(incoming: IncomingHeaders, api_key: str = "") -> HeaderPairs
     return out
 
 
-def relay_headers(
-    headers: httpx.Headers, *, keep_encoding: bool = True
-) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers as they go back to the client (raw ASGI pairs).
+@dataclass(slots=True)
+class RelayHead:
+    """The upstream's response headers as they go back to the client, and what the relay
+    needs to know, from one pass over the raw pairs (httpx's `headers.get` re-decodes every
+    header per call). Content type, request ids, `openai-*`, `x-ratelimit-*`,
+    `retry-after(-ms)` and the rest pass; hop-by-hop and framing headers are recomputed by
+    the server, and so are those the upstream's `Connection` names."""
 
-    Content type, request ids, `openai-*`, `x-ratelimit-*`, `retry-after(-ms)` and the
-    rest pass; hop-by-hop and framing headers are recomputed by the server. Without
-    `keep_encoding` the body is sent decoded, so `Content-Encoding` must go too.
-    """
-    # Works on the raw pairs: httpx's str views re-decode every header on each lookup.
-    raw = [(name.lower(), value) for name, value in headers.raw]
-    dropped = NOT_RELAYED_RAW if keep_encoding else _NOT_RELAYED_DECODED
-    for name, value in raw:
-        if name == b"connection":
-            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
-    return [(name, value) for name, value in raw if name not in dropped]
+    relayed: list[tuple[bytes, bytes]]
+    content_type: bytes = b""
+    content_length: int | None = None
+    encoded: bool = False
+    request_id: str | None = None
+
+    @property
+    def is_sse(self) -> bool:
+        return self.content_type.startswith(b"text/event-stream")
+
+    def decoded(self) -> list[tuple[bytes, bytes]]:
+        """The relayed headers of a body sent decoded: without its Content-Encoding."""
+        return [(n, v) for n, v in self.relayed if n != b"content-encoding"]
+
+
+def relay_head(raw_headers: Iterable[tuple[bytes, bytes]]) -> RelayHead:
+    head = RelayHead(relayed=[])
+    relayed = head.relayed
+    named_by_connection: set[bytes] = set()
+    for raw_name, value in raw_headers:
+        name = raw_name.lower()
+        if name in _NOT_RELAYED_RAW:
+            if name == b"content-length":
+                head.content_length = int(value) if value.isdigit() else None
+            elif name == b"connection":  # it may name more hop-by-hop headers
+                named_by_connection.update(t.strip().lower() for t in value.split(b","))
+            continue
+        relayed.append((name, value))
+        if name == b"content-type":
+            head.content_type = value.lower()
+        elif name == b"content-encoding":
+            head.encoded = value.strip().lower() not in (b"", b"identity")
+        elif name == b"x-request-id":
+            head.request_id = value.decode("latin-1")
+    named_by_connection -= {b"keep-alive", b"close"}
+    if named_by_connection:
+        head.relayed = [(n, v) for n, v in relayed if n not in named_by_connection]
+    return head
 
 
 def error_for_transport_failure(exc: httpx.TransportError, base_url: str) -> UpstreamError:
@@ -151,6 +179,17 @@ def configure_client(client: httpx.AsyncClient) -> httpx.AsyncClient:
     client.headers = httpx.Headers()
     client.cookies = httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
     return client
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    """Cache `value`, unless the cache is full: ids in paths must not grow it forever."""
+    if len(cache) < _URL_CACHE_SIZE:
+        cache[key] = value
+    return value
 
 
 class Reply(Protocol):
@@ -237,9 +276,7 @@ class Upstream:
         url = self._urls.get(key)
         if url is None:
             text = self.base_url + path
-            url = httpx.URL(f"{text}?{query}" if query else text)
-            if len(self._urls) < _URL_CACHE_SIZE:  # ids in paths must not grow it forever
-                self._urls[key] = url
+            url = _remember(self._urls, key, httpx.URL(f"{text}?{query}" if query else text))
         return url
 
     def _wire_url(self, path: str, query: str) -> yarl.URL:
@@ -247,9 +284,7 @@ class Upstream:
         key = (path, query)
         url = self._wire_urls.get(key)
         if url is None:
-            url = yarl.URL(str(self.url(path, query)))
-            if len(self._wire_urls) < _URL_CACHE_SIZE:
-                self._wire_urls[key] = url
+            url = _remember(self._wire_urls, key, yarl.URL(str(self.url(path, query))))
         return url
 
     def headers_for(self, incoming: IncomingHeaders) -> HeaderPairs:

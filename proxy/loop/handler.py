@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AsyncExitStack
 from typing import Any
 
 import orjson
@@ -26,12 +26,11 @@ from proxy.errors import ProxyError, StoreError
 from proxy.logs import log
 from proxy.loop.complete import run_complete
 from proxy.loop.observe import observe
-from proxy.loop.policy import request_mode, request_tenant, session_name
+from proxy.loop.policy import request_mode, request_tenant, session_name, several_choices
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn
 from proxy.passthrough import passthrough_chat
-from proxy.store.locks import KeyedLocks
 
 JSON = "application/json"
 
@@ -50,14 +49,14 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
     # One turn of a session at a time (in this process): two at once would each chain their
     # message onto the tip the other has not seen yet, and one of the answers would land on
     # a fork the session no longer names.
-    hold = _session_locks(state).hold((tenant, session))
-    await hold.__aenter__()
+    held = AsyncExitStack()
+    await held.enter_async_context(state.session_locks.hold((tenant, session)))
     try:
         response = await _answer(request, body, raw, tenant=tenant, session=session, mode=mode)
     except BaseException:
-        await hold.__aexit__(None, None, None)
+        await held.aclose()
         raise
-    return _ReleasedAfter(response, hold)
+    return _ReleasedAfter(response, held)
 
 
 async def _answer(
@@ -89,7 +88,7 @@ async def _answer(
         )
     turn = prepared.turn
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
-    if _several_choices(body):
+    if several_choices(body):
         # n > 1 runs passive (no loop): one upstream call with the packed prompt, relayed
         # as the upstream answers it, every choice included; choice 0 is stored.
         packed = dict(turn.first_body())
@@ -169,11 +168,6 @@ async def _counted(events: AsyncIterator[bytes], turn: Turn, metrics: Any) -> As
         _count_turn(metrics, turn)
 
 
-def _several_choices(body: dict[str, Any]) -> bool:
-    n = body.get("n")
-    return isinstance(n, int) and n > 1
-
-
 def _observed_passthrough(
     response: Response, prepared: Prepared, headers: dict[str, str]
 ) -> Response:
@@ -190,25 +184,18 @@ def _observed_passthrough(
     return observe(response, store_answer)
 
 
-def _session_locks(state: Any) -> KeyedLocks:
-    locks = getattr(state, "session_locks", None)
-    if locks is None:
-        locks = state.session_locks = KeyedLocks()
-    return locks
-
-
 class _ReleasedAfter(Response):
     """`inner`, with the session's lock released once it is sent (a stream's last byte, a
     relayed answer stored after it went out), or abandoned by the client."""
 
-    def __init__(self, inner: Response, hold: AbstractAsyncContextManager[None]) -> None:
+    def __init__(self, inner: Response, held: AsyncExitStack) -> None:
         self.inner = inner
         self.status_code = inner.status_code
         self.background = None
-        self._hold = hold
+        self._held = held
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await self.inner(scope, receive, send)
         finally:
-            await self._hold.__aexit__(None, None, None)
+            await self._held.aclose()

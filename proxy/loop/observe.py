@@ -110,22 +110,20 @@ class _Decoder:
     servers send it raw: the first chunk decides, as browsers and httpx do."""
 
     def __init__(self, encoding: str) -> None:
-        self._wbits = _WBITS[encoding]
-        self._zlib = zlib.decompressobj(self._wbits) if self._wbits else None
-        self._started = False
+        wbits = _WBITS[encoding]
+        self._zlib = zlib.decompressobj(wbits) if wbits else None
+        self._may_be_raw = wbits == zlib.MAX_WBITS
 
     def feed(self, chunk: bytes) -> bytes:
         if self._zlib is None:
             return chunk
-        if self._started or self._wbits != zlib.MAX_WBITS:
-            self._started = True
-            return self._zlib.decompress(chunk)
-        self._started = True
-        try:
-            return self._zlib.decompress(chunk)
-        except zlib.error:
-            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
-            return self._zlib.decompress(chunk)
+        if self._may_be_raw:
+            self._may_be_raw = False
+            try:
+                return self._zlib.decompress(chunk)
+            except zlib.error:
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+        return self._zlib.decompress(chunk)
 
     def flush(self) -> bytes:
         return self._zlib.flush() if self._zlib is not None else b""

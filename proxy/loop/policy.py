@@ -36,10 +36,15 @@ def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str,
     choice = body.get("tool_choice")
     if choice == "none" or isinstance(choice, dict):
         return "passive"
-    n = body.get("n")
-    if isinstance(n, int) and n > 1:
+    if several_choices(body):
         return "passive"
     return mode
+
+
+def several_choices(body: Mapping[str, Any]) -> bool:
+    """`n` > 1: the request asks for more than one choice."""
+    n = body.get("n")
+    return isinstance(n, int) and n > 1
 
 
 def request_tenant(headers: Mapping[str, str], secret: str, default: str) -> str:

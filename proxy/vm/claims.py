@@ -75,10 +75,9 @@ def extract_claims(text: str, role: str) -> list[str]:
     if role not in ("user", "assistant") or not text:
         return []
     found: list[tuple[int, int, str]] = []
-    for index, raw in enumerate(_SPLIT.split(_FENCE.sub(" ", text))):
-        sentence = _SPACE.sub(" ", raw).strip()
+    for index, sentence in enumerate(_statements_of(text)):
         words = len(sentence.split())
-        if words < MIN_WORDS or words > MAX_WORDS or sentence.endswith("?"):
+        if words < MIN_WORDS or words > MAX_WORDS:
             continue
         strength = claim_strength(sentence, role)
         if strength:
@@ -95,7 +94,7 @@ def claim_strength(sentence: str, role: str) -> int:
         return 0
     if _REMEMBER.search(sentence):
         return 3
-    if _PERSONAL.search(sentence) or statement(sentence) is not None:
+    if _PERSONAL.search(sentence) or _stated(sentence) is not None:
         return 2
     if _CONSTRAINT.search(sentence):
         return 1
@@ -110,8 +109,11 @@ def statement(sentence: str) -> tuple[str, str] | None:
     extension is now 6243" -> ("dmitri's desk extension", "6243"). The key drops the
     determiner, so "my dentist" and "the dentist" are one subject; None for sentences
     that state no value (a number or a name) or only talk about the thing."""
-    if _NOT_STATED.search(sentence):
-        return None
+    return None if _NOT_STATED.search(sentence) else _stated(sentence)
+
+
+def _stated(sentence: str) -> tuple[str, str] | None:
+    """`statement` for a sentence already known not to be a doubt or hearsay."""
     match = _STATEMENT.search(sentence)
     if match is None:
         return None
@@ -126,11 +128,10 @@ def statement(sentence: str) -> tuple[str, str] | None:
 
 def statements(text: str) -> list[tuple[str, str]]:
     """Every (subject key, value) stated in a text, in order (code blocks skipped)."""
-    found = []
-    for raw in _SPLIT.split(_FENCE.sub(" ", text)):
-        sentence = _SPACE.sub(" ", raw).strip()
-        if sentence and not sentence.endswith("?"):
-            stated = statement(sentence)
-            if stated is not None:
-                found.append(stated)
-    return found
+    return [stated for s in _statements_of(text) if (stated := statement(s)) is not None]
+
+
+def _statements_of(text: str) -> list[str]:
+    """The text's sentences outside code blocks, spaces normalised, questions left out."""
+    sentences = (_SPACE.sub(" ", raw).strip() for raw in _SPLIT.split(_FENCE.sub(" ", text)))
+    return [s for s in sentences if s and not s.endswith("?")]

@@ -12,10 +12,10 @@ Three things BM25 cannot see:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from proxy.vm.bm25 import search_tokens
 from proxy.vm.claims import statements
 from proxy.vm.pages import Page, PageKind
 
@@ -23,11 +23,6 @@ from proxy.vm.pages import Page, PageKind
 POOL_FACTOR = 3
 STATEMENT_BOOST = 0.25
 
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    "a an and are at for in is it my of on our s the to was were what which who your you "
-    "do did does again".split()
-)
 _STATING = (PageKind.CLAIM, PageKind.TRANSCRIPT)
 
 
@@ -119,4 +114,5 @@ def _about(subject: str, terms: frozenset[str]) -> bool:
 
 
 def _terms(text: str) -> frozenset[str]:
-    return frozenset(w for w in _WORD.findall(text.lower()) if w not in _STOP)
+    """The search terms (the stores' own tokenizer), less the "s" of a possessive."""
+    return frozenset(t for t in search_tokens(text) if len(t) > 1)
