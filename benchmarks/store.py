@@ -16,11 +16,13 @@ same backend behind CachedStore, as the app runs it by default):
    loop makes for one VM-active request that resends its history (proxy/loop), no faults:
    - place: `append` of the user's message with the conversation state (~5 KB: page
      table, frame, counters). The row it names the version of is the one the previous
-     turn's append returned (the loop remembers it), so no read comes first;
-   - prepare: four reads issued together (`asyncio.gather`): the system prompt's range,
-     the window of turns since the frame's start (20 to 80 messages, as it grows between
-     compactions), `search(limit 12)` for the user's message, `get_pages` of 40 ids (the
-     12 messages before the window and 28 pages of the frozen frame);
+     turn's append returned (the loop remembers it), so no read comes first. The
+     `search(limit 12)` for the user's message is issued right after it, before the append
+     is done, as the loop does (proxy/loop/early_search.py);
+   - prepare: once the append is done, three reads issued together (`asyncio.gather`)
+     with the search: the system prompt's range, the window of turns since the frame's
+     start (20 to 80 messages, as it grows between compactions), `get_pages` of 40 ids
+     (the 12 messages before the window and 28 pages of the frozen frame);
    - finish: `append` of the answer with the state and the turn's 48 mutation records.
    p50/p99 of the sum; the baseline is the memory store. The breakdown gives each call's
    median ("prepare reads" is the gather; its calls overlap), and "place cold": what
@@ -230,14 +232,17 @@ class TurnLoop:
         mutations = [Mutation(self.turn, "map", f"msg_{n}", n % 4)
                      for n in range(MUTATIONS_PER_TURN)]
         start = time.perf_counter()
-        self.current = await self.op("append (place)", store.append(
+        place = asyncio.ensure_future(self.op("append (place)", store.append(
             TENANT, conv, [question], expected_version=self.current.version,
-            new_length=length + 1, state=state))
+            new_length=length + 1, state=state)))
+        search = asyncio.ensure_future(
+            self.op("search", store.search(path, query, limit=SEARCH_LIMIT)))
+        self.current = await place
         await self.op("prepare reads", asyncio.gather(
             self.op("pages_in_range system", store.pages_in_range(path, 0, 1)),
             self.op("pages_in_range window", store.pages_in_range(path, window, length + 1)),
-            self.op("search", store.search(path, query, limit=SEARCH_LIMIT)),
             self.op("get_pages", store.get_pages(path, [*before, *self.frame_ids])),
+            search,
         ))
         self.current = await self.op("append (finish)", store.append(
             TENANT, conv, [answer], expected_version=self.current.version,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from proxy.loop.session import NewPages
+from proxy.loop.placement import NewPages
 from proxy.store.base import Conversation, Mutation, PageStore, Path
 from proxy.tokens import TokenCounter
 from proxy.vm.ingest import Counters, ingest_messages

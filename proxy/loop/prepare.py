@@ -12,12 +12,14 @@ from typing import Any
 from starlette.requests import Request
 
 from proxy.config import VMSettings
+from proxy.loop.early_search import EarlySearch
 from proxy.loop.faults import FaultResolver
 from proxy.loop.ingest import Ingester
+from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import PrefixCache
-from proxy.loop.session import Conversations, Placement
+from proxy.loop.session import Conversations
 from proxy.loop.turn import Turn
-from proxy.store.base import PageStore, Path, SearchHit
+from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.faults import FaultState
 from proxy.vm.frame import Frame
@@ -25,7 +27,7 @@ from proxy.vm.ingest import Counters
 from proxy.vm.packer import PackedRequest, pack_request
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.prefetch import gather_candidates, plan_prefetch
+from proxy.vm.prefetch import SEARCH_HITS, gather_candidates, plan_prefetch, search_query
 from proxy.vm.working_set import ScoredPage
 
 # Room kept free in the first upstream prompt for what the loop adds: search results, the
@@ -76,26 +78,38 @@ async def prepare(
     if cache is None:
         cache = state.prefix_cache = PrefixCache()
     conversations = Conversations(store, ingester.ingest, ingester.state_at, cache)
-    placement = await conversations.place(tenant, body["messages"], session)
-    end = placement.offset + placement.length
-    conv_state = await ingester.state_at(store, tenant, placement.path, end - 1, placement.leaf)
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
-    full = (
-        int(conv_state.get("tokens", 0))
-        + counter.format.reply_primer
-        + counter.tools(tools, has_system=True)
+    overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
+    activate_above = settings.vm.activate_above
+    early = EarlySearch(
+        store,
+        lambda: search_query(_last_user_text(body["messages"])),
+        SEARCH_HITS,
+        wanted=lambda stored: int(stored.get("tokens", 0)) + overhead > activate_above,
     )
-    prepared = Prepared(conversations, tenant, session, placement, full, None)
-    if full <= settings.vm.activate_above:
-        if placement.offset > 0:
-            pages = await store.pages_in_range(placement.path, 0, end)
-            history = [_message(p) for p in pages if p.is_message]
-            prepared.forward_body = {**body, "messages": history}
+    try:
+        placement = await conversations.place(
+            tenant, body["messages"], session, on_append=early.appending
+        )
+        end = placement.offset + placement.length
+        conv_state = await ingester.state_at(
+            store, tenant, placement.path, end - 1, placement.leaf
+        )
+        full = int(conv_state.get("tokens", 0)) + overhead
+        prepared = Prepared(conversations, tenant, session, placement, full, None)
+        if full <= activate_above:
+            if placement.offset > 0:
+                pages = await store.pages_in_range(placement.path, 0, end)
+                history = [_message(p) for p in pages if p.is_message]
+                prepared.forward_body = {**body, "messages": history}
+            return prepared
+        prepared.turn = await _pack_turn(
+            state, request, body, counter, conversations, placement, conv_state, full,
+            session, mode, early,
+        )
         return prepared
-    prepared.turn = await _pack_turn(
-        state, request, body, counter, conversations, placement, conv_state, full, session, mode
-    )
-    return prepared
+    finally:
+        early.cancel()  # when the turn did not take it
 
 
 async def _pack_turn(
@@ -109,6 +123,7 @@ async def _pack_turn(
     full: int,
     session: str | None,
     mode: str,
+    early: EarlySearch,
 ) -> Turn:
     settings = state.settings.vm
     store: PageStore = state.store
@@ -137,7 +152,7 @@ async def _pack_turn(
     system, tail, hits, loaded = await asyncio.gather(
         store.pages_in_range(path, 0, counters.preamble),
         store.pages_in_range(path, start, end),
-        _search(store, path, plan.query, plan.search_limit),
+        early.hits(path, plan.query, plan.search_limit),
         store.get_pages(path, [*plan.page_ids(), *frame_ids]),
     )
     frame_pages = {pid: loaded[pid] for pid in frame_ids if pid in loaded}
@@ -263,10 +278,6 @@ def _pack(
         frame=frozen.frame,
         frame_pages=frozen.pages,
     )
-
-
-async def _search(store: PageStore, path: Path, query: str, limit: int) -> list[SearchHit]:
-    return await store.search(path, query, limit=limit) if query else []
 
 
 def _message(page: Page) -> dict[str, Any]:

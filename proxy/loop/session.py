@@ -33,70 +33,26 @@ import asyncio
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
 from proxy.store.base import (
     Conversation,
     Mutation,
     PageStore,
     Path,
-    PathSpan,
     UnknownConversation,
     VersionConflict,
 )
 from proxy.vm.identity import chain_hashes
-from proxy.vm.pages import Page
 
 # How many of the newest hashes are looked up at once before falling back to a binary
 # search: a turn usually brings one or two new messages.
 _TAIL_PROBE = 4
 _MAX_RETRIES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class NewPages:
-    """What ingest made of new messages: their pages and the conversation state after them."""
-
-    pages: list[Page]
-    state: dict[str, Any]
-    mutations: list[Mutation] = field(default_factory=list)
-
-
-# (store, tenant, path so far, position of the first new message, the messages, their chain
-# hashes, the conversation state before them) -> pages and state after them.
-Ingest = Callable[
-    [PageStore, str, Path, int, Sequence[dict[str, Any]], Sequence[str], dict[str, Any]],
-    Awaitable[NewPages],
-]
-
-# (store, tenant, path, position, the path's leaf if already read) -> the state after the
-# message at that position.
-StateAt = Callable[[PageStore, str, Path, int, Conversation | None], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where one request's messages are, once stored.
-
-    `offset` is the position of the request's first message in the conversation (0 for a
-    full resend); `path` is the leaf conversation's history cut at the request's end, so
-    pages stored later on the same conversation (an answer being regenerated) are not seen.
-    """
-
-    leaf: Conversation
-    path: Path
-    offset: int
-    length: int
-    last_hash: str
-    new_count: int
-    appended: bool
-    # Of the whole resent history (empty in append mode): see prefix_cache.
-    fingerprints: list[int] = field(default_factory=list)
-    # The leaf's whole path (not cut), for storing what follows the request.
-    leaf_path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +77,11 @@ class Conversations:
         self._prefixes = PrefixCache() if prefix_cache is None else prefix_cache
 
     async def place(
-        self, tenant: str, messages: Sequence[dict[str, Any]], session: str | None
+        self,
+        tenant: str,
+        messages: Sequence[dict[str, Any]],
+        session: str | None,
+        on_append: AppendHook | None = None,
     ) -> Placement:
         """Align the request with the store, store what is new, bind the session name."""
         stored: Conversation | None = None
@@ -133,10 +93,12 @@ class Conversations:
             stored = await self._store.get_conversation(tenant, bound or session)
         if stored is not None and stored.length > 0:
             if not await self._starts_with_stored(tenant, stored, messages):
-                placement = await self._append(tenant, stored, messages)
+                placement = await self._append(tenant, stored, messages, on_append)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
-        placement = await self._own_branch(tenant, await self._resend(tenant, messages))
+        placement = await self._own_branch(
+            tenant, await self._resend(tenant, messages, on_append)
+        )
         await self._bind(tenant, session, placement.leaf.conv_id, bound)
         return placement
 
@@ -216,7 +178,12 @@ class Conversations:
         return path.owner_of(hit[1]) == hit[0]
 
     async def _resend(
-        self, tenant: str, messages: Sequence[dict[str, Any]], *, remembered_rows: bool = True
+        self,
+        tenant: str,
+        messages: Sequence[dict[str, Any]],
+        on_append: AppendHook | None = None,
+        *,
+        remembered_rows: bool = True,
     ) -> Placement:
         fingerprints = [fingerprint(m) for m in messages]
         start, owner, prev = 0, None, None
@@ -263,13 +230,14 @@ class Conversations:
         new = known - start
         try:
             leaf, new_count, path = await self._store_after(
-                tenant, owner, known - 1, messages[known:], hashes[new:], known=hint
+                tenant, owner, known - 1, messages[known:], hashes[new:], known=hint,
+                on_append=on_append,
             )
         except UnknownConversation:
             if hint is None or not remembered_rows:
                 raise
             # The remembered conversation is gone (deleted by gc since): start over.
-            return await self._resend(tenant, messages, remembered_rows=False)
+            return await self._resend(tenant, messages, on_append, remembered_rows=False)
         last_hash = hashes[-1] if hashes else str(prev or "")
         cut, full = await self._paths(tenant, leaf.conv_id, len(messages), path)
         self._prefixes.remember(tenant, fingerprints, last_hash, leaf, full)
@@ -286,7 +254,11 @@ class Conversations:
         )
 
     async def _append(
-        self, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
+        self,
+        tenant: str,
+        stored: Conversation,
+        messages: Sequence[dict[str, Any]],
+        on_append: AppendHook | None = None,
     ) -> Placement:
         path = await self._store.path(tenant, stored.conv_id)
         state = await self._state_at(self._store, tenant, path, stored.length - 1, stored)
@@ -306,7 +278,8 @@ class Conversations:
             new, offset = new[1:], offset - 1
         hashes = chain_hashes(tenant, new, prev=prev)
         leaf, new_count, leaf_path = await self._store_after(
-            tenant, stored.conv_id, stored.length - 1, new, hashes, known=_Known(stored, path)
+            tenant, stored.conv_id, stored.length - 1, new, hashes, known=_Known(stored, path),
+            on_append=on_append,
         )
         end = stored.length + len(new)
         cut, full = await self._paths(tenant, leaf.conv_id, end, leaf_path or path)
@@ -379,6 +352,7 @@ class Conversations:
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         known: _Known | None = None,
+        on_append: AppendHook | None = None,
     ) -> tuple[Conversation, int, Path | None]:
         """Store `messages` right after position `anchor` of `owner`'s path.
 
@@ -428,14 +402,18 @@ class Conversations:
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
+                end = anchor + 1 + len(messages)
+                state = {**made.state, **(state_patch or {})}
+                if on_append is not None:
+                    on_append(cut_path(path, end), state)
                 try:
                     leaf = await self._store.append(
                         tenant,
                         target.conv_id,
                         made.pages,
                         expected_version=target.version,
-                        new_length=anchor + 1 + len(messages),
-                        state={**made.state, **(state_patch or {})},
+                        new_length=end,
+                        state=state,
                         mutations=[*made.mutations, *mutations],
                     )
                 except VersionConflict:
@@ -465,12 +443,7 @@ class Conversations:
         """`conv_id`'s path cut at `end`, and whole (`path`, when it is that path)."""
         if path is None or path.leaf != conv_id:
             path = await self._store.path(tenant, conv_id)
-        spans = tuple(
-            PathSpan(span.conv_id, span.lo, end if span.hi is None or span.hi > end else span.hi)
-            for span in path.spans
-            if span.lo < end
-        )
-        return Path(tenant=path.tenant, spans=spans), path
+        return cut_path(path, end), path
 
     async def _path_or_none(self, tenant: str, conv_id: str) -> Path | None:
         try:
@@ -484,3 +457,4 @@ class Conversations:
         """Point the session name at `conv_id` (a write, skipped when it already does)."""
         if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
+

@@ -13,7 +13,8 @@ from proxy.assemble import AssembledMessage
 from proxy.config import VMSettings
 from proxy.logs import log
 from proxy.loop.faults import FaultResolver
-from proxy.loop.session import Conversations, Placement
+from proxy.loop.placement import Placement
+from proxy.loop.session import Conversations
 from proxy.store.base import Mutation, PageStore
 from proxy.tokens import TokenCounter
 from proxy.upstream import Upstream

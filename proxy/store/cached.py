@@ -6,7 +6,8 @@ What is cached, and why it cannot go stale:
   cached page answers `get_pages` only where the owner on this path is certain: the leaf's
   own pages, and `msg_N` pages, whose id fixes their anchor and so their owning span.
   Anything else asks the inner store. Pages are cached from what the inner store returned,
-  never from what a caller asked to append (that might have lost to a stored page).
+  and from an append only where it cannot have lost to a stored page: message pages at
+  positions the conversation did not have at the version the append replaced.
 - Ranges of message pages (the window of turns a VM turn reads): a path holds exactly one
   message page per position it has stored, `msg_N` at N, so the cached pages at the start
   of a range are its first pages for certain, and only the rest of the range (the newest
@@ -129,11 +130,26 @@ class CachedStore:
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
     ) -> Conversation:
+        before = self._convs.get((tenant, conv_id))
         conv = await self.inner.append(
             tenant, conv_id, pages, expected_version=expected_version, new_length=new_length,
             state=state, mutations=mutations,
         )
+        if before is not None and before.version == expected_version:
+            self._learn_appended(tenant, conv_id, pages, before.length)
         return self._remember(conv)
+
+    def _learn_appended(
+        self, tenant: str, conv_id: str, pages: Sequence[Page], stored_length: int
+    ) -> None:
+        """The message pages an append just stored, at positions the conversation did not
+        have (`stored_length`, read at the version the append replaced): no page could sit
+        there before, so the pages stored are these, not an earlier copy the append left in
+        place. Caching them spares the next turn's read of its own question."""
+        for page in pages:
+            parsed = parse_page_id(page.page_id)
+            if parsed == ("msg", page.anchor) and page.anchor >= stored_length:
+                self._pages.put((tenant, conv_id, page.page_id), page)
 
     async def update_state(
         self,

@@ -5,11 +5,15 @@ writer thread with its own connection (SQLite admits one writer at a time anyway
 go to a small pool of reader threads, each with its own connection, which under WAL read
 the last committed state without waiting for the writer. `?readers=0` sends reads to the
 writer thread too. Reads issued in the same turn of the event loop (a caller's
-`asyncio.gather`) travel together: one hop to a reader thread and one wake-up of the loop
-for the lot, since on a small machine the hops, not the queries, are most of a read. When
-no write is under way or queued, they go to the writer thread instead: every commit
-empties the page cache of every other connection, so the writer's is the warm one (a
-turn's search reads a good part of the index right after the turn's first append).
+`asyncio.gather`) travel together: one hop to a thread and one wake-up of the loop for the
+lot, since on a small machine the hops, not the queries, are most of a read
+(proxy.store.sqlite_threads). When no write is under way or queued, they go to the writer
+thread: every commit empties the page cache of every other connection, so the writer's is
+the warm one (a turn's search reads a good part of the index right after the turn's first
+append). A read of a conversation that is being written also goes there, behind the write,
+and so reads what the write stored: the loop issues the turn's search as soon as the
+append of its question is issued (proxy.loop.early_search). Reads of other conversations
+do not wait for writes.
 
 Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
 per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
@@ -22,15 +26,13 @@ is needed. Durability: see proxy.store.sqlite_schema.
 from __future__ import annotations
 
 import asyncio
-import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path as FsPath
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from proxy.errors import StoreError
@@ -53,36 +55,12 @@ from proxy.store.codec import (
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import term_prefix
 from proxy.store.sqlite_schema import configure, migrate
+from proxy.store.sqlite_threads import Job, Lane
 from proxy.vm.bm25 import query_terms
 from proxy.vm.pages import Modality, Page
 
 Clock = Callable[[], float]
 R = TypeVar("R")
-
-
-class _Read(Generic[R]):
-    """One read waiting for its batch: what to run, and where its outcome goes."""
-
-    __slots__ = ("fn", "args", "future", "result", "error")
-
-    def __init__(
-        self, fn: Callable[..., R], args: tuple[Any, ...], future: asyncio.Future[R]
-    ) -> None:
-        self.fn = fn
-        self.args = args
-        self.future = future
-        self.result: R | None = None
-        self.error: Exception | None = None
-
-
-def _settle(batch: list[_Read[Any]]) -> None:
-    for read in batch:
-        if read.future.done():  # cancelled meanwhile
-            continue
-        if read.error is not None:
-            read.future.set_exception(read.error)
-        else:
-            read.future.set_result(read.result)
 
 
 def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
@@ -133,14 +111,14 @@ class SQLiteStore:
         self.file = path
         self._clock = clock
         self._conns = _Connections(path, synchronous.upper())
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="vm-sqlite-writer")
+        self._writer = Lane(1, "vm-sqlite-writer", self._call)
         self._readers = (
-            ThreadPoolExecutor(readers, thread_name_prefix="vm-sqlite-reader")
-            if readers > 0 else self._writer
+            Lane(readers, "vm-sqlite-reader", self._call) if readers > 0 else self._writer
         )
         self._locks = KeyedLocks()
-        self._pending: list[_Read[Any]] = []
+        self._pending: list[tuple[Job[Any], tuple[str, str] | None]] = []
         self._writes = 0  # submitted to the writer thread and not finished
+        self._writing: dict[tuple[str, str], int] = {}  # the same, by conversation
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -152,66 +130,84 @@ class SQLiteStore:
             readers=int(options.get("readers", "2")),
             clock=clock or time.time,
         )
-        await store._write(store._setup)
+        try:
+            await store._write(store._setup)
+        except BaseException:
+            await store.close()
+            raise
         return store
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
 
     async def close(self) -> None:
-        self._readers.shutdown(wait=True)
-        self._writer.shutdown(wait=True)
+        self._readers.close()
+        self._writer.close()
         self._conns.close_all()
 
-    async def _run(
-        self, pool: ThreadPoolExecutor, fn: Callable[..., R], *args: Any
-    ) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(pool, functools.partial(self._call, fn, *args))
-
-    def _call(self, fn: Callable[..., R], *args: Any) -> R:
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
         try:
             return fn(self._conns.get(), *args)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store failed: {exc}") from exc
 
-    async def _read(self, fn: Callable[..., R], *args: Any) -> R:
+    async def _read(
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
+    ) -> R:
+        """Run `fn(conn, *args)` on a thread; `of`: the (tenant, conversation) it reads."""
         loop = asyncio.get_running_loop()
-        read: _Read[R] = _Read(fn, args, loop.create_future())
-        self._pending.append(read)
+        read: Job[R] = Job(fn, args, loop.create_future())
+        self._pending.append((read, of))
         if len(self._pending) == 1:
             # After the other tasks runnable now, which may add reads of their own.
             loop.call_soon(self._send_reads, loop)
         return await read.future
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch, self._pending = self._pending, []
-        pool = self._writer if self._writes == 0 else self._readers
+        pending, self._pending = self._pending, []
+        if self._writes == 0:
+            self._submit(self._writer, loop, [read for read, _ in pending])
+            return
+        # A read of a conversation being written waits for the write and reads its result
+        # (on the writer's warm cache); the others do not wait.
+        after = [read for read, of in pending if of in self._writing]
+        now = [read for read, of in pending if of not in self._writing]
+        if after:
+            self._submit(self._writer, loop, after)
+        if now:
+            self._submit(self._readers, loop, now)
+
+    @staticmethod
+    def _submit(lane: Lane, loop: asyncio.AbstractEventLoop, batch: list[Job[Any]]) -> None:
         try:
-            pool.submit(self._run_reads, loop, batch)
+            lane.submit(loop, batch)
         except RuntimeError as exc:  # the store is closed
             for read in batch:
                 if not read.future.done():
                     read.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
 
-    def _run_reads(self, loop: asyncio.AbstractEventLoop, batch: list[_Read[Any]]) -> None:
-        """On a reader thread: run the batch, then hand every outcome back at once."""
-        for read in batch:
-            try:
-                read.result = self._call(read.fn, *read.args)
-            except Exception as exc:
-                read.error = exc
-        try:
-            loop.call_soon_threadsafe(_settle, batch)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
-
-    async def _write(self, fn: Callable[..., R], *args: Any) -> R:
+    async def _write(
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
+    ) -> R:
+        """Run `fn(conn, *args)` on the writer thread; `of`: the conversation it writes."""
+        loop = asyncio.get_running_loop()
+        write: Job[R] = Job(fn, args, loop.create_future())
         self._writes += 1
+        if of is not None:
+            self._writing[of] = self._writing.get(of, 0) + 1
         try:
-            return await self._run(self._writer, fn, *args)
+            try:
+                self._writer.submit(loop, [write])
+            except RuntimeError as exc:
+                raise StoreError(f"sqlite store is closed: {exc}") from exc
+            return await write.future
         finally:
             self._writes -= 1
+            if of is not None:
+                if self._writing[of] == 1:
+                    del self._writing[of]
+                else:
+                    self._writing[of] -= 1
 
     async def ping(self) -> None:
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
@@ -219,15 +215,19 @@ class SQLiteStore:
     # -- conversations -----------------------------------------------------------------------
 
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
-        return await self._read(q.get_conversation, tenant, conv_id)
+        return await self._read(q.get_conversation, tenant, conv_id, of=(tenant, conv_id))
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
-        return await self._read(q.conversation_version, tenant, conv_id)
+        return await self._read(
+            q.conversation_version, tenant, conv_id, of=(tenant, conv_id)
+        )
 
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
     ) -> Conversation:
-        return await self._write(self._create, tenant, conv_id, parent_id, fork_at)
+        return await self._write(
+            self._create, tenant, conv_id, parent_id, fork_at, of=(tenant, conv_id)
+        )
 
     def _create(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
@@ -256,7 +256,7 @@ class SQLiteStore:
         return Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, now)
 
     async def path(self, tenant: str, conv_id: str) -> Path:
-        return await self._read(q.path, tenant, conv_id)
+        return await self._read(q.path, tenant, conv_id, of=(tenant, conv_id))
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -272,7 +272,8 @@ class SQLiteStore:
         mutations: Sequence[Mutation] = (),
     ) -> Conversation:
         return await self._write(
-            self._append, tenant, conv_id, pages, expected_version, new_length, state, mutations
+            self._append, tenant, conv_id, pages, expected_version, new_length, state,
+            mutations, of=(tenant, conv_id),
         )
 
     def _append(
@@ -324,7 +325,8 @@ class SQLiteStore:
         mutations: Sequence[Mutation] = (),
     ) -> Conversation:
         return await self._write(
-            self._update_state, tenant, conv_id, expected_version, state, mutations
+            self._update_state, tenant, conv_id, expected_version, state, mutations,
+            of=(tenant, conv_id),
         )
 
     def _update_state(
@@ -395,12 +397,14 @@ class SQLiteStore:
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:
             return {}
-        return await self._read(q.get_pages, path, list(page_ids))
+        return await self._read(q.get_pages, path, list(page_ids), of=(path.tenant, path.leaf))
 
     async def pages_in_range(
         self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
     ) -> list[Page]:
-        return await self._read(q.pages_in_range, path, lo, hi, tuple(prefixes))
+        return await self._read(
+            q.pages_in_range, path, lo, hi, tuple(prefixes), of=(path.tenant, path.leaf)
+        )
 
     async def search(
         self, path: Path, query: str, *, limit: int = 5, modality: Modality | None = None
@@ -408,12 +412,14 @@ class SQLiteStore:
         terms = query_terms(query)
         if not terms or limit <= 0:
             return []
-        return await self._read(q.search, path, terms, limit, modality)
+        return await self._read(
+            q.search, path, terms, limit, modality, of=(path.tenant, path.leaf)
+        )
 
     async def mutations(
         self, tenant: str, conv_id: str, *, turn: int | None = None
     ) -> list[Mutation]:
-        return await self._read(q.mutations, tenant, conv_id, turn)
+        return await self._read(q.mutations, tenant, conv_id, turn, of=(tenant, conv_id))
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, conv_id))

@@ -85,9 +85,12 @@ class Proxy:
 
 
 @asynccontextmanager
-async def serve(model: ScriptedModel, settings: Settings | None = None) -> AsyncIterator[Proxy]:
+async def serve(
+    model: ScriptedModel, settings: Settings | None = None, store: PageStore | None = None
+) -> AsyncIterator[Proxy]:
+    """`store`: the one to use (closed afterwards); a fresh memory store by default."""
     settings = settings or vm_settings()
-    store = await open_store("memory://")
+    store = store or await open_store("memory://")
     router = respx.Router(assert_all_called=False, assert_all_mocked=True)
     router.post(f"{settings.upstream.base_url}/chat/completions").mock(side_effect=model)
     transport = httpx.MockTransport(router.async_handler)

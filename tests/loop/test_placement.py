@@ -4,17 +4,18 @@ what a stale remembered row, a concurrent request, another replica or gc do to t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
 
 from proxy.loop.ingest import Ingester
+from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import PrefixCache
-from proxy.loop.session import Conversations, Placement
+from proxy.loop.session import Conversations
 from proxy.store import open_store
-from proxy.store.base import PageStore
+from proxy.store.base import PageStore, Path
 from proxy.tokens import counter_for_model
 
 T = "tenant-a"
@@ -184,3 +185,40 @@ async def test_a_session_name_is_bound_once(store: PageStore) -> None:
     assert await stored_texts(store, placed) == [m["content"] for m in messages]
 
 
+
+
+async def test_the_append_hook_is_told_the_placements_path_before_the_append(
+    store: PageStore,
+) -> None:
+    recording = Recording(store)
+    told: list[tuple[Path, int]] = []
+
+    def hook(path: Path, state: Mapping[str, Any]) -> None:
+        recording.calls.append("hook")
+        told.append((path, int(state["tokens"])))
+
+    conversations = replica(recording)
+    messages = [*history(3), {"role": "user", "content": "and buses?"}]
+    await turn(conversations, messages, "buses too")
+    recording.taken()
+    # The next turn, then an edit of its question (a fork), then a turn on the fork.
+    for question in ("and ferries?", "and trains?"):
+        asked = [*messages, {"role": "assistant", "content": "buses too"},
+                 {"role": "user", "content": question}]
+        placed = await conversations.place(T, asked, None, on_append=hook)
+        assert recording.taken()[-2:] == ["hook", "append"]
+        assert told[-1] == (placed.path, placed.leaf.state["tokens"])
+    assert told[0][0] != told[1][0]  # the fork's path
+
+
+async def test_a_retried_append_tells_the_hook_again(store: PageStore) -> None:
+    one, two = PrefixCache(), PrefixCache()
+    messages = [*history(2), {"role": "user", "content": "q1"}]
+    await turn(replica(store, one), messages, "a1")
+    messages += [{"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"}]
+    await turn(replica(store, two), messages, "a2")  # the row `one` remembers goes stale
+    messages += [{"role": "assistant", "content": "a2"}, {"role": "user", "content": "q3"}]
+    told: list[Path] = []
+    placed = await replica(store, one).place(
+        T, messages, None, on_append=lambda path, state: told.append(path))
+    assert len(told) == 2 and told[-1] == placed.path

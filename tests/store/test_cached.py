@@ -50,9 +50,11 @@ async def test_a_replica_never_serves_a_conversation_another_replica_changed(
 
 
 async def test_pages_are_served_from_cache_once_read() -> None:
-    store = CachedStore(MemoryStore(), max_pages=100)
+    inner = MemoryStore()
+    store = CachedStore(inner, max_pages=100)
     await store.create_conversation(T, "c")
-    await store.append(T, "c", [make_page(n) for n in range(4)], expected_version=0,
+    # Stored by another replica: this one learns the pages only by reading them.
+    await inner.append(T, "c", [make_page(n) for n in range(4)], expected_version=0,
                        new_length=4)
     path = await store.path(T, "c")
     assert set(await store.get_pages(path, ["msg_0", "msg_1"])) == {"msg_0", "msg_1"}
@@ -101,16 +103,48 @@ async def test_message_ranges_are_served_from_cache_up_to_the_first_page_not_hel
     inner = _Counting()
     store = CachedStore(inner, max_pages=100)
     await store.create_conversation(T, "c")
-    await store.append(T, "c", [make_page(n) for n in range(6)], expected_version=0,
+    # Appends of another replica: this one learns the pages only by reading them.
+    await inner.append(T, "c", [make_page(n) for n in range(6)], expected_version=0,
                        new_length=6)
     path = await store.path(T, "c")
     assert len(await store.pages_in_range(path, 0, 6)) == 6
     assert [p.page_id for p in await store.pages_in_range(path, 2, 5)] == [
         "msg_2", "msg_3", "msg_4"]
     assert inner.ranges == [(0, 6)]  # the second read came from the cache
-    await store.append(T, "c", [make_page(6), make_page(7)], expected_version=1, new_length=8)
+    await inner.append(T, "c", [make_page(6), make_page(7)], expected_version=1, new_length=8)
     got = await store.pages_in_range(path, 3, 8)
     assert [p.page_id for p in got] == ["msg_3", "msg_4", "msg_5", "msg_6", "msg_7"]
     assert inner.ranges == [(0, 6), (6, 8)]  # only what the cache could not answer
     claims = await store.pages_in_range(path, 0, 8, prefixes=("msg", "claim"))
     assert len(claims) == 8 and inner.ranges[-1] == (0, 8)  # other pages: always asked
+
+
+async def test_an_append_caches_the_message_pages_it_stored_and_no_other() -> None:
+    inner = _Counting()
+    store = CachedStore(inner, max_pages=100)
+    await store.create_conversation(T, "c")
+    await store.append(T, "c", [make_page(n) for n in range(4)], expected_version=0,
+                       new_length=4)
+    path = await store.path(T, "c")
+    assert [p.text for p in await store.pages_in_range(path, 0, 4)] == [
+        f"message number {n}" for n in range(4)]
+    assert inner.ranges == []  # the appended pages were cached
+    # A retried append naming msg_2 again, changed: the store keeps the page it has, and
+    # so must the cache; msg_4 is new and is cached.
+    await store.append(T, "c", [make_page(2, "changed"), make_page(4),
+                                make_page(0, "a claim", prefix="claim", anchor=4)],
+                       expected_version=1, new_length=5)
+    got = await store.get_pages(path, ["msg_2", "msg_4", "claim_0"])
+    assert [p.text for p in got.values()] == ["message number 2", "message number 4", "a claim"]
+    assert (await inner.get_pages(path, ["msg_2"]))["msg_2"].text == "message number 2"
+    assert store.page_misses == 1  # the claim: only message pages are learnt from appends
+
+
+async def test_an_append_on_a_row_the_cache_does_not_hold_caches_nothing() -> None:
+    inner = _Counting()
+    store = CachedStore(inner, max_pages=100)
+    await inner.create_conversation(T, "c")  # the row is not cached here
+    await store.append(T, "c", [make_page(0)], expected_version=0, new_length=1)
+    path = await store.path(T, "c")
+    assert len(await store.pages_in_range(path, 0, 1)) == 1
+    assert inner.ranges == [(0, 1)]

@@ -27,13 +27,13 @@ async def _store(tmp_path: FsPath) -> tuple[SQLiteStore, list[int]]:
     await store.append(T, "c", [make_page(n, f"page {n} about trams") for n in range(6)],
                        expected_version=0, new_length=6)
     batches: list[int] = []
-    run: Callable[..., None] = store._run_reads
+    send: Callable[..., None] = store._send_reads
 
-    def counted(loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
-        batches.append(len(batch))
-        run(loop, batch)
+    def counted(loop: asyncio.AbstractEventLoop) -> None:
+        batches.append(len(store._pending))
+        send(loop)
 
-    store._run_reads = counted  # type: ignore[method-assign]
+    store._send_reads = counted  # type: ignore[method-assign]
     return store, batches
 
 
@@ -106,5 +106,35 @@ async def test_reads_go_to_the_writer_thread_unless_a_write_is_under_way(
         release.set()
         await writing
         assert (await store._read(thread)).startswith("vm-sqlite-writer")
+    finally:
+        await store.close()
+
+
+async def test_a_read_of_a_conversation_being_written_waits_for_the_write(
+    tmp_path: FsPath,
+) -> None:
+    store, _ = await _store(tmp_path)
+    try:
+        await store.create_conversation(T, "other")
+        path, other = await store.path(T, "c"), await store.path(T, "other")
+        started, release = threading.Event(), threading.Event()
+        append = store._append
+
+        def slow_append(conn: Any, *args: Any) -> Any:
+            started.set()
+            release.wait(10)
+            return append(conn, *args)
+
+        store._append = slow_append  # type: ignore[method-assign]
+        writing = asyncio.ensure_future(store.append(
+            T, "c", [make_page(6, "page 6 about ferries")], expected_version=1, new_length=7))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        same = asyncio.ensure_future(store.search(path, "ferries", limit=2))
+        elsewhere = await store.pages_in_range(other, 0, 1)  # not held up by the write
+        assert elsewhere == [] and not same.done()
+        release.set()
+        await writing
+        # Queued behind the append on the writer thread, the search found its page.
+        assert [hit.page.page_id for hit in await same] == ["msg_6"]
     finally:
         await store.close()

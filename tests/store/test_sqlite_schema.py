@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path as FsPath
 
 import pytest
@@ -72,5 +73,8 @@ async def test_a_newer_schema_is_refused(tmp_path: FsPath) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                  (str(SCHEMA_VERSION + 1),))
     conn.close()
+    before = set(threading.enumerate())
     with pytest.raises(RuntimeError, match="newer"):
         await open_store(f"sqlite:///{db}")
+    # The refused store's threads are stopped, not left waiting for work.
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("vm-sqlite")]
