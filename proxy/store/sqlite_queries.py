@@ -149,7 +149,9 @@ def search(
     FTS5 had more (a parent's pages past the fork, another modality, a prefix shared by
     chance) rank again with the path checked on every match. Both ways are exact."""
     match = fts_query(path, terms)
-    wanted = limit * 2 + 8
+    # A few spare rows: on a path of one conversation every match is visible; each spare
+    # row costs a lookup and a body read.
+    wanted = limit + 8
     # bm25() is negative, better is lower. The rows' bodies come along: reading them here
     # costs less than a second statement for the winners' (the bulk is the ranking).
     top = conn.execute(
