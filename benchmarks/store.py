@@ -441,9 +441,10 @@ def write_json(
         "runs": runs,
         "command": " ; ".join(str(r["command"]) for r in runs),
         "note": "turn: the store calls of one VM-active request as the fault loop makes"
-                " them (an append placing the user's message, four reads together, an"
-                " append storing the answer with the state and mutations); see the"
-                " script's docstring. Noisy 2-core machine shared with other work.",
+                " them (an append placing the user's message with the search issued right"
+                " behind it, three reads together with that search, an append storing the"
+                " answer with the state and mutations); see the script's docstring. Noisy"
+                " 2-core machine shared with other work.",
     }
     target.write_text(json.dumps(payload, indent=2) + "\n")
 
