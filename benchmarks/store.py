@@ -398,7 +398,8 @@ async def main() -> None:
             "turn_vs_memory": round(t50 / memory_turn, 2) if memory_turn else None,
             "turns_per_s_8_convs": round(breakdown["8 convs turns/s"] * 1e3, 1),
         })
-    print("\nturn breakdown, median ms per call ('prepare reads': the four reads together;"
+    print("\nturn breakdown, median ms per call ('prepare reads': the three reads and the"
+          " search, from the place append's end;"
           " 'place cold reads': see the docstring; 'search common': a query with a word on"
           " most pages; '8 convs turns/s': turns per second, 8 conversations at once):")
     names = list(breakdowns)

@@ -182,9 +182,9 @@ class SQLiteStore:
         try:
             lane.submit(loop, batch)
         except RuntimeError as exc:  # the store is closed
-            for read in batch:
-                if not read.future.done():
-                    read.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
 
     async def _write(
         self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
@@ -196,10 +196,7 @@ class SQLiteStore:
         if of is not None:
             self._writing[of] = self._writing.get(of, 0) + 1
         try:
-            try:
-                self._writer.submit(loop, [write])
-            except RuntimeError as exc:
-                raise StoreError(f"sqlite store is closed: {exc}") from exc
+            self._submit(self._writer, loop, [write])
             return await write.future
         finally:
             self._writes -= 1

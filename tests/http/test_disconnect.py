@@ -10,6 +10,7 @@ from starlette.types import Message
 
 from proxy import disconnect
 from proxy.disconnect import ClientDisconnected, unless_disconnected
+from tests.support.waiting import wait_until_cancelled
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +42,7 @@ async def test_a_client_that_leaves_during_a_long_wait_cancels_it() -> None:
     cancelled = asyncio.Event()
 
     async def upstream() -> str:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        raise AssertionError("unreachable")
+        await wait_until_cancelled(cancelled)
 
     async def leave_later() -> None:
         await asyncio.sleep(0.1)

@@ -15,6 +15,7 @@ from starlette.types import Message
 
 from proxy.metrics import Metrics
 from tests.http.conftest import CHAT, UPSTREAM, completion, edge, settings_with
+from tests.support.waiting import wait_until_cancelled
 
 
 class Chunks(httpx.AsyncByteStream):
@@ -116,12 +117,7 @@ async def test_a_client_that_leaves_cancels_the_pending_upstream_request() -> No
 
     async def never_answers(_: httpx.Request) -> httpx.Response:
         started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-        raise AssertionError("unreachable")
+        await wait_until_cancelled(cancelled)
 
     async with edge(never_answers) as proxy:
         sent = await call(proxy.app, orjson.dumps(CHAT), disconnect_after=0.2)

@@ -49,14 +49,18 @@ async def test_a_replica_never_serves_a_conversation_another_replica_changed(
         await two.close()
 
 
-async def test_pages_are_served_from_cache_once_read() -> None:
-    inner = MemoryStore()
+async def _stored_elsewhere(inner: MemoryStore, pages: int) -> tuple[CachedStore, Path]:
+    """A cache over `inner`, and the path of its conversation "c" of `pages` pages stored
+    by another replica: this one learns them only by reading them."""
     store = CachedStore(inner, max_pages=100)
     await store.create_conversation(T, "c")
-    # Stored by another replica: this one learns the pages only by reading them.
-    await inner.append(T, "c", [make_page(n) for n in range(4)], expected_version=0,
-                       new_length=4)
-    path = await store.path(T, "c")
+    await inner.append(T, "c", [make_page(n) for n in range(pages)], expected_version=0,
+                       new_length=pages)
+    return store, await store.path(T, "c")
+
+
+async def test_pages_are_served_from_cache_once_read() -> None:
+    store, path = await _stored_elsewhere(MemoryStore(), 4)
     assert set(await store.get_pages(path, ["msg_0", "msg_1"])) == {"msg_0", "msg_1"}
     assert (store.page_hits, store.page_misses) == (0, 2)
     got = await store.get_pages(path, ["msg_1", "msg_0", "msg_3"])
@@ -101,12 +105,7 @@ class _Counting(MemoryStore):
 
 async def test_message_ranges_are_served_from_cache_up_to_the_first_page_not_held() -> None:
     inner = _Counting()
-    store = CachedStore(inner, max_pages=100)
-    await store.create_conversation(T, "c")
-    # Appends of another replica: this one learns the pages only by reading them.
-    await inner.append(T, "c", [make_page(n) for n in range(6)], expected_version=0,
-                       new_length=6)
-    path = await store.path(T, "c")
+    store, path = await _stored_elsewhere(inner, 6)
     assert len(await store.pages_in_range(path, 0, 6)) == 6
     assert [p.page_id for p in await store.pages_in_range(path, 2, 5)] == [
         "msg_2", "msg_3", "msg_4"]

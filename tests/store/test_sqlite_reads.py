@@ -77,11 +77,13 @@ async def test_a_failing_or_cancelled_read_leaves_the_others_alone(tmp_path: FsP
         await store.close()
 
 
-async def test_a_read_after_close_is_a_store_error(tmp_path: FsPath) -> None:
+async def test_a_read_or_write_after_close_is_a_store_error(tmp_path: FsPath) -> None:
     store, _ = await _store(tmp_path)
     await store.close()
     with pytest.raises(StoreError):
         await store.get_conversation(T, "c")
+    with pytest.raises(StoreError):  # and a write
+        await store.append(T, "c", [make_page(6)], expected_version=1, new_length=7)
 
 
 async def test_reads_go_to_the_writer_thread_unless_a_write_is_under_way(
