@@ -29,7 +29,7 @@ from proxy.metrics import Metrics
 from proxy.passthrough import ALL_METHODS, passthrough_any
 from proxy.store import PageStore, open_store
 from proxy.store.locks import KeyedLocks
-from proxy.upstream import Upstream
+from proxy.upstream.client import Upstream
 
 JSON = "application/json"
 

@@ -26,7 +26,7 @@ from proxy.body import read_body
 from proxy.disconnect import unless_disconnected
 from proxy.errors import normalise_error_body
 from proxy.logs import log
-from proxy.upstream import (
+from proxy.upstream.client import (
     HeaderPairs,
     RelayHead,
     Reply,

@@ -32,10 +32,15 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator, ChunkUpdate, ToolCallFragment
 from proxy.citations import CitationStripper
-from proxy.sse import SSEEvent
-from proxy.usage import Usage, openai_usage
+from proxy.upstream.assemble import (
+    AssembledMessage,
+    ChunkAccumulator,
+    ChunkUpdate,
+    ToolCallFragment,
+)
+from proxy.upstream.sse import SSEEvent
+from proxy.upstream.usage import Usage, openai_usage
 
 __all__ = ["IterationOutcome", "StreamSplitter", "client_chunk", "usage_chunk"]
 

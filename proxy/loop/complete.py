@@ -6,13 +6,13 @@ from typing import Any
 
 import orjson
 
-from proxy.assemble import AssembledMessage
 from proxy.citations import strip_citations
-from proxy.completion import assemble_response, to_chat_completion
 from proxy.errors import UpstreamError
 from proxy.loop.turn import Turn
-from proxy.upstream import error_from_status
-from proxy.usage import Usage, add_usage
+from proxy.upstream.assemble import AssembledMessage
+from proxy.upstream.client import error_from_status
+from proxy.upstream.completion import assemble_response, to_chat_completion
+from proxy.upstream.usage import Usage, add_usage
 
 
 async def run_complete(turn: Turn) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from proxy.assemble import AssembledMessage
 from proxy.errors import ProxyError, StoreError
 from proxy.logs import log
 from proxy.loop.complete import run_complete
@@ -31,6 +30,7 @@ from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn
 from proxy.passthrough import passthrough_chat
+from proxy.upstream.assemble import AssembledMessage
 
 JSON = "application/json"
 

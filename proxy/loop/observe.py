@@ -15,11 +15,11 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator
-from proxy.completion import assemble_response
 from proxy.logs import log
 from proxy.passthrough import RelayedResponse, RelayedStream
-from proxy.sse import SSEDecoder
+from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
+from proxy.upstream.completion import assemble_response
+from proxy.upstream.sse import SSEDecoder
 
 OnAnswer = Callable[[AssembledMessage], Awaitable[None]]
 

@@ -20,10 +20,10 @@ from proxy.citations import CitationStripper
 from proxy.errors import ProxyError, UpstreamError
 from proxy.logs import log
 from proxy.loop.turn import Turn
-from proxy.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.stream_split import StreamSplitter
-from proxy.upstream import error_for_transport_failure, error_from_status
-from proxy.usage import Usage, add_usage
+from proxy.upstream.client import error_for_transport_failure, error_from_status
+from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
+from proxy.upstream.usage import Usage, add_usage
 
 T = TypeVar("T")
 KEEPALIVE = encode_comment("keep-alive")

@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.assemble import AssembledMessage
 from proxy.config import VMSettings
 from proxy.logs import log
 from proxy.loop.faults import FaultResolver
@@ -17,7 +16,8 @@ from proxy.loop.placement import Placement
 from proxy.loop.session import Conversations
 from proxy.store.base import Mutation, PageStore
 from proxy.tokens import TokenCounter
-from proxy.upstream import Upstream
+from proxy.upstream.assemble import AssembledMessage
+from proxy.upstream.client import Upstream
 from proxy.vm.faults import LIMIT_REACHED, error_json
 from proxy.vm.page_table import PageTable
 

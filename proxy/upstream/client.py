@@ -23,7 +23,7 @@ import yarl
 
 from proxy.config import UpstreamSettings
 from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout, normalise_error_body
-from proxy.transport import AiohttpTransport, env_proxy_for
+from proxy.upstream.transport import AiohttpTransport, env_proxy_for
 
 # RFC 9110 §7.6.1 connection-specific headers, plus what the proxy itself recomputes.
 HOP_BY_HOP = frozenset(

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.completion import assemble_response
+from proxy.upstream.completion import assemble_response
 
 from .helpers import assemble_stream
 from .recordings import Recording, by_name, recordings, streamed

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.passthrough import is_openai_error
-from proxy.upstream import error_for_transport_failure, forward_headers, relay_head
+from proxy.upstream.client import error_for_transport_failure, forward_headers, relay_head
 
 CLIENT_HEADERS = [
     (b"host", b"proxy.local:8787"),

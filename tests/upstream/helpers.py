@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator
-from proxy.sse import SSEDecoder, SSEEvent
+from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
+from proxy.upstream.sse import SSEDecoder, SSEEvent
 
 
 def events_of(body: bytes) -> list[SSEEvent]:

@@ -81,7 +81,7 @@ class AiohttpResponseStream(httpx.AsyncByteStream):
 
 class AiohttpReply:
     """One aiohttp response, status and headers in and the body unread, as the
-    pass-through relays it (`proxy.upstream.Reply`): raw header pairs, raw body bytes.
+    pass-through relays it (`proxy.upstream.client.Reply`): raw header pairs, raw body bytes.
 
     Failures surface as the httpx exceptions the rest of the proxy maps to 502/504.
     """

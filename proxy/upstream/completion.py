@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator, primary_choice
-from proxy.usage import Usage, openai_usage
+from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator, primary_choice
+from proxy.upstream.usage import Usage, openai_usage
 
 # Per-iteration measurements that would be wrong next to usage summed over iterations.
 _NOT_FOR_CLIENT = frozenset(("x_groq", "sla_metrics", "timings", "prompt_filter_results"))

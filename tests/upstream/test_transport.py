@@ -13,8 +13,8 @@ import pytest
 
 from proxy.config import load_settings
 from proxy.errors import UpstreamError, UpstreamTimeout
-from proxy.transport import AiohttpTransport
-from proxy.upstream import Upstream
+from proxy.upstream.client import Upstream
+from proxy.upstream.transport import AiohttpTransport
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, completion
 from tests.support.proxy_process import free_port
 

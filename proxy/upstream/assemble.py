@@ -1,7 +1,7 @@
 """Rebuild one assistant message from an upstream response, whatever its dialect.
 
 `ChunkAccumulator` takes the parsed chunks of ONE streamed response
-(`proxy.completion.assemble_response` does the same for a non-stream body). Both give an
+(`proxy.upstream.completion.assemble_response` does the same for a non-stream body). Both give an
 `AssembledMessage` with tool calls in OpenAI's message shape, positions 0..n-1 in order of
 first appearance, every call with a usable id, and an effective finish_reason. The
 dialects are those of ../shared/recorded/SSE_FORMAT.md sections 2-7: Azure's empty
@@ -26,8 +26,8 @@ from typing import Any
 import orjson
 
 from proxy.errors import normalise_error_body
-from proxy.sse import SSEEvent
-from proxy.usage import Usage, extract_usage
+from proxy.upstream.sse import SSEEvent
+from proxy.upstream.usage import Usage, extract_usage
 
 __all__ = [
     "AssembledMessage",

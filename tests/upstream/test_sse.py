@@ -6,7 +6,7 @@ import orjson
 import pytest
 from openai._streaming import SSEDecoder as OpenAIDecoder
 
-from proxy.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
+from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 
 from .recordings import Recording, streamed
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.sse import SSEDecoder
-from proxy.usage import add_usage, extract_usage, openai_usage, sum_usage
+from proxy.upstream.sse import SSEDecoder
+from proxy.upstream.usage import add_usage, extract_usage, openai_usage, sum_usage
 
 from .recordings import by_name
 

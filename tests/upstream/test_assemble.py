@@ -7,9 +7,9 @@ from typing import Any
 
 import openai.types.chat as chat_types
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator, effective_finish_reason
-from proxy.completion import assemble_response, to_chat_completion
-from proxy.sse import SSEEvent
+from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator, effective_finish_reason
+from proxy.upstream.completion import assemble_response, to_chat_completion
+from proxy.upstream.sse import SSEEvent
 
 from .helpers import chunk, tool
 

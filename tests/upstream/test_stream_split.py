@@ -7,10 +7,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from proxy.assemble import AssembledMessage, ChunkAccumulator
 from proxy.citations import CitationStripper
-from proxy.sse import DONE, encode_data
 from proxy.stream_split import StreamSplitter
+from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
+from proxy.upstream.sse import DONE, encode_data
 
 from .helpers import assemble_stream, chunk, events_of, tool
 from .recordings import Recording, streamed
