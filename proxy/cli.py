@@ -17,8 +17,8 @@ from typing import Any
 import uvicorn
 
 from proxy import __version__
-from proxy.app import create_app
 from proxy.config import Settings, SettingsError, load_settings
+from proxy.http.app import create_app
 from proxy.logs import configure as configure_logging
 from proxy.store import open_store
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
@@ -31,6 +33,36 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 # uvicorn adds an ANSI-coloured copy of each message.
 _DROPPED = frozenset({"color_message"})
+
+
+# Where a request's RequestStats live in its ASGI scope.
+_STATS_KEY = "vm_request"
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """The fields of one request's access line that its handlers fill in."""
+
+    request_id: str
+    bytes_in: int = 0  # request body bytes, counted by whoever reads the body
+    upstream_ms: float | None = None
+    upstream_request_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def start_request_stats(scope: MutableMapping[str, Any], request_id: str) -> RequestStats:
+    """A request's stats, kept in its ASGI scope (by the access middleware, first)."""
+    stats = RequestStats(request_id=request_id)
+    scope.setdefault("state", {})[_STATS_KEY] = stats
+    return stats
+
+
+def request_stats(scope: MutableMapping[str, Any]) -> RequestStats:
+    stats = scope.get("state", {}).get(_STATS_KEY)
+    if stats is None:  # a handler called outside the middleware (unit tests)
+        stats = start_request_stats(scope, "-")
+    assert isinstance(stats, RequestStats)
+    return stats
 
 
 class JsonFormatter(logging.Formatter):

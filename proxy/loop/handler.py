@@ -29,8 +29,8 @@ from proxy.loop.policy import request_mode, request_tenant, session_name, severa
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn
-from proxy.passthrough import passthrough_chat
 from proxy.upstream.assemble import AssembledMessage
+from proxy.upstream.relay import passthrough_chat
 
 JSON = "application/json"
 

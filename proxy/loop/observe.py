@@ -16,9 +16,9 @@ import orjson
 from starlette.responses import Response
 
 from proxy.logs import log
-from proxy.passthrough import RelayedResponse, RelayedStream
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.completion import assemble_response
+from proxy.upstream.relay import RelayedResponse, RelayedStream
 from proxy.upstream.sse import SSEDecoder
 
 OnAnswer = Callable[[AssembledMessage], Awaitable[None]]

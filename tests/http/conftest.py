@@ -19,8 +19,8 @@ import httpx
 import httpx2
 from starlette.applications import Starlette
 
-from proxy.app import create_app
 from proxy.config import Settings, load_settings
+from proxy.http.app import create_app
 from proxy.store import open_store
 from proxy.store.base import PageStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import State
 
-from proxy.app import AppState, create_app
+from proxy.http.app import AppState, create_app
 from tests.http.conftest import settings_with
 
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.validation import parse_chat_request
+from proxy.http.validation import parse_chat_request
 
 
 def chat(*messages: dict[str, Any], **fields: Any) -> bytes:

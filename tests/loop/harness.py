@@ -24,8 +24,8 @@ import openai
 import respx
 from starlette.applications import Starlette
 
-from proxy.app import create_app
 from proxy.config import Settings, load_settings
+from proxy.http.app import create_app
 from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.tokens import counter_for_model

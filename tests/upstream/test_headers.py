@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamError, UpstreamTimeout
-from proxy.passthrough import is_openai_error
 from proxy.upstream.client import error_for_transport_failure, forward_headers, relay_head
+from proxy.upstream.relay import is_openai_error
 
 CLIENT_HEADERS = [
     (b"host", b"proxy.local:8787"),

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import orjson
 from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
@@ -20,13 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.access import AccessMiddleware
-from proxy.chat import chat_completions
 from proxy.config import Settings
 from proxy.errors import ProxyError
-from proxy.logs import log
+from proxy.http.access import AccessMiddleware
+from proxy.http.routes import ALL_METHODS, chat_completions, healthz, metrics_text, passthrough_any
 from proxy.metrics import Metrics
-from proxy.passthrough import ALL_METHODS, passthrough_any
 from proxy.store import PageStore, open_store
 from proxy.store.locks import KeyedLocks
 from proxy.upstream.client import Upstream
@@ -87,23 +84,6 @@ class AppState(State):
 
     def __init__(self) -> None:
         super().__init__(self.__dict__)
-
-
-async def healthz(request: Request) -> Response:
-    try:
-        await request.app.state.store.ping()
-    except Exception as exc:  # any failure means "not ready"; the reason goes in the body
-        log.warning("health check failed", extra={"reason": repr(exc)})
-        body = {"status": "unavailable", "store": type(exc).__name__}
-        return Response(orjson.dumps(body), status_code=503, media_type=JSON)
-    return Response(b'{"status":"ok"}', media_type=JSON)
-
-
-async def metrics_text(request: Request) -> Response:
-    return Response(
-        request.app.state.metrics.render(),
-        media_type="text/plain; version=0.0.4; charset=utf-8",
-    )
 
 
 async def proxy_error(request: Request, exc: Exception) -> Response:

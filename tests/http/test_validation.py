@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.passthrough.conftest import (
+from tests.upstream.relay.conftest import (
     MODEL,
     UPSTREAM,
     assert_openai_error,

@@ -14,11 +14,11 @@ import openai
 import pytest
 from starlette.applications import Starlette
 
-from proxy.app import create_app
 from proxy.config import Settings
-from tests.passthrough.conftest import VM_OFF, assert_openai_error, make_settings, user_chat
+from proxy.http.app import create_app
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, chunk, default_handler
 from tests.support.proxy_process import free_port
+from tests.upstream.relay.conftest import VM_OFF, assert_openai_error, make_settings, user_chat
 
 
 @asynccontextmanager

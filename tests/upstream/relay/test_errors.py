@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.passthrough.conftest import (
+from tests.upstream.relay.conftest import (
     UPSTREAM,
     assert_openai_error,
     chunk,

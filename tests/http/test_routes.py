@@ -10,7 +10,7 @@ import pytest
 
 from proxy.store import open_store
 from proxy.store.base import PageStore
-from tests.passthrough.conftest import (
+from tests.upstream.relay.conftest import (
     UPSTREAM,
     Chunks,
     assert_openai_error,

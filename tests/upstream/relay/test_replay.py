@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,10 +20,10 @@ import pytest
 import yaml
 
 from proxy.errors import InvalidRequest
-from proxy.validation import parse_chat_request
-from tests.passthrough.conftest import UPSTREAM, VM_OFF, Chunks, assert_openai_error, serve
+from proxy.http.validation import parse_chat_request
+from tests.upstream.recordings import RECORDED
+from tests.upstream.relay.conftest import UPSTREAM, VM_OFF, Chunks, assert_openai_error, serve
 
-RECORDED = Path(__file__).resolve().parents[2].parent / "shared" / "recorded"
 PIECE = 97
 RELAYED_HEADERS = ("content-type", "content-encoding", "x-request-id")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.passthrough.conftest import (
+from tests.upstream.relay.conftest import (
     API_KEY,
     UPSTREAM,
     chunk,

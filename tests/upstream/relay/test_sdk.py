@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.passthrough.conftest import (
+from tests.upstream.relay.conftest import (
     UPSTREAM,
     chunk,
     completion,

@@ -21,11 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from proxy.access import AbortResponse, request_stats
-from proxy.body import read_body
-from proxy.disconnect import unless_disconnected
 from proxy.errors import normalise_error_body
-from proxy.logs import log
+from proxy.logs import log, request_stats
 from proxy.upstream.client import (
     HeaderPairs,
     RelayHead,
@@ -34,10 +31,15 @@ from proxy.upstream.client import (
     error_for_transport_failure,
     relay_head,
 )
+from proxy.upstream.disconnect import unless_disconnected
+
+
+class AbortResponse(Exception):
+    """The response has started and cannot be finished; the connection is dropped."""
+
 
 # Bodies up to this size (declared by Content-Length) are read whole and sent in one piece.
 BUFFER_LIMIT = 1024 * 1024
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class RelayedResponse(Response):
@@ -100,16 +102,6 @@ async def passthrough_chat(
     )
 
 
-async def passthrough_any(request: Request) -> Response:
-    """Every `/v1/*` route other than chat completions, any method."""
-    state = request.app.state
-    body = await read_body(request, state.settings.server.max_body_bytes)
-    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    path = raw_path.decode("latin-1")
-    path = path[path.index("/v1") + 3 :]
-    return await relay(state.upstream, request, request.method, path, body or None)
-
-
 async def relay(
     upstream: Upstream,
     request: Request,
@@ -119,7 +111,7 @@ async def relay(
     *,
     buffer_unsized: bool = False,
 ) -> Response:
-    stats = request_stats(request)
+    stats = request_stats(request.scope)
     query = request.scope.get("query_string", b"").decode("latin-1")
     headers = upstream.headers_for(request.scope["headers"])
     started = time.perf_counter()

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from starlette.types import Message
 
-from proxy import disconnect
-from proxy.disconnect import ClientDisconnected, unless_disconnected
+from proxy.upstream import disconnect
+from proxy.upstream.disconnect import ClientDisconnected, unless_disconnected
 from tests.support.waiting import wait_until_cancelled
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import ClientDisconnect, Request
 
-from proxy.access import request_stats
 from proxy.errors import InvalidRequest, PayloadTooLarge
+from proxy.logs import request_stats
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -49,7 +49,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    request_stats(request).bytes_in = total
+    request_stats(request.scope).bytes_in = total
     # What Starlette's own body() caches, so a later `await request.body()` still works.
     request._body = body
     return body

@@ -1,8 +1,8 @@
 """Per-request bookkeeping: one access-log line, the request metrics, and the last-resort
 error answer (an OpenAI-shaped 500, never a traceback on the wire).
 
-Handlers reach this request's `RequestStats` with `request_stats(request)` to report the
-upstream latency and anything worth logging (the fault loop adds its own fields).
+Handlers reach this request's `proxy.logs.RequestStats` with `request_stats(scope)` to report
+the upstream latency and anything worth logging (the fault loop adds its own fields).
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ import itertools
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, HTTPConnection
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.disconnect import ClientDisconnected
 from proxy.errors import ProxyError
-from proxy.logs import log, log_request
+from proxy.logs import RequestStats, log, log_request, start_request_stats
 from proxy.metrics import Counter, Histogram, Metrics
+from proxy.upstream.disconnect import ClientDisconnected
+from proxy.upstream.relay import AbortResponse
 
-_STATE_KEY = "vm_request"
 # Health probes and scrapes would drown the access log; they are logged at debug.
 _QUIET_ROUTES = frozenset({"/healthz", "/metrics"})
 CLIENT_CLOSED = 499  # nginx's code for "client closed request"; logs and metrics only
@@ -35,28 +34,6 @@ class _Series:
     upstream_seconds: Histogram
     bytes_in: Counter
     bytes_out: Counter
-
-
-class AbortResponse(Exception):
-    """The response has started and cannot be finished; the connection is dropped."""
-
-
-@dataclass(slots=True)
-class RequestStats:
-    request_id: str
-    bytes_in: int = 0  # request body bytes, counted by whoever reads the body
-    upstream_ms: float | None = None
-    upstream_request_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def request_stats(request: HTTPConnection) -> RequestStats:
-    stats = request.scope.get("state", {}).get(_STATE_KEY)
-    if stats is None:  # a handler called outside the middleware (unit tests)
-        stats = RequestStats(request_id="-")
-        request.scope.setdefault("state", {})[_STATE_KEY] = stats
-    assert isinstance(stats, RequestStats)
-    return stats
 
 
 def route_of(path: str) -> str:
@@ -94,8 +71,7 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        stats = RequestStats(request_id=f"{self._id_prefix}-{next(self._ids):x}")
-        scope.setdefault("state", {})[_STATE_KEY] = stats
+        stats = start_request_stats(scope, f"{self._id_prefix}-{next(self._ids):x}")
         status = 0
         bytes_out = 0
 

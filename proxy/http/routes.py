@@ -1,0 +1,50 @@
+"""The routes: `POST /v1/chat/completions` (read, validate, hand to the fault loop), every
+other `/v1/*` route (relayed as it is), `GET /healthz` and `GET /metrics`."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from proxy.http.body import read_body
+from proxy.http.validation import parse_chat_request
+from proxy.logs import log
+from proxy.loop.handler import handle_chat
+from proxy.upstream.relay import relay
+
+JSON = "application/json"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+async def chat_completions(request: Request) -> Response:
+    raw = await read_body(request, request.app.state.settings.server.max_body_bytes)
+    body = parse_chat_request(raw)
+    return await handle_chat(request, body, raw)
+
+
+async def passthrough_any(request: Request) -> Response:
+    """Every `/v1/*` route other than chat completions, any method."""
+    state = request.app.state
+    body = await read_body(request, state.settings.server.max_body_bytes)
+    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    path = raw_path.decode("latin-1")
+    path = path[path.index("/v1") + 3 :]
+    return await relay(state.upstream, request, request.method, path, body or None)
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        await request.app.state.store.ping()
+    except Exception as exc:  # any failure means "not ready"; the reason goes in the body
+        log.warning("health check failed", extra={"reason": repr(exc)})
+        body = {"status": "unavailable", "store": type(exc).__name__}
+        return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+    return Response(b'{"status":"ok"}', media_type=JSON)
+
+
+async def metrics_text(request: Request) -> Response:
+    return Response(
+        request.app.state.metrics.render(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
