@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 
 from proxy.errors import ProxyError, StoreError
 from proxy.logs import log
-from proxy.loop.complete import run_complete
+from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
 from proxy.loop.policy import request_mode, request_tenant, session_name, several_choices
 from proxy.loop.prepare import Prepared, prepare

@@ -1,5 +1,5 @@
 """What placing a request in the store yields, and the functions placing it is given: the
-types shared by proxy.loop.session, ingest, prepare and the turn."""
+types shared by proxy.loop.conversations, storing, prepare and the turn."""
 
 from __future__ import annotations
 

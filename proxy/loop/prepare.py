@@ -12,12 +12,12 @@ from typing import Any
 from starlette.requests import Request
 
 from proxy.config import VMSettings
+from proxy.loop.conversations import Conversations
 from proxy.loop.early_search import EarlySearch
-from proxy.loop.faults import FaultResolver
-from proxy.loop.ingest import Ingester
 from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import PrefixCache
-from proxy.loop.session import Conversations
+from proxy.loop.resolver import FaultResolver
+from proxy.loop.storing import Ingester
 from proxy.loop.turn import Turn
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model

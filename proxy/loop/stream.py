@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from proxy.citations import CitationStripper
 from proxy.errors import ProxyError, UpstreamError
 from proxy.logs import log
+from proxy.loop.citations import CitationStripper
+from proxy.loop.splitter import StreamSplitter
 from proxy.loop.turn import Turn
-from proxy.stream_split import StreamSplitter
 from proxy.upstream.client import error_for_transport_failure, error_from_status
 from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.upstream.usage import Usage, add_usage

@@ -1,5 +1,5 @@
 """One VM-active request: its packed upstream body, its VM tools, its fault accounting, and
-what is stored when it ends. The loops (complete.py, stream.py) drive it."""
+what is stored when it ends. The loops (nonstream.py, stream.py) drive it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 from proxy.config import VMSettings
 from proxy.logs import log
-from proxy.loop.faults import FaultResolver
+from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
-from proxy.loop.session import Conversations
+from proxy.loop.resolver import FaultResolver
 from proxy.store.base import Mutation, PageStore
 from proxy.tokens import TokenCounter
 from proxy.upstream.assemble import AssembledMessage

@@ -8,9 +8,9 @@ from typing import Any
 import openai
 import pytest
 
-import proxy.loop.faults
-import proxy.loop.ingest
 import proxy.loop.prepare
+import proxy.loop.resolver
+import proxy.loop.storing
 from tests.loop.harness import MODEL, has_vm_tools, serve
 from tests.loop.history import LOCKER, LOCKER_CODE, QUESTION, conversation
 from tests.loop.scripted import Call, Calls, Fail, ScriptedModel, agent
@@ -45,7 +45,7 @@ async def test_a_failing_vm_path_answers_as_a_pass_through(
     if where == "packer":
         monkeypatch.setattr(proxy.loop.prepare, "pack_request", _raise)
     else:
-        monkeypatch.setattr(proxy.loop.ingest, "ingest_messages", _raise)
+        monkeypatch.setattr(proxy.loop.storing, "ingest_messages", _raise)
     model = ScriptedModel(agent(LOCKER))
     body = {"model": MODEL, "messages": _messages(), "stream": stream}
     async with serve(model) as running:
@@ -62,7 +62,7 @@ async def test_a_failing_vm_path_answers_as_a_pass_through(
 async def test_a_failure_inside_the_loop_falls_back_to_a_pass_through(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(proxy.loop.faults.FaultResolver, "resolve", _raise_async)
+    monkeypatch.setattr(proxy.loop.resolver.FaultResolver, "resolve", _raise_async)
     model = ScriptedModel(agent(LOCKER))
     messages = _messages()
     async with serve(model) as running:
@@ -80,7 +80,7 @@ async def test_a_failure_inside_a_streaming_loop_ends_the_stream_cleanly(
 ) -> None:
     """Once a stream has started there is no pass-through to fall back to: the client gets
     an answer or an error event it can raise on, never a broken connection or a hang."""
-    monkeypatch.setattr(proxy.loop.faults.FaultResolver, "resolve", _raise_async)
+    monkeypatch.setattr(proxy.loop.resolver.FaultResolver, "resolve", _raise_async)
     model = ScriptedModel(agent(LOCKER))
     async with serve(model) as running:
         stream = await running.client.chat.completions.create(

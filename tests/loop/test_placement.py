@@ -1,4 +1,4 @@
-"""Placing requests in the store (proxy.loop.session): the round trips a turn makes, and
+"""Placing requests in the store (proxy.loop.conversations): the round trips a turn makes, and
 what a stale remembered row, a concurrent request, another replica or gc do to them."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from proxy.loop.ingest import Ingester
+from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import PrefixCache
-from proxy.loop.session import Conversations
+from proxy.loop.storing import Ingester
 from proxy.store import open_store
 from proxy.store.base import PageStore, Path
 from proxy.tokens import counter_for_model

@@ -7,13 +7,12 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from proxy.citations import CitationStripper
-from proxy.stream_split import StreamSplitter
+from proxy.loop.citations import CitationStripper
+from proxy.loop.splitter import StreamSplitter
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.sse import DONE, encode_data
-
-from .helpers import assemble_stream, chunk, events_of, tool
-from .recordings import Recording, streamed
+from tests.upstream.helpers import assemble_stream, chunk, events_of, tool
+from tests.upstream.recordings import Recording, streamed
 
 VM = {"page_fault", "search_pages"}
 STREAM_ID = "chatcmpl-client"

@@ -32,7 +32,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.citations import CitationStripper
+from proxy.loop.citations import CitationStripper
 from proxy.upstream.assemble import (
     AssembledMessage,
     ChunkAccumulator,

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from proxy.citations import MAX_HOLD, CitationStripper, strip_citations
+from proxy.loop.citations import MAX_HOLD, CitationStripper, strip_citations
 
 
 @pytest.mark.parametrize(

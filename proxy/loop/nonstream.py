@@ -6,8 +6,8 @@ from typing import Any
 
 import orjson
 
-from proxy.citations import strip_citations
 from proxy.errors import UpstreamError
+from proxy.loop.citations import strip_citations
 from proxy.loop.turn import Turn
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.client import error_from_status

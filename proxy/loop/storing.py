@@ -31,7 +31,7 @@ _NOT_SNAPSHOTTED = ("claim_keys", "recent_claims")
 
 
 class Ingester:
-    """The `Ingest` and `StateAt` callables of proxy.loop.session.Conversations."""
+    """The `Ingest` and `StateAt` callables of proxy.loop.conversations.Conversations."""
 
     def __init__(
         self,
