@@ -53,9 +53,10 @@ from typing import TypeVar
 sys.path.insert(0, str(FsPath(__file__).resolve().parents[1]))
 
 from proxy.store import open_store  # noqa: E402
-from proxy.store.base import Conversation, Mutation, PageStore, Path  # noqa: E402
+from proxy.store.base import Conversation, PageStore, Path  # noqa: E402
 from proxy.store.codec import encode_page  # noqa: E402
 from proxy.store.postgres import PostgresStore  # noqa: E402
+from proxy.vm.mutations import Mutation  # noqa: E402
 from proxy.vm.pages import Modality, Page, PageKind  # noqa: E402
 
 TENANT = "bench"

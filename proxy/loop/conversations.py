@@ -39,15 +39,9 @@ from typing import Any
 
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
-from proxy.store.base import (
-    Conversation,
-    Mutation,
-    PageStore,
-    Path,
-    UnknownConversation,
-    VersionConflict,
-)
+from proxy.store.base import Conversation, PageStore, Path, UnknownConversation, VersionConflict
 from proxy.vm.identity import chain_hashes
+from proxy.vm.mutations import Mutation
 
 # How many of the newest hashes are looked up at once before falling back to a binary
 # search: a turn usually brings one or two new messages.

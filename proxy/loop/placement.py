@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.store.base import Conversation, Mutation, PageStore, Path, PathSpan
+from proxy.store.base import Conversation, PageStore, Path, PathSpan
+from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Page
 
 

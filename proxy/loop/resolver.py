@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from proxy.store.base import Mutation, PageStore, Path
+from proxy.store.base import PageStore, Path
 from proxy.vm.faults import (
     LIMIT_REACHED,
     REPEATED_CALL,
@@ -24,6 +24,7 @@ from proxy.vm.faults import (
     parse_search_arguments,
     render_search_results,
 )
+from proxy.vm.mutations import Mutation
 from proxy.vm.search_rank import POOL_FACTOR, refine_hits
 from proxy.vm.tools import PAGE_FAULT, SEARCH_PAGES
 

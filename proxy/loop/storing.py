@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from proxy.loop.placement import NewPages
-from proxy.store.base import Conversation, Mutation, PageStore, Path
+from proxy.store.base import Conversation, PageStore, Path
 from proxy.tokens import TokenCounter
 from proxy.vm.ingest import Counters, ingest_messages
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Page
 from proxy.vm.segments import SegmentJob, build_summary, record_summary
 
@@ -37,7 +38,7 @@ class Ingester:
         self,
         counter_for: Callable[[], TokenCounter],
         segment_turns: int,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = time.time,
     ) -> None:
         self._counter_for = counter_for
         self._segment_turns = segment_turns

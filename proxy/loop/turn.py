@@ -14,11 +14,12 @@ from proxy.logs import log
 from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
-from proxy.store.base import Mutation, PageStore
+from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.client import Upstream
 from proxy.vm.faults import LIMIT_REACHED, error_json
+from proxy.vm.mutations import Mutation
 from proxy.vm.page_table import PageTable
 
 _DROP_WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")

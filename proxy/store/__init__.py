@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 from proxy.store.base import PageStore
 from proxy.store.cached import CachedStore
+from proxy.vm.mutations import Clock
 
 __all__ = ["BACKENDS", "CachedStore", "PageStore", "open_store"]
 
@@ -42,12 +42,12 @@ BACKENDS: dict[str, str] = {
 
 
 class _Backend(Protocol):
-    async def open(self, url: str, *, clock: Callable[[], float] | None = None) -> PageStore:
+    async def open(self, url: str, *, clock: Clock | None = None) -> PageStore:
         ...
 
 
 async def open_store(
-    url: str, *, cache_pages: int = 0, clock: Callable[[], float] | None = None
+    url: str, *, cache_pages: int = 0, clock: Clock | None = None
 ) -> PageStore:
     """Open (connect, create or migrate) the store that `url` names."""
     scheme = urlsplit(url).scheme.lower()

@@ -18,6 +18,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page
 
 
@@ -58,18 +59,6 @@ class Path:
             if anchor >= span.lo and (span.hi is None or anchor < span.hi):
                 return span.conv_id
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class Mutation:
-    """One page event of one turn: create, map, fault, evict, compress, pin, unpin."""
-
-    turn: int
-    event: str
-    page_id: str
-    level: int | None = None
-    detail: str = ""
-    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
-from proxy.store.base import Conversation, Mutation, PageStore, Path, SearchHit
+from proxy.store.base import Conversation, PageStore, Path, SearchHit
+from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page, parse_page_id
 
 K = TypeVar("K", bound=Hashable)

@@ -10,19 +10,12 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.store.base import (
-    Conversation,
-    Mutation,
-    Path,
-    SearchHit,
-    UnknownConversation,
-    VersionConflict,
-)
+from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation, VersionConflict
 from proxy.store.codec import (
     decode_page,
     decode_state,
@@ -34,9 +27,8 @@ from proxy.store.codec import (
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import build_path
 from proxy.vm.bm25 import BM25Index
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
-
-Clock = Callable[[], float]
 
 
 @dataclass(slots=True)

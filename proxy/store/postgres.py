@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -27,14 +27,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from proxy.errors import StoreError
-from proxy.store.base import (
-    Conversation,
-    Mutation,
-    Path,
-    SearchHit,
-    UnknownConversation,
-    VersionConflict,
-)
+from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation, VersionConflict
 from proxy.store.codec import (
     decode_page,
     decode_state,
@@ -48,9 +41,9 @@ from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, stable_ke
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
-Clock = Callable[[], float]
 _OPTIONS = ("schema", "pool_max", "lock_pool_max")
 _CONV_COLUMNS = "parent_id, fork_at, length, version, state, updated_at"
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)

@@ -37,14 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from proxy.errors import StoreError
 from proxy.store import sqlite_queries as q
-from proxy.store.base import (
-    Conversation,
-    Mutation,
-    Path,
-    SearchHit,
-    UnknownConversation,
-    VersionConflict,
-)
+from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation, VersionConflict
 from proxy.store.codec import (
     decode_state,
     encode_page,
@@ -57,9 +50,9 @@ from proxy.store.paths import term_prefix
 from proxy.store.sqlite_schema import configure, migrate
 from proxy.store.sqlite_threads import Job, Lane
 from proxy.vm.bm25 import query_terms
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
-Clock = Callable[[], float]
 R = TypeVar("R")
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import orjson
 
-from proxy.store.base import Conversation, Mutation, Path, SearchHit
+from proxy.store.base import Conversation, Path, SearchHit
 from proxy.store.codec import decode_page, decode_state
 from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, term_prefix
+from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page
 
 # Well under SQLite's limit on bound parameters per statement.

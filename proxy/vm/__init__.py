@@ -16,6 +16,6 @@ Public API, by module (the fault loop, proxy.loop, is built on these):
 - tools:       vm_tool_names, vm_tool_schemas, canonical_name
 - manifest, context, escape, prompts: the developer message's parts
 - costs:       annotate_costs (per-page header/manifest-entry token counts, set at ingest)
-- mutations:   event names, in_context_at
+- mutations:   Mutation (one page event), event names, in_context_at, Clock
 Shared: pages (Page, PageKind, Modality, ids), bm25 (BM25Index, search_tokens).
 """

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from proxy.store.base import Mutation
 from proxy.vm import mutations as events
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import ID_PREFIXES, Modality, Page, make_page_id, parse_page_id
 from proxy.vm.search_rank import RankedHit
 
@@ -57,7 +57,7 @@ class FaultState:
     faults: int = 0
     tokens: int = 0
     seen_calls: set[str] = field(default_factory=set)
-    clock: Callable[[], float] = time.time
+    clock: Clock = time.time
     # What the next upstream prompt can still take (the loop's view of its budget); None:
     # `max_tokens` alone limits a fault.
     room: Callable[[], int] | None = None

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.store.base import Mutation
 from proxy.tokens import TokenCounter, image_size, note_tool_names
 from proxy.vm import mutations as events
 from proxy.vm.claims import extract_claims
 from proxy.vm.compress import abstract_text, make_hint, parse_json, reduce_text
 from proxy.vm.costs import annotate_costs
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page, PageKind, make_page_id
 from proxy.vm.segments import SegmentJob
 
@@ -115,7 +115,7 @@ def ingest_messages(
     counter: TokenCounter,
     segment_turns: int,
     chain_hashes: Sequence[str] | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = time.time,
 ) -> IngestResult:
     """Pages for `messages`, which sit at positions `first_position`, `first_position + 1`,
     ... of the conversation. Updates `counters` in place; message pages come first, in order."""

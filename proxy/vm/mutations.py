@@ -1,13 +1,16 @@
 """Mutation records: the append-only log of page events that answers "what was in context at
-turn T" (create, map, fault, evict, compress, pin; see proxy.store.base.Mutation)."""
+turn T" (create, map, fault, evict, compress, pin). The store keeps them as they are made
+here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from proxy.store.base import Mutation
-
+# Seconds since the epoch (time.time): what stamps mutations, pages and the store's rows.
+# Injected wherever time is read, so tests are byte-stable.
 Clock = Callable[[], float]
+
 
 CREATE = "create"
 MAP = "map"
@@ -15,6 +18,18 @@ FAULT = "fault"
 EVICT = "evict"
 COMPRESS = "compress"
 PIN = "pin"
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """One page event of one turn: create, map, fault, evict, compress, pin, unpin."""
+
+    turn: int
+    event: str
+    page_id: str
+    level: int | None = None
+    detail: str = ""
+    at: float = 0.0
 
 
 def mutation(

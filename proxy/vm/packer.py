@@ -25,17 +25,17 @@ passes through untouched.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config import VMSettings
-from proxy.store.base import Mutation
 from proxy.tokens import TokenCounter
 from proxy.vm import context, manifest
 from proxy.vm import mutations as events
 from proxy.vm.escape import escape_block
 from proxy.vm.frame import Frame, block_position, frame_key
+from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
 from proxy.vm.pinning import PinnedPlan, fit_pinned, message_tokens, plan_pinned
@@ -124,7 +124,7 @@ def pack_request(
     counter: TokenCounter,
     turn: int,
     total_pages: int | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = time.time,
     frame: Frame | None = None,
     frame_pages: Mapping[str, Page] | None = None,
 ) -> PackedRequest:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter as TermCounter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from proxy.tokens import TokenCounter
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.compress import make_hint
 from proxy.vm.costs import annotate_costs
+from proxy.vm.mutations import Clock
 from proxy.vm.pages import Modality, Page, PageKind, make_page_id
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def build_summary(
     pages: Sequence[Page],
     *,
     counter: TokenCounter,
-    clock: Callable[[], float] = time.time,
+    clock: Clock = time.time,
 ) -> Page:
     """The `seg_N` page for `job`, from the pages it covers (missing ones are skipped)."""
     wanted = set(job.page_ids())

@@ -7,14 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from proxy.store.base import (
-    Mutation,
-    PageStore,
-    Path,
-    PathSpan,
-    UnknownConversation,
-    VersionConflict,
-)
+from proxy.store.base import PageStore, Path, PathSpan, UnknownConversation, VersionConflict
+from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page, PageKind
 
 from .conftest import FakeClock, make_page

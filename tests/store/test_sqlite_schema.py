@@ -9,8 +9,8 @@ from pathlib import Path as FsPath
 import pytest
 
 from proxy.store import open_store
-from proxy.store.base import Mutation
 from proxy.store.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from proxy.vm.mutations import Mutation
 
 from .conftest import make_page
 
