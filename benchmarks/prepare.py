@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy.config import VMSettings  # noqa: E402
+from proxy.loop.prepare import pack_options  # noqa: E402
 from proxy.tokens import TokenCounter, counter_for_model  # noqa: E402
 from proxy.vm.bm25 import BM25Index, search_tokens  # noqa: E402
 from proxy.vm.identity import chain_hashes  # noqa: E402
@@ -202,7 +203,7 @@ class Conversation:
             tail=tail,
             candidates=candidates,
             table=self.table,
-            settings=self.settings,
+            options=pack_options(self.settings),
             mode="strict",
             counter=self.counter,
             turn=turn,

@@ -4,6 +4,7 @@ needed, and if so gather the candidates and pack the upstream body."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.faults import FaultState
 from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters
-from proxy.vm.packer import PackedRequest, pack_request
+from proxy.vm.packer import PackedRequest, PackOptions, pack_request
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
 from proxy.vm.prefetch import SEARCH_HITS, gather_candidates, plan_prefetch, search_query
@@ -268,8 +269,8 @@ def _pack(
         tail=tail,
         candidates=candidates,
         table=table,
-        settings=settings.model_copy(
-            update={"context_budget": budget, "reply_reserve_tokens": reply}
+        options=dataclasses.replace(
+            pack_options(settings), context_budget=budget, reply_reserve_tokens=reply
         ),
         mode=mode,
         counter=counter,
@@ -277,6 +278,21 @@ def _pack(
         total_pages=total_pages,
         frame=frozen.frame,
         frame_pages=frozen.pages,
+    )
+
+
+def pack_options(settings: VMSettings) -> PackOptions:
+    """The packer's options from the `vm.*` settings of the same names."""
+    return PackOptions(
+        context_budget=settings.context_budget,
+        reply_reserve_tokens=settings.reply_reserve_tokens,
+        max_faults_per_turn=settings.max_faults_per_turn,
+        max_fault_tokens_per_turn=settings.max_fault_tokens_per_turn,
+        pin_last_turns=settings.pin_last_turns,
+        manifest_max_entries=settings.manifest_max_entries,
+        prefetch_pages=settings.prefetch_pages,
+        developer_role=settings.developer_role,
+        turn_note=settings.turn_note,
     )
 
 

@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.config import VMSettings
 from proxy.tokens import TokenCounter
 from proxy.vm import context, manifest
 from proxy.vm import mutations as events
@@ -59,6 +58,24 @@ BLOCK_SHARE = 0.08
 # block leave; the rest is where the window grows until the next compaction.
 FROZEN_SHARE = 0.4
 MODES = ("strict", "relaxed", "passive")
+
+
+@dataclass(frozen=True, slots=True)
+class PackOptions:
+    """What one pack is held to (the `vm.*` settings of the same names, as the loop passes
+    them): the budget and its shares, the limits the manifest announces, and the shape of
+    the prompt (the leading message's role; `turn_note` "leading" closes that message with
+    the turn's block instead of sending the block after the latest user message)."""
+
+    context_budget: int
+    reply_reserve_tokens: int
+    max_faults_per_turn: int
+    max_fault_tokens_per_turn: int
+    pin_last_turns: int
+    manifest_max_entries: int
+    prefetch_pages: int
+    developer_role: str
+    turn_note: str
 
 
 @dataclass
@@ -119,7 +136,7 @@ def pack_request(
     candidates: Sequence[ScoredPage],
     available: Sequence[Page] = (),
     table: PageTable,
-    settings: VMSettings,
+    options: PackOptions,
     mode: str,
     counter: TokenCounter,
     turn: int,
@@ -137,9 +154,9 @@ def pack_request(
     client_tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     names = vm_tool_names(client_tools)
     tools = client_tools + (vm_tool_schemas(names) if mode != "passive" else [])
-    reply, reply_field = _reply_budget(body, settings)
+    reply, reply_field = _reply_budget(body, options)
     prefix = _prefix(system_messages, mode, names)
-    role = settings.developer_role
+    role = options.developer_role
     fmt = counter.format
     fixed = (
         fmt.reply_primer
@@ -158,14 +175,14 @@ def pack_request(
         reply=reply,
         reply_field=reply_field,
         fixed=fixed,
-        limit=settings.context_budget - reply - fixed,
+        limit=options.context_budget - reply - fixed,
         key=frame_key(mode, role, counter.name, names),
-        block_max=int(settings.context_budget * BLOCK_SHARE),
-        block_in_lead=settings.turn_note == "leading",
+        block_max=int(options.context_budget * BLOCK_SHARE),
+        block_in_lead=options.turn_note == "leading",
         policy=manifest.Policy(
             faults=mode != "passive",
-            max_faults_per_turn=settings.max_faults_per_turn,
-            max_fault_tokens_per_turn=settings.max_fault_tokens_per_turn,
+            max_faults_per_turn=options.max_faults_per_turn,
+            max_fault_tokens_per_turn=options.max_fault_tokens_per_turn,
         ),
         inputs=BlockInputs(
             candidates=candidates,
@@ -173,8 +190,8 @@ def pack_request(
             turn=turn,
             counter=counter,
             role=role,
-            full_pages=settings.prefetch_pages,
-            max_full=int(settings.context_budget * MAX_FULL_SHARE),
+            full_pages=options.prefetch_pages,
+            max_full=int(options.context_budget * MAX_FULL_SHARE),
             total_pages=total_pages,
         ),
     )
@@ -184,7 +201,7 @@ def pack_request(
         if reused is not None:
             return _finish(shared, reused, table, turn, clock())
     return _finish(
-        shared, _compact(shared, window, available, settings, mode), table, turn, clock()
+        shared, _compact(shared, window, available, options, mode), table, turn, clock()
     )
 
 
@@ -237,16 +254,16 @@ def _compact(
     shared: _Shared,
     window: Sequence[Page],
     available: Sequence[Page],
-    settings: VMSettings,
+    options: PackOptions,
     mode: str,
 ) -> _Layout:
     """Restart the window at the pinned turns and choose the frozen context again."""
     inputs = shared.inputs
     counter = inputs.counter
-    units = plan_pinned(window, pin_last_turns=settings.pin_last_turns, counter=counter)
+    units = plan_pinned(window, pin_last_turns=options.pin_last_turns, counter=counter)
     cap = min(
-        settings.manifest_max_entries,
-        max(1, int(settings.context_budget * MANIFEST_SHARE) // MANIFEST_ENTRY_COST),
+        options.manifest_max_entries,
+        max(1, int(options.context_budget * MANIFEST_SHARE) // MANIFEST_ENTRY_COST),
     )
     pinned_start = units[0].pages[0].anchor if units else -1
     pool = [c for c in inputs.candidates if not in_window(c.page, pinned_start)]
@@ -290,7 +307,7 @@ def _compact(
             cost=cost,
             table=inputs.table,
             turn=inputs.turn,
-            full_pages=settings.prefetch_pages,
+            full_pages=options.prefetch_pages,
         )
         data, listed = frozen_manifest(start, selection.mapped)
         frozen = context.order_blocks(selection.mapped)
@@ -420,14 +437,14 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _reply_budget(body: Mapping[str, Any], settings: VMSettings) -> tuple[int, str | None]:
+def _reply_budget(body: Mapping[str, Any], options: PackOptions) -> tuple[int, str | None]:
     """Tokens kept for the reply, and the client field to clamp (None: the client set none)."""
-    cap = int(settings.context_budget * MAX_REPLY_SHARE)
+    cap = int(options.context_budget * MAX_REPLY_SHARE)
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return min(value, cap), name
-    return min(settings.reply_reserve_tokens, cap), None
+    return min(options.reply_reserve_tokens, cap), None
 
 
 def _body(

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proxy.config import VMSettings
+from proxy.loop.prepare import pack_options
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.bm25 import BM25Index
 from proxy.vm.frame import Frame
@@ -97,7 +98,7 @@ class Memory:
             tail=tail,
             candidates=candidates,
             table=self.table,
-            settings=self.settings,
+            options=pack_options(self.settings),
             mode=mode,
             counter=self.counter,
             turn=turn,
