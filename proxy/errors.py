@@ -7,7 +7,10 @@
     │   ├── UpstreamTimeout        (504)
     │   └── UpstreamStatus         (the upstream's own 4xx/5xx, relayed with its status)
     └── VMError                    (500 a failure inside the virtual-memory path)
-        └── StoreError             (503 the page store failed)
+        └── MemoryUnavailable      (503 the page store failed; retry)
+
+The store raises its own proxy.store.StoreError, which knows nothing of HTTP; the edge
+answers it as MemoryUnavailable (or, with `vm.fail_open`, without memory at all).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class VMError(ProxyError):
     error_type = "server_error"
 
 
-class StoreError(VMError):
+class MemoryUnavailable(VMError):
     status_code = 503
 
 

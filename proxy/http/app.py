@@ -20,11 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.config import Settings
-from proxy.errors import ProxyError
+from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
 from proxy.http.routes import ALL_METHODS, chat_completions, healthz, metrics_text, passthrough_any
 from proxy.metrics import Metrics
-from proxy.store import PageStore, open_store
+from proxy.store import PageStore, StoreError, open_store
 from proxy.store.locks import KeyedLocks
 from proxy.upstream.client import Upstream
 
@@ -66,7 +66,11 @@ def create_app(
             Route("/metrics", metrics_text, methods=["GET"]),
         ],
         middleware=[Middleware(AccessMiddleware, metrics=metrics)],
-        exception_handlers={ProxyError: proxy_error, HTTPException: http_error},
+        exception_handlers={
+            ProxyError: proxy_error,
+            StoreError: store_error,
+            HTTPException: http_error,
+        },
         lifespan=lifespan,
     )
     app.state = AppState()
@@ -91,6 +95,11 @@ async def proxy_error(request: Request, exc: Exception) -> Response:
     return Response(
         exc.to_json(), status_code=exc.status_code, headers=exc.headers, media_type=JSON
     )
+
+
+async def store_error(request: Request, exc: Exception) -> Response:
+    """The store failed where the memory path could not fail open: a 503 to retry."""
+    return await proxy_error(request, MemoryUnavailable(str(exc)))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -21,7 +21,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from proxy.errors import ProxyError, StoreError
+from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.logs import log
 from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
@@ -124,9 +124,7 @@ def _fails_open(settings: Any, exc: Exception) -> bool:
     """Client and upstream errors are answers in their own right; any other failure of the
     memory path (a bug, the store unreachable) is answered without memory when
     `vm.fail_open` is on."""
-    if not settings.vm.fail_open:
-        return False
-    return isinstance(exc, StoreError) or not isinstance(exc, ProxyError)
+    return settings.vm.fail_open and not isinstance(exc, ProxyError)
 
 
 async def _fail_open(
@@ -137,7 +135,7 @@ async def _fail_open(
         # answer without the conversation and nobody would know. Better a retryable error.
         log.exception("%s; not answered without memory: the request holds only the new "
                       "messages of its X-VM-Session", what)
-        raise StoreError(
+        raise MemoryUnavailable(
             "The conversation memory is unavailable; retry the request.",
             code="memory_unavailable",
         )

@@ -16,11 +16,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from proxy.errors import ProxyError, UpstreamError
+from proxy.errors import MemoryUnavailable, ProxyError, UpstreamError
 from proxy.logs import log
 from proxy.loop.citations import CitationStripper
 from proxy.loop.splitter import StreamSplitter
 from proxy.loop.turn import Turn
+from proxy.store import StoreError
 from proxy.upstream.client import error_for_transport_failure, error_from_status
 from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.upstream.usage import Usage, add_usage
@@ -122,8 +123,11 @@ async def stream_events(
             yield encode_comment(turn.summary_comment())
             yield DONE
             return
-    except ProxyError as exc:
-        yield encode_error(exc.message, error_type=exc.error_type, code=exc.code, param=exc.param)
+    except (ProxyError, StoreError) as exc:
+        error = exc if isinstance(exc, ProxyError) else MemoryUnavailable(str(exc))
+        yield encode_error(
+            error.message, error_type=error.error_type, code=error.code, param=error.param
+        )
     except Exception:
         # The client was told 200 already, so failing open is no longer possible: end the
         # stream with an error event the SDKs raise on, never a truncated body.

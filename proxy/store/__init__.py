@@ -27,11 +27,11 @@ import time
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
-from proxy.store.base import PageStore
+from proxy.store.base import PageStore, StoreError
 from proxy.store.cached import CachedStore
 from proxy.vm.mutations import Clock
 
-__all__ = ["BACKENDS", "CachedStore", "PageStore", "open_store"]
+__all__ = ["BACKENDS", "CachedStore", "PageStore", "StoreError", "open_store"]
 
 BACKENDS: dict[str, str] = {
     "memory": "proxy.store.memory:MemoryStore",

@@ -67,6 +67,11 @@ class SearchHit:
     score: float
 
 
+class StoreError(Exception):
+    """The store could not do what was asked: its database failed or could not be reached,
+    or the store is closed. Retrying may help; the HTTP edge answers it with a 503."""
+
+
 class VersionConflict(Exception):
     """`append` was given an `expected_version` that is no longer current."""
 

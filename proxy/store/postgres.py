@@ -26,8 +26,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
-from proxy.errors import StoreError
-from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation, VersionConflict
+from proxy.store.base import (
+    Conversation,
+    Path,
+    SearchHit,
+    StoreError,
+    UnknownConversation,
+    VersionConflict,
+)
 from proxy.store.codec import (
     decode_page,
     decode_state,

@@ -35,9 +35,15 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from proxy.errors import StoreError
 from proxy.store import sqlite_queries as q
-from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation, VersionConflict
+from proxy.store.base import (
+    Conversation,
+    Path,
+    SearchHit,
+    StoreError,
+    UnknownConversation,
+    VersionConflict,
+)
 from proxy.store.codec import (
     decode_state,
     encode_page,

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from proxy.errors import StoreError
 from proxy.loop.early_search import EarlySearch
-from proxy.store.base import Path, PathSpan, SearchHit
+from proxy.store.base import Path, PathSpan, SearchHit, StoreError
 from proxy.store.memory import MemoryStore
 from tests.loop.harness import MODEL, serve, vm_settings
 from tests.loop.history import conversation

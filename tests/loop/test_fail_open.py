@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from proxy.errors import StoreError
+import proxy.loop.resolver
+from proxy.store.base import StoreError
 from proxy.store.memory import MemoryStore
-from tests.loop.harness import MODEL, serve
+from tests.loop.harness import MODEL, parse_sse, serve, vm_settings
 from tests.loop.history import LOCKER, LOCKER_CODE, QUESTION, conversation
 from tests.loop.scripted import ScriptedModel, agent
 
@@ -54,6 +55,42 @@ async def test_a_store_outage_under_a_session_is_a_retryable_error(
     error = response.json()["error"]
     assert error["code"] == "memory_unavailable" and error["type"] == "server_error"
     assert model.requests == []
+
+
+STORE_DOWN = {
+    "message": "postgres store failed: connection refused",
+    "type": "server_error",
+    "param": None,
+    "code": None,
+}
+
+
+async def test_without_fail_open_a_store_outage_is_a_503_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(MemoryStore, "append", _unreachable)
+    model = ScriptedModel(agent(LOCKER))
+    async with serve(model, vm_settings(fail_open=False)) as running:
+        response = await running.raw_chat({"model": MODEL, "messages": _messages()})
+    assert response.status_code == 503
+    assert response.json() == {"error": STORE_DOWN}
+    assert model.requests == []
+
+
+async def test_a_store_outage_mid_stream_is_an_error_event_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stream has started: no pass-through is possible any more, and the error event
+    says what failed (the store), not that the proxy did."""
+    monkeypatch.setattr(proxy.loop.resolver.FaultResolver, "resolve", _unreachable)
+    model = ScriptedModel(agent(LOCKER))
+    body = {"model": MODEL, "messages": _messages(), "stream": True}
+    async with serve(model) as running:
+        response = await running.raw_chat(body)
+    assert response.status_code == 200
+    data = [event.json for event in parse_sse(response.text) if event.data is not None]
+    assert data[-1] == {"error": STORE_DOWN}
+    assert model.actions == ["search"]
 
 
 def _counter(metrics: str, name: str) -> float:

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxy.errors import StoreError
-from proxy.store.base import UnknownConversation
+from proxy.store.base import StoreError, UnknownConversation
 from proxy.store.sqlite import SQLiteStore
 
 from .conftest import make_page
