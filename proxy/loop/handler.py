@@ -88,10 +88,11 @@ async def _answer(
         )
     turn = prepared.turn
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
+    first_body = turn.first_body()
     if several_choices(body):
         # n > 1 runs passive (no loop): one upstream call with the packed prompt, relayed
         # as the upstream answers it, every choice included; choice 0 is stored.
-        packed = dict(turn.first_body())
+        packed = dict(first_body)
         packed.pop("stream_options", None)
         if "stream_options" in body:
             packed["stream_options"] = body["stream_options"]
@@ -99,14 +100,14 @@ async def _answer(
         response = await passthrough_chat(state, request, orjson.dumps(packed), stream)
         return _observed_passthrough(response, prepared, turn.response_headers(final=True))
     if stream:
-        opened = await open_first(turn, turn.first_body())
+        opened = await open_first(turn, first_body)
         return StreamingResponse(
-            _counted(stream_events(turn, turn.first_body(), opened), turn, state.metrics),
+            _counted(stream_events(turn, first_body, opened), turn, state.metrics),
             media_type="text/event-stream",
             headers=turn.response_headers(final=False),
         )
     try:
-        answer = await run_complete(turn)
+        answer = await run_complete(turn, first_body)
     except Exception as exc:
         if not _fails_open(settings, exc):
             raise

@@ -15,27 +15,22 @@ from proxy.upstream.completion import assemble_response, to_chat_completion
 from proxy.upstream.usage import Usage, add_usage
 
 
-async def run_complete(turn: Turn) -> dict[str, Any]:
-    """Run the loop and return the client's chat.completion body."""
-    body = turn.first_body()
+async def run_complete(turn: Turn, body: dict[str, Any]) -> dict[str, Any]:
+    """Run the loop from the first `body` and return the client's chat.completion body."""
     usage: Usage | None = None
     first: AssembledMessage | None = None
     for iteration in range(turn.max_iterations):
-        if iteration == turn.max_iterations - 1:
-            turn.withdraw("the loop reached its iteration limit")
-            body = turn.without_vm_tools(body)
         message = await _call(turn, body, iteration)
         first = first or message
         usage = add_usage(usage, message.usage)
         vm_calls, client_calls = turn.split_calls(message.tool_calls)
-        if vm_calls:
-            results = await turn.resolve(vm_calls)
-            if not client_calls and iteration + 1 < turn.max_iterations:
-                body = turn.next_body(body, message, vm_calls, results)
-                continue
-        # The last iteration answers whatever it holds, as a stream does: a model that still
-        # calls the withdrawn tools gets its text (perhaps none) with finish_reason "stop".
-        return await _answer(turn, message, client_calls, usage, first)
+        results = await turn.resolve(vm_calls) if vm_calls else []
+        following = turn.body_after(iteration, body, message, vm_calls, client_calls, results)
+        if following is None:
+            # The last iteration answers whatever it holds, as a stream does: a model that
+            # still calls the withdrawn tools gets its text (perhaps none), finish "stop".
+            return await _answer(turn, message, client_calls, usage, first)
+        body = following
     raise AssertionError("unreachable: the last iteration always answers")
 
 

@@ -10,9 +10,9 @@ client goes away the response is cancelled, which closes the upstream stream in 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
@@ -26,7 +26,6 @@ from proxy.upstream.client import error_for_transport_failure, error_from_status
 from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.upstream.usage import Usage, add_usage
 
-T = TypeVar("T")
 KEEPALIVE = encode_comment("keep-alive")
 
 
@@ -95,22 +94,23 @@ async def stream_events(
             if outcome.error is not None:
                 yield encode_error(**_error_fields(outcome.error))
                 return
+            results: list[dict[str, Any]] = []
             if outcome.vm_calls:
-                results: list[list[dict[str, Any]]] = []
-                async for piece in _keepalive(turn, turn.resolve(outcome.vm_calls), results):
+                resolving = asyncio.ensure_future(turn.resolve(outcome.vm_calls))
+                async for piece in _while_waiting(turn, resolving):
                     yield piece
-                last = iteration + 1 >= turn.max_iterations - 1
-                if not outcome.client_calls and iteration + 1 < turn.max_iterations:
-                    body = turn.next_body(body, outcome.message, outcome.vm_calls, results[0])
-                    if last:
-                        turn.withdraw("the loop reached its iteration limit")
-                        body = turn.without_vm_tools(body)
-                    stack = AsyncExitStack()
-                    opened_next: list[httpx.Response] = []
-                    async for piece in _keepalive(turn, _open(turn, stack, body), opened_next):
-                        yield piece
-                    response = opened_next[0]
-                    continue
+                results = resolving.result()
+            following = turn.body_after(
+                iteration, body, outcome.message, outcome.vm_calls, outcome.client_calls, results
+            )
+            if following is not None:
+                body = following
+                stack = AsyncExitStack()
+                opening = asyncio.ensure_future(_open(turn, stack, body))
+                async for piece in _while_waiting(turn, opening):
+                    yield piece
+                response = opening.result()
+                continue
             finish = "tool_calls" if outcome.client_calls else (outcome.finish_reason or "stop")
             if finish == "tool_calls" and not outcome.client_calls:
                 finish = "stop"
@@ -197,16 +197,13 @@ async def _anext_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:
         return None
 
 
-async def _keepalive(turn: Turn, work: Awaitable[T], into: list[T]) -> AsyncIterator[bytes]:
-    """Run `work`, yielding SSE comments every `keepalive_s` until it is done."""
-    task = asyncio.ensure_future(work)
+async def _while_waiting(turn: Turn, task: asyncio.Future[Any]) -> AsyncIterator[bytes]:
+    """SSE comments every `keepalive_s` until `task` is done; left early, it cancels it."""
     try:
-        while True:
+        while not task.done():
             done, _ = await asyncio.wait({task}, timeout=turn.keepalive_s)
-            if done:
-                into.append(task.result())
-                return
-            yield KEEPALIVE
+            if not done:
+                yield KEEPALIVE
     finally:
         if not task.done():
             task.cancel()

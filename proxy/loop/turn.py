@@ -80,7 +80,36 @@ class Turn:
         return self.resolver.faults
 
     def first_body(self) -> dict[str, Any]:
+        """The body of the first upstream call (of the only one, on a cap of one: then
+        without the VM tools, as every last iteration)."""
+        if self.max_iterations == 1:
+            return self._last_iteration(self.body)
         return self.body
+
+    def body_after(
+        self,
+        iteration: int,
+        body: dict[str, Any],
+        message: AssembledMessage,
+        vm_calls: list[dict[str, Any]],
+        client_calls: list[dict[str, Any]],
+        results: list[dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The loop control both loops share: the body of the call after `iteration`, or
+        None when `iteration`'s answer is the client's (no VM calls, client calls among
+        them, or the iteration cap reached). `results` answer `vm_calls`, which are
+        resolved whatever this returns. The last iteration goes without the VM tools, so
+        the model must answer."""
+        if not vm_calls or client_calls or iteration + 1 >= self.max_iterations:
+            return None
+        following = self._following(body, message, vm_calls, results)
+        if iteration + 2 == self.max_iterations:
+            following = self._last_iteration(following)
+        return following
+
+    def _last_iteration(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.withdraw("the loop reached its iteration limit")
+        return self.without_vm_tools(body)
 
     def prime_prompt_tokens(self, tokens: int) -> None:
         """The packer's count of the first body, so it is not tokenized again."""
@@ -108,7 +137,7 @@ class Turn:
         free = self.settings.context_budget - self._last_prompt - self.packed_reply_tokens
         return int((free - pending - FAULT_FRAMING_TOKENS) * 0.9)
 
-    def next_body(
+    def _following(
         self,
         body: dict[str, Any],
         message: AssembledMessage,

@@ -270,3 +270,18 @@ async def test_a_big_page_is_served_whole_when_the_prompt_leaves_room() -> None:
     result = tool_results(model.requests[1])[0]
     assert result["id"] == "msg_1" and result["level"] == 0, result.get("note")
     assert upstream_cost(model.requests[1], settings) <= settings.vm.context_budget
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_cap_of_one_iteration_offers_no_vm_tools(stream: bool) -> None:
+    """Both loops share one control: the last iteration goes without the VM tools, and on a
+    cap of one that is the first (the streaming loop used to offer them and then answer
+    with nothing once the model used one)."""
+    model = ScriptedModel(keeps_searching())
+    async with serve(model, vm_settings(max_loop_iterations=1)) as proxy:
+        response = await proxy.raw_chat(
+            {"model": MODEL, "messages": _messages(), "stream": stream}
+        )
+    assert response.status_code == 200
+    assert len(model.requests) == 1 and not has_vm_tools(model.requests[0])
+    assert model.actions == ["answer"]
