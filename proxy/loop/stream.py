@@ -22,7 +22,7 @@ from proxy.loop.citations import CitationStripper
 from proxy.loop.splitter import StreamSplitter
 from proxy.loop.turn import Turn
 from proxy.store import StoreError
-from proxy.upstream.client import error_for_transport_failure, error_from_status
+from proxy.upstream.client import Reply, error_for_transport_failure, error_from_status
 from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.upstream.usage import Usage, add_usage
 
@@ -33,7 +33,7 @@ class OpenedStream:
     """The first upstream stream, opened before the client's response starts so that an
     upstream refusal (401, 404, 429 ...) reaches the client as that status."""
 
-    def __init__(self, stack: AsyncExitStack, response: httpx.Response) -> None:
+    def __init__(self, stack: AsyncExitStack, response: Reply) -> None:
         self.stack = stack
         self.response = response
 
@@ -48,13 +48,13 @@ async def open_first(turn: Turn, body: dict[str, Any]) -> OpenedStream:
     return OpenedStream(stack, response)
 
 
-async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> httpx.Response:
+async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
     turn.record_upstream_prompt(body)
     response = await stack.enter_async_context(
         turn.upstream.stream("/chat/completions", body, turn.headers)
     )
     if response.status_code >= 400:
-        raise error_from_status(response.status_code, await response.aread())
+        raise error_from_status(response.status_code, await response.read_decoded())
     return response
 
 
@@ -151,11 +151,11 @@ def _split_end(turn: Turn, splitter: StreamSplitter) -> list[bytes]:
 
 
 async def _relay(
-    turn: Turn, response: httpx.Response, splitter: StreamSplitter
+    turn: Turn, response: Reply, splitter: StreamSplitter
 ) -> AsyncIterator[bytes]:
     """Relay one upstream stream through `splitter`, with keep-alives while it is silent."""
     decoder = SSEDecoder()
-    chunks = response.aiter_bytes()
+    chunks = response.aiter_decoded()
     reading: asyncio.Future[bytes | None] | None = None
     try:
         while True:

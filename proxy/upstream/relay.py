@@ -23,15 +23,9 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.errors import normalise_error_body
 from proxy.logs import log, request_stats
-from proxy.upstream.client import (
-    HeaderPairs,
-    RelayHead,
-    Reply,
-    Upstream,
-    error_for_transport_failure,
-    relay_head,
-)
+from proxy.upstream.client import Reply, Upstream, error_for_transport_failure
 from proxy.upstream.disconnect import unless_disconnected
+from proxy.upstream.headers import HeaderPairs, RelayHead, relay_head
 
 
 class AbortResponse(Exception):

@@ -1,14 +1,14 @@
-"""An httpx transport that sends requests with aiohttp.
+"""The aiohttp side of the upstream client: one pooled session, and its responses as the
+`proxy.upstream.client.Reply` the rest of the proxy reads.
 
-httpx stays the client API (respx and the tests depend on it), but its default pool
-(httpcore) loses most of its throughput at high concurrency (encode/httpx#3215): a bare
-passthrough carries roughly a tenth of what the same one with aiohttp carries. This
-transport hands the socket work to one long-lived `aiohttp.ClientSession`. The
-pass-through goes one step further and calls `open()`, which builds no httpx objects at all.
+httpx's own pool (httpcore) loses most of its throughput at high concurrency
+(encode/httpx#3215): a bare passthrough carries roughly a tenth of what the same one with
+aiohttp carries. So the socket work is aiohttp's, and failures are mapped to the httpx
+exceptions the rest of the proxy handles (502/504).
 
-Bodies are never decompressed here: the bytes and the `Content-Encoding` header stay
-together, so a pass-through relays exactly what the upstream sent and httpx decodes
-(`aiter_bytes`, `.json()`) only where the proxy itself reads a body.
+Bodies are never decompressed on the way: the bytes and the `Content-Encoding` header stay
+together, so a pass-through relays exactly what the upstream sent, and only where the proxy
+itself reads a body is it decoded (with httpx's decoders: `read_decoded`, `aiter_decoded`).
 """
 
 from __future__ import annotations
@@ -60,28 +60,23 @@ def env_proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
-class AiohttpResponseStream(httpx.AsyncByteStream):
-    """The body of one aiohttp response, chunk by chunk as it arrives."""
+class _RawBody(httpx.AsyncByteStream):
+    """A reply's raw body for httpx to decode as it arrives."""
 
-    def __init__(self, reply: AiohttpReply, request: httpx.Request) -> None:
+    def __init__(self, reply: AiohttpReply) -> None:
         self._reply = reply
-        self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._reply.aiter_raw():
-                yield chunk
-        except httpx.TransportError as exc:
-            exc.request = self._request
-            raise
+        async for chunk in self._reply.aiter_raw():
+            yield chunk
 
     async def aclose(self) -> None:
         await self._reply.aclose()
 
 
 class AiohttpReply:
-    """One aiohttp response, status and headers in and the body unread, as the
-    pass-through relays it (`proxy.upstream.client.Reply`): raw header pairs, raw body bytes.
+    """One aiohttp response as a `proxy.upstream.client.Reply`: status and raw header pairs
+    in, the body unread.
 
     Failures surface as the httpx exceptions the rest of the proxy maps to 502/504.
     """
@@ -110,6 +105,10 @@ class AiohttpReply:
             self._response.close()  # the connection is broken; it must not go back
             raise _mapped(exc) from exc
 
+    @property
+    def is_closed(self) -> bool:
+        return self._response.closed
+
     async def read_decoded(self) -> bytes:
         """The whole body with its Content-Encoding undone, as httpx decodes it."""
         raw = await self.read()
@@ -117,6 +116,13 @@ class AiohttpReply:
             self.status_code, headers=list(self.raw_headers), stream=httpx.ByteStream(raw)
         )
         return await decoded.aread()
+
+    def aiter_decoded(self) -> AsyncIterator[bytes]:
+        """The body as it arrives with its Content-Encoding undone, as httpx decodes it."""
+        decoding = httpx.Response(
+            self.status_code, headers=list(self.raw_headers), stream=_RawBody(self)
+        )
+        return decoding.aiter_bytes()
 
     async def aclose(self) -> None:
         # Deliberately no await: this also runs inside a cancelled task (client went away
@@ -135,11 +141,11 @@ class _CallersHeadersOnly(aiohttp.ClientRequest):
         pass
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """One pooled aiohttp session behind the httpx API, and `open()` without it.
+class AiohttpTransport:
+    """One pooled aiohttp session; `open()` sends a request on it.
 
     The session is created on first use, inside the running event loop, and closed by
-    `aclose()` (the httpx client closes its transport).
+    `aclose()`.
     """
 
     def __init__(
@@ -149,7 +155,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_s = keepalive_s
         self._proxy = proxy
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
 
     def _open_session(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -183,19 +188,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_read=extension.get("read"),
         )
 
-    def _timeout(self, extension: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
-        key = (extension.get("connect"), extension.get("read"), extension.get("pool"))
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            timeout = self._timeouts[key] = self.timeout_for(extension)
-        return timeout
-
     async def open(
         self,
         method: str,
         url: str | yarl.URL,
         headers: Iterable[tuple[bytes, bytes]],
-        content: bytes | httpx.AsyncByteStream | None,
+        content: bytes | None,
         timeout: aiohttp.ClientTimeout,
     ) -> AiohttpReply:
         """Send one request and return once the status and headers are in.
@@ -224,35 +222,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except _AIOHTTP_ERRORS as exc:
             raise _mapped(exc) from exc
         return AiohttpReply(response)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        data: bytes | httpx.AsyncByteStream | None
-        stream = request.stream
-        if isinstance(stream, httpx.ByteStream):
-            data = b"".join(stream) or None  # in memory already: one piece, no I/O
-        else:
-            try:
-                data = request.content or None
-            except httpx.RequestNotRead:
-                data = stream  # type: ignore[assignment]
-        try:
-            reply = await self.open(
-                request.method,
-                str(request.url),
-                request.headers.raw,
-                data,
-                self._timeout(request.extensions.get("timeout", {})),
-            )
-        except httpx.TransportError as exc:
-            exc.request = request
-            raise
-        return httpx.Response(
-            status_code=reply.status_code,
-            headers=list(reply.raw_headers),
-            stream=AiohttpResponseStream(reply, request),
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
-        )
 
     async def aclose(self) -> None:
         if self._session is not None:

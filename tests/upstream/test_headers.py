@@ -7,7 +7,8 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamError, UpstreamTimeout
-from proxy.upstream.client import error_for_transport_failure, forward_headers, relay_head
+from proxy.upstream.client import error_for_transport_failure
+from proxy.upstream.headers import forward_headers, relay_head
 from proxy.upstream.relay import is_openai_error
 
 CLIENT_HEADERS = [
