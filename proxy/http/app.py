@@ -1,8 +1,5 @@
 """The ASGI application: routes, error answers, and the lifespan that owns the upstream
-client and the page store.
-
-`app.state` carries `settings`, `metrics`, and (while the lifespan runs) `upstream` and
-`store`.
+client and the page store. `app.state` is a proxy.http.state.AppState.
 """
 
 from __future__ import annotations
@@ -12,7 +9,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from starlette.applications import Starlette
-from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -23,9 +19,8 @@ from proxy.config import Settings
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
 from proxy.http.routes import ALL_METHODS, chat_completions, healthz, metrics_text, passthrough_any
-from proxy.metrics import Metrics
+from proxy.http.state import AppState
 from proxy.store import PageStore, StoreError, open_store
-from proxy.store.locks import KeyedLocks
 from proxy.upstream.client import Upstream
 
 JSON = "application/json"
@@ -40,23 +35,24 @@ def create_app(
     """Build the app. Tests inject `upstream_transport` (e.g. a respx router's) and `store`;
     an injected store is the caller's to close, an opened one the lifespan's."""
 
+    state = AppState(settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned_store = store is None
-        app.state.store = (
+        state.store = (
             await open_store(settings.store.url, cache_pages=settings.store.cache_pages)
             if store is None
             else store
         )
-        app.state.upstream = upstream = Upstream(settings.upstream, upstream_transport)
+        state.upstream = upstream = Upstream(settings.upstream, upstream_transport)
         try:
             yield
         finally:
             await upstream.aclose()
             if owned_store:
-                await app.state.store.close()
+                await state.store.close()
 
-    metrics = Metrics()
     app = Starlette(
         # The hot route first: the router tries them in order.
         routes=[
@@ -65,7 +61,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),
         ],
-        middleware=[Middleware(AccessMiddleware, metrics=metrics)],
+        middleware=[Middleware(AccessMiddleware, metrics=state.metrics)],
         exception_handlers={
             ProxyError: proxy_error,
             StoreError: store_error,
@@ -73,21 +69,8 @@ def create_app(
         },
         lifespan=lifespan,
     )
-    app.state = AppState()
-    app.state.settings = settings
-    app.state.metrics = metrics
-    # One turn of an X-VM-Session at a time in this process (proxy.loop.handler).
-    app.state.session_locks = KeyedLocks()
+    app.state = state
     return app
-
-
-class AppState(State):
-    """starlette's State, its values kept as plain attributes. In a State every read goes
-    through a failed attribute lookup (an AttributeError built and dropped) before its
-    `__getattr__`; the hot path reads app state several times a request."""
-
-    def __init__(self) -> None:
-        super().__init__(self.__dict__)
 
 
 async def proxy_error(request: Request, exc: Exception) -> Response:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.http.body import read_body
+from proxy.http.state import app_state
 from proxy.http.validation import parse_chat_request
 from proxy.logs import log
 from proxy.loop.handler import handle_chat
@@ -18,14 +19,15 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 async def chat_completions(request: Request) -> Response:
-    raw = await read_body(request, request.app.state.settings.server.max_body_bytes)
+    state = app_state(request)
+    raw = await read_body(request, state.settings.server.max_body_bytes)
     body = parse_chat_request(raw)
-    return await handle_chat(request, body, raw)
+    return await handle_chat(state, request, body, raw)
 
 
 async def passthrough_any(request: Request) -> Response:
     """Every `/v1/*` route other than chat completions, any method."""
-    state = request.app.state
+    state = app_state(request)
     body = await read_body(request, state.settings.server.max_body_bytes)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     path = raw_path.decode("latin-1")
@@ -35,7 +37,7 @@ async def passthrough_any(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     try:
-        await request.app.state.store.ping()
+        await app_state(request).store.ping()
     except Exception as exc:  # any failure means "not ready"; the reason goes in the body
         log.warning("health check failed", extra={"reason": repr(exc)})
         body = {"status": "unavailable", "store": type(exc).__name__}
@@ -45,6 +47,6 @@ async def healthz(request: Request) -> Response:
 
 async def metrics_text(request: Request) -> Response:
     return Response(
-        request.app.state.metrics.render(),
+        app_state(request).metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -20,39 +20,45 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from proxy.config import VMSettings
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.logs import log
 from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
 from proxy.loop.policy import request_mode, request_tenant, session_name, several_choices
 from proxy.loop.prepare import Prepared, prepare
+from proxy.loop.services import AppServices
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn
+from proxy.metrics import Metrics
 from proxy.upstream.assemble import AssembledMessage
-from proxy.upstream.relay import passthrough_chat
+from proxy.upstream.relay import relay_chat
 
 JSON = "application/json"
 
 
-async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Response:
-    state = request.app.state
+async def handle_chat(
+    state: AppServices, request: Request, body: dict[str, Any], raw: bytes
+) -> Response:
     settings = state.settings
-    stream = body.get("stream") is True
     mode = request_mode(settings.vm.mode, request.headers, body)
     session = session_name(request.headers)
     if mode == "off":
-        return await passthrough_chat(state, request, raw, stream)
+        return await relay_chat(state.upstream, request, raw)
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     if session is None:
-        return await _answer(request, body, raw, tenant=tenant, session=None, mode=mode)
+        return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode)
     # One turn of a session at a time (in this process): two at once would each chain their
     # message onto the tip the other has not seen yet, and one of the answers would land on
     # a fork the session no longer names.
     held = AsyncExitStack()
     await held.enter_async_context(state.session_locks.hold((tenant, session)))
     try:
-        response = await _answer(request, body, raw, tenant=tenant, session=session, mode=mode)
+        response = await _answer(
+            state, request, body, raw, tenant=tenant, session=session, mode=mode
+        )
     except BaseException:
         await held.aclose()
         raise
@@ -60,23 +66,26 @@ async def handle_chat(request: Request, body: dict[str, Any], raw: bytes) -> Res
 
 
 async def _answer(
-    request: Request, body: dict[str, Any], raw: bytes, *, tenant: str, session: str | None,
+    state: AppServices,
+    request: Request,
+    body: dict[str, Any],
+    raw: bytes,
+    *,
+    tenant: str,
+    session: str | None,
     mode: str,
 ) -> Response:
-    state = request.app.state
     settings = state.settings
     stream = body.get("stream") is True
     started = time.perf_counter()
     try:
         prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode)
     except Exception as exc:
-        if not _fails_open(settings, exc):
+        if not _fails_open(settings.vm, exc):
             raise
         # Without a placement it is unknown whether the request holds the whole history:
         # under a session name it may hold only the new messages.
-        return await _fail_open(
-            state, request, raw, stream, "VM preparation failed", whole=session is None
-        )
+        return await _fail_open(state, request, raw, "VM preparation failed", whole=session is None)
     state.metrics.histogram(
         "vm_prepare_seconds", help="Time to place, store and pack one request"
     ).observe(time.perf_counter() - started)
@@ -84,7 +93,7 @@ async def _answer(
         if prepared.forward_body is not None:
             raw = orjson.dumps(prepared.forward_body)
         return _observed_passthrough(
-            await passthrough_chat(state, request, raw, stream), prepared, prepared.headers()
+            await relay_chat(state.upstream, request, raw), prepared, prepared.headers()
         )
     turn = prepared.turn
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
@@ -97,7 +106,7 @@ async def _answer(
         if "stream_options" in body:
             packed["stream_options"] = body["stream_options"]
         turn.record_upstream_prompt(packed)
-        response = await passthrough_chat(state, request, orjson.dumps(packed), stream)
+        response = await relay_chat(state.upstream, request, orjson.dumps(packed))
         return _observed_passthrough(response, prepared, turn.response_headers(final=True))
     if stream:
         opened = await open_first(turn, first_body)
@@ -109,11 +118,10 @@ async def _answer(
     try:
         answer = await run_complete(turn, first_body)
     except Exception as exc:
-        if not _fails_open(settings, exc):
+        if not _fails_open(settings.vm, exc):
             raise
         return await _fail_open(
-            state, request, raw, stream, "the fault loop failed",
-            whole=not prepared.placement.appended,
+            state, request, raw, "the fault loop failed", whole=not prepared.placement.appended
         )
     _count_turn(state.metrics, turn)
     return Response(
@@ -121,15 +129,15 @@ async def _answer(
     )
 
 
-def _fails_open(settings: Any, exc: Exception) -> bool:
+def _fails_open(settings: VMSettings, exc: Exception) -> bool:
     """Client and upstream errors are answers in their own right; any other failure of the
     memory path (a bug, the store unreachable) is answered without memory when
     `vm.fail_open` is on."""
-    return settings.vm.fail_open and not isinstance(exc, ProxyError)
+    return settings.fail_open and not isinstance(exc, ProxyError)
 
 
 async def _fail_open(
-    state: Any, request: Request, raw: bytes, stream: bool, what: str, *, whole: bool
+    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool
 ) -> Response:
     if not whole:
         # The request holds only a session's new messages: forwarded alone, the model would
@@ -142,10 +150,10 @@ async def _fail_open(
         )
     log.exception("%s; answering as a pass-through (vm.fail_open)", what)
     state.metrics.counter("vm_fail_open_total", help="VM failures answered as pass-through").inc()
-    return await passthrough_chat(state, request, raw, stream)
+    return await relay_chat(state.upstream, request, raw)
 
 
-def _count_turn(metrics: Any, turn: Turn) -> None:
+def _count_turn(metrics: Metrics, turn: Turn) -> None:
     metrics.counter("vm_faults_total", help="Page faults answered").inc(turn.faults)
     metrics.counter("vm_citations_total", help="Citations stripped from answers").inc(
         len(turn.citations)
@@ -158,7 +166,9 @@ def _count_turn(metrics: Any, turn: Turn) -> None:
     ).inc(turn.prompt_tokens_full)
 
 
-async def _counted(events: AsyncIterator[bytes], turn: Turn, metrics: Any) -> AsyncIterator[bytes]:
+async def _counted(
+    events: AsyncIterator[bytes], turn: Turn, metrics: Metrics
+) -> AsyncIterator[bytes]:
     """A stream's turn is counted once it ends (its faults happen while it runs)."""
     try:
         async for event in events:
@@ -193,7 +203,7 @@ class _ReleasedAfter(Response):
         self.background = None
         self._held = held
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.inner(scope, receive, send)
         finally:

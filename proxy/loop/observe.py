@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from proxy.logs import log
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
@@ -53,7 +54,7 @@ class _ObservedResponse(Response):
         self._on_answer = on_answer
         self._decoder = decoder
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
         try:
             parsed = orjson.loads(self._decoder.feed(bytes(self.body)) + self._decoder.flush())

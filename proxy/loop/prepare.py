@@ -16,8 +16,8 @@ from proxy.config import VMSettings
 from proxy.loop.conversations import Conversations
 from proxy.loop.early_search import EarlySearch
 from proxy.loop.placement import Placement
-from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.resolver import FaultResolver
+from proxy.loop.services import AppServices
 from proxy.loop.storing import Ingester
 from proxy.loop.turn import Turn
 from proxy.store.base import PageStore
@@ -63,7 +63,7 @@ class Prepared:
 
 
 async def prepare(
-    state: Any,
+    state: AppServices,
     request: Request,
     body: dict[str, Any],
     *,
@@ -75,10 +75,7 @@ async def prepare(
     store: PageStore = state.store
     counter = counter_for_model(body.get("model"))
     ingester = Ingester(lambda: counter, settings.vm.segment_turns)
-    cache = getattr(state, "prefix_cache", None)
-    if cache is None:
-        cache = state.prefix_cache = PrefixCache()
-    conversations = Conversations(store, ingester.ingest, ingester.state_at, cache)
+    conversations = Conversations(store, ingester.ingest, ingester.state_at, state.prefix_cache)
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
     activate_above = settings.vm.activate_above
@@ -114,7 +111,7 @@ async def prepare(
 
 
 async def _pack_turn(
-    state: Any,
+    state: AppServices,
     request: Request,
     body: dict[str, Any],
     counter: TokenCounter,

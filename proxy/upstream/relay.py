@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import orjson
@@ -81,16 +80,9 @@ class RelayedStream(StreamingResponse):
             await self.reply.aclose()
 
 
-async def passthrough_chat(
-    target: Any, request: Request, raw_body: bytes, stream: bool
-) -> Response:
-    """Forward a chat completion as it is: the VM-off path and the fault loop's fail-open.
-
-    `target` is the app state (anything with `.upstream`) or an `Upstream`. `stream` is the
-    client's `stream` flag; the response is relayed by what the upstream actually sent.
-    """
-    upstream: Upstream = target if isinstance(target, Upstream) else target.upstream
-    del stream  # the upstream's Content-Type, not the request, decides how to relay
+async def relay_chat(upstream: Upstream, request: Request, raw_body: bytes) -> Response:
+    """A chat completion forwarded as it is: the VM-off path and the fault loop's fail-open.
+    The upstream's Content-Type, not the request's `stream`, decides how it is relayed."""
     return await relay(
         upstream, request, "POST", "/chat/completions", raw_body, buffer_unsized=True
     )

@@ -1,0 +1,42 @@
+"""The app's state, typed: what `create_app` and its lifespan set, and what handlers read."""
+
+from __future__ import annotations
+
+from starlette.datastructures import State
+from starlette.requests import HTTPConnection
+
+from proxy.config import Settings
+from proxy.loop.prefix_cache import PrefixCache
+from proxy.metrics import Metrics
+from proxy.store import PageStore
+from proxy.store.locks import KeyedLocks
+from proxy.upstream.client import Upstream
+
+
+class AppState(State):
+    """`app.state`. Set by create_app: `settings`, `metrics`, `session_locks`,
+    `prefix_cache`; by the lifespan, while it runs: `store`, `upstream`.
+
+    starlette's State, its values kept as plain attributes. In a State every read goes
+    through a failed attribute lookup (an AttributeError built and dropped) before its
+    `__getattr__`; the hot path reads app state several times a request."""
+
+    settings: Settings
+    metrics: Metrics
+    session_locks: KeyedLocks
+    prefix_cache: PrefixCache
+    store: PageStore
+    upstream: Upstream
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(self.__dict__)
+        self.settings = settings
+        self.metrics = Metrics()
+        self.session_locks = KeyedLocks()
+        self.prefix_cache = PrefixCache()
+
+
+def app_state(connection: HTTPConnection) -> AppState:
+    state = connection.app.state
+    assert isinstance(state, AppState)
+    return state

@@ -1,0 +1,34 @@
+"""What the fault loop reads of the app it runs in (proxy.http.state.AppState provides it)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from proxy.config import Settings
+from proxy.loop.prefix_cache import PrefixCache
+from proxy.metrics import Metrics
+from proxy.store import PageStore
+from proxy.store.locks import KeyedLocks
+from proxy.upstream.client import Upstream
+
+
+class AppServices(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def store(self) -> PageStore: ...
+
+    @property
+    def upstream(self) -> Upstream: ...
+
+    @property
+    def session_locks(self) -> KeyedLocks:
+        """One turn of an X-VM-Session at a time in this process (proxy.loop.handler)."""
+
+    @property
+    def prefix_cache(self) -> PrefixCache:
+        """The last conversation rows and prefixes this process saw (loop.prefix_cache)."""
