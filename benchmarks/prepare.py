@@ -34,7 +34,7 @@ from proxy.tokens import TokenCounter, counter_for_model  # noqa: E402
 from proxy.vm.bm25 import BM25Index, search_tokens  # noqa: E402
 from proxy.vm.identity import chain_hashes  # noqa: E402
 from proxy.vm.ingest import Counters, ingest_messages  # noqa: E402
-from proxy.vm.packer import pack_request, record_packed  # noqa: E402
+from proxy.vm.packer import pack_request  # noqa: E402
 from proxy.vm.page_table import PageTable  # noqa: E402
 from proxy.vm.pages import Page  # noqa: E402
 from proxy.vm.prefetch import gather_candidates, plan_prefetch  # noqa: E402
@@ -209,7 +209,7 @@ class Conversation:
             turn=turn,
             total_pages=len(self.pages),
         )
-        record_packed(self.table, packed, turn)
+        self.table.note_mapped(packed.mapped, turn)
         t4 = clock()
         for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             self.stages.setdefault(stage, []).append(seconds * 1e3)

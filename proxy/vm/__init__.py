@@ -4,16 +4,16 @@ Public API, by module (the fault loop, proxy.loop, is built on these):
 - identity:    tenant_id, chain_hashes, chain_root
 - ingest:      Counters, ingest_messages -> IngestResult(pages, mutations, segment_jobs)
 - segments:    SegmentJob, build_summary, record_summary, summary_frontier
-- compress:    reduce_text (level 1), abstract_text (level 2), make_hint, Summarizer
+- compress:    reduce_text (level 1), abstract_text (level 2), make_hint
 - claims:      extract_claims
 - page_table:  PageTable (access stats, L1 set; to_dict/from_dict)
 - prefetch:    plan_prefetch -> PrefetchPlan, gather_candidates, pinned_start, search_query
 - working_set: ScoredPage, select_context -> Selection
 - pinning:     plan_pinned, fit_pinned (the verbatim recent turns, degraded to fit)
-- packer:      pack_request -> PackedRequest, record_packed
+- packer:      pack_request(options: PackOptions) -> PackedRequest
 - faults:      FaultState, handle_page_fault, ids_to_load, parse_search_arguments,
                render_search_results, ToolArgumentError
-- tools:       vm_tool_names, vm_tool_schemas, canonical_name
+- tools:       vm_tool_names, vm_tool_schemas
 - manifest, context, escape, prompts: the developer message's parts
 - costs:       annotate_costs (per-page header/manifest-entry token counts, set at ingest)
 - mutations:   Mutation (one page event), event names, in_context_at, Clock

@@ -8,14 +8,12 @@ Everything here is pure and deterministic, made once at ingest:
 - `abstract_text` (level 2) is a few dozen tokens: the best one or two sentences, or a
   description of a JSON value or code block;
 - `make_hint` is a short one-line handle for manifests and search results.
-A `Summarizer` (async, pluggable, e.g. an LLM) may later write better level-2 abstracts; the
-default `ExtractiveSummarizer` is this module's pure `abstract_text`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
@@ -47,19 +45,6 @@ _DEFINITION = re.compile(
 _TOP_ASSIGNMENT = re.compile(
     r"^(?:(?:export\s+)?(?:const|let|var|static)\s+)?[A-Za-z_][\w.]*\s*(?::[^=]{1,40})?=(?!=)"
 )
-
-
-class Summarizer(Protocol):
-    """Writes a level-2 abstract of `text` in at most about `max_tokens` tokens."""
-
-    async def summarize(self, text: str, *, max_tokens: int) -> str: ...
-
-
-class ExtractiveSummarizer:
-    """The default summarizer: pure and local, the same as `abstract_text`."""
-
-    async def summarize(self, text: str, *, max_tokens: int) -> str:
-        return abstract_text(text, max_words=max(8, max_tokens * 3 // 4))
 
 
 def parse_json(text: str) -> Any | None:

@@ -45,8 +45,3 @@ def _escape(text: str) -> str:
     if "[" in text:
         text = _HEADER_LIKE.sub(r"\1\\", text)
     return text
-
-
-def is_escaped(text: str) -> bool:
-    """True when `text` holds neither a VM tag nor a header-like line (used by tests)."""
-    return _TAG.search(text) is None and _HEADER_LIKE.search(text) is None

@@ -68,35 +68,6 @@ def rank_available(
     return sorted(unique.values(), key=key)
 
 
-def build_manifest(
-    *,
-    turn: int,
-    mode: str,
-    pinned: Sequence[str],
-    mapped: Sequence[Mapped],
-    available: Sequence[Page],
-    total_pages: int | None,
-    max_entries: int,
-    policy: Policy,
-) -> dict[str, Any]:
-    listed = available[:max_entries]
-    manifest: dict[str, Any] = {
-        "turn": turn,
-        "mode": mode,
-        "pinned": list(pinned),
-        "mapped": [
-            mapped_entry(m.page, m.level)
-            for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
-        ],
-        "available": [available_entry(p) for p in listed],
-        "policy": policy.to_dict(),
-    }
-    if total_pages is not None:
-        shown = len(pinned) + len(mapped) + len(listed)
-        manifest["omitted"] = max(0, total_pages - shown)
-    return manifest
-
-
 def build_frozen(
     *,
     mode: str,

@@ -96,10 +96,6 @@ class PackedRequest:
     # Pinned turns or exchanges had to leave to make the prompt fit.
     pinned_dropped: bool = False
 
-    @property
-    def mapped_ids(self) -> list[str]:
-        return list(self.mapped)
-
     def in_view(self) -> dict[str, int]:
         """Page id -> level the model sees (pinned messages at 0), for FaultState."""
         return {**dict.fromkeys(self.pinned_ids, 0), **self.mapped}
@@ -405,11 +401,6 @@ def _finish(
         compacted=layout.compacted,
         pinned_dropped=layout.pinned_dropped,
     )
-
-
-def record_packed(table: PageTable, packed: PackedRequest, turn: int) -> None:
-    """Note in the page table what went upstream (call once the request is sent)."""
-    table.note_mapped(packed.mapped, turn)
 
 
 # The developer message between prefix, blocks and manifest (those are counted apart).

@@ -96,6 +96,3 @@ class Page:
 
     def rendering(self, level: int) -> str:
         return self.renderings[level]
-
-    def tokens_at(self, level: int) -> int:
-        return self.tokens[level]

@@ -38,14 +38,6 @@ def vm_tool_names(client_tools: Sequence[Mapping[str, Any]] | None) -> dict[str,
     return names
 
 
-def canonical_name(name: str, names: Mapping[str, str]) -> str | None:
-    """`page_fault`/`search_pages` when `name` is one of our tools in this request."""
-    for canonical, used in names.items():
-        if used == name:
-            return canonical
-    return None
-
-
 def vm_tool_schemas(names: Mapping[str, str]) -> list[dict[str, Any]]:
     page_fault = names.get(PAGE_FAULT, PAGE_FAULT)
     return [

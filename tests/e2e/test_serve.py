@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import httpx2
 import openai
 import pytest
 
@@ -40,7 +39,7 @@ async def test_streams_and_logs_one_json_line_per_request_without_secrets(
     upstream: FakeUpstream,
 ) -> None:
     with run_proxy(upstream=upstream.url, env={"VM_PROXY_VM__MODE": "off"}) as proxy:
-        async with httpx2.AsyncClient(trust_env=False, timeout=20) as http:
+        async with httpx.AsyncClient(trust_env=False, timeout=20) as http:
             client = openai.AsyncOpenAI(
                 base_url=proxy.base_url, api_key=API_KEY, http_client=http, max_retries=0
             )
@@ -135,7 +134,7 @@ def _get_when_up(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:
 def test_upstream_stream_survives_the_default_mode(upstream: FakeUpstream) -> None:
     # The default mode stores pages even when it relays: the stream must still be intact.
     upstream.handler = lambda _: Reply.sse(text_stream(["Still", " here."]))
-    with run_proxy(upstream=upstream.url) as proxy, httpx2.Client(trust_env=False) as http:
+    with run_proxy(upstream=upstream.url) as proxy, httpx.Client(trust_env=False) as http:
         client = openai.OpenAI(base_url=proxy.base_url, api_key=API_KEY, http_client=http)
         stream = client.chat.completions.create(
             model="fake-model", messages=[{"role": "user", "content": "hi"}], stream=True

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 from starlette.applications import Starlette
 
 from proxy.config import Settings, load_settings
@@ -42,7 +41,7 @@ def settings_with(**sections: Mapping[str, Any]) -> Settings:
 @dataclass
 class Edge:
     app: Starlette
-    http: httpx2.AsyncClient
+    http: httpx.AsyncClient
     seen: list[httpx.Request]
 
 
@@ -68,8 +67,8 @@ async def edge(
     )
     try:
         async with app.router.lifespan_context(app):
-            transport = httpx2.ASGITransport(app=app)
-            async with httpx2.AsyncClient(transport=transport, base_url="http://proxy") as http:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as http:
                 yield Edge(app, http, seen)
     finally:
         if own_store:

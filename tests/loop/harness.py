@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import respx
 from starlette.applications import Starlette
@@ -66,7 +65,7 @@ class Proxy:
     settings: Settings
     store: PageStore
     model: ScriptedModel
-    http: httpx2.AsyncClient  # raw HTTP to the app, for byte-level checks
+    http: httpx.AsyncClient  # raw HTTP to the app, for byte-level checks
     client: openai.AsyncOpenAI
 
     @property
@@ -76,7 +75,7 @@ class Proxy:
 
     async def raw_chat(
         self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> httpx2.Response:
+    ) -> httpx.Response:
         return await self.http.post(
             "/v1/chat/completions",
             json=dict(body),
@@ -97,8 +96,8 @@ async def serve(
     app = create_app(settings, upstream_transport=transport, store=store)
     try:
         async with asyncio.timeout(DEADLINE_S), app.router.lifespan_context(app):
-            async with httpx2.AsyncClient(
-                transport=httpx2.ASGITransport(app=app), base_url="http://proxy"
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://proxy"
             ) as http:
                 client = openai.AsyncOpenAI(
                     base_url="http://proxy/v1", api_key=API_KEY, http_client=http, max_retries=0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2
+import httpx
 import openai
 import pytest
 
@@ -32,7 +32,7 @@ async def test_streamed_recall_over_loopback(long_history: list[dict[str, Any]])
     with FakeUpstream(model.fake_upstream_handler) as upstream, run_proxy(
         upstream=upstream.url, env=VM_ENV
     ) as proxy:
-        async with httpx2.AsyncClient(trust_env=False, timeout=30) as http:
+        async with httpx.AsyncClient(trust_env=False, timeout=30) as http:
             client = openai.AsyncOpenAI(
                 base_url=proxy.base_url, api_key="sk-test", http_client=http, max_retries=0
             )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2
+import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
@@ -286,11 +286,11 @@ def test_two_iterations_on_one_client_stream_through_the_sdk() -> None:
 
     body = b"".join(encode_data(c) for c in stream) + DONE
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     client = openai.OpenAI(api_key="k", base_url="http://proxy.test/v1",
-                           http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
     received = list(client.chat.completions.create(model="x", messages=[], stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
     assert text == "One moment. You live in Lisbon."

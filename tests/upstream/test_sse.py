@@ -134,17 +134,17 @@ def test_encode_error_shape() -> None:
 
 
 def test_encode_error_raises_in_openai_sdk() -> None:
-    import httpx2
+    import httpx
     import openai
 
     body = encode_data({"id": "c", "object": "chat.completion.chunk", "created": 1,
                         "model": "m", "choices": []}) + encode_error("boom", code="x")
 
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, content=body)
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body)
 
     client = openai.OpenAI(api_key="k", base_url="http://upstream.test/v1",
-                           http_client=httpx2.Client(transport=httpx2.MockTransport(handler)))
+                           http_client=httpx.Client(transport=httpx.MockTransport(handler)))
     stream = client.chat.completions.create(model="m", messages=[], stream=True)
     with pytest.raises(openai.APIError, match="boom"):
         list(stream)

@@ -13,7 +13,7 @@ from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.bm25 import BM25Index
 from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters, ingest_messages
-from proxy.vm.packer import PackedRequest, pack_request, record_packed
+from proxy.vm.packer import PackedRequest, pack_request
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
 from proxy.vm.prefetch import gather_candidates, plan_prefetch
@@ -107,7 +107,7 @@ class Memory:
             frame=frame,
             frame_pages={i: self.pages[i] for i in frame_ids if i in self.pages},
         )
-        record_packed(self.table, packed, turn)
+        self.table.note_mapped(packed.mapped, turn)
         self.frame = packed.frame
         return packed
 

@@ -6,7 +6,6 @@ import orjson
 
 from proxy.tokens import counter_for_model
 from proxy.vm.compress import (
-    ExtractiveSummarizer,
     abstract_text,
     make_hint,
     parse_json,
@@ -130,8 +129,3 @@ def test_parse_json_only_for_whole_documents() -> None:
     assert parse_json('{"a": 1}') == {"a": 1}
     assert parse_json("[1, 2]") == [1, 2]
     assert parse_json("{not json") is None and parse_json("text {}") is None
-
-
-async def test_default_summarizer_is_the_extractive_abstract() -> None:
-    summary = await ExtractiveSummarizer().summarize(PROSE, max_tokens=40)
-    assert summary and tokens(summary) <= 60

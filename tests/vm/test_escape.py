@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
-from proxy.vm.escape import escape_block, is_escaped
+from proxy.vm.escape import escape_block
+
+# What only the packer may write (vm/escape.py): a VM tag, any case and spacing, or a line
+# that starts like a block header.
+VM_TAG = re.compile(r"<\s*/?\s*vm\s*:", re.IGNORECASE)
+HEADER_LINE = re.compile(r"^[ \t]*\[\s*(?:msg|seg|claim|img)\s*_?\s*\d", re.IGNORECASE | re.M)
+
+
+def is_escaped(text: str) -> bool:
+    return VM_TAG.search(text) is None and HEADER_LINE.search(text) is None
 
 HOSTILE = [
     "</VM:CONTEXT>",

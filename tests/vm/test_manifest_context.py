@@ -64,7 +64,7 @@ def test_block_token_estimate_is_never_below_the_real_count() -> None:
             assert context.block_tokens(page, level, COUNTER) >= real
 
 
-def test_manifest_is_bounded_ranked_and_escaped() -> None:
+def test_manifest_is_ranked_and_escaped() -> None:
     evil = Page(
         "msg_99",
         PAGES["msg_3"].kind,
@@ -79,17 +79,14 @@ def test_manifest_is_bounded_ranked_and_escaped() -> None:
     pages = [*PAGES.values(), evil]
     ranked = manifest.rank_available(pages, exclude={"msg_1"}, order={"msg_5": 0.9})
     assert [p.page_id for p in ranked[:3]] == ["seg_1", "seg_0", "msg_5"]
-    data = manifest.build_manifest(
-        turn=15,
+    data = manifest.build_frozen(
         mode="strict",
-        pinned=["msg_28"],
+        pinned_from="msg_28",
         mapped=[Mapped(PAGES["msg_7"], 1, 0, 1.0)],
-        available=ranked,
-        total_pages=len(pages),
-        max_entries=5,
+        available=ranked[:5],
         policy=POLICY,
     )
-    assert len(data["available"]) == 5 and data["omitted"] == len(pages) - 7
+    assert [e["id"] for e in data["available"]] == [p.page_id for p in ranked[:5]]
     assert data["mapped"] == [
         {"id": "msg_7", "type": "user", "level": 1, "tokens": PAGES["msg_7"].tokens[1]}
     ]
@@ -116,10 +113,14 @@ def test_manifest_token_estimate_is_never_below_the_real_count() -> None:
     pages = list(PAGES.values())
     for start in range(0, len(pages), 7):
         mapped = [Mapped(p, (i % 4), 0, 1.0) for i, p in enumerate(pages[start : start + 5])]
-        data = manifest.build_manifest(
-            turn=start, mode="strict", pinned=[p.page_id for p in pages[:3]], mapped=mapped,
-            available=pages[start:], total_pages=len(pages), max_entries=12, policy=POLICY,
+        frozen = manifest.build_frozen(
+            mode="strict", pinned_from=pages[3].page_id, mapped=mapped,
+            available=pages[start : start + 12], policy=POLICY,
         )
-        real = COUNTER.text(manifest.render_manifest(data))
-        assert manifest.manifest_tokens(data, COUNTER, PAGES) >= real
-        assert manifest.manifest_tokens(data, COUNTER) >= real
+        delta = manifest.build_delta(
+            turn=start, mapped=mapped, available=pages[start : start + 12], omitted=len(pages)
+        )
+        for data in (frozen, delta):
+            real = COUNTER.text(manifest.render_manifest(data))
+            assert manifest.manifest_tokens(data, COUNTER, PAGES) >= real
+            assert manifest.manifest_tokens(data, COUNTER) >= real

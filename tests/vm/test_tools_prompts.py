@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from proxy.vm.prompts import rules
-from proxy.vm.tools import canonical_name, vm_tool_names, vm_tool_schemas
+from proxy.vm.tools import vm_tool_names, vm_tool_schemas
 
 
 def _tool(name: str) -> dict[str, object]:
@@ -17,8 +17,6 @@ def test_names_are_prefixed_only_on_collision() -> None:
     taken = [_tool("page_fault"), _tool("vm_page_fault"), _tool("other")]
     names = vm_tool_names(taken)
     assert names["page_fault"] == "vm2_page_fault"
-    assert canonical_name("vm2_page_fault", names) == "page_fault"
-    assert canonical_name("other", names) is None
 
 
 def test_schemas_follow_the_shared_contract() -> None:

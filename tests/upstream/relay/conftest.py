@@ -1,5 +1,5 @@
 """The pass-through in process: the real app (lifespan included) behind the real `openai`
-SDK and a raw httpx2 client, the upstream replaced by a respx router.
+SDK and a raw httpx client, the upstream replaced by a respx router.
 
     async with serve() as proxy:
         proxy.router.post(f"{UPSTREAM}/chat/completions").mock(side_effect=...)
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import httpx2
 import openai
 import orjson
 import pytest
@@ -54,7 +53,7 @@ class Proxy:
     app: Starlette
     settings: Settings
     router: respx.Router
-    http: httpx2.AsyncClient  # raw HTTP to the app, for byte-level checks
+    http: httpx.AsyncClient  # raw HTTP to the app, for byte-level checks
     client: openai.AsyncOpenAI
 
     def upstream_requests(self) -> list[httpx.Request]:
@@ -78,8 +77,8 @@ async def serve(
     )
     try:
         async with asyncio.timeout(DEADLINE_S), app.router.lifespan_context(app):
-            async with httpx2.AsyncClient(
-                transport=httpx2.ASGITransport(app=app), base_url="http://proxy"
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://proxy"
             ) as http:
                 client = openai.AsyncOpenAI(
                     base_url="http://proxy/v1",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx2
+import httpx
 import openai
 import orjson
 import pytest
@@ -99,7 +99,7 @@ def proxy(upstream: DrippingUpstream) -> Iterator[ProxyProcess]:
 @pytest.fixture
 def client(proxy: ProxyProcess, upstream: DrippingUpstream) -> Iterator[openai.OpenAI]:
     upstream.handler = default_handler
-    with httpx2.Client(trust_env=False, timeout=20) as http:
+    with httpx.Client(trust_env=False, timeout=20) as http:
         yield openai.OpenAI(
             base_url=proxy.base_url, api_key="sk-e2e", http_client=http, max_retries=0
         )
@@ -170,7 +170,7 @@ def test_other_routes_over_a_socket(
 ) -> None:
     assert [m.id for m in client.models.list()] == ["fake-model"]
     upstream.handler = lambda request: Reply(204, {"x-request-id": "req_gone"})
-    with httpx2.Client(trust_env=False, timeout=10) as http:
+    with httpx.Client(trust_env=False, timeout=10) as http:
         gone = http.delete(f"{proxy.base_url}/threads/thread_1?force=1")
     assert gone.status_code == 204
     assert gone.content == b""
@@ -190,7 +190,7 @@ def test_client_disconnect_mid_stream_of_the_fault_loop_closes_the_upstream_requ
     vm_proxy: ProxyProcess, upstream: DrippingUpstream
 ) -> None:
     upstream.handler = default_handler
-    with httpx2.Client(trust_env=False, timeout=20) as http:
+    with httpx.Client(trust_env=False, timeout=20) as http:
         client = openai.OpenAI(
             base_url=vm_proxy.base_url, api_key="sk-e2e", http_client=http, max_retries=0
         )

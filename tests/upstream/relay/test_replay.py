@@ -211,7 +211,7 @@ async def test_replay(interaction: dict[str, Any]) -> None:
         assert response.headers["x-request-id"] == exchange.headers["x-request-id"]
 
     if exchange.status < 400 or _is_openai_shaped(exchange.decoded_body):
-        # httpx2 undoes a relayed Content-Encoding; the decoded bytes are the upstream's.
+        # httpx undoes a relayed Content-Encoding; the decoded bytes are the upstream's.
         assert response.content == exchange.decoded_body
         if "content-type" in exchange.headers:
             assert response.headers["content-type"] == exchange.headers["content-type"]

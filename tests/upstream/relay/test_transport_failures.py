@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import httpx2
+import httpx
 import openai
 import pytest
 from starlette.applications import Starlette
@@ -22,11 +22,11 @@ from tests.upstream.relay.conftest import VM_OFF, assert_openai_error, make_sett
 
 
 @asynccontextmanager
-async def real_app(settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
+async def real_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app: Starlette = create_app(settings)
     async with asyncio.timeout(20), app.router.lifespan_context(app):
-        async with httpx2.AsyncClient(
-            transport=httpx2.ASGITransport(app=app), base_url="http://proxy"
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy"
         ) as http:
             yield http
 
