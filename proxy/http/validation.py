@@ -123,12 +123,7 @@ def _check_parts(parts: list[Any], allowed: frozenset[str], role: str, where: st
             raise _invalid(at, "must be a content part object with a `type`")
         kind = part.get("type")
         if kind not in allowed:
-            raise _invalid(
-                f"{at}.type",
-                f"must be one of {', '.join(sorted(allowed))} in a {role} message"
-                + (f" (got {kind!r})" if kind is not None else ""),
-                code="invalid_value",
-            )
+            raise _bad_type(at, f"one of {', '.join(sorted(allowed))} in a {role} message", kind)
         key = _PAYLOAD_KEY[kind]
         if key not in part:
             raise _missing(f"{at}.{key}")
@@ -165,11 +160,7 @@ def _check_tools(tools: Any) -> None:
             raise _invalid(at, "must be a tool object")
         kind = tool.get("type")
         if kind not in TOOL_TYPES:
-            raise _invalid(
-                f"{at}.type",
-                "must be 'function' or 'custom'" + (f" (got {kind!r})" if kind is not None else ""),
-                code="invalid_value",
-            )
+            raise _bad_type(at, "'function' or 'custom'", kind)
         spec = tool.get(kind)
         if not isinstance(spec, dict):
             raise _missing(f"{at}.{kind}")
@@ -186,3 +177,8 @@ def _missing(param: str) -> InvalidRequest:
 
 def _invalid(param: str, what: str, *, code: str = "invalid_type") -> InvalidRequest:
     return InvalidRequest(f"Invalid '{param}': {what}.", param=param, code=code)
+
+
+def _bad_type(at: str, expected: str, kind: Any) -> InvalidRequest:
+    got = f" (got {kind!r})" if kind is not None else ""
+    return _invalid(f"{at}.type", f"must be {expected}{got}", code="invalid_value")

@@ -70,12 +70,7 @@ def client_chunk(
     logprobs: Any = None,
 ) -> dict[str, Any]:
     """A `chat.completion.chunk` with one choice, in OpenAI's key order."""
-    chunk: dict[str, Any] = {"id": stream_id, "object": "chat.completion.chunk",
-                             "created": created, "model": model}
-    if service_tier:
-        chunk["service_tier"] = service_tier
-    if system_fingerprint:
-        chunk["system_fingerprint"] = system_fingerprint
+    chunk = _chunk_head(stream_id, created, model, system_fingerprint, service_tier)
     chunk["choices"] = [{"index": 0, "delta": {} if delta is None else delta,
                          "logprobs": logprobs, "finish_reason": finish_reason}]
     if include_usage:
@@ -93,14 +88,25 @@ def usage_chunk(
     service_tier: str | None = None,
 ) -> dict[str, Any]:
     """The trailing `choices: []` chunk that carries usage (SSE_FORMAT.md section 6)."""
+    chunk = _chunk_head(stream_id, created, model, system_fingerprint, service_tier)
+    chunk["choices"] = []
+    chunk["usage"] = None if usage is None else openai_usage(usage)
+    return chunk
+
+
+def _chunk_head(
+    stream_id: str,
+    created: int,
+    model: str,
+    system_fingerprint: str | None,
+    service_tier: str | None,
+) -> dict[str, Any]:
     chunk: dict[str, Any] = {"id": stream_id, "object": "chat.completion.chunk",
                              "created": created, "model": model}
     if service_tier:
         chunk["service_tier"] = service_tier
     if system_fingerprint:
         chunk["system_fingerprint"] = system_fingerprint
-    chunk["choices"] = []
-    chunk["usage"] = None if usage is None else openai_usage(usage)
     return chunk
 
 

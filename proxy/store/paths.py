@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
 from proxy.store.base import Path, PathSpan, UnknownConversation
+from proxy.store.codec import decode_page
+from proxy.vm.pages import Page
 
 # A fork chain deeper than this is a cycle or corruption, not a conversation.
 MAX_FORK_DEPTH = 10_000
@@ -41,6 +43,28 @@ def build_path(
 def span_bounds(path: Path) -> list[tuple[str, int, int]]:
     """(conv_id, lo, hi) per span with an unbounded `hi` made a large integer, for SQL."""
     return [(s.conv_id, s.lo, s.hi if s.hi is not None else 2**62) for s in path.spans]
+
+
+def clipped_spans(path: Path, lo: int, hi: int) -> list[tuple[str, int, int]]:
+    """`span_bounds(path)` cut to `lo <= anchor < hi`, the spans left empty left out."""
+    return [
+        (conv_id, max(lo, span_lo), min(hi, span_hi))
+        for conv_id, span_lo, span_hi in span_bounds(path)
+        if max(lo, span_lo) < min(hi, span_hi)
+    ]
+
+
+def nearest_the_leaf(
+    path: Path, rows: Iterable[tuple[str, str, bytes]], page_ids: Sequence[str]
+) -> dict[str, Page]:
+    """The pages of `page_ids` among `rows` of (conv_id, page_id, body), all visible on
+    `path`: an id stored on two of its spans is the one nearest the leaf."""
+    rank = {span.conv_id: i for i, span in enumerate(path.spans)}
+    best: dict[str, tuple[int, bytes]] = {}
+    for conv_id, page_id, body in rows:
+        if page_id not in best or rank[conv_id] < best[page_id][0]:
+            best[page_id] = (rank[conv_id], body)
+    return {page_id: decode_page(best[page_id][1]) for page_id in page_ids if page_id in best}
 
 
 def stable_key(*parts: str) -> int:

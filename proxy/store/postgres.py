@@ -43,7 +43,14 @@ from proxy.store.codec import (
     page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
-from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, stable_key, term_prefix
+from proxy.store.paths import (
+    MAX_FORK_DEPTH,
+    build_path,
+    clipped_spans,
+    nearest_the_leaf,
+    stable_key,
+    term_prefix,
+)
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
@@ -336,24 +343,17 @@ class PostgresStore:
             " WHERE tenant = $1 AND conv_id = ANY ($2::text[]) AND page_id = ANY ($3::text[])",
             path.tenant, [span.conv_id for span in path.spans], list(page_ids),
         )
-        rank = {span.conv_id: i for i, span in enumerate(path.spans)}
-        best: dict[str, tuple[int, bytes]] = {}
-        for conv_id, page_id, anchor, body in rows:
-            if path.owner_of(anchor) != conv_id:
-                continue
-            # The same id visible on two spans: the one nearest the leaf wins.
-            if page_id not in best or rank[conv_id] < best[page_id][0]:
-                best[page_id] = (rank[conv_id], body)
-        return {pid: decode_page(best[pid][1]) for pid in page_ids if pid in best}
+        visible = (
+            (conv_id, page_id, body)
+            for conv_id, page_id, anchor, body in rows
+            if path.owner_of(anchor) == conv_id
+        )
+        return nearest_the_leaf(path, visible, page_ids)
 
     async def pages_in_range(
         self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)
     ) -> list[Page]:
-        spans = [
-            (conv_id, max(lo, span_lo), min(hi, span_hi))
-            for conv_id, span_lo, span_hi in span_bounds(path)
-            if max(lo, span_lo) < min(hi, span_hi)
-        ]
+        spans = clipped_spans(path, lo, hi)
         if not spans or not prefixes:
             return []
         rows = await self._fetch(

@@ -12,7 +12,14 @@ import orjson
 
 from proxy.store.base import Conversation, Path, SearchHit
 from proxy.store.codec import decode_page, decode_state
-from proxy.store.paths import MAX_FORK_DEPTH, build_path, span_bounds, term_prefix
+from proxy.store.paths import (
+    MAX_FORK_DEPTH,
+    build_path,
+    clipped_spans,
+    nearest_the_leaf,
+    span_bounds,
+    term_prefix,
+)
 from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page
 
@@ -99,30 +106,24 @@ def lookup_hashes(
 
 def get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:
     spans_sql, span_args = span_sql(span_bounds(path), by_anchor=False)
-    rank = {span.conv_id: i for i, span in enumerate(path.spans)}
-    best: dict[str, tuple[int, bytes]] = {}
-    for start in range(0, len(page_ids), CHUNK):
-        chunk = page_ids[start : start + CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for conv_id, page_id, body in conn.execute(
-            f"SELECT p.conv_id, p.page_id, p.body FROM pages p WHERE p.tenant = ?"
-            f" AND p.page_id IN ({marks}) AND {spans_sql}",
-            (path.tenant, *chunk, *span_args),
-        ):
-            # The same id visible on two spans: the one nearest the leaf wins.
-            if page_id not in best or rank[conv_id] < best[page_id][0]:
-                best[page_id] = (rank[conv_id], body)
-    return {page_id: decode_page(best[page_id][1]) for page_id in page_ids if page_id in best}
+
+    def rows() -> Iterator[tuple[str, str, bytes]]:
+        for start in range(0, len(page_ids), CHUNK):
+            chunk = page_ids[start : start + CHUNK]
+            marks = ",".join("?" * len(chunk))
+            yield from conn.execute(
+                f"SELECT p.conv_id, p.page_id, p.body FROM pages p WHERE p.tenant = ?"
+                f" AND p.page_id IN ({marks}) AND {spans_sql}",
+                (path.tenant, *chunk, *span_args),
+            )
+
+    return nearest_the_leaf(path, rows(), page_ids)
 
 
 def pages_in_range(
     conn: sqlite3.Connection, path: Path, lo: int, hi: int, prefixes: tuple[str, ...]
 ) -> list[Page]:
-    spans = [
-        (conv_id, max(lo, span_lo), min(hi, span_hi))
-        for conv_id, span_lo, span_hi in span_bounds(path)
-        if max(lo, span_lo) < min(hi, span_hi)
-    ]
+    spans = clipped_spans(path, lo, hi)
     if not spans or not prefixes:
         return []
     spans_sql, span_args = span_sql(spans)
