@@ -79,20 +79,22 @@ async def test_a_failure_inside_a_streaming_loop_ends_the_stream_cleanly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Once a stream has started there is no pass-through to fall back to: the client gets
-    an answer or an error event it can raise on, never a broken connection or a hang."""
+    an error event it can raise on, never a broken connection or a hang."""
     monkeypatch.setattr(proxy.loop.resolver.FaultResolver, "resolve", _raise_async)
     model = ScriptedModel(agent(LOCKER))
     async with serve(model) as running:
         stream = await running.client.chat.completions.create(
             model=MODEL, messages=_messages(), stream=True
         )
-        try:
-            chunks = [chunk async for chunk in stream]
-        except openai.APIError as exc:
-            assert exc.message
-        else:
-            assert [c.choices[0].finish_reason for c in chunks
-                    if c.choices and c.choices[0].finish_reason] == ["stop"]
+        with pytest.raises(openai.APIError) as raised:
+            [chunk async for chunk in stream]
+    assert raised.value.body == {
+        "message": "The proxy failed while answering; the request may be retried.",
+        "type": "server_error",
+        "param": None,
+        "code": "vm_stream_failed",
+    }
+    assert model.actions == ["search"]
 
 
 # --- upstream errors ------------------------------------------------------------------

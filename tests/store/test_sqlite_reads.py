@@ -85,32 +85,6 @@ async def test_a_read_or_write_after_close_is_a_store_error(tmp_path: FsPath) ->
         await store.append(T, "c", [make_page(6)], expected_version=1, new_length=7)
 
 
-async def test_reads_go_to_the_writer_thread_unless_a_write_is_under_way(
-    tmp_path: FsPath,
-) -> None:
-    store, _ = await _store(tmp_path)
-    try:
-        def thread(conn: Any) -> str:
-            return threading.current_thread().name
-
-        assert (await store._read(thread)).startswith("vm-sqlite-writer")
-        started, release = threading.Event(), threading.Event()
-
-        def slow_write(conn: Any) -> None:
-            started.set()
-            release.wait(10)
-
-        writing = asyncio.ensure_future(store._write(slow_write))
-        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
-        # The writer is busy: the read is not queued behind it.
-        assert (await store._read(thread)).startswith("vm-sqlite-reader")
-        release.set()
-        await writing
-        assert (await store._read(thread)).startswith("vm-sqlite-writer")
-    finally:
-        await store.close()
-
-
 async def test_a_read_of_a_conversation_being_written_waits_for_the_write(
     tmp_path: FsPath,
 ) -> None:
