@@ -20,7 +20,7 @@ _MAX_DEPTH = 8
 def render_tools(tools: Sequence[Mapping[str, Any]]) -> str:
     lines = [_HEADER.rstrip("\n"), ""]
     for tool in tools:
-        function = _function(tool)
+        function = function_of(tool)
         description = function.get("description")
         if description:
             lines.append(f"// {description}")
@@ -98,7 +98,7 @@ def count_nested_descriptions(tools: Sequence[Mapping[str, Any]]) -> int:
     """Described properties of objects nested below a function's top-level parameters."""
     total = 0
     for tool in tools:
-        params = _function(tool).get("parameters")
+        params = function_of(tool).get("parameters")
         if isinstance(params, Mapping):
             total += _nested(params, params, 0)
     return total
@@ -121,6 +121,6 @@ def _nested(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> i
     return total
 
 
-def _function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     function = tool.get("function")
     return function if isinstance(function, Mapping) else {}

@@ -1,137 +1,20 @@
-"""Token counting the way the OpenAI API bills a chat request, offline.
-
-The BPE rank files ship in `proxy/data/` and are loaded from disk with their sha256 checked;
-tiktoken's own loader is never asked for them (it would try to download). One `TokenCounter`
-per (encoding, chat format) is built and cached per process.
-
-What a request costs, as measured against `usage.prompt_tokens` of recorded exchanges
-(tests/test_tokens.py walks them):
-- every message: `<|im_start|>role<|im_sep|>content<|im_end|>`, i.e. 3 + role + content
-  (+ 1 + name when a `name` is given); the reply primer adds 3 (2 for o3/o4/gpt-5);
-- tool schemas: rendered into a hidden system text, `# Tools` / `## functions` / a TypeScript
-  `namespace functions { ... }` (see `render_tools`), plus small per-request constants;
-- an assistant tool call: its function name and its arguments re-serialised compactly;
-  a tool result: its content plus the name of the function it answers;
-- an image part: a fixed cost per detail level (`low` = base, `high`/`auto` = base plus
-  per-tile cost over 512 px tiles); when the size is unknown, 1024x1024 is assumed.
-The constants of `ChatFormat` that are not documented by OpenAI were fitted on recorded
-exchanges; they are stated there, not hidden in the arithmetic.
-"""
+"""`TokenCounter`: what text, messages, tool schemas and whole requests cost for one model
+family (its encoding and `ChatFormat`); one per model family, cached per process."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import orjson
 import tiktoken
 
-from proxy.tool_text import count_nested_descriptions, render_tools
-
-DATA_DIR = Path(__file__).resolve().parent / "data"
-
-O200K = "o200k_base"
-CL100K = "cl100k_base"
-
-_O200K_PATTERN = "|".join(
-    [
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
-        r"""\p{N}{1,3}""",
-        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
-        r"""\s*[\r\n]+""",
-        r"""\s+(?!\S)""",
-        r"""\s+""",
-    ]
-)
-_CL100K_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
-    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodingSpec:
-    name: str
-    file: str
-    sha256: str
-    pattern: str
-    special_tokens: Mapping[str, int]
-
-
-# Patterns and special tokens as in tiktoken_ext/openai_public.py; hashes as tiktoken checks.
-ENCODINGS: dict[str, EncodingSpec] = {
-    O200K: EncodingSpec(
-        O200K,
-        "o200k_base.tiktoken",
-        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-        _O200K_PATTERN,
-        {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-    ),
-    CL100K: EncodingSpec(
-        CL100K,
-        "cl100k_base.tiktoken",
-        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        _CL100K_PATTERN,
-        {
-            "<|endoftext|>": 100257,
-            "<|fim_prefix|>": 100258,
-            "<|fim_middle|>": 100259,
-            "<|fim_suffix|>": 100260,
-            "<|endofprompt|>": 100276,
-        },
-    ),
-}
-
-
-class TokenizerDataError(RuntimeError):
-    """A packaged rank file is missing or does not match its published sha256."""
-
-
-def load_ranks(spec: EncodingSpec, directory: Path = DATA_DIR) -> dict[bytes, int]:
-    """The BPE ranks of `spec`, read from disk and verified; never from the network."""
-    path = directory / spec.file
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TokenizerDataError(f"{path}: {exc.strerror}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != spec.sha256:
-        raise TokenizerDataError(f"{path}: sha256 {digest} != expected {spec.sha256}")
-    ranks: dict[bytes, int] = {}
-    for line in data.splitlines():
-        if line:
-            token, rank = line.split()
-            ranks[base64.b64decode(token)] = int(rank)
-    return ranks
-
-
-@cache
-def get_encoding(name: str) -> tiktoken.Encoding:
-    spec = ENCODINGS[name]
-    return tiktoken.Encoding(
-        spec.name,
-        pat_str=spec.pattern,
-        mergeable_ranks=load_ranks(spec),
-        special_tokens=dict(spec.special_tokens),
-    )
-
-
-_CL100K_MODELS = re.compile(r"^(gpt-4(?![o.\d])|gpt-4-|gpt-3\.5|text-embedding-(3|ada))")
-
-
-def encoding_name_for_model(model: str | None) -> str:
-    """cl100k_base for gpt-4 / gpt-3.5 / text-embedding-3; o200k_base for everything else
-    (gpt-4o, gpt-4.1, o-series, gpt-5 and models we do not know)."""
-    bare = (model or "").lower().rpartition("/")[2]
-    return CL100K if _CL100K_MODELS.match(bare) else O200K
+from proxy.tokens._encodings import CL100K, encoding_name_for_model, get_encoding
+from proxy.tokens._images import DEFAULT_IMAGE_SIZE, image_size, image_tiles
+from proxy.tokens._tool_text import count_nested_descriptions, function_of, render_tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +66,6 @@ _SHORT_TEXT = 256
 _MEMO_LIMIT = 8192
 _LONG_TEXT = 65536
 _LONG_MEMO_CHARS = 4_000_000
-
-# A picture whose size we cannot read is assumed to be this big (4 tiles at `high`).
-DEFAULT_IMAGE_SIZE = (1024, 1024)
-
 
 class TokenCounter:
     """Counts text, messages, tool schemas and whole requests for one model family."""
@@ -317,7 +196,7 @@ class TokenCounter:
 
     def _tools(self, functions: list[Mapping[str, Any]], has_system: bool) -> int:
         fmt = self.format
-        strict = sum(1 for t in functions if _function(t).get("strict") is True)
+        strict = sum(1 for t in functions if function_of(t).get("strict") is True)
         total = self.text(render_tools(functions)) + fmt.tools_base
         total += fmt.tools_per_extra_tool * (len(functions) - 1)
         total += fmt.tools_per_strict_tool * strict
@@ -358,77 +237,3 @@ def compact_arguments(function: Mapping[str, Any]) -> str:
         return orjson.dumps(orjson.loads(raw)).decode()
     except orjson.JSONDecodeError:
         return raw
-
-
-def _function(tool: Mapping[str, Any]) -> Mapping[str, Any]:
-    function = tool.get("function")
-    return function if isinstance(function, Mapping) else {}
-
-
-def image_tiles(width: int, height: int) -> int:
-    """512 px tiles after fitting into 2048x2048 and shrinking the short side to 768."""
-    if width <= 0 or height <= 0:
-        width, height = DEFAULT_IMAGE_SIZE
-    scale = min(1.0, 2048 / max(width, height))
-    w, h = width * scale, height * scale
-    scale = min(1.0, 768 / min(w, h))
-    w, h = w * scale, h * scale
-    return math.ceil(w / 512) * math.ceil(h / 512)
-
-
-_DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,")
-# Enough base64 for the header of PNG, GIF and WebP, and of most JPEGs' frame marker.
-_SNIFF_CHARS = 87384
-
-
-def image_size(url: str) -> tuple[int, int] | None:
-    """Width and height of an inline (data: URL) PNG, GIF, WebP or JPEG; None otherwise."""
-    match = _DATA_URL.match(url)
-    if match is None:
-        return None
-    chunk = url[match.end() : match.end() + _SNIFF_CHARS]
-    chunk = chunk[: len(chunk) - len(chunk) % 4]
-    try:
-        head = base64.b64decode(chunk)
-    except ValueError:
-        return None
-    return _sniff_size(head)
-
-
-def _sniff_size(head: bytes) -> tuple[int, int] | None:
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
-        kind = head[12:16]
-        if kind == b"VP8X":
-            return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(
-                head[27:30], "little"
-            )
-        if kind == b"VP8 ":
-            return (
-                int.from_bytes(head[26:28], "little") & 0x3FFF,
-                int.from_bytes(head[28:30], "little") & 0x3FFF,
-            )
-        if kind == b"VP8L":
-            bits = int.from_bytes(head[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if head[:2] == b"\xff\xd8":
-        return _jpeg_size(head)
-    return None
-
-
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    at = 2
-    while at + 9 < len(head):
-        if head[at] != 0xFF:
-            return None
-        marker = head[at + 1]
-        length = int.from_bytes(head[at + 2 : at + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height = int.from_bytes(head[at + 5 : at + 7], "big")
-            width = int.from_bytes(head[at + 7 : at + 9], "big")
-            return width, height
-        at += 2 + length
-    return None

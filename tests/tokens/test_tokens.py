@@ -29,8 +29,7 @@ from proxy.tokens import (
     image_tiles,
     load_ranks,
 )
-
-RECORDED = Path(__file__).resolve().parents[1] / ".." / "shared" / "recorded"
+from tests.upstream.recordings import RECORDED
 
 # Models billed with OpenAI's own tokenizers and chat format. Everything else in the
 # recordings runs another tokenizer (Llama, Qwen, GLM, DeepSeek, Claude, Gemini, Kimi, ...) or
