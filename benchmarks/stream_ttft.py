@@ -34,8 +34,8 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.vm_turn import conversation  # noqa: E402
+from proxy import create_app  # noqa: E402
 from proxy.config import load_settings  # noqa: E402
-from proxy.http.app import create_app  # noqa: E402
 from proxy.store import open_store  # noqa: E402
 
 CHUNK = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1,

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import orjson
 
+from proxy import create_app
 from proxy.config import load_settings
-from proxy.http.app import create_app
 from proxy.store import open_store
 
 TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",

@@ -125,7 +125,7 @@ def proxy_settings(budget: int, mode: str) -> Any:
 async def run_proxy(
     history: History, budget: int, options: ProxyOptions | None = None, store: Any = None
 ) -> tuple[list[ProbeRecord], FeedStats]:
-    from proxy.http.app import create_app
+    from proxy import create_app
 
     options = options or ProxyOptions()
     conversation = history.conversation
