@@ -1,7 +1,19 @@
 """The fault loop: the one place where the VM core, the store and the upstream meet.
 
-A validated chat completion comes in through `handler.handle_chat`; `prepare` stores its new
-messages (`conversations`, `storing`) and packs the upstream body into a `turn.Turn`; the
-loop (`nonstream` or `stream`) calls the upstream, answers the model's VM calls
-(`resolver`) and gives the client one answer.
+- handler:        a validated chat completion: relayed, or answered with memory; fail-open
+- policy:         the request's mode, tenant and session
+- prepare:        store the new messages, decide whether memory is needed, pack the body
+- services:       what the loop reads of the app (AppServices)
+- conversations:  where a request's messages sit in the conversation tree; storing them
+- placement:      what placing a request yields (Placement) and the types it is given
+- prefix_cache:   the conversation rows and prefixes this process saw last
+- storing:        new messages made pages (the core's ingest, summaries over stored pages)
+- early_search:   the turn's search, started with the append of its question
+- turn:           one VM-active request, and the loop control both loops share
+- nonstream:      the loop for `stream: false`
+- stream:         the loop for `stream: true`: several upstream streams, one client stream
+- splitter:       one upstream stream split into what the client sees and what the loop keeps
+- citations:      strict mode's `[ref: ...]` citations, stripped and recorded
+- resolver:       the model's VM calls answered against the store
+- observe:        a relayed answer stored once complete
 """

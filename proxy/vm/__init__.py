@@ -1,4 +1,7 @@
-"""The virtual-memory core: pure functions over pages (no network, no database, no asyncio).
+"""The virtual-memory core: pure functions over pages (no network, no database, no asyncio,
+no settings: what it is held to comes as plain dataclasses, e.g. packer.PackOptions). It
+owns its types (Page, Mutation); the store depends on them, never the reverse. It imports
+only proxy.tokens (tests/test_layers.py checks).
 
 Public API, by module (the fault loop, proxy.loop, is built on these):
 - identity:    tenant_id, chain_hashes, chain_root
@@ -11,8 +14,11 @@ Public API, by module (the fault loop, proxy.loop, is built on these):
 - working_set: ScoredPage, select_context -> Selection
 - pinning:     plan_pinned, fit_pinned (the verbatim recent turns, degraded to fit)
 - packer:      pack_request(options: PackOptions) -> PackedRequest
+- frame:       Frame (the frozen context kept between turns), frame_key, block_position
+- turn_block:  build_block (this turn's block of pages found for the question)
 - faults:      FaultState, handle_page_fault, ids_to_load, parse_search_arguments,
                render_search_results, ToolArgumentError
+- search_rank: refine_hits -> RankedHit (search results ranked for the model)
 - tools:       vm_tool_names, vm_tool_schemas
 - manifest, context, escape, prompts: the developer message's parts
 - costs:       annotate_costs (per-page header/manifest-entry token counts, set at ingest)

@@ -1,5 +1,5 @@
 """`vm-proxy serve` as a process: what it logs, how it stops, where its settings come from.
-(The pass-through over a socket, streaming included, is in tests/passthrough/test_e2e.py.)"""
+(The pass-through over a socket, streaming included, is in tests/upstream/relay/test_e2e.py.)"""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
         proxy.app.state.metrics
 
 The chat tests here run with `vm.mode=off`: they are about the edge and the pass-through,
-not the fault loop (tests/loop) nor the pass-through suite (tests/passthrough).
+not the fault loop (tests/loop) nor the pass-through suite (tests/upstream/relay).
 """
 
 from __future__ import annotations
