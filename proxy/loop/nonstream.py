@@ -36,11 +36,11 @@ async def run_complete(turn: Turn, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _call(turn: Turn, body: dict[str, Any], iteration: int) -> AssembledMessage:
     turn.record_upstream_prompt(body)
-    response = await turn.upstream.post_json("/chat/completions", body, turn.headers)
-    if response.status_code >= 400:
-        raise error_from_status(response.status_code, response.content)
+    reply = await turn.upstream.post_json("/chat/completions", body, turn.headers)
+    if reply.status_code >= 400:
+        raise error_from_status(reply.status_code, reply.content)
     try:
-        parsed = orjson.loads(response.content)
+        parsed = orjson.loads(reply.content)
     except orjson.JSONDecodeError:
         raise UpstreamError(
             "The upstream answered with a body that is not JSON.", code="invalid_response"

@@ -33,36 +33,36 @@ class OpenedStream:
     """The first upstream stream, opened before the client's response starts so that an
     upstream refusal (401, 404, 429 ...) reaches the client as that status."""
 
-    def __init__(self, stack: AsyncExitStack, response: Reply) -> None:
+    def __init__(self, stack: AsyncExitStack, reply: Reply) -> None:
         self.stack = stack
-        self.response = response
+        self.reply = reply
 
 
 async def open_first(turn: Turn, body: dict[str, Any]) -> OpenedStream:
     stack = AsyncExitStack()
     try:
-        response = await _open(turn, stack, body)
+        reply = await _open(turn, stack, body)
     except BaseException:
         await stack.aclose()
         raise
-    return OpenedStream(stack, response)
+    return OpenedStream(stack, reply)
 
 
 async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
     turn.record_upstream_prompt(body)
-    response = await stack.enter_async_context(
+    reply = await stack.enter_async_context(
         turn.upstream.stream("/chat/completions", body, turn.headers)
     )
-    if response.status_code >= 400:
-        raise error_from_status(response.status_code, await response.read_decoded())
-    return response
+    if reply.status_code >= 400:
+        raise error_from_status(reply.status_code, await reply.read_decoded())
+    return reply
 
 
 async def stream_events(
     turn: Turn, body: dict[str, Any], opened: OpenedStream
 ) -> AsyncIterator[bytes]:
     """The client's SSE body. `opened` is the first iteration's upstream stream."""
-    stack, response = opened.stack, opened.response
+    stack, reply = opened.stack, opened.reply
     citations = CitationStripper() if turn.strip_citations else None
     usage: Usage | None = None
     role_sent = False
@@ -81,7 +81,7 @@ async def stream_events(
                 citations=citations,
                 id_salt=f"{turn.salt}/{iteration}",
             )
-            async for piece in _relay(turn, response, splitter):
+            async for piece in _relay(turn, reply, splitter):
                 yield piece
             for piece in _split_end(turn, splitter):
                 yield piece
@@ -109,7 +109,7 @@ async def stream_events(
                 opening = asyncio.ensure_future(_open(turn, stack, body))
                 async for piece in _while_waiting(turn, opening):
                     yield piece
-                response = opening.result()
+                reply = opening.result()
                 continue
             finish = "tool_calls" if outcome.client_calls else (outcome.finish_reason or "stop")
             if finish == "tool_calls" and not outcome.client_calls:
@@ -151,11 +151,11 @@ def _split_end(turn: Turn, splitter: StreamSplitter) -> list[bytes]:
 
 
 async def _relay(
-    turn: Turn, response: Reply, splitter: StreamSplitter
+    turn: Turn, reply: Reply, splitter: StreamSplitter
 ) -> AsyncIterator[bytes]:
     """Relay one upstream stream through `splitter`, with keep-alives while it is silent."""
     decoder = SSEDecoder()
-    chunks = response.aiter_decoded()
+    chunks = reply.aiter_decoded()
     reading: asyncio.Future[bytes | None] | None = None
     try:
         while True:
