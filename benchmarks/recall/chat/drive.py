@@ -137,13 +137,20 @@ async def _feed(client: httpx.AsyncClient, model: AgentModel, chat: Chat, corpus
     for position in _feed_positions(chat):
         model.script(messages[position])
         sent = messages[known:position] if options.append else messages[:position]
-        response = await client.post("/v1/chat/completions", json=_body(sent,
-                                                                        options.reply_tokens))
+        response = await client.post("/v1/chat/completions", json=_body(sent, options.reply_tokens))
         if response.status_code != 200:
-            raise RuntimeError(f"proxy answered {response.status_code} to the history request "
-                               f"ending at message {position}: {response.text[:300]}")
+            raise RuntimeError(
+                f"proxy answered {response.status_code} to the history request "
+                f"ending at message {position}: {response.text[:300]}"
+            )
         if model.pending:
             raise RuntimeError(f"the proxy did not call upstream for message {position}")
+        for request in model.log[-1:]:
+            if request.prompt_tokens + request.max_tokens > budget:
+                kind = "paged" if request.vm_active else "passed through"
+                notes.append(f"history request ending at message {position} ({kind}): prompt "
+                             f"{request.prompt_tokens} + max_tokens {request.max_tokens} > "
+                             f"budget {budget}")  # fmt: skip
         returned = response.json()["choices"][0]["message"]
         altered += (returned.get("content") or "") != messages[position]["content"]
         full_sent += full[position]
@@ -177,8 +184,7 @@ async def _ask(client: httpx.AsyncClient, model: AgentModel, chat: Chat, corpus:
     model.ask(behaviour, question.question, question.keywords)
     before = len(model.log)
     messages = [*chat.messages, asked(question.question)]
-    response = await client.post("/v1/chat/completions", json=_body(messages,
-                                                                    options.reply_tokens))
+    response = await client.post("/v1/chat/completions", json=_body(messages, options.reply_tokens))
     log = model.log[before:]
     notes, leaked = "", False
     if response.status_code != 200 or not log:

@@ -52,9 +52,7 @@ def asked(question: str) -> dict[str, Any]:
     return {"role": "user", "content": question}
 
 
-def _body(
-    corpus: Corpus, positions: list[int], question: str, reply_tokens: int
-) -> dict[str, Any]:
+def _body(corpus: Corpus, positions: list[int], question: str, reply_tokens: int) -> dict[str, Any]:
     messages = [corpus.messages[0], *(corpus.messages[p] for p in sorted(positions))]
     return {"model": MODEL, "messages": [*messages, asked(question)], "max_tokens": reply_tokens}
 

@@ -59,8 +59,14 @@ FOLLOW_UPS = (
     "Anyway, that's my news.",
     "Still getting used to it.",
 )
-ASIDES = ("Ha, classic.", "Oh no, really?", "Honestly, same.", "That's so funny.",
-          "Hmm, maybe one day!", "Ha, I can picture it.")
+ASIDES = (
+    "Ha, classic.",
+    "Oh no, really?",
+    "Honestly, same.",
+    "That's so funny.",
+    "Hmm, maybe one day!",
+    "Ha, I can picture it.",
+)
 # relative time -> (days before the session date, how the answer is put)
 AGO = (
     ("yesterday", 1, "{d1}"),
@@ -238,7 +244,11 @@ def _assemble(plan: Plan, people: list[str], dates: list[datetime]) -> _Built:
 
 
 def _append(
-    built: _Built, people: list[str], speaker: int, text: str, tag: str | None,
+    built: _Built,
+    people: list[str],
+    speaker: int,
+    text: str,
+    tag: str | None,
     snippet: str | None,
 ) -> None:
     text = text.replace("{X}", people[1 - speaker])

@@ -166,8 +166,9 @@ class Plan:
         if name == "sibling_city":
             owner, _ = self._slot(["sibling"])
             first = self._session(0, self.sessions - 3)
-            sibling = self._event(first, owner, "sibling", self.rng.choice(("statement",
-                                                                            "adjacent")))
+            sibling = self._event(
+                first, owner, "sibling", self.rng.choice(("statement", "adjacent"))
+            )
             moved = self._event(self._session(first + 2), owner, "sibling_move", "statement")
             return self._draft("multi_hop", owner, pair, "city", [sibling, moved])
         if name == "pet_of_player":
@@ -175,8 +176,9 @@ class Plan:
             owner = self.rng.choice(free or [0])
             self.used |= {(owner, "pet"), (owner, "instrument")}
             first, second = self.rng.sample(range(self.sessions), 2)
-            plays = self._event(first, owner, "instrument", self.rng.choice(("statement",
-                                                                             "adjacent")))
+            plays = self._event(
+                first, owner, "instrument", self.rng.choice(("statement", "adjacent"))
+            )
             pet = self._event(second, owner, "pet", self.rng.choice(("statement", "adjacent")))
             return self._draft("multi_hop", owner, pair, "pet", [plays, pet])
         owner, _ = self._slot(["promotion"])
