@@ -117,6 +117,21 @@ def discrimination(rows: list[summary.ChatRow]) -> list[str]:
     return lines
 
 
+def over_budget(feeds: list[FeedRecord]) -> list[str]:
+    """History requests over the budget: passed-through ones counted, paged ones listed."""
+    lines = []
+    for dataset in dict.fromkeys(f.dataset for f in feeds if f.system == "proxy"):
+        notes = [n for f in feeds if f.dataset == dataset and f.system == "proxy"
+                 for n in dict.fromkeys(f.notes)]  # fmt: skip
+        passed = [n for n in notes if "(passed through)" in n]
+        if passed:
+            lines.append(f"{dataset}: {len(passed)} history requests (all behaviours) passed "
+                         "through with prompt + max_tokens over the budget (the prompt itself "
+                         "under vm.activate_above)")  # fmt: skip
+        lines += [f"{dataset}: {n}" for n in dict.fromkeys(n for n in notes if "(paged)" in n)]
+    return lines
+
+
 def main(args: argparse.Namespace, command: str, code: str, out: Path | None) -> int:
     started = time.perf_counter()
     notes: list[str] = []
@@ -127,7 +142,7 @@ def main(args: argparse.Namespace, command: str, code: str, out: Path | None) ->
     notes = describe(chats) + notes
     records, feeds = measure(chats, args)
     rows = summary.summarize(records, feeds, args.reply_tokens)
-    checks = discrimination(rows)
+    checks = discrimination(rows) + over_budget(feeds)
     seconds = time.perf_counter() - started
     payload: dict[str, Any] = {
         "command": command, "code": code, "seconds": round(seconds, 1), "seed": args.seed,
