@@ -121,14 +121,16 @@ def over_budget(feeds: list[FeedRecord]) -> list[str]:
     """History requests over the budget: passed-through ones counted, paged ones listed."""
     lines = []
     for dataset in dict.fromkeys(f.dataset for f in feeds if f.system == "proxy"):
-        notes = [n for f in feeds if f.dataset == dataset and f.system == "proxy"
-                 for n in dict.fromkeys(f.notes)]  # fmt: skip
+        mine = [f for f in feeds if f.dataset == dataset and f.system == "proxy"]
+        # every behaviour feeds the same history to a fresh proxy: count one behaviour's
+        first = mine[0].behaviour
+        notes = [n for f in mine if f.behaviour == first for n in f.notes]
         passed = [n for n in notes if "(passed through)" in n]
         if passed:
-            lines.append(f"{dataset}: {len(passed)} history requests (all behaviours) passed "
-                         "through with prompt + max_tokens over the budget (the prompt itself "
-                         "under vm.activate_above)")  # fmt: skip
-        lines += [f"{dataset}: {n}" for n in dict.fromkeys(n for n in notes if "(paged)" in n)]
+            lines.append(f"{dataset}: {len(passed)} history requests passed through with "
+                         "prompt + max_tokens over the budget (the prompt itself under "
+                         "vm.activate_above), the same with every behaviour")  # fmt: skip
+        lines += [f"{dataset}: {n}" for n in notes if "(paged)" in n]
     return lines
 
 
