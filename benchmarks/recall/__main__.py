@@ -1,9 +1,17 @@
-"""`python -m benchmarks.recall [--sizes 1000,2000] [--budgets 2000,4000,8000] [--seed 7]`
+"""`python -m benchmarks.recall [--dataset assistant,dialogue,longmemeval] [--budgets ...]`
 
-Generates one conversation per size, runs it through the proxy (in process) and the
-baselines at every budget, prints a table, and writes `recall.json`, `recall.png` and
-`RESULTS.md` to benchmarks/results/ (`--quick`: a small smoke run that writes nothing
-unless `--out` is given).
+Datasets:
+- assistant (the default): the synthetic assistant chats (`generate.py`); one conversation
+  per `--sizes`, run through the proxy (in process) and the baselines at every budget
+  (default 2000,4000,8000); writes `recall.json`, `recall.png` and `RESULTS.md`;
+- dialogue: long dated chats between two friends (`dialogue/`), `--conversations` of
+  `--sessions` sessions with `--questions` questions each;
+- longmemeval: the LongMemEval sample in ../shared/data (skipped with a reason if absent).
+The chat datasets run the proxy with each `--behaviours` of the scripted model and the
+baselines truncation, bm25 and bm25_next at every budget (default 4096), and write
+`recall_dialogue.json` and `recall_dialogue.md` (see `chat/run.py`).
+
+`--quick`: a small smoke run that writes nothing unless `--out` is given.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from pathlib import Path
 
 from benchmarks.recall import report
 from benchmarks.recall.baselines import History
+from benchmarks.recall.chat.run import CHAT_DATASETS
 from benchmarks.recall.drive import FEED_WINDOW, ProxyOptions, run_baseline, run_proxy
 from benchmarks.recall.generate import generate
 from benchmarks.recall.metrics import FeedStats, ProbeRecord, Row, summarize
@@ -35,14 +44,37 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="python -m benchmarks.recall", description=__doc__.split("\n\n")[1]
     )
     parser.add_argument(
+        "--dataset", default="assistant", help="assistant, dialogue, longmemeval (comma-separated)"
+    )
+    parser.add_argument(
         "--sizes", type=_ints, default=[1000, 2000], help="conversation lengths in turns"
     )
     parser.add_argument(
-        "--budgets", type=_ints, default=[2000, 4000, 8000], help="vm.context_budget values"
+        "--budgets",
+        type=_ints,
+        default=None,
+        help="vm.context_budget values (default 2000,4000,8000; chat datasets 4096)",
+    )
+    parser.add_argument(
+        "--behaviours",
+        default="question,keywords,none",
+        help="scripted model behaviours for the chat datasets",
+    )
+    parser.add_argument("--conversations", type=int, default=6, help="dialogue conversations")
+    parser.add_argument("--sessions", type=int, default=24, help="sessions per dialogue")
+    parser.add_argument("--questions", type=int, default=22, help="questions per dialogue")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="chat datasets: feed history with X-VM-Session, only new messages",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--probes", type=int, default=30, help="questions per conversation")
-    parser.add_argument("--systems", default="proxy,truncation,bm25")
+    parser.add_argument(
+        "--systems",
+        default=None,
+        help="default proxy,truncation,bm25 (chat datasets also bm25_next)",
+    )
     parser.add_argument("--reply-tokens", type=int, default=256, help="max_tokens of every request")
     parser.add_argument(
         "--stream-probes", type=int, default=2, help="probes asked with stream=true"
@@ -68,8 +100,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "editing recall_analysis.md or adding other benchmarks' JSON)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    args.datasets = [d.strip() for d in args.dataset.split(",") if d.strip()]
+    unknown = set(args.datasets) - {"assistant", *CHAT_DATASETS}
+    if unknown:
+        parser.error(f"unknown dataset {', '.join(sorted(unknown))}")
+    args.behaviours = [b.strip() for b in args.behaviours.split(",") if b.strip()]
     if args.quick:
-        args.sizes, args.budgets, args.probes = [400], [4000], 12
+        args.sizes, args.probes = [400], 12
+        args.conversations, args.sessions, args.questions = 1, 10, 8
     return args
 
 
@@ -80,8 +118,7 @@ def code_version() -> str:
     root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              check=True)
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
         return done.stdout.strip()
 
     try:
@@ -106,7 +143,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
         return rewrite_report(args.out or report.RESULTS_DIR)
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    command = ("python -m benchmarks.recall " + shlex.join(argv)).strip()
+    status = 0
+    if "assistant" in args.datasets:
+        status = assistant_main(argv, args)
+    if set(args.datasets) & set(CHAT_DATASETS):
+        from benchmarks.recall.chat import run
+
+        chat_args = argparse.Namespace(**vars(args))
+        chat_args.budgets = args.budgets or ([4000] if args.quick else [4096])
+        chat_args.systems = _names(args.systems or "proxy,truncation,bm25,bm25_next")
+        out = args.out or (None if args.quick else report.RESULTS_DIR)
+        status = run.main(chat_args, command, code_version(), out) or status
+    return status
+
+
+def _names(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def assistant_main(argv: list[str], args: argparse.Namespace) -> int:
+    """The synthetic assistant dataset's run (the original benchmark)."""
+    args = argparse.Namespace(**vars(args))
+    args.budgets = args.budgets or ([4000] if args.quick else [2000, 4000, 8000])
+    systems = _names(args.systems or "proxy,truncation,bm25")
     records: list[ProbeRecord] = []
     feeds: list[FeedStats] = []
     notes: list[str] = []

@@ -227,6 +227,9 @@ def results_page(recall: dict[str, Any], rows: Sequence[Row], directory: Path) -
             divergence,
             "",
         ]
+    dialogue = directory / "recall_dialogue.md"
+    if dialogue.exists():
+        lines += [dialogue.read_text().strip(), ""]
     analysis = directory / "recall_analysis.md"
     if analysis.exists():
         lines += [analysis.read_text().strip(), ""]
@@ -238,3 +241,14 @@ def results_page(recall: dict[str, Any], rows: Sequence[Row], directory: Path) -
         else:
             lines += [f"## {title}", "", f"Not measured in this page: `{command}` writes it.", ""]
     return "\n".join(lines)
+
+
+def refresh_results_page(directory: Path) -> None:
+    """Rewrites RESULTS.md from the JSON already there (no new plot), e.g. after the chat
+    datasets wrote their section."""
+    path = directory / "recall.json"
+    if not path.exists():
+        return
+    payload = json.loads(path.read_text())
+    rows = [Row(**row) for row in payload["rows"]]
+    (directory / "RESULTS.md").write_text(results_page(payload, rows, directory))

@@ -1,0 +1,1 @@
+"""The harness for chat datasets: dialogue, LongMemEval; model behaviours, baselines, driver."""

@@ -1,0 +1,1 @@
+"""Generated chats between two friends with recall questions (see `generate.py`)."""
