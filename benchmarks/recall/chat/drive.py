@@ -99,7 +99,7 @@ def _settings(budget: int, mode: str) -> Any:
 async def run_proxy(
     chat: Chat, corpus: Corpus, budget: int, behaviour: str, options: Options
 ) -> tuple[list[QuestionRecord], FeedRecord]:
-    from proxy.app import create_app
+    from proxy import create_app
 
     model = AgentModel()
     app = create_app(_settings(budget, options.mode), upstream_transport=model.transport())

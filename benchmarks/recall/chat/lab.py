@@ -21,7 +21,7 @@ import hashlib
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from benchmarks.recall.counting import count_text
 from benchmarks.recall.dialogue.generate import generate_dialogues
 from proxy.vm.bm25 import BM25Index
 
-MODEL_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "models" / "all-MiniLM-L6-v2-int8"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared"
+MODEL_DIR = SHARED / "models" / "all-MiniLM-L6-v2-int8"
 CACHE = Path("/tmp/vm-proxy-lab-vectors")
 RRF_K = 60
 _DATE = re.compile(
@@ -248,5 +249,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-_ = Callable  # re-exported type for variant hooks
