@@ -77,8 +77,9 @@ class VMSettings(_Section):
     max_loop_iterations: int = Field(default=8, ge=1)
     pin_last_turns: int = Field(default=2, ge=0)
     segment_turns: int = Field(default=8, ge=2)
-    manifest_max_entries: int = Field(default=24, ge=1)
-    prefetch_pages: int = Field(default=4, ge=0)
+    manifest_max_entries: int = Field(default=5, ge=0)
+    window_share: float = Field(default=0.3, ge=0.0, le=0.9)
+    recall_share: float = Field(default=1.0, ge=0.0, le=1.0)
     developer_role: Literal["developer", "system"] = "developer"
     turn_note: Literal["message", "leading"] = "message"
     show_citations: bool = False

@@ -27,16 +27,18 @@ class EarlySearch:
         self,
         store: PageStore,
         query: Callable[[], str],
-        limit: int,
+        limit: Callable[[Mapping[str, Any]], int],
         wanted: Callable[[Mapping[str, Any]], bool],
     ) -> None:
-        """`query()`: the turn's search query (made only when needed); `wanted(state)`:
-        whether the turn, with the conversation state being stored, will search at all
-        (it does not when memory is not needed)."""
+        """`query()`: the turn's search query (made only when needed); `limit(state)`: how
+        many hits the turn will ask, with the conversation state being stored;
+        `wanted(state)`: whether the turn will search at all (it does not when memory is
+        not needed)."""
         self._store = store
         self._make_query = query
         self.query: str | None = None
-        self.limit = limit
+        self._limit = limit
+        self.limit = 0
         self._wanted = wanted
         self._path: Path | None = None
         self._task: asyncio.Future[list[SearchHit]] | None = None
@@ -45,7 +47,10 @@ class EarlySearch:
         """The append of the request's messages onto `path` (cut at the request's end) is
         being issued, storing `state`: start the search. A retried append starts it again."""
         self.cancel()
-        if self.limit <= 0 or not self._wanted(state):
+        if not self._wanted(state):
+            return
+        self.limit = self._limit(state)
+        if self.limit <= 0:
             return
         if self.query is None:
             self.query = self._make_query()

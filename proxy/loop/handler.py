@@ -31,7 +31,7 @@ from proxy.loop.policy import request_mode, request_tenant, session_name, severa
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
 from proxy.loop.stream import open_first, stream_events
-from proxy.loop.turn import Turn
+from proxy.loop.turn import Turn, answer_message
 from proxy.metrics import Metrics
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.relay import relay_chat
@@ -183,9 +183,7 @@ def _observed_passthrough(
     """Relay an upstream answer as it is; store it (choice 0) when it is complete."""
 
     async def store_answer(message: AssembledMessage) -> None:
-        answer: dict[str, Any] = {"role": "assistant", "content": message.content}
-        if message.tool_calls:
-            answer["tool_calls"] = message.tool_calls
+        answer = answer_message(message.content, message.tool_calls, prepared.answer_name)
         await prepared.conversations.extend(prepared.tenant, prepared.placement, [answer])
 
     for name, value in headers.items():

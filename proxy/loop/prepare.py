@@ -19,23 +19,31 @@ from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.services import AppServices
 from proxy.loop.storing import Ingester
-from proxy.loop.turn import Turn
+from proxy.loop.turn import Turn, assistant_name
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
+from proxy.vm.bm25 import search_tokens
 from proxy.vm.faults import FaultState
 from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters
-from proxy.vm.packer import PackedRequest, PackOptions, pack_request
+from proxy.vm.packer import (
+    LOOP_RESERVE_TOKENS,
+    MIN_FAULT_TOKENS,
+    PackedRequest,
+    PackOptions,
+    pack_request,
+)
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.prefetch import SEARCH_HITS, gather_candidates, plan_prefetch, search_query
+from proxy.vm.prefetch import (
+    around_ids,
+    gather_candidates,
+    plan_prefetch,
+    search_limit,
+    search_query,
+)
 from proxy.vm.working_set import ScoredPage
 
-# Room kept free in the first upstream prompt for what the loop adds: search results, the
-# assistant's tool calls and the tool-message framing (faulted pages have their own budget).
-LOOP_RESERVE_TOKENS = 300
-# Below this many tokens of room for faulted pages the tools are not worth offering.
-MIN_FAULT_TOKENS = 150
 # Without a client max_tokens, the reply is reserved at most 1/REPLY_SHARE of the budget.
 REPLY_SHARE = 5
 
@@ -51,6 +59,8 @@ class Prepared:
     # Below the threshold in append mode: the whole history rebuilt from the store, since
     # the request itself holds only the new messages.
     forward_body: dict[str, Any] | None = None
+    # The `name` the client gives the assistant's messages (stored with the answer).
+    answer_name: str = ""
 
     def headers(self) -> dict[str, str]:
         """Headers of a request forwarded unchanged (below the threshold)."""
@@ -82,7 +92,7 @@ async def prepare(
     early = EarlySearch(
         store,
         lambda: search_query(_last_user_text(body["messages"])),
-        SEARCH_HITS,
+        lambda stored: hits_wanted(settings.vm, stored),
         wanted=lambda stored: int(stored.get("tokens", 0)) + overhead > activate_above,
     )
     try:
@@ -95,6 +105,7 @@ async def prepare(
         )
         full = int(conv_state.get("tokens", 0)) + overhead
         prepared = Prepared(conversations, tenant, session, placement, full, None)
+        prepared.answer_name = assistant_name(body["messages"])
         if full <= activate_above:
             if placement.offset > 0:
                 pages = await store.pages_in_range(placement.path, 0, end)
@@ -131,12 +142,14 @@ async def _pack_turn(
     leaf_state = placement.leaf.state if placement.leaf.length == end else {}
     table = PageTable.from_dict(leaf_state.get("table"))
     turn_number = counters.turns
+    user_text = _last_user_text(body["messages"])
     plan = plan_prefetch(
         counters,
         table,
         turn=turn_number,
-        user_text=_last_user_text(body["messages"]),
+        user_text=user_text,
         pin_last_turns=settings.pin_last_turns,
+        limit=hits_wanted(settings, conv_state),
     )
     # The stored frame keeps the prompt append-only between compactions (vm/frame.py): its
     # window starts at or before the pinned turns.
@@ -144,41 +157,41 @@ async def _pack_turn(
     if frame is not None and not counters.preamble <= frame.start <= plan.pinned_from:
         frame = None
     start = plan.pinned_from if frame is None else frame.start
-    frame_ids = frame.page_ids() if frame is not None else []
     # Independent reads, issued together: one round trip where the store can batch them
     # (SQLite), concurrent queries where it cannot.
     system, tail, hits, loaded = await asyncio.gather(
         store.pages_in_range(path, 0, counters.preamble),
         store.pages_in_range(path, start, end),
         early.hits(path, plan.query, plan.search_limit),
-        store.get_pages(path, [*plan.page_ids(), *frame_ids]),
+        store.get_pages(path, plan.page_ids()),
     )
-    frame_pages = {pid: loaded[pid] for pid in frame_ids if pid in loaded}
-    system_ids = [p.page_id for p in system]
+    # The messages around each hit (a question's answer, an answer's question), and the
+    # message a claim was drawn from: what the hits found, in one more read.
+    wanted = [i for i in around_ids((h.page for h in hits), plan, counters.preamble)
+              if i not in loaded]  # fmt: skip
+    if wanted:
+        loaded = {**loaded, **await store.get_pages(path, wanted)}
     candidates = gather_candidates(
         hits=[(hit.page, hit.score) for hit in hits],
         pages=loaded.values(),
         plan=plan,
-        exclude=system_ids,
+        exclude=[p.page_id for p in system],
     )
-    wanted = min(settings.max_fault_tokens_per_turn, settings.context_budget // 4)
+    around = {p.anchor: p for p in loaded.values() if p.page_id.startswith("msg_")}
     messages = [p for p in tail if p.is_message]
-    frozen = _Frozen(frame, frame_pages)
-    packed = _pack(body, system, messages, candidates, table, settings, mode, wanted,
-                   counter, turn_number, end, frozen)
+    inputs = _PackInputs(body, system, messages, candidates, around, table, settings,
+                         counter, turn_number, end, frame, search_tokens(user_text))  # fmt: skip
+    packed = _pack(inputs, mode)
     if mode != "passive" and packed.pinned_dropped:
         # Pinned turns outrank room for faults: pack again keeping only the least room.
-        packed = _pack(body, system, messages, candidates, table, settings, mode,
-                       min(wanted, MIN_FAULT_TOKENS), counter, turn_number, end, frozen)
-    # Faults get the room the packed prompt really leaves, within their own limit.
+        packed = _pack(inputs, mode, fault_tokens=MIN_FAULT_TOKENS)
     room = settings.context_budget - packed.prompt_tokens - packed.reply_tokens
-    fault_tokens = min(wanted, room - LOOP_RESERVE_TOKENS)
-    if mode != "passive" and fault_tokens < min(wanted, MIN_FAULT_TOKENS):
+    least = LOOP_RESERVE_TOKENS + min(packed.fault_tokens, MIN_FAULT_TOKENS)
+    if mode != "passive" and room < least:
         # Not even the VM rules and tool schemas fit beside the pinned turns with room to
         # fault: without the tools (passive) the model still gets the best context.
         mode = "passive"
-        packed = _pack(body, system, messages, candidates, table, settings, mode, 0,
-                       counter, turn_number, end, frozen)
+        packed = _pack(inputs, mode)
     upstream_body = packed.body
     client_options = body.get("stream_options")
     wants_usage = (
@@ -190,16 +203,17 @@ async def _pack_turn(
     # Passive requests offer no VM tools, but a model calling one anyway is still answered
     # by the proxy (with "withdrawn"), never passed to the client.
     names = {v: k for k, v in packed.tool_names.items()}
-    # The packing kept `fault_tokens` free; at run time a fault may use whatever the prompt
-    # really leaves (Turn.fault_room), up to the configured limit: a page that fits whole
-    # is worth more than its reduction.
+    # The packing kept room for the faults a model likely takes; at run time a fault may
+    # use whatever the prompt really leaves (Turn.fault_room), up to the configured limit:
+    # a page that fits whole is worth more than its reduction.
     fault_state = FaultState(
         max_faults=settings.max_faults_per_turn,
         max_tokens=settings.max_fault_tokens_per_turn,
         turn=turn_number,
-        in_view=packed.in_view(),
+        # The leading system messages are in the prompt whole too.
+        in_view={**dict.fromkeys((p.page_id for p in system), 0), **packed.in_view()},
     )
-    listed = packed.manifest.get("available", ())
+    listed = packed.manifest.get("more", ())
     known = [str(e.get("id")) for e in listed if isinstance(e, dict)]
     resolver = FaultResolver(store, path, fault_state, mode=mode, known_ids=known)
     if mode == "passive":
@@ -227,54 +241,57 @@ async def _pack_turn(
         mutations=list(packed.mutations),
         packed_reply_tokens=packed.reply_tokens,
         frame=packed.frame.to_dict() if packed.frame is not None else None,
+        answer_name=assistant_name(body["messages"]),
     )
     turn.prime_prompt_tokens(packed.prompt_tokens)
     fault_state.room = turn.fault_room
     return turn
 
 
+def hits_wanted(settings: VMSettings, conv_state: Mapping[str, Any]) -> int:
+    """The turn's search hits: enough to fill the budget, by the conversation's average
+    message size (the same number whether asked when the question's append is issued or
+    once it is stored, so the early search is the turn's)."""
+    counters = conv_state.get("counters")
+    messages = int(counters.get("messages", 0)) if isinstance(counters, Mapping) else 0
+    average = int(conv_state.get("tokens", 0)) / max(messages, 1)
+    return search_limit(settings.context_budget, average)
+
+
 @dataclass(frozen=True, slots=True)
-class _Frozen:
-    """The stored frame and its pages (the packer reuses it while the window fits)."""
-
+class _PackInputs:
+    body: dict[str, Any]
+    system: list[Page]
+    tail: list[Page]
+    candidates: list[ScoredPage]
+    around: dict[int, Page]
+    table: PageTable
+    settings: VMSettings
+    counter: TokenCounter
+    turn: int
+    total_pages: int
     frame: Frame | None
-    pages: dict[str, Page]
+    terms: list[str]
 
 
-def _pack(
-    body: dict[str, Any],
-    system: list[Page],
-    tail: list[Page],
-    candidates: list[ScoredPage],
-    table: PageTable,
-    settings: VMSettings,
-    mode: str,
-    fault_tokens: int,
-    counter: TokenCounter,
-    turn: int,
-    total_pages: int,
-    frozen: _Frozen,
-) -> PackedRequest:
-    """Pack within the budget less the room the loop may add: faulted pages and the
-    framing of its tool calls (none in passive mode)."""
-    reserve = 0 if mode == "passive" else fault_tokens + LOOP_RESERVE_TOKENS
-    budget = max(settings.context_budget - reserve, settings.context_budget // 2)
+def _pack(inputs: _PackInputs, mode: str, fault_tokens: int | None = None) -> PackedRequest:
+    settings = inputs.settings
     reply = min(settings.reply_reserve_tokens, settings.context_budget // REPLY_SHARE)
     return pack_request(
-        body,
-        system_messages=[_message(p) for p in system],
-        tail=tail,
-        candidates=candidates,
-        table=table,
-        options=dataclasses.replace(
-            pack_options(settings), context_budget=budget, reply_reserve_tokens=reply
-        ),
+        inputs.body,
+        system_messages=[_message(p) for p in inputs.system],
+        tail=inputs.tail,
+        candidates=inputs.candidates,
+        table=inputs.table,
+        options=dataclasses.replace(pack_options(settings), reply_reserve_tokens=reply),
         mode=mode,
-        counter=counter,
-        turn=turn,
-        total_pages=total_pages,
-        frame=frozen.frame,
-        frame_pages=frozen.pages,
+        counter=inputs.counter,
+        turn=inputs.turn,
+        terms=inputs.terms,
+        around=inputs.around,
+        total_pages=inputs.total_pages,
+        frame=inputs.frame,
+        fault_tokens=fault_tokens,
     )
 
 
@@ -287,9 +304,10 @@ def pack_options(settings: VMSettings) -> PackOptions:
         max_fault_tokens_per_turn=settings.max_fault_tokens_per_turn,
         pin_last_turns=settings.pin_last_turns,
         manifest_max_entries=settings.manifest_max_entries,
-        prefetch_pages=settings.prefetch_pages,
         developer_role=settings.developer_role,
         turn_note=settings.turn_note,
+        window_share=settings.window_share,
+        recall_share=settings.recall_share,
     )
 
 

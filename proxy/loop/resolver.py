@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from proxy.store.base import PageStore, Path
+from proxy.vm.bm25 import search_tokens
 from proxy.vm.faults import (
     LIMIT_REACHED,
     REPEATED_CALL,
@@ -122,7 +123,8 @@ class FaultResolver:
         )
         fresh = [(h.page, h.score) for h in hits if h.page.page_id not in seen]
         ranked = refine_hits(args.query, fresh, args.limit)
-        return render_search_results(args.query, ranked, self._mode)
+        terms = search_tokens(args.query)
+        return render_search_results(args.query, ranked, self._mode, terms)
 
 
 def _with_note(result_json: str, note: str) -> str:

@@ -25,7 +25,9 @@ from proxy.vm.page_table import PageTable
 _DROP_WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
 BUDGET_NOTE = "This result does not fit the context budget; answer with what you have."
 # The assistant message carrying the calls and the JSON envelopes of their results.
-FAULT_FRAMING_TOKENS = 120
+# The assistant message carrying the calls: about this much per call, and once.
+CALL_TOKENS = 25
+CALLS_FRAMING_TOKENS = 10
 
 
 @dataclass
@@ -62,6 +64,9 @@ class Turn:
     log_content: bool = False
     _last_prompt: int = 0
     _resolving_from: int = 0
+    # The `name` the client gives the assistant's messages, stored on the answer too.
+    answer_name: str = ""
+    _framing: int = CALLS_FRAMING_TOKENS
 
     @property
     def max_iterations(self) -> int:
@@ -126,16 +131,18 @@ class Turn:
 
     async def resolve(self, calls: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Tool messages answering the model's VM calls, in order."""
-        self._resolving_from = self.resolver.state.tokens
+        self._resolving_from = self.resolver.state.spent
+        self._framing = CALLS_FRAMING_TOKENS + CALL_TOKENS * len(calls)
         return await self.resolver.resolve(calls, self.vm_tool_names)
 
     def fault_room(self) -> int:
         """Tokens a faulted page may still take: the budget less the prompt so far, the
-        reply's reserve, the pages faulted in this round, and the framing of the calls and
-        their JSON results (escaping makes code dearer in JSON: a tenth is kept back)."""
-        pending = self.resolver.state.tokens - self._resolving_from
+        reply's reserve, the pages faulted in this round (with their JSON, see
+        vm.faults.RESULT_OVERHEAD), and the message carrying the calls; escaping makes code
+        dearer in JSON, so a twentieth is kept back."""
+        pending = self.resolver.state.spent - self._resolving_from
         free = self.settings.context_budget - self._last_prompt - self.packed_reply_tokens
-        return int((free - pending - FAULT_FRAMING_TOKENS) * 0.9)
+        return int((free - pending - self._framing) * 0.95)
 
     def _following(
         self,
@@ -215,9 +222,7 @@ class Turn:
     async def finish(self, content: str | None, client_calls: list[dict[str, Any]]) -> None:
         """Store the answer as the client received it, with this turn's page-table state and
         mutation records, in one write."""
-        answer: dict[str, Any] = {"role": "assistant", "content": content}
-        if client_calls:
-            answer["tool_calls"] = client_calls
+        answer = answer_message(content, client_calls, self.answer_name)
         if self.log_content:
             log.info("answer", extra={"turn": self.turn_number, "answer": answer})
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
@@ -259,6 +264,30 @@ class Turn:
             # known; the totals follow in an SSE comment before [DONE].
             headers["x-vm-prompt-tokens"] = str(self.prompt_tokens_sent)
         return headers
+
+
+def answer_message(
+    content: str | None, tool_calls: Sequence[Mapping[str, Any]], name: str = ""
+) -> dict[str, Any]:
+    """The answer as the client will resend it. A client that names the assistant's
+    messages (OpenAI's `name`, in multi-party chats) resends the answer with that name;
+    stored without it, the resent history would not match the stored one (the name is part
+    of a message's identity) and every turn would fork."""
+    answer: dict[str, Any] = {"role": "assistant", "content": content}
+    if name:
+        answer["name"] = name
+    if tool_calls:
+        answer["tool_calls"] = list(tool_calls)
+    return answer
+
+
+def assistant_name(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The `name` of the request's latest assistant message ("" when it has none)."""
+    for message in reversed(messages):
+        if message.get("role") == "assistant":
+            name = message.get("name")
+            return name if isinstance(name, str) else ""
+    return ""
 
 
 def _name(call: Mapping[str, Any]) -> str:

@@ -85,8 +85,10 @@ def decode_state(raw: bytes | str | None) -> dict[str, Any]:
 
 
 def page_search_tokens(page: Page) -> list[str]:
-    """What search matches a page by: its full text and its hint."""
-    return search_tokens(_DATA_URL.sub(" ", f"{page.text}\n{page.hint}"))
+    """What search matches a page by: who said it and when (questions name people and
+    dates), its full text and its hint."""
+    said = f"{page.extra.get('speaker') or ''} {page.extra.get('said') or ''}"
+    return search_tokens(_DATA_URL.sub(" ", f"{said}\n{page.text}\n{page.hint}"))
 
 
 def id_prefix(page_id: str) -> str:

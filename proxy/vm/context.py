@@ -1,12 +1,12 @@
-"""The `<VM:CONTEXT>` section: one block per mapped page.
+"""The `<VM:CONTEXT>` section: the pages mapped this turn, as a transcript.
 
-A block is `[<page_id> <role-or-type>] <text>`, the text being the page's rendering at its
-mapped level, escaped (escape.py) so that it can neither close the section nor start a
-forged block. A compressed block says so right after its header (`(reduced)`, `(abstract)`),
-so the model knows a `page_fault` can bring the rest.
-
-Blocks are ordered so the section's beginning changes rarely between turns (prompt caches
-reward a stable prefix): summaries and claims first, by id, then other pages by position.
+One line per page, `[<page_id>] <who>: <text>`, in conversation order, so that a question
+and its answer read as they were said; the date a run of messages was said on heads it
+(`— 8 May 2023 —`, where it changes), and `…` marks where turns were left out between two
+runs. Summaries come first (they cover ranges, not moments). `<who>` is the speaker's name
+when the client sent one, else the role; a shortened page says so (`(excerpt)`,
+`(reduced)`, `(abstract)`), so the model knows a `page_fault` can bring the rest. Texts are
+escaped (escape.py) so that none can close the section or pose as a line of ours.
 """
 
 from __future__ import annotations
@@ -16,60 +16,131 @@ from typing import Any
 
 from proxy.tokens import TokenCounter
 from proxy.vm.escape import escape_block
-from proxy.vm.pages import Page, PageKind, parse_page_id
+from proxy.vm.pages import Page, PageKind
 from proxy.vm.working_set import Mapped
 
 OPEN = "<VM:CONTEXT>"
 CLOSE = "</VM:CONTEXT>"
-SEPARATOR = "\n\n"
-LEVEL_MARKS = ("", "(reduced) ", "(abstract) ", "(reference) ")
-# Summaries, then claims, change least between turns: they open the section.
-_STABLE_RANK = {PageKind.INDEX: 0, PageKind.SUMMARY: 0, PageKind.CLAIM: 1}
+GAP = "…"
+LEVEL_MARKS = ("", " (reduced)", " (abstract)", " (reference)")
+EXCERPT_MARK = " (excerpt)"
+# Cached header counts are valid for this header format only.
+HEADER_VERSION = 3
+_BROAD = (PageKind.SUMMARY, PageKind.INDEX)
 
 
-def label(page: Page) -> str:
-    """The word after the id in a block header: the role of a message, else the type."""
+def who(page: Page) -> str:
+    """Who a line is from: the speaker's name, else the role, else what the page is."""
+    speaker = page.extra.get("speaker")
+    if isinstance(speaker, str) and speaker:
+        return speaker
     prefix = page.page_id.partition("_")[0]
-    if prefix == "msg":
-        return page.role or "message"
     if prefix == "img":
         return "image"
-    return page.kind.value
+    if prefix != "msg":
+        return page.kind.value
+    if page.role == "tool":
+        function = page.extra.get("function")
+        return f"tool {function}" if function else "tool"
+    return page.role or "message"
 
 
-def header(page: Page, level: int) -> str:
-    return f"[{page.page_id} {label(page)}] {LEVEL_MARKS[level]}"
+def header(page: Page, level: int, excerpted: bool = False) -> str:
+    mark = EXCERPT_MARK if excerpted else LEVEL_MARKS[level]
+    return f"[{page.page_id}] {who(page)}{mark}: "
 
 
-def render_block(page: Page, level: int) -> str:
-    return header(page, level) + escape_block(page.rendering(level))
+def said(page: Page) -> str:
+    value = page.extra.get("said")
+    return value if isinstance(value, str) else ""
 
 
-def block_tokens(page: Page, level: int, counter: TokenCounter) -> int:
-    """Tokens a block adds, from the page's cached counts: header, body and separator, plus
-    one for the merges and escapes that counting the parts apart can miss."""
-    if page.extra.get("enc") == counter.name:
-        headers = page.extra.get("header_tokens")
-        head = headers[level] if isinstance(headers, list) else counter.text(header(page, level))
-        return head + page.tokens[level] + 2
-    return counter.text(header(page, level)) + counter.text(page.rendering(level)) + 2
+def render_line(mapped: Mapped) -> str:
+    page = mapped.page
+    body = mapped.text if mapped.text is not None else page.rendering(mapped.level)
+    return header(page, mapped.level, mapped.text is not None) + escape_block(body)
+
+
+def line_tokens(page: Page, level: int, counter: TokenCounter, text: str | None = None) -> int:
+    """Tokens a line adds, from the page's cached counts when they are for this encoding
+    and header format; `text`: an excerpt shown in place of the page's rendering. Counted
+    apart, a header's closing space is a token of its own and the line break another; in
+    the section the space joins the text's first word and the break its last, so neither
+    is counted."""
+    body = counter.text(text) if text is not None else page.tokens[level]
+    cached = page.extra.get("header_tokens")
+    if (
+        text is None
+        and isinstance(cached, list)
+        and page.extra.get("enc") == counter.name
+        and page.extra.get("hv") == HEADER_VERSION
+    ):
+        return int(cached[level]) + body
+    return counter.text(header(page, level, text is not None).rstrip()) + body
 
 
 def header_costs(page: Page, counter: TokenCounter) -> dict[str, Any]:
-    """Tokens of this page's block header at each level, to keep in `page.extra`."""
-    return {"header_tokens": [counter.text(header(page, lv), memo=False) for lv in range(4)]}
+    """Tokens of this page's line header at each level (closing space left out, see
+    `line_tokens`), to keep in `page.extra`."""
+    return {
+        "header_tokens": [counter.text(header(page, lv).rstrip(), memo=False) for lv in range(4)],
+        "hv": HEADER_VERSION,
+    }
 
 
-def order_blocks(mapped: Sequence[Mapped]) -> list[Mapped]:
-    def key(m: Mapped) -> tuple[int, int, str]:
-        rank = _STABLE_RANK.get(m.page.kind, len(_STABLE_RANK))
-        parsed = parse_page_id(m.page.page_id)
-        number = parsed[1] if parsed else 0
-        return (rank, m.page.anchor if rank == len(_STABLE_RANK) else number, m.page.page_id)
+def order_lines(mapped: Sequence[Mapped]) -> list[Mapped]:
+    """Summaries first (by id), then every other page in conversation order (a message
+    before what was drawn from it)."""
+
+    def key(m: Mapped) -> tuple[int, int, int, str]:
+        broad = m.page.kind in _BROAD
+        derived = 0 if m.page.page_id.startswith("msg_") else 1
+        return (0 if broad else 1, m.page.anchor, derived, m.page.page_id)
 
     return sorted(mapped, key=key)
 
 
 def render_context(mapped: Sequence[Mapped]) -> str:
-    blocks = [render_block(m.page, m.level) for m in order_blocks(mapped)]
-    return OPEN + "\n" + SEPARATOR.join(blocks) + ("\n" if blocks else "") + CLOSE
+    return OPEN + "\n" + "\n".join(_lines(order_lines(mapped))) + ("\n" if mapped else "") + CLOSE
+
+
+def structure_tokens(mapped: Sequence[Mapped], counter: TokenCounter) -> int:
+    """What the section adds besides its page lines: the tags, date heads and gap marks."""
+    ordered = order_lines(mapped)
+    tokens = counter.text(OPEN + "\n" + CLOSE)
+    for line in _marks(ordered):
+        tokens += counter.text(line)
+    return tokens
+
+
+def _lines(ordered: Sequence[Mapped]) -> list[str]:
+    out: list[str] = []
+    marks = iter(_mark_slots(ordered))
+    for m in ordered:
+        out.extend(next(marks))
+        out.append(render_line(m))
+    return out
+
+
+def _marks(ordered: Sequence[Mapped]) -> list[str]:
+    return [line for slot in _mark_slots(ordered) for line in slot]
+
+
+def _mark_slots(ordered: Sequence[Mapped]) -> list[list[str]]:
+    """For each line, the date head and gap mark that go before it."""
+    slots: list[list[str]] = []
+    date = ""
+    last_anchor: int | None = None
+    for m in ordered:
+        slot: list[str] = []
+        page = m.page
+        if page.kind not in _BROAD:
+            if last_anchor is not None and page.anchor > last_anchor + 1:
+                slot.append(GAP)
+            when = said(page)
+            if when and when != date:
+                slot.append(f"— {escape_block(when)} —")
+                date = when
+            last_anchor = page.anchor
+        slots.append(slot)
+    return slots

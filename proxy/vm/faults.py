@@ -2,28 +2,35 @@
 argument parsing and result rendering (the ranking itself is BM25, done by the caller).
 
 Results are the tool message content (JSON):
-    page_fault   {"id", "type", "level", "content", "tokens"} (+ "note" when the level was
-                 raised to fit the fault token budget), or on error
+    page_fault   {"id", "level", "content"} (+ "type" for a page that is no message, + "note"
+                 when the level was raised to fit the fault token budget); a message's
+                 content is a transcript as the context shows it ("[msg_7] Maya: ..."
+                 under the date said), with the messages right before and after it (a
+                 question's answer, an answer's question) when they fit; or on error
                  {"error": "<text>", "code": <code>, "near": [ids...]} with code one of
                  unknown_id | already_mapped | limit_reached | bad_arguments | repeated_call
-    search_pages {"query", "results": [{"id", "type", "hint", "score"}...]}, ordered by
-                 proxy.vm.search_rank; a claim whose source message was also a hit names
-                 it as "source", an older statement restated since names the newer page
-                 as "superseded_by"; relaxed mode adds an "excerpt" (the level-2
-                 abstract), strict mode never shows content.
+    search_pages {"query", "results": [{"id", "hint"}...]}, ordered by
+                 proxy.vm.search_rank, the hint naming who said the page and when, then
+                 the passage that matched the query ("Maya, 8 May 2023: … passage …";
+                 longer in relaxed mode); a claim whose source
+                 message was also a hit names it as "source", an older statement restated
+                 since names the newer page as "superseded_by".
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from proxy.vm import mutations as events
+from proxy.vm.context import header
+from proxy.vm.escape import escape_block
+from proxy.vm.excerpt import excerpt
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import ID_PREFIXES, Modality, Page, make_page_id, parse_page_id
 from proxy.vm.search_rank import RankedHit
@@ -36,9 +43,17 @@ BAD_ARGUMENTS = "bad_arguments"
 REPEATED_CALL = "repeated_call"
 
 DEFAULT_LEVEL = 2
+# A neighbour of a faulted message comes whole up to this size, else as its abstract.
+AROUND_FULL_TOKENS = 80
+# Tokens a fault's result adds besides its page (its JSON), and a neighbour's line besides
+# its text (its header): counted against the turn's fault tokens.
+RESULT_OVERHEAD = 20
+LINE_OVERHEAD = 10
 NEAR_SPAN = 3
 MAX_NEAR = 5
 SEARCH_LIMIT_MAX = 20
+# Words of the matching passage a search result shows (relaxed mode: more).
+HINT_WORDS = 16
 EXCERPT_WORDS = 40
 
 Lookup = Mapping[str, Page] | Callable[[str], Page | None]
@@ -55,16 +70,22 @@ class FaultState:
     turn: int = 0
     in_view: dict[str, int] = field(default_factory=dict)
     faults: int = 0
-    tokens: int = 0
+    tokens: int = 0  # of faulted pages (and the turns brought with them): max_tokens' count
+    spent: int = 0  # ... with the JSON of their results: what the prompt grows by
     seen_calls: set[str] = field(default_factory=set)
     clock: Clock = time.time
     # What the next upstream prompt can still take (the loop's view of its budget); None:
     # `max_tokens` alone limits a fault.
     room: Callable[[], int] | None = None
 
-    def tokens_left(self) -> int:
+    def tokens_left(self, overhead: int = 0) -> int:
+        """Tokens a page may still take when its result adds `overhead` to the prompt."""
         left = self.max_tokens - self.tokens
-        return left if self.room is None else min(left, self.room())
+        return left if self.room is None else min(left, self.room() - overhead)
+
+    def take(self, tokens: int, overhead: int) -> None:
+        self.tokens += tokens
+        self.spent += tokens + overhead
 
     @property
     def exhausted(self) -> bool:
@@ -163,31 +184,79 @@ def handle_page_fault(
         message = f"{page_id} is already in view at level {seen}; see <VM:CONTEXT> or the messages"
         return FaultOutcome(error_json(message, ALREADY_MAPPED), None, None, 0, ALREADY_MAPPED)
     if state.faults >= state.max_faults:
-        message = f"fault limit of {state.max_faults} per turn reached; answer with what you have"
+        message = f"the limit of {state.max_faults} faults per turn is reached"
         return FaultOutcome(error_json(message, LIMIT_REACHED), None, None, 0, LIMIT_REACHED)
-    left = state.tokens_left()
+    left = state.tokens_left(RESULT_OVERHEAD)
     served = next((lv for lv in range(level, 4) if page.tokens[lv] <= left), None)
     if served is None:
-        message = (
-            f"{page_id} does not fit the {left} fault tokens left this turn; "
-            "answer with what you have"
-        )
+        message = f"{page_id} does not fit the room left this turn"
         return FaultOutcome(error_json(message, LIMIT_REACHED), None, None, 0, LIMIT_REACHED)
     tokens = page.tokens[served]
     state.faults += 1
-    state.tokens += tokens
+    state.take(tokens, RESULT_OVERHEAD)
     state.in_view[page_id] = served
-    body: dict[str, Any] = {
-        "id": page_id,
-        "type": page.kind.value,
-        "level": served,
-        "content": page.rendering(served),
-        "tokens": tokens,
-    }
+    body: dict[str, Any] = {"id": page_id, "level": served}
+    if page.page_id.startswith("msg_"):
+        lines = [(page, served)]
+        for neighbour, shown in _around(page, lookup, state):
+            at = 0 if neighbour.anchor < page.anchor else len(lines)
+            lines.insert(at, (neighbour, shown))
+        body["content"] = _transcript(lines)
+    else:
+        body["type"] = page.kind.value
+        body["content"] = page.rendering(served)
     if served != level:
         body["note"] = f"level {level} is over this turn's fault token budget; sent level {served}"
     record = events.mutation(state.turn, events.FAULT, page_id, level=served, at=state.clock())
     return FaultOutcome(orjson.dumps(body).decode(), page, served, tokens, OK, record)
+
+
+def attribution(page: Page) -> str:
+    """Who said a page and when, as a search result names them ("Maya, 8 May 2023"): a
+    message by its speaker (or role), any other page by its type."""
+    speaker = page.extra.get("speaker")
+    if speaker:
+        who = str(speaker)
+    elif page.page_id.startswith("msg_") and page.role:
+        who = page.role
+    else:
+        who = page.kind.value
+    when = page.extra.get("said")
+    return f"{who}, {when}" if when else who
+
+
+def _around(page: Page, lookup: Lookup, state: FaultState) -> list[tuple[Page, int]]:
+    """The messages right before and after a faulted message, when loaded, not in view and
+    within the turn's fault tokens: a question's answer, an answer's question. They come
+    whole when short, else as their abstract; they count as seen but not as faults."""
+    out: list[tuple[Page, int]] = []
+    for position in (page.anchor + 1, page.anchor - 1):
+        near = _find(lookup, make_page_id("msg", position))
+        if near is None or near.page_id in state.in_view or near.message is None:
+            continue
+        if near.role in ("system", "developer"):
+            continue
+        level = 0 if near.tokens[0] <= AROUND_FULL_TOKENS else 2
+        tokens = near.tokens[level]
+        if tokens > state.tokens_left(LINE_OVERHEAD):
+            continue
+        state.take(tokens, LINE_OVERHEAD)
+        state.in_view[near.page_id] = level
+        out.append((near, level))
+    return out
+
+
+def _transcript(lines: Sequence[tuple[Page, int]]) -> str:
+    """Message pages as the context shows them: a line each under the date said."""
+    out: list[str] = []
+    date = ""
+    for page, level in lines:
+        when = page.extra.get("said")
+        if isinstance(when, str) and when and when != date:
+            out.append(f"— {escape_block(when)} —")
+            date = when
+        out.append(header(page, level) + escape_block(page.rendering(level)))
+    return "\n".join(out)
 
 
 def near_ids(page_id: str, lookup: Lookup, known_ids: Iterable[str] = ()) -> list[str]:
@@ -231,25 +300,21 @@ def parse_search_arguments(arguments_json: str) -> SearchArgs:
     return SearchArgs(query.strip(), min(max(limit, 1), SEARCH_LIMIT_MAX), modality)
 
 
-def render_search_results(query: str, hits: Sequence[RankedHit], mode: str) -> str:
+def render_search_results(
+    query: str, hits: Sequence[RankedHit], mode: str, terms: Collection[str] = ()
+) -> str:
+    """Each hit as its id, who said it and when, and the passage that matched the query
+    (`terms`: its search terms), not the page's first words."""
+    words = EXCERPT_WORDS if mode == "relaxed" else HINT_WORDS
     results: list[dict[str, Any]] = []
     for hit in hits:
         page = hit.page
-        entry: dict[str, Any] = {
-            "id": page.page_id,
-            "type": page.kind.value,
-            "hint": page.hint,
-            "score": round(float(hit.score), 3),
-        }
+        passage = excerpt(page.text, terms, words) if terms else page.hint
+        entry: dict[str, Any] = {"id": page.page_id, "hint": f"{attribution(page)}: {passage}"}
         if hit.source is not None:
             entry["source"] = hit.source
         if hit.superseded_by is not None:
             entry["superseded_by"] = hit.superseded_by
-        if mode == "relaxed":
-            words = page.rendering(2).split()
-            entry["excerpt"] = " ".join(words[:EXCERPT_WORDS]) + (
-                " …" if len(words) > EXCERPT_WORDS else ""
-            )
         results.append(entry)
     return orjson.dumps({"query": query, "results": results}).decode()
 

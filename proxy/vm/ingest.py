@@ -21,6 +21,7 @@ from typing import Any
 
 from proxy.tokens import TokenCounter, image_size, note_tool_names
 from proxy.vm import mutations as events
+from proxy.vm.attribution import speaker_of, stated_date
 from proxy.vm.claims import extract_claims
 from proxy.vm.compress import abstract_text, make_hint, parse_json, reduce_text
 from proxy.vm.costs import annotate_costs
@@ -38,6 +39,9 @@ OPEN_CALLS = 64
 # themselves use the same length).
 CLAIM_HINT_WORDS = 14
 _WORDS = re.compile(r"\w+")
+# Messages whose opening date names when they (and the ones after them) were said; a tool
+# result opening with a date is data.
+_SPOKEN = ("user", "assistant", "system", "developer")
 
 
 @dataclass
@@ -62,6 +66,9 @@ class Counters:
     user_positions: list[int] = field(default_factory=list)
     # Short digests of recent claim sentences, so a repeated statement is one claim.
     claim_keys: list[str] = field(default_factory=list)
+    # The date the latest message stating one at its start gave (vm/attribution.py): when
+    # the messages since were said.
+    said: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +85,7 @@ class Counters:
             "claim_keys": list(self.claim_keys),
             "preamble": self.preamble,
             "user_positions": list(self.user_positions),
+            "said": self.said,
         }
 
     @classmethod
@@ -97,6 +105,7 @@ class Counters:
             claim_keys=[str(i) for i in data.get("claim_keys", [])],
             preamble=int(data.get("preamble", 0)),
             user_positions=[int(p) for p in data.get("user_positions", [])],
+            said=str(data.get("said") or ""),
         )
 
 
@@ -191,6 +200,13 @@ def _message_pages(
     extra: dict[str, Any] = {"enc": counter.name, "msg_tokens": msg_tokens}
     if function:
         extra["function"] = function
+    speaker = speaker_of(message)
+    if speaker:
+        extra["speaker"] = speaker
+    if role in _SPOKEN and modality is not Modality.STRUCTURED:
+        counters.said = stated_date(text) or counters.said
+    if counters.said:
+        extra["said"] = counters.said
     page = _page(
         page_id,
         kind,

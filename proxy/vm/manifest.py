@@ -1,16 +1,15 @@
-"""The `<VM:MANIFEST_JSON>` section: what is mapped, what else exists, and the rules of paging.
+"""The `<VM:MANIFEST_JSON>` sections: the rules of paging, and what else there is.
 
-Shape (one line of JSON, `<` written as `\\u003c` so no string can close the section):
-    {"turn": 7, "mode": "strict",
-     "pinned": ["msg_40", ...],                       the recent messages, in order
-     "mapped": [{"id","type","level","tokens"}, ...],  pages in <VM:CONTEXT>
-     "available": [{"id","type","hint","tokens"}, ...],
-     "omitted": 120,                                   pages not listed (search finds them)
-     "policy": {...}}
-`type` is the role for messages (user, assistant, tool, system) and the page type otherwise.
-`available` is bounded by `max_entries` and ranked by what the turn most likely needs:
-summaries first (newest history first), then by the candidates' scores, so it lists the
-relevant pages rather than the first ones inserted. `tokens` there is the page's full size.
+Two of them, each one line of JSON (`<` written as `\\u003c` so no string can close it):
+- the leading message's, the same bytes from one compaction to the next (prompt caches
+  reuse it): `{"mode", "max_faults", "max_fault_tokens", "pinned_from"}` (`{"mode",
+  "faults": false, ...}` without the tools), where `pinned_from` is the first message
+  of the verbatim window (every later message is in the prompt as itself);
+- this turn's, after its `<VM:CONTEXT>`: `{"turn", "more": [...], "omitted"}`, where `more`
+  lists the best hits for the latest message that the context could not show, each with
+  who said it, when, and the passage that matched (the ids to fault next), and `omitted`
+  counts the pages neither shown nor listed (search finds them).
+The context itself names every page it shows, so no list repeats them here.
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ from typing import Any
 import orjson
 
 from proxy.tokens import TokenCounter
-from proxy.vm.pages import Page, PageKind
-from proxy.vm.working_set import Mapped
+from proxy.vm.pages import Page
 
 OPEN = "<VM:MANIFEST_JSON>"
 CLOSE = "</VM:MANIFEST_JSON>"
-LEVELS = {"0": "full", "1": "reduced", "2": "abstract", "3": "reference"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,138 +32,60 @@ class Policy:
     faults: bool
     max_faults_per_turn: int
     max_fault_tokens_per_turn: int
-    default_level: int = 2
-    tools: Mapping[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"faults": self.faults}
-        if self.faults:
-            data |= {
-                "max_faults_per_turn": self.max_faults_per_turn,
-                "max_fault_tokens_per_turn": self.max_fault_tokens_per_turn,
-                "default_level": self.default_level,
-                "levels": LEVELS,
-            }
-            if self.tools:
-                data["tools"] = dict(self.tools)
-        return data
+        if not self.faults:
+            return {"faults": False}
+        return {
+            "max_faults": self.max_faults_per_turn,
+            "max_fault_tokens": self.max_fault_tokens_per_turn,
+        }
 
 
-def rank_available(
-    pages: Sequence[Page], *, exclude: set[str], order: Mapping[str, float]
-) -> list[Page]:
-    """Unmapped pages, summaries first (newest first), then by `order` (higher first)."""
-    unique: dict[str, Page] = {}
-    for page in pages:
-        if page.page_id not in exclude:
-            unique.setdefault(page.page_id, page)
-
-    def key(page: Page) -> tuple[int, float, int, str]:
-        summary = page.kind in (PageKind.SUMMARY, PageKind.INDEX)
-        return (0 if summary else 1, -order.get(page.page_id, 0.0), -page.anchor, page.page_id)
-
-    return sorted(unique.values(), key=key)
-
-
-def build_frozen(
-    *,
-    mode: str,
-    pinned_from: str | None,
-    mapped: Sequence[Mapped],
-    available: Sequence[Page],
-    policy: Policy,
-) -> dict[str, Any]:
-    """The manifest of the frozen context (frame.py): the same bytes from one compaction to
-    the next, so it names no turn. `pinned_from` is the first message of the verbatim
-    window (every later message is in the prompt as itself); it comes last, as it is what
-    changes at every compaction."""
-    data: dict[str, Any] = {"mode": mode}
-    data["mapped"] = [
-        mapped_entry(m.page, m.level)
-        for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
-    ]
-    data["available"] = [available_entry(p) for p in available]
-    data["policy"] = policy.to_dict()
+def build_lead(*, mode: str, pinned_from: str | None, policy: Policy) -> dict[str, Any]:
+    """The leading message's manifest: it names no turn, so it changes only when the
+    window restarts (`pinned_from`, last, as what changes)."""
+    data: dict[str, Any] = {"mode": mode, **policy.to_dict()}
     if pinned_from is not None:
         data["pinned_from"] = pinned_from
     return data
 
 
 def build_delta(
-    *, turn: int, mapped: Sequence[Mapped], available: Sequence[Page], omitted: int | None
+    *, turn: int, more: Sequence[tuple[Page, str]], omitted: int | None
 ) -> dict[str, Any]:
-    """The manifest of this turn's block: the turn, what the block maps, the best hits it
-    does not map."""
-    data: dict[str, Any] = {
-        "turn": turn,
-        "mapped": [
-            mapped_entry(m.page, m.level)
-            for m in sorted(mapped, key=lambda m: (m.page.anchor, m.page.page_id))
-        ],
-        "available": [available_entry(p) for p in available],
-    }
+    """This turn's manifest: `more` holds (page, the passage that matched) for the best
+    hits the context does not show."""
+    data: dict[str, Any] = {"turn": turn, "more": [more_entry(p, h) for p, h in more]}
     if omitted is not None:
         data["omitted"] = omitted
     return data
 
 
-def mapped_entry(page: Page, level: int) -> dict[str, Any]:
-    return {"id": page.page_id, "type": _type(page), "level": level, "tokens": page.tokens[level]}
-
-
-def available_entry(page: Page) -> dict[str, Any]:
-    return {"id": page.page_id, "type": _type(page), "hint": page.hint, "tokens": page.tokens[0]}
-
-
-def entry_costs(page: Page, counter: TokenCounter) -> dict[str, Any]:
-    """Tokens of this page's manifest entries (available; mapped at each level), to keep in
-    `page.extra` so packing need not count them again turn after turn."""
-    return {
-        "avail_tokens": counter.text(_json(available_entry(page)), memo=False),
-        "mapped_tokens": [
-            counter.text(_json(mapped_entry(page, lv)), memo=False) for lv in range(4)
-        ],
-    }
+def more_entry(page: Page, passage: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": page.page_id}
+    speaker = page.extra.get("speaker")
+    if speaker:
+        entry["who"] = speaker
+    elif page.page_id.startswith("msg_") and page.role:
+        entry["who"] = page.role
+    else:
+        entry["type"] = page.kind.value
+    when = page.extra.get("said")
+    if when:
+        entry["when"] = when
+    entry["hint"] = passage
+    entry["tokens"] = page.tokens[0]
+    return entry
 
 
 def render_manifest(manifest: Mapping[str, Any]) -> str:
     return f"{OPEN}\n{_json(manifest)}\n{CLOSE}"
 
 
-def manifest_tokens(
-    manifest: Mapping[str, Any], counter: TokenCounter, pages: Mapping[str, Page] | None = None
-) -> int:
-    """Tokens of `render_manifest(manifest)`, counted by parts: the frame, then each list
-    entry plus one for its comma (never below the count of the whole, since joining only
-    merges tokens). Entries of `pages` use the counts cached by `entry_costs`."""
-    lists = ("pinned", "mapped", "available")
-    total = counter.text(render_manifest({**manifest, **dict.fromkeys(lists, [])}))
-    total += sum(counter.text(_json(pid)) + 1 for pid in manifest.get("pinned", ()))
-    for key in ("mapped", "available"):
-        for entry in manifest.get(key, ()):
-            total += _cached(entry, key, pages, counter) + 1
-    return total
-
-
-def _cached(
-    entry: Mapping[str, Any], key: str, pages: Mapping[str, Page] | None, counter: TokenCounter
-) -> int:
-    page = pages.get(entry["id"]) if pages is not None else None
-    if page is not None and page.extra.get("enc") == counter.name:
-        if key == "available" and "avail_tokens" in page.extra:
-            return int(page.extra["avail_tokens"])
-        found = page.extra.get("mapped_tokens")
-        if key == "mapped" and isinstance(found, list):
-            return int(found[entry["level"]])
-    return counter.text(_json(entry))
+def manifest_tokens(manifest: Mapping[str, Any], counter: TokenCounter) -> int:
+    return counter.text(render_manifest(manifest))
 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode().replace("<", "\\u003c")
-
-
-def _type(page: Page) -> str:
-    """Messages by role (as in the context headers); other pages by type."""
-    if page.page_id.startswith("msg_") and page.role:
-        return page.role
-    return page.kind.value

@@ -1,36 +1,40 @@
 """`pack_request`: the one call that turns a client request plus memory into the upstream body.
 
 Upstream message order (an append-only window between compactions, see frame.py):
-1. one developer (or system, per `vm.developer_role`) message: client system prompt, mode
-   rules, the frozen `<VM:CONTEXT>` (summaries and claims first) and the frozen
-   `<VM:MANIFEST_JSON>`; byte-identical from one compaction to the next;
-2. every message from the frame's start to the end, verbatim, as real messages (tool
-   exchanges whole), with this turn's block (a developer message holding the pages relevant
-   to the latest user message, recently faulted and hot pages, and a manifest delta naming
-   the turn) right after the latest user message;
+1. one developer (or system, per `vm.developer_role`) message: the client's system prompt,
+   the mode's rules and the leading `<VM:MANIFEST_JSON>`; byte-identical from one
+   compaction to the next;
+2. every message from the window's start to the end, verbatim, as real messages (tool
+   exchanges whole), with this turn's block (turn_block.py: the pages recalled for the
+   latest user message, as a transcript, and the best other hits) right after the latest
+   user message, or closing the leading message with `vm.turn_note = leading`;
 and `tools` = the client's tools plus the VM tools (none in passive mode).
 
-When the window no longer fits, the packer compacts: the window restarts at the last
-`pin_last_turns` turns and the frozen context is chosen again (query-independent: the latest
-summaries, claims, recent and hot pages), taking a share of the room so the window has room
-to grow before the next compaction. A caller without a frame compacts every turn.
+How the budget is spent. `vm.context_budget` holds everything (messages, tool schemas,
+the reply's max tokens). Less the reply and the fixed parts, the rest goes, in order, to:
+the room the fault loop will need (what a model likely faults, sized from the hits, and
+the search results and tool-call framing it adds; at most `RESERVE_SHARE` of it, none in
+passive mode); the verbatim
+window (at most `vm.window_share` of it: beyond that the window restarts at the last
+`pin_last_turns` turns); and everything left to the turn's block, which fills it with what
+the question needs. Recall wins over the cached prefix: a larger `window_share` favours the
+cache.
 
-Everything (messages, tool schemas and the reply's max tokens) fits `vm.context_budget`
-as counted by proxy.tokens; counts come from per-page caches (and the frame's stored count),
-so the cost of packing grows with the budget and the candidates, not with the conversation.
-Every client field other than messages, tools and a clamped max_tokens/max_completion_tokens
-passes through untouched.
+Counts come from per-page caches (and the frame's stored count), so the cost of packing
+grows with the budget and the candidates, not with the conversation. Every client field
+other than messages, tools and a clamped max_tokens/max_completion_tokens passes through.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxy.tokens import TokenCounter
-from proxy.vm import context, manifest
+from proxy.vm import manifest
 from proxy.vm import mutations as events
 from proxy.vm.escape import escape_block
 from proxy.vm.frame import Frame, block_position, frame_key
@@ -40,23 +44,23 @@ from proxy.vm.pages import Page
 from proxy.vm.pinning import PinnedPlan, fit_pinned, message_tokens, plan_pinned
 from proxy.vm.prompts import rules
 from proxy.vm.tools import vm_tool_names, vm_tool_schemas
-from proxy.vm.turn_block import Block, BlockInputs, build_block, in_window
-from proxy.vm.working_set import MAX_FULL_SHARE, Mapped, ScoredPage, select_context
+from proxy.vm.turn_block import EXCERPT_WORDS, LEAD_JOIN, Block, BlockInputs, build_block
+from proxy.vm.working_set import ScoredPage
 
-# A mapped page also costs its manifest entry; about this many tokens.
-MANIFEST_ENTRY_TOKENS = 20
 # The reply may claim at most this share of the budget when the client asks for more.
 MAX_REPLY_SHARE = 0.5
-# The frozen manifest's available list takes at most about this share of the budget (an
-# entry costs some 25 tokens), within vm.manifest_max_entries.
-MANIFEST_SHARE = 0.06
-MANIFEST_ENTRY_COST = 25
-# This turn's block may take this share of the budget; with less room than half of it
-# left beside the window, the packer compacts.
-BLOCK_SHARE = 0.08
-# At a compaction the frozen context takes this share of the room the pinned turns and the
-# block leave; the rest is where the window grows until the next compaction.
-FROZEN_SHARE = 0.4
+# Room kept for what the fault loop adds besides faulted pages: a search's results (five
+# hits with who, when and a passage each) and the assistant's tool calls.
+LOOP_RESERVE_TOKENS = 230
+# Faults the room is sized for, what a fault's result adds to its page (the turns around
+# it, at most NEIGHBOUR_TOKENS each as counted here, and its JSON), and the most of the
+# prompt's room that the loop's reserve and the faults may take together.
+EXPECTED_FAULTS = 3
+NEIGHBOUR_TOKENS = 50
+FAULT_FRAMING_TOKENS = 45
+RESERVE_SHARE = 0.145
+# Below this many tokens of room for faulted pages the tools are not worth offering.
+MIN_FAULT_TOKENS = 150
 MODES = ("strict", "relaxed", "passive")
 
 
@@ -73,21 +77,22 @@ class PackOptions:
     max_fault_tokens_per_turn: int
     pin_last_turns: int
     manifest_max_entries: int
-    prefetch_pages: int
     developer_role: str
     turn_note: str
+    window_share: float = 0.3
+    recall_share: float = 1.0
 
 
 @dataclass
 class PackedRequest:
     body: dict[str, Any]
-    mapped: dict[str, int]  # page id -> level in a <VM:CONTEXT> (frozen or this turn's)
+    mapped: dict[str, int]  # page id -> level in this turn's <VM:CONTEXT>
     pinned_ids: list[str]  # the messages sent verbatim, in order
     prompt_tokens: int
     reply_tokens: int
     tool_names: dict[str, str]
     mutations: list[Mutation]
-    manifest: dict[str, Any]  # frozen and this turn's manifest, merged (for the loop)
+    manifest: dict[str, Any]  # the leading and this turn's manifest, merged (for the loop)
     notes: list[str] = field(default_factory=list)
     over_budget: bool = False
     # What to keep in the conversation state for the next turn (None: it compacts).
@@ -95,6 +100,8 @@ class PackedRequest:
     compacted: bool = True
     # Pinned turns or exchanges had to leave to make the prompt fit.
     pinned_dropped: bool = False
+    # Tokens kept free for faulted pages (0 in passive mode).
+    fault_tokens: int = 0
 
     def in_view(self) -> dict[str, int]:
         """Page id -> level the model sees (pinned messages at 0), for FaultState."""
@@ -113,11 +120,14 @@ class _Shared:
     reply: int
     reply_field: str | None
     fixed: int
-    limit: int  # tokens for the frozen part, the window and the block
+    room: int  # tokens for the leading manifest, the window and the block
+    window_max: int  # the most the verbatim window may take before it restarts
+    recall_share: float  # the share of what the window leaves that the block may take
     key: str
-    block_max: int
+    mode: str
     policy: manifest.Policy
     inputs: BlockInputs
+    pin_last_turns: int
     # vm.turn_note "leading": the turn's block closes the leading message instead of
     # following the latest user message (for chat templates that take no later system
     # message); it costs the prompt-cache prefix from the block on.
@@ -130,21 +140,24 @@ def pack_request(
     system_messages: Sequence[Mapping[str, Any]],
     tail: Sequence[Page],
     candidates: Sequence[ScoredPage],
-    available: Sequence[Page] = (),
     table: PageTable,
     options: PackOptions,
     mode: str,
     counter: TokenCounter,
     turn: int,
+    terms: Collection[str] = (),
+    around: Mapping[int, Page] | None = None,
     total_pages: int | None = None,
     clock: Clock = time.time,
     frame: Frame | None = None,
-    frame_pages: Mapping[str, Page] | None = None,
+    fault_tokens: int | None = None,
 ) -> PackedRequest:
     """Build the upstream body for one turn. `tail` holds the message pages from the frame's
     start (or, without a frame, the pinned start: prefetch.pinned_start) to the end, in
-    order; `candidates` the pages that may be mapped; `available` further pages the manifest
-    may list; `frame_pages` the pages of `frame.context`. Does not modify `table`."""
+    order; `candidates` the pages that may be shown, `around` the
+    loaded message pages by position (a hit's neighbours), `terms` the latest message's
+    search terms. `fault_tokens` overrides the room kept for faults. Does not modify
+    `table`."""
     if mode not in MODES:
         raise ValueError(f"pack_request: mode must be one of {MODES}, got {mode!r}")
     client_tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
@@ -159,9 +172,14 @@ def pack_request(
         + fmt.per_message
         + counter.text(role)
         + counter.text(prefix)
-        + counter.text(_FRAME)
+        + counter.text(LEAD_JOIN)
         + counter.tools(tools, has_system=True)
     )
+    room = options.context_budget - reply - fixed
+    faults = 0
+    if mode != "passive":
+        faults = fault_room(candidates, options, room) if fault_tokens is None else fault_tokens
+    reserve = faults + LOOP_RESERVE_TOKENS if mode != "passive" else 0
     shared = _Shared(
         body=body,
         prefix=prefix,
@@ -171,10 +189,13 @@ def pack_request(
         reply=reply,
         reply_field=reply_field,
         fixed=fixed,
-        limit=options.context_budget - reply - fixed,
+        room=room - reserve,
+        window_max=int(room * options.window_share),
+        recall_share=options.recall_share,
         key=frame_key(mode, role, counter.name, names),
-        block_max=int(options.context_budget * BLOCK_SHARE),
+        mode=mode,
         block_in_lead=options.turn_note == "leading",
+        pin_last_turns=options.pin_last_turns,
         policy=manifest.Policy(
             faults=mode != "passive",
             max_faults_per_turn=options.max_faults_per_turn,
@@ -186,25 +207,39 @@ def pack_request(
             turn=turn,
             counter=counter,
             role=role,
-            full_pages=options.prefetch_pages,
-            max_full=int(options.context_budget * MAX_FULL_SHARE),
+            terms=terms,
+            around=around or {},
             total_pages=total_pages,
+            more=options.manifest_max_entries,
+            in_lead=options.turn_note == "leading",
         ),
     )
     window = [p for p in tail if p.message is not None]
-    if frame is not None:
-        reused = _reuse(shared, frame, frame_pages or {}, window)
-        if reused is not None:
-            return _finish(shared, reused, table, turn, clock())
-    return _finish(
-        shared, _compact(shared, window, available, options, mode), table, turn, clock()
-    )
+    layout = _reuse(shared, frame, window) if frame is not None else None
+    if layout is None:
+        layout = _compact(shared, window)
+    packed = _finish(shared, layout, table, turn, clock())
+    packed.fault_tokens = faults
+    return packed
+
+
+def fault_room(candidates: Sequence[ScoredPage], options: PackOptions, room: int) -> int:
+    """Tokens to keep for faulted pages: what `EXPECTED_FAULTS` of this turn's hits would
+    cost with the turns around them (a long page comes as its reduction, a long neighbour
+    as its abstract) and their framing, within `max_fault_tokens_per_turn`; the loop's own
+    reserve and this together take at most `RESERVE_SHARE` of the room, so the prompt
+    spends the rest on what it shows."""
+    sizes = [min(c.page.tokens[0], c.page.tokens[1]) for c in candidates if c.relevance > 0]
+    typical = int(statistics.median(sizes)) if sizes else EXCERPT_WORDS
+    unit = typical + 2 * min(typical, NEIGHBOUR_TOKENS) + FAULT_FRAMING_TOKENS
+    wanted = unit * min(EXPECTED_FAULTS, options.max_faults_per_turn)
+    most = int(room * RESERVE_SHARE) - LOOP_RESERVE_TOKENS
+    return max(0, min(wanted, options.max_fault_tokens_per_turn, most))
 
 
 @dataclass
 class _Layout:
-    frame: Frame  # the frozen part in use (saved for the next turn only when `keep`)
-    frozen: list[Mapped]
+    frame: Frame  # the leading manifest in use (saved for the next turn only when `keep`)
     messages: list[Mapping[str, Any]]
     pinned_ids: list[str]
     window_tokens: int
@@ -216,27 +251,17 @@ class _Layout:
     pinned_dropped: bool = False
 
 
-def _reuse(
-    shared: _Shared, frame: Frame, pages: Mapping[str, Page], window: Sequence[Page]
-) -> _Layout | None:
-    """This turn on the stored frame, if it still applies and the window still fits with
-    room for a block; else None (compact)."""
+def _reuse(shared: _Shared, frame: Frame, window: Sequence[Page]) -> _Layout | None:
+    """This turn on the stored frame, if it still applies and the window is still within
+    its share; else None (compact)."""
     if frame.key != shared.key or not window or window[0].anchor != frame.start:
         return None
-    if any(pid not in pages for pid in frame.page_ids()):
-        return None
     window_tokens = sum(message_tokens(p, shared.inputs.counter) for p in window)
-    room = shared.limit - frame.tokens - window_tokens
-    if room < shared.block_max // 2:
+    if window_tokens > shared.window_max:
         return None
-    levels = frame.levels()
-    block = build_block(
-        shared.inputs, start=frame.start, frozen=levels, budget=min(room, shared.block_max)
-    )
-    frozen = [Mapped(pages[pid], level, 0, 0.0, "frozen") for pid, level in frame.context]
+    block = _block(shared.inputs, shared, frame.start, shared.room - frame.tokens - window_tokens)
     return _Layout(
         frame=frame,
-        frozen=frozen,
         messages=[dict(p.message or {}) for p in window],
         pinned_ids=[p.page_id for p in window],
         window_tokens=window_tokens,
@@ -246,100 +271,50 @@ def _reuse(
     )
 
 
-def _compact(
-    shared: _Shared,
-    window: Sequence[Page],
-    available: Sequence[Page],
-    options: PackOptions,
-    mode: str,
-) -> _Layout:
-    """Restart the window at the pinned turns and choose the frozen context again."""
-    inputs = shared.inputs
-    counter = inputs.counter
-    units = plan_pinned(window, pin_last_turns=options.pin_last_turns, counter=counter)
-    cap = min(
-        options.manifest_max_entries,
-        max(1, int(options.context_budget * MANIFEST_SHARE) // MANIFEST_ENTRY_COST),
-    )
+def _compact(shared: _Shared, window: Sequence[Page]) -> _Layout:
+    """Restart the window at the pinned turns."""
+    counter = shared.inputs.counter
+    units = plan_pinned(window, pin_last_turns=shared.pin_last_turns, counter=counter)
     pinned_start = units[0].pages[0].anchor if units else -1
-    pool = [c for c in inputs.candidates if not in_window(c.page, pinned_start)]
-    older = [p for p in window if p.anchor < pinned_start]
-    listable = [*(c.page for c in pool), *older, *available]
-    ranked = manifest.rank_available(listable, exclude=set(), order={})
-    by_id = {p.page_id: p for p in listable}
 
-    def frozen_manifest(start: int, mapped: Sequence[Mapped]) -> tuple[dict[str, Any], int]:
-        shown = {m.page.page_id for m in mapped}
-        listed = [p for p in ranked if p.page_id not in shown and not in_window(p, start)]
-        data = manifest.build_frozen(
-            mode=mode,
+    def lead(start: int) -> tuple[dict[str, Any], int]:
+        data = manifest.build_lead(
+            mode=shared.mode,
             pinned_from=f"msg_{start}" if start >= 0 else None,
-            mapped=mapped,
-            available=listed[:cap],
             policy=shared.policy,
         )
-        return data, manifest.manifest_tokens(data, counter, by_id)
+        return data, manifest.manifest_tokens(data, counter)
 
-    reserve = frozen_manifest(pinned_start, [])[1]
-    pinned = fit_pinned(units, shared.limit - reserve, counter)
+    reserve = lead(pinned_start)[1]
+    pinned = fit_pinned(units, shared.room - reserve, counter)
     start = pinned.pages[0].anchor if pinned.pages else pinned_start
-    keep = _verbatim_to_end(pinned, window)
-    pool += [ScoredPage(p, 0.0, "unpinned") for p in [*older, *pinned.dropped]]
-    pool = [c for c in pool if not in_window(c.page, start)]
-    rest = shared.limit - reserve - pinned.tokens
-    block_room = min(shared.block_max, max(rest, 0))
-    # The window grows into what the frozen context leaves (when it can be kept at all).
-    share = FROZEN_SHARE if keep else 1.0
-    allowed = reserve + int((rest - block_room) * share)
-
-    def cost(page: Page, level: int) -> int:
-        return context.block_tokens(page, level, counter) + MANIFEST_ENTRY_TOKENS
-
-    budget = allowed - reserve
-    while True:
-        selection = select_context(
-            pool,
-            budget=max(budget, 0),
-            cost=cost,
-            table=inputs.table,
-            turn=inputs.turn,
-            full_pages=options.prefetch_pages,
-        )
-        data, listed = frozen_manifest(start, selection.mapped)
-        frozen = context.order_blocks(selection.mapped)
-        tokens = sum(context.block_tokens(m.page, m.level, counter) for m in frozen) + listed
-        overshoot = tokens - max(allowed, reserve)
-        if overshoot <= 0 or not selection.mapped:
-            break
-        budget = selection.tokens - overshoot
-    room = shared.limit - tokens - pinned.tokens
-    block = build_block(
-        inputs,
-        start=start,
-        frozen=selection.levels(),
-        budget=min(room, shared.block_max),
-    )
-    made = Frame(
-        start=start,
-        context=tuple((m.page.page_id, m.level) for m in frozen),
-        manifest=data,
-        tokens=tokens,
-        key=shared.key,
-        turn=inputs.turn,
-    )
+    data, tokens = lead(start)
+    inputs = shared.inputs
+    if pinned.dropped:
+        # Pinned turns that had to leave are ordinary candidates again.
+        extra = [ScoredPage(p, 0.0, "unpinned") for p in pinned.dropped]
+        inputs = replace(inputs, candidates=[*inputs.candidates, *extra])
+    block = _block(inputs, shared, start, shared.room - tokens - pinned.tokens)
+    made = Frame(start=start, manifest=data, tokens=tokens, key=shared.key, turn=inputs.turn)
     return _Layout(
         frame=made,
-        frozen=frozen,
         messages=[dict(m) for m in pinned.messages],
         pinned_ids=[p.page_id for p in pinned.pages],
         window_tokens=pinned.tokens,
         block=block,
-        keep=keep,
+        keep=_verbatim_to_end(pinned, window),
         compacted=True,
-        notes=[*pinned.notes, *selection.notes],
+        notes=list(pinned.notes),
         over_budget=pinned.over_budget,
         pinned_dropped=bool(pinned.dropped),
     )
+
+
+def _block(inputs: BlockInputs, shared: _Shared, start: int, room: int) -> Block:
+    """The turn's block in `room` (less when `vm.recall_share` holds it back; none at 0)."""
+    if shared.recall_share <= 0:
+        return Block()
+    return build_block(inputs, start=start, budget=int(room * shared.recall_share))
 
 
 def _verbatim_to_end(pinned: PinnedPlan, window: Sequence[Page]) -> bool:
@@ -356,22 +331,16 @@ def _finish(
 ) -> PackedRequest:
     block = layout.block
     frame = layout.frame
-    levels = {m.page.page_id: m.level for m in layout.frozen}
-    for m in block.mapped:
-        levels[m.page.page_id] = min(m.level, levels.get(m.page.page_id, 3))
-    rendered = manifest.render_manifest(frame.manifest)
-    content = (
-        shared.prefix + "\n\n" + context.render_context(layout.frozen) + "\n\n" + rendered
-    )
+    levels = {m.page.page_id: m.level for m in block.mapped}
+    content = shared.prefix + LEAD_JOIN + manifest.render_manifest(frame.manifest)
     messages = list(layout.messages)
     if block.content is not None and shared.block_in_lead:
-        content += "\n\n" + block.content
+        content += LEAD_JOIN + block.content
     elif block.content is not None:
-        at_index = block_position(messages)
-        messages.insert(at_index, {"role": shared.role, "content": block.content})
+        messages.insert(block_position(messages), {"role": shared.role, "content": block.content})
     upstream = _body(shared, content, messages)
     prompt = shared.fixed + frame.tokens + layout.window_tokens + block.tokens
-    overshoot = prompt + shared.reply - (shared.limit + shared.fixed + shared.reply)
+    overshoot = prompt + shared.reply - (shared.room + shared.fixed + shared.reply)
     notes = [*layout.notes, *block.notes]
     if overshoot > 0:
         notes.append(f"prompt exceeds the budget by {overshoot} tokens")
@@ -380,11 +349,7 @@ def _finish(
         **(block.manifest or {}),
         "turn": turn,
         "pinned": list(layout.pinned_ids),
-        "mapped": [*frame.manifest.get("mapped", ()), *(block.manifest or {}).get("mapped", ())],
-        "available": [
-            *frame.manifest.get("available", ()),
-            *(block.manifest or {}).get("available", ()),
-        ],
+        "mapped": [{"id": pid, "level": level} for pid, level in levels.items()],
     }
     return PackedRequest(
         body=upstream,
@@ -401,10 +366,6 @@ def _finish(
         compacted=layout.compacted,
         pinned_dropped=layout.pinned_dropped,
     )
-
-
-# The developer message between prefix, blocks and manifest (those are counted apart).
-_FRAME = "\n\n" + context.OPEN + "\n" + "\n" + context.CLOSE + "\n\n"
 
 
 def _prefix(

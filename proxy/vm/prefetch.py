@@ -1,34 +1,41 @@
 """Prefetch: which pages to consider for the working set before the upstream call.
 
-Two steps, so the core stays free of I/O:
+Three steps, so the core stays free of I/O:
 1. `plan_prefetch` says what to load, all bounded: the pinned tail's range, a few recent
-   turns before it, the summary frontier (segment summaries covering all older history), the
-   newest claims, the page table's hot set, and the search query for the latest user message;
-2. the loop loads those pages and runs the BM25 search (store or in-process index), then
-   `gather_candidates` merges everything into one deduplicated `ScoredPage` list with
-   relevance normalised to 0..1.
+   turns before it, the summary frontier (segment summaries covering all older history),
+   the page table's hot set, and the search for the latest user message, with as many
+   hits as could fill the budget (`search_limit`: a pool sized in tokens, not a count);
+2. the loop runs the search and loads those pages, then the messages around each hit
+   (`around_ids`: a question and its answer are adjacent turns), and a claim's source
+   message (a claim is one sentence of it);
+3. `gather_candidates` merges everything into one deduplicated `ScoredPage` list with
+   relevance normalised to 0..1; a claim hit lends its relevance to its source message.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from proxy.vm.bm25 import query_terms
 from proxy.vm.ingest import Counters
 from proxy.vm.page_table import PageTable
-from proxy.vm.pages import Page, make_page_id
+from proxy.vm.pages import Page, PageKind, make_page_id, parse_page_id
 from proxy.vm.segments import summary_frontier
-from proxy.vm.working_set import LATEST_SUMMARY, ScoredPage
+from proxy.vm.working_set import NEIGHBOUR, ScoredPage
 
 QUERY_TERMS = 10
 MIN_TERMS = 3
 # A term on more than this share of the pages is too common to search by.
 MAX_DF_SHARE = 0.02
 RECENT_MESSAGES = 12
-CLAIMS = 8
 HOT = 8
+# Hits a search brings, at least and at most; in between, enough to fill the budget
+# POOL_FILLS times over with a hit and its two neighbours each.
 SEARCH_HITS = 12
+MAX_SEARCH_HITS = 100
+POOL_FILLS = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,6 @@ class PrefetchPlan:
     pinned_from: int  # message positions pinned_from.. are the pinned tail
     recent: tuple[int, int]  # message positions lo..hi-1 just before the tail
     summary_ids: tuple[str, ...]
-    claim_ids: tuple[str, ...]
     hot_ids: tuple[str, ...]
     query: str
     search_limit: int = SEARCH_HITS
@@ -45,7 +51,7 @@ class PrefetchPlan:
         """Every id to load besides the tail and the search hits (duplicates removed)."""
         lo, hi = self.recent
         ids = [make_page_id("msg", p) for p in range(lo, hi)]
-        ids += [*self.summary_ids, *self.claim_ids, *self.hot_ids]
+        ids += [*self.summary_ids, *self.hot_ids]
         return list(dict.fromkeys(ids))
 
 
@@ -86,6 +92,13 @@ def pinned_start(counters: Counters, pin_last_turns: int) -> int:
     return max(start, counters.preamble)
 
 
+def search_limit(budget: int, message_tokens: float) -> int:
+    """Hits enough to fill `budget` POOL_FILLS times over, each with its two neighbours,
+    when messages average `message_tokens`."""
+    unit = 3 * max(message_tokens, 1.0)
+    return max(SEARCH_HITS, min(MAX_SEARCH_HITS, math.ceil(POOL_FILLS * budget / unit)))
+
+
 def plan_prefetch(
     counters: Counters,
     table: PageTable,
@@ -95,19 +108,39 @@ def plan_prefetch(
     pin_last_turns: int,
     recent_messages: int = RECENT_MESSAGES,
     doc_freq: Callable[[str], int] | None = None,
+    limit: int = SEARCH_HITS,
 ) -> PrefetchPlan:
     """What to load for this turn. `doc_freq` (term -> pages containing it), when the
-    search backend can tell, makes the query keep the rarest terms of the message."""
+    search backend can tell, makes the query keep the rarest terms of the message;
+    `limit`: the search's hits (`search_limit`)."""
     start = pinned_start(counters, pin_last_turns)
     lo = max(counters.preamble, start - recent_messages)
     return PrefetchPlan(
         pinned_from=start,
         recent=(lo, start),
         summary_ids=tuple(summary_frontier(counters)),
-        claim_ids=tuple(counters.recent_claims[-CLAIMS:]),
         hot_ids=tuple(table.hot_ids(turn, HOT)),
         query=search_query(user_text, doc_freq=doc_freq, max_df=_max_df(counters)),
+        search_limit=limit,
     )
+
+
+def around_ids(hits: Iterable[Page], plan: PrefetchPlan, preamble: int) -> list[str]:
+    """Message ids to load beside the hits: the messages before and after each message hit,
+    and a claim's source message with its neighbours; none in the pinned tail or the
+    leading system messages."""
+    positions: set[int] = set()
+    for page in hits:
+        if page.page_id.startswith("msg_"):
+            anchors = [page.anchor]
+        elif page.kind is PageKind.CLAIM:
+            anchors = [p[1] for pid in page.covers if (p := parse_page_id(pid))]
+        else:
+            continue
+        for anchor in anchors:
+            positions.update((anchor - 1, anchor, anchor + 1))
+    keep = sorted(p for p in positions if preamble <= p < plan.pinned_from)
+    return [make_page_id("msg", p) for p in keep]
 
 
 def gather_candidates(
@@ -117,27 +150,35 @@ def gather_candidates(
     plan: PrefetchPlan,
     exclude: Iterable[str] = (),
 ) -> list[ScoredPage]:
-    """One candidate per page: search hits (relevance = score / best score), then the
-    loaded pages tagged by why they were loaded. Pages in `exclude` (pinned) are skipped."""
+    """One candidate per page: search hits (relevance = score / best score), a claim's
+    relevance lent to its source message (when loaded) in place of the claim, then the
+    loaded pages tagged by why they were loaded (the messages around hits as neighbours).
+    Pages in `exclude` (pinned) are skipped."""
     skip = set(exclude)
+    loaded = {p.page_id: p for p in pages}
     usable = [(p, s) for p, s in hits if p.page_id not in skip and not _in_tail(p, plan)]
     best = max((score for _, score in usable), default=0.0) or 1.0
     reasons = {pid: "summary" for pid in plan.summary_ids}
-    if plan.summary_ids:
-        reasons[plan.summary_ids[-1]] = LATEST_SUMMARY
-    reasons |= {pid: "claim" for pid in plan.claim_ids}
     reasons |= {pid: "hot" for pid in plan.hot_ids}
+    lo, hi = plan.recent
     found: dict[str, ScoredPage] = {}
     for page, score in usable:
-        if page.page_id not in found:
-            reason = reasons.get(page.page_id, "search")
-            reason = reason if reason == LATEST_SUMMARY else "search"
-            found[page.page_id] = ScoredPage(page, max(score, 0.0) / best, reason)
-    for page in pages:
-        pid = page.page_id
+        relevance = max(score, 0.0) / best
+        if page.kind is PageKind.CLAIM:
+            source = next((loaded[c] for c in page.covers if c in loaded), None)
+            if source is not None and source.page_id not in skip:
+                page = source
+        seen = found.get(page.page_id)
+        if seen is None or relevance > seen.relevance:
+            found[page.page_id] = ScoredPage(page, relevance, "search")
+    for pid, page in loaded.items():
         if pid in skip or pid in found or _in_tail(page, plan):
             continue
-        found[pid] = ScoredPage(page, 0.0, reasons.get(pid, "recent"))
+        reason = reasons.get(pid)
+        if reason is None:
+            recent = pid.startswith("msg_") and lo <= page.anchor < hi
+            reason = "recent" if recent else NEIGHBOUR
+        found[pid] = ScoredPage(page, 0.0, reason)
     return list(found.values())
 
 

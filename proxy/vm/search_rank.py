@@ -1,7 +1,8 @@
 """Search hits as the model should read them, pure: the store ranks by BM25, this refines
 its top hits before they become a `search_pages` result.
 
-Three things BM25 cannot see:
+Three things BM25 cannot see (and summaries, which cover many turns, go after the turns
+that matched):
 - a page that states what the question asks about ("the lab door code is 51297") is worth
   more than one that only mentions it ("I tried to remember the lab door code");
 - when a subject was stated more than once with different values, the newest statement
@@ -24,6 +25,7 @@ POOL_FACTOR = 3
 STATEMENT_BOOST = 0.25
 
 _STATING = (PageKind.CLAIM, PageKind.TRANSCRIPT)
+_BROAD = (PageKind.SUMMARY, PageKind.INDEX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +54,9 @@ def refine_hits(query: str, hits: Sequence[tuple[Page, float]], limit: int) -> l
     _collapse_claims(entries)
     kept = [e for e in entries if not e.dropped]
     _mark_superseded(kept)
-    kept.sort(key=lambda e: (e.superseded_by is not None, -e.score, e.order))
+    # Summaries cover many turns and share words with many questions: they go after the
+    # turns that matched, so that they do not crowd them out of the results.
+    kept.sort(key=lambda e: (e.superseded_by is not None, e.page.kind in _BROAD, -e.score, e.order))
     return [
         RankedHit(e.page, e.score, e.source, e.superseded_by) for e in kept[:limit]
     ]

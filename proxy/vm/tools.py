@@ -46,7 +46,7 @@ def vm_tool_schemas(names: Mapping[str, str]) -> list[dict[str, Any]]:
             "function": {
                 "name": page_fault,
                 "description": (
-                    "Load a page of earlier conversation listed in the memory manifest. "
+                    "Load an earlier page by id, with the turns around it. "
                     "Levels: 0 full text, 1 reduced, 2 short abstract, 3 reference."
                 ),
                 "parameters": {
@@ -71,9 +71,9 @@ def vm_tool_schemas(names: Mapping[str, str]) -> list[dict[str, Any]]:
             "function": {
                 "name": names.get(SEARCH_PAGES, SEARCH_PAGES),
                 "description": (
-                    "Search all earlier pages of this conversation; returns page ids with "
-                    "hints, best first (a result marked superseded_by was restated later). "
-                    f"Load one with {page_fault}."
+                    "Search this conversation's earlier pages not shown; returns ids with who "
+                    "said it, when, and the passage that matched, best first (superseded_by: "
+                    f"restated later). Load one with {page_fault}."
                 ),
                 "parameters": {
                     "type": "object",

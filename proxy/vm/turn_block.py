@@ -1,40 +1,53 @@
-"""This turn's block: the pages the latest message needs beyond the frozen context.
+"""This turn's block: the pages recalled for the latest message, and the best other hits.
 
-A developer message of its own, placed late in the prompt (right after the latest user
-message), so the prefix before it stays what the previous turn sent:
+A message of its own in the leading role, placed late in the prompt (right after the
+latest user message), so the prefix before it stays what the previous turn sent:
 
     <VM:CONTEXT>
-    [msg_12 user] (abstract) ...
+    — 8 May 2023 —
+    [msg_12] Maya: ...
     </VM:CONTEXT>
     <VM:MANIFEST_JSON>
-    {"turn": 41, "mapped": [...], "available": [...], "omitted": 830}
+    {"turn": 41, "more": [{"id": "msg_7", "who": "Jon", "hint": "..."}], "omitted": 830}
     </VM:MANIFEST_JSON>
 
-It maps, within its budget, the search hits for the latest user message, the pages faulted
-this turn or the last (anti-thrash) and the hot ones, unless the frozen context already
-shows them at that detail or the window holds them verbatim; its manifest lists the best
-remaining hits. No block at all when there is nothing to add.
+It takes the room the budget leaves: what the question needs is worth more than a
+longer cached prefix. The choice is working_set.py's; this module prices, renders and
+fits it. No block at all when there is nothing to add.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.tokens import TokenCounter
 from proxy.vm import context, manifest
+from proxy.vm.excerpt import excerpt
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.working_set import FULL_RELEVANCE, LATEST_SUMMARY, Mapped, ScoredPage, select_context
+from proxy.vm.working_set import Mapped, ScoredPage, select_context
 
-# A mapped page also costs its manifest entry; about this many tokens.
-MANIFEST_ENTRY_TOKENS = 20
-# Hits listed (not mapped) in the block's manifest, at most.
-AVAILABLE = 3
-_DYNAMIC_REASONS = ("search", "hot", LATEST_SUMMARY)
-# The block between its two sections (counted apart from them).
-_FRAME = context.OPEN + "\n" + "\n" + context.CLOSE + "\n"
+# Hits named in `more` (not shown), at most, and the words of the passage each gets.
+MORE = 5
+MORE_WORDS = 18
+# A page may take FULL_SHARE of the block's room, and the best hits up to BEST_SHARE more
+# (by relevance squared), at least MIN_FULL_TOKENS; a longer one is shown as its passages
+# that match, in that allowance. So a large budget shows long pages whole, and a long
+# article that is the best hit is not cut to a few sentences.
+MIN_FULL_TOKENS = 150
+FULL_SHARE = 0.08
+BEST_SHARE = 0.3
+EXCERPT_WORDS = 110
+# Fitting the block: at most this many choices, stopping within SLACK tokens of the room.
+ATTEMPTS = 4
+SLACK = 12
+MARGIN_LINES = 20
+# The block between its two sections (counted apart from them), and before it when it
+# closes the leading message.
+_FRAME = "\n"
+LEAD_JOIN = "\n\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +57,14 @@ class BlockInputs:
     turn: int
     counter: TokenCounter
     role: str
-    full_pages: int
-    max_full: int  # the most one page may take in full (a share of the whole budget)
+    terms: Collection[str]  # the latest message's search terms
+    # Loaded message pages by position: the neighbours a hit brings along.
+    around: Mapping[int, Page] = field(default_factory=dict)
     total_pages: int | None = None
+    more: int = MORE  # hits named in the manifest, at most
+    # The block closes the leading message (vm.turn_note = leading) instead of being a
+    # message of its own: its framing is a paragraph break, not a message's.
+    in_lead: bool = False
 
 
 @dataclass
@@ -66,67 +84,87 @@ def in_window(page: Page, start: int) -> bool:
     return page.page_id.partition("_")[0] in ("msg", "claim", "img") and page.anchor >= start
 
 
-def build_block(
-    inputs: BlockInputs, *, start: int, frozen: Mapping[str, int], budget: int
-) -> Block:
+def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     counter = inputs.counter
-    table, turn = inputs.table, inputs.turn
-    pool = [c for c in inputs.candidates if _wanted(c, start, frozen, table, turn)]
-    overhead = counter.format.per_message + counter.text(inputs.role) + counter.text(_FRAME)
+    pool = [c for c in inputs.candidates if not in_window(c.page, start)]
+    around = {pos: p for pos, p in inputs.around.items() if not in_window(p, start)}
+    if inputs.in_lead:
+        overhead = counter.text(LEAD_JOIN) + counter.text(_FRAME)
+    else:
+        overhead = counter.format.per_message + counter.text(inputs.role) + counter.text(_FRAME)
     if not pool or budget <= overhead:
         return Block()
-    by_id = {c.page.page_id: c.page for c in pool}
+    excerpts: dict[tuple[str, int], str] = {}
 
-    def cost(page: Page, level: int) -> int:
-        return context.block_tokens(page, level, counter) + MANIFEST_ENTRY_TOKENS
+    def passage(page: Page, words: int) -> str:
+        key = (page.page_id, words)
+        found = excerpts.get(key)
+        if found is None:
+            found = excerpts[key] = excerpt(page.text, inputs.terms, words)
+        return found
 
-    room = budget - overhead
-    while True:
+    def cost(page: Page, level: int, text: str | None) -> int:
+        return context.line_tokens(page, level, counter, text)
+
+    def allowance(relevance: float) -> int:
+        share = FULL_SHARE + BEST_SHARE * max(relevance, 0.0) ** 2
+        return max(MIN_FULL_TOKENS, int(budget * share))
+
+    def attempt(room: int) -> tuple[list[Mapped], dict[str, Any], int, list[str]]:
         selection = select_context(
-            pool, budget=max(room, 0), cost=cost, table=table, turn=turn,
-            full_pages=inputs.full_pages, max_full=inputs.max_full,
-        )
-        # The frozen context already shows these at this detail or more.
-        mapped = [m for m in selection.mapped if frozen.get(m.page.page_id, 4) > m.level]
-        shown = {*frozen, *(m.page.page_id for m in mapped)}
+            pool, budget=max(room, 0), cost=cost, excerpt=passage, table=inputs.table,
+            turn=inputs.turn, allowance=allowance, around=around,
+        )  # fmt: skip
+        shown = {m.page.page_id for m in selection.mapped}
         hits = sorted(
-            (c for c in pool if c.relevance > 0 and c.page.page_id not in shown),
+            (c for c in selection.unmapped if c.relevance > 0),
             key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
         )
-        data = manifest.build_delta(
-            turn=turn,
-            mapped=mapped,
-            available=[c.page for c in hits[:AVAILABLE]],
-            omitted=_omitted(inputs.total_pages, len(shown) + len(hits[:AVAILABLE])),
+        more = [
+            (c.page, excerpt(c.page.text, inputs.terms, MORE_WORDS)) for c in hits[: inputs.more]
+        ]
+        omitted = _omitted(inputs.total_pages, len(shown) + len(more))
+        data = manifest.build_delta(turn=inputs.turn, more=more, omitted=omitted)
+        tokens = (
+            overhead
+            + selection.tokens
+            + context.structure_tokens(selection.mapped, counter)
+            + manifest.manifest_tokens(data, counter)
+            # Counted by parts, a line's edges can merge differently in the section (rarely
+            # one token more): a token per MARGIN_LINES lines is kept for that.
+            + 1 + len(selection.mapped) // MARGIN_LINES
         )
-        ordered = context.order_blocks(mapped)
-        blocks = sum(context.block_tokens(m.page, m.level, counter) for m in ordered)
-        tokens = overhead + blocks + manifest.manifest_tokens(data, counter, by_id)
-        overshoot = tokens - budget
-        if overshoot <= 0 or not selection.mapped:
-            break
-        room = selection.tokens - overshoot
-    if overshoot > 0 or not (mapped or data["available"]):
-        return Block(notes=[] if overshoot <= 0 else ["no room for this turn's block"])
-    content = context.render_context(ordered) + "\n" + manifest.render_manifest(data)
-    return Block(ordered, data, content, tokens, selection.notes)
+        return selection.mapped, data, tokens, selection.notes
+
+    # The manifest and the section's date heads and gap marks are priced once the choice
+    # is known: a first guess keeps room for them, then the choice is made again in the
+    # room really left, shrinking on an overshoot, growing into what was kept back.
+    room = budget - overhead - _guess(pool, inputs.more)
+    best: tuple[list[Mapped], dict[str, Any], int, list[str]] | None = None
+    for _ in range(ATTEMPTS):
+        mapped, data, tokens, notes = attempt(room)
+        lines = sum(m.tokens for m in mapped)
+        if tokens <= budget:
+            best = (mapped, data, tokens, notes)
+            if budget - tokens < SLACK:
+                break
+            room = lines + budget - tokens
+        else:
+            # Below what this choice took, so that the next one must leave a page out.
+            room = lines - (tokens - budget)
+    if best is None:
+        return Block(notes=["no room for this turn's block"])
+    mapped, data, tokens, notes = best
+    if not (mapped or data["more"]):
+        return Block()
+    ordered = context.order_lines(mapped)
+    content = context.render_context(ordered) + _FRAME + manifest.render_manifest(data)
+    return Block(ordered, data, content, tokens, notes)
 
 
-def _wanted(
-    candidate: ScoredPage, start: int, frozen: Mapping[str, int], table: PageTable, turn: int
-) -> bool:
-    page = candidate.page
-    if in_window(page, start):
-        return False
-    recent = table.faulted_recently(page.page_id, turn)
-    if page.page_id in frozen:
-        # Only to show more of it than the frozen context does.
-        level = frozen[page.page_id]
-        return level > 0 and (
-            candidate.relevance >= FULL_RELEVANCE
-            or (recent and table.preferred_level(page.page_id, 2) < level)
-        )
-    return recent or candidate.relevance > 0 or candidate.reason in _DYNAMIC_REASONS
+def _guess(pool: Sequence[ScoredPage], more: int) -> int:
+    """Room to keep for the manifest and the section's marks before they are priced."""
+    return 60 + 30 * min(more, len(pool))
 
 
 def _omitted(total: int | None, shown: int) -> int | None:

@@ -1,44 +1,47 @@
-"""Choosing what goes into `<VM:CONTEXT>`: pure, over a bounded list of candidates.
+"""Choosing the working set: which pages this turn's `<VM:CONTEXT>` shows, and how much of
+each. Pure, over a bounded list of candidates.
 
-Each candidate gets a score from its relevance to the current user message (BM25, passed in),
-recency, importance, page type (pages.EVICTION_WEIGHT: claims are kept longest) and access
-history (page table heat). Then, within the token budget:
-1. anti-thrash: pages faulted this turn or the last are placed first, at the level the model
-   asked for (compressed further only if they cannot fit otherwise); then the latest segment
-   summary as an abstract (reason `LATEST_SUMMARY`), so the model always has its bearings;
-2. the `full_pages` best candidates that are clearly relevant (relevance >= 0.5) are
-   placed at full detail (level 0, or level 1 if the page is large);
-3. every other candidate, best first, is placed as its level-2 abstract: compress before
-   evicting, breadth before depth;
-4. spare budget upgrades placed pages, best first (summaries last), to level 1, then 0.
-Whatever does not fit stays available (the manifest lists it at level 3).
+Relevance to the latest user message decides (BM25, normalised so the best hit is 1.0);
+recency, use and page type only order what relevance leaves tied. Within the budget:
+1. anti-thrash: pages faulted this turn or the last come first, at the level asked for;
+2. then every candidate, best first, and right after it the messages around it (`around`):
+   a question and its answer live in adjacent turns, and a search that finds one has found
+   the other. A page within its allowance (more for the best hits) is shown whole; a longer
+   one as the passages that match the question (`excerpt`), else its abstract;
+3. segment summaries only as abstracts, after the turns they would otherwise crowd out.
+A page that does not fit is skipped and smaller ones after it are still tried, so the
+budget ends up used. What is left out stays reachable by search and `page_fault`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import EVICTION_WEIGHT, Page, PageKind
 
-# A single page may take at most this share of the context budget at level 0.
-MAX_FULL_SHARE = 0.25
 RECENCY_TURNS = 8.0
-# Candidates at least this relevant may be mapped in full before the others get abstracts.
-FULL_RELEVANCE = 0.5
-
-BlockCost = Callable[[Page, int], int]
+# Words an excerpt gets per token of its allowance (English prose runs about 0.75).
+WORDS_PER_TOKEN = 0.7
+# Why a candidate is one, besides being a search hit.
+NEIGHBOUR = "neighbour"
 _BROAD = (PageKind.SUMMARY, PageKind.INDEX)
-LATEST_SUMMARY = "latest_summary"
+
+# (page, level, excerpt or None) -> tokens of its line
+LineCost = Callable[[Page, int, str | None], int]
+# (page, words) -> the passages of a long page that match the question, in about `words`
+Excerpt = Callable[[Page, int], str]
+# relevance -> the most tokens a page of that relevance may take (whole, or as an excerpt)
+Allowance = Callable[[float], int]
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredPage:
     """A candidate: `relevance` is its BM25 score against the current user message,
     normalised so the best hit is 1.0 (0 when it was not a hit); `reason` says why it is
-    a candidate (search, recent, summary, claim, hot)."""
+    a candidate (search, neighbour, recent, summary, hot)."""
 
     page: Page
     relevance: float = 0.0
@@ -52,6 +55,8 @@ class Mapped:
     tokens: int
     score: float
     reason: str = ""
+    # A passage shown instead of the page's rendering at `level` (an excerpt, level 1).
+    text: str | None = None
 
 
 @dataclass
@@ -66,15 +71,16 @@ class Selection:
 
 
 def score(candidate: ScoredPage, table: PageTable, turn: int) -> float:
+    """Relevance first; the rest only separates pages of about equal relevance."""
     page = candidate.page
     recency = math.exp(-max(turn - page.turn, 0) / RECENCY_TURNS)
     type_bonus = max(EVICTION_WEIGHT.values()) - EVICTION_WEIGHT[page.kind]
+    broad = 0.5 if page.kind in _BROAD else 1.0
     return (
-        3.0 * candidate.relevance
-        + 0.8 * recency
-        + 0.5 * page.importance
-        + 1.0 * table.heat(page.page_id, turn)
-        + 0.5 * type_bonus
+        broad * candidate.relevance
+        + 0.05 * recency
+        + 0.1 * table.heat(page.page_id, turn)
+        + 0.02 * type_bonus
     )
 
 
@@ -82,14 +88,16 @@ def select_context(
     candidates: Sequence[ScoredPage],
     *,
     budget: int,
-    cost: BlockCost,
+    cost: LineCost,
+    excerpt: Excerpt,
     table: PageTable,
     turn: int,
-    full_pages: int,
-    max_full: int | None = None,
+    allowance: Allowance,
+    around: Mapping[int, Page] | None = None,
 ) -> Selection:
-    """`max_full`: the most tokens one page may take at level 0 or 1 (default: a quarter
-    of `budget`; a small block of a larger prompt passes the prompt's own limit)."""
+    """`allowance(relevance)`: the most tokens a page may take, whole or as the excerpt a
+    longer one is shown as (the best hits may take more); `around`: message pages by
+    position, for the neighbours of a hit (only loaded ones are shown)."""
     unique: dict[str, ScoredPage] = {}
     for candidate in candidates:
         seen = unique.get(candidate.page.page_id)
@@ -97,68 +105,53 @@ def select_context(
             unique[candidate.page.page_id] = candidate
     scored = sorted(
         ((score(c, table, turn), c) for c in unique.values()),
-        key=lambda sc: (-sc[0], sc[1].page.anchor, sc[1].page.page_id),
+        key=lambda sc: (-sc[0], -sc[1].page.anchor, sc[1].page.page_id),
     )
-    sticky = [sc for sc in scored if table.faulted_recently(sc[1].page.page_id, turn)]
-    others = [sc for sc in scored if not table.faulted_recently(sc[1].page.page_id, turn)]
+    neighbours = around or {}
     placed: dict[str, Mapped] = {}
-    used = 0
-    known: dict[tuple[str, int], int] = {}
-
-    def price(page: Page, level: int) -> int:
-        key = (page.page_id, level)
-        found = known.get(key)
-        if found is None:
-            found = known[key] = cost(page, level)
-        return found
-
-    if max_full is None:
-        max_full = max(1, int(budget * MAX_FULL_SHARE))
     notes: list[str] = []
+    used = 0
 
-    def place(value: float, candidate: ScoredPage, levels: Sequence[int]) -> bool:
+    def place(value: float, candidate: ScoredPage, levels: Sequence[int], share: float) -> bool:
         nonlocal used
         page = candidate.page
+        if page.page_id in placed:
+            return True
+        most = allowance(share)
         for level in levels:
-            tokens = price(page, level)
+            text = None
+            if level == 1 and page.kind not in _BROAD and page.tokens[0] > most:
+                text = excerpt(page, int(most * WORDS_PER_TOKEN))
+            elif level == 0 and page.tokens[0] > most:
+                continue
+            tokens = cost(page, level, text)
             if used + tokens <= budget:
-                placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason)
+                placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason, text)
                 used += tokens
                 return True
         return False
 
-    for value, candidate in sticky:
-        wanted = table.preferred_level(candidate.page.page_id, 2)
-        if not place(value, candidate, range(wanted, 3)):
-            notes.append(f"{candidate.page.page_id} faulted recently but did not fit")
-    for value, candidate in others:
-        if candidate.reason == LATEST_SUMMARY:
-            place(value, candidate, (2,))
-    relevant = [
-        sc for sc in others if sc[1].relevance >= FULL_RELEVANCE and sc[1].page.kind not in _BROAD
-    ][:full_pages]
-    for value, candidate in relevant:
+    for value, candidate in scored:
+        if table.faulted_recently(candidate.page.page_id, turn):
+            wanted = table.preferred_level(candidate.page.page_id, 2)
+            if not place(value, candidate, range(wanted, 3), candidate.relevance):
+                notes.append(f"{candidate.page.page_id} faulted recently but did not fit")
+    for value, candidate in scored:
         page = candidate.page
-        levels = [lv for lv in (0, 1) if page.tokens[lv] <= max_full]
-        if levels:
-            place(value, candidate, levels)
-    for value, candidate in others:
-        if candidate.page.page_id not in placed:
-            place(value, candidate, (2,))
-    # Detail goes to specific pages before broad summaries get longer.
-    for value, candidate in sorted(scored, key=lambda sc: sc[1].page.kind in _BROAD):
-        current = placed.get(candidate.page.page_id)
-        if current is None or current.level == 0:
+        if page.kind in _BROAD:
             continue
-        page = candidate.page
-        for level in range(current.level):
-            if level == 0 and page.tokens[0] > max_full:
-                continue
-            tokens = price(page, level)
-            if used - current.tokens + tokens <= budget:
-                placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason)
-                used += tokens - current.tokens
-                break
+        share = candidate.relevance
+        if place(value, candidate, (0, 1, 2), share) and page.page_id.startswith("msg_"):
+            # The turns around a hit get its allowance, a little less.
+            for position in (page.anchor - 1, page.anchor + 1):
+                near = neighbours.get(position)
+                if near is not None and near.page_id not in unique:
+                    place(value, ScoredPage(near, 0.0, NEIGHBOUR), (0, 1, 2), share / 2)
+                elif near is not None:
+                    place(value, unique[near.page_id], (0, 1, 2), share / 2)
+    for value, candidate in scored:
+        if candidate.page.kind in _BROAD:
+            place(value, candidate, (2,), 0.0)
     unmapped = [c for _, c in scored if c.page.page_id not in placed]
     mapped = sorted(placed.values(), key=lambda m: (-m.score, m.page.page_id))
     return Selection(mapped, unmapped, used, notes)

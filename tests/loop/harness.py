@@ -41,9 +41,9 @@ VM_DEFAULTS: dict[str, Any] = {
     "activate_above": 1500,
     "pin_last_turns": 1,
     "max_faults_per_turn": 3,
-    # Nothing is mapped ahead of the model's own calls, so the search -> fault -> answer
-    # sequence is the model's doing (tests that want prefetch turn it back on).
-    "prefetch_pages": 0,
+    # Nothing is recalled ahead of the model's own calls, so the search -> fault -> answer
+    # sequence is the model's doing (tests that want recall turn it back on).
+    "recall_share": 0.0,
     "keepalive_s": 0.05,
 }
 
@@ -120,13 +120,15 @@ def has_vm_tools(body: Mapping[str, Any]) -> bool:
 
 
 def vm_message(body: Mapping[str, Any]) -> str | None:
-    """The developer/system message carrying the VM blocks, if any."""
+    """The developer/system messages carrying the VM blocks (the leading one, and the
+    turn's block when it is a message of its own), joined; None when there are none."""
+    found = []
     for message in body.get("messages") or ():
         content = message.get("content")
         if message.get("role") in ("developer", "system") and isinstance(content, str):
             if "<VM:MANIFEST_JSON>" in content or "<VM:CONTEXT>" in content:
-                return content
-    return None
+                found.append(content)
+    return "\n\n".join(found) if found else None
 
 
 def reply_allowance(body: Mapping[str, Any], settings: Settings) -> int:

@@ -51,7 +51,7 @@ def _always(state: Mapping[str, Any]) -> bool:
 
 async def test_the_turn_takes_the_search_started_with_the_append() -> None:
     store, path = await _store()
-    early = EarlySearch(store, lambda: "trams", 3, _always)
+    early = EarlySearch(store, lambda: "trams", lambda state: 3, _always)
     early.appending(path, {"tokens": 9000})
     await asyncio.sleep(0)
     assert store.searched == [(path, "trams", 3)]  # under way before the turn asks
@@ -67,7 +67,7 @@ async def test_a_search_of_other_arguments_is_dropped_and_run_again(
     asked: tuple[str, int],
 ) -> None:
     store, path = await _store()
-    early = EarlySearch(store, lambda: "trams", 3, _always)
+    early = EarlySearch(store, lambda: "trams", lambda state: 3, _always)
     early.appending(path, {})
     query, limit = asked
     await early.hits(path, query, limit)
@@ -76,7 +76,7 @@ async def test_a_search_of_other_arguments_is_dropped_and_run_again(
 
 async def test_a_search_on_another_path_is_dropped() -> None:
     store, path = await _store()
-    early = EarlySearch(store, lambda: "trams", 3, _always)
+    early = EarlySearch(store, lambda: "trams", lambda state: 3, _always)
     shorter = Path(T, (PathSpan("c", 0, 2),))  # a fork or cut the placement ended on
     early.appending(path, {})
     hits = await early.hits(shorter, "trams", 3)
@@ -86,7 +86,7 @@ async def test_a_search_on_another_path_is_dropped() -> None:
 
 async def test_a_retried_append_starts_the_search_again_on_its_path() -> None:
     store, path = await _store()
-    early = EarlySearch(store, lambda: "trams", 3, _always)
+    early = EarlySearch(store, lambda: "trams", lambda state: 3, _always)
     first = Path(T, (PathSpan("c", 0, 3),))
     early.appending(first, {})
     await asyncio.sleep(0)  # under way when the append is refused and retried
@@ -103,12 +103,14 @@ async def test_no_search_when_the_turn_will_not_need_one() -> None:
         made.append("trams")
         return "trams"
 
-    early = EarlySearch(store, query, 3, lambda state: int(state["tokens"]) > 1000)
+    early = EarlySearch(
+        store, query, lambda state: 3, lambda state: int(state["tokens"]) > 1000
+    )
     early.appending(path, {"tokens": 10})
     assert made == []  # nor is the query made (it tokenizes the message)
     assert (await early.hits(path, "", 3)) == []  # no query: no search at all
     assert store.searched == []
-    EarlySearch(store, lambda: "", 3, _always).appending(path, {"tokens": 5000})
+    EarlySearch(store, lambda: "", lambda state: 3, _always).appending(path, {"tokens": 5000})
     await asyncio.sleep(0)
     assert store.searched == []
 
@@ -120,7 +122,7 @@ async def test_a_search_not_taken_is_cancelled_and_its_failure_is_nobodys() -> N
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _, context: unhandled.append(context))
     try:
-        early = EarlySearch(store, lambda: "trams", 3, _always)
+        early = EarlySearch(store, lambda: "trams", lambda state: 3, _always)
         early.appending(path, {})
         for _ in range(3):
             await asyncio.sleep(0)  # the search has run, and failed, ...
@@ -137,7 +139,7 @@ async def test_a_search_not_taken_is_cancelled_and_its_failure_is_nobodys() -> N
 async def test_a_taken_search_that_failed_fails_the_turn() -> None:
     store, path = await _store()
     store.fail = True
-    early = EarlySearch(store, lambda: "trams", 3, _always)
+    early = EarlySearch(store, lambda: "trams", lambda state: 3, _always)
     early.appending(path, {})
     with pytest.raises(StoreError):
         await early.hits(path, "trams", 3)

@@ -16,6 +16,7 @@ from tests.loop.harness import (
     tool_names,
     upstream_cost,
     vm_message,
+    vm_settings,
 )
 from tests.loop.history import LOCKER, QUESTION, conversation
 from tests.loop.scripted import ScriptedModel, agent
@@ -74,7 +75,7 @@ async def test_mode_off_forwards_a_long_conversation_unchanged(stream: bool) -> 
 
 async def test_mode_passive_packs_the_context_without_tools() -> None:
     model = ScriptedModel(agent(LOCKER))
-    async with serve(model) as proxy:
+    async with serve(model, vm_settings(recall_share=1.0)) as proxy:
         completion = await proxy.client.chat.completions.create(
             model=MODEL, messages=_long(), tools=[WEATHER_TOOL],
             extra_headers={"X-VM-Mode": "passive"},

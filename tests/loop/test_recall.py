@@ -60,11 +60,14 @@ def _assert_recall_requests(proxy: Proxy, since: int) -> None:
         "page_id": FACT_ID, "target_level": 0}
     hits = tool_results(fault)[-1]
     assert hits["query"] == QUESTION and hits["results"][0]["id"] == FACT_ID
-    assert set(hits["results"][0]) >= {"id", "type", "hint", "score"}
-    assert "content" not in hits["results"][0]  # strict mode: hints, never content
+    assert set(hits["results"][0]) == {"id", "hint"}  # strict mode: a hint, never the page
     page = tool_results(answer)[-1]
     assert page["id"] == FACT_ID and page["level"] == 0 and LOCKER_CODE in page["content"]
-    assert set(page) >= {"id", "type", "level", "content", "tokens"}
+    assert set(page) == {"id", "level", "content"}
+    # The faulted message as a transcript line, with the turns around it.
+    lines = page["content"].splitlines()
+    assert any(line.startswith(f"[{FACT_ID}] user: ") for line in lines)
+    assert lines[0].startswith("[msg_10] ") and lines[-1].startswith("[msg_12] ")
     for body in model.requests[since:]:
         assert vm_message(body) is not None
         assert LOCKER_CODE not in vm_message(body)  # not visible before the fault
@@ -145,7 +148,7 @@ async def test_recall_of_a_claim_with_prefetch() -> None:
     sees no VM call and every upstream request fits the budget."""
     history = conversation(200, fact=CLAIM_MESSAGE)
     model = ScriptedModel(agent(LOCKER))
-    settings = vm_settings(prefetch_pages=4)
+    settings = vm_settings(recall_share=1.0)
     async with serve(model, settings) as proxy:
         completion = await proxy.client.chat.completions.create(
             model=MODEL, messages=[*history, {"role": "user", "content": QUESTION}]

@@ -9,14 +9,15 @@ from typing import Any
 
 from proxy.config import VMSettings
 from proxy.loop.prepare import pack_options
+from proxy.store.codec import page_search_tokens
 from proxy.tokens import TokenCounter, counter_for_model
-from proxy.vm.bm25 import BM25Index
+from proxy.vm.bm25 import BM25Index, search_tokens
 from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.packer import PackedRequest, pack_request
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.prefetch import gather_candidates, plan_prefetch
+from proxy.vm.prefetch import around_ids, gather_candidates, plan_prefetch
 from proxy.vm.segments import build_summary, record_summary
 
 
@@ -63,7 +64,7 @@ class Memory:
 
     def _add(self, page: Page) -> None:
         self.pages[page.page_id] = page
-        self.index.add(page.page_id, f"{page.text}\n{page.hint}")
+        self.index.add_tokens(page.page_id, page_search_tokens(page))
 
     def pack(self, body: Mapping[str, Any], *, mode: str = "strict") -> PackedRequest:
         messages = list(body["messages"])
@@ -80,7 +81,8 @@ class Memory:
             pin_last_turns=self.settings.pin_last_turns,
         )
         hits = [(self.pages[k], s) for k, s in self.index.search(plan.query, plan.search_limit)]
-        loaded = [self.pages[i] for i in plan.page_ids() if i in self.pages]
+        near = around_ids([p for p, _ in hits], plan, self.counters.preamble)
+        loaded = [self.pages[i] for i in [*plan.page_ids(), *near] if i in self.pages]
         frame = self.frame if self.frames else None
         start = plan.pinned_from
         if frame is not None and self.counters.preamble <= frame.start <= plan.pinned_from:
@@ -91,7 +93,6 @@ class Memory:
         candidates = gather_candidates(
             hits=hits, pages=loaded, plan=plan, exclude=[p.page_id for p in tail]
         )
-        frame_ids = frame.page_ids() if frame is not None else []
         packed = pack_request(
             body,
             system_messages=messages[: self.counters.preamble],
@@ -102,10 +103,11 @@ class Memory:
             mode=mode,
             counter=self.counter,
             turn=turn,
+            terms=search_tokens(text or ""),
+            around={p.anchor: p for p in loaded if p.page_id.startswith("msg_")},
             total_pages=len(self.pages),
             clock=clock,
             frame=frame,
-            frame_pages={i: self.pages[i] for i in frame_ids if i in self.pages},
         )
         self.table.note_mapped(packed.mapped, turn)
         self.frame = packed.frame

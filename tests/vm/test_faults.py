@@ -46,28 +46,37 @@ def call(page_id: object, level: object = None) -> str:
     return json.dumps(args)
 
 
-def test_fault_returns_the_page_at_the_level_asked() -> None:
+def test_fault_returns_the_page_at_the_level_asked_with_the_turns_around_it() -> None:
     s = state()
     outcome = handle_page_fault(call("msg_5", 0), PAGES, s)
     body = json.loads(outcome.result_json)
-    page = PAGES["msg_5"]
+    page, before, after = PAGES["msg_5"], PAGES["msg_4"], PAGES["msg_6"]
     assert outcome.ok and outcome.page is page and outcome.level == 0
+    # The neighbours are long: they come as abstracts, and count as seen, not as faults.
     assert body == {
         "id": "msg_5",
-        "type": "transcript",
         "level": 0,
-        "content": page.text,
-        "tokens": page.tokens[0],
+        "content": "\n".join([
+            "[msg_4] assistant (abstract): " + before.rendering(2),
+            "[msg_5] user: " + page.text,
+            "[msg_6] assistant (abstract): " + after.rendering(2),
+        ]),
     }
-    assert s.faults == 1 and s.tokens == page.tokens[0] and s.in_view["msg_5"] == 0
+    assert s.faults == 1 and s.in_view == {"msg_5": 0, "msg_4": 2, "msg_6": 2}
+    assert s.tokens == page.tokens[0] + before.tokens[2] + after.tokens[2]
+    assert s.spent > s.tokens  # the JSON and the line headers grow the prompt too
     assert outcome.mutation is not None
     assert (outcome.mutation.event, outcome.mutation.level, outcome.mutation.turn) == (
         "fault",
         0,
         9,
     )
-    default = json.loads(handle_page_fault(call("msg_6"), PAGES, s).result_json)
-    assert default["level"] == 2 and default["content"] == PAGES["msg_6"].rendering(2)
+    default = json.loads(handle_page_fault(call("msg_8"), PAGES, s).result_json)
+    assert default["level"] == 2
+    assert "[msg_8] assistant (abstract): " + PAGES["msg_8"].rendering(2) in default["content"]
+    summary = json.loads(handle_page_fault(call("claim_0", 0), PAGES, s).result_json)
+    assert summary == {"id": "claim_0", "level": 0, "type": "claim",
+                       "content": PAGES["claim_0"].text}
 
 
 @pytest.mark.parametrize(("given", "served"), [(-3, 0), (7, 3), ("1", 1), ("high", 2), (True, 2)])
@@ -124,7 +133,7 @@ def test_repeated_identical_call() -> None:
 def test_limits_per_turn() -> None:
     s = state(faults=2)
     assert handle_page_fault(call("msg_1"), PAGES, s).ok
-    assert handle_page_fault(call("msg_2"), PAGES, s).ok
+    assert handle_page_fault(call("msg_5"), PAGES, s).ok
     assert s.exhausted
     assert handle_page_fault(call("msg_3"), PAGES, s).code == "limit_reached"
     page = PAGES["msg_4"]
@@ -154,15 +163,16 @@ def test_search_arguments() -> None:
         assert json.loads(info.value.result_json)["code"] == "bad_arguments"
 
 
-def test_search_results_strict_has_no_content() -> None:
+def test_search_results_name_who_and_show_the_passage_that_matched() -> None:
     hits = [RankedHit(PAGES["msg_5"], 7.12345), RankedHit(PAGES["claim_0"], 3.0)]
-    strict = json.loads(render_search_results("cat", hits, "strict"))
-    assert strict == {
-        "query": "cat",
-        "results": [
-            {"id": "msg_5", "type": "transcript", "hint": PAGES["msg_5"].hint, "score": 7.123},
-            {"id": "claim_0", "type": "claim", "hint": PAGES["claim_0"].hint, "score": 3.0},
-        ],
-    }
-    relaxed = json.loads(render_search_results("cat", hits, "relaxed"))
-    assert relaxed["results"][0]["excerpt"].startswith(PAGES["msg_5"].rendering(2)[:20])
+    terms = ["bake", "steam"]
+    strict = json.loads(render_search_results("bake with steam", hits, "strict", terms))
+    assert [r["id"] for r in strict["results"]] == ["msg_5", "claim_0"]
+    assert all(set(r) == {"id", "hint"} for r in strict["results"])
+    first = strict["results"][0]["hint"]
+    # Not the message's first words: the sentence about baking, who said it first.
+    assert first.startswith("user: ") and "Bake at 250 degrees with steam" in first
+    assert not first.removeprefix("user: ").startswith(PAGES["msg_5"].text[:20])
+    assert strict["results"][1]["hint"].startswith("claim: ")
+    relaxed = json.loads(render_search_results("bake with steam", hits, "relaxed", terms))
+    assert len(relaxed["results"][0]["hint"]) >= len(first)

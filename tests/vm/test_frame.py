@@ -81,8 +81,10 @@ def test_prefix_share_is_high_between_compactions() -> None:
         for a, b in zip(packs, packs[1:], strict=False)
         if not b.compacted
     ]
-    # A turn here is some 200 tokens of a 3,000-token prompt, plus the block it replaces.
-    assert shares and min(shares) > 0.75 and sum(shares) / len(shares) > 0.8
+    # The turn's block (most of the prompt: the pages recalled for the question) changes
+    # with every question by design; the tools, the leading message and the window before
+    # it are kept, and the window grows until it restarts.
+    assert shares and min(shares) > 0.2 and sum(shares) / len(shares) > 0.3
 
 
 def test_without_a_frame_every_pack_compacts() -> None:
@@ -153,10 +155,10 @@ def test_a_page_faulted_last_turn_comes_back_in_the_block() -> None:
     memory = Memory(SETTINGS, frames=True)
     requests = _turns(conversations.long_conversation(40), 30)
     first = _feed(memory, requests[:1])[0]
-    assert "msg_7" not in first.mapped
-    memory.table.note_faulted("msg_7", 0, memory.counters.turns)
+    unseen = next(f"msg_{n}" for n in range(3, 40, 2) if f"msg_{n}" not in first.mapped)
+    memory.table.note_faulted(unseen, 0, memory.counters.turns)
     second = _feed(memory, requests[1:2])[0]
-    assert not second.compacted and second.mapped.get("msg_7") == 0
+    assert not second.compacted and second.mapped.get(unseen) == 0
 
 
 def test_a_changed_mode_or_unreadable_frame_compacts() -> None:

@@ -97,27 +97,28 @@ def test_reply_budget_is_clamped_only_when_needed() -> None:
     assert none.reply_tokens == settings.reply_reserve_tokens
 
 
-def test_developer_message_parts_in_cache_friendly_order() -> None:
+def test_the_leading_message_stays_the_same_and_the_block_follows_the_question() -> None:
     settings = VMSettings(context_budget=3000, activate_above=0, segment_turns=5)
     messages = conversations.long_conversation(30)
-    memory = Memory(settings)
-    first = dev(memory.pack(body(messages)).body)
-    assert first.startswith("You are Pico")
-    rules_at = first.index("# Memory")
-    assert rules_at < first.index("<VM:CONTEXT>") < first.index("<VM:MANIFEST_JSON>")
-    assert first.endswith("</VM:MANIFEST_JSON>")
+    memory = Memory(settings, frames=True)
+    first = memory.pack(body(messages)).body
+    lead = dev(first)
+    assert lead.startswith("You are Pico")
+    assert lead.index("# Memory") < lead.index("<VM:MANIFEST_JSON>")
+    assert lead.endswith("</VM:MANIFEST_JSON>") and "<VM:CONTEXT>" not in lead
+    block = first["messages"][-1]["content"]
+    assert first["messages"][-2]["role"] == "user"
+    assert block.startswith("<VM:CONTEXT>\n") and block.endswith("</VM:MANIFEST_JSON>")
     messages = [
         *messages,
         {"role": "assistant", "content": "Miso, and Tuesdays."},
         {"role": "user", "content": "Thanks. And the budget for cloud hosting?"},
     ]
-    second = dev(memory.pack(body(messages)).body)
-    # Client prompt and rules are byte-identical; the context opens with the summaries.
-    stable = first[: first.index("<VM:CONTEXT>") + len("<VM:CONTEXT>\n[seg_")]
-    assert second.startswith(stable)
-    headers = re.findall(r"^\[(seg|claim|msg|img)_\d+ ", second, re.M)
-    ranks = [{"seg": 0, "claim": 1}.get(h, 2) for h in headers]
-    assert ranks == sorted(ranks)
+    second = memory.pack(body(messages)).body
+    # The client's prompt, the rules and the leading manifest are byte-identical.
+    assert dev(second) == lead
+    # The turn's block is about the new question: the cloud budget is shown.
+    assert "cloud hosting" in second["messages"][-1]["content"]
 
 
 def test_role_of_the_developer_message_follows_settings() -> None:
@@ -138,12 +139,12 @@ def test_hostile_history_cannot_break_out_of_the_context() -> None:
     }
     packed = Memory(VMSettings(context_budget=6000, activate_above=0)).pack(body(messages))
     assert "msg_5" in packed.mapped
-    content = dev(packed.body)
+    content = packed.body["messages"][-1]["content"]
     for tag in ("<VM:CONTEXT>", "</VM:CONTEXT>", "<VM:MANIFEST_JSON>", "</VM:MANIFEST_JSON>"):
         assert content.count(tag) == 1
-    headers = re.findall(r"^\[(\S+) (\S+)\]", content, re.M)
-    assert ("msg_1", "system") not in headers
-    assert all(pid in packed.mapped for pid, _ in headers)
+    lines = re.findall(r"^\[(\S+)\] (\S+):", content, re.M)
+    assert ("msg_1", "system") not in lines
+    assert all(pid in packed.mapped for pid, _ in lines)
 
 
 def test_mutations_tell_what_was_in_context_each_turn() -> None:
@@ -187,7 +188,7 @@ def test_the_turn_block_goes_where_settings_say(note: str) -> None:
               if "<VM:" in str(m.get("content"))]
     if note == "leading":
         assert roles.count("system") == 1 and blocks == [0]
-        assert dev(packed.body).count("<VM:CONTEXT>") == 2  # the frozen one, the turn's
+        assert dev(packed.body).count("<VM:CONTEXT>") == 1
     else:
         assert roles.count("system") == 2 and blocks == [0, len(roles) - 1]
     counted = counter_for_model("gpt-4o").request(packed.body)

@@ -5,13 +5,15 @@ from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
 from proxy.vm.prefetch import (
+    around_ids,
     gather_candidates,
     pinned_start,
     plan_prefetch,
+    search_limit,
     search_query,
 )
 from proxy.vm.segments import build_summary, record_summary
-from proxy.vm.working_set import LATEST_SUMMARY
+from proxy.vm.working_set import NEIGHBOUR
 from tests.vm.conversations import long_conversation
 
 COUNTER = counter_for_model("gpt-4o")
@@ -51,7 +53,6 @@ def test_plan_is_bounded_and_names_what_to_load() -> None:
     assert plan.pinned_from == counters.user_positions[-2] == 59
     assert plan.recent == (47, 59)
     assert plan.summary_ids[-1] == "seg_6" and len(plan.summary_ids) <= 8
-    assert plan.claim_ids == tuple(counters.recent_claims[-8:])
     assert plan.hot_ids == ("msg_9",)
     assert "cat" in plan.query.split()
     ids = plan.page_ids()
@@ -71,12 +72,33 @@ def test_candidates_are_deduplicated_normalised_and_skip_the_tail() -> None:
     plan = plan_prefetch(counters, PageTable(), turn=30, user_text="sourdough starter",
                          pin_last_turns=2)
     hits = [(pages["msg_60"], 50.0), (pages["msg_12"], 8.0), (pages["seg_1"], 4.0)]
-    loaded = [pages[i] for i in plan.page_ids() if i in pages]
-    found = gather_candidates(hits=hits, pages=[*loaded, pages["msg_12"]], plan=plan,
-                              exclude=["claim_0"])
+    near = around_ids([p for p, _ in hits], plan, counters.preamble)
+    assert near == ["msg_11", "msg_12", "msg_13"]  # msg_60 is in the pinned tail
+    loaded = [pages[i] for i in [*plan.page_ids(), *near] if i in pages]
+    found = gather_candidates(hits=hits, pages=loaded, plan=plan, exclude=["claim_0"])
     by_id = {c.page.page_id: c for c in found}
     assert "msg_60" not in by_id  # in the pinned tail: it goes verbatim anyway
     assert by_id["msg_12"].relevance == 1.0 and by_id["seg_1"].relevance == 0.5
-    assert by_id[plan.summary_ids[-1]].reason == LATEST_SUMMARY
+    assert by_id["msg_11"].reason == by_id["msg_13"].reason == NEIGHBOUR
+    assert by_id[plan.summary_ids[-1]].reason == "summary"
     assert "claim_0" not in by_id and len(found) == len(by_id)
     assert all(c.reason for c in found)
+
+
+def test_a_claim_hit_lends_its_relevance_to_its_source_message() -> None:
+    pages, counters = memory(30)
+    plan = plan_prefetch(counters, PageTable(), turn=30, user_text="advisory locks",
+                         pin_last_turns=2)
+    claim = next(p for p in pages.values() if p.page_id.startswith("claim_"))
+    (source,) = claim.covers
+    near = around_ids([claim], plan, counters.preamble)
+    assert source in near
+    found = gather_candidates(hits=[(claim, 3.0)], pages=[pages[i] for i in near], plan=plan)
+    by_id = {c.page.page_id: c for c in found}
+    assert claim.page_id not in by_id and by_id[source].relevance == 1.0
+
+
+def test_the_search_brings_enough_hits_to_fill_the_budget() -> None:
+    assert search_limit(4096, 30.0) == 69  # short chat turns: many hits
+    assert search_limit(4096, 900.0) == 12  # long answers: the floor
+    assert search_limit(100_000, 30.0) == 100  # bounded

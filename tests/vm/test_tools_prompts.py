@@ -44,7 +44,8 @@ def test_rules_per_mode() -> None:
     passive = rules("passive")
     assert "page_fault" not in passive and "search_pages" not in passive
     for text in (strict, renamed, passive):
-        assert "VM:CONTEXT section" in text and "never instructions" in text
+        assert "VM:CONTEXT holds" in text and "never instructions" in text
+        assert '"[page_id] speaker:" labels' in text  # and not to repeat them
         # Each tag occurs once in the developer message: the rules never spell one out.
         assert "<VM:" not in text and "</VM:" not in text
     assert rules("strict") is rules("strict")

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from proxy.tokens import counter_for_model
-from proxy.vm.context import block_tokens
+from proxy.vm.context import line_tokens
+from proxy.vm.excerpt import excerpt
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page, PageKind
-from proxy.vm.working_set import ScoredPage, select_context
+from proxy.vm.working_set import NEIGHBOUR, ScoredPage, Selection, select_context
 from tests.vm.conversations import long_conversation
 
 COUNTER = counter_for_model("gpt-4o")
@@ -20,92 +21,112 @@ PAGES: dict[str, Page] = {
         clock=lambda: 0.0,
     ).pages
 }
+MESSAGES = {p.anchor: p for pid, p in PAGES.items() if pid.startswith("msg_")}
 TURN = 31
 
 
-def cost(page: Page, level: int) -> int:
-    return block_tokens(page, level, COUNTER)
+def cost(page: Page, level: int, text: str | None) -> int:
+    return line_tokens(page, level, COUNTER, text)
 
 
-def candidates(relevant: dict[str, float] | None = None) -> list[ScoredPage]:
-    relevant = relevant or {}
-    return [
-        ScoredPage(p, relevant.get(pid, 0.0), "test") for pid, p in PAGES.items() if pid != "msg_0"
-    ]
+def cut(page: Page, words: int) -> str:
+    return excerpt(page.text, ["sourdough", "starter"], words)
 
 
-def select(budget: int, table: PageTable | None = None, **relevant: float):  # type: ignore[no-untyped-def]
+def candidates(relevant: dict[str, float]) -> list[ScoredPage]:
+    return [ScoredPage(PAGES[pid], score, "search") for pid, score in relevant.items()]
+
+
+def select(
+    budget: int,
+    relevant: dict[str, float],
+    table: PageTable | None = None,
+    allowance: int = 200,
+    around: bool = True,
+) -> Selection:
     return select_context(
         candidates(relevant),
         budget=budget,
         cost=cost,
+        excerpt=cut,
         table=table or PageTable(),
         turn=TURN,
-        full_pages=4,
+        allowance=lambda relevance: allowance,
+        around=MESSAGES if around else None,
     )
 
 
 def test_stays_within_budget_for_any_budget() -> None:
+    relevant = {pid: 1.0 / (n + 1) for n, pid in enumerate(PAGES) if pid != "msg_0"}
     for budget in [0, 10, 60, 200, 700, 1500, 4000, 50_000]:
-        selection = select(budget)
+        selection = select(budget, relevant)
         assert selection.tokens <= budget
         assert selection.tokens == sum(m.tokens for m in selection.mapped)
         mapped = {m.page.page_id for m in selection.mapped}
         assert mapped.isdisjoint(c.page.page_id for c in selection.unmapped)
-        assert len(mapped) + len(selection.unmapped) == len(PAGES) - 1
 
 
-def test_relevant_pages_come_in_full_others_compressed_before_evicted() -> None:
-    selection = select(1500, msg_7=1.0, msg_15=0.8)
-    levels = selection.levels()
-    assert levels["msg_7"] == 0 and levels["msg_15"] == 0
-    # Compress before evicting: more pages are mapped than would fit in full.
-    assert sum(1 for lv in levels.values() if lv > 0) >= 4
-    assert sum(cost(PAGES[pid], 0) for pid in levels) > 1500
-    by_score = sorted(selection.mapped, key=lambda m: -m.score)
-    fits, used = 0, 0
-    for m in by_score:
-        if used + cost(m.page, 0) > 1500:
-            break
-        fits, used = fits + 1, used + cost(m.page, 0)
-    assert len(selection.mapped) > fits
+def test_the_budget_goes_to_the_most_relevant_pages_and_the_turns_around_them() -> None:
+    selection = select(700, {"msg_21": 1.0, "msg_40": 0.9, "msg_7": 0.2})
+    shown = [m.page.page_id for m in selection.mapped]
+    # Each hit brings the message before and after it, before the next hit is placed.
+    assert set(shown[:3]) == {"msg_20", "msg_21", "msg_22"}
+    assert {"msg_39", "msg_41"} <= set(shown)
+    reasons = {m.page.page_id: m.reason for m in selection.mapped}
+    assert reasons["msg_20"] == reasons["msg_22"] == NEIGHBOUR
+    # What did not fit is the least relevant.
+    if "msg_7" not in shown:
+        assert [c.page.page_id for c in selection.unmapped] == ["msg_7"]
 
 
-def test_claims_outrank_plain_transcript() -> None:
-    levels = select(150).levels()
-    assert any(pid.startswith("claim_") for pid in levels)
+def test_without_neighbours_only_the_hits_are_shown() -> None:
+    selection = select(4000, {"msg_21": 1.0, "msg_40": 0.9}, around=False)
+    assert {m.page.page_id for m in selection.mapped} == {"msg_21", "msg_40"}
 
 
-def test_recently_faulted_pages_are_not_evicted() -> None:
+def test_a_page_over_its_allowance_is_shown_as_its_matching_passage() -> None:
+    page = PAGES["msg_5"]  # the sourdough note, a long one
+    small = select(4000, {"msg_5": 1.0}, allowance=20, around=False)
+    (mapped,) = small.mapped
+    assert mapped.level == 1 and mapped.text is not None
+    assert "sourdough" in mapped.text.lower() and len(mapped.text) < len(page.text)
+    whole = select(4000, {"msg_5": 1.0}, allowance=page.tokens[0], around=False)
+    assert whole.mapped[0].level == 0 and whole.mapped[0].text is None
+
+
+def test_summaries_come_after_the_turns_and_only_as_abstracts() -> None:
+    turn, broad = PAGES["msg_21"], PAGES["msg_23"]
+    summary = Page(
+        "seg_0", PageKind.SUMMARY, broad.modality, broad.anchor, broad.turn, "system",
+        broad.renderings, broad.tokens, broad.hint,
+    )
+    pool = [ScoredPage(summary, 1.0, "search"), ScoredPage(turn, 0.6, "search")]
+    selection = select_context(
+        pool, budget=4000, cost=cost, excerpt=cut, table=PageTable(), turn=TURN,
+        allowance=lambda relevance: 500,
+    )
+    assert [(m.page.page_id, m.level) for m in selection.mapped][-1] == ("seg_0", 2)
+    tight = select_context(
+        pool, budget=cost(turn, 0, None), cost=cost, excerpt=cut, table=PageTable(),
+        turn=TURN, allowance=lambda relevance: 500,
+    )
+    assert [m.page.page_id for m in tight.mapped] == ["msg_21"]
+
+
+def test_recently_faulted_pages_stay_at_the_level_asked() -> None:
     table = PageTable()
     table.note_faulted("msg_40", 0, turn=TURN - 1)
-    selection = select(120, table)
-    assert selection.levels().get("msg_40") == 0
-    # Two turns later the protection is gone.
+    pool = {"msg_40": 0.0, "msg_21": 1.0}
+    selection = select(cost(PAGES["msg_40"], 0, None) + 5, pool, table, around=False)
+    assert selection.levels() == {"msg_40": 0}
+    # Two turns later the protection is gone: relevance decides.
     later = select_context(
-        candidates(), budget=120, cost=cost, table=table, turn=TURN + 2, full_pages=4
+        candidates(pool), budget=cost(PAGES["msg_21"], 0, None), cost=cost, excerpt=cut,
+        table=table, turn=TURN + 2, allowance=lambda relevance: 200,
     )
-    assert later.levels().get("msg_40") != 0
+    assert later.levels() == {"msg_21": 0}
 
 
 def test_selection_is_deterministic() -> None:
-    assert select(900, msg_3=0.5).levels() == select(900, msg_3=0.5).levels()
-
-
-def test_large_pages_never_take_most_of_the_budget_in_full() -> None:
-    big = PAGES["msg_9"]
-    huge = Page(
-        big.page_id,
-        PageKind.ARTIFACT,
-        big.modality,
-        big.anchor,
-        big.turn,
-        big.role,
-        (big.text * 40, big.rendering(1), big.rendering(2), big.rendering(3)),
-        (big.tokens[0] * 40, big.tokens[1], big.tokens[2], big.tokens[3]),
-        big.hint,
-    )
-    selection = select_context(
-        [ScoredPage(huge, 1.0)], budget=1000, cost=cost, table=PageTable(), turn=TURN, full_pages=4
-    )
-    assert selection.levels() == {"msg_9": 1}
+    relevant = {"msg_3": 0.5, "msg_17": 0.5, "msg_30": 0.9}
+    assert select(900, relevant).levels() == select(900, relevant).levels()

@@ -31,7 +31,21 @@ from benchmarks.recall.chat.packing import Corpus
 from benchmarks.recall.chat.types import Chat, judge
 from benchmarks.recall.counting import count_text
 from benchmarks.recall.dialogue.generate import generate_dialogues
-from proxy.vm.bm25 import BM25Index
+from proxy.vm.bm25 import BM25Index, search_tokens
+
+
+def _stem(word: str) -> str:
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            word = word[: len(word) - len(suffix)] + keep
+            if keep == "" and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+                word = word[:-1]
+            break
+    return word
+
+
+def _stemmed(text: str) -> list[str]:
+    return [_stem(t) for t in search_tokens(text)]
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared"
 MODEL_DIR = SHARED / "models" / "all-MiniLM-L6-v2-int8"
@@ -131,12 +145,16 @@ def ranking(p: Prepared, question: str, parts: set[str], dense: Dense | None,
     positions = list(range(1, len(p.chat.messages)))
     ranked_lists: list[list[int]] = []
     if "dense" not in parts:
+        stem = "stem" in parts
+        key = (*key, stem)
         index = indexes.get(key)
         if index is None:
             index = indexes[key] = BM25Index()
             for position in positions:
-                index.add(position, rendered(p, position, who, when))
-        ranked_lists.append([pos for pos, _ in index.search(question, len(index))])
+                text = rendered(p, position, who, when)
+                index.add_tokens(position, _stemmed(text) if stem else search_tokens(text))
+        query = " ".join(_stemmed(question)) if stem else question
+        ranked_lists.append([pos for pos, _ in index.search(query, len(index))])
     if "dense" in parts or "fused" in parts:
         assert dense is not None
         vkey = ("v", *key)

@@ -1,0 +1,53 @@
+"""Who said a message and when: what a page carries besides its text.
+
+A question about a conversation names people ("What instrument does Maya play?") and times
+("When did Jon adopt his dog?"), while a message holds only its words. So each message page
+keeps:
+- its speaker: the message's `name` (OpenAI's field for multi-party chats) when the client
+  sends one, else nothing (the role alone says little: every turn has one);
+- when it was said: the date a message states at its very start ("[Session date: 8 May
+  2023]", "It's March 13, 2022 and ...", "2023/05/07 (Sun) 06:52"), carried to every later
+  message until another date is stated that way. Chat logs state a session's date once, at
+  its start; the messages after it were said that day too.
+Both are indexed with the text and shown with it in the context.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+MAX_NAME = 64
+# A date at the start of a message names its session; one later in the text is a date the
+# message talks about.
+DATE_WITHIN = 64
+_MONTHS = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+    r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
+)
+_DATE = re.compile(
+    r"\b(?:"
+    r"\d{4}[/-]\d{1,2}[/-]\d{1,2}(?:\s*\([A-Za-z]{3}\))?(?:\s+\d{1,2}:\d{2})?"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTHS},?\s+\d{{4}}"
+    rf"|{_MONTHS}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"
+    r")(?:,?\s+(?:at\s+)?\d{1,2}(?::\d{2})?\s*[ap]\.?m\.?)?",
+    re.IGNORECASE,
+)
+_NAME_CHARS = re.compile(r"[\x00-\x1f<>\[\]]")
+
+
+def speaker_of(message: Mapping[str, Any]) -> str:
+    """The message's `name`, cleaned for showing in the context; "" when it has none."""
+    name = message.get("name")
+    if not isinstance(name, str):
+        return ""
+    return _NAME_CHARS.sub("", name).strip()[:MAX_NAME]
+
+
+def stated_date(text: str) -> str:
+    """The date a message states at its start, as written there; "" when it states none."""
+    match = _DATE.search(text, 0, DATE_WITHIN + 40)
+    if match is None or match.start() > DATE_WITHIN:
+        return ""
+    return match.group(0).strip()
