@@ -4,6 +4,7 @@ client and the page store. `app.state` is a proxy.http.state.AppState.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,7 @@ from proxy.http.access import AccessMiddleware
 from proxy.http.routes import ALL_METHODS, chat_completions, healthz, metrics_text, passthrough_any
 from proxy.http.state import AppState
 from proxy.store import PageStore, StoreError, open_store
+from proxy.tokens import O200K, get_encoding
 from proxy.upstream.client import Upstream
 
 JSON = "application/json"
@@ -40,6 +42,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned_store = store is None
+        # The default encoding's ranks take ~0.6 s to load: at start-up, in a thread, not
+        # on the first request, where every other request would wait for them.
+        await asyncio.to_thread(get_encoding, O200K)
         state.store = (
             await open_store(settings.store.url, cache_pages=settings.store.cache_pages)
             if store is None
