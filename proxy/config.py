@@ -65,6 +65,7 @@ class StoreSettings(_Section):
 class TenantSettings(_Section):
     secret: str = "vm-proxy-local-secret"
     default: str = "default"
+    require_credential: bool = False
 
 
 class VMSettings(_Section):

@@ -22,7 +22,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "cookie"}
-_CLIENT_CREDENTIALS = frozenset({"authorization", "api-key"})
+_CLIENT_CREDENTIALS = frozenset({"authorization", "api-key", "x-api-key"})
 # The server sets its own date; upstream cookies are not the client's business.
 _NOT_RELAYED = HOP_BY_HOP | {"content-length", "date", "server", "set-cookie", "alt-svc"}
 _NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
@@ -53,8 +53,8 @@ def forward_headers(incoming: IncomingHeaders, api_key: str = "") -> HeaderPairs
     """The client's request headers as they go upstream (raw, lower-cased names).
 
     Hop-by-hop headers, framing, cookies and the proxy's own `X-VM-*` headers stay here.
-    With `api_key` set, the client's credentials are replaced by it; otherwise the
-    client's `Authorization` (or Azure's `api-key`) is forwarded untouched.
+    With `api_key` set, the client's credentials (`Authorization`, `api-key`, `x-api-key`)
+    are replaced by it; otherwise they are forwarded untouched.
     """
     connection_tokens: set[bytes] = set()
     out: HeaderPairs = []
