@@ -265,17 +265,26 @@ class Conversations:
             hit = found.get(root_hashes[0])
             if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
                 new = new[1:]
-        offset = stored.length
-        if new and await self._is_retry(tenant, path, stored, state, new[0]):
-            # The client resends a question whose answer never reached it (a timeout, a
-            # crash): that message is the one already stored last, not a new one.
-            new, offset = new[1:], offset - 1
-        hashes = await hashed(tenant, new, prev=prev)
+        offset = anchor = stored.length - 1
+        offset += 1
+        if new and new[0].get("role") == "user" and _ends_unanswered(stored, state):
+            before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
+            again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
+            if again == state["hash"]:
+                # The client resends a question whose answer never reached it (a timeout, a
+                # crash): that message is the one already stored last, not a new one.
+                new, offset = new[1:], offset - 1
+            else:
+                # The turn of the stored question failed (no answer was stored) and the
+                # client moved on: the new message takes its place, on a fork, so that the
+                # conversation never has two user messages in a row.
+                anchor, offset, prev = anchor - 1, offset - 1, str(before["hash"])
+        hashes = await hashed(tenant, new, prev=prev or None)
         leaf, new_count, leaf_path = await self._store_after(
-            tenant, stored.conv_id, stored.length - 1, new, hashes, known=_Known(stored, path),
+            tenant, stored.conv_id, anchor, new, hashes, known=_Known(stored, path),
             on_append=on_append,
         )
-        end = stored.length + len(new)
+        end = anchor + 1 + len(new)
         cut, full = await self._paths(tenant, leaf.conv_id, end, leaf_path or path)
         return Placement(
             leaf=leaf,
@@ -287,24 +296,6 @@ class Conversations:
             appended=True,
             leaf_path=full,
         )
-
-    async def _is_retry(
-        self,
-        tenant: str,
-        path: Path,
-        stored: Conversation,
-        state: Mapping[str, Any],
-        message: Mapping[str, Any],
-    ) -> bool:
-        """Is `message` the unanswered user message the conversation already ends with?"""
-        if message.get("role") != "user" or stored.length < 1:
-            return False
-        users = (state.get("counters") or {}).get("user_positions") or []
-        if not users or users[-1] != stored.length - 1:
-            return False
-        before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
-        again = (await hashed(tenant, [message], prev=str(before["hash"]) or None))[0]
-        return bool(again == state["hash"])
 
     async def _longest_known_prefix(
         self, tenant: str, hashes: Sequence[str]
@@ -452,3 +443,9 @@ class Conversations:
         if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
 
+
+
+def _ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
+    """Does the conversation end with a user message that got no answer?"""
+    users = (state.get("counters") or {}).get("user_positions") or []
+    return stored.length >= 1 and bool(users) and users[-1] == stored.length - 1

@@ -36,11 +36,20 @@ from proxy.upstream.transport import AiohttpTransport, env_proxy_for
 _URL_CACHE_SIZE = 256
 
 
-def error_for_transport_failure(exc: httpx.TransportError, base_url: str) -> UpstreamError:
-    """Map a failed exchange to 504 (timed out) or 502 (unreachable, broken reply)."""
+def error_for_transport_failure(
+    exc: httpx.TransportError, base_url: str, *, replying: bool = False
+) -> UpstreamError:
+    """Map a failed exchange to 504 (timed out) or 502 (unreachable, broken reply).
+    `replying`: the upstream had answered and its body broke off (it was reached)."""
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"The upstream at {base_url} timed out ({reason}).")
+    if replying:
+        return UpstreamError(
+            f"The upstream at {base_url} broke off its reply before it was complete: "
+            f"{reason}.",
+            code="upstream_reply_broken",
+        )
     return UpstreamError(f"The upstream at {base_url} could not be reached: {reason}.")
 
 
@@ -251,6 +260,10 @@ class Upstream:
                 reply = await self._open_json(path, body, headers)
                 try:
                     content = await reply.read_decoded()
+                except httpx.TransportError as exc:
+                    raise error_for_transport_failure(
+                        exc, self.base_url, replying=True
+                    ) from exc
                 finally:
                     await reply.aclose()
         except httpx.TransportError as exc:

@@ -120,3 +120,11 @@ def relay_head(raw_headers: Iterable[tuple[bytes, bytes]]) -> RelayHead:
     if named_by_connection:
         head.relayed = [(n, v) for n, v in relayed if n not in named_by_connection]
     return head
+
+
+def content_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The media type of a reply, lower-cased, without parameters ("" when absent)."""
+    for name, value in raw_headers:
+        if name.lower() == b"content-type":
+            return value.decode("latin-1").partition(";")[0].strip().lower()
+    return ""
