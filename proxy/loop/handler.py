@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.config import VMSettings
 from proxy.errors import MemoryUnavailable, ProxyError
-from proxy.logs import log
+from proxy.logs import log, request_stats
 from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
 from proxy.loop.policy import (
@@ -105,6 +105,7 @@ async def _answer(
             await relay_chat(state.upstream, request, raw), prepared, prepared.headers()
         )
     turn = prepared.turn
+    turn.stats = request_stats(request.scope)
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
     first_body = turn.first_body()
     if several_choices(body):

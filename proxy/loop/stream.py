@@ -10,6 +10,7 @@ client goes away the response is cancelled, which closes the upstream stream in 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -51,11 +52,15 @@ async def open_first(turn: Turn, body: dict[str, Any]) -> OpenedStream:
 
 async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
     turn.record_upstream_prompt(body)
+    started = time.perf_counter()
     reply = await stack.enter_async_context(
         turn.upstream.stream("/chat/completions", body, turn.headers)
     )
+    turn.note_reply(reply.raw_headers, time.perf_counter() - started)
     if reply.status_code >= 400:
-        raise error_from_status(reply.status_code, await reply.read_decoded())
+        raise error_from_status(
+            reply.status_code, await reply.read_decoded(), reply.raw_headers
+        )
     kind = content_type(reply.raw_headers)
     if kind and not kind.startswith("text/event-stream"):
         # An HTML page (a captive portal, a misrouted proxy) or a JSON body is not the

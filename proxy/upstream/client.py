@@ -30,7 +30,12 @@ import yarl
 
 from proxy.config import UpstreamSettings
 from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout, normalise_error_body
-from proxy.upstream.headers import HeaderPairs, IncomingHeaders, forward_headers
+from proxy.upstream.headers import (
+    HeaderPairs,
+    IncomingHeaders,
+    forward_headers,
+    informative_headers,
+)
 from proxy.upstream.transport import AiohttpTransport, env_proxy_for
 
 _URL_CACHE_SIZE = 256
@@ -53,8 +58,11 @@ def error_for_transport_failure(
     return UpstreamError(f"The upstream at {base_url} could not be reached: {reason}.")
 
 
-def error_from_status(status_code: int, body: bytes) -> UpstreamStatus:
-    """The upstream's own 4xx/5xx as a ProxyError carrying its status and its words."""
+def error_from_status(
+    status_code: int, body: bytes, raw_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> UpstreamStatus:
+    """The upstream's own 4xx/5xx as a ProxyError carrying its status, its words and the
+    headers that tell the client when to retry (`retry-after`) and which call it was."""
     error = normalise_error_body(status_code, body)["error"]
     return UpstreamStatus(
         error["message"],
@@ -62,6 +70,7 @@ def error_from_status(status_code: int, body: bytes) -> UpstreamStatus:
         code=error["code"],
         status_code=status_code,
         error_type=error["type"],
+        headers=informative_headers(raw_headers),
     )
 
 
@@ -145,10 +154,11 @@ class HttpxReply:
 
 @dataclass(frozen=True, slots=True)
 class WholeReply:
-    """A reply read whole: its status and its body, decoded."""
+    """A reply read whole: its status, its body (decoded) and its raw headers."""
 
     status_code: int
     content: bytes
+    raw_headers: Sequence[tuple[bytes, bytes]] = ()
 
 
 class Upstream:
@@ -273,7 +283,7 @@ class Upstream:
                 f"The upstream at {self.base_url} took longer than "
                 f"{self.settings.timeout_s:g} s (upstream.timeout_s)."
             ) from None
-        return WholeReply(reply.status_code, content)
+        return WholeReply(reply.status_code, content, reply.raw_headers)
 
     @asynccontextmanager
     async def stream(

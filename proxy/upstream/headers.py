@@ -128,3 +128,19 @@ def content_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> str:
         if name.lower() == b"content-type":
             return value.decode("latin-1").partition(";")[0].strip().lower()
     return ""
+
+
+# What the memory path passes on of an upstream reply whose body it rewrites: request ids,
+# rate limits and `retry-after` (SDKs schedule their retries by it), processing time.
+_INFORMATIVE = frozenset({b"x-request-id", b"request-id", b"retry-after", b"retry-after-ms"})
+_INFORMATIVE_PREFIXES = (b"x-ratelimit-", b"openai-", b"anthropic-ratelimit-", b"ratelimit")
+
+
+def informative_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers of an upstream reply that tell the client about the call itself."""
+    found: dict[str, str] = {}
+    for raw_name, value in raw_headers:
+        name = raw_name.lower()
+        if name in _INFORMATIVE or name.startswith(_INFORMATIVE_PREFIXES):
+            found[name.decode("latin-1")] = value.decode("latin-1")
+    return found
