@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.config import Settings
+from proxy.config import Settings, with_prompt_shape
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
 from proxy.http.routes import ALL_METHODS, chat_completions, healthz, metrics_text, passthrough_any
@@ -37,6 +37,7 @@ def create_app(
     """Build the app. Tests inject `upstream_transport` (e.g. a respx router's) and `store`;
     an injected store is the caller's to close, an opened one the lifespan's."""
 
+    settings = with_prompt_shape(settings)
     state = AppState(settings)
 
     @asynccontextmanager
