@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -36,9 +37,11 @@ async def run_complete(turn: Turn, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _call(turn: Turn, body: dict[str, Any], iteration: int) -> AssembledMessage:
     turn.record_upstream_prompt(body)
+    started = time.perf_counter()
     reply = await turn.upstream.post_json("/chat/completions", body, turn.headers)
+    turn.note_reply(reply.raw_headers, time.perf_counter() - started)
     if reply.status_code >= 400:
-        raise error_from_status(reply.status_code, reply.content)
+        raise error_from_status(reply.status_code, reply.content, reply.raw_headers)
     try:
         parsed = orjson.loads(reply.content)
     except orjson.JSONDecodeError:

@@ -60,7 +60,7 @@ class _ObservedResponse(Response):
             parsed = orjson.loads(self._decoder.feed(bytes(self.body)) + self._decoder.flush())
         except (orjson.JSONDecodeError, zlib.error):
             return
-        if isinstance(parsed, dict):
+        if isinstance(parsed, dict) and parsed.get("choices"):
             await _deliver(assemble_response(parsed), self._on_answer)
 
 
@@ -81,8 +81,14 @@ async def _tee(
                 continue
             for event in decoder.feed(data):
                 accumulator.feed_event(event)
-    if not broken:
-        await _deliver(accumulator.result(), on_answer)
+    if broken:
+        return
+    if not accumulator.finished:
+        # Cut, reset, or ended cleanly without finish_reason or [DONE]: the client saw the
+        # stream end unfinished; a part of an answer must not be stored as the answer.
+        log.warning("relayed stream not stored: it ended before a finish_reason or [DONE]")
+        return
+    await _deliver(accumulator.result(), on_answer)
 
 
 async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:

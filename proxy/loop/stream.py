@@ -10,6 +10,7 @@ client goes away the response is cancelled, which closes the upstream stream in 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -23,6 +24,7 @@ from proxy.loop.splitter import StreamSplitter
 from proxy.loop.turn import Turn
 from proxy.store import StoreError
 from proxy.upstream.client import Reply, error_for_transport_failure, error_from_status
+from proxy.upstream.headers import content_type
 from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.upstream.usage import Usage, add_usage
 
@@ -50,11 +52,25 @@ async def open_first(turn: Turn, body: dict[str, Any]) -> OpenedStream:
 
 async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
     turn.record_upstream_prompt(body)
+    started = time.perf_counter()
     reply = await stack.enter_async_context(
         turn.upstream.stream("/chat/completions", body, turn.headers)
     )
+    turn.note_reply(reply.raw_headers, time.perf_counter() - started)
     if reply.status_code >= 400:
-        raise error_from_status(reply.status_code, await reply.read_decoded())
+        raise error_from_status(
+            reply.status_code, await reply.read_decoded(), reply.raw_headers
+        )
+    kind = content_type(reply.raw_headers)
+    if kind and not kind.startswith("text/event-stream"):
+        # An HTML page (a captive portal, a misrouted proxy) or a JSON body is not the
+        # stream that was asked for: an empty answer must not pass for one.
+        start = (await reply.read_decoded())[:300].decode("utf-8", "replace")
+        raise UpstreamError(
+            f"The upstream answered a streaming request with {kind}, not an event stream: "
+            f"{start!r}",
+            code="invalid_response",
+        )
     return reply
 
 
@@ -93,6 +109,16 @@ async def stream_events(
             usage = add_usage(usage, outcome.usage)
             if outcome.error is not None:
                 yield encode_error(**_error_fields(outcome.error))
+                return
+            if not splitter.accumulator.finished:
+                # Cut, reset, or a clean end without finish_reason or [DONE]: what came is
+                # not the answer, so the client is told and nothing is stored (issue 13).
+                log.warning("upstream stream ended unfinished", extra={"turn": turn.turn_number})
+                yield encode_error(
+                    "The upstream stream ended before the answer was complete.",
+                    error_type=UpstreamError.error_type,
+                    code="upstream_stream_incomplete",
+                )
                 return
             results: list[dict[str, Any]] = []
             if outcome.vm_calls:
@@ -173,7 +199,7 @@ async def _relay(
         for chunk in _split(turn, splitter, decoder.flush()):
             yield chunk
     except httpx.TransportError as exc:
-        raise error_for_transport_failure(exc, turn.upstream.base_url) from exc
+        raise error_for_transport_failure(exc, turn.upstream.base_url, replying=True) from exc
     finally:
         if reading is not None and not reading.done():
             reading.cancel()
@@ -182,8 +208,7 @@ async def _relay(
 def _split(turn: Turn, splitter: StreamSplitter, events: list[SSEEvent]) -> list[bytes]:
     out: list[bytes] = []
     for event in events:
-        if event.is_done:
-            continue
+        # [DONE] too: the splitter notes it (a stream without it or a finish is unfinished).
         for chunk in splitter.feed_event(event):
             turn.note_shown(chunk)
             out.append(encode_data(chunk))

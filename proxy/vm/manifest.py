@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from proxy.tokens import TokenCounter
+from proxy.vm.escape import escape_json
 from proxy.vm.pages import Page
 
 OPEN = "<VM:MANIFEST_JSON>"
@@ -88,4 +89,4 @@ def manifest_tokens(manifest: Mapping[str, Any], counter: TokenCounter) -> int:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode().replace("<", "\\u003c")
+    return escape_json(orjson.dumps(value).decode())
