@@ -1,7 +1,11 @@
-"""Strip strict mode's `[ref: msg_12]` citations from what the client sees, and record them.
+"""Strip strict mode's `[ref: msg_12]` citations from what the client sees, and record them;
+strip the page labels of the context (`[msg_12]`, `[claim_17 claim]`) a model may copy.
 
-Accepted forms: `[ref: msg_12]`, `[ref:msg_12]`, `[ref: msg_12, seg_3]` (also `;` between
-ids, any case for `ref`). Anything else in brackets is left alone.
+Accepted citation forms: `[ref: msg_12]`, `[ref:msg_12]`, `[ref: msg_12, seg_3]` (also `;`
+between ids, any case for `ref`). Labels: a page id in brackets, alone or with one word
+after it (the context's own `[msg_12]`, and the `[msg_12 user]` of older prompts). The
+labels are ours in every mode: a client never asked for them. Anything else in brackets is
+left alone.
 
 Streaming: text arrives in arbitrary pieces, so `CitationStripper.feed` holds back a tail
 that may still become a citation (`[`, `[re`, `[ref: msg_1` ...) and releases it as soon
@@ -23,9 +27,17 @@ MAX_HOLD = 200
 
 _ID = r"[A-Za-z]+_\d+"
 _CITATION = re.compile(rf"\[ref:[ \t]*({_ID}(?:[ \t]*[,;][ \t]*{_ID})*)[ \t]*\]", re.IGNORECASE)
+_LABEL = re.compile(r"\[(?:msg|seg|claim|img)_\d+(?:[ \t]+[A-Za-z]+)?\]")
+_BOTH = re.compile(f"{_CITATION.pattern}|{_LABEL.pattern}", re.IGNORECASE)
 _IDS = re.compile(_ID)
-# A text that starts with "[" and could still grow into a citation.
-_PREFIX = re.compile(r"\[(?:r(?:e(?:f(?::[ \tA-Za-z0-9_,;]*)?)?)?)?", re.IGNORECASE)
+# A text that starts with "[" and could still grow into a citation or a label.
+_PREFIX = re.compile(
+    r"\[(?:r(?:e(?:f(?::[ \tA-Za-z0-9_,;]*)?)?)?)?"
+    r"|\[(?:m(?:s(?:g(?:_\d*)?)?)?|s(?:e(?:g(?:_\d*)?)?)?|c(?:l(?:a(?:i(?:m(?:_\d*)?)?)?)?)?"
+    r"|i(?:m(?:g(?:_\d*)?)?)?)"
+    r"|\[(?:msg|seg|claim|img)_\d+[ \t]+[A-Za-z]*",
+    re.IGNORECASE,
+)
 _HSPACE = " \t"
 _NO_SPACE_BEFORE = frozenset(".,;:!?)]}\n\r…")
 
@@ -33,9 +45,13 @@ _NO_SPACE_BEFORE = frozenset(".,;:!?)]}\n\r…")
 class CitationStripper:
     """Incremental: `feed(piece) -> text to send now`, `flush() -> the rest` at the end."""
 
-    __slots__ = ("_pending", "_held_ws", "_after", "_gap", "_line_start", "ids", "_seen")
+    __slots__ = (
+        "_pending", "_held_ws", "_after", "_gap", "_line_start", "ids", "_seen", "_marks"
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, citations: bool = True) -> None:
+        """`citations`: strip (and record) citations too; labels are stripped always."""
+        self._marks = _BOTH if citations else _LABEL
         self._pending = ""  # a possible citation start, not yet released
         self._held_ws = ""  # trailing spaces of released text, not yet sent
         self._after = False  # a citation was just removed: the next text decides the gap
@@ -73,15 +89,16 @@ class CitationStripper:
             return self._text(text)
         out: list[str] = []
         pos = 0
-        for match in _CITATION.finditer(text):
+        for match in self._marks.finditer(text):
             out.append(self._text(text[pos : match.start()]))
-            self._cite(match.group(1))
+            self._cite(match.group(1) if self._marks is _BOTH else None)
             pos = match.end()
         out.append(self._text(text[pos:]))
         return "".join(out)
 
-    def _cite(self, ids: str) -> None:
-        for page_id in _IDS.findall(ids):
+    def _cite(self, ids: str | None) -> None:
+        """A citation (its ids recorded) or, `ids` None, a label was removed."""
+        for page_id in _IDS.findall(ids or ""):
             if page_id not in self._seen:
                 self._seen.add(page_id)
                 self.ids.append(page_id)
@@ -114,8 +131,8 @@ class CitationStripper:
         return out
 
 
-def strip_citations(text: str) -> tuple[str, list[str]]:
-    """Non-stream: the text without citations, and the cited ids in order."""
-    stripper = CitationStripper()
+def strip_citations(text: str, *, citations: bool = True) -> tuple[str, list[str]]:
+    """Non-stream: the text without labels (and citations), and the cited ids in order."""
+    stripper = CitationStripper(citations=citations)
     out = stripper.feed(text) + stripper.flush()
     return out, stripper.ids

@@ -69,8 +69,8 @@ async def _answer(
     first: AssembledMessage,
 ) -> dict[str, Any]:
     content = message.content
-    if content and turn.strip_citations:
-        content, cited = strip_citations(content)
+    if content:
+        content, cited = strip_citations(content, citations=turn.strip_citations)
         turn.note_citations(cited)
     body = to_chat_completion(
         message,

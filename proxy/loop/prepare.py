@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,7 @@ from proxy.vm.prefetch import (
     plan_prefetch,
     search_limit,
     search_query,
+    widen_recent,
 )
 from proxy.vm.working_set import ScoredPage
 
@@ -88,7 +89,11 @@ async def prepare(
     conversations = Conversations(store, ingester.ingest, ingester.state_at, state.prefix_cache)
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
-    activate_above = settings.vm.activate_above
+    # A request is forwarded whole only when it is at most `vm.activate_above` and it fits
+    # the budget with its reply's allowance: the budget holds the reply too.
+    activate_above = min(
+        settings.vm.activate_above, settings.vm.context_budget - _asked_reply(body)
+    )
     early = EarlySearch(
         store,
         lambda: search_query(_last_user_text(body["messages"])),
@@ -159,18 +164,28 @@ async def _pack_turn(
     start = plan.pinned_from if frame is None else frame.start
     # Independent reads, issued together: one round trip where the store can batch them
     # (SQLite), concurrent queries where it cannot.
+    lo = min(start, plan.recent[0])
     system, tail, hits, loaded = await asyncio.gather(
         store.pages_in_range(path, 0, counters.preamble),
-        store.pages_in_range(path, start, end),
+        store.pages_in_range(path, lo, end),
         early.hits(path, plan.query, plan.search_limit),
         store.get_pages(path, plan.page_ids()),
     )
+    loaded = {**loaded, **{p.page_id: p for p in tail if p.anchor < start}}
+    tail = [p for p in tail if p.anchor >= start]
     # The messages around each hit (a question's answer, an answer's question), and the
-    # message a claim was drawn from: what the hits found, in one more read.
+    # message a claim was drawn from: what the hits found, in one more read; and, when
+    # the hits cannot fill the budget, more of the turns before the tail.
     wanted = [i for i in around_ids((h.page for h in hits), plan, counters.preamble)
               if i not in loaded]  # fmt: skip
-    if wanted:
-        loaded = {**loaded, **await store.get_pages(path, wanted)}
+    wider = widen_recent(plan, [h.page for h in hits], budget=settings.context_budget,
+                         message_tokens=_average(conv_state), preamble=counters.preamble)
+    reads = [store.get_pages(path, wanted) if wanted else _nothing()]
+    if wider.recent[0] < lo:
+        reads.append(_by_id(store.pages_in_range(path, wider.recent[0], lo)))
+    for found in await asyncio.gather(*reads):
+        loaded = {**loaded, **found}
+    plan = wider
     candidates = gather_candidates(
         hits=[(hit.page, hit.score) for hit in hits],
         pages=loaded.values(),
@@ -186,7 +201,7 @@ async def _pack_turn(
         # Pinned turns outrank room for faults: pack again keeping only the least room.
         packed = _pack(inputs, mode, fault_tokens=MIN_FAULT_TOKENS)
     room = settings.context_budget - packed.prompt_tokens - packed.reply_tokens
-    least = LOOP_RESERVE_TOKENS + min(packed.fault_tokens, MIN_FAULT_TOKENS)
+    least = min(packed.reserve, LOOP_RESERVE_TOKENS + MIN_FAULT_TOKENS)
     if mode != "passive" and room < least:
         # Not even the VM rules and tool schemas fit beside the pinned turns with room to
         # fault: without the tools (passive) the model still gets the best context.
@@ -252,10 +267,32 @@ def hits_wanted(settings: VMSettings, conv_state: Mapping[str, Any]) -> int:
     """The turn's search hits: enough to fill the budget, by the conversation's average
     message size (the same number whether asked when the question's append is issued or
     once it is stored, so the early search is the turn's)."""
+    return search_limit(settings.context_budget, _average(conv_state))
+
+
+def _asked_reply(body: Mapping[str, Any]) -> int:
+    """The reply's allowance a client asked for (max_completion_tokens or max_tokens); 0
+    when it asked none (the upstream's default is not ours to guess)."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def _average(conv_state: Mapping[str, Any]) -> float:
+    """Tokens of a message of this conversation, on average."""
     counters = conv_state.get("counters")
     messages = int(counters.get("messages", 0)) if isinstance(counters, Mapping) else 0
-    average = int(conv_state.get("tokens", 0)) / max(messages, 1)
-    return search_limit(settings.context_budget, average)
+    return int(conv_state.get("tokens", 0)) / max(messages, 1)
+
+
+async def _nothing() -> dict[str, Page]:
+    return {}
+
+
+async def _by_id(pages: Awaitable[list[Page]]) -> dict[str, Page]:
+    return {p.page_id: p for p in await pages}
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ async def stream_events(
 ) -> AsyncIterator[bytes]:
     """The client's SSE body. `opened` is the first iteration's upstream stream."""
     stack, reply = opened.stack, opened.reply
-    citations = CitationStripper() if turn.strip_citations else None
+    citations = CitationStripper(citations=turn.strip_citations)
     usage: Usage | None = None
     role_sent = False
     next_client_index = 0

@@ -19,9 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 MAX_NAME = 64
-# A date at the start of a message names its session; one later in the text is a date the
-# message talks about.
-DATE_WITHIN = 64
+# A date at the very start of a message ("[Session date: ...", "8 May 2023: ...") names its
+# session, and so does one a little later that is said to be now ("Can you believe it's 8
+# May already?", "Writing this on Tuesday, May 9, 2023"); any other is a date the message
+# talks about ("the flight is on 12 May 2023").
+DATE_AT_START = 24
+DATE_SAID_NOW_WITHIN = 100
+_NOW = re.compile(r"\b(?:it'?s|it is|today(?:'s| is)?|date:?|this on(?: \w+,)?|now)\W*$", re.I)
 _MONTHS = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)"
@@ -45,9 +49,16 @@ def speaker_of(message: Mapping[str, Any]) -> str:
     return _NAME_CHARS.sub("", name).strip()[:MAX_NAME]
 
 
+def without_dates(text: str) -> str:
+    """`text` with the dates it states taken out (a summary names them apart)."""
+    return _DATE.sub(" ", text)
+
+
 def stated_date(text: str) -> str:
     """The date a message states at its start, as written there; "" when it states none."""
-    match = _DATE.search(text, 0, DATE_WITHIN + 40)
-    if match is None or match.start() > DATE_WITHIN:
+    match = _DATE.search(text, 0, DATE_SAID_NOW_WITHIN + 40)
+    if match is None or match.start() > DATE_SAID_NOW_WITHIN:
+        return ""
+    if match.start() > DATE_AT_START and not _NOW.search(text, 0, match.start()):
         return ""
     return match.group(0).strip()

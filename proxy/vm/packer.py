@@ -58,7 +58,7 @@ LOOP_RESERVE_TOKENS = 230
 EXPECTED_FAULTS = 3
 NEIGHBOUR_TOKENS = 50
 FAULT_FRAMING_TOKENS = 45
-RESERVE_SHARE = 0.145
+RESERVE_SHARE = 0.13
 # Below this many tokens of room for faulted pages the tools are not worth offering.
 MIN_FAULT_TOKENS = 150
 MODES = ("strict", "relaxed", "passive")
@@ -100,8 +100,9 @@ class PackedRequest:
     compacted: bool = True
     # Pinned turns or exchanges had to leave to make the prompt fit.
     pinned_dropped: bool = False
-    # Tokens kept free for faulted pages (0 in passive mode).
+    # Tokens kept free for faulted pages, and in all for the fault loop (0 in passive mode).
     fault_tokens: int = 0
+    reserve: int = 0
 
     def in_view(self) -> dict[str, int]:
         """Page id -> level the model sees (pinned messages at 0), for FaultState."""
@@ -176,10 +177,15 @@ def pack_request(
         + counter.tools(tools, has_system=True)
     )
     room = options.context_budget - reply - fixed
-    faults = 0
+    faults = reserve = 0
     if mode != "passive":
-        faults = fault_room(candidates, options, room) if fault_tokens is None else fault_tokens
-    reserve = faults + LOOP_RESERVE_TOKENS if mode != "passive" else 0
+        available = options.context_budget - reply
+        if fault_tokens is None:
+            faults = fault_room(candidates, options, available)
+        else:
+            faults = fault_tokens
+        # With a small budget even the loop's own reserve shrinks to its share.
+        reserve = min(faults + LOOP_RESERVE_TOKENS, max(faults, int(available * RESERVE_SHARE)))
     shared = _Shared(
         body=body,
         prefix=prefix,
@@ -219,21 +225,21 @@ def pack_request(
     if layout is None:
         layout = _compact(shared, window)
     packed = _finish(shared, layout, table, turn, clock())
-    packed.fault_tokens = faults
+    packed.fault_tokens, packed.reserve = faults, reserve
     return packed
 
 
-def fault_room(candidates: Sequence[ScoredPage], options: PackOptions, room: int) -> int:
+def fault_room(candidates: Sequence[ScoredPage], options: PackOptions, available: int) -> int:
     """Tokens to keep for faulted pages: what `EXPECTED_FAULTS` of this turn's hits would
     cost with the turns around them (a long page comes as its reduction, a long neighbour
     as its abstract) and their framing, within `max_fault_tokens_per_turn`; the loop's own
-    reserve and this together take at most `RESERVE_SHARE` of the room, so the prompt
-    spends the rest on what it shows."""
+    reserve and this together take at most `RESERVE_SHARE` of what the budget leaves
+    after the reply (`available`), so the prompt spends the rest on what it shows."""
     sizes = [min(c.page.tokens[0], c.page.tokens[1]) for c in candidates if c.relevance > 0]
     typical = int(statistics.median(sizes)) if sizes else EXCERPT_WORDS
     unit = typical + 2 * min(typical, NEIGHBOUR_TOKENS) + FAULT_FRAMING_TOKENS
     wanted = unit * min(EXPECTED_FAULTS, options.max_faults_per_turn)
-    most = int(room * RESERVE_SHARE) - LOOP_RESERVE_TOKENS
+    most = int(available * RESERVE_SHARE) - LOOP_RESERVE_TOKENS
     return max(0, min(wanted, options.max_fault_tokens_per_turn, most))
 
 

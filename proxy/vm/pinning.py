@@ -10,7 +10,9 @@ this order and saying so in its notes:
 3. inside the current turn (agent loops live there): older exchanges' tool results are
    reduced, then the oldest exchanges dropped;
 4. the current user message and the last, still open, exchange are never dropped; their tool
-   results may be reduced as a last resort. If even that does not fit, `over_budget` is set.
+   results may be reduced, and as a very last resort the largest message keeps only its
+   beginning and end (a note says how to page the rest in). If even that does not fit,
+   `over_budget` is set.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from proxy.vm.pages import Page
 
 # A tool result shorter than this is left as it is when reducing.
 REDUCE_ABOVE_TOKENS = 120
+# A message clipped to fit keeps at least this much of itself (else the prompt is over the
+# budget, and says so); the note saying so costs about CLIP_NOTE_TOKENS.
+MIN_CLIPPED_TOKENS = 100
+CLIP_NOTE_TOKENS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,8 @@ def fit_pinned(units: Sequence[PinnedUnit], budget: int, counter: TokenCounter) 
     if plan.tokens > budget:
         _reduce(plan, counter, lambda u: True)
     if plan.tokens > budget:
+        _clip_largest(plan, budget, counter)
+    if plan.tokens > budget:
         plan.over_budget = True
         plan.notes.append(f"pinned messages need {plan.tokens} tokens, budget {budget}")
     return plan
@@ -163,6 +171,42 @@ def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
         plan.tokens += tokens - unit.tokens
         plan.units[i] = replace(unit, messages=tuple(messages), tokens=tokens, reduced=True)
         plan.notes.append(f"reduced tool output in {unit.pages[0].page_id}")
+
+
+def _clip_largest(plan: PinnedPlan, budget: int, counter: TokenCounter) -> None:
+    """Last resort, when what must be sent (the current question, an open exchange) is
+    larger than the budget on its own: the largest text message keeps its beginning and
+    its end, as much of them as fits, and says how to read the rest."""
+    found = [
+        (page.tokens[0], i, j)
+        for i, unit in enumerate(plan.units)
+        for j, (page, message) in enumerate(zip(unit.pages, unit.messages, strict=True))
+        if isinstance(message.get("content"), str) and page.tokens[0] > REDUCE_ABOVE_TOKENS
+    ]
+    if not found:
+        return
+    _, i, j = max(found)
+    unit = plan.units[i]
+    page, message = unit.pages[j], unit.messages[j]
+    text = str(message["content"])
+    keep = page.tokens[0] - (plan.tokens - budget) - CLIP_NOTE_TOKENS
+    if keep < MIN_CLIPPED_TOKENS:
+        return
+    share = keep / max(page.tokens[0], 1)
+    head, tail = int(len(text) * share * 0.7), int(len(text) * share * 0.3)
+    note = (f"\n[… {page.tokens[0] - keep} tokens of this message left out by vm-proxy to "
+            f'fit the context budget; page_fault("{page.page_id}", 1) for a reduction …]\n')
+    clipped = {**message, "content": text[:head] + note + (text[-tail:] if tail else "")}
+    messages = [*unit.messages[:j], clipped, *unit.messages[j + 1 :]]
+    names = {
+        p.tool_call_ids[0]: str(p.extra.get("function") or "")
+        for p in unit.pages
+        if p.role == "tool" and p.tool_call_ids
+    }
+    tokens = sum(counter.message(m, names) for m in messages)
+    plan.tokens += tokens - unit.tokens
+    plan.units[i] = replace(unit, messages=tuple(messages), tokens=tokens, reduced=True)
+    plan.notes.append(f"clipped {page.page_id} to fit the budget")
 
 
 def _drop(plan: PinnedPlan, which: Any, note: str) -> None:

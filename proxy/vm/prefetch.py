@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proxy.vm.bm25 import query_terms
 from proxy.vm.ingest import Counters
@@ -32,10 +32,14 @@ MAX_DF_SHARE = 0.02
 RECENT_MESSAGES = 12
 HOT = 8
 # Hits a search brings, at least and at most; in between, enough to fill the budget
-# POOL_FILLS times over with a hit and its two neighbours each.
-SEARCH_HITS = 12
+# POOL_FILLS times over with a hit and its two neighbours each, a message counted at most
+# SHOWN_TOKENS (a longer one is shown as its passages that match).
+SEARCH_HITS = 20
 MAX_SEARCH_HITS = 100
 POOL_FILLS = 1.5
+SHOWN_TOKENS = 200
+# Recent turns read before the tail, at most, when the hits cannot fill the budget.
+MAX_RECENT = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +52,9 @@ class PrefetchPlan:
     search_limit: int = SEARCH_HITS
 
     def page_ids(self) -> list[str]:
-        """Every id to load besides the tail and the search hits (duplicates removed)."""
-        lo, hi = self.recent
-        ids = [make_page_id("msg", p) for p in range(lo, hi)]
-        ids += [*self.summary_ids, *self.hot_ids]
-        return list(dict.fromkeys(ids))
+        """Every id to load besides the tail, the recent range and the search hits
+        (duplicates removed)."""
+        return list(dict.fromkeys([*self.summary_ids, *self.hot_ids]))
 
 
 def search_query(
@@ -95,7 +97,7 @@ def pinned_start(counters: Counters, pin_last_turns: int) -> int:
 def search_limit(budget: int, message_tokens: float) -> int:
     """Hits enough to fill `budget` POOL_FILLS times over, each with its two neighbours,
     when messages average `message_tokens`."""
-    unit = 3 * max(message_tokens, 1.0)
+    unit = 3 * min(max(message_tokens, 1.0), SHOWN_TOKENS)
     return max(SEARCH_HITS, min(MAX_SEARCH_HITS, math.ceil(POOL_FILLS * budget / unit)))
 
 
@@ -123,6 +125,22 @@ def plan_prefetch(
         query=search_query(user_text, doc_freq=doc_freq, max_df=_max_df(counters)),
         search_limit=limit,
     )
+
+
+def widen_recent(
+    plan: PrefetchPlan, hits: Sequence[Page], *, budget: int, message_tokens: float,
+    preamble: int,
+) -> PrefetchPlan:
+    """When the hits (with their neighbours) cannot fill `budget`, the recent turns before
+    the tail are taken further back until they could: a question that matches little is
+    better served by the latest conversation than by an empty prompt."""
+    found = sum(3 * min(p.tokens[0], SHOWN_TOKENS) for p in hits)
+    missing = budget - found
+    lo, hi = plan.recent
+    if missing <= 0 or lo <= preamble:
+        return plan
+    more = min(MAX_RECENT, math.ceil(missing / max(message_tokens, 1.0)))
+    return replace(plan, recent=(max(preamble, lo - more), hi))
 
 
 def around_ids(hits: Iterable[Page], plan: PrefetchPlan, preamble: int) -> list[str]:

@@ -9,6 +9,7 @@ covers; the loop loads those pages (from the batch just ingested or from the sto
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter as TermCounter
 from collections.abc import Sequence
@@ -16,8 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from proxy.tokens import TokenCounter
-from proxy.vm.bm25 import search_tokens
+from proxy.vm.attribution import without_dates
+from proxy.vm.bm25 import STOP_WORDS
+from proxy.vm.bounds import analysed
+from proxy.vm.claims import claim_strength, extract_claims
 from proxy.vm.compress import make_hint
+from proxy.vm.context import who
 from proxy.vm.costs import annotate_costs
 from proxy.vm.mutations import Clock
 from proxy.vm.pages import Modality, Page, PageKind, make_page_id
@@ -26,7 +31,20 @@ if TYPE_CHECKING:
     from proxy.vm.ingest import Counters
 
 ROLLUP_FANOUT = 8
-KEYWORDS = 6
+KEYWORDS = 8
+CLAIM_WORDS = 18
+# claims.claim_strength of a decision or a request to remember.
+DECISION = 3
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_NUMBER = re.compile(r"[$€£]?\d[\d,.:/]*%?")
+_EDGE = "\"'()[]{}.,;:!?*_"
+_BREAK = (",", ".", ";", ":", "!", "?")
+# Capitalised at a sentence's start or as a greeting, not names.
+_NOT_NAMES = frozenset(
+    "i i'm i've i'll i'd ok okay hi hey hello thanks yes no oh session date morning evening "
+    "dear the this that these those there here it its we our you your they their and but so "
+    "then what when where which who how not".split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +79,16 @@ def build_summary(
     first_turn = min((p.turn for p in asked), default=0)
     last_turn = max((p.turn for p in asked), default=0)
     span = f"turns {first_turn}-{last_turn}"
-    keywords = _keywords(covered)
-    topics = ", ".join(keywords) if keywords else "no recurring topic"
+    dates = list(dict.fromkeys(str(p.extra["said"]) for p in covered if p.extra.get("said")))
+    if dates:
+        span += f", {dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else "")
+    keywords = salient(covered)
+    topics = ", ".join(keywords) if keywords else "nothing named"
     if job.depth == 0:
-        lines = [f"{p.page_id} {p.role}: {p.rendering(2)}" for p in covered if p.tokens[2]]
+        lines = [f"{p.page_id} {who(p)}: {p.rendering(2)}" for p in covered if p.tokens[2]]
         # Level 1 keeps what was asked; the answers are a fault away.
         key_lines = [
-            f"{p.page_id} user: {make_hint(p.rendering(2), max_words=12)}"
+            f"{p.page_id} {who(p)}: {make_hint(p.rendering(2), max_words=12)}"
             for p in covered
             if p.role == "user"
         ]
@@ -76,8 +97,8 @@ def build_summary(
         lines = [f"{p.page_id} ({p.extra.get('span', '')}): {p.rendering(2)}" for p in covered]
         key_lines = [f"{p.page_id}: {p.hint}" for p in covered]
         kind = PageKind.INDEX
-    opening = f" First: {make_hint(asked[0].rendering(2), max_words=14)}" if asked else ""
-    level2 = f"Summary of {span}. Topics: {topics}.{opening}"
+    decided = _decided(covered) if job.depth == 0 else ""
+    level2 = f"Summary of {span}. Mentions: {topics}." + (f" {decided}" if decided else "")
     hint = f"{span}: {', '.join(keywords[:4]) or 'summary'}"
     renderings = (
         f"Summary of {span}:\n" + "\n".join(lines),
@@ -132,14 +153,72 @@ def summary_frontier(counters: Counters) -> list[str]:
     return [seg_id for ids in reversed(counters.rollups) for seg_id in ids]
 
 
-def _keywords(pages: Sequence[Page]) -> list[str]:
-    """Terms several pages share, but not words nearly every page has (those say nothing)."""
-    terms: TermCounter[str] = TermCounter()
-    texts = [p.rendering(2) for p in pages if p.role in ("user", "assistant", "summary")]
-    for text in texts:
-        # dict.fromkeys, not set: ties keep first-seen order whatever the hash seed.
-        unique = dict.fromkeys(search_tokens(text))
-        terms.update(t for t in unique if len(t) > 3 and not t.isdigit())
-    common = 0.6 * len(texts) if len(texts) >= 4 else len(texts) + 1
-    ranked = [t for t, n in terms.most_common() if 2 <= n <= common]
+def salient(pages: Sequence[Page]) -> list[str]:
+    """What a stretch of conversation names: the names and titles in it (capitalised words
+    and runs of them, not a sentence's first word, not its speakers), the numbers with
+    what they count, and the dates; then, for a roll-up, what its parts named. Frequent
+    words are what every stretch has, and tell a reader nothing about this one."""
+    speakers = {str(p.extra.get("speaker") or "").lower() for p in pages}
+    found: TermCounter[str] = TermCounter()
+    order: dict[str, int] = {}
+    for page in pages:
+        if page.kind in (PageKind.SUMMARY, PageKind.INDEX):
+            named = str(page.rendering(2)).partition("Mentions: ")[2].partition(".")[0]
+            items = [item.strip() for item in named.split(",") if item.strip()]
+        elif page.role in ("user", "assistant"):
+            items = _named(without_dates(analysed(page.text)))
+        else:
+            continue
+        for item in dict.fromkeys(_trimmed(i) for i in items):
+            if not item or item.lower() in speakers:
+                continue
+            found[item] += 1
+            order.setdefault(item, len(order))
+    ranked = sorted(found, key=lambda item: (-found[item], order[item]))
     return ranked[:KEYWORDS]
+
+
+def _trimmed(item: str) -> str:
+    """A run of capitalised words without the greeting or sentence opener it starts with."""
+    words = item.split()
+    while words and words[0].lower() in _NOT_NAMES:
+        words.pop(0)
+    return " ".join(words)
+
+
+def _named(text: str) -> list[str]:
+    items: list[str] = []
+    for sentence in _SENTENCE.split(text):
+        words = sentence.split()
+        run: list[str] = []
+        for index, word in enumerate(words):
+            bare = word.strip(_EDGE)
+            if index and bare[:1].isupper() and bare[1:2].islower() and len(bare) > 1:
+                run.append(bare)
+                if bare != word.rstrip(_EDGE):
+                    continue
+                if word.endswith(_BREAK):
+                    items.append(" ".join(run))
+                    run = []
+                continue
+            if run:
+                items.append(" ".join(run))
+                run = []
+            if _NUMBER.fullmatch(bare):
+                following = words[index + 1].strip(_EDGE) if index + 1 < len(words) else ""
+                wordy = following[:1].isalpha() and following.lower() not in STOP_WORDS
+                unit = following if wordy and len(following) <= 12 else ""
+                items.append(f"{bare} {unit}".strip())
+        if run:
+            items.append(" ".join(run))
+    return items
+
+
+def _decided(pages: Sequence[Page]) -> str:
+    """The first decision of the stretch, or thing asked to be remembered (the strongest
+    kind of claim), to keep it in view."""
+    for page in pages:
+        for sentence in extract_claims(analysed(page.text), page.role):
+            if claim_strength(sentence, page.role) >= DECISION:
+                return make_hint(sentence, max_words=CLAIM_WORDS)
+    return ""

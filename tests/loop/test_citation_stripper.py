@@ -117,3 +117,30 @@ def test_trailing_space_released_with_next_text() -> None:
     assert stripper.feed("Hello ") == "Hello"
     assert stripper.feed("world") == " world"
     assert stripper.flush() == ""
+
+
+@pytest.mark.parametrize("citations", [True, False])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[msg_12] Maya: I adopted a beagle.", "Maya: I adopted a beagle."),
+        ("As [claim_17 claim] says, Tuesdays.", "As says, Tuesdays."),
+        ("Seen in [msg_4 user] and [seg_2].", "Seen in and."),
+        ("a [link](http://x), [msg] and [msg_x] stay", "a [link](http://x), [msg] and [msg_x] stay"),
+    ],
+)
+def test_page_labels_a_model_copies_are_stripped_in_every_mode(
+    text: str, expected: str, citations: bool
+) -> None:
+    assert strip_citations(text, citations=citations) == (expected, [])
+
+
+def test_without_citations_they_are_kept_and_labels_still_go() -> None:
+    text = "Lisbon [ref: msg_12], see [msg_12] Maya: yes."
+    assert strip_citations(text, citations=False) == ("Lisbon [ref: msg_12], see Maya: yes.", [])
+    labelled = "Lisbon [msg_12] Maya: yes [msg_13 assistant]."
+    whole = strip_citations(labelled, citations=False)
+    for cut in range(len(labelled) + 1):
+        stripper = CitationStripper(citations=False)
+        out = stripper.feed(labelled[:cut]) + stripper.feed(labelled[cut:]) + stripper.flush()
+        assert (out, stripper.ids) == whole, cut

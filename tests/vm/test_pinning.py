@@ -118,3 +118,20 @@ def test_random_budgets_never_split_an_exchange(seed: int) -> None:
     assert kept.isdisjoint(dropped) and kept | dropped == {
         p.page_id for u in units for p in u.pages
     }
+
+
+def test_a_question_larger_than_the_budget_is_clipped_to_fit() -> None:
+    counter = counter_for_model("gpt-4o")
+    article = " ".join(f"Sentence {n} of a very long article about tides." for n in range(3000))
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "Summarise this: " + article + " What is the gist?"}]
+    pages = ingest_messages(messages, first_position=0, counters=Counters(), counter=counter,
+                            segment_turns=100, clock=lambda: 0.0).pages
+    units = plan_pinned([p for p in pages if p.message], pin_last_turns=2, counter=counter)
+    plan = fit_pinned(units, 3000, counter)
+    assert not plan.over_budget and plan.tokens <= 3000
+    (question,) = [m for m in plan.messages if "Summarise" in str(m["content"])]
+    text = str(question["content"])
+    assert text.startswith("Summarise this: Sentence 0") and text.endswith("What is the gist?")
+    assert 'page_fault("msg_2", 1)' in text and "left out by vm-proxy" in text
+    assert sum(counter.message(m) for m in plan.messages) == plan.tokens

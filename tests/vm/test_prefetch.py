@@ -56,7 +56,7 @@ def test_plan_is_bounded_and_names_what_to_load() -> None:
     assert plan.hot_ids == ("msg_9",)
     assert "cat" in plan.query.split()
     ids = plan.page_ids()
-    assert len(ids) == len(set(ids)) and "msg_9" in ids and "msg_47" in ids
+    assert len(ids) == len(set(ids)) and "msg_9" in ids  # the recent range is read whole
 
 
 def test_pinned_start_never_enters_the_system_prompt() -> None:
@@ -100,5 +100,5 @@ def test_a_claim_hit_lends_its_relevance_to_its_source_message() -> None:
 
 def test_the_search_brings_enough_hits_to_fill_the_budget() -> None:
     assert search_limit(4096, 30.0) == 69  # short chat turns: many hits
-    assert search_limit(4096, 900.0) == 12  # long answers: the floor
+    assert search_limit(4096, 900.0) == 20  # long answers: the floor
     assert search_limit(100_000, 30.0) == 100  # bounded

@@ -90,3 +90,30 @@ def test_rollups_keep_the_frontier_bounded() -> None:
     ids = {p.page_id: p for p in made}
     assert ids[frontier[0]].extra["depth"] == 3
     assert len(set(ids)) == len(made)
+
+
+def test_a_summary_names_what_its_stretch_names_not_its_frequent_words() -> None:
+    counter = counter_for_model("gpt-4o")
+    messages = [{"role": "system", "content": "Two friends."}]
+    for n, (maya, jon) in enumerate([
+        ("[Session date: 8 May 2023] Hi Jon! We finally saw Big Thief in Seville.",
+         "Nice, Maya! How was the drive?"),
+        ("Long. The van needed 140 litres of diesel.", "Ha, classic. Any plans?"),
+        ("We decided to move to Ghent in June.", "Big news!"),
+        ("Honestly it was a long week, honestly.", "Same, honestly."),
+    ]):
+        messages += [{"role": "user", "name": "Maya", "content": maya},
+                     {"role": "assistant", "name": "Jon", "content": jon}]
+    result = ingest_messages(messages, first_position=0, counters=Counters(), counter=counter,
+                             segment_turns=4, clock=lambda: 0.0)
+    pages = {p.page_id: p for p in result.pages}
+    job = SegmentJob("seg_0", 0, len(messages))
+    seg = build_summary(job, [pages[i] for i in job.page_ids() if i in pages], counter=counter)
+    abstract = seg.rendering(2)
+    assert abstract.startswith("Summary of turns 1-4, 8 May 2023. Mentions: ")
+    mentioned = abstract.partition("Mentions: ")[2].partition(".")[0].split(", ")
+    assert mentioned == ["Big Thief", "Seville", "140 litres", "Ghent", "June"]
+    assert "honestly" not in abstract.lower()
+    assert not {"Maya", "Jon", "Hi Jon"} & set(mentioned)  # the speakers are no news
+    assert abstract.endswith("We decided to move to Ghent in June.")
+    assert "Maya: " in seg.rendering(0) and "Jon: " in seg.rendering(0)
