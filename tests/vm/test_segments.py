@@ -95,13 +95,13 @@ def test_rollups_keep_the_frontier_bounded() -> None:
 def test_a_summary_names_what_its_stretch_names_not_its_frequent_words() -> None:
     counter = counter_for_model("gpt-4o")
     messages = [{"role": "system", "content": "Two friends."}]
-    for n, (maya, jon) in enumerate([
+    for maya, jon in [
         ("[Session date: 8 May 2023] Hi Jon! We finally saw Big Thief in Seville.",
          "Nice, Maya! How was the drive?"),
         ("Long. The van needed 140 litres of diesel.", "Ha, classic. Any plans?"),
         ("We decided to move to Ghent in June.", "Big news!"),
         ("Honestly it was a long week, honestly.", "Same, honestly."),
-    ]):
+    ]:
         messages += [{"role": "user", "name": "Maya", "content": maya},
                      {"role": "assistant", "name": "Jon", "content": jon}]
     result = ingest_messages(messages, first_position=0, counters=Counters(), counter=counter,
