@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy.config import VMSettings  # noqa: E402
 from proxy.loop.prepare import pack_options  # noqa: E402
+from proxy.store.codec import page_search_tokens  # noqa: E402
 from proxy.tokens import TokenCounter, counter_for_model  # noqa: E402
 from proxy.vm.bm25 import BM25Index, search_tokens  # noqa: E402
 from proxy.vm.identity import chain_hashes  # noqa: E402
@@ -37,7 +38,13 @@ from proxy.vm.ingest import Counters, ingest_messages  # noqa: E402
 from proxy.vm.packer import pack_request  # noqa: E402
 from proxy.vm.page_table import PageTable  # noqa: E402
 from proxy.vm.pages import Page  # noqa: E402
-from proxy.vm.prefetch import gather_candidates, plan_prefetch  # noqa: E402
+from proxy.vm.prefetch import (  # noqa: E402
+    around_ids,
+    gather_candidates,
+    plan_prefetch,
+    search_limit,
+    widen_recent,
+)
 from proxy.vm.segments import build_summary, record_summary  # noqa: E402
 
 MODEL = "gpt-4o"
@@ -149,6 +156,7 @@ class Conversation:
         self.stages: dict[str, list[float]] = {}
         # Document frequencies, as a store keeps them: they pick a query's rarest terms.
         self.doc_freq: TermCounter[str] = TermCounter()
+        self.tokens = 0  # of the messages resent verbatim, as the conversation state keeps
 
     def ingest(self, messages: list[dict[str, Any]]) -> None:
         result = ingest_messages(
@@ -170,7 +178,8 @@ class Conversation:
 
     def _add(self, page: Page) -> None:
         self.pages[page.page_id] = page
-        tokens = search_tokens(f"{page.text}\n{page.hint}")
+        self.tokens += int(page.extra.get("msg_tokens", 0))
+        tokens = page_search_tokens(page)
         self.doc_freq.update(set(tokens))
         self.index.add_tokens(page.page_id, tokens)
 
@@ -181,6 +190,7 @@ class Conversation:
         self.ingest([new])
         t1 = clock()
         turn = self.counters.turns
+        average = self.tokens / max(self.counters.messages, 1)
         plan = plan_prefetch(
             self.counters,
             self.table,
@@ -188,10 +198,18 @@ class Conversation:
             user_text=new["content"],
             pin_last_turns=self.settings.pin_last_turns,
             doc_freq=self.doc_freq.__getitem__,
+            limit=search_limit(self.settings.context_budget, average),
         )
         hits = [(self.pages[k], s) for k, s in self.index.search(plan.query, plan.search_limit)]
         t2 = clock()
-        loaded = [self.pages[i] for i in plan.page_ids() if i in self.pages]
+        # What the loop reads next: the messages around the hits, and more of the turns
+        # before the tail when the hits cannot fill the budget.
+        plan = widen_recent(plan, [p for p, _ in hits], budget=self.settings.context_budget,
+                            message_tokens=average, preamble=self.counters.preamble)
+        lo, hi = plan.recent
+        near = around_ids([p for p, _ in hits], plan, self.counters.preamble)
+        ids = [*plan.page_ids(), *near, *(f"msg_{p}" for p in range(lo, hi))]
+        loaded = [self.pages[i] for i in dict.fromkeys(ids) if i in self.pages]
         tail = [self.pages[f"msg_{p}"] for p in range(plan.pinned_from, self.counters.messages)]
         candidates = gather_candidates(
             hits=hits, pages=loaded, plan=plan, exclude=[p.page_id for p in tail]
@@ -207,6 +225,8 @@ class Conversation:
             mode="strict",
             counter=self.counter,
             turn=turn,
+            terms=search_tokens(new["content"]),
+            around={p.anchor: p for p in loaded if p.page_id.startswith("msg_")},
             total_pages=len(self.pages),
         )
         self.table.note_mapped(packed.mapped, turn)

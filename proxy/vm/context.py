@@ -50,6 +50,11 @@ def header(page: Page, level: int, excerpted: bool = False) -> str:
     return f"[{page.page_id}] {who(page)}{mark}: "
 
 
+def date_head(when: str) -> str:
+    """The line that heads a run of messages said on `when`."""
+    return f"— {escape_block(when)} —"
+
+
 def said(page: Page) -> str:
     value = page.extra.get("said")
     return value if isinstance(value, str) else ""
@@ -139,7 +144,7 @@ def _mark_slots(ordered: Sequence[Mapped]) -> list[list[str]]:
                 slot.append(GAP)
             when = said(page)
             if when and when != date:
-                slot.append(f"— {escape_block(when)} —")
+                slot.append(date_head(when))
                 date = when
             last_anchor = page.anchor
         slots.append(slot)

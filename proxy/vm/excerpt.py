@@ -21,6 +21,7 @@ from proxy.vm.bm25 import search_tokens
 ELLIPSIS = "…"
 _SENTENCE = re.compile(r"(?<=[.!?:;])\s+|\n+")
 _SPACE = re.compile(r"[ \t]+")
+_EDGE = "\"'()[]{}.,;:!?*_…-"
 
 
 def excerpt(text: str, terms: Collection[str], max_words: int) -> str:
@@ -29,6 +30,10 @@ def excerpt(text: str, terms: Collection[str], max_words: int) -> str:
     words = text.split()
     if len(words) <= max_words:
         return text
+    if len(words) <= 2 * max_words:
+        # A short text: the words around where it first matches say it (one pass, no
+        # sentence to weigh against another).
+        return _around(" ".join(words), terms, max_words)
     sentences = [s for s in (_SPACE.sub(" ", s).strip() for s in _SENTENCE.split(text)) if s]
     if not sentences:
         return " ".join(words[:max_words]) + f" {ELLIPSIS}"
@@ -92,7 +97,11 @@ def _around(sentence: str, terms: Collection[str], max_words: int) -> str:
     """The `max_words` words of one long sentence around its first matching word."""
     words = sentence.split()
     wanted = set(terms)
-    first = next((i for i, w in enumerate(words) if set(search_tokens(w)) & wanted), 0)
+    # A word's own search terms are its letters and digits, lower case (search_tokens,
+    # without its identifier splitting: close enough to find where a text matches).
+    first = next(
+        (i for i, w in enumerate(words) if w.strip(_EDGE).lower() in wanted), 0
+    )
     start = max(0, min(first - max_words // 3, len(words) - max_words))
     clipped = " ".join(words[start : start + max_words])
     head = f"{ELLIPSIS} " if start > 0 else ""

@@ -18,7 +18,7 @@ fits it. No block at all when there is nothing to add.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +27,13 @@ from proxy.vm import context, manifest
 from proxy.vm.excerpt import excerpt
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.working_set import Mapped, ScoredPage, select_context
+from proxy.vm.working_set import NEIGHBOUR, Mapped, ScoredPage, rank, select_context
 
-# Hits named in `more` (not shown), at most, and the words of the passage each gets.
+# Hits named in `more` (not shown), at most, the words of the passage each gets, and
+# about what an entry costs.
 MORE = 5
 MORE_WORDS = 18
+MORE_ENTRY_TOKENS = 45
 # A page may take FULL_SHARE of the block's room, and the best hits up to BEST_SHARE more
 # (by relevance squared), at least MIN_FULL_TOKENS; a longer one is shown as its passages
 # that match, in that allowance. So a large budget shows long pages whole, and a long
@@ -43,6 +45,10 @@ EXCERPT_WORDS = 110
 # Fitting the block: at most this many choices, stopping within SLACK tokens of the room.
 ATTEMPTS = 4
 SLACK = 12
+# A choice within 1/CLOSE_ENOUGH of the room is kept (another would cost a choice again).
+CLOSE_ENOUGH = 40
+# Candidates kept for a choice: enough to fill the block this many times over.
+POOL_FILLS = 3
 MARGIN_LINES = 20
 # The block between its two sections (counted apart from them), and before it when it
 # closes the leading message.
@@ -106,23 +112,38 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     def cost(page: Page, level: int, text: str | None) -> int:
         return context.line_tokens(page, level, counter, text)
 
+    def date_cost(when: str) -> int:
+        return counter.text(context.date_head(when))
+
     def allowance(relevance: float) -> int:
         share = FULL_SHARE + BEST_SHARE * max(relevance, 0.0) ** 2
         return max(MIN_FULL_TOKENS, int(budget * share))
 
-    def attempt(room: int) -> tuple[list[Mapped], dict[str, Any], int, list[str]]:
+    # The turns around a hit are placed with it (`around`); ranked on their own they would
+    # only come after every hit, at a cost to every choice.
+    own = [c for c in pool if c.reason != NEIGHBOUR or c.relevance > 0]
+    ranked = _enough(rank(own, inputs.table, inputs.turn), budget, allowance)
+    shown_as: dict[Any, tuple[str | None, int] | None] = {}
+    hints: dict[str, str] = {}
+
+    def hint(page: Page) -> str:
+        found = hints.get(page.page_id)
+        if found is None:
+            found = hints[page.page_id] = excerpt(page.text, inputs.terms, MORE_WORDS)
+        return found
+
+    def attempt(room: int) -> tuple[list[Mapped], dict[str, Any], int, list[str], int]:
         selection = select_context(
             pool, budget=max(room, 0), cost=cost, excerpt=passage, table=inputs.table,
-            turn=inputs.turn, allowance=allowance, around=around,
+            turn=inputs.turn, allowance=allowance, around=around, ranked=ranked,
+            options=shown_as, date_cost=date_cost,
         )  # fmt: skip
         shown = {m.page.page_id for m in selection.mapped}
         hits = sorted(
             (c for c in selection.unmapped if c.relevance > 0),
             key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
         )
-        more = [
-            (c.page, excerpt(c.page.text, inputs.terms, MORE_WORDS)) for c in hits[: inputs.more]
-        ]
+        more = [(c.page, hint(c.page)) for c in hits[: inputs.more]]
         omitted = _omitted(inputs.total_pages, len(shown) + len(more))
         data = manifest.build_delta(turn=inputs.turn, more=more, omitted=omitted)
         tokens = (
@@ -134,24 +155,23 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             # one token more): a token per MARGIN_LINES lines is kept for that.
             + 1 + len(selection.mapped) // MARGIN_LINES
         )
-        return selection.mapped, data, tokens, selection.notes
+        return selection.mapped, data, tokens, selection.notes, selection.priced
 
     # The manifest and the section's date heads and gap marks are priced once the choice
-    # is known: a first guess keeps room for them, then the choice is made again in the
-    # room really left, shrinking on an overshoot, growing into what was kept back.
-    room = budget - overhead - _guess(pool, inputs.more)
+    # is known: a first guess keeps room for them; the second choice is made in the room
+    # they really left (they change little with it), and only an overshoot makes a third.
+    room = budget - overhead - _guess(ranked, inputs.more)
     best: tuple[list[Mapped], dict[str, Any], int, list[str]] | None = None
-    for _ in range(ATTEMPTS):
-        mapped, data, tokens, notes = attempt(room)
-        lines = sum(m.tokens for m in mapped)
+    for tried in range(ATTEMPTS):
+        mapped, data, tokens, notes, priced = attempt(room)
         if tokens <= budget:
             best = (mapped, data, tokens, notes)
-            if budget - tokens < SLACK:
+            if budget - tokens < max(SLACK, budget // CLOSE_ENOUGH) or tried:
                 break
-            room = lines + budget - tokens
+            room = priced + budget - tokens
         else:
             # Below what this choice took, so that the next one must leave a page out.
-            room = lines - (tokens - budget)
+            room = priced - (tokens - budget)
     if best is None:
         return Block(notes=["no room for this turn's block"])
     mapped, data, tokens, notes = best
@@ -162,9 +182,27 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     return Block(ordered, data, content, tokens, notes)
 
 
-def _guess(pool: Sequence[ScoredPage], more: int) -> int:
-    """Room to keep for the manifest and the section's marks before they are priced."""
-    return 60 + 30 * min(more, len(pool))
+def _enough(
+    ranked: list[tuple[float, ScoredPage]], budget: int, allowance: Callable[[float], int]
+) -> list[tuple[float, ScoredPage]]:
+    """The best candidates, as many as could fill the budget POOL_FILLS times over (a
+    candidate at what it may take at most, a message with the two around it): the rest
+    could only be placed if all of these were left out, and each costs every choice."""
+    total, cut = 0, len(ranked)
+    for index, (_, candidate) in enumerate(ranked):
+        page = candidate.page
+        unit = 3 if page.page_id.startswith("msg_") else 1
+        total += unit * min(page.tokens[0], allowance(candidate.relevance))
+        if total > budget * POOL_FILLS:
+            cut = index + 1
+            break
+    return ranked[:cut]
+
+
+def _guess(ranked: Sequence[tuple[float, ScoredPage]], more: int) -> int:
+    """Room to keep for the manifest before it is priced (the choice prices the section's
+    own marks as it goes)."""
+    return 40 + MORE_ENTRY_TOKENS * min(more, len(ranked))
 
 
 def _omitted(total: int | None, shown: int) -> int | None:

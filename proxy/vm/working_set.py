@@ -18,16 +18,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import EVICTION_WEIGHT, Page, PageKind
 
 RECENCY_TURNS = 8.0
+# No line of the context is shorter than this (its header and a word).
+MIN_LINE_TOKENS = 6
 # Words an excerpt gets per token of its allowance (English prose runs about 0.75).
 WORDS_PER_TOKEN = 0.7
 # Why a candidate is one, besides being a search hit.
 NEIGHBOUR = "neighbour"
 _BROAD = (PageKind.SUMMARY, PageKind.INDEX)
+# Summaries count half their relevance; the kinds kept longest get a little more.
+_BROADNESS = {PageKind.SUMMARY: 0.5, PageKind.INDEX: 0.5}
+_TYPE_BONUS = {
+    kind: 0.02 * (max(EVICTION_WEIGHT.values()) - weight)
+    for kind, weight in EVICTION_WEIGHT.items()
+}
 
 # (page, level, excerpt or None) -> tokens of its line
 LineCost = Callable[[Page, int, str | None], int]
@@ -63,8 +72,9 @@ class Mapped:
 class Selection:
     mapped: list[Mapped]
     unmapped: list[ScoredPage]
-    tokens: int
+    tokens: int  # of the pages' lines
     notes: list[str] = field(default_factory=list)
+    priced: int = 0  # what the choice took of its budget: the lines and their marks
 
     def levels(self) -> dict[str, int]:
         return {m.page.page_id: m.level for m in self.mapped}
@@ -74,13 +84,28 @@ def score(candidate: ScoredPage, table: PageTable, turn: int) -> float:
     """Relevance first; the rest only separates pages of about equal relevance."""
     page = candidate.page
     recency = math.exp(-max(turn - page.turn, 0) / RECENCY_TURNS)
-    type_bonus = max(EVICTION_WEIGHT.values()) - EVICTION_WEIGHT[page.kind]
-    broad = 0.5 if page.kind in _BROAD else 1.0
+    heat = table.heat(page.page_id, turn) if page.page_id in table.entries else 0.0
     return (
-        broad * candidate.relevance
+        _BROADNESS.get(page.kind, 1.0) * candidate.relevance
         + 0.05 * recency
-        + 0.1 * table.heat(page.page_id, turn)
-        + 0.02 * type_bonus
+        + 0.1 * heat
+        + _TYPE_BONUS[page.kind]
+    )
+
+
+def rank(
+    candidates: Sequence[ScoredPage], table: PageTable, turn: int
+) -> list[tuple[float, ScoredPage]]:
+    """One entry per page (its best relevance), scored, best first; ties to the later page.
+    Made once per turn: the block tries several budgets over the same ranking."""
+    unique: dict[str, ScoredPage] = {}
+    for candidate in candidates:
+        seen = unique.get(candidate.page.page_id)
+        if seen is None or candidate.relevance > seen.relevance:
+            unique[candidate.page.page_id] = candidate
+    return sorted(
+        ((score(c, table, turn), c) for c in unique.values()),
+        key=lambda sc: (-sc[0], -sc[1].page.anchor, sc[1].page.page_id),
     )
 
 
@@ -94,49 +119,87 @@ def select_context(
     turn: int,
     allowance: Allowance,
     around: Mapping[int, Page] | None = None,
+    ranked: Sequence[tuple[float, ScoredPage]] | None = None,
+    options: dict[Any, tuple[str | None, int] | None] | None = None,
+    date_cost: Callable[[str], int] | None = None,
 ) -> Selection:
     """`allowance(relevance)`: the most tokens a page may take, whole or as the excerpt a
     longer one is shown as (the best hits may take more); `around`: message pages by
-    position, for the neighbours of a hit (only loaded ones are shown)."""
-    unique: dict[str, ScoredPage] = {}
-    for candidate in candidates:
-        seen = unique.get(candidate.page.page_id)
-        if seen is None or candidate.relevance > seen.relevance:
-            unique[candidate.page.page_id] = candidate
-    scored = sorted(
-        ((score(c, table, turn), c) for c in unique.values()),
-        key=lambda sc: (-sc[0], -sc[1].page.anchor, sc[1].page.page_id),
-    )
+    position, for the neighbours of a hit (only loaded ones are shown); `ranked`: the
+    candidates as `rank` orders them, when already made; `options`: a cache of how each
+    page may be shown, kept by a caller that chooses again in another budget;
+    `date_cost(date)`: what the head of a run said on that date costs. With it, a page's
+    price includes the marks it may bring to the section (its date's head the first time
+    that date is shown, a gap mark when it starts a run), so the choice fits at once; the
+    pages' own tokens are `tokens`, the marks are counted apart."""
+    options = {} if options is None else options
+    scored = rank(candidates, table, turn) if ranked is None else ranked
+    unique = {c.page.page_id: c for _, c in scored}
     neighbours = around or {}
     placed: dict[str, Mapped] = {}
     notes: list[str] = []
-    used = 0
+    used = lines = 0
+    anchors: set[int] = set()
+    dates: set[str] = set()
+
+    def marks(page: Page) -> tuple[int, str | None]:
+        if date_cost is None or page.kind in _BROAD:
+            return 0, None
+        extra = 0
+        if page.anchor - 1 not in anchors and page.anchor + 1 not in anchors:
+            extra += 1  # a run of its own: a gap mark may come before it
+        when = page.extra.get("said")
+        if isinstance(when, str) and when and when not in dates:
+            return extra + date_cost(when), when
+        return extra, None
 
     def place(value: float, candidate: ScoredPage, levels: Sequence[int], share: float) -> bool:
-        nonlocal used
+        nonlocal used, lines
         page = candidate.page
         if page.page_id in placed:
             return True
+        extra, when = marks(page)
         most = allowance(share)
         for level in levels:
-            text = None
-            if level == 1 and page.kind not in _BROAD and page.tokens[0] > most:
-                text = excerpt(page, int(most * WORDS_PER_TOKEN))
-            elif level == 0 and page.tokens[0] > most:
+            shown = _shown(page, level, most)
+            if shown is None:
                 continue
-            tokens = cost(page, level, text)
-            if used + tokens <= budget:
+            text, tokens = shown
+            if used + tokens + extra <= budget:
                 placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason, text)
-                used += tokens
+                used += tokens + extra
+                lines += tokens
+                anchors.add(page.anchor)
+                if when is not None:
+                    dates.add(when)
                 return True
         return False
 
+    def _shown(page: Page, level: int, most: int) -> tuple[str | None, int] | None:
+        """How a page is shown at `level` within `most` tokens (None: not at that level);
+        the same whatever the budget, so kept across the choices a block makes."""
+        key = (page.page_id, level, most)
+        if key in options:
+            return options[key]
+        text = None
+        found: tuple[str | None, int] | None
+        if level == 0 and page.tokens[0] > most:
+            found = None
+        else:
+            if level == 1 and page.kind not in _BROAD and page.tokens[0] > most:
+                text = excerpt(page, int(most * WORDS_PER_TOKEN))
+            found = (text, cost(page, level, text))
+        options[key] = found
+        return found
+
+    sticky = [sc for sc in scored if table.faulted_recently(sc[1].page.page_id, turn)]
+    for value, candidate in sticky:
+        wanted = table.preferred_level(candidate.page.page_id, 2)
+        if not place(value, candidate, range(wanted, 3), candidate.relevance):
+            notes.append(f"{candidate.page.page_id} faulted recently but did not fit")
     for value, candidate in scored:
-        if table.faulted_recently(candidate.page.page_id, turn):
-            wanted = table.preferred_level(candidate.page.page_id, 2)
-            if not place(value, candidate, range(wanted, 3), candidate.relevance):
-                notes.append(f"{candidate.page.page_id} faulted recently but did not fit")
-    for value, candidate in scored:
+        if budget - used < MIN_LINE_TOKENS:
+            break  # nothing more can fit
         page = candidate.page
         if page.kind in _BROAD:
             continue
@@ -154,4 +217,4 @@ def select_context(
             place(value, candidate, (2,), 0.0)
     unmapped = [c for _, c in scored if c.page.page_id not in placed]
     mapped = sorted(placed.values(), key=lambda m: (-m.score, m.page.page_id))
-    return Selection(mapped, unmapped, used, notes)
+    return Selection(mapped, unmapped, lines, notes, used)
