@@ -10,8 +10,8 @@ without losing what chat cannot say:
   message items joined by a blank line, its calls as `tool_calls` (id = `call_id`);
 - `function_call_output` and the other `*_output` items -> tool messages.
 
-Whatever the chat form cannot carry (reasoning items with their encrypted content, item
-ids that a reasoning item is tied to, file ids, built-in tool items) rides along verbatim
+Whatever the chat form cannot carry (reasoning items with their encrypted content, the ids
+of an upstream's items, file ids, built-in tool items) rides along verbatim
 under `ITEMS` ("vm_items") on the message, and `input_items` sends those items back as they
 came. Chain hashes (proxy.vm.identity) read only the chat fields, so a client that resends
 the items it was given lands on the pages the proxy stored for them.
@@ -108,7 +108,10 @@ def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     texts: list[str] = []
     refusals: list[str] = []
     calls: list[dict[str, Any]] = []
-    opaque = False
+    # Items an upstream made (they have ids) go back as they came: a reasoning item is
+    # tied to the ids of the items after it, and newer fields (a message's `phase`) are
+    # the model's own. A client's plain `{"role": "assistant", "content": ...}` needs not.
+    opaque = any("id" in item for item in items)
     for item in items:
         kind = item_type(item)
         if kind == "message":
