@@ -13,6 +13,7 @@ from proxy.errors import InvalidRequest
 from proxy.http.validation import bad_type, invalid, missing, parse_json_object
 
 ROLES = ("assistant", "developer", "system", "user")
+_ROLE_SET = frozenset(ROLES)
 _INPUT_PARTS = frozenset({"input_text", "input_image", "input_file", "input_audio"})
 _ASSISTANT_PARTS = frozenset({"output_text", "refusal", "input_text"})
 _FORMATS = ("json_object", "json_schema", "text")
@@ -71,6 +72,10 @@ def _check_input(body: dict[str, Any]) -> None:
 
 def _check_items(items: list[Any], where: str) -> None:
     for index, item in enumerate(items):
+        # The plain `{"role": ..., "content": "..."}` that makes most of a resent history.
+        if (type(item) is dict and len(item) == 2 and type(item.get("content")) is str
+                and item.get("role") in _ROLE_SET):
+            continue
         at = f"{where}[{index}]"
         if not isinstance(item, dict):
             raise invalid(at, "must be an input item object")

@@ -78,28 +78,55 @@ def input_messages(instructions: Any, input_: Any) -> list[dict[str, Any]]:
 
 
 def _items_to_messages(items: Iterable[Any]) -> list[dict[str, Any]]:
+    # On every request of a client that resends its history: the plain messages that make
+    # most of it take the short ways.
     messages: list[dict[str, Any]] = []
+    append = messages.append
     pending: list[Mapping[str, Any]] = []
-
-    def flush() -> None:
-        if pending:
-            messages.append(assistant_message(pending))
-            pending.clear()
-
     for item in items:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):
             continue
-        kind = item_type(item)
-        if kind == "message" and item.get("role") in _ROLES:
-            flush()
-            messages.append(_role_message(item))
+        if len(item) == 2 and type(item.get("content")) is str:
+            # `{"role": ..., "content": "..."}` is a chat message already.
+            role = item.get("role")
+            if role in _ROLES:
+                if pending:
+                    append(_assistant_turn(pending))
+                    pending = []
+                append(item)
+                continue
+            if role == "assistant":
+                pending.append(item)
+                continue
+        role = item.get("role")
+        kind = item.get("type") or ("message" if role is not None else "")
+        if kind == "message" and role in _ROLES:
+            if pending:
+                append(_assistant_turn(pending))
+                pending = []
+            content = item.get("content")
+            if isinstance(content, str):
+                append({"role": role, "content": content})
+            else:
+                append(_role_message(item))
         elif kind in OUTPUT_TYPES:
-            flush()
-            messages.append(_tool_message(item))
+            if pending:
+                append(_assistant_turn(pending))
+                pending = []
+            append(_tool_message(item))
         else:
             pending.append(item)
-    flush()
+    if pending:
+        append(_assistant_turn(pending))
     return messages
+
+
+def _assistant_turn(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    if len(items) == 1:
+        only = items[0]
+        if len(only) == 2 and type(only.get("content")) is str and only["content"]:
+            return only  # type: ignore[return-value]  # a plain assistant message
+    return assistant_message(items)
 
 
 def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
