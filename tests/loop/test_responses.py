@@ -292,3 +292,48 @@ async def test_chat_upstream_below_the_threshold() -> None:
         {"role": "assistant", "content": first.output_text},
         {"role": "user", "content": "How are you?"}]
     assert "tools" not in model.requests[1]
+
+
+async def test_continuing_an_earlier_response_branches(history: list[dict[str, Any]]) -> None:
+    model = ResponsesModel(agent(LOCKER))
+    instructions, items = as_responses(history)
+    async with serve(model, path="/responses") as proxy:
+        first = await proxy.client.responses.create(
+            model=MODEL, instructions=instructions,
+            input=[*items, {"role": "user", "content": "Hello again."}])
+        one = await proxy.client.responses.create(
+            model=MODEL, previous_response_id=first.id, input="My bike is red.")
+        other = await proxy.client.responses.create(
+            model=MODEL, previous_response_id=first.id, input="My bike is blue.")
+        after = await proxy.client.responses.create(
+            model=MODEL, previous_response_id=one.id, input="And my car?")
+
+        async def texts(response_id: str) -> list[str]:
+            conv_id, length = await proxy.store.find_response(proxy.tenant, response_id)
+            path = await proxy.store.path(proxy.tenant, conv_id)
+            pages = await proxy.store.pages_in_range(path, length - 4, length)
+            return [p.text for p in pages]
+
+        assert (await texts(other.id))[-2:-1] == ["My bike is blue."]
+        assert "My bike is red." not in await texts(other.id)
+        assert "My bike is red." in await texts(after.id)
+        assert "My bike is blue." not in await texts(after.id)
+
+
+async def test_a_restart_continues_the_chain(
+    history: list[dict[str, Any]], tmp_path: Any
+) -> None:
+    from proxy.store import open_store
+
+    url = f"sqlite:///{tmp_path}/vm.db"
+    model = ResponsesModel(agent(LOCKER))
+    instructions, items = as_responses(history)
+    async with serve(model, path="/responses", store=await open_store(url)) as proxy:
+        first = await proxy.client.responses.create(
+            model=MODEL, instructions=instructions,
+            input=[*items, {"role": "user", "content": "Hello again."}])
+    async with serve(model, path="/responses", store=await open_store(url)) as proxy:
+        second = await proxy.client.responses.create(
+            model=MODEL, previous_response_id=first.id, input=QUESTION)
+    assert second.output_text == ANSWER
+    assert model.actions[-3:] == ["search", "fault", "answer"]
