@@ -42,7 +42,8 @@ ARMS = ("chat", "responses", "chained", "chat_off", "responses_off")
 
 def conversation(turns: int, arm: str) -> list[dict[str, Any]]:
     """System prompt and `turns` exchanges; each arm its own words (no shared pages)."""
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a helpful assistant."}]
+    system = f"You are a helpful assistant ({arm})."
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for i in range(turns):
         topic = TOPICS[i % len(TOPICS)]
         messages.append({"role": "user", "content": f"[{arm}] Question {i} about {topic}: what "
@@ -156,9 +157,9 @@ async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[st
         out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
                          "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
                          "prompt_tokens_sent": arm.sent, "prompt_tokens_full": arm.full}
-    chat = out["chat"]["p50_ms"]
-    out["ratio_responses_to_chat"] = round(out["responses"]["p50_ms"] / chat, 3)
-    out["ratio_chained_to_chat"] = round(out["chained"]["p50_ms"] / chat, 3)
+    for name in ("responses", "chained"):
+        if name in out and "chat" in out:
+            out[f"ratio_{name}_to_chat"] = round(out[name]["p50_ms"] / out["chat"]["p50_ms"], 3)
     return out
 
 
@@ -183,7 +184,8 @@ def main() -> None:
         arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
                           for name in ARMS)
         print(f"{r['store']:>7} {r['turns']} turns: {arms} | responses/chat"
-              f" {r['ratio_responses_to_chat']} chained/chat {r['ratio_chained_to_chat']}")
+              f" {r.get('ratio_responses_to_chat')} chained/chat"
+              f" {r.get('ratio_chained_to_chat')}")
     if args.json:
         payload = {
             "benchmark": "responses_turn",

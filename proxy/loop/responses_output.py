@@ -26,16 +26,18 @@ _ECHOED_DEFAULTS: dict[str, Any] = {
     "tools": [],
     "metadata": {},
 }
-# A Response object's fields in OpenAI's order, for one the proxy writes whole (chat).
-_SKELETON: dict[str, Any] = {
-    "id": "", "object": "response", "created_at": 0, "status": "completed",
-    "background": False, "error": None, "incomplete_details": None, "instructions": None,
-    "max_output_tokens": None, "model": "", "output": [], "parallel_tool_calls": True,
-    "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
-    "store": True, "temperature": None, "text": {"format": {"type": "text"}},
-    "tool_choice": "auto", "tools": [], "top_p": None, "truncation": "disabled",
-    "usage": None, "user": None, "metadata": {},
-}
+def _skeleton() -> dict[str, Any]:
+    """A Response object's fields in OpenAI's order, for one the proxy writes whole (chat)."""
+    return {
+        "id": "", "object": "response", "created_at": 0, "status": "completed",
+        "background": False, "error": None, "incomplete_details": None,
+        "instructions": None, "max_output_tokens": None, "model": "", "output": [],
+        "parallel_tool_calls": True, "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None}, "store": True, "temperature": None,
+        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [],
+        "top_p": None, "truncation": "disabled", "usage": None, "user": None,
+        "metadata": {},
+    }
 
 
 def new_id(prefix: str) -> str:
@@ -55,7 +57,7 @@ def response_object(
 ) -> dict[str, Any]:
     """The client's Response: the upstream's object (or a skeleton) with the proxy's id,
     the client's echoed fields, `output`, `usage` and `status`."""
-    obj = dict(upstream) if upstream else dict(_SKELETON)
+    obj = dict(upstream) if upstream else _skeleton()
     obj["id"] = response_id
     obj["object"] = "response"
     obj["created_at"] = created_at

@@ -79,54 +79,45 @@ def input_messages(instructions: Any, input_: Any) -> list[dict[str, Any]]:
 
 def _items_to_messages(items: Iterable[Any]) -> list[dict[str, Any]]:
     # On every request of a client that resends its history: the plain messages that make
-    # most of it take the short ways.
+    # most of it are chat messages already, and are taken as they are.
     messages: list[dict[str, Any]] = []
     append = messages.append
-    pending: list[Mapping[str, Any]] = []
+    pending: list[Mapping[str, Any]] = []  # assistant-side items of one turn
+    # The last message is a plain assistant message that the next item, if it is an
+    # assistant-side one too, joins.
+    joinable = False
     for item in items:
-        if not isinstance(item, dict):
-            continue
-        if len(item) == 2 and type(item.get("content")) is str:
-            # `{"role": ..., "content": "..."}` is a chat message already.
+        if type(item) is dict and len(item) == 2 and type(item.get("content")) is str:
             role = item.get("role")
             if role in _ROLES:
                 if pending:
-                    append(_assistant_turn(pending))
+                    append(assistant_message(pending))
                     pending = []
                 append(item)
+                joinable = False
                 continue
-            if role == "assistant":
-                pending.append(item)
+            if role == "assistant" and not pending and item["content"]:
+                append(item)
+                joinable = True
                 continue
+        if not isinstance(item, dict):
+            continue
         role = item.get("role")
         kind = item.get("type") or ("message" if role is not None else "")
-        if kind == "message" and role in _ROLES:
+        if kind == "message" and role in _ROLES or kind in OUTPUT_TYPES:
             if pending:
-                append(_assistant_turn(pending))
+                append(assistant_message(pending))
                 pending = []
-            content = item.get("content")
-            if isinstance(content, str):
-                append({"role": role, "content": content})
-            else:
-                append(_role_message(item))
-        elif kind in OUTPUT_TYPES:
-            if pending:
-                append(_assistant_turn(pending))
-                pending = []
-            append(_tool_message(item))
+            append(_role_message(item) if kind == "message" else _tool_message(item))
+            joinable = False
         else:
+            if joinable:
+                pending.append(messages.pop())
+                joinable = False
             pending.append(item)
     if pending:
-        append(_assistant_turn(pending))
+        append(assistant_message(pending))
     return messages
-
-
-def _assistant_turn(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    if len(items) == 1:
-        only = items[0]
-        if len(only) == 2 and type(only.get("content")) is str and only["content"]:
-            return only  # type: ignore[return-value]  # a plain assistant message
-    return assistant_message(items)
 
 
 def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
