@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -66,6 +67,7 @@ class StoreSettings(_Section):
 class TenantSettings(_Section):
     secret: str = "vm-proxy-local-secret"
     default: str = "default"
+    require_credential: bool = False
 
 
 class VMSettings(_Section):
@@ -80,8 +82,8 @@ class VMSettings(_Section):
     segment_turns: int = Field(default=8, ge=2)
     manifest_max_entries: int = Field(default=24, ge=1)
     prefetch_pages: int = Field(default=4, ge=0)
-    developer_role: Literal["developer", "system"] = "developer"
-    turn_note: Literal["message", "leading"] = "message"
+    developer_role: Literal["auto", "developer", "system"] = "auto"
+    turn_note: Literal["auto", "message", "leading"] = "auto"
     show_citations: bool = False
     fail_open: bool = True
     keepalive_s: float = Field(default=5.0, gt=0)
@@ -109,6 +111,29 @@ class Settings(_Section):
     store: StoreSettings = StoreSettings()
     tenant: TenantSettings = TenantSettings()
     vm: VMSettings = VMSettings()
+
+
+# Upstreams known to take a `developer` message and a system-role message after the latest
+# user message: OpenAI's own API. Open-model chat templates often take neither (issue 13).
+_DEVELOPER_HOSTS = frozenset({"api.openai.com"})
+
+
+def with_prompt_shape(settings: Settings) -> Settings:
+    """`settings` with `auto` for `vm.developer_role` / `vm.turn_note` decided by the
+    upstream: OpenAI's own API gets `developer` and `message` (the turn's block after the
+    latest user message, which keeps the prompt's prefix); every other upstream gets
+    `system` and `leading`: one system message, first, which every chat template with a
+    system role accepts (vLLM's Llama, Hermes/Qwen, Gemma 3, Mistral, DeepSeek, ...)."""
+    vm = settings.vm
+    if "auto" not in (vm.developer_role, vm.turn_note):
+        return settings
+    openai = urlsplit(settings.upstream.base_url).hostname in _DEVELOPER_HOSTS
+    shape: dict[str, str] = {}
+    if vm.developer_role == "auto":
+        shape["developer_role"] = "developer" if openai else "system"
+    if vm.turn_note == "auto":
+        shape["turn_note"] = "message" if openai else "leading"
+    return settings.model_copy(update={"vm": vm.model_copy(update=shape)})
 
 
 class SettingsError(Exception):

@@ -74,20 +74,20 @@ def _read_vm_message(text: str, reading: Reading) -> None:
         for entry in data.get("mapped", []) if isinstance(data, dict) else []:
             if isinstance(entry, dict) and "id" in entry:
                 reading.mapped[str(entry["id"])] = int(entry.get("level", 0))
-    context = _CONTEXT.search(text)
     outside = _CONTEXT.sub("", _MANIFEST.sub("", text)).strip()
     if outside:
         reading.passages.append(Passage(outside, -2.0))
-    if context is None:
-        return
-    body = context.group(1)
-    heads = list(_BLOCK_HEAD.finditer(body))
-    for index, head in enumerate(heads):
-        end = heads[index + 1].start() if index + 1 < len(heads) else len(body)
-        page_id = head.group("id")
-        reading.passages.append(
-            Passage(body[head.end() : end].strip(), _order_of(page_id), page_id)
-        )
+    # Every <VM:CONTEXT>: with vm.turn_note "leading" the turn's block closes the leading
+    # message, a second one.
+    for context in _CONTEXT.finditer(text):
+        body = context.group(1)
+        heads = list(_BLOCK_HEAD.finditer(body))
+        for index, head in enumerate(heads):
+            end = heads[index + 1].start() if index + 1 < len(heads) else len(body)
+            page_id = head.group("id")
+            reading.passages.append(
+                Passage(body[head.end() : end].strip(), _order_of(page_id), page_id)
+            )
 
 
 def read_request(body: dict[str, Any]) -> Reading:

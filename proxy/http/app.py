@@ -4,6 +4,7 @@ client and the page store. `app.state` is a proxy.http.state.AppState.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.config import Settings
+from proxy.config import Settings, with_prompt_shape
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
 from proxy.http.routes import (
@@ -28,6 +29,7 @@ from proxy.http.routes import (
 )
 from proxy.http.state import AppState
 from proxy.store import PageStore, StoreError, open_store
+from proxy.tokens import O200K, get_encoding
 from proxy.upstream.client import Upstream
 
 JSON = "application/json"
@@ -42,11 +44,15 @@ def create_app(
     """Build the app. Tests inject `upstream_transport` (e.g. a respx router's) and `store`;
     an injected store is the caller's to close, an opened one the lifespan's."""
 
+    settings = with_prompt_shape(settings)
     state = AppState(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned_store = store is None
+        # The default encoding's ranks take ~0.6 s to load: at start-up, in a thread, not
+        # on the first request, where every other request would wait for them.
+        await asyncio.to_thread(get_encoding, O200K)
         state.store = (
             await open_store(settings.store.url, cache_pages=settings.store.cache_pages)
             if store is None

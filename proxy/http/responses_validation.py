@@ -74,7 +74,7 @@ def _check_items(items: list[Any], where: str) -> None:
     for index, item in enumerate(items):
         # The plain `{"role": ..., "content": "..."}` that makes most of a resent history.
         if (type(item) is dict and len(item) == 2 and type(item.get("content")) is str
-                and item.get("role") in _ROLE_SET):
+                and type(item.get("role")) is str and item["role"] in _ROLE_SET):
             continue
         at = f"{where}[{index}]"
         if not isinstance(item, dict):
@@ -121,7 +121,7 @@ def _check_message(item: dict[str, Any], at: str) -> None:
         if not isinstance(part, dict):
             raise invalid(where, "must be a content part object with a `type`")
         kind = part.get("type")
-        if kind not in allowed:
+        if not isinstance(kind, str) or kind not in allowed:  # a list is not hashable
             raise bad_type(where, f"one of {', '.join(sorted(allowed))} in a {role} message",
                            kind)
         if kind in ("input_text", "output_text") and not isinstance(part.get("text"), str):

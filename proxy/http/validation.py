@@ -89,7 +89,7 @@ def _check_message(message: Any, where: str) -> None:
     if not isinstance(message, dict):
         raise invalid(where, "must be an object with a `role`")
     role = message.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in ROLES:  # a dict or a list is not hashable
         shown = f" (got {role!r})" if role is not None else ""
         raise invalid(
             f"{where}.role",
@@ -120,6 +120,12 @@ def _check_message(message: Any, where: str) -> None:
         raise missing(f"{where}.tool_call_id")
     if role == "assistant":
         _check_tool_calls(message.get("tool_calls"), f"{where}.tool_calls")
+    elif message.get("tool_calls") not in (None, []):
+        # Only the model calls tools; the proxy would store these as calls and crash on
+        # them (an empty list, which some SDKs send on every message, means nothing).
+        raise invalid(
+            f"{where}.tool_calls", f"only assistant messages may carry tool calls, not {role}"
+        )
 
 
 def _check_parts(parts: list[Any], allowed: frozenset[str], role: str, where: str) -> None:
@@ -128,7 +134,7 @@ def _check_parts(parts: list[Any], allowed: frozenset[str], role: str, where: st
         if not isinstance(part, dict):
             raise invalid(at, "must be a content part object with a `type`")
         kind = part.get("type")
-        if kind not in allowed:
+        if not isinstance(kind, str) or kind not in allowed:
             raise bad_type(at, f"one of {', '.join(sorted(allowed))} in a {role} message", kind)
         key = _PAYLOAD_KEY[kind]
         if key not in part:
@@ -165,7 +171,7 @@ def _check_tools(tools: Any) -> None:
         if not isinstance(tool, dict):
             raise invalid(at, "must be a tool object")
         kind = tool.get("type")
-        if kind not in TOOL_TYPES:
+        if not isinstance(kind, str) or kind not in TOOL_TYPES:
             raise bad_type(at, "'function' or 'custom'", kind)
         spec = tool.get(kind)
         if not isinstance(spec, dict):

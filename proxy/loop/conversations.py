@@ -37,10 +37,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
 from proxy.store.base import Conversation, PageStore, Path, UnknownConversation, VersionConflict
-from proxy.vm.identity import chain_hashes
 from proxy.vm.mutations import Mutation
 
 # How many of the newest hashes are looked up at once before falling back to a binary
@@ -117,7 +117,7 @@ class Conversations:
     ) -> Placement:
         """Store messages that follow a placed request (the proxy's own answer), with
         `state_patch` merged into the conversation state in the same write."""
-        hashes = chain_hashes(tenant, messages, prev=placement.last_hash or None)
+        hashes = await hashed(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
         known = None
         if placement.leaf_path is not None:
@@ -174,7 +174,7 @@ class Conversations:
         ]
         if len(others) < 2:
             return False
-        head = chain_hashes(tenant, messages[: others[1] + 1])[-1]
+        head = (await hashed(tenant, messages[: others[1] + 1]))[-1]
         hit = (await self._store.lookup_hashes(tenant, [head])).get(head)
         if hit is None:
             return False
@@ -219,7 +219,7 @@ class Conversations:
                 start, owner, prev = count, hit[0], last
                 if conv is not None and path is not None:
                     hint = _Known(conv, path)
-        hashes = chain_hashes(tenant, messages[start:], prev=prev)
+        hashes = await hashed(tenant, messages[start:], prev=prev)
         if start:
             # The remembered prefix is stored; whether the few messages after it are too is
             # checked under the conversation lock in _store_after.
@@ -285,28 +285,37 @@ class Conversations:
         prev = str(state["hash"])
         new = list(messages)
         # A resent system prompt identical to the stored one is not a new message.
-        root_hashes = chain_hashes(tenant, new[:1]) if new else []
+        root_hashes = await hashed(tenant, new[:1]) if new else []
         if new and new[0].get("role") in ("system", "developer"):
             found = await self._store.lookup_hashes(tenant, root_hashes)
             hit = found.get(root_hashes[0])
             if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
                 new = new[1:]
-        offset = end
-        if at_tip and new and await self._is_retry(tenant, path, stored, state, new[0]):
-            # The client resends a question whose answer never reached it (a timeout, a
-            # crash): that message is the one already stored last, not a new one.
-            new, offset = new[1:], offset - 1
-        hashes = chain_hashes(tenant, new, prev=prev)
+        offset = anchor = end - 1
+        offset += 1
+        if at_tip and new and new[0].get("role") == "user" and _ends_unanswered(stored, state):
+            before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
+            again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
+            if again == state["hash"]:
+                # The client resends a question whose answer never reached it (a timeout, a
+                # crash): that message is the one already stored last, not a new one.
+                new, offset = new[1:], offset - 1
+            else:
+                # The turn of the stored question failed (no answer was stored) and the
+                # client moved on: the new message takes its place, on a fork, so that the
+                # conversation never has two user messages in a row.
+                anchor, offset, prev = anchor - 1, offset - 1, str(before["hash"])
+        hashes = await hashed(tenant, new, prev=prev or None)
         leaf, new_count, leaf_path = await self._store_after(
-            tenant, stored.conv_id, end - 1, new, hashes, known=_Known(stored, path),
+            tenant, stored.conv_id, anchor, new, hashes, known=_Known(stored, path),
             on_append=on_append,
         )
         if not new and not at_tip:
             # Nothing new after an earlier point: the request ends there, on a branch of
             # its own (as a regenerate does), so what follows is stored after it.
-            leaf = await self._fork(tenant, stored, end - 1, "cut:" + secrets.token_hex(8))
+            leaf = await self._fork(tenant, stored, anchor, "cut:" + secrets.token_hex(8))
             leaf_path = None
-        end = end + len(new)
+        end = anchor + 1 + len(new)
         cut, full = await self._paths(tenant, leaf.conv_id, end, leaf_path or path)
         return Placement(
             leaf=leaf,
@@ -318,24 +327,6 @@ class Conversations:
             appended=True,
             leaf_path=full,
         )
-
-    async def _is_retry(
-        self,
-        tenant: str,
-        path: Path,
-        stored: Conversation,
-        state: Mapping[str, Any],
-        message: Mapping[str, Any],
-    ) -> bool:
-        """Is `message` the unanswered user message the conversation already ends with?"""
-        if message.get("role") != "user" or stored.length < 1:
-            return False
-        users = (state.get("counters") or {}).get("user_positions") or []
-        if not users or users[-1] != stored.length - 1:
-            return False
-        before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
-        again = chain_hashes(tenant, [message], prev=str(before["hash"]) or None)[0]
-        return bool(again == state["hash"])
 
     async def _longest_known_prefix(
         self, tenant: str, hashes: Sequence[str]
@@ -483,3 +474,9 @@ class Conversations:
         if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
 
+
+
+def _ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
+    """Does the conversation end with a user message that got no answer?"""
+    users = (state.get("counters") or {}).get("user_positions") or []
+    return stored.length >= 1 and bool(users) and users[-1] == stored.length - 1

@@ -24,10 +24,17 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.config import VMSettings
 from proxy.errors import MemoryUnavailable, ProxyError
-from proxy.logs import log
+from proxy.logs import log, request_stats
 from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
-from proxy.loop.policy import request_mode, request_tenant, session_name, several_choices
+from proxy.loop.policy import (
+    credential,
+    refuse_anonymous,
+    request_mode,
+    request_tenant,
+    session_name,
+    several_choices,
+)
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
 from proxy.loop.stream import open_first, stream_events
@@ -47,6 +54,8 @@ async def handle_chat(
     session = session_name(request.headers)
     if mode == "off":
         return await relay_chat(state.upstream, request, raw)
+    if settings.tenant.require_credential and credential(request.headers) is None:
+        raise refuse_anonymous()
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     if session is None:
         return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode)
@@ -96,6 +105,7 @@ async def _answer(
             await relay_chat(state.upstream, request, raw), prepared, prepared.headers()
         )
     turn = prepared.turn
+    turn.stats = request_stats(request.scope)
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
     first_body = turn.first_body()
     if several_choices(body):

@@ -7,6 +7,7 @@ iteration's message; `run_complete` answers a chat completion with it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,9 +65,11 @@ async def call_chat(turn: Turn, body: dict[str, Any], iteration: int) -> Assembl
 
 async def post_for_json(turn: Turn, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST `body` upstream and read the JSON object it answers (errors raised)."""
+    started = time.perf_counter()
     reply = await turn.upstream.post_json(path, body, turn.headers)
+    turn.note_reply(reply.raw_headers, time.perf_counter() - started)
     if reply.status_code >= 400:
-        raise error_from_status(reply.status_code, reply.content)
+        raise error_from_status(reply.status_code, reply.content, reply.raw_headers)
     try:
         parsed = orjson.loads(reply.content)
     except orjson.JSONDecodeError:

@@ -27,6 +27,9 @@ OnAnswer = Callable[[AssembledMessage], Awaitable[None]]
 
 
 class Accumulator(Protocol):
+    @property
+    def finished(self) -> bool: ...
+
     def feed_event(self, event: SSEEvent) -> object: ...
 
     def result(self) -> AssembledMessage: ...
@@ -85,6 +88,7 @@ class _ObservedResponse(Response):
         except (orjson.JSONDecodeError, zlib.error):
             return
         if isinstance(parsed, dict):
+            # A body that is not the dialect's answer reads as an error, and is not stored.
             await _deliver(self._reader.body(parsed), self._on_answer)
 
 
@@ -104,8 +108,14 @@ async def _tee(
                 continue
             for event in decoder.feed(data):
                 accumulator.feed_event(event)
-    if not broken:
-        await _deliver(accumulator.result(), on_answer)
+    if broken:
+        return
+    if not accumulator.finished:
+        # Cut, reset, or ended cleanly without finish_reason or [DONE]: the client saw the
+        # stream end unfinished; a part of an answer must not be stored as the answer.
+        log.warning("relayed stream not stored: it ended before a finish_reason or [DONE]")
+        return
+    await _deliver(accumulator.result(), on_answer)
 
 
 async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:

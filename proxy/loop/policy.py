@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.errors import InvalidRequest
+from proxy.errors import InvalidRequest, ProxyError
 from proxy.vm.identity import tenant_id
 
 MODES = ("strict", "relaxed", "passive", "off")
@@ -48,19 +48,52 @@ def several_choices(body: Mapping[str, Any]) -> bool:
 
 
 def request_tenant(headers: Mapping[str, str], secret: str, default: str) -> str:
-    """The tenant: a keyed hash of the client's bearer key (never the key), else `default`."""
-    key = bearer_key(headers)
-    return tenant_id(secret, key, default)
+    """The tenant: a keyed hash of the client's credentials (never the credentials), else
+    `default` when the request carries none."""
+    return tenant_id(secret, credential(headers), default)
 
 
-def bearer_key(headers: Mapping[str, str]) -> str | None:
+# Headers that carry a key, besides Authorization: Azure's and Anthropic's.
+KEY_HEADERS = ("api-key", "x-api-key")
+
+
+def credential(headers: Mapping[str, str]) -> str | None:
+    """Every credential the request carries, as one string to hash; None without any.
+
+    Each form the proxy forwards counts (DESIGN.md section 4): `Authorization` in any
+    scheme, `api-key` and `x-api-key`. A bearer key and the same key under `api-key` or
+    `x-api-key` are one credential (and keep the tenant the bearer key always had); any
+    other scheme (Basic, ...) is kept apart from keys by a prefix no header value can hold,
+    and several different credentials are hashed together, so that two clients differing
+    in any of them never share a tenant.
+    """
+    found: list[str] = []
     auth = _header(headers, "authorization")
-    if auth:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-    azure = _header(headers, "api-key")
-    return azure.strip() if azure and azure.strip() else None
+    if auth is not None and auth.strip():
+        scheme, _, token = auth.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            if token.strip():
+                found.append(token.strip())
+        else:
+            found.append(f"\x00{scheme.lower()} {token.strip()}")
+    for name in KEY_HEADERS:
+        value = _header(headers, name)
+        if value is not None and value.strip():
+            found.append(value.strip())
+    distinct = sorted(set(found))
+    if not distinct:
+        return None
+    return distinct[0] if len(distinct) == 1 else "\x01".join(distinct)
+
+
+def refuse_anonymous() -> ProxyError:
+    return ProxyError(
+        "This proxy requires a credential (Authorization, api-key or x-api-key) "
+        "(tenant.require_credential).",
+        status_code=401,
+        error_type="authentication_error",
+        code="missing_credential",
+    )
 
 
 def session_name(headers: Mapping[str, str]) -> str | None:

@@ -291,9 +291,15 @@ def pack_options(settings: VMSettings) -> PackOptions:
         pin_last_turns=settings.pin_last_turns,
         manifest_max_entries=settings.manifest_max_entries,
         prefetch_pages=settings.prefetch_pages,
-        developer_role=settings.developer_role,
-        turn_note=settings.turn_note,
+        # "auto" is decided by create_app (config.with_prompt_shape); settings that never
+        # went through it get the shape of OpenAI's own API.
+        developer_role=_unless_auto(settings.developer_role, "developer"),
+        turn_note=_unless_auto(settings.turn_note, "message"),
     )
+
+
+def _unless_auto(value: str, default: str) -> str:
+    return default if value == "auto" else value
 
 
 def _message(page: Page) -> dict[str, Any]:

@@ -21,10 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from proxy.errors import InvalidRequest, MemoryUnavailable
-from proxy.logs import log
+from proxy.logs import log, request_stats
 from proxy.loop.handler import ReleasedAfter, count_turn, counted, fails_open
 from proxy.loop.observe import Reader, observe
-from proxy.loop.policy import request_mode, request_tenant, session_name
+from proxy.loop.policy import (
+    credential,
+    refuse_anonymous,
+    request_mode,
+    request_tenant,
+    session_name,
+)
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.responses_adapter import chat_body, not_servable
@@ -65,6 +71,8 @@ async def handle_responses(
         log.info("POST /v1/responses relayed without memory: %s", reason)
         return await relay_responses(state, request, raw)
     session = session_name(request.headers)
+    if settings.tenant.require_credential and credential(request.headers) is None:
+        raise refuse_anonymous()
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     after = await _continued(state.store, tenant, body.get("previous_response_id"))
     if session is None:
@@ -127,6 +135,7 @@ async def _answer(
         turn = _unpacked_turn(state, request, prepared, chat)
     else:
         state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
+    turn.stats = request_stats(request.scope)
     rt = ResponsesTurn(turn, body, native=native, store=state.store)
     first_body = turn.first_body()
     if body.get("stream") is True:

@@ -237,6 +237,11 @@ class _NativeIteration:
             message=message,
         )
 
+    @property
+    def finished(self) -> bool:
+        """`response.completed` (or `.incomplete`, `.failed`, `error`) came."""
+        return self.accumulator.finished
+
 
 class _ChatIteration:
     """One chat-completions upstream stream, its client chunks written as Responses
@@ -252,9 +257,8 @@ class _ChatIteration:
         self.calls: dict[int, tuple[int, dict[str, Any]]] = {}  # chat index -> (index, item)
 
     def feed(self, event: SSEEvent) -> list[bytes]:
-        if event.is_done:
-            return []
-        out = self.stream.opening(None)
+        # [DONE] too: the splitter notes it (a stream without it or a finish is unfinished).
+        out = self.stream.opening(None) if not event.is_done else []
         for chunk in self.splitter.feed_event(event):
             out.extend(self._chunk(chunk))
         return out
@@ -364,3 +368,7 @@ class _ChatIteration:
 
     def outcome(self) -> IterationOutcome:
         return self.splitter.outcome()
+
+    @property
+    def finished(self) -> bool:
+        return self.splitter.accumulator.finished

@@ -12,11 +12,14 @@ Conversation state (`Conversation.state`, and a snapshot in each message page's
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from proxy.loop.offload import text_chars
 from proxy.loop.placement import NewPages
 from proxy.store.base import Conversation, PageStore, Path
 from proxy.tokens import TokenCounter
@@ -29,6 +32,10 @@ from proxy.vm.segments import SegmentJob, build_summary, record_summary
 _CARRIED = ("table", "frame")
 # Left out of per-page snapshots: only deduplication uses them, and they are the bulk.
 _NOT_SNAPSHOTTED = ("claim_keys", "recent_claims")
+# A message with more text than this is turned into pages in a worker thread: its
+# analysis (bounded by proxy.vm.bounds) takes milliseconds that other requests must not
+# wait for; below it the thread hop would cost more than it saves.
+OFF_LOOP_CHARS = 16_384
 
 
 class Ingester:
@@ -86,7 +93,8 @@ class Ingester:
         mutations: list[Mutation] = []
         # One message at a time, so each message page records the state right after it.
         for offset, message in enumerate(messages):
-            result = ingest_messages(
+            make = functools.partial(
+                ingest_messages,
                 [message],
                 first_position=first + offset,
                 counters=counters,
@@ -95,6 +103,8 @@ class Ingester:
                 chain_hashes=hashes[offset : offset + 1],
                 clock=self._clock,
             )
+            big = text_chars(message) > OFF_LOOP_CHARS
+            result = await asyncio.to_thread(make) if big else make()
             page, *others = result.pages
             tokens += int(page.extra.get("msg_tokens", 0))
             snapshot = {
@@ -137,3 +147,4 @@ class Ingester:
             made.append(page)
             queue.extend(record_summary(counters, page))
         return made
+

@@ -10,6 +10,7 @@ client goes away the response is cancelled, which closes the upstream stream in 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from proxy.loop.splitter import IterationOutcome, StreamSplitter
 from proxy.loop.turn import Turn
 from proxy.store import StoreError
 from proxy.upstream.client import Reply, error_for_transport_failure, error_from_status
+from proxy.upstream.headers import content_type
 from proxy.upstream.sse import DONE, SSEDecoder, SSEEvent, encode_comment, encode_data, encode_error
 from proxy.upstream.usage import Usage, add_usage
 
@@ -47,6 +49,10 @@ class StreamIteration(Protocol):
         """What is still owed to the client once the upstream stream ends."""
 
     def outcome(self) -> IterationOutcome: ...
+
+    @property
+    def finished(self) -> bool:
+        """The upstream said its answer is complete (a finish, [DONE], an error)."""
 
 
 class StreamDialect(Protocol):
@@ -83,9 +89,23 @@ async def open_first(
 async def open_stream(
     turn: Turn, stack: AsyncExitStack, path: str, body: dict[str, Any]
 ) -> Reply:
+    started = time.perf_counter()
     reply = await stack.enter_async_context(turn.upstream.stream(path, body, turn.headers))
+    turn.note_reply(reply.raw_headers, time.perf_counter() - started)
     if reply.status_code >= 400:
-        raise error_from_status(reply.status_code, await reply.read_decoded())
+        raise error_from_status(
+            reply.status_code, await reply.read_decoded(), reply.raw_headers
+        )
+    kind = content_type(reply.raw_headers)
+    if kind and not kind.startswith("text/event-stream"):
+        # An HTML page (a captive portal, a misrouted proxy) or a JSON body is not the
+        # stream that was asked for: an empty answer must not pass for one.
+        start = (await reply.read_decoded())[:300].decode("utf-8", "replace")
+        raise UpstreamError(
+            f"The upstream answered a streaming request with {kind}, not an event stream: "
+            f"{start!r}",
+            code="invalid_response",
+        )
     return reply
 
 
@@ -147,8 +167,7 @@ class _ChatIteration:
         self.splitter = splitter
 
     def feed(self, event: SSEEvent) -> list[bytes]:
-        if event.is_done:
-            return []
+        # [DONE] too: the splitter notes it (a stream without it or a finish is unfinished).
         out: list[bytes] = []
         for chunk in self.splitter.feed_event(event):
             self.turn.note_shown(chunk)
@@ -166,6 +185,10 @@ class _ChatIteration:
 
     def outcome(self) -> IterationOutcome:
         return self.splitter.outcome()
+
+    @property
+    def finished(self) -> bool:
+        return self.splitter.accumulator.finished
 
 
 async def stream_events(
@@ -190,6 +213,17 @@ async def stream_events(
             usage = add_usage(usage, outcome.usage)
             if outcome.error is not None:
                 for piece in dialect.fail(outcome.error):
+                    yield piece
+                return
+            if not split.finished:
+                # Cut, reset, or a clean end without finish_reason or [DONE]: what came is
+                # not the answer, so the client is told and nothing is stored (issue 13).
+                log.warning("upstream stream ended unfinished", extra={"turn": turn.turn_number})
+                for piece in dialect.fail({
+                    "message": "The upstream stream ended before the answer was complete.",
+                    "type": UpstreamError.error_type, "code": "upstream_stream_incomplete",
+                    "param": None,
+                }):
                     yield piece
                 return
             results: list[dict[str, Any]] = []
@@ -254,7 +288,7 @@ async def _relay(
             for piece in split.feed(event):
                 yield piece
     except httpx.TransportError as exc:
-        raise error_for_transport_failure(exc, turn.upstream.base_url) from exc
+        raise error_for_transport_failure(exc, turn.upstream.base_url, replying=True) from exc
     finally:
         if reading is not None and not reading.done():
             reading.cancel()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config import VMSettings
-from proxy.logs import log
+from proxy.logs import RequestStats, log
 from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
@@ -18,6 +18,7 @@ from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.client import Upstream
+from proxy.upstream.headers import informative_headers
 from proxy.vm.faults import LIMIT_REACHED, error_json
 from proxy.vm.mutations import Mutation
 from proxy.vm.page_table import PageTable
@@ -60,6 +61,11 @@ class Turn:
     frame: dict[str, Any] | None = None
     # server.log_content: every upstream prompt and the stored answer go to the log.
     log_content: bool = False
+    # The access line's fields of this request (upstream_ms, upstream_request_id).
+    stats: RequestStats | None = None
+    # Request ids, rate limits, processing time of the latest upstream reply: the client
+    # gets them as it would from the upstream itself (a stream: those of the first call).
+    upstream_headers: dict[str, str] = field(default_factory=dict)
     _last_prompt: int = 0
     _resolving_from: int = 0
 
@@ -190,6 +196,15 @@ class Turn:
                     out[key] = body[key]
         return out
 
+    def note_reply(self, raw_headers: Sequence[tuple[bytes, bytes]], seconds: float) -> None:
+        """One upstream call answered after `seconds` (a stream: its headers came)."""
+        self.upstream_headers = informative_headers(raw_headers)
+        if self.stats is not None:
+            self.stats.upstream_ms = (self.stats.upstream_ms or 0.0) + seconds * 1000.0
+            request_id = self.upstream_headers.get("x-request-id")
+            if request_id is not None:
+                self.stats.upstream_request_id = request_id
+
     def record_upstream_prompt(self, body: dict[str, Any]) -> None:
         """Account the prompt of one upstream call (counted once, then incrementally)."""
         if not self._last_prompt:
@@ -257,6 +272,7 @@ class Turn:
 
     def response_headers(self, *, final: bool) -> dict[str, str]:
         headers = {
+            **self.upstream_headers,
             "x-vm-session": self.session or self.placement.leaf.conv_id,
             "x-vm-prompt-tokens-full": str(self.prompt_tokens_full),
         }

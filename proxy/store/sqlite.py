@@ -26,6 +26,7 @@ is needed. Durability: see proxy.store.sqlite_schema.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import threading
 import time
@@ -100,6 +101,16 @@ class _Connections:
             self._all.clear()
 
 
+# Below this much free space on the database's disk the store reports itself unhealthy
+# (/healthz answers 503) before a write fails with "database or disk is full".
+MIN_FREE_BYTES = 16 * 1024 * 1024
+
+
+def free_bytes(file: FsPath) -> int:
+    """Free bytes on the disk holding `file` (a statvfs call: microseconds)."""
+    return shutil.disk_usage(file.parent if file.parent.exists() else ".").free
+
+
 class SQLiteStore:
     def __init__(
         self, path: FsPath, *, synchronous: str = "NORMAL", readers: int = 2,
@@ -108,6 +119,7 @@ class SQLiteStore:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be normal, full or extra")
         self.file = path
+        self.write_failure: str | None = None
         self._clock = clock
         self._conns = _Connections(path, synchronous.upper())
         self._writer = Lane(1, "vm-sqlite-writer", self._call)
@@ -196,7 +208,15 @@ class SQLiteStore:
             self._writing[of] = self._writing.get(of, 0) + 1
         try:
             self._submit(self._writer, loop, [write])
-            return await write.future
+            result = await write.future
+        except StoreError as exc:
+            # Kept for ping(): a store that cannot write (disk full, read-only) is not
+            # healthy, however well it still reads. The next write that succeeds clears it.
+            self.write_failure = str(exc)
+            raise
+        else:
+            self.write_failure = None
+            return result
         finally:
             self._writes -= 1
             if of is not None:
@@ -206,7 +226,13 @@ class SQLiteStore:
                     self._writing[of] -= 1
 
     async def ping(self) -> None:
+        """Reads work, the last write did not fail, and the disk has room for more."""
         await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+        if self.write_failure is not None:
+            raise StoreError(f"the last write failed: {self.write_failure}")
+        free = free_bytes(self.file)
+        if free < MIN_FREE_BYTES:
+            raise StoreError(f"{free} bytes free on the store's disk")
 
     # -- conversations -----------------------------------------------------------------------
 

@@ -66,6 +66,15 @@ _SHORT_TEXT = 256
 _MEMO_LIMIT = 8192
 _LONG_TEXT = 65536
 _LONG_MEMO_CHARS = 4_000_000
+# Text longer than EXACT_CHARS is counted exactly up to there and estimated beyond, from
+# evenly spaced samples of the rest, so that one huge message costs bounded time (issue
+# 13). tiktoken's BPE is superlinear on one long run of a character: a megabyte of "a"
+# takes 0.4 s against 25 ms for prose, and a megabyte of spaces overflows its regex stack
+# (a Rust panic). 32k characters are at least 8k tokens, past any budget's room for one
+# page, so where a count decides something it stays exact.
+EXACT_CHARS = 32_768
+_SAMPLES = 8
+_SAMPLE_CHARS = 2_048
 
 class TokenCounter:
     """Counts text, messages, tool schemas and whole requests for one model family."""
@@ -87,13 +96,13 @@ class TokenCounter:
         `memo=False` for text that will not come again (e.g. a page counted at ingest)."""
         if len(text) > _SHORT_TEXT:
             if not memo or len(text) > _LONG_TEXT:
-                return len(self.encoding.encode_ordinary(text))
+                return self._count(text)
             found = self._long_memo.get(text)
             if found is None:
                 if self._long_chars + len(text) > _LONG_MEMO_CHARS:
                     self._long_memo.clear()
                     self._long_chars = 0
-                found = self._long_memo[text] = len(self.encoding.encode_ordinary(text))
+                found = self._long_memo[text] = self._count(text)
                 self._long_chars += len(text)
             return found
         found = self._memo.get(text)
@@ -102,6 +111,21 @@ class TokenCounter:
                 self._memo.clear()
             found = self._memo[text] = len(self.encoding.encode_ordinary(text))
         return found
+
+    def _count(self, text: str) -> int:
+        """Exact up to EXACT_CHARS; beyond, the rest at the token rate of its samples."""
+        encode = self.encoding.encode_ordinary
+        if len(text) <= EXACT_CHARS + _SAMPLES * _SAMPLE_CHARS:
+            return len(encode(text))
+        rest = len(text) - EXACT_CHARS
+        step = rest // _SAMPLES
+        width = _SAMPLE_CHARS
+        sampled = sum(
+            len(encode(text[start : start + width]))
+            for start in range(EXACT_CHARS, EXACT_CHARS + _SAMPLES * step, step)
+        )
+        estimate = -(-sampled * rest // (width * _SAMPLES))  # rounded up
+        return len(encode(text[:EXACT_CHARS])) + estimate
 
     def content(self, content: Any) -> int:
         """Tokens of a message's `content`: a string, or a list of parts."""

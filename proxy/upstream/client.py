@@ -30,22 +30,39 @@ import yarl
 
 from proxy.config import UpstreamSettings
 from proxy.errors import UpstreamError, UpstreamStatus, UpstreamTimeout, normalise_error_body
-from proxy.upstream.headers import HeaderPairs, IncomingHeaders, forward_headers
+from proxy.upstream.headers import (
+    HeaderPairs,
+    IncomingHeaders,
+    forward_headers,
+    informative_headers,
+)
 from proxy.upstream.transport import AiohttpTransport, env_proxy_for
 
 _URL_CACHE_SIZE = 256
 
 
-def error_for_transport_failure(exc: httpx.TransportError, base_url: str) -> UpstreamError:
-    """Map a failed exchange to 504 (timed out) or 502 (unreachable, broken reply)."""
+def error_for_transport_failure(
+    exc: httpx.TransportError, base_url: str, *, replying: bool = False
+) -> UpstreamError:
+    """Map a failed exchange to 504 (timed out) or 502 (unreachable, broken reply).
+    `replying`: the upstream had answered and its body broke off (it was reached)."""
     reason = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"The upstream at {base_url} timed out ({reason}).")
+    if replying:
+        return UpstreamError(
+            f"The upstream at {base_url} broke off its reply before it was complete: "
+            f"{reason}.",
+            code="upstream_reply_broken",
+        )
     return UpstreamError(f"The upstream at {base_url} could not be reached: {reason}.")
 
 
-def error_from_status(status_code: int, body: bytes) -> UpstreamStatus:
-    """The upstream's own 4xx/5xx as a ProxyError carrying its status and its words."""
+def error_from_status(
+    status_code: int, body: bytes, raw_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> UpstreamStatus:
+    """The upstream's own 4xx/5xx as a ProxyError carrying its status, its words and the
+    headers that tell the client when to retry (`retry-after`) and which call it was."""
     error = normalise_error_body(status_code, body)["error"]
     return UpstreamStatus(
         error["message"],
@@ -53,6 +70,7 @@ def error_from_status(status_code: int, body: bytes) -> UpstreamStatus:
         code=error["code"],
         status_code=status_code,
         error_type=error["type"],
+        headers=informative_headers(raw_headers),
     )
 
 
@@ -136,10 +154,11 @@ class HttpxReply:
 
 @dataclass(frozen=True, slots=True)
 class WholeReply:
-    """A reply read whole: its status and its body, decoded."""
+    """A reply read whole: its status, its body (decoded) and its raw headers."""
 
     status_code: int
     content: bytes
+    raw_headers: Sequence[tuple[bytes, bytes]] = ()
 
 
 class Upstream:
@@ -251,6 +270,10 @@ class Upstream:
                 reply = await self._open_json(path, body, headers)
                 try:
                     content = await reply.read_decoded()
+                except httpx.TransportError as exc:
+                    raise error_for_transport_failure(
+                        exc, self.base_url, replying=True
+                    ) from exc
                 finally:
                     await reply.aclose()
         except httpx.TransportError as exc:
@@ -260,7 +283,7 @@ class Upstream:
                 f"The upstream at {self.base_url} took longer than "
                 f"{self.settings.timeout_s:g} s (upstream.timeout_s)."
             ) from None
-        return WholeReply(reply.status_code, content)
+        return WholeReply(reply.status_code, content, reply.raw_headers)
 
     @asynccontextmanager
     async def stream(

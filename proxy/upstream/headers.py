@@ -22,7 +22,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "expect", "cookie"}
-_CLIENT_CREDENTIALS = frozenset({"authorization", "api-key"})
+_CLIENT_CREDENTIALS = frozenset({"authorization", "api-key", "x-api-key"})
 # The server sets its own date; upstream cookies are not the client's business.
 _NOT_RELAYED = HOP_BY_HOP | {"content-length", "date", "server", "set-cookie", "alt-svc"}
 _NOT_RELAYED_RAW = frozenset(name.encode() for name in _NOT_RELAYED)
@@ -53,8 +53,8 @@ def forward_headers(incoming: IncomingHeaders, api_key: str = "") -> HeaderPairs
     """The client's request headers as they go upstream (raw, lower-cased names).
 
     Hop-by-hop headers, framing, cookies and the proxy's own `X-VM-*` headers stay here.
-    With `api_key` set, the client's credentials are replaced by it; otherwise the
-    client's `Authorization` (or Azure's `api-key`) is forwarded untouched.
+    With `api_key` set, the client's credentials (`Authorization`, `api-key`, `x-api-key`)
+    are replaced by it; otherwise they are forwarded untouched.
     """
     connection_tokens: set[bytes] = set()
     out: HeaderPairs = []
@@ -120,3 +120,27 @@ def relay_head(raw_headers: Iterable[tuple[bytes, bytes]]) -> RelayHead:
     if named_by_connection:
         head.relayed = [(n, v) for n, v in relayed if n not in named_by_connection]
     return head
+
+
+def content_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The media type of a reply, lower-cased, without parameters ("" when absent)."""
+    for name, value in raw_headers:
+        if name.lower() == b"content-type":
+            return value.decode("latin-1").partition(";")[0].strip().lower()
+    return ""
+
+
+# What the memory path passes on of an upstream reply whose body it rewrites: request ids,
+# rate limits and `retry-after` (SDKs schedule their retries by it), processing time.
+_INFORMATIVE = frozenset({b"x-request-id", b"request-id", b"retry-after", b"retry-after-ms"})
+_INFORMATIVE_PREFIXES = (b"x-ratelimit-", b"openai-", b"anthropic-ratelimit-", b"ratelimit")
+
+
+def informative_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers of an upstream reply that tell the client about the call itself."""
+    found: dict[str, str] = {}
+    for raw_name, value in raw_headers:
+        name = raw_name.lower()
+        if name in _INFORMATIVE or name.startswith(_INFORMATIVE_PREFIXES):
+            found[name.decode("latin-1")] = value.decode("latin-1")
+    return found

@@ -64,7 +64,7 @@ class RelayedStream(StreamingResponse):
             async for chunk in self.reply.aiter_raw():
                 yield chunk
         except httpx.TransportError as exc:
-            error = error_for_transport_failure(exc, self.upstream.base_url)
+            error = error_for_transport_failure(exc, self.upstream.base_url, replying=True)
             if not self._sse or self._encoded:
                 raise AbortResponse(error.message) from exc
             log.warning("upstream stream broke", extra={"reason": error.message})
@@ -148,7 +148,7 @@ async def _exchange(
         else:
             body = await reply.read()
     except httpx.TransportError as exc:
-        raise error_for_transport_failure(exc, upstream.base_url) from exc
+        raise error_for_transport_failure(exc, upstream.base_url, replying=True) from exc
     finally:
         await reply.aclose()
     return _Exchanged(reply, head, body)

@@ -57,7 +57,7 @@ def item_type(item: Mapping[str, Any]) -> str:
     kind = item.get("type")
     if isinstance(kind, str):
         return kind
-    return "message" if "role" in item else ""
+    return "message" if kind is None and "role" in item else ""
 
 
 # --- Responses input -> chat messages ------------------------------------------------------
@@ -103,8 +103,8 @@ def _items_to_messages(items: Iterable[Any]) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             continue
         role = item.get("role")
-        kind = item.get("type") or ("message" if role is not None else "")
-        if kind == "message" and role in _ROLES or kind in OUTPUT_TYPES:
+        kind = item_type(item)
+        if kind == "message" and isinstance(role, str) and role in _ROLES or kind in OUTPUT_TYPES:
             if pending:
                 append(assistant_message(pending))
                 pending = []

@@ -21,6 +21,7 @@ from typing import Any
 
 from proxy.tokens import TokenCounter, image_size, note_tool_names
 from proxy.vm import mutations as events
+from proxy.vm.bounds import analysed
 from proxy.vm.claims import extract_claims
 from proxy.vm.compress import abstract_text, make_hint, parse_json, reduce_text
 from proxy.vm.costs import annotate_costs
@@ -183,11 +184,11 @@ def _message_pages(
             del counters.open_calls[stale]
         call_ids = tuple(names)
     kind, modality = _classify(message, role, text, calls, counter)
-    claims = extract_claims(text, role)
+    claims = extract_claims(analysed(text), role)
     importance = {"system": 1.0, "developer": 1.0, "user": 0.6, "assistant": 0.5}.get(role, 0.4)
     if claims:
         importance = min(1.0, importance + 0.2)
-    hint = _hint(role, text, calls, function, claims)
+    hint = _hint(role, analysed(text), calls, function, claims)
     extra: dict[str, Any] = {"enc": counter.name, "msg_tokens": msg_tokens}
     if function:
         extra["function"] = function
@@ -254,7 +255,8 @@ def _page(
     **fields: Any,
 ) -> Page:
     """A page with its four renderings; `levels` overrides levels 1 and 2."""
-    level1, level2 = levels if levels is not None else (reduce_text(text), abstract_text(text))
+    head = analysed(text)
+    level1, level2 = levels if levels is not None else (reduce_text(head), abstract_text(head))
     level2 = level2 or hint
     renderings = (text, level1, level2, f"{page_id}: {hint}")
     tokens = tuple(counter.text(r, memo=False) for r in renderings)

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from proxy.tokens import TokenCounter
+from proxy.vm.escape import escape_json
 from proxy.vm.pages import Page, PageKind
 from proxy.vm.working_set import Mapped
 
@@ -162,7 +163,7 @@ def _cached(
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode().replace("<", "\\u003c")
+    return escape_json(orjson.dumps(value).decode())
 
 
 def _type(page: Page) -> str:

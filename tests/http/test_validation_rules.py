@@ -21,6 +21,10 @@ CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments
 
 ACCEPTED = [
     pytest.param(chat(USER), id="plain"),
+    pytest.param(
+        chat({"role": "user", "content": "hi", "tool_calls": []}, {**USER, "tool_calls": None}),
+        id="user-empty-tool-calls",
+    ),
     pytest.param(chat({"role": "developer", "content": "rules"}, USER), id="developer"),
     pytest.param(
         chat({"role": "system", "content": [{"type": "text", "text": "rules"}]}, USER),
@@ -142,6 +146,29 @@ REFUSED = [
         chat(USER, {"role": "function", "content": "x"}),
         "messages[1].name",
         id="function-without-name",
+    ),
+    # Issue 13: an unhashable role was a 500; tool_calls on another role crashed ingest.
+    pytest.param(chat({"role": {"a": 1}, "content": "x"}), "messages[0].role", id="role-dict"),
+    pytest.param(chat({"role": ["user"], "content": "x"}), "messages[0].role", id="role-list"),
+    pytest.param(
+        chat({"role": "user", "content": "x", "tool_calls": 5}),
+        "messages[0].tool_calls",
+        id="user-tool-calls-number",
+    ),
+    pytest.param(
+        chat({"role": "user", "content": "x", "tool_calls": "call"}),
+        "messages[0].tool_calls",
+        id="user-tool-calls-string",
+    ),
+    pytest.param(
+        chat(USER, {"role": "tool", "tool_call_id": "c", "content": "1", "tool_calls": [1, 2]}),
+        "messages[1].tool_calls",
+        id="tool-message-tool-calls",
+    ),
+    pytest.param(
+        chat({"role": "system", "content": "x", "tool_calls": [CALL]}),
+        "messages[0].tool_calls",
+        id="system-tool-calls",
     ),
     pytest.param(chat(USER, tools=["f"]), "tools[0]", id="tool-not-object"),
     pytest.param(

@@ -134,10 +134,12 @@ def read_request(body: dict[str, Any]) -> Reading:
                     reading.manifest = json.loads(manifest.group(1))
                 except ValueError:
                     reading.manifest = None
-            context = _CONTEXT.search(text)
-            if context is not None:
-                reading.context = context.group(1)
-                reading.evidence.append(context.group(1))
+            # vm.turn_note "leading" closes the leading message with the turn's block: a
+            # second <VM:CONTEXT> in the same message.
+            contexts = _CONTEXT.findall(text)
+            if contexts:
+                reading.context = "\n".join(contexts)
+                reading.evidence.extend(contexts)
             outside = _CONTEXT.sub("", _MANIFEST.sub("", text)).strip()
             if outside:
                 reading.evidence.append(outside)

@@ -72,7 +72,7 @@ async def test_recall_not_streaming(history: list[dict[str, Any]]) -> None:
     first = model.requests[0]
     assert {t["name"] for t in first["tools"]} == VM_NAMES
     assert all(t["type"] == "function" for t in first["tools"])
-    assert "instructions" not in first and first["input"][0]["role"] == "developer"
+    assert "instructions" not in first and first["input"][0]["role"] in ("developer", "system")
     # The loop's later calls carry the VM exchange as function_call items and outputs.
     later = model.requests[2]["input"]
     assert [i["type"] for i in later if i.get("type")][-4:] == [
