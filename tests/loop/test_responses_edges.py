@@ -5,6 +5,7 @@ relayed as it is), and `X-VM-Mode: off`."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -106,3 +107,25 @@ async def test_mode_off_relays_as_it_is() -> None:
     assert raw.json()["id"] == "resp_scripted001"
     assert model.requests[0] == _request()
     assert "x-vm-session" not in raw.headers
+
+
+async def test_a_stream_cut_before_completed_is_an_error_and_not_stored() -> None:
+    import httpx
+
+    from tests.loop.scripted import _Pieces
+
+    model = ResponsesModel(lambda reading: Answer("Half an answ"))
+
+    async def cut(request: httpx.Request) -> httpx.Response:
+        status, headers, events = model.respond(json.loads(request.content))
+        assert isinstance(events, list)
+        return httpx.Response(status, headers=headers, stream=_Pieces(events[:-1]))
+
+    async with serve(cut, path="/responses") as proxy:
+        raw = await proxy.http.post("/v1/responses", headers=HEADERS,
+                                    json=_request(stream=True))
+        conv = await proxy.store.get_conversation(proxy.tenant, raw.headers["x-vm-session"])
+    events = [e.json for e in parse_sse(raw.text) if e.data is not None]
+    assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
+    assert events[-2]["error"]["code"] == "upstream_stream_incomplete"
+    assert conv is not None and conv.length == 242  # instructions, history, the question
