@@ -40,6 +40,7 @@ class UpstreamSettings(_Section):
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=1000, gt=0)
+    responses: Literal["native", "chat"] = "native"
 
     @field_validator("base_url")
     @classmethod

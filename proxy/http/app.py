@@ -19,7 +19,14 @@ from starlette.routing import Route
 from proxy.config import Settings, with_prompt_shape
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
-from proxy.http.routes import ALL_METHODS, chat_completions, healthz, metrics_text, passthrough_any
+from proxy.http.routes import (
+    ALL_METHODS,
+    chat_completions,
+    healthz,
+    metrics_text,
+    passthrough_any,
+    responses,
+)
 from proxy.http.state import AppState
 from proxy.store import PageStore, StoreError, open_store
 from proxy.tokens import O200K, get_encoding
@@ -63,6 +70,7 @@ def create_app(
         # The hot route first: the router tries them in order.
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/{path:path}", passthrough_any, methods=ALL_METHODS),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),

@@ -1,5 +1,6 @@
-"""The routes: `POST /v1/chat/completions` (read, validate, hand to the fault loop), every
-other `/v1/*` route (relayed as it is), `GET /healthz` and `GET /metrics`."""
+"""The routes: `POST /v1/chat/completions` and `POST /v1/responses` (read, validate, hand to
+the fault loop), every other `/v1/*` route (relayed as it is), `GET /healthz` and
+`GET /metrics`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from proxy.http.body import read_body
+from proxy.http.responses_validation import parse_responses_request
 from proxy.http.state import app_state
 from proxy.http.validation import parse_chat_request
 from proxy.logs import log
 from proxy.loop.handler import handle_chat
+from proxy.loop.responses_handler import handle_responses
 from proxy.upstream.relay import relay
 
 JSON = "application/json"
@@ -25,8 +28,15 @@ async def chat_completions(request: Request) -> Response:
     return await handle_chat(state, request, body, raw)
 
 
+async def responses(request: Request) -> Response:
+    state = app_state(request)
+    raw = await read_body(request, state.settings.server.max_body_bytes)
+    body = parse_responses_request(raw)
+    return await handle_responses(state, request, body, raw)
+
+
 async def passthrough_any(request: Request) -> Response:
-    """Every `/v1/*` route other than chat completions, any method."""
+    """Every `/v1/*` route other than the two with memory, any method."""
     state = app_state(request)
     body = await read_body(request, state.settings.server.max_body_bytes)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()

@@ -37,6 +37,13 @@ TOOL_TYPES = frozenset({"function", "custom"})
 
 def parse_chat_request(raw: bytes) -> dict[str, Any]:
     """The request body as a dict, or InvalidRequest naming what is wrong."""
+    body = parse_json_object(raw)
+    validate_chat_request(body)
+    return body
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -52,26 +59,25 @@ def parse_chat_request(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_type")
-    validate_chat_request(body)
     return body
 
 
 def validate_chat_request(body: dict[str, Any]) -> None:
     model = body.get("model")
     if model is None:
-        raise _missing("model")
+        raise missing("model")
     if not isinstance(model, str) or not model:
-        raise _invalid("model", "must be a non-empty string")
+        raise invalid("model", "must be a non-empty string")
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        raise _invalid("stream", "must be a boolean")
+        raise invalid("stream", "must be a boolean")
     messages = body.get("messages")
     if messages is None:
-        raise _missing("messages")
+        raise missing("messages")
     if not isinstance(messages, list):
-        raise _invalid("messages", "must be an array of message objects")
+        raise invalid("messages", "must be an array of message objects")
     if not messages:
-        raise _invalid("messages", "must contain at least one message", code="empty_array")
+        raise invalid("messages", "must contain at least one message", code="empty_array")
     for index, message in enumerate(messages):
         _check_message(message, f"messages[{index}]")
     tools = body.get("tools")
@@ -81,11 +87,11 @@ def validate_chat_request(body: dict[str, Any]) -> None:
 
 def _check_message(message: Any, where: str) -> None:
     if not isinstance(message, dict):
-        raise _invalid(where, "must be an object with a `role`")
+        raise invalid(where, "must be an object with a `role`")
     role = message.get("role")
     if not isinstance(role, str) or role not in ROLES:  # a dict or a list is not hashable
         shown = f" (got {role!r})" if role is not None else ""
-        raise _invalid(
+        raise invalid(
             f"{where}.role",
             f"must be one of {', '.join(sorted(ROLES))}{shown}",
             code="invalid_value",
@@ -93,31 +99,31 @@ def _check_message(message: Any, where: str) -> None:
     content = message.get("content")
     if role == "function":
         if content is not None and not isinstance(content, str):
-            raise _invalid(f"{where}.content", "must be a string or null for a function message")
+            raise invalid(f"{where}.content", "must be a string or null for a function message")
         if not isinstance(message.get("name"), str):
-            raise _missing(f"{where}.name")
+            raise missing(f"{where}.name")
         return
     if content is None:
         # An assistant turn that only calls tools carries no content.
         if role == "assistant":
             _check_tool_calls(message.get("tool_calls"), f"{where}.tool_calls")
             return
-        raise _missing(f"{where}.content")
+        raise missing(f"{where}.content")
     if isinstance(content, list):
         _check_parts(content, PART_TYPES[role], role, f"{where}.content")
     elif not isinstance(content, str):
-        raise _invalid(
+        raise invalid(
             f"{where}.content",
             f"must be a string or an array of content parts for a {role} message",
         )
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        raise _missing(f"{where}.tool_call_id")
+        raise missing(f"{where}.tool_call_id")
     if role == "assistant":
         _check_tool_calls(message.get("tool_calls"), f"{where}.tool_calls")
     elif message.get("tool_calls") not in (None, []):
         # Only the model calls tools; the proxy would store these as calls and crash on
         # them (an empty list, which some SDKs send on every message, means nothing).
-        raise _invalid(
+        raise invalid(
             f"{where}.tool_calls", f"only assistant messages may carry tool calls, not {role}"
         )
 
@@ -126,65 +132,65 @@ def _check_parts(parts: list[Any], allowed: frozenset[str], role: str, where: st
     for index, part in enumerate(parts):
         at = f"{where}[{index}]"
         if not isinstance(part, dict):
-            raise _invalid(at, "must be a content part object with a `type`")
+            raise invalid(at, "must be a content part object with a `type`")
         kind = part.get("type")
         if not isinstance(kind, str) or kind not in allowed:
-            raise _bad_type(at, f"one of {', '.join(sorted(allowed))} in a {role} message", kind)
+            raise bad_type(at, f"one of {', '.join(sorted(allowed))} in a {role} message", kind)
         key = _PAYLOAD_KEY[kind]
         if key not in part:
-            raise _missing(f"{at}.{key}")
+            raise missing(f"{at}.{key}")
         if kind in ("text", "refusal") and not isinstance(part[key], str):
-            raise _invalid(f"{at}.{key}", "must be a string")
+            raise invalid(f"{at}.{key}", "must be a string")
 
 
 def _check_tool_calls(tool_calls: Any, where: str) -> None:
     if tool_calls is None:
         return
     if not isinstance(tool_calls, list):
-        raise _invalid(where, "must be an array of tool calls")
+        raise invalid(where, "must be an array of tool calls")
     for index, call in enumerate(tool_calls):
         at = f"{where}[{index}]"
         if not isinstance(call, dict):
-            raise _invalid(at, "must be a tool call object")
+            raise invalid(at, "must be a tool call object")
         # The proxy reads the calls it stores: a call's payload must be what the API sends.
         key = "custom" if call.get("type") == "custom" else "function"
         payload = call.get(key)
         if payload is None:
-            raise _missing(f"{at}.{key}")
+            raise missing(f"{at}.{key}")
         if not isinstance(payload, dict):
-            raise _invalid(f"{at}.{key}", "must be an object with a `name`")
+            raise invalid(f"{at}.{key}", "must be an object with a `name`")
         if not isinstance(payload.get("name"), str):
-            raise _invalid(f"{at}.{key}.name", "must be a string")
+            raise invalid(f"{at}.{key}.name", "must be a string")
 
 
 def _check_tools(tools: Any) -> None:
     if not isinstance(tools, list):
-        raise _invalid("tools", "must be an array of tool objects")
+        raise invalid("tools", "must be an array of tool objects")
     for index, tool in enumerate(tools):
         at = f"tools[{index}]"
         if not isinstance(tool, dict):
-            raise _invalid(at, "must be a tool object")
+            raise invalid(at, "must be a tool object")
         kind = tool.get("type")
         if not isinstance(kind, str) or kind not in TOOL_TYPES:
-            raise _bad_type(at, "'function' or 'custom'", kind)
+            raise bad_type(at, "'function' or 'custom'", kind)
         spec = tool.get(kind)
         if not isinstance(spec, dict):
-            raise _missing(f"{at}.{kind}")
+            raise missing(f"{at}.{kind}")
         name = spec.get("name")
         if not isinstance(name, str) or not name:
-            raise _missing(f"{at}.{kind}.name")
+            raise missing(f"{at}.{kind}.name")
 
 
-def _missing(param: str) -> InvalidRequest:
+def missing(param: str) -> InvalidRequest:
     return InvalidRequest(
         f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
     )
 
 
-def _invalid(param: str, what: str, *, code: str = "invalid_type") -> InvalidRequest:
+def invalid(param: str, what: str, *, code: str = "invalid_type") -> InvalidRequest:
     return InvalidRequest(f"Invalid '{param}': {what}.", param=param, code=code)
 
 
-def _bad_type(at: str, expected: str, kind: Any) -> InvalidRequest:
+def bad_type(at: str, expected: str, kind: Any) -> InvalidRequest:
     got = f" (got {kind!r})" if kind is not None else ""
-    return _invalid(f"{at}.type", f"must be {expected}{got}", code="invalid_value")
+    return invalid(f"{at}.type", f"must be {expected}{got}", code="invalid_value")

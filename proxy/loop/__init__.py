@@ -16,4 +16,10 @@
 - citations:      strict mode's `[ref: ...]` citations, stripped and recorded
 - resolver:       the model's VM calls answered against the store
 - observe:        a relayed answer stored once complete
+- responses_handler: a validated Responses API request: relayed, or answered with memory
+- responses_adapter: a Responses request as a chat body for the core; the upstream bodies
+                  (native Responses, or chat) made from the packed prompt
+- responses_turn:  one Responses memory turn on the shared loop, its answer and response id
+- responses_stream: the Responses event stream of a memory turn (stream.StreamDialect)
+- responses_output: the one Response the client gets over the loop's calls
 """

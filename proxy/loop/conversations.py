@@ -76,8 +76,12 @@ class Conversations:
         messages: Sequence[dict[str, Any]],
         session: str | None,
         on_append: AppendHook | None = None,
+        *,
+        after: tuple[str, int] | None = None,
     ) -> Placement:
-        """Align the request with the store, store what is new, bind the session name."""
+        """Align the request with the store, store what is new, bind the session name.
+        `after` (conv_id, length): the messages follow that conversation's history cut at
+        `length` (a Responses API `previous_response_id`), forking it if it went on."""
         stored: Conversation | None = None
         bound: str | None = None
         if session is not None:
@@ -85,6 +89,12 @@ class Conversations:
             # earlier X-VM-Session header.
             bound = await self._store.resolve_session(tenant, session)
             stored = await self._store.get_conversation(tenant, bound or session)
+        if after is not None:
+            conv = await self._require(tenant, after[0])
+            path = await self._store.path(tenant, conv.conv_id)
+            placement = await self._append_at(tenant, conv, path, after[1], messages, on_append)
+            await self._bind(tenant, session, placement.leaf.conv_id, bound)
+            return placement
         if stored is not None and stored.length > 0:
             if not await self._starts_with_stored(tenant, stored, messages):
                 placement = await self._append(tenant, stored, messages, on_append)
@@ -255,7 +265,23 @@ class Conversations:
         on_append: AppendHook | None = None,
     ) -> Placement:
         path = await self._store.path(tenant, stored.conv_id)
-        state = await self._state_at(self._store, tenant, path, stored.length - 1, stored)
+        return await self._append_at(tenant, stored, path, stored.length, messages, on_append)
+
+    async def _append_at(
+        self,
+        tenant: str,
+        stored: Conversation,
+        path: Path,
+        end: int,
+        messages: Sequence[dict[str, Any]],
+        on_append: AppendHook | None,
+    ) -> Placement:
+        """Store `messages` after position `end - 1` of `stored`'s path (its tip, or an
+        earlier point, which forks)."""
+        at_tip = stored.length == end
+        state = await self._state_at(
+            self._store, tenant, path, end - 1, stored if at_tip else None
+        )
         prev = str(state["hash"])
         new = list(messages)
         # A resent system prompt identical to the stored one is not a new message.
@@ -265,9 +291,9 @@ class Conversations:
             hit = found.get(root_hashes[0])
             if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
                 new = new[1:]
-        offset = anchor = stored.length - 1
+        offset = anchor = end - 1
         offset += 1
-        if new and new[0].get("role") == "user" and _ends_unanswered(stored, state):
+        if at_tip and new and new[0].get("role") == "user" and _ends_unanswered(stored, state):
             before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
             again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
             if again == state["hash"]:
@@ -284,6 +310,11 @@ class Conversations:
             tenant, stored.conv_id, anchor, new, hashes, known=_Known(stored, path),
             on_append=on_append,
         )
+        if not new and not at_tip:
+            # Nothing new after an earlier point: the request ends there, on a branch of
+            # its own (as a regenerate does), so what follows is stored after it.
+            leaf = await self._fork(tenant, stored, anchor, "cut:" + secrets.token_hex(8))
+            leaf_path = None
         end = anchor + 1 + len(new)
         cut, full = await self._paths(tenant, leaf.conv_id, end, leaf_path or path)
         return Placement(

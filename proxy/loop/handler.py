@@ -71,7 +71,7 @@ async def handle_chat(
     except BaseException:
         await held.aclose()
         raise
-    return _ReleasedAfter(response, held)
+    return ReleasedAfter(response, held)
 
 
 async def _answer(
@@ -90,7 +90,7 @@ async def _answer(
     try:
         prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode)
     except Exception as exc:
-        if not _fails_open(settings.vm, exc):
+        if not fails_open(settings.vm, exc):
             raise
         # Without a placement it is unknown whether the request holds the whole history:
         # under a session name it may hold only the new messages.
@@ -121,25 +121,25 @@ async def _answer(
     if stream:
         opened = await open_first(turn, first_body)
         return StreamingResponse(
-            _counted(stream_events(turn, first_body, opened), turn, state.metrics),
+            counted(stream_events(turn, first_body, opened), turn, state.metrics),
             media_type="text/event-stream",
             headers=turn.response_headers(final=False),
         )
     try:
         answer = await run_complete(turn, first_body)
     except Exception as exc:
-        if not _fails_open(settings.vm, exc):
+        if not fails_open(settings.vm, exc):
             raise
         return await _fail_open(
             state, request, raw, "the fault loop failed", whole=not prepared.placement.appended
         )
-    _count_turn(state.metrics, turn)
+    count_turn(state.metrics, turn)
     return Response(
         orjson.dumps(answer), media_type=JSON, headers=turn.response_headers(final=True)
     )
 
 
-def _fails_open(settings: VMSettings, exc: Exception) -> bool:
+def fails_open(settings: VMSettings, exc: Exception) -> bool:
     """Client and upstream errors are answers in their own right; any other failure of the
     memory path (a bug, the store unreachable) is answered without memory when
     `vm.fail_open` is on."""
@@ -163,7 +163,7 @@ async def _fail_open(
     return await relay_chat(state.upstream, request, raw)
 
 
-def _count_turn(metrics: Metrics, turn: Turn) -> None:
+def count_turn(metrics: Metrics, turn: Turn) -> None:
     metrics.counter("vm_faults_total", help="Page faults answered").inc(turn.faults)
     metrics.counter("vm_citations_total", help="Citations stripped from answers").inc(
         len(turn.citations)
@@ -176,7 +176,7 @@ def _count_turn(metrics: Metrics, turn: Turn) -> None:
     ).inc(turn.prompt_tokens_full)
 
 
-async def _counted(
+async def counted(
     events: AsyncIterator[bytes], turn: Turn, metrics: Metrics
 ) -> AsyncIterator[bytes]:
     """A stream's turn is counted once it ends (its faults happen while it runs)."""
@@ -184,7 +184,7 @@ async def _counted(
         async for event in events:
             yield event
     finally:
-        _count_turn(metrics, turn)
+        count_turn(metrics, turn)
 
 
 def _observed_passthrough(
@@ -201,7 +201,7 @@ def _observed_passthrough(
     return observe(response, store_answer)
 
 
-class _ReleasedAfter(Response):
+class ReleasedAfter(Response):
     """`inner`, with the session's lock released once it is sent (a stream's last byte, a
     relayed answer stored after it went out), or abandoned by the client."""
 

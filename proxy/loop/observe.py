@@ -9,8 +9,9 @@ standard library cannot decode is relayed without being stored, and logged."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from starlette.responses import Response
@@ -20,13 +21,34 @@ from proxy.logs import log
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.completion import assemble_response
 from proxy.upstream.relay import RelayedResponse, RelayedStream
-from proxy.upstream.sse import SSEDecoder
+from proxy.upstream.sse import SSEDecoder, SSEEvent
 
 OnAnswer = Callable[[AssembledMessage], Awaitable[None]]
 
 
-def observe(response: Response, on_answer: OnAnswer) -> Response:
-    """Call `on_answer` with the assembled reply of a relayed 2xx chat completion."""
+class Accumulator(Protocol):
+    @property
+    def finished(self) -> bool: ...
+
+    def feed_event(self, event: SSEEvent) -> object: ...
+
+    def result(self) -> AssembledMessage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """How a dialect's reply is read: a whole body, or a stream's events."""
+
+    body: Callable[[Mapping[str, Any]], AssembledMessage]
+    stream: Callable[[], Accumulator]
+
+
+CHAT = Reader(body=assemble_response, stream=ChunkAccumulator)
+
+
+def observe(response: Response, on_answer: OnAnswer, reader: Reader = CHAT) -> Response:
+    """Call `on_answer` with the assembled reply of a relayed 2xx answer (a chat completion,
+    or what `reader` reads)."""
     if response.status_code >= 300:
         return response
     encoding = _content_encoding(response)
@@ -36,23 +58,28 @@ def observe(response: Response, on_answer: OnAnswer) -> Response:
         )
         return response
     if isinstance(response, RelayedStream):
-        response.body_iterator = _tee(response.body_iterator, on_answer, _Decoder(encoding))
+        response.body_iterator = _tee(
+            response.body_iterator, on_answer, _Decoder(encoding), reader.stream()
+        )
         return response
     if isinstance(response, RelayedResponse):
-        return _ObservedResponse(response, on_answer, _Decoder(encoding))
+        return _ObservedResponse(response, on_answer, _Decoder(encoding), reader)
     return response
 
 
 class _ObservedResponse(Response):
     """Sends the relayed body first, then stores the answer, so the client never waits on it."""
 
-    def __init__(self, inner: RelayedResponse, on_answer: OnAnswer, decoder: _Decoder) -> None:
+    def __init__(
+        self, inner: RelayedResponse, on_answer: OnAnswer, decoder: _Decoder, reader: Reader
+    ) -> None:
         self.status_code = inner.status_code
         self.body = inner.body
         self.raw_headers = inner.raw_headers
         self.background = None
         self._on_answer = on_answer
         self._decoder = decoder
+        self._reader = reader
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -60,15 +87,15 @@ class _ObservedResponse(Response):
             parsed = orjson.loads(self._decoder.feed(bytes(self.body)) + self._decoder.flush())
         except (orjson.JSONDecodeError, zlib.error):
             return
-        if isinstance(parsed, dict) and parsed.get("choices"):
-            await _deliver(assemble_response(parsed), self._on_answer)
+        if isinstance(parsed, dict):
+            # A body that is not the dialect's answer reads as an error, and is not stored.
+            await _deliver(self._reader.body(parsed), self._on_answer)
 
 
 async def _tee(
-    chunks: AsyncIterable[Any], on_answer: OnAnswer, content: _Decoder
+    chunks: AsyncIterable[Any], on_answer: OnAnswer, content: _Decoder, accumulator: Accumulator
 ) -> AsyncIterator[Any]:
     decoder = SSEDecoder()
-    accumulator = ChunkAccumulator()
     broken = False
     async for chunk in chunks:
         yield chunk

@@ -81,7 +81,10 @@ async def prepare(
     tenant: str,
     session: str | None,
     mode: str,
+    after: tuple[str, int] | None = None,
 ) -> Prepared:
+    """`after`: where the request's messages go when it continues an earlier answer
+    (Conversations.place); else they are aligned by content or appended to `session`."""
     settings = state.settings
     store: PageStore = state.store
     counter = counter_for_model(body.get("model"))
@@ -102,7 +105,7 @@ async def prepare(
     )
     try:
         placement = await conversations.place(
-            tenant, body["messages"], session, on_append=early.appending
+            tenant, body["messages"], session, on_append=early.appending, after=after
         )
         end = placement.offset + placement.length
         conv_state = await ingester.state_at(

@@ -13,14 +13,14 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from proxy.errors import MemoryUnavailable, ProxyError, UpstreamError
 from proxy.logs import log
 from proxy.loop.citations import CitationStripper
-from proxy.loop.splitter import StreamSplitter
+from proxy.loop.splitter import IterationOutcome, StreamSplitter
 from proxy.loop.turn import Turn
 from proxy.store import StoreError
 from proxy.upstream.client import Reply, error_for_transport_failure, error_from_status
@@ -40,22 +40,57 @@ class OpenedStream:
         self.reply = reply
 
 
-async def open_first(turn: Turn, body: dict[str, Any]) -> OpenedStream:
+class StreamIteration(Protocol):
+    """One upstream stream split into client bytes now and what the loop keeps."""
+
+    def feed(self, event: SSEEvent) -> list[bytes]: ...
+
+    def end(self) -> list[bytes]:
+        """What is still owed to the client once the upstream stream ends."""
+
+    def outcome(self) -> IterationOutcome: ...
+
+    @property
+    def finished(self) -> bool:
+        """The upstream said its answer is complete (a finish, [DONE], an error)."""
+
+
+class StreamDialect(Protocol):
+    """What differs between the client dialects (chat completions, Responses) of one
+    streaming loop: how an upstream stream is opened and split, and how the client's
+    stream ends. The loop itself (stream_events) is shared."""
+
+    async def open(self, turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply: ...
+
+    def iteration(self, iteration: int) -> StreamIteration: ...
+
+    async def close(self, outcome: IterationOutcome, usage: Usage | None) -> list[bytes]:
+        """The client stream's last bytes, once the turn's answer is stored."""
+
+    def fail(self, error: dict[str, Any]) -> list[bytes]:
+        """The client stream's last bytes after an error (OpenAI-shaped `error`)."""
+
+
+async def open_first(
+    turn: Turn, body: dict[str, Any], dialect: StreamDialect | None = None
+) -> OpenedStream:
     stack = AsyncExitStack()
     try:
-        reply = await _open(turn, stack, body)
+        if dialect is None:
+            reply = await open_chat(turn, stack, body)
+        else:
+            reply = await dialect.open(turn, stack, body)
     except BaseException:
         await stack.aclose()
         raise
     return OpenedStream(stack, reply)
 
 
-async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
-    turn.record_upstream_prompt(body)
+async def open_stream(
+    turn: Turn, stack: AsyncExitStack, path: str, body: dict[str, Any]
+) -> Reply:
     started = time.perf_counter()
-    reply = await stack.enter_async_context(
-        turn.upstream.stream("/chat/completions", body, turn.headers)
-    )
+    reply = await stack.enter_async_context(turn.upstream.stream(path, body, turn.headers))
     turn.note_reply(reply.raw_headers, time.perf_counter() - started)
     if reply.status_code >= 400:
         raise error_from_status(
@@ -74,51 +109,123 @@ async def _open(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Repl
     return reply
 
 
+async def open_chat(turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
+    turn.record_upstream_prompt(body)
+    return await open_stream(turn, stack, "/chat/completions", body)
+
+
+class ChatStream:
+    """The chat-completions dialect: chunks split by StreamSplitter, one finish chunk, the
+    usage chunk when asked for, an SSE comment with the totals and `[DONE]`."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+        # Page labels a model copies are stripped in every mode; citations in strict mode.
+        self.citations = CitationStripper(citations=turn.strip_citations)
+        self._splitter: StreamSplitter | None = None
+
+    async def open(self, turn: Turn, stack: AsyncExitStack, body: dict[str, Any]) -> Reply:
+        return await open_chat(turn, stack, body)
+
+    def iteration(self, iteration: int) -> StreamIteration:
+        turn, before = self.turn, self._splitter
+        self._splitter = StreamSplitter(
+            turn.vm_tool_names,
+            client_stream_id=turn.stream_id,
+            created=turn.created,
+            model=before.model if before is not None and before.model else None,
+            include_usage=turn.client_wants_usage,
+            first_iteration=before is None or not before.role_sent,
+            next_client_tool_index=0 if before is None else before.next_client_tool_index,
+            citations=self.citations,
+            id_salt=f"{turn.salt}/{iteration}",
+        )
+        return _ChatIteration(turn, self._splitter)
+
+    async def close(self, outcome: IterationOutcome, usage: Usage | None) -> list[bytes]:
+        turn, splitter = self.turn, self._splitter
+        assert splitter is not None
+        finish = "tool_calls" if outcome.client_calls else (outcome.finish_reason or "stop")
+        if finish == "tool_calls" and not outcome.client_calls:
+            finish = "stop"
+        out = [encode_data(splitter.finish_chunk(finish))]
+        if turn.client_wants_usage:
+            out.append(encode_data(splitter.usage_chunk(usage)))
+        if self.citations is not None:
+            turn.note_citations(self.citations.ids)
+        await turn.finish(turn.shown_text(), outcome.client_calls)
+        out.append(encode_comment(turn.summary_comment()))
+        out.append(DONE)
+        return out
+
+    def fail(self, error: dict[str, Any]) -> list[bytes]:
+        return [encode_error(**_error_fields(error))]
+
+
+class _ChatIteration:
+    def __init__(self, turn: Turn, splitter: StreamSplitter) -> None:
+        self.turn = turn
+        self.splitter = splitter
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        # [DONE] too: the splitter notes it (a stream without it or a finish is unfinished).
+        out: list[bytes] = []
+        for chunk in self.splitter.feed_event(event):
+            self.turn.note_shown(chunk)
+            out.append(encode_data(chunk))
+        return out
+
+    def end(self) -> list[bytes]:
+        """What the splitter still owes once an upstream response ends (a held citation
+        tail, arguments of calls that got none)."""
+        out: list[bytes] = []
+        for chunk in self.splitter.end():
+            self.turn.note_shown(chunk)
+            out.append(encode_data(chunk))
+        return out
+
+    def outcome(self) -> IterationOutcome:
+        return self.splitter.outcome()
+
+    @property
+    def finished(self) -> bool:
+        return self.splitter.accumulator.finished
+
+
 async def stream_events(
-    turn: Turn, body: dict[str, Any], opened: OpenedStream
+    turn: Turn,
+    body: dict[str, Any],
+    opened: OpenedStream,
+    dialect: StreamDialect | None = None,
 ) -> AsyncIterator[bytes]:
     """The client's SSE body. `opened` is the first iteration's upstream stream."""
+    dialect = ChatStream(turn) if dialect is None else dialect
     stack, reply = opened.stack, opened.reply
-    citations = CitationStripper(citations=turn.strip_citations)
     usage: Usage | None = None
-    role_sent = False
-    next_client_index = 0
-    model: str | None = None
     try:
         for iteration in range(turn.max_iterations):
-            splitter = StreamSplitter(
-                turn.vm_tool_names,
-                client_stream_id=turn.stream_id,
-                created=turn.created,
-                model=model,
-                include_usage=turn.client_wants_usage,
-                first_iteration=not role_sent,
-                next_client_tool_index=next_client_index,
-                citations=citations,
-                id_salt=f"{turn.salt}/{iteration}",
-            )
-            async for piece in _relay(turn, reply, splitter):
+            split = dialect.iteration(iteration)
+            async for piece in _relay(turn, reply, split):
                 yield piece
-            for piece in _split_end(turn, splitter):
+            for piece in split.end():
                 yield piece
             await stack.aclose()
-            outcome = splitter.outcome()
-            role_sent = splitter.role_sent
-            next_client_index = splitter.next_client_tool_index
-            model = splitter.model or model
+            outcome = split.outcome()
             usage = add_usage(usage, outcome.usage)
             if outcome.error is not None:
-                yield encode_error(**_error_fields(outcome.error))
+                for piece in dialect.fail(outcome.error):
+                    yield piece
                 return
-            if not splitter.accumulator.finished:
+            if not split.finished:
                 # Cut, reset, or a clean end without finish_reason or [DONE]: what came is
                 # not the answer, so the client is told and nothing is stored (issue 13).
                 log.warning("upstream stream ended unfinished", extra={"turn": turn.turn_number})
-                yield encode_error(
-                    "The upstream stream ended before the answer was complete.",
-                    error_type=UpstreamError.error_type,
-                    code="upstream_stream_incomplete",
-                )
+                for piece in dialect.fail({
+                    "message": "The upstream stream ended before the answer was complete.",
+                    "type": UpstreamError.error_type, "code": "upstream_stream_incomplete",
+                    "param": None,
+                }):
+                    yield piece
                 return
             results: list[dict[str, Any]] = []
             if outcome.vm_calls:
@@ -132,54 +239,35 @@ async def stream_events(
             if following is not None:
                 body = following
                 stack = AsyncExitStack()
-                opening = asyncio.ensure_future(_open(turn, stack, body))
+                opening = asyncio.ensure_future(dialect.open(turn, stack, body))
                 async for piece in _while_waiting(turn, opening):
                     yield piece
                 reply = opening.result()
                 continue
-            finish = "tool_calls" if outcome.client_calls else (outcome.finish_reason or "stop")
-            if finish == "tool_calls" and not outcome.client_calls:
-                finish = "stop"
-            yield encode_data(splitter.finish_chunk(finish))
-            if turn.client_wants_usage:
-                yield encode_data(splitter.usage_chunk(usage))
-            if citations is not None:
-                turn.note_citations(citations.ids)
-            await turn.finish(turn.shown_text(), outcome.client_calls)
-            yield encode_comment(turn.summary_comment())
-            yield DONE
+            for piece in await dialect.close(outcome, usage):
+                yield piece
             return
     except (ProxyError, StoreError) as exc:
         error = exc if isinstance(exc, ProxyError) else MemoryUnavailable(str(exc))
-        yield encode_error(
-            error.message, error_type=error.error_type, code=error.code, param=error.param
-        )
+        for piece in dialect.fail(error.to_dict()["error"]):
+            yield piece
     except Exception:
         # The client was told 200 already, so failing open is no longer possible: end the
         # stream with an error event the SDKs raise on, never a truncated body.
         log.exception("the streaming fault loop failed")
-        yield encode_error(
-            "The proxy failed while answering; the request may be retried.",
-            error_type="server_error",
-            code="vm_stream_failed",
-        )
+        for piece in dialect.fail({
+            "message": "The proxy failed while answering; the request may be retried.",
+            "type": "server_error", "code": "vm_stream_failed", "param": None,
+        }):
+            yield piece
     finally:
         await stack.aclose()
 
 
-def _split_end(turn: Turn, splitter: StreamSplitter) -> list[bytes]:
-    """What the splitter still owes once an upstream response ends (a held citation tail)."""
-    out: list[bytes] = []
-    for chunk in splitter.end():
-        turn.note_shown(chunk)
-        out.append(encode_data(chunk))
-    return out
-
-
 async def _relay(
-    turn: Turn, reply: Reply, splitter: StreamSplitter
+    turn: Turn, reply: Reply, split: StreamIteration
 ) -> AsyncIterator[bytes]:
-    """Relay one upstream stream through `splitter`, with keep-alives while it is silent."""
+    """Relay one upstream stream through `split`, with keep-alives while it is silent."""
     decoder = SSEDecoder()
     chunks = reply.aiter_decoded()
     reading: asyncio.Future[bytes | None] | None = None
@@ -194,25 +282,17 @@ async def _relay(
             raw, reading = reading.result(), None
             if raw is None:
                 break
-            for chunk in _split(turn, splitter, decoder.feed(raw)):
-                yield chunk
-        for chunk in _split(turn, splitter, decoder.flush()):
-            yield chunk
+            for event in decoder.feed(raw):
+                for piece in split.feed(event):
+                    yield piece
+        for event in decoder.flush():
+            for piece in split.feed(event):
+                yield piece
     except httpx.TransportError as exc:
         raise error_for_transport_failure(exc, turn.upstream.base_url, replying=True) from exc
     finally:
         if reading is not None and not reading.done():
             reading.cancel()
-
-
-def _split(turn: Turn, splitter: StreamSplitter, events: list[SSEEvent]) -> list[bytes]:
-    out: list[bytes] = []
-    for event in events:
-        # [DONE] too: the splitter notes it (a stream without it or a finish is unfinished).
-        for chunk in splitter.feed_event(event):
-            turn.note_shown(chunk)
-            out.append(encode_data(chunk))
-    return out
 
 
 async def _anext_or_none(chunks: AsyncIterator[bytes]) -> bytes | None:

@@ -234,17 +234,25 @@ class Turn:
     def note_citations(self, ids: Sequence[str]) -> None:
         self.citations.extend(ids)
 
-    async def finish(self, content: str | None, client_calls: list[dict[str, Any]]) -> None:
+    async def finish(
+        self,
+        content: str | None,
+        client_calls: list[dict[str, Any]],
+        *,
+        answer: dict[str, Any] | None = None,
+    ) -> Placement | None:
         """Store the answer as the client received it, with this turn's page-table state and
-        mutation records, in one write."""
-        answer = answer_message(content, client_calls, self.answer_name)
+        mutation records, in one write; where it landed (None: storing it failed).
+        `answer`: the message to store, when the client's dialect made it (Responses)."""
+        if answer is None:
+            answer = answer_message(content, client_calls, self.answer_name)
         if self.log_content:
             log.info("answer", extra={"turn": self.turn_number, "answer": answer})
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
         for page_id, level in self.resolver.faulted_levels().items():
             self.table.note_faulted(page_id, level, self.turn_number)
         try:
-            await self.conversations.extend(
+            return await self.conversations.extend(
                 self.tenant,
                 self.placement,
                 [answer],
@@ -253,6 +261,7 @@ class Turn:
             )
         except Exception:  # the client has its answer; losing the copy is logged, not raised
             log.exception("storing the answer of a VM turn failed")
+            return None
 
     def _cited(self) -> list[Mutation]:
         """Citations stripped from the answer, kept in the mutation log as `cite` events."""

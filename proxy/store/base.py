@@ -158,6 +158,15 @@ class PageStore(Protocol):
 
     async def bind_session(self, tenant: str, name: str, conv_id: str) -> None: ...
 
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        """Where a Responses API answer of the proxy's ended: (conv_id, length), the
+        conversation's history up to that length being what `previous_response_id` names."""
+
+    async def remember_response(
+        self, tenant: str, response_id: str, conv_id: str, length: int
+    ) -> None:
+        """Record (or move) a response id; deleted with its conversation by `gc`."""
+
     async def gc(self, older_than: float) -> int:
         """Delete conversations not updated since `older_than` (epoch seconds); return count."""
 

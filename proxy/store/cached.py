@@ -254,6 +254,14 @@ class CachedStore:
     async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
         await self.inner.bind_session(tenant, name, conv_id)
 
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        return await self.inner.find_response(tenant, response_id)
+
+    async def remember_response(
+        self, tenant: str, response_id: str, conv_id: str, length: int
+    ) -> None:
+        await self.inner.remember_response(tenant, response_id, conv_id, length)
+
     async def gc(self, older_than: float) -> int:
         deleted = await self.inner.gc(older_than)
         self._pages.clear()

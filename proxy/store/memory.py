@@ -55,6 +55,7 @@ class MemoryStore:
         self._pages: dict[tuple[str, str], _ConvPages] = {}
         self._hashes: dict[tuple[str, str], tuple[str, int]] = {}
         self._sessions: dict[tuple[str, str], str] = {}
+        self._responses: dict[tuple[str, str], tuple[str, int]] = {}
         self._mutations: dict[tuple[str, str], list[Mutation]] = {}
         self._indexes: dict[str, BM25Index[tuple[str, str]]] = {}
         self._locks = KeyedLocks()
@@ -233,6 +234,14 @@ class MemoryStore:
     async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
         self._sessions[(tenant, name)] = conv_id
 
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        return self._responses.get((tenant, response_id))
+
+    async def remember_response(
+        self, tenant: str, response_id: str, conv_id: str, length: int
+    ) -> None:
+        self._responses[(tenant, response_id)] = (conv_id, length)
+
     async def gc(self, older_than: float) -> int:
         deleted = 0
         while True:
@@ -261,6 +270,9 @@ class MemoryStore:
         for key, target in list(self._sessions.items()):
             if key[0] == tenant and target == conv_id:
                 del self._sessions[key]
+        for key, (owner, _) in list(self._responses.items()):
+            if key[0] == tenant and owner == conv_id:
+                del self._responses[key]
 
 
 def _conversation(tenant: str, conv_id: str, row: _ConvRow) -> Conversation:

@@ -417,6 +417,23 @@ class PostgresStore:
             tenant, name, conv_id,
         )
 
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        row = await self._fetchrow(
+            "SELECT conv_id, length FROM responses WHERE tenant = $1 AND response_id = $2",
+            tenant, response_id,
+        )
+        return None if row is None else (str(row[0]), int(row[1]))
+
+    async def remember_response(
+        self, tenant: str, response_id: str, conv_id: str, length: int
+    ) -> None:
+        await self._fetchval(
+            "INSERT INTO responses (tenant, response_id, conv_id, length)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant, response_id) DO UPDATE"
+            " SET conv_id = excluded.conv_id, length = excluded.length",
+            tenant, response_id, conv_id, length,
+        )
+
     async def gc(self, older_than: float) -> int:
         """Delete stale leaves in batches until none is left (a deleted stale child makes
         its stale parent a leaf)."""
@@ -442,6 +459,8 @@ class PostgresStore:
                 "), d3 AS (DELETE FROM mutations t USING doomed d"
                 "  WHERE t.tenant = d.tenant AND t.conv_id = d.conv_id"
                 "), d4 AS (DELETE FROM sessions t USING doomed d"
+                "  WHERE t.tenant = d.tenant AND t.conv_id = d.conv_id"
+                "), d6 AS (DELETE FROM responses t USING doomed d"
                 "  WHERE t.tenant = d.tenant AND t.conv_id = d.conv_id"
                 "), d5 AS (DELETE FROM conversations t USING doomed d"
                 "  WHERE t.tenant = d.tenant AND t.conv_id = d.conv_id RETURNING 1"

@@ -13,7 +13,7 @@ import asyncpg  # type: ignore[import-untyped]  # ships no type information
 
 from proxy.store.paths import stable_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -90,6 +90,17 @@ MIGRATIONS: list[list[str]] = [
             at double precision NOT NULL
         )""",
         "CREATE INDEX mutations_turn ON mutations (tenant, conv_id, turn)",
+    ],
+    [
+        # The proxy's Responses API ids: where each answer ended (previous_response_id).
+        """CREATE TABLE responses (
+            tenant text NOT NULL,
+            response_id text NOT NULL,
+            conv_id text NOT NULL,
+            length integer NOT NULL,
+            PRIMARY KEY (tenant, response_id)
+        )""",
+        "CREATE INDEX responses_conv ON responses (tenant, conv_id)",
     ],
 ]
 

@@ -454,6 +454,14 @@ class SQLiteStore:
     async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
         await self._write(q.bind_session, tenant, name, conv_id)
 
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        return await self._read(q.find_response, tenant, response_id)
+
+    async def remember_response(
+        self, tenant: str, response_id: str, conv_id: str, length: int
+    ) -> None:
+        await self._write(q.remember_response, tenant, response_id, conv_id, length)
+
     async def gc(self, older_than: float) -> int:
         deleted = 0
         while batch := await self._write(q.gc_batch, older_than):

@@ -236,6 +236,27 @@ def bind_session(conn: sqlite3.Connection, tenant: str, name: str, conv_id: str)
     )
 
 
+def find_response(
+    conn: sqlite3.Connection, tenant: str, response_id: str
+) -> tuple[str, int] | None:
+    row = conn.execute(
+        "SELECT conv_id, length FROM responses WHERE tenant = ? AND response_id = ?",
+        (tenant, response_id),
+    ).fetchone()
+    return None if row is None else (str(row[0]), int(row[1]))
+
+
+def remember_response(
+    conn: sqlite3.Connection, tenant: str, response_id: str, conv_id: str, length: int
+) -> None:
+    conn.execute(
+        "INSERT INTO responses (tenant, response_id, conv_id, length) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (tenant, response_id) DO UPDATE"
+        " SET conv_id = excluded.conv_id, length = excluded.length",
+        (tenant, response_id, conv_id, length),
+    )
+
+
 def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> int:
     """Delete up to `batch` stale conversations that no conversation forks from.
 
@@ -254,6 +275,7 @@ def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> i
                 " (SELECT id FROM pages WHERE tenant = ? AND conv_id = ?)",
                 key,
             )
-            for table in ("pages", "hashes", "mutation_log", "sessions", "conversations"):
+            for table in ("pages", "hashes", "mutation_log", "sessions", "responses",
+                          "conversations"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND conv_id = ?", key)
     return len(doomed)

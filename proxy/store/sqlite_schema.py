@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import orjson
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _log_rows_from_mutations(conn: sqlite3.Connection) -> None:
@@ -119,6 +119,17 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE INDEX mutation_log_turn ON mutation_log (tenant, conv_id, turn)",
         _log_rows_from_mutations,
         "DROP TABLE mutations",
+    ],
+    [
+        # The proxy's Responses API ids: where each answer ended (previous_response_id).
+        """CREATE TABLE responses (
+            tenant TEXT NOT NULL,
+            response_id TEXT NOT NULL,
+            conv_id TEXT NOT NULL,
+            length INTEGER NOT NULL,
+            PRIMARY KEY (tenant, response_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX responses_conv ON responses (tenant, conv_id)",
     ],
 ]
 

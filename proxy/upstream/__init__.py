@@ -11,4 +11,7 @@ loop, the VM core or the store (tests/test_layers.py checks).
 - assemble, completion: reading a reply, streamed or whole, into one message whatever the
               dialect; writing the client's chat.completion body
 - usage:      token usage, read and summed
+- responses_format: the Responses API's items, tools and usage in the chat representation
+              the core takes, and back
+- responses:  a Responses reply, whole or streamed, read into one message (ItemsMessage)
 """

@@ -29,7 +29,7 @@ from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.tokens import counter_for_model
 from proxy.vm.identity import tenant_id
-from tests.loop.scripted import VM_TOOLS, ScriptedModel
+from tests.loop.scripted import VM_TOOLS
 
 UPSTREAM = "http://upstream.test/v1"
 API_KEY = "sk-test"
@@ -48,13 +48,13 @@ VM_DEFAULTS: dict[str, Any] = {
 }
 
 
-def vm_settings(**vm: Any) -> Settings:
+def vm_settings(*, responses: str = "native", **vm: Any) -> Settings:
     return load_settings(
         environ={},
         overrides={
             "vm": {**VM_DEFAULTS, **vm},
             "store": {"url": "memory://"},
-            "upstream": {"base_url": UPSTREAM},
+            "upstream": {"base_url": UPSTREAM, "responses": responses},
         },
     )
 
@@ -64,7 +64,7 @@ class Proxy:
     app: Starlette
     settings: Settings
     store: PageStore
-    model: ScriptedModel
+    model: Any  # a ScriptedModel, or a ResponsesModel
     http: httpx.AsyncClient  # raw HTTP to the app, for byte-level checks
     client: openai.AsyncOpenAI
 
@@ -85,13 +85,18 @@ class Proxy:
 
 @asynccontextmanager
 async def serve(
-    model: ScriptedModel, settings: Settings | None = None, store: PageStore | None = None
+    model: Any,
+    settings: Settings | None = None,
+    store: PageStore | None = None,
+    *,
+    path: str = "/chat/completions",
 ) -> AsyncIterator[Proxy]:
-    """`store`: the one to use (closed afterwards); a fresh memory store by default."""
+    """`store`: the one to use (closed afterwards); a fresh memory store by default.
+    `model` answers the upstream's `path` (a ResponsesModel answers "/responses")."""
     settings = settings or vm_settings()
     store = store or await open_store("memory://")
     router = respx.Router(assert_all_called=False, assert_all_mocked=True)
-    router.post(f"{settings.upstream.base_url}/chat/completions").mock(side_effect=model)
+    router.post(f"{settings.upstream.base_url}{path}").mock(side_effect=model)
     transport = httpx.MockTransport(router.async_handler)
     app = create_app(settings, upstream_transport=transport, store=store)
     try:

@@ -415,16 +415,28 @@ async def test_sessions(store: PageStore) -> None:
     assert await store.resolve_session(T, "s") == "c2"
 
 
+async def test_response_ids(store: PageStore) -> None:
+    assert await store.find_response(T, "resp_1") is None
+    await store.create_conversation(T, "c1")
+    await store.remember_response(T, "resp_1", "c1", 4)
+    assert await store.find_response(T, "resp_1") == ("c1", 4)
+    assert await store.find_response("tenant-b", "resp_1") is None
+    await store.remember_response(T, "resp_1", "c1", 6)  # moved: the latest write wins
+    assert await store.find_response(T, "resp_1") == ("c1", 6)
+
+
 async def test_gc_keeps_parents_of_live_children(store: PageStore, clock: FakeClock) -> None:
     await _forked(store)  # c1 (trunk) and c2 (forked from c1), both at t0
     await store.create_conversation(T, "lonely")
     await store.bind_session(T, "s", "lonely")
+    await store.remember_response(T, "resp_lonely", "lonely", 0)
     t0 = clock.now
     clock.now += 100
     await _append(store, "c2", [make_page(4, "branch 4")])  # c2 stays live
     assert await store.gc(older_than=t0 + 50) == 1  # only "lonely": c1 is c2's parent
     assert await store.get_conversation(T, "lonely") is None
     assert await store.resolve_session(T, "s") is None
+    assert await store.find_response(T, "resp_lonely") is None
     branch = await store.path(T, "c2")
     assert set(await store.get_pages(branch, ["msg_0", "msg_4"])) == {"msg_0", "msg_4"}
 

@@ -1,0 +1,204 @@
+"""Latency of a memory-active Responses API turn against a chat-completions one, same run.
+
+The app runs in-process (ASGI, no sockets) with an upstream that answers at once (a chat
+completion on /chat/completions, a Response on /responses), so what is timed is the
+proxy's own work. Three conversations of N turns, one per arm, go on by one question per
+request, the arms interleaved request by request so that a noisy machine slows them alike:
+- chat: POST /v1/chat/completions resending the whole history (as chat apps do);
+- responses: POST /v1/responses resending the whole history as input items;
+- chained: POST /v1/responses sending only the new question with `previous_response_id`.
+Reported: p50/p99 per arm, and the ratio of each Responses arm's p50 to the chat arm's
+(1.0: no more latency than a chat turn), plus a pass-through arm per dialect
+(`X-VM-Mode: off`) for scale.
+
+    python benchmarks/responses_turn.py [--turns 1000] [--requests 60] [--store memory://]
+    python benchmarks/responses_turn.py --json benchmarks/results/responses_turn.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from proxy import create_app
+from proxy.config import load_settings
+from proxy.store import open_store
+
+TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",
+          "postgres vacuum", "jazz harmony", "kubernetes", "tea", "orbital mechanics", "knitting"]
+ARMS = ("chat", "responses", "chained", "chat_off", "responses_off")
+
+
+def conversation(turns: int, arm: str) -> list[dict[str, Any]]:
+    """System prompt and `turns` exchanges; each arm its own words (no shared pages)."""
+    system = f"You are a helpful assistant ({arm})."
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+    for i in range(turns):
+        topic = TOPICS[i % len(TOPICS)]
+        messages.append({"role": "user", "content": f"[{arm}] Question {i} about {topic}: what "
+                         f"should I know about {topic} when starting out, case {i * 7 % 101}?"})
+        messages.append({"role": "assistant", "content": f"For {topic}, start small: the first "
+                         f"thing is practice, the second is patience (note {i}). Keep notes on "
+                         f"what worked and revisit them weekly."})
+    return messages
+
+
+_CHAT = orjson.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 1,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Noted."},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})
+_COUNTER = iter(range(10**9))
+
+
+def upstream(request: httpx.Request) -> httpx.Response:
+    if request.url.path.endswith("/chat/completions"):
+        content = _CHAT
+    else:
+        number = next(_COUNTER)
+        content = orjson.dumps({
+            "id": f"resp_bench{number}", "object": "response", "created_at": 1,
+            "status": "completed", "model": "gpt-4o-2024-08-06",
+            "output": [{"id": f"msg_bench{number}", "type": "message", "status": "completed",
+                        "role": "assistant", "content": [
+                            {"type": "output_text", "text": "Noted.", "annotations": []}]}],
+            "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
+                      "total_tokens": 12}})
+    return httpx.Response(200, content=content, headers={"content-type": "application/json"})
+
+
+class Arm:
+    def __init__(self, name: str, turns: int) -> None:
+        self.name = name
+        history = conversation(turns, name)
+        self.history = history
+        self.latencies: list[float] = []
+        self.sent = self.full = 0
+        self.previous: str | None = None
+        self.items: list[dict[str, Any]] = [
+            {"role": m["role"], "content": m["content"]} for m in history[1:]]
+
+    @property
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.name.startswith("chat") else "/v1/responses"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        off = {"x-vm-mode": "off"} if self.name.endswith("_off") else {}
+        return {"content-type": "application/json", **off}
+
+    def body(self, question: str) -> bytes:
+        if self.name.startswith("chat"):
+            self.history.append({"role": "user", "content": question})
+            return orjson.dumps({"model": "gpt-4o", "messages": self.history})
+        if self.name == "chained" and self.previous is not None:
+            return orjson.dumps({"model": "gpt-4o", "input": question,
+                                 "previous_response_id": self.previous})
+        self.items.append({"role": "user", "content": question})
+        return orjson.dumps({"model": "gpt-4o", "instructions": self.history[0]["content"],
+                             "input": self.items})
+
+    def answered(self, response: httpx.Response) -> None:
+        body = response.json()
+        if self.name.startswith("chat"):
+            self.history.append(body["choices"][0]["message"])
+        else:
+            self.previous = body["id"]
+            self.items.extend(body["output"])
+        self.sent = int(response.headers.get("x-vm-prompt-tokens", 0))
+        self.full = int(response.headers.get("x-vm-prompt-tokens-full", 0))
+
+
+async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[str, Any]:
+    settings = load_settings(environ={}, overrides={
+        "vm": {"context_budget": budget, "activate_above": budget // 2},
+        "store": {"url": store_url},
+        "upstream": {"base_url": "http://upstream.bench/v1"},
+    })
+    store = await open_store(store_url, cache_pages=settings.store.cache_pages)
+    app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
+    arms = [Arm(name, turns) for name in ARMS]
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://proxy"
+    ) as client:
+
+        async def turn(arm: Arm, question: str) -> float:
+            raw = arm.body(question)
+            started = time.perf_counter()
+            response = await client.post(arm.path, content=raw, headers=arm.headers)
+            elapsed = (time.perf_counter() - started) * 1000.0
+            assert response.status_code == 200, response.text
+            arm.answered(response)
+            return elapsed
+
+        for arm in arms:  # the first request of a conversation stores its history
+            await turn(arm, "Hello again.")
+        for i in range(requests):
+            for arm in arms:
+                arm.latencies.append(await turn(arm, f"Q {i}: and taxes?"))
+    await store.close()
+    out: dict[str, Any] = {"turns": turns, "requests": requests,
+                           "store": store_url.split(":")[0]}
+    for arm in arms:
+        latencies = sorted(arm.latencies)
+        out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
+                         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+                         "prompt_tokens_sent": arm.sent, "prompt_tokens_full": arm.full}
+    for name in ("responses", "chained"):
+        if name in out and "chat" in out:
+            out[f"ratio_{name}_to_chat"] = round(out[name]["p50_ms"] / out["chat"]["p50_ms"], 3)
+    return out
+
+
+def fresh(url: str) -> str:
+    if url == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='responses-turn-')}/bench.db"
+    return url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--budget", type=int, default=8000)
+    parser.add_argument("--store", action="append",
+                        help="store URL(s); default memory:// and a fresh SQLite file")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args()
+    rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget))
+            for url in args.store or ["memory://", "sqlite"]]
+    for r in rows:
+        arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
+                          for name in ARMS)
+        print(f"{r['store']:>7} {r['turns']} turns: {arms} | responses/chat"
+              f" {r.get('ratio_responses_to_chat')} chained/chat"
+              f" {r.get('ratio_chained_to_chat')}")
+    if args.json:
+        payload = {
+            "benchmark": "responses_turn",
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "settings": {"turns": args.turns, "requests": args.requests, "budget": args.budget},
+            "rows": rows,
+            "command": "python benchmarks/responses_turn.py " + " ".join(sys.argv[1:]),
+            "note": "in-process ASGI app, upstream answering at once; arms interleaved request"
+                    " by request; ratio = Responses arm p50 / chat arm p50 of the same run."
+                    " Noisy 2-core machine shared with other work.",
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
