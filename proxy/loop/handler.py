@@ -39,6 +39,7 @@ from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn, answer_message
+from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.relay import relay_chat
@@ -164,6 +165,8 @@ async def _fail_open(
 
 
 def count_turn(metrics: Metrics, turn: Turn) -> None:
+    observe_turn(metrics, turn.log, faults=turn.faults, searches=turn.resolver.searches,
+                 sent=turn.prompt_tokens_sent, full=turn.prompt_tokens_full)  # fmt: skip
     metrics.counter("vm_faults_total", help="Page faults answered").inc(turn.faults)
     metrics.counter("vm_citations_total", help="Citations stripped from answers").inc(
         len(turn.citations)

@@ -65,6 +65,7 @@ async def call_chat(turn: Turn, body: dict[str, Any], iteration: int) -> Assembl
 
 async def post_for_json(turn: Turn, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST `body` upstream and read the JSON object it answers (errors raised)."""
+    turn.note_sent(path, body)
     started = time.perf_counter()
     reply = await turn.upstream.post_json(path, body, turn.headers)
     turn.note_reply(reply.raw_headers, time.perf_counter() - started)

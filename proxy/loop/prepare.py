@@ -20,6 +20,7 @@ from proxy.loop.resolver import FaultResolver
 from proxy.loop.services import AppServices
 from proxy.loop.storing import Ingester
 from proxy.loop.turn import Turn, assistant_name
+from proxy.loop.turn_log import TurnLog
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.bm25 import search_tokens
@@ -256,7 +257,7 @@ async def _pack_turn(
         prompt_tokens_full=full,
         client_wants_usage=wants_usage,
         created=int(time.time()),
-        mutations=list(packed.mutations),
+        log=TurnLog.start(packed.record, leaf_state),
         packed_reply_tokens=packed.reply_tokens,
         frame=packed.frame.to_dict() if packed.frame is not None else None,
         answer_name=assistant_name(body["messages"]),

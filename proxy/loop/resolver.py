@@ -25,7 +25,7 @@ from proxy.vm.faults import (
     parse_search_arguments,
     render_search_results,
 )
-from proxy.vm.mutations import Mutation
+from proxy.vm.mutations import SEARCH, Mutation
 from proxy.vm.search_rank import POOL_FACTOR, refine_hits
 from proxy.vm.tools import PAGE_FAULT, SEARCH_PAGES
 
@@ -49,6 +49,7 @@ class FaultResolver:
         self._known_ids = list(known_ids)
         self._faulted: dict[str, int] = {}
         self.mutations: list[Mutation] = []
+        self.searches = 0
         self.withdrawn = False
         self.reason = ""
 
@@ -123,6 +124,10 @@ class FaultResolver:
         )
         fresh = [(h.page, h.score) for h in hits if h.page.page_id not in seen]
         ranked = refine_hits(args.query, fresh, args.limit)
+        self.searches += 1
+        found = {"query": args.query, "hits": [hit.page.page_id for hit in ranked]}
+        self.mutations.append(Mutation(self.state.turn, SEARCH, "", detail=orjson.dumps(
+            found).decode(), at=self.state.clock()))  # fmt: skip
         terms = search_tokens(args.query)
         return render_search_results(args.query, ranked, self._mode, terms)
 

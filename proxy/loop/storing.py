@@ -8,6 +8,7 @@ Conversation state (`Conversation.state`, and a snapshot in each message page's
     counters  proxy.vm.ingest.Counters
     table     proxy.vm.page_table.PageTable (conversation state only)
     frame     proxy.vm.frame.Frame (conversation state only)
+    replay    proxy.loop.turn_log: the static parts logged, the last prompt's digests
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from proxy.vm.pages import Page
 from proxy.vm.segments import SegmentJob, build_summary, record_summary
 
 # Conversation-state entries of the fault loop that new messages carry over unchanged.
-_CARRIED = ("table", "frame")
+_CARRIED = ("table", "frame", "replay")
 # Left out of per-page snapshots: only deduplication uses them, and they are the bulk.
 _NOT_SNAPSHOTTED = ("claim_keys", "recent_claims")
 # A message with more text than this is turned into pages in a worker thread: its

@@ -89,6 +89,7 @@ async def open_first(
 async def open_stream(
     turn: Turn, stack: AsyncExitStack, path: str, body: dict[str, Any]
 ) -> Reply:
+    turn.note_sent(path, body)
     started = time.perf_counter()
     reply = await stack.enter_async_context(turn.upstream.stream(path, body, turn.headers))
     turn.note_reply(reply.raw_headers, time.perf_counter() - started)

@@ -14,13 +14,14 @@ from proxy.logs import RequestStats, log
 from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
+from proxy.loop.turn_log import STATE_KEY, TurnLog
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.client import Upstream
 from proxy.upstream.headers import informative_headers
 from proxy.vm.faults import LIMIT_REACHED, error_json
-from proxy.vm.mutations import Mutation
+from proxy.vm.mutations import CITE, Mutation
 from proxy.vm.page_table import PageTable
 
 _DROP_WITH_TOOLS = ("tools", "tool_choice", "parallel_tool_calls")
@@ -56,6 +57,9 @@ class Turn:
     prompt_tokens_sent: int = 0
     packed_reply_tokens: int = 0
     mutations: list[Mutation] = field(default_factory=list)
+    # The turn's record of its prompt, completed and logged when it ends (turn_log.py).
+    log: TurnLog = field(default_factory=TurnLog)
+    calls: int = 0  # upstream calls made
     citations: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
     # The prompt's frame (proxy.vm.frame) to keep in the conversation state; None: the next
@@ -212,8 +216,14 @@ class Turn:
             if request_id is not None:
                 self.stats.upstream_request_id = request_id
 
+    def note_sent(self, path: str, body: dict[str, Any]) -> None:
+        """An upstream call goes out to `path` with `body`, as sent (the first one is the
+        prompt the turn record describes)."""
+        self.log.note_sent(path, body)
+
     def record_upstream_prompt(self, body: dict[str, Any]) -> None:
         """Account the prompt of one upstream call (counted once, then incrementally)."""
+        self.calls += 1
         if not self._last_prompt:
             self._last_prompt = self.counter.request(body)
         self.prompt_tokens_sent += self._last_prompt
@@ -251,23 +261,37 @@ class Turn:
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
         for page_id, level in self.resolver.faulted_levels().items():
             self.table.note_faulted(page_id, level, self.turn_number)
+        logged, replay = self.log.finish(self.loop_summary(), time.time())
+        state_patch: dict[str, Any] = {"table": self.table.to_dict(), "frame": self.frame}
+        if replay:
+            state_patch[STATE_KEY] = replay
         try:
             return await self.conversations.extend(
                 self.tenant,
                 self.placement,
                 [answer],
-                state_patch={"table": self.table.to_dict(), "frame": self.frame},
-                mutations=[*self.mutations, *self.resolver.mutations, *self._cited()],
+                state_patch=state_patch,
+                mutations=[*self.mutations, *logged, *self.resolver.mutations, *self._cited()],
             )
         except Exception:  # the client has its answer; losing the copy is logged, not raised
             log.exception("storing the answer of a VM turn failed")
             return None
 
+    def loop_summary(self) -> dict[str, int]:
+        """What the fault loop did, as the turn record keeps it."""
+        return {
+            "calls": self.calls,
+            "faults": self.faults,
+            "searches": self.resolver.searches,
+            "sent": self.prompt_tokens_sent,
+            "full": self.prompt_tokens_full,
+        }
+
     def _cited(self) -> list[Mutation]:
         """Citations stripped from the answer, kept in the mutation log as `cite` events."""
         at = time.time()
         unique = dict.fromkeys(self.citations)
-        return [Mutation(self.turn_number, "cite", page_id, at=at) for page_id in unique]
+        return [Mutation(self.turn_number, CITE, page_id, at=at) for page_id in unique]
 
     def summary_comment(self) -> str:
         return (

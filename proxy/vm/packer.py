@@ -35,16 +35,23 @@ from typing import Any
 
 from proxy.tokens import TokenCounter
 from proxy.vm import manifest
-from proxy.vm import mutations as events
 from proxy.vm.escape import escape_block
-from proxy.vm.frame import Frame, block_position, frame_key
-from proxy.vm.mutations import Clock, Mutation
+from proxy.vm.frame import Frame, frame_key
+from proxy.vm.mutations import Clock, Mutation, turn_mutation
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
 from proxy.vm.pinning import PinnedPlan, fit_pinned, message_tokens, plan_pinned
 from proxy.vm.prompts import rules
 from proxy.vm.tools import vm_tool_names, vm_tool_schemas
-from proxy.vm.turn_block import EXCERPT_WORDS, LEAD_JOIN, Block, BlockInputs, build_block
+from proxy.vm.turn_block import (
+    EXCERPT_WORDS,
+    LEAD_JOIN,
+    MORE_WORDS,
+    Block,
+    BlockInputs,
+    build_block,
+)
+from proxy.vm.turn_record import Line, TurnRecord, upstream_messages, window_entry
 from proxy.vm.working_set import ScoredPage
 
 # The reply may claim at most this share of the budget when the client asks for more.
@@ -91,7 +98,9 @@ class PackedRequest:
     prompt_tokens: int
     reply_tokens: int
     tool_names: dict[str, str]
-    mutations: list[Mutation]
+    # What was sent, as the turn record keeps it (proxy.vm.turn_record); the loop adds
+    # what the turn's calls did and logs it.
+    record: TurnRecord
     manifest: dict[str, Any]  # the leading and this turn's manifest, merged (for the loop)
     notes: list[str] = field(default_factory=list)
     over_budget: bool = False
@@ -103,10 +112,16 @@ class PackedRequest:
     # Tokens kept free for faulted pages, and in all for the fault loop (0 in passive mode).
     fault_tokens: int = 0
     reserve: int = 0
+    record_at: float = 0.0  # when it was packed
 
     def in_view(self) -> dict[str, int]:
         """Page id -> level the model sees (pinned messages at 0), for FaultState."""
         return {**dict.fromkeys(self.pinned_ids, 0), **self.mapped}
+
+    @property
+    def mutations(self) -> list[Mutation]:
+        """The turn's log event as packed (the loop logs it once the turn has ended)."""
+        return [turn_mutation(self.record, self.record_at)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +136,7 @@ class _Shared:
     reply: int
     reply_field: str | None
     fixed: int
+    costs: dict[str, int]  # what `fixed` is made of: rules (with the system prompt), tools, framing
     room: int  # tokens for the leading manifest, the window and the block
     window_max: int  # the most the verbatim window may take before it restarts
     recall_share: float  # the share of what the window leaves that the block may take
@@ -168,14 +184,11 @@ def pack_request(
     prefix = _prefix(system_messages, mode, names)
     role = options.developer_role
     fmt = counter.format
-    fixed = (
-        fmt.reply_primer
-        + fmt.per_message
-        + counter.text(role)
-        + counter.text(prefix)
-        + counter.text(LEAD_JOIN)
-        + counter.tools(tools, has_system=True)
+    costs = {"rules": counter.text(prefix), "tools": counter.tools(tools, has_system=True)}
+    costs["framing"] = (
+        fmt.reply_primer + fmt.per_message + counter.text(role) + counter.text(LEAD_JOIN)
     )
+    fixed = sum(costs.values())
     room = options.context_budget - reply - fixed
     faults = reserve = 0
     if mode != "passive":
@@ -195,6 +208,7 @@ def pack_request(
         reply=reply,
         reply_field=reply_field,
         fixed=fixed,
+        costs=costs,
         room=room - reserve,
         window_max=int(room * options.window_share),
         recall_share=options.recall_share,
@@ -224,8 +238,9 @@ def pack_request(
     layout = _reuse(shared, frame, window) if frame is not None else None
     if layout is None:
         layout = _compact(shared, window)
-    packed = _finish(shared, layout, table, turn, clock())
+    packed = _finish(shared, layout, turn, clock())
     packed.fault_tokens, packed.reserve = faults, reserve
+    packed.record.position = window[-1].anchor + 1 if window else 0
     return packed
 
 
@@ -248,6 +263,7 @@ class _Layout:
     frame: Frame  # the leading manifest in use (saved for the next turn only when `keep`)
     messages: list[Mapping[str, Any]]
     pinned_ids: list[str]
+    pinned: list[Page]  # the pages of `messages`, in order
     window_tokens: int
     block: Block
     keep: bool
@@ -270,6 +286,7 @@ def _reuse(shared: _Shared, frame: Frame, window: Sequence[Page]) -> _Layout | N
         frame=frame,
         messages=[dict(p.message or {}) for p in window],
         pinned_ids=[p.page_id for p in window],
+        pinned=list(window),
         window_tokens=window_tokens,
         block=block,
         keep=True,
@@ -306,6 +323,7 @@ def _compact(shared: _Shared, window: Sequence[Page]) -> _Layout:
         frame=made,
         messages=[dict(m) for m in pinned.messages],
         pinned_ids=[p.page_id for p in pinned.pages],
+        pinned=pinned.pages,
         window_tokens=pinned.tokens,
         block=block,
         keep=_verbatim_to_end(pinned, window),
@@ -332,20 +350,21 @@ def _verbatim_to_end(pinned: PinnedPlan, window: Sequence[Page]) -> bool:
     return [p.page_id for p in pinned.pages] == [p.page_id for p in window if p.anchor >= first]
 
 
-def _finish(
-    shared: _Shared, layout: _Layout, table: PageTable, turn: int, at: float
-) -> PackedRequest:
+def _finish(shared: _Shared, layout: _Layout, turn: int, at: float) -> PackedRequest:
     block = layout.block
     frame = layout.frame
     levels = {m.page.page_id: m.level for m in block.mapped}
-    content = shared.prefix + LEAD_JOIN + manifest.render_manifest(frame.manifest)
-    messages = list(layout.messages)
-    if block.content is not None and shared.block_in_lead:
-        content += LEAD_JOIN + block.content
-    elif block.content is not None:
-        messages.insert(block_position(messages), {"role": shared.role, "content": block.content})
-    upstream = _body(shared, content, messages)
+    record = _record(shared, layout, turn)
+    messages = upstream_messages(
+        role=shared.role, prefix=shared.prefix, lead=frame.manifest, window=layout.messages,
+        block=block.content, in_lead=shared.block_in_lead,
+    )
+    upstream = _body(shared, messages)
     prompt = shared.fixed + frame.tokens + layout.window_tokens + block.tokens
+    record.tokens = {
+        **shared.costs, "manifest": frame.tokens, "window": layout.window_tokens,
+        "block": block.tokens, "prompt": prompt, "reply": shared.reply,
+    }
     overshoot = prompt + shared.reply - (shared.room + shared.fixed + shared.reply)
     notes = [*layout.notes, *block.notes]
     if overshoot > 0:
@@ -364,14 +383,40 @@ def _finish(
         prompt_tokens=prompt,
         reply_tokens=shared.reply,
         tool_names=shared.names,
-        mutations=_mutations(levels, layout.pinned_ids, table, turn, at),
+        record=record,
         manifest=merged,
         notes=notes,
         over_budget=layout.over_budget or overshoot > 0,
         frame=frame if layout.keep else None,
         compacted=layout.compacted,
         pinned_dropped=layout.pinned_dropped,
+        record_at=at,
     )
+
+
+def _record(shared: _Shared, layout: _Layout, turn: int) -> TurnRecord:
+    """The turn record of this prompt (its tokens are set by the caller)."""
+    block = layout.block
+    record = TurnRecord(
+        turn=turn,
+        mode=shared.mode,
+        role=shared.role,
+        in_lead=shared.block_in_lead,
+        lead=dict(layout.frame.manifest),
+        lines=[Line(m.page.page_id, m.level, m.words) for m in block.mapped],
+        terms=list(shared.inputs.terms),
+        hint_words=MORE_WORDS,
+        prefix=shared.prefix,
+    )
+    if block.manifest is not None:
+        record.more = [str(entry["id"]) for entry in block.manifest.get("more", ())]
+        record.omitted = block.manifest.get("omitted")
+    for page, message in zip(layout.pinned, layout.messages, strict=True):
+        shown, clipped = window_entry(page, message)
+        record.window.append(shown)
+        if clipped is not None:
+            record.clipped[page.page_id] = clipped
+    return record
 
 
 def _prefix(
@@ -405,11 +450,9 @@ def _reply_budget(body: Mapping[str, Any], options: PackOptions) -> tuple[int, s
     return min(options.reply_reserve_tokens, cap), None
 
 
-def _body(
-    shared: _Shared, content: str, messages: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
+def _body(shared: _Shared, messages: list[dict[str, Any]]) -> dict[str, Any]:
     upstream = dict(shared.body)
-    upstream["messages"] = [{"role": shared.role, "content": content}, *map(dict, messages)]
+    upstream["messages"] = messages
     if shared.tools:
         upstream["tools"] = [dict(t) for t in shared.tools]
     else:
@@ -418,19 +461,3 @@ def _body(
     if field_name is not None and upstream.get(field_name) != shared.reply:
         upstream[field_name] = shared.reply
     return upstream
-
-
-def _mutations(
-    now: Mapping[str, int], pinned_ids: Sequence[str], table: PageTable, turn: int, at: float
-) -> list[Mutation]:
-    records = [events.mutation(turn, events.PIN, pid, level=0, at=at) for pid in pinned_ids]
-    for page_id, level in sorted(now.items()):
-        entry = table.get(page_id)
-        was = entry.level if entry is not None and entry.last_mapped == turn - 1 else None
-        event = events.COMPRESS if was is not None and level > was else events.MAP
-        records.append(events.mutation(turn, event, page_id, level=level, at=at))
-    pinned = set(pinned_ids)
-    for page_id, entry in sorted(table.entries.items()):
-        if entry.last_mapped == turn - 1 and page_id not in now and page_id not in pinned:
-            records.append(events.mutation(turn, events.EVICT, page_id, at=at))
-    return records

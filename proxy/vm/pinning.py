@@ -148,6 +148,12 @@ def _unit(group: Sequence[Page], age: int, protected: bool, counter: TokenCounte
     return PinnedUnit(tuple(group), messages, tokens, age, protected)
 
 
+def reduced_message(page: Page, message: Mapping[str, Any]) -> dict[str, Any]:
+    """A long tool result as its level-1 extract, saying how to read the rest."""
+    note = f'\n[reduced by vm-proxy: page_fault("{page.page_id}", 0) for all of it]'
+    return {**message, "content": page.rendering(1) + note}
+
+
 def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
     for i, unit in enumerate(plan.units):
         if unit.reduced or not which(unit):
@@ -156,8 +162,7 @@ def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
         changed = False
         for page, message in zip(unit.pages, unit.messages, strict=True):
             if page.role == "tool" and page.tokens[0] > REDUCE_ABOVE_TOKENS:
-                note = f'\n[reduced by vm-proxy: page_fault("{page.page_id}", 0) for all of it]'
-                message = {**message, "content": page.rendering(1) + note}
+                message = reduced_message(page, message)
                 changed = True
             messages.append(message)
         if not changed:

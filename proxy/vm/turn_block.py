@@ -178,8 +178,13 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     if not (mapped or data["more"]):
         return Block()
     ordered = context.order_lines(mapped)
-    content = context.render_context(ordered) + _FRAME + manifest.render_manifest(data)
-    return Block(ordered, data, content, tokens, notes)
+    return Block(ordered, data, render_block(ordered, data), tokens, notes)
+
+
+def render_block(mapped: Sequence[Mapped], data: Mapping[str, Any]) -> str:
+    """The block's text: its `<VM:CONTEXT>` lines, then its manifest (the turn record
+    renders a block again with this, so a replay cannot drift from what was sent)."""
+    return context.render_context(mapped) + _FRAME + manifest.render_manifest(data)
 
 
 def _enough(

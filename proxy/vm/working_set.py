@@ -64,8 +64,10 @@ class Mapped:
     tokens: int
     score: float
     reason: str = ""
-    # A passage shown instead of the page's rendering at `level` (an excerpt, level 1).
+    # A passage shown instead of the page's rendering at `level` (an excerpt, level 1),
+    # and the words it was asked for (what the turn record keeps to show it again).
     text: str | None = None
+    words: int = 0
 
 
 @dataclass
@@ -166,7 +168,10 @@ def select_context(
                 continue
             text, tokens = shown
             if used + tokens + extra <= budget:
-                placed[page.page_id] = Mapped(page, level, tokens, value, candidate.reason, text)
+                words = int(most * WORDS_PER_TOKEN) if text is not None else 0
+                placed[page.page_id] = Mapped(
+                    page, level, tokens, value, candidate.reason, text, words
+                )
                 used += tokens + extra
                 lines += tokens
                 anchors.add(page.anchor)

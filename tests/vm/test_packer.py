@@ -162,10 +162,8 @@ def test_mutations_tell_what_was_in_context_each_turn() -> None:
     turn1, turn2 = first.manifest["turn"], second.manifest["turn"]
     assert in_context_at(log, turn1) == {**dict.fromkeys(first.pinned_ids, 0), **first.mapped}
     assert in_context_at(log, turn2) == {**dict.fromkeys(second.pinned_ids, 0), **second.mapped}
-    events = {m.event for m in second.mutations}
-    gone = set(first.mapped) - set(second.mapped) - set(second.pinned_ids)
-    assert gone and {m.page_id for m in second.mutations if m.event == "evict"} == gone
-    assert "pin" in events and "map" in events
+    # One record per turn, not an event per page shown.
+    assert [m.event for m in log] == ["turn", "turn"]
     assert all(m.at == 1_700_000_000.0 for m in log)
 
 
