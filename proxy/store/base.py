@@ -35,6 +35,28 @@ class Conversation:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    """A conversation as the admin API lists it: its row, the session names that point to
+    it, and its state (empty where a listing leaves it out)."""
+
+    tenant: str
+    conv_id: str
+    parent_id: str | None
+    fork_at: int
+    length: int
+    updated_at: float
+    sessions: tuple[str, ...] = ()
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TenantInfo:
+    tenant: str
+    conversations: int
+    last_used: float
+
+
+@dataclass(frozen=True, slots=True)
 class PathSpan:
     """Positions `lo <= anchor < hi` of `conv_id` are on the path (`hi` None: unbounded)."""
 
@@ -149,6 +171,34 @@ class PageStore(Protocol):
     async def mutations(
         self, tenant: str, conv_id: str, *, turn: int | None = None
     ) -> list[Mutation]: ...
+
+    async def mutations_between(
+        self, tenant: str, conv_id: str, first: int, last: int
+    ) -> list[Mutation]:
+        """The mutations of turns `first..last` (inclusive) logged on `conv_id`, in order."""
+
+    # -- reading for people (the admin API, `vm-proxy inspect`): every tenant's -------------
+
+    async def list_tenants(self, *, limit: int = 1000) -> list[TenantInfo]:
+        """Tenants with conversations, most recently used first."""
+
+    async def list_conversations(
+        self,
+        *,
+        tenant: str | None = None,
+        session: str | None = None,
+        conv_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[ConversationInfo]:
+        """Conversations, most recently used first, filtered by tenant, by a session name
+        that points to them, or by id (of any tenant); `before`: the (updated_at, conv_id)
+        of the last row of the previous page."""
+
+    async def conversation_tree(
+        self, tenant: str, root: str, *, limit: int = 500
+    ) -> list[ConversationInfo]:
+        """`root` and the conversations forked from it, recursively (states left out)."""
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         """Serialise requests of one conversation (across processes where the backend can)."""

@@ -20,7 +20,8 @@ What is cached, and why it cannot go stale:
   never serves state another replica has changed, and skips re-reading and re-decoding a
   large state when nothing changed.
 Not cached: hash lookups (a turn's newest hash is new, so the lookup is a round trip
-anyway), search, ranges of other pages, mutations, sessions. `gc` empties the caches.
+anyway), search, ranges of other pages, mutations, sessions, and the admin API's reads.
+`gc` empties the caches.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
-from proxy.store.base import Conversation, PageStore, Path, SearchHit
+from proxy.store.base import (
+    Conversation,
+    ConversationInfo,
+    PageStore,
+    Path,
+    SearchHit,
+    TenantInfo,
+)
 from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page, parse_page_id
 
@@ -244,6 +252,36 @@ class CachedStore:
         self, tenant: str, conv_id: str, *, turn: int | None = None
     ) -> list[Mutation]:
         return await self.inner.mutations(tenant, conv_id, turn=turn)
+
+    async def mutations_between(
+        self, tenant: str, conv_id: str, first: int, last: int
+    ) -> list[Mutation]:
+        return await self.inner.mutations_between(tenant, conv_id, first, last)
+
+    async def list_tenants(self, *, limit: int = 1000) -> list[TenantInfo]:
+        return await self.inner.list_tenants(limit=limit)
+
+    async def list_conversations(
+        self,
+        *,
+        tenant: str | None = None,
+        session: str | None = None,
+        conv_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[ConversationInfo]:
+        return await self.inner.list_conversations(
+            tenant=tenant, session=session, conv_id=conv_id, before=before, limit=limit
+        )
+
+    async def conversation_tree(
+        self, tenant: str, root: str, *, limit: int = 500
+    ) -> list[ConversationInfo]:
+        return await self.inner.conversation_tree(tenant, root, limit=limit)
+
+    def cache_stats(self) -> dict[str, int]:
+        """Page lookups answered from the cache and from the store, and pages held."""
+        return {"hits": self.page_hits, "misses": self.page_misses, "pages": len(self._pages)}
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self.inner.lock(tenant, conv_id)

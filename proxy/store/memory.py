@@ -15,7 +15,15 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation, VersionConflict
+from proxy.store.base import (
+    Conversation,
+    ConversationInfo,
+    Path,
+    SearchHit,
+    TenantInfo,
+    UnknownConversation,
+    VersionConflict,
+)
 from proxy.store.codec import (
     decode_page,
     decode_state,
@@ -224,6 +232,64 @@ class MemoryStore:
     ) -> list[Mutation]:
         log = self._mutations.get((tenant, conv_id), [])
         return [m for m in log if turn is None or m.turn == turn]
+
+    async def mutations_between(
+        self, tenant: str, conv_id: str, first: int, last: int
+    ) -> list[Mutation]:
+        log = self._mutations.get((tenant, conv_id), [])
+        return [m for m in log if first <= m.turn <= last]
+
+    async def list_tenants(self, *, limit: int = 1000) -> list[TenantInfo]:
+        found: dict[str, tuple[int, float]] = {}
+        for (tenant, _), row in self._convs.items():
+            count, last = found.get(tenant, (0, 0.0))
+            found[tenant] = (count + 1, max(last, row.updated_at))
+        rows = [TenantInfo(t, n, last) for t, (n, last) in found.items()]
+        rows.sort(key=lambda r: (-r.last_used, r.tenant))
+        return rows[:limit]
+
+    async def list_conversations(
+        self,
+        *,
+        tenant: str | None = None,
+        session: str | None = None,
+        conv_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[ConversationInfo]:
+        rows = [
+            self._info(t, c, row, state=True)
+            for (t, c), row in self._convs.items()
+            if (tenant is None or t == tenant) and (conv_id is None or c == conv_id)
+            and (before is None or (row.updated_at, c) < before)
+        ]  # fmt: skip
+        if session is not None:
+            rows = [r for r in rows if session in r.sessions]
+        rows.sort(key=lambda r: (r.updated_at, r.conv_id), reverse=True)
+        return rows[:limit]
+
+    async def conversation_tree(
+        self, tenant: str, root: str, *, limit: int = 500
+    ) -> list[ConversationInfo]:
+        found: list[ConversationInfo] = []
+        level = [root] if (tenant, root) in self._convs else []
+        while level and len(found) < limit:
+            rows = [self._info(tenant, c, self._convs[(tenant, c)]) for c in level]
+            rows.sort(key=lambda r: (r.fork_at, r.conv_id))
+            found.extend(rows)
+            parents = set(level)
+            level = [c for (t, c), row in self._convs.items()
+                     if t == tenant and row.parent_id in parents]  # fmt: skip
+        return found[:limit]
+
+    def _info(
+        self, tenant: str, conv_id: str, row: _ConvRow, *, state: bool = False
+    ) -> ConversationInfo:
+        names = sorted(n for (t, n), c in self._sessions.items() if t == tenant and c == conv_id)
+        return ConversationInfo(
+            tenant, conv_id, row.parent_id, row.fork_at, row.length, row.updated_at,
+            tuple(names), decode_state(row.state) if state else {},
+        )
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, conv_id))

@@ -51,6 +51,7 @@ from proxy.store.paths import (
     stable_key,
     term_prefix,
 )
+from proxy.store.postgres_admin import PostgresAdminReads
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
@@ -129,7 +130,7 @@ class _NoResetConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-class PostgresStore:
+class PostgresStore(PostgresAdminReads):
     def __init__(
         self, pool: asyncpg.Pool, lock_pool: asyncpg.Pool, schema: str, *, clock: Clock
     ) -> None:

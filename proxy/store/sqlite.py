@@ -36,12 +36,15 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from proxy.store import sqlite_admin
 from proxy.store import sqlite_queries as q
 from proxy.store.base import (
     Conversation,
+    ConversationInfo,
     Path,
     SearchHit,
     StoreError,
+    TenantInfo,
     UnknownConversation,
     VersionConflict,
 )
@@ -442,6 +445,34 @@ class SQLiteStore:
         self, tenant: str, conv_id: str, *, turn: int | None = None
     ) -> list[Mutation]:
         return await self._read(q.mutations, tenant, conv_id, turn, of=(tenant, conv_id))
+
+    async def mutations_between(
+        self, tenant: str, conv_id: str, first: int, last: int
+    ) -> list[Mutation]:
+        return await self._read(
+            sqlite_admin.mutations_between, tenant, conv_id, first, last, of=(tenant, conv_id)
+        )
+
+    async def list_tenants(self, *, limit: int = 1000) -> list[TenantInfo]:
+        return await self._read(sqlite_admin.list_tenants, limit)
+
+    async def list_conversations(
+        self,
+        *,
+        tenant: str | None = None,
+        session: str | None = None,
+        conv_id: str | None = None,
+        before: tuple[float, str] | None = None,
+        limit: int = 50,
+    ) -> list[ConversationInfo]:
+        return await self._read(
+            sqlite_admin.list_conversations, tenant, session, conv_id, before, limit
+        )
+
+    async def conversation_tree(
+        self, tenant: str, root: str, *, limit: int = 500
+    ) -> list[ConversationInfo]:
+        return await self._read(sqlite_admin.conversation_tree, tenant, root, limit)
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, conv_id))
