@@ -106,12 +106,35 @@ class VMSettings(_Section):
         return {**data, "activate_above": budget} if above > budget else data
 
 
+# An admin key shorter than this is refused: it guards every tenant's conversations.
+MIN_ADMIN_KEY_CHARS = 16
+
+
+class AdminSettings(_Section):
+    # Empty: the admin API and the inspector page are off (their routes do not exist).
+    api_key: str = ""
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(f"must be empty (off) or at least {MIN_ADMIN_KEY_CHARS} characters")
+        return value
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     upstream: UpstreamSettings = UpstreamSettings()
     store: StoreSettings = StoreSettings()
     tenant: TenantSettings = TenantSettings()
     vm: VMSettings = VMSettings()
+    admin: AdminSettings = AdminSettings()
+
+    @model_validator(mode="after")
+    def _admin_key_is_no_other_key(self) -> Settings:
+        if self.admin.api_key and self.admin.api_key == self.upstream.api_key:
+            raise ValueError("admin.api_key must differ from upstream.api_key")
+        return self
 
 
 # Upstreams known to take a `developer` message and a system-role message after the latest

@@ -1,5 +1,5 @@
-"""The layers import one way: http -> loop -> {vm, store, upstream}; store -> vm; the
-cross-cutting modules (config, errors, logs, metrics, tokens) import no layer.
+"""The layers import one way: http -> admin -> loop -> {vm, store, upstream}; store -> vm;
+the cross-cutting modules (config, errors, logs, metrics, tokens) import no layer.
 
 Every import counts: at the top, inside functions, under `if TYPE_CHECKING:`.
 """
@@ -16,8 +16,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 BASE = {"config", "errors", "logs", "metrics", "tokens"}
 # What each part of the package may import besides itself.
 ALLOWED: dict[str, set[str]] = {
-    "entry": {"http", "loop", "upstream", "store", "vm", *BASE},  # __init__, __main__, cli
-    "http": {"loop", "upstream", "store", *BASE},
+    "entry": {"http", "admin", "loop", "upstream", "store", "vm", *BASE},  # __init__, cli, ...
+    "http": {"admin", "loop", "upstream", "store", *BASE},
+    # Reading the memory for people (the admin API, `vm-proxy inspect`).
+    "admin": {"loop", "upstream", "store", "vm", *BASE},
     "loop": {"upstream", "store", "vm", *BASE},
     "upstream": {"config", "errors", "logs", "metrics"},
     "store": {"vm", "tokens", "logs", "metrics"},

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from proxy.config import Settings, with_prompt_shape
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
+from proxy.http.admin import admin_routes
 from proxy.http.routes import (
     ALL_METHODS,
     chat_completions,
@@ -74,6 +75,7 @@ def create_app(
             Route("/v1/{path:path}", passthrough_any, methods=ALL_METHODS),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),
+            *admin_routes(settings.admin),
         ],
         middleware=[Middleware(AccessMiddleware, metrics=state.metrics)],
         exception_handlers={

@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from proxy.http.admin import refuses_admin_key
 from proxy.http.body import read_body
 from proxy.http.responses_validation import parse_responses_request
 from proxy.http.state import app_state
@@ -23,6 +24,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 async def chat_completions(request: Request) -> Response:
     state = app_state(request)
+    refuses_admin_key(request.headers, state.settings.admin)
     raw = await read_body(request, state.settings.server.max_body_bytes)
     body = parse_chat_request(raw)
     return await handle_chat(state, request, body, raw)
@@ -30,6 +32,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def responses(request: Request) -> Response:
     state = app_state(request)
+    refuses_admin_key(request.headers, state.settings.admin)
     raw = await read_body(request, state.settings.server.max_body_bytes)
     body = parse_responses_request(raw)
     return await handle_responses(state, request, body, raw)
@@ -38,6 +41,7 @@ async def responses(request: Request) -> Response:
 async def passthrough_any(request: Request) -> Response:
     """Every `/v1/*` route other than the two with memory, any method."""
     state = app_state(request)
+    refuses_admin_key(request.headers, state.settings.admin)
     body = await read_body(request, state.settings.server.max_body_bytes)
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
     path = raw_path.decode("latin-1")

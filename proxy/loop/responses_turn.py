@@ -43,6 +43,10 @@ class ResponsesTurn:
     response_id: str = field(default_factory=lambda: new_id("resp"))
     created_at: int = field(default_factory=now)
 
+    def __post_init__(self) -> None:
+        # Its upstream calls are made from the chat prompt (a replay does the same).
+        self.turn.log.dialect = "responses"
+
     # --- the upstream calls ------------------------------------------------------------------
 
     async def call(self, turn: Turn, body: dict[str, Any], iteration: int) -> AssembledMessage:

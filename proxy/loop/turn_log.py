@@ -42,6 +42,9 @@ class TurnLog:
     previous_parts: list[int] = field(default_factory=list)
     sent: SentBody | None = None
     share: float | None = None
+    # The client API the turn serves: "chat", or "responses" (its calls made from the chat
+    # prompt: a Responses request's input, or a chat body without the carried items).
+    dialect: str = "chat"
 
     @classmethod
     def start(cls, record: TurnRecord | None, state: Mapping[str, Any]) -> TurnLog:
@@ -61,7 +64,7 @@ class TurnLog:
         if self.sent is not None or self.record is None:
             return
         key = "input" if path == RESPONSES_PATH else "messages"
-        self.sent = digest_body(body, key, self.record.prefix)
+        self.sent = digest_body(body, key, self.record.prefix, self.dialect)
         same_static = bool(self.known) and self.known[0][0] == self.sent.static_hash
         self.share = (
             prefix_share(self.sent.parts, self.sent.lengths, self.previous_parts)

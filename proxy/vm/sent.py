@@ -8,8 +8,9 @@ body's keys and values, each serialized alone, so one pass over the parts gives
   `input`), to name the message where a replay differs, and to see how much of a prompt
   is the previous turn's (`prefix_share`);
 - the request's static part: every other field as sent (model, tool schemas, sampling
-  settings, ...; the message list's place kept as null) and the leading message's rules
-  (`prefix`), with a hash, so it is logged once while it stays the same.
+  settings, ...; the message list's place kept as null), the leading message's rules
+  (`prefix`) and the client API the prompt was made for (`dialect`), with a hash, so it is
+  logged once while it stays the same.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ class SentBody:
         return "".join(f"{crc:08x}" for crc in self.parts)
 
 
-def digest_body(body: Mapping[str, Any], key: str, prefix: str) -> SentBody:
+def digest_body(
+    body: Mapping[str, Any], key: str, prefix: str, dialect: str = "chat"
+) -> SentBody:
+    """`dialect`: the client API the prompt was made for ("chat", "responses"), which
+    says how its messages became the body's list."""
     whole = hashlib.sha256(b"{")
     static = hashlib.sha256()
     parts: list[int] = []
@@ -64,13 +69,13 @@ def digest_body(body: Mapping[str, Any], key: str, prefix: str) -> SentBody:
             static.update(head + raw + b",")
             fields[name] = value
     whole.update(b"}")
-    static.update(b"|" + orjson.dumps(key) + b"|" + orjson.dumps(prefix))
+    static.update(b"|" + orjson.dumps([key, dialect, prefix]))
     return SentBody(
         key=key,
         digest=whole.hexdigest(),
         parts=parts,
         lengths=lengths,
-        static={"key": key, "fields": fields, "prefix": prefix},
+        static={"key": key, "dialect": dialect, "fields": fields, "prefix": prefix},
         static_hash=static.hexdigest()[:32],
     )
 
