@@ -1,4 +1,4 @@
-"""The `vm-proxy` command: `serve`, `gc`, `--version`.
+"""The `vm-proxy` command: `serve`, `gc`, `inspect` (proxy.inspect_cli), `--version`.
 
 Settings come from built-in defaults, then `--config FILE`, then `VM_PROXY_*` variables,
 then the flags. A bad setting is one line on stderr and exit status 2, never a traceback.
@@ -19,6 +19,8 @@ import uvicorn
 from proxy import __version__
 from proxy.config import Settings, SettingsError, load_settings
 from proxy.http.app import create_app
+from proxy.inspect_cli import add_parser as add_inspect_parser
+from proxy.inspect_cli import inspect
 from proxy.logs import configure as configure_logging
 from proxy.store import open_store
 
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="delete conversations untouched for N days (default: store.retention_days)",
     )
+    add_inspect_parser(commands)
     return parser
 
 
@@ -69,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTING
     if args.command == "serve":
         return serve(settings)
+    if args.command == "inspect":
+        return inspect(settings.store.url, args)
     return gc(settings, args.older_than_days)
 
 

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "proxy"
 BASE = {"config", "errors", "logs", "metrics", "tokens"}
 # What each part of the package may import besides itself.
 ALLOWED: dict[str, set[str]] = {
-    "entry": {"http", "admin", "loop", "upstream", "store", "vm", *BASE},  # __init__, cli, ...
+    # __init__, __main__, cli, inspect_cli
+    "entry": {"http", "admin", "loop", "upstream", "store", "vm", *BASE},
     "http": {"admin", "loop", "upstream", "store", *BASE},
     # Reading the memory for people (the admin API, `vm-proxy inspect`).
     "admin": {"loop", "upstream", "store", "vm", *BASE},
@@ -37,7 +38,7 @@ def part_of(module: str) -> str | None:
     names = module.split(".")
     if names[0] != "proxy":
         return None
-    if len(names) == 1 or names[1] in ("__init__", "__main__", "cli"):
+    if len(names) == 1 or names[1] in ("__init__", "__main__", "cli", "inspect_cli"):
         return "entry"
     return names[1]
 

@@ -1,0 +1,53 @@
+"""`vm-proxy inspect` as an operator runs it against a store file: the conversations, and a
+turn's replay (text and JSON)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import orjson
+
+from proxy.store import open_store
+from tests.loop.harness import serve, vm_settings
+from tests.loop.history import FACT_MESSAGE, LOCKER, LOCKER_CODE, QUESTION
+from tests.loop.scripted import ScriptedModel, agent
+from tests.support.proxy_process import proxy_command, proxy_env
+
+
+def _inspect(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(proxy_command("inspect", *args), cwd=cwd, env=proxy_env(),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+async def test_inspect_lists_and_replays(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/vm.db"
+    model = ScriptedModel(agent(LOCKER))
+    settings = vm_settings(context_budget=2500, activate_above=100, recall_share=1.0)
+    async with serve(model, settings, await open_store(url)) as proxy:
+        for text in (FACT_MESSAGE, "Kites are fun, what else?", QUESTION):
+            response = await proxy.raw_chat(
+                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
+                {"x-vm-session": "ops-check"},
+            )
+            assert response.status_code == 200
+        sent = model.requests[-1]
+
+    listed = _inspect("--store", url, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    header, row = listed.stdout.splitlines()
+    assert header.split()[:3] == ["id", "session", "tenant"]
+    conv_id, session = row.split()[:2]
+    assert session == "ops-check"
+
+    shown = _inspect("--store", url, conv_id, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "rebuilt: the same bytes as sent" in shown.stdout
+    assert "turn 3" in shown.stdout and LOCKER_CODE in shown.stdout
+
+    as_json = _inspect("--store", url, conv_id, "3", "--json", cwd=tmp_path)
+    assert orjson.loads(as_json.stdout)["upstream_request"] == sent
+
+    missing = _inspect("--store", url, "nope", cwd=tmp_path)
+    assert missing.returncode == 1 and "No conversation" in missing.stderr
+    assert "Traceback" not in missing.stderr
