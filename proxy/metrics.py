@@ -5,16 +5,23 @@
     metrics.histogram("vm_proxy_upstream_seconds", {"route": "/v1/chat/completions"}).observe(0.4)
     metrics.render()  # -> the body of GET /metrics
 
+    metrics.sample("vm_backlog_pages", lambda: len(queue), {"queue": "embeddings"})
+
 One instance lives on `app.state.metrics`. Series are created on first use; names and
 label sets are the caller's to keep stable (label values must stay few: routes, statuses,
-modes, never ids). The event loop is single-threaded, so no locks.
+modes, never ids). A sample is read when /metrics is rendered (a gauge, or a counter kept
+elsewhere, like the page cache's hits). The event loop is single-threaded, so no locks.
+
+Names other parts of the proxy feed: `vm_backlog_pages{queue=...}` (a gauge of pages
+waiting for background work: `embeddings`, `summaries`), for the embedding and summarizer
+queues to register with `sample`.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -69,12 +76,19 @@ class Histogram:
         self.count += 1
 
 
+class Sample:
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self.read = read
+
+
 class _Family:
     def __init__(self, kind: str, help_text: str, buckets: Sequence[float] = ()) -> None:
         self.kind = kind
         self.help = help_text
         self.buckets = tuple(buckets)
-        self.series: dict[LabelKey, Counter | Histogram] = {}
+        self.series: dict[LabelKey, Counter | Histogram | Sample] = {}
 
 
 class Metrics:
@@ -108,12 +122,27 @@ class Metrics:
         assert isinstance(series, Histogram)
         return series
 
+    def sample(
+        self,
+        name: str,
+        read: Callable[[], float],
+        labels: Mapping[str, str] | None = None,
+        *,
+        help: str = "",
+        kind: str = "gauge",
+    ) -> None:
+        """A series whose value is `read()` when rendered (`kind`: gauge or counter);
+        registering the same name and labels again replaces the reader."""
+        self._family(name, kind, help).series[_key(labels)] = Sample(read)
+
     def value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
         """A counter's value, or a histogram's observation count; 0 when never touched."""
         family = self._families.get(name)
         series = family.series.get(_key(labels)) if family else None
         if series is None:
             return 0.0
+        if isinstance(series, Sample):
+            return float(series.read())
         return series.value if isinstance(series, Counter) else float(series.count)
 
     def render(self) -> str:
@@ -125,6 +154,9 @@ class Metrics:
             lines.append(f"# TYPE {name} {family.kind}")
             for key in sorted(family.series):
                 series = family.series[key]
+                if isinstance(series, Sample):
+                    lines.append(f"{name}{_labels(key)} {_number(float(series.read()))}")
+                    continue
                 if isinstance(series, Counter):
                     lines.append(f"{name}{_labels(key)} {_number(series.value)}")
                     continue

@@ -29,7 +29,7 @@ from proxy.http.routes import (
     responses,
 )
 from proxy.http.state import AppState
-from proxy.store import PageStore, StoreError, open_store
+from proxy.store import CachedStore, PageStore, StoreError, open_store
 from proxy.tokens import O200K, get_encoding
 from proxy.upstream.client import Upstream
 
@@ -55,10 +55,12 @@ def create_app(
         # on the first request, where every other request would wait for them.
         await asyncio.to_thread(get_encoding, O200K)
         state.store = (
-            await open_store(settings.store.url, cache_pages=settings.store.cache_pages)
+            await open_store(settings.store.url, cache_pages=settings.store.cache_pages,
+                             metrics=state.metrics)
             if store is None
             else store
         )
+        export_cache_stats(state)
         state.upstream = upstream = Upstream(settings.upstream, upstream_transport)
         try:
             yield
@@ -87,6 +89,20 @@ def create_app(
     )
     app.state = state
     return app
+
+
+def export_cache_stats(state: AppState) -> None:
+    """The page cache's hits and misses (and size) in /metrics, read as they are scraped."""
+    store = state.store
+    if not isinstance(store, CachedStore):
+        return
+    metrics = state.metrics
+    metrics.sample("vm_page_cache_hits_total", lambda: store.page_hits, kind="counter",
+                   help="Page lookups answered by the in-process page cache")
+    metrics.sample("vm_page_cache_misses_total", lambda: store.page_misses, kind="counter",
+                   help="Page lookups the page cache passed to the store")
+    metrics.sample("vm_page_cache_pages", lambda: store.cache_stats()["pages"],
+                   help="Pages held by the page cache")
 
 
 async def proxy_error(request: Request, exc: Exception) -> Response:
