@@ -131,10 +131,11 @@ function drawTimeline(turns) {
       node.addEventListener("click", () => openTurn(t.turn, t.request));
     }
     svg.append(full, sent, hit);
-    for (let f = 0; f < t.faults; f++) {
+    if (t.faults > 0) {
+      // One mark under a turn that faulted, larger the more it faulted.
       const dot = document.createElementNS(ns, "circle");
-      dot.setAttribute("cx", x + w / 2); dot.setAttribute("cy", height + 6 + f * 0);
-      dot.setAttribute("r", Math.min(4, slot / 2)); dot.setAttribute("fill", "#d33");
+      dot.setAttribute("cx", x + w / 2); dot.setAttribute("cy", height + 8);
+      dot.setAttribute("r", Math.min(2 + t.faults, slot / 2, 8)); dot.setAttribute("fill", "#d33");
       svg.insertBefore(dot, hit);
     }
   });
