@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.loop.derive import store_elsewhere
 from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
@@ -418,6 +419,8 @@ class Conversations:
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
+                if made.elsewhere:
+                    await store_elsewhere(self._store, tenant, made.elsewhere)
                 end = anchor + 1 + len(messages)
                 state = {**made.state, **(state_patch or {})}
                 if on_append is not None:

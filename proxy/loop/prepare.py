@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from proxy.config import VMSettings
 from proxy.loop.conversations import Conversations
+from proxy.loop.derive import derive_conversation
 from proxy.loop.early_search import EarlySearch
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
@@ -88,8 +89,6 @@ async def prepare(
     settings = state.settings
     store: PageStore = state.store
     counter = counter_for_model(body.get("model"))
-    ingester = Ingester(lambda: counter, settings.vm.segment_turns)
-    conversations = Conversations(store, ingester.ingest, ingester.state_at, state.prefix_cache)
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
     # A request is forwarded whole only when it is at most `vm.activate_above` and it fits
@@ -97,6 +96,11 @@ async def prepare(
     activate_above = min(
         settings.vm.activate_above, settings.vm.context_budget - _asked_reply(body)
     )
+    # Until then its messages are stored lean (proxy.loop.derive).
+    ingester = Ingester(
+        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead
+    )
+    conversations = Conversations(store, ingester.ingest, ingester.state_at, state.prefix_cache)
     early = EarlySearch(
         store,
         lambda: search_query(_last_user_text(body["messages"])),
@@ -120,6 +124,10 @@ async def prepare(
                 history = [_message(p) for p in pages if p.is_message]
                 prepared.forward_body = {**body, "messages": history}
             return prepared
+        if Counters.from_dict(conv_state.get("counters")).derived < end:
+            # Memory is needed, and this request stored nothing that derived the lean pages.
+            await derive_conversation(store, ingester.ingest, tenant, placement.leaf.conv_id)
+            conv_state = await ingester.state_at(store, tenant, placement.path, end - 1)
         prepared.turn = await _pack_turn(
             state, request, body, counter, conversations, placement, conv_state, full,
             session, mode, early,

@@ -46,6 +46,7 @@ from proxy.store.base import (
     VersionConflict,
 )
 from proxy.store.codec import (
+    LEAN_PREFIX,
     decode_state,
     encode_page,
     encode_state,
@@ -57,6 +58,7 @@ from proxy.store.paths import term_prefix
 from proxy.store.sqlite_schema import configure, migrate
 from proxy.store.sqlite_threads import Job, Lane
 from proxy.vm.bm25 import query_terms
+from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
@@ -305,8 +307,11 @@ class SQLiteStore:
     ) -> Conversation:
         # Encode before taking the write lock: it is the slow part and needs no database.
         scope = term_prefix(tenant, conv_id)
+        # A lean page is not indexed (nothing searches a conversation below
+        # vm.activate_above); its derived page replaces it and is indexed then.
         rows = [
-            (page, encode_page(page), " ".join(scope + t for t in page_search_tokens(page)))
+            (page, encode_page(page), None if is_lean(page) else
+             " ".join(scope + t for t in page_search_tokens(page)))
             for page in pages
         ]
         state_blob = encode_state(state) if state is not None else None
@@ -321,12 +326,17 @@ class SQLiteStore:
                      int(page.is_message), page.kind.value, page.modality.value,
                      page.chain_hash, body, page.created_at),
                 )
+                rowid = cursor.lastrowid
                 if cursor.rowcount != 1:
-                    continue  # stored by an earlier (retried) append: left as it is
-                conn.execute(
-                    "INSERT INTO page_fts (rowid, terms) VALUES (?, ?)",
-                    (cursor.lastrowid, terms),
-                )
+                    # Stored by an earlier (retried) append: left as it is, unless it is the
+                    # lean page this one derives.
+                    rowid = None if terms is None else q.replace_lean(
+                        conn, tenant, conv_id, page, body, LEAN_PREFIX)
+                    if rowid is None:
+                        continue
+                if terms is not None:
+                    conn.execute("INSERT INTO page_fts (rowid, terms) VALUES (?, ?)",
+                                 (rowid, terms))
                 if page.chain_hash:
                     conn.execute(
                         "INSERT INTO hashes (tenant, chain_hash, conv_id, position)"
