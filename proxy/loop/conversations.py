@@ -65,7 +65,12 @@ class Conversations:
         ingest: Ingest,
         state_at: StateAt,
         prefix_cache: PrefixCache | None = None,
+        *,
+        durable: bool = True,
     ) -> None:
+        """`durable=False`: the request holds the whole history, so its messages may be
+        stored after it is answered (PageStore.append's `durable`)."""
+        self._durable = durable
         self._store = store
         self._ingest = ingest
         self._state_at = state_at
@@ -409,6 +414,10 @@ class Conversations:
                 if not messages:
                     return conv, 0, None
                 target = conv
+                if anchor >= conv.length:
+                    # The conversation does not reach the anchor: what placed the request
+                    # there was a write that was lost (a deferred one); place it again.
+                    raise UnknownConversation(f"{owner} ends before position {anchor}")
                 if conv.length != anchor + 1:
                     target = await self._fork(tenant, conv, anchor, hashes[0])
                 if known_path is not None and known_path.leaf == target.conv_id:
@@ -434,6 +443,7 @@ class Conversations:
                         new_length=end,
                         state=state,
                         mutations=[*made.mutations, *mutations],
+                        durable=self._durable,
                     )
                 except VersionConflict:
                     continue

@@ -100,7 +100,12 @@ async def prepare(
     ingester = Ingester(
         lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead
     )
-    conversations = Conversations(store, ingester.ingest, ingester.state_at, state.prefix_cache)
+    # A request holding its whole history may be answered before its messages are stored:
+    # were they lost, its client's next request resends them.
+    conversations = Conversations(
+        store, ingester.ingest, ingester.state_at, state.prefix_cache,
+        durable=session is not None or after is not None,
+    )
     early = EarlySearch(
         store,
         lambda: search_query(_last_user_text(body["messages"])),

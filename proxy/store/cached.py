@@ -131,11 +131,12 @@ class CachedStore:
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,
     ) -> Conversation:
         before = self._convs.get((tenant, conv_id))
         conv = await self.inner.append(
             tenant, conv_id, pages, expected_version=expected_version, new_length=new_length,
-            state=state, mutations=mutations,
+            state=state, mutations=mutations, durable=durable,
         )
         if before is not None and before.version == expected_version:
             self._learn_appended(tenant, conv_id, pages, before.length)

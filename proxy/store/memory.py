@@ -119,6 +119,7 @@ class MemoryStore:
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,  # every append is committed before it returns
     ) -> Conversation:
         row = self._checked_row(tenant, conv_id, expected_version)
         # Encode everything before changing anything: a failure leaves the store untouched.

@@ -271,6 +271,7 @@ class PostgresStore:
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,  # every append is committed before it returns
     ) -> Conversation:
         prefix = term_prefix(tenant, conv_id)
         columns: list[list[Any]] = [[] for _ in range(12)]

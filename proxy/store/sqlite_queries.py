@@ -29,6 +29,18 @@ CHUNK = 500
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction; inside a group commit's (proxy.store.sqlite), a savepoint of
+    it, so that one write failing leaves the others of its group."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT job")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            raise
+        conn.execute("RELEASE job")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
