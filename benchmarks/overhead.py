@@ -1,7 +1,8 @@
 """What the proxy costs on the pass-through path, against bare passthroughs in the same run.
 
     python benchmarks/overhead.py [--concurrency 1,8,64] [--duration 3] [--json out.json]
-    python benchmarks/overhead.py --targets upstream-direct,bare-aiohttp,vm-proxy,vm-default,vm-default-memory
+    python benchmarks/overhead.py --targets upstream-direct,bare-aiohttp,vm-proxy,vm-default \
+        --concurrency 1,64 --rounds 3     # memory on, alternating with the baseline
 
 Starts on loopback, each in its own process: a fake upstream (one small chat completion
 per request), a bare aiohttp passthrough (aiohttp server and client: the baseline), a bare
@@ -47,6 +48,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import storage  # noqa: E402
+
 SERVERS = [sys.executable, str(HERE / "_servers.py")]
 BASELINE = "bare-aiohttp"
 TARGETS = ["upstream-direct", BASELINE, "starlette+aiohttp", "starlette+httpx", "vm-proxy"]
@@ -226,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             + " ".join(sys.argv[1:] if argv is None else argv),
             "note": (
                 "vm-proxy with vm.mode=off; vm-default(-memory): the default settings (memory "
-                "on) on a SQLite (memory://) store; baseline: bare aiohttp server + aiohttp client; "
+                "on) on a SQLite (memory://) store; baseline: bare aiohttp server + aiohttp "
+                "client; "
                 "cpu_us_per_request is the server's own CPU (user+sys) per request. Noisy "
                 "2-core machine shared with other work: compare ratios within one run."
             ),
