@@ -32,6 +32,7 @@ from proxy.vm.packer import (
     MIN_FAULT_TOKENS,
     PackedRequest,
     PackOptions,
+    asked_reply,
     pack_request,
 )
 from proxy.vm.page_table import PageTable
@@ -94,7 +95,9 @@ async def prepare(
     # A request is forwarded whole only when it is at most `vm.activate_above` and it fits
     # the budget with its reply's allowance: the budget holds the reply too.
     activate_above = min(
-        settings.vm.activate_above, settings.vm.context_budget - _asked_reply(body)
+        # (The reply a client asks for; none asked: the upstream's default is not ours to
+        # guess.)
+        settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
     )
     # Until then its messages are stored lean (proxy.loop.derive).
     ingester = Ingester(
@@ -284,16 +287,6 @@ def hits_wanted(settings: VMSettings, conv_state: Mapping[str, Any]) -> int:
     message size (the same number whether asked when the question's append is issued or
     once it is stored, so the early search is the turn's)."""
     return search_limit(settings.context_budget, _average(conv_state))
-
-
-def _asked_reply(body: Mapping[str, Any]) -> int:
-    """The reply's allowance a client asked for (max_completion_tokens or max_tokens); 0
-    when it asked none (the upstream's default is not ours to guess)."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return 0
 
 
 def _average(conv_state: Mapping[str, Any]) -> float:

@@ -20,8 +20,6 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
-import orjson
-
 from proxy.loop.citations import CitationStripper
 from proxy.loop.responses_output import new_id, response_object
 from proxy.loop.responses_turn import ResponsesTurn
@@ -31,7 +29,7 @@ from proxy.loop.turn import Turn
 from proxy.upstream.client import Reply
 from proxy.upstream.responses import LIFECYCLE, EventAccumulator, ItemsMessage
 from proxy.upstream.responses_format import item_type
-from proxy.upstream.sse import SSEEvent
+from proxy.upstream.sse import SSEEvent, json_bytes
 from proxy.upstream.usage import Usage
 
 
@@ -73,7 +71,7 @@ class ResponsesStream:
         out["sequence_number"] = self.sequence
         self.sequence += 1
         kind = str(out.get("type") or "message")
-        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(out) + b"\n\n"
+        return b"event: " + kind.encode() + b"\ndata: " + json_bytes(out) + b"\n\n"
 
     def allocate(self) -> int:
         index, self.next_index = self.next_index, self.next_index + 1

@@ -164,6 +164,24 @@ class SSEDecoder:
         return SSEEvent(data=data, event=event, id=self._id, retry=retry)
 
 
+# Characters JSON may hold raw that some SSE readers take for a line break (Python's
+# str.splitlines does), cutting an event in two: written as JSON escapes instead.
+_LINE_LIKE = (
+    (b"\xc2\x85", b"\\u0085"),
+    (b"\xe2\x80\xa8", b"\\u2028"),
+    (b"\xe2\x80\xa9", b"\\u2029"),
+)
+
+
+def json_bytes(payload: Any) -> bytes:
+    """Compact JSON for one SSE `data:` line."""
+    body = orjson.dumps(payload)
+    if b"\xc2\x85" in body or b"\xe2\x80" in body:
+        for raw, escaped in _LINE_LIKE:
+            body = body.replace(raw, escaped)
+    return body
+
+
 def encode_data(payload: Any, *, event: str | None = None) -> bytes:
     """`data: <payload>\\n\\n`: dicts/lists as compact JSON, str/bytes verbatim.
 
@@ -175,7 +193,7 @@ def encode_data(payload: Any, *, event: str | None = None) -> bytes:
     elif isinstance(payload, str):
         body = payload.encode()
     else:
-        body = orjson.dumps(payload)
+        body = json_bytes(payload)
     if b"\n" in body or b"\r" in body:
         lines = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
         body = b"\ndata: ".join(lines)

@@ -395,13 +395,21 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _reply_budget(body: Mapping[str, Any], options: PackOptions) -> tuple[int, str | None]:
-    """Tokens kept for the reply, and the client field to clamp (None: the client set none)."""
-    cap = int(options.context_budget * MAX_REPLY_SHARE)
+def asked_reply(body: Mapping[str, Any]) -> tuple[int, str | None]:
+    """The reply's tokens the client asked for and the field it used (0, None: none)."""
     for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return min(value, cap), name
+            return value, name
+    return 0, None
+
+
+def _reply_budget(body: Mapping[str, Any], options: PackOptions) -> tuple[int, str | None]:
+    """Tokens kept for the reply, and the client field to clamp (None: the client set none)."""
+    cap = int(options.context_budget * MAX_REPLY_SHARE)
+    asked, name = asked_reply(body)
+    if name is not None:
+        return min(asked, cap), name
     return min(options.reply_reserve_tokens, cap), None
 
 

@@ -162,12 +162,7 @@ def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
             messages.append(message)
         if not changed:
             continue
-        names = {
-            p.tool_call_ids[0]: str(p.extra.get("function") or "")
-            for p in unit.pages
-            if p.role == "tool" and p.tool_call_ids
-        }
-        tokens = sum(counter.message(m, names) for m in messages)
+        tokens = sum(counter.message(m, _call_names(unit.pages)) for m in messages)
         plan.tokens += tokens - unit.tokens
         plan.units[i] = replace(unit, messages=tuple(messages), tokens=tokens, reduced=True)
         plan.notes.append(f"reduced tool output in {unit.pages[0].page_id}")
@@ -198,15 +193,20 @@ def _clip_largest(plan: PinnedPlan, budget: int, counter: TokenCounter) -> None:
             f'fit the context budget; page_fault("{page.page_id}", 1) for a reduction …]\n')
     clipped = {**message, "content": text[:head] + note + (text[-tail:] if tail else "")}
     messages = [*unit.messages[:j], clipped, *unit.messages[j + 1 :]]
-    names = {
-        p.tool_call_ids[0]: str(p.extra.get("function") or "")
-        for p in unit.pages
-        if p.role == "tool" and p.tool_call_ids
-    }
-    tokens = sum(counter.message(m, names) for m in messages)
+    tokens = sum(counter.message(m, _call_names(unit.pages)) for m in messages)
     plan.tokens += tokens - unit.tokens
     plan.units[i] = replace(unit, messages=tuple(messages), tokens=tokens, reduced=True)
     plan.notes.append(f"clipped {page.page_id} to fit the budget")
+
+
+def _call_names(pages: Sequence[Page]) -> dict[str, str]:
+    """Call id -> function name of the tool results among `pages` (a result is billed
+    with its function's name)."""
+    return {
+        p.tool_call_ids[0]: str(p.extra.get("function") or "")
+        for p in pages
+        if p.role == "tool" and p.tool_call_ids
+    }
 
 
 def _drop(plan: PinnedPlan, which: Any, note: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import random
 
 import orjson
@@ -178,3 +179,13 @@ def test_recording_byte_by_byte_and_random_splits(rec: Recording) -> None:
         assert decode_all(splits(body, rng, max_piece)) == whole
     crlf = body.replace(b"\n", b"\r\n")
     assert decode_all(splits(crlf, rng, 7)) == whole
+
+
+def test_json_events_hold_no_character_a_reader_may_split_lines_at() -> None:
+    """U+0085, U+2028 and U+2029 are valid raw in JSON, but Python's str.splitlines (and
+    readers built on it) ends a line there: they are written as escapes."""
+    payload = {"text": "a\x85b\u2028c\u2029d é"}
+    event = encode_data(payload)
+    text = event.decode()
+    assert len(text.strip().splitlines()) == 1
+    assert json.loads(text.removeprefix("data: ")) == payload
