@@ -5,13 +5,18 @@
     python benchmarks/_servers.py starlette-aiohttp --port P --upstream ...
     python benchmarks/_servers.py starlette-httpx   --port P --upstream ...
     python benchmarks/_servers.py load --port P --concurrency C --duration S --max-requests N
+                                      [--chat short]
 
 `upstream` answers every request with one small chat completion from a bare asyncio
 protocol, so it costs as little CPU as possible. The three passthroughs are the bare
 baselines: no validation, no logging, no metrics. `load` is the load generator: C
 keep-alive connections, each sending the next request as soon as the last answer is
 complete; it prints one JSON line of results. It parses responses with httptools, far
-cheaper per request than a full client, so the machine's cores go to the servers.
+cheaper per request than a full client, so the machine's cores go to the servers. With
+`--chat short` every request is a turn of a short chat instead of the same one message:
+each connection runs chats of `SHORT_TURNS` turns, resending the history as a chat app
+does (the answers are the fake upstream's constant one), so the proxy stores a new user
+message and a new answer on every request.
 """
 
 from __future__ import annotations
@@ -45,6 +50,26 @@ COMPLETION = json.dumps(
         "usage": {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16},
     }
 ).encode()
+SHORT_TURNS = 4
+_TOPICS = ["the garden", "a trip to Lisbon", "sourdough", "the bike", "jazz records",
+           "the telescope", "a birthday dinner", "camping gear"]
+
+
+def short_chat_body(connection: int, number: int) -> bytes:
+    """The body of request `number` of `connection`: a turn of one of its short chats."""
+    chat, turn = divmod(number, SHORT_TURNS)
+    topic = _TOPICS[(connection + chat) % len(_TOPICS)]
+    messages: list[dict[str, str]] = []
+    for i in range(turn + 1):
+        if i:
+            messages.append({"role": "assistant", "content": "Hello! How can I help?"})
+        messages.append({"role": "user", "content": (
+            f"Chat {connection}.{chat}, message {i}: tell me something about {topic}, "
+            f"which I have been thinking about since {1990 + (chat + i) % 30}."
+        )})
+    return json.dumps({"model": "fake-model", "messages": messages}).encode()
+
+
 UPSTREAM_REPLY = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_bench\r\n"
     b"content-length: " + str(len(COMPLETION)).encode() + b"\r\n\r\n" + COMPLETION
@@ -177,8 +202,10 @@ def serve_starlette(port: int, upstream: str, client_kind: str) -> None:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, request: bytes) -> None:
+    def __init__(self, request: bytes, bodies: Any = None) -> None:
         self.request = request
+        self.bodies = bodies  # number -> request bytes, when every request differs
+        self.sent = 0
         self.parser = httptools.HttpResponseParser(self)
         self.done: asyncio.Future[int] | None = None
         self.transport: asyncio.Transport | None = None
@@ -200,22 +227,39 @@ class _Connection(asyncio.Protocol):
     async def exchange(self) -> int:
         assert self.transport is not None
         self.done = asyncio.get_running_loop().create_future()
-        self.transport.write(self.request)
+        if self.bodies is None:
+            self.transport.write(self.request)
+        else:
+            self.transport.write(self.bodies(self.sent))
+        self.sent += 1
         return await self.done
 
 
-async def generate_load(
-    port: int, path: str, concurrency: int, duration_s: float, max_requests: int, warmup_s: float
-) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    request = (
+def _request(port: int, path: str, body: bytes) -> bytes:
+    return (
         f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
         "content-type: application/json\r\nauthorization: Bearer sk-bench\r\n"
-        f"content-length: {len(CHAT_BODY)}\r\n\r\n"
-    ).encode() + CHAT_BODY
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def generate_load(
+    port: int, path: str, concurrency: int, duration_s: float, max_requests: int,
+    warmup_s: float, chat: str = "same",
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    request = _request(port, path, CHAT_BODY)
+    # Each run's chats are new: a run id keeps them apart from an earlier run's.
+    run = int(time.time() * 1000) % 1_000_000
     connections = []
-    for _ in range(concurrency):
-        _, protocol = await loop.create_connection(lambda: _Connection(request), "127.0.0.1", port)
+    for index in range(concurrency):
+        bodies = None
+        if chat == "short":
+            def bodies(number: int, c: int = run * 1000 + index) -> bytes:
+                return _request(port, path, short_chat_body(c, number))
+        _, protocol = await loop.create_connection(
+            lambda b=bodies: _Connection(request, b), "127.0.0.1", port
+        )
         connections.append(protocol)
     latencies: list[float] = []
     errors = 0
@@ -278,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--max-requests", type=int, default=200_000)
+    parser.add_argument("--chat", choices=["same", "short"], default="same")
     args = parser.parse_args(argv)
     if args.kind == "upstream":
         uvloop.run(serve_upstream(args.port))
@@ -294,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.duration,
                 args.max_requests,
                 args.warmup,
+                args.chat,
             )
         )
         json.dump(result, sys.stdout)

@@ -1,6 +1,8 @@
 """What the proxy costs on the pass-through path, against bare passthroughs in the same run.
 
     python benchmarks/overhead.py [--concurrency 1,8,64] [--duration 3] [--json out.json]
+    python benchmarks/overhead.py --targets upstream-direct,bare-aiohttp,vm-proxy,vm-default \
+        --concurrency 1,64 --rounds 3     # memory on, alternating with the baseline
 
 Starts on loopback, each in its own process: a fake upstream (one small chat completion
 per request), a bare aiohttp passthrough (aiohttp server and client: the baseline), a bare
@@ -9,6 +11,15 @@ starlette passthrough with httpx's default pool (for reference), and `vm-proxy s
 with `vm.mode=off` (validation, logging, metrics, pass-through). A load generator in
 another process drives each for a few seconds at each concurrency and reports req/s and
 latency; "added" latency is measured against hitting the fake upstream directly.
+
+Two more targets measure what a new user runs (issue 15): `vm-default` is `vm-proxy serve`
+with the default settings (memory on, a SQLite store in a fresh temporary file) and
+`vm-default-memory` the same on the `memory://` store. Every target is driven with short
+chats by default (`--chat short`: each request a new turn of a 4-turn chat, resending its
+history; far below `vm.activate_above`, so each is forwarded unchanged and its new user
+message and answer are stored), so every row carries the same requests. After the run the
+SQLite target's file is measured: bytes on disk per stored message, by table
+(benchmarks/storage.py).
 
 The figures are noisy on a small shared machine: every process competes for the same
 cores, so compare ratios within one run, not absolute numbers across runs.
@@ -20,9 +31,12 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,9 +45,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks import storage  # noqa: E402
+
 SERVERS = [sys.executable, str(HERE / "_servers.py")]
 BASELINE = "bare-aiohttp"
 TARGETS = ["upstream-direct", BASELINE, "starlette+aiohttp", "starlette+httpx", "vm-proxy"]
+# Memory on, the defaults (issue 15); not measured unless named in --targets.
+DEFAULT_TARGETS = ["vm-default", "vm-default-memory"]
 
 
 def free_port() -> int:
@@ -70,12 +90,13 @@ def started(
 
 
 def run_load(
-    port: int, *, concurrency: int, duration_s: float, warmup_s: float, max_requests: int
+    port: int, *, concurrency: int, duration_s: float, warmup_s: float, max_requests: int,
+    chat: str = "same",
 ) -> dict[str, Any]:
     command = [
         *SERVERS, "load", "--port", str(port), "--concurrency", str(concurrency),
         "--duration", str(duration_s), "--warmup", str(warmup_s),
-        "--max-requests", str(max_requests),
+        "--max-requests", str(max_requests), "--chat", chat,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, timeout=duration_s + warmup_s + 60)
     if done.returncode != 0:
@@ -84,11 +105,18 @@ def run_load(
     return result
 
 
-def proxy_env() -> dict[str, str]:
+def proxy_env(mode: str | None = "off") -> dict[str, str]:
+    """A proxy's environment: `mode` off is the pure pass-through path; None, the default."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VM_PROXY_")}
     env["PYTHONPATH"] = str(REPO)
-    env["VM_PROXY_VM__MODE"] = "off"  # the pure pass-through path
+    if mode is not None:
+        env["VM_PROXY_VM__MODE"] = mode
     return env
+
+
+def default_command(port: int, upstream_url: str, store: str) -> list[str]:
+    return [sys.executable, "-m", "proxy", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--upstream", f"{upstream_url}/v1", "--store", store]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds first")
     parser.add_argument("--max-requests", type=int, default=100_000, help="cap per measurement")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=(
+        f"comma-separated, in the order measured, of {', '.join([*TARGETS, *DEFAULT_TARGETS])}"))
+    parser.add_argument("--chat", choices=["short", "same"], default="short",
+                        help="every request a new turn of a short chat, or the same one message")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every target this many times per level, alternating")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
+    targets = args.targets.split(",")
+    data = Path(tempfile.mkdtemp(prefix="vm-overhead-"))
+    sqlite_file = data / "vm-default.db"
 
-    ports = {name: free_port() for name in TARGETS}
+    ports = {name: free_port() for name in [*TARGETS, *DEFAULT_TARGETS]}
     upstream_url = f"http://127.0.0.1:{ports['upstream-direct']}"
     commands = {
         "upstream-direct": ([*SERVERS, "upstream", "--port", str(ports["upstream-direct"])], None),
@@ -125,42 +162,61 @@ def main(argv: list[str] | None = None) -> int:
              "--store", "memory://"],
             proxy_env(),
         ),
+        "vm-default": (
+            default_command(ports["vm-default"], upstream_url, f"sqlite:///{sqlite_file}"),
+            proxy_env(None),
+        ),
+        "vm-default-memory": (
+            default_command(ports["vm-default-memory"], upstream_url, "memory://"),
+            proxy_env(None),
+        ),
     }  # fmt: skip
+    # The fake upstream runs whether it is measured or not: the others forward to it.
+    running = list(dict.fromkeys(["upstream-direct", *targets]))
 
     results: list[dict[str, Any]] = []
     with ExitStack() as stack:
         pids = {}
-        for name in TARGETS:
+        for name in running:
             command, env = commands[name]
             pids[name] = stack.enter_context(started(command, env)).pid
-        for name in TARGETS:
+        for name in running:
             wait_ready(ports[name])
         for level in levels:
-            for name in TARGETS:
-                cpu_before = cpu_seconds(pids[name])
-                result = run_load(
-                    ports[name],
-                    concurrency=level,
-                    duration_s=args.duration,
-                    warmup_s=args.warmup,
-                    max_requests=args.max_requests,
-                )
-                cpu_after = cpu_seconds(pids[name])
-                result["target"] = name
-                # CPU per request of the server under test (not of the upstream behind it):
-                # steadier than req/s on a shared machine, where req/s also measures the
-                # neighbours.
-                if cpu_before is not None and cpu_after is not None and result["all_requests"]:
-                    result["cpu_us_per_request"] = round(
-                        (cpu_after - cpu_before) / result["all_requests"] * 1e6, 1
+            for round_number in range(args.rounds):
+                for name in targets:
+                    cpu_before = cpu_seconds(pids[name])
+                    result = run_load(
+                        ports[name],
+                        concurrency=level,
+                        duration_s=args.duration,
+                        warmup_s=args.warmup,
+                        max_requests=args.max_requests,
+                        chat=args.chat,
                     )
-                results.append(result)
-                print(
-                    f"  measured {name:<18} c={level:<3} {result['rps']:>9.1f} req/s",
-                    file=sys.stderr,
-                )
+                    cpu_after = cpu_seconds(pids[name])
+                    result["target"] = name
+                    result["round"] = round_number
+                    # CPU per request of the server under test (not of the upstream behind
+                    # it): steadier than req/s on a shared machine, where req/s also
+                    # measures the neighbours.
+                    if (cpu_before is not None and cpu_after is not None
+                            and result["all_requests"]):
+                        result["cpu_us_per_request"] = round(
+                            (cpu_after - cpu_before) / result["all_requests"] * 1e6, 1
+                        )
+                    results.append(result)
+                    print(
+                        f"  measured {name:<18} c={level:<3} {result['rps']:>9.1f} req/s",
+                        file=sys.stderr,
+                    )
+    # Measured once the server has stopped (its last writes and checkpoint done).
+    disk = storage.breakdown(sqlite_file) if "vm-default" in targets else None
+    shutil.rmtree(data, ignore_errors=True)
 
-    report = summarise(results, levels)
+    report = summarise(results, levels, targets)
+    if disk is not None:
+        report["disk"] = disk
     print_report(report, levels)
     if args.json:
         payload = {
@@ -171,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python benchmarks/overhead.py "
             + " ".join(sys.argv[1:] if argv is None else argv),
             "note": (
-                "vm-proxy with vm.mode=off; baseline: bare aiohttp server + aiohttp client; "
+                "vm-proxy with vm.mode=off; vm-default(-memory): the default settings (memory "
+                "on) on a SQLite (memory://) store; baseline: bare aiohttp server + aiohttp "
+                "client; "
                 "cpu_us_per_request is the server's own CPU (user+sys) per request. Noisy "
                 "2-core machine shared with other work: compare ratios within one run."
             ),
@@ -196,34 +254,50 @@ def wait_ready(port: int, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"nothing ready on port {port}: {last_error}")
 
 
-def summarise(results: list[dict[str, Any]], levels: list[int]) -> dict[str, Any]:
-    by_key = {(r["target"], r["concurrency"]): r for r in results}
+def summarise(
+    results: list[dict[str, Any]], levels: list[int], targets: list[str]
+) -> dict[str, Any]:
+    """Every row against the same round's upstream-direct and baseline; each ratio the
+    median over the rounds."""
+    by_key = {(r["target"], r["concurrency"], r["round"]): r for r in results}
     rows = []
-    ratios = {}
+    ratios: dict[str, dict[str, float | None]] = {}
     for level in levels:
-        direct = by_key[("upstream-direct", level)]
-        base = by_key[(BASELINE, level)]
-        for name in TARGETS:
-            r = by_key[(name, level)]
+        found: dict[str, list[float | None]] = {}
+        for r in (r for r in results if r["concurrency"] == level):
             row = dict(r)
-            if name != "upstream-direct":
+            direct = by_key.get(("upstream-direct", level, r["round"]))
+            base = by_key.get((BASELINE, level, r["round"]))
+            if r["target"] != "upstream-direct" and direct is not None:
                 row["added_p50_ms"] = round(r["p50_ms"] - direct["p50_ms"], 3)
                 row["added_p99_ms"] = round(r["p99_ms"] - direct["p99_ms"], 3)
+            if r["target"] != "upstream-direct" and base is not None:
                 row["rps_vs_baseline"] = _ratio(r["rps"], base["rps"])
             rows.append(row)
-        vm = by_key[("vm-proxy", level)]
-        ratios[str(level)] = {
-            "vm_proxy_vs_bare_aiohttp": _ratio(vm["rps"], base["rps"]),
-            "vm_proxy_vs_starlette_aiohttp": _ratio(
-                vm["rps"], by_key[("starlette+aiohttp", level)]["rps"]
-            ),
-            # Requests per CPU-second, vm-proxy over the baseline: the throughput ratio the
-            # proxy would reach with a core of its own.
-            "vm_proxy_vs_bare_aiohttp_per_cpu": _ratio(
-                base.get("cpu_us_per_request"), vm.get("cpu_us_per_request")
-            ),
-        }
+            name = r["target"].replace("-", "_").replace("+", "_")
+            if r["target"] in ("vm-proxy", *DEFAULT_TARGETS) and base is not None:
+                found.setdefault(f"{name}_vs_bare_aiohttp", []).append(
+                    _ratio(r["rps"], base["rps"]))
+                # Requests per CPU-second over the baseline's: the throughput ratio the
+                # proxy would reach with a core of its own.
+                found.setdefault(f"{name}_vs_bare_aiohttp_per_cpu", []).append(_ratio(
+                    base.get("cpu_us_per_request"), r.get("cpu_us_per_request")))
+            reference = by_key.get(("starlette+aiohttp", level, r["round"]))
+            if r["target"] == "vm-proxy" and reference is not None:
+                found.setdefault("vm_proxy_vs_starlette_aiohttp", []).append(
+                    _ratio(r["rps"], reference["rps"]))
+            off = by_key.get(("vm-proxy", level, r["round"]))
+            if r["target"] in DEFAULT_TARGETS and off is not None:
+                # What memory on costs over the same proxy with vm.mode = off.
+                found.setdefault(f"{name}_added_p50_ms_over_off", []).append(
+                    round(r["p50_ms"] - off["p50_ms"], 3))
+        ratios[str(level)] = {key: _median(values) for key, values in found.items()}
     return {"rows": rows, "ratios": ratios}
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 3) if known else None
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -254,12 +328,12 @@ def print_report(report: dict[str, Any], levels: list[int]) -> None:
         )
     print()
     for level in levels:
-        r = report["ratios"][str(level)]
-        print(
-            f"c={level}: vm-proxy / bare aiohttp = {_cell(r['vm_proxy_vs_bare_aiohttp'], '.2f')} "
-            f"(req/s), {_cell(r['vm_proxy_vs_bare_aiohttp_per_cpu'], '.2f')} (req per CPU-s); "
-            f"vm-proxy / starlette+aiohttp = {_cell(r['vm_proxy_vs_starlette_aiohttp'], '.2f')}"
-        )
+        for key, value in report["ratios"][str(level)].items():
+            print(f"c={level}: {key} = {_cell(value, '.3f')}")
+    disk = report.get("disk")
+    if disk:
+        print()
+        print(storage.describe(disk))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.loop.derive import store_elsewhere
 from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
@@ -64,7 +65,12 @@ class Conversations:
         ingest: Ingest,
         state_at: StateAt,
         prefix_cache: PrefixCache | None = None,
+        *,
+        durable: bool = True,
     ) -> None:
+        """`durable=False`: the request holds the whole history, so its messages may be
+        stored after it is answered (PageStore.append's `durable`)."""
+        self._durable = durable
         self._store = store
         self._ingest = ingest
         self._state_at = state_at
@@ -408,6 +414,10 @@ class Conversations:
                 if not messages:
                     return conv, 0, None
                 target = conv
+                if anchor >= conv.length:
+                    # The conversation does not reach the anchor: what placed the request
+                    # there was a write that was lost (a deferred one); place it again.
+                    raise UnknownConversation(f"{owner} ends before position {anchor}")
                 if conv.length != anchor + 1:
                     target = await self._fork(tenant, conv, anchor, hashes[0])
                 if known_path is not None and known_path.leaf == target.conv_id:
@@ -418,6 +428,8 @@ class Conversations:
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
+                if made.elsewhere:
+                    await store_elsewhere(self._store, tenant, made.elsewhere)
                 end = anchor + 1 + len(messages)
                 state = {**made.state, **(state_patch or {})}
                 if on_append is not None:
@@ -431,6 +443,7 @@ class Conversations:
                         new_length=end,
                         state=state,
                         mutations=[*made.mutations, *mutations],
+                        durable=self._durable,
                     )
                 except VersionConflict:
                     continue

@@ -19,6 +19,8 @@ class NewPages:
     pages: list[Page]
     state: dict[str, Any]
     mutations: list[Mutation] = field(default_factory=list)
+    # Pages derived for positions other conversations own (proxy.loop.derive), by owner.
+    elsewhere: dict[str, list[Page]] = field(default_factory=dict)
 
 
 # (store, tenant, path so far, position of the first new message, the messages, their chain

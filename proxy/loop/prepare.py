@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from proxy.config import VMSettings
 from proxy.loop.conversations import Conversations
+from proxy.loop.derive import derive_conversation
 from proxy.loop.early_search import EarlySearch
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
@@ -90,8 +91,6 @@ async def prepare(
     settings = state.settings
     store: PageStore = state.store
     counter = counter_for_model(body.get("model"))
-    ingester = Ingester(lambda: counter, settings.vm.segment_turns)
-    conversations = Conversations(store, ingester.ingest, ingester.state_at, state.prefix_cache)
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
     overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
     # A request is forwarded whole only when it is at most `vm.activate_above` and it fits
@@ -100,6 +99,16 @@ async def prepare(
         # (The reply a client asks for; none asked: the upstream's default is not ours to
         # guess.)
         settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
+    )
+    # Until then its messages are stored lean (proxy.loop.derive).
+    ingester = Ingester(
+        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead
+    )
+    # A request holding its whole history may be answered before its messages are stored:
+    # were they lost, its client's next request resends them.
+    conversations = Conversations(
+        store, ingester.ingest, ingester.state_at, state.prefix_cache,
+        durable=session is not None or after is not None,
     )
     early = EarlySearch(
         store,
@@ -124,6 +133,10 @@ async def prepare(
                 history = [_message(p) for p in pages if p.is_message]
                 prepared.forward_body = {**body, "messages": history}
             return prepared
+        if Counters.from_dict(conv_state.get("counters")).derived < end:
+            # Memory is needed, and this request stored nothing that derived the lean pages.
+            await derive_conversation(store, ingester.ingest, tenant, placement.leaf.conv_id)
+            conv_state = await ingester.state_at(store, tenant, placement.path, end - 1)
         prepared.turn = await _pack_turn(
             state, request, body, counter, conversations, placement, conv_state, full,
             session, mode, early,

@@ -20,6 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from proxy.loop.derive import (
+    lean_ingest,
+    lean_since,
+    snapshot,
+    split_by_owner,
+    state_from_page,
+)
 from proxy.loop.offload import text_chars
 from proxy.loop.placement import NewPages
 from proxy.store.base import Conversation, PageStore, Path
@@ -31,8 +38,6 @@ from proxy.vm.segments import SegmentJob, build_summary, record_summary
 
 # Conversation-state entries of the fault loop that new messages carry over unchanged.
 _CARRIED = ("table", "frame", "replay")
-# Left out of per-page snapshots: only deduplication uses them, and they are the bulk.
-_NOT_SNAPSHOTTED = ("claim_keys", "recent_claims")
 # A message with more text than this is turned into pages in a worker thread: its
 # analysis (bounded by proxy.vm.bounds) takes milliseconds that other requests must not
 # wait for; below it the thread hop would cost more than it saves.
@@ -47,10 +52,16 @@ class Ingester:
         counter_for: Callable[[], TokenCounter],
         segment_turns: int,
         clock: Clock = time.time,
+        *,
+        lean_up_to: int | None = None,
     ) -> None:
+        """`lean_up_to`: while a conversation's resent history costs at most this many
+        tokens, its messages are stored as lean pages (proxy.loop.derive); None: always
+        in full."""
         self._counter_for = counter_for
         self._segment_turns = segment_turns
         self._clock = clock
+        self._lean_up_to = lean_up_to
 
     async def state_at(
         self,
@@ -73,7 +84,7 @@ class Ingester:
         page = found.get(page_id)
         if page is None or "after" not in page.extra:
             raise LookupError(f"no stored state after position {position} of {path.leaf}")
-        return dict(page.extra["after"])
+        return state_from_page(page)
 
     async def ingest(
         self,
@@ -86,6 +97,18 @@ class Ingester:
         before: dict[str, Any],
     ) -> NewPages:
         counter = self._counter_for()
+        if self._lean_up_to is not None:
+            made = lean_ingest(first, messages, hashes, before, counter, self._clock(), _CARRIED)
+            if int(made.state["tokens"]) <= self._lean_up_to:
+                return made
+        # In full, from the first lean page on.
+        start, earlier, earlier_hashes, at_start = await lean_since(
+            store, tenant, path, first, before, self.state_at
+        )
+        if earlier:
+            carried = {k: v for k, v in before.items() if k in _CARRIED}
+            first, before = start, {**at_start, **carried}
+            messages, hashes = [*earlier, *messages], [*earlier_hashes, *hashes]
         counters = Counters.from_dict(before.get("counters"))
         tokens = int(before.get("tokens", 0))
         pages: list[Page] = []
@@ -108,10 +131,7 @@ class Ingester:
             result = await asyncio.to_thread(make) if big else make()
             page, *others = result.pages
             tokens += int(page.extra.get("msg_tokens", 0))
-            snapshot = {
-                k: v for k, v in counters.to_dict().items() if k not in _NOT_SNAPSHOTTED
-            }
-            after = {"hash": hashes[offset], "tokens": tokens, "counters": snapshot}
+            after = snapshot(counters, tokens)
             pages.append(dataclasses.replace(page, extra={**page.extra, "after": after}))
             derived.extend(others)
             jobs.extend(result.segment_jobs)
@@ -124,7 +144,8 @@ class Ingester:
             "tokens": tokens,
             "counters": counters.to_dict(),
         }
-        return NewPages(pages=pages, state=state, mutations=mutations)
+        own, elsewhere = split_by_owner(path, pages) if earlier else (pages, {})
+        return NewPages(pages=own, state=state, mutations=mutations, elsewhere=elsewhere)
 
     async def _summaries(
         self,

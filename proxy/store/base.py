@@ -137,11 +137,16 @@ class PageStore(Protocol):
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,
     ) -> Conversation:
         """Atomically store pages, set length and state, log mutations, bump the version.
 
-        Pages already stored (same conversation and page id) are left as they are, so a
-        retried append is harmless. Raises VersionConflict when `expected_version` is stale.
+        Pages already stored (same conversation and page id) are left as they are (but a
+        lean page, which its derived page replaces), so a retried append is harmless.
+        Raises VersionConflict when `expected_version` is stale. `durable=False`: the store
+        may return before the write is committed (the SQLite store queues it for the next
+        group commit, and reads of the conversation wait for it); its failure is logged,
+        not raised. For messages a client will send again (a whole-history request).
         """
 
     async def update_state(

@@ -39,6 +39,7 @@ from proxy.store.base import (
     SearchHit,
     TenantInfo,
 )
+from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page, parse_page_id
 
@@ -138,14 +139,17 @@ class CachedStore:
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,
     ) -> Conversation:
         before = self._convs.get((tenant, conv_id))
         conv = await self.inner.append(
             tenant, conv_id, pages, expected_version=expected_version, new_length=new_length,
-            state=state, mutations=mutations,
+            state=state, mutations=mutations, durable=durable,
         )
         if before is not None and before.version == expected_version:
             self._learn_appended(tenant, conv_id, pages, before.length)
+        else:
+            self._forget_lean(tenant, conv_id, pages)
         return self._remember(conv)
 
     def _learn_appended(
@@ -156,9 +160,18 @@ class CachedStore:
         there before, so the pages stored are these, not an earlier copy the append left in
         place. Caching them spares the next turn's read of its own question."""
         for page in pages:
+            key = (tenant, conv_id, page.page_id)
             parsed = parse_page_id(page.page_id)
             if parsed == ("msg", page.anchor) and page.anchor >= stored_length:
-                self._pages.put((tenant, conv_id, page.page_id), page)
+                self._pages.put(key, page)
+            elif not is_lean(page) and (cached := self._pages.get(key)) and is_lean(cached):
+                self._pages.put(key, page)  # the lean page it replaced (proxy.vm.lean)
+
+    def _forget_lean(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> None:
+        for page in pages:
+            key = (tenant, conv_id, page.page_id)
+            if not is_lean(page) and (cached := self._pages.get(key)) and is_lean(cached):
+                self._pages.put(key, page)
 
     async def update_state(
         self,

@@ -15,6 +15,7 @@ import orjson
 
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.bounds import analysed
+from proxy.vm.lean import LEAN, is_lean, lean_view
 from proxy.vm.pages import Modality, Page, PageKind
 
 # An inline image or file: its base64 would only flood the index with noise tokens.
@@ -23,7 +24,27 @@ _KINDS = {kind.value: kind for kind in PageKind}
 _MODALITIES = {modality.value: modality for modality in Modality}
 
 
+# How a lean page's body starts (stores find the pages an append may replace by it).
+LEAN_PREFIX = b'{"lean":1,'
+
+
 def encode_page(page: Page) -> bytes:
+    if is_lean(page):
+        # Only what its Page is rebuilt from (proxy.vm.lean.lean_view): the rest is the
+        # message's text again.
+        return orjson.dumps(
+            {
+                LEAN: 1,
+                "page_id": page.page_id,
+                "anchor": page.anchor,
+                "turn": page.turn,
+                "role": page.role,
+                "chain_hash": page.chain_hash,
+                "message": page.message,
+                "created_at": page.created_at,
+                "extra": {k: v for k, v in page.extra.items() if k != LEAN},
+            }
+        )
     renderings: tuple[str | None, ...] = page.renderings
     if page.message is not None and page.message.get("content") == page.text:
         # A message's level 0 is its content: stored once, in the message (a 2.7 MB
@@ -55,6 +76,11 @@ def decode_page(body: bytes | str) -> Page:
     # Positional, with the enums looked up in dicts: decoding is on the path of every read,
     # and keywords and enum calls were a third of its cost.
     data = orjson.loads(body)
+    if LEAN in data:
+        return lean_view(
+            data["page_id"], data["anchor"], data["turn"], data["role"], data["chain_hash"],
+            data["message"], data["created_at"], {LEAN: 1, **data["extra"]},
+        )
     r0, r1, r2, r3 = data["renderings"]
     if r0 is None:
         r0 = data["message"]["content"]

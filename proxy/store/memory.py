@@ -35,6 +35,7 @@ from proxy.store.codec import (
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import build_path
 from proxy.vm.bm25 import BM25Index
+from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
@@ -126,6 +127,7 @@ class MemoryStore:
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,  # every append is committed before it returns
     ) -> Conversation:
         row = self._checked_row(tenant, conv_id, expected_version)
         # Encode everything before changing anything: a failure leaves the store untouched.
@@ -134,13 +136,20 @@ class MemoryStore:
         stored = self._pages.setdefault((tenant, conv_id), _ConvPages())
         index = self._indexes.setdefault(tenant, BM25Index())
         for page in copies:
-            if page.page_id in stored.by_id:
+            existing = stored.by_id.get(page.page_id)
+            if existing is not None:
+                # Left as it is, unless it is the lean page this one derives.
+                if is_lean(page) or not is_lean(existing):
+                    continue
+                stored.by_id[page.page_id] = page
+                index.add_tokens((conv_id, page.page_id), page_search_tokens(page))
                 continue
             stored.by_id[page.page_id] = page
             self._inserted += 1
             entry = (page.anchor, 0 if page.is_message else 1, self._inserted, page.page_id)
             bisect.insort(stored.ordered, entry)
-            index.add_tokens((conv_id, page.page_id), page_search_tokens(page))
+            if not is_lean(page):  # nothing searches a conversation below activate_above
+                index.add_tokens((conv_id, page.page_id), page_search_tokens(page))
             if page.chain_hash:
                 self._hashes.setdefault((tenant, page.chain_hash), (conv_id, page.anchor))
         row.length = new_length

@@ -35,6 +35,7 @@ from proxy.store.base import (
     VersionConflict,
 )
 from proxy.store.codec import (
+    LEAN_PREFIX,
     decode_page,
     decode_state,
     encode_page,
@@ -55,6 +56,7 @@ from proxy.store.postgres_admin import PostgresAdminReads
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
+from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
@@ -71,9 +73,9 @@ WITH cur AS (
 ), input AS (
     SELECT * FROM unnest($4::text[], $5::text[], $6::int[], $7::bool[], $8::text[],
                          $9::text[], $10::text[], $11::bytea[], $12::float8[], $13::text[],
-                         $14::text[], $15::int[])
+                         $14::text[], $15::int[], $25::bool[])
          AS u (page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
-               created_at, terms, tfs, doc_len)
+               created_at, terms, tfs, doc_len, lean)
 ), ins AS (
     INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,
                        chain_hash, body, created_at, doc_len)
@@ -81,7 +83,13 @@ WITH cur AS (
            created_at, doc_len
     FROM input
     WHERE (SELECT version FROM cur) = $3
-    ON CONFLICT (tenant, conv_id, page_id) DO NOTHING
+    ON CONFLICT (tenant, conv_id, page_id) DO UPDATE
+        SET body = excluded.body, kind = excluded.kind, modality = excluded.modality,
+            doc_len = excluded.doc_len
+        -- Only a lean page is replaced, by the page derived from it (proxy.vm.lean).
+        WHERE substring(pages.body from 1 for {len(LEAN_PREFIX)}) = '\\x{LEAN_PREFIX.hex()}'::bytea
+          AND substring(excluded.body from 1 for {len(LEAN_PREFIX)})
+              <> '\\x{LEAN_PREFIX.hex()}'::bytea
     RETURNING id, page_id, chain_hash, anchor, modality, doc_len
 ), indexed AS (
     INSERT INTO page_terms (term, page, tenant, conv_id, anchor, modality, tf, doc_len)
@@ -103,7 +111,9 @@ WITH cur AS (
 )
 UPDATE conversations c
 SET version = c.version + 1, length = coalesce($22, c.length), state = coalesce($23, c.state),
-    updated_at = $24, doc_count = c.doc_count + (SELECT count(*) FROM ins),
+    updated_at = $24,
+    doc_count = c.doc_count + (SELECT count(*) FROM ins i JOIN input u USING (page_id)
+                               WHERE NOT u.lean),
     doc_len = c.doc_len + (SELECT coalesce(sum(doc_len), 0) FROM ins)
 WHERE c.tenant = $1 AND c.conv_id = $2 AND c.version = $3 AND (SELECT version FROM cur) = $3
 RETURNING {_CONV_COLUMNS}
@@ -262,11 +272,13 @@ class PostgresStore(PostgresAdminReads):
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,  # every append is committed before it returns
     ) -> Conversation:
         prefix = term_prefix(tenant, conv_id)
         columns: list[list[Any]] = [[] for _ in range(12)]
         for page in pages:
-            counts = Counter(page_search_tokens(page))
+            # A lean page is not indexed: its derived page replaces it and is, then.
+            counts = Counter() if is_lean(page) else Counter(page_search_tokens(page))
             values = (
                 page.page_id, id_prefix(page.page_id), page.anchor, page.is_message,
                 page.kind.value, page.modality.value, page.chain_hash, encode_page(page),
@@ -280,6 +292,7 @@ class PostgresStore(PostgresAdminReads):
             _APPEND_SQL, tenant, conv_id, expected_version, *columns,
             *_mutation_columns(mutations, now), new_length,
             encode_state(state) if state is not None else None, now,
+            [is_lean(page) for page in pages],
         )
         if row is None:
             raise await self._why_not(tenant, conv_id, expected_version)

@@ -36,6 +36,7 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from proxy.logs import log
 from proxy.store import sqlite_admin
 from proxy.store import sqlite_queries as q
 from proxy.store.base import (
@@ -49,6 +50,7 @@ from proxy.store.base import (
     VersionConflict,
 )
 from proxy.store.codec import (
+    LEAN_PREFIX,
     decode_state,
     encode_page,
     encode_state,
@@ -60,6 +62,7 @@ from proxy.store.paths import term_prefix
 from proxy.store.sqlite_schema import configure, migrate
 from proxy.store.sqlite_threads import Job, Lane
 from proxy.vm.bm25 import query_terms
+from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
@@ -125,7 +128,7 @@ class SQLiteStore:
         self.write_failure: str | None = None
         self._clock = clock
         self._conns = _Connections(path, synchronous.upper())
-        self._writer = Lane(1, "vm-sqlite-writer", self._call)
+        self._writer = Lane(1, "vm-sqlite-writer", self._call, group=self._group_commit)
         self._readers = (
             Lane(readers, "vm-sqlite-reader", self._call) if readers > 0 else self._writer
         )
@@ -133,6 +136,10 @@ class SQLiteStore:
         self._pending: list[tuple[Job[Any], tuple[str, str] | None]] = []
         self._writes = 0  # submitted to the writer thread and not finished
         self._writing: dict[tuple[str, str], int] = {}  # the same, by conversation
+        self._deferred = 0  # of those, appends nobody waits for
+        # Each conversation's (parent_id, fork_at), which never change: what a deferred
+        # append needs to return the row it will write.
+        self._forks: dict[tuple[str, str], tuple[str | None, int]] = {}
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -165,6 +172,27 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store failed: {exc}") from exc
 
+    def _group_commit(self, jobs: list[Job[Any]]) -> None:
+        """Run on the writer thread the jobs queued together, in one transaction: each write
+        is a savepoint of it (proxy.store.sqlite_queries.transaction), so one that fails
+        leaves the others; the reads among them read what the writes before them stored.
+        Concurrent requests' writes so share one commit instead of paying one each."""
+        conn = self._conns.get()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            self._writer.run_each(jobs)  # each on its own, as without grouping
+            return
+        self._writer.run_each(jobs)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                if job.error is None:
+                    job.error = StoreError(f"sqlite store failed to commit: {exc}")
+
     async def _read(
         self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
     ) -> R:
@@ -179,7 +207,9 @@ class SQLiteStore:
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, []
-        if self._writes == 0:
+        if self._writes == 0 or self._deferred:
+            # With deferred writes queued, every read goes behind them: a hash lookup must
+            # find the messages they store.
             self._submit(self._writer, loop, [read for read, _ in pending])
             return
         # A read of a conversation being written waits for the write and reads its result
@@ -240,7 +270,12 @@ class SQLiteStore:
     # -- conversations -----------------------------------------------------------------------
 
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
-        return await self._read(q.get_conversation, tenant, conv_id, of=(tenant, conv_id))
+        conv = await self._read(q.get_conversation, tenant, conv_id, of=(tenant, conv_id))
+        return self._learn_fork(conv) if conv is not None else None
+
+    def _learn_fork(self, conv: Conversation) -> Conversation:
+        self._forks[(conv.tenant, conv.conv_id)] = (conv.parent_id, conv.fork_at)
+        return conv
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
         return await self._read(
@@ -250,9 +285,9 @@ class SQLiteStore:
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
     ) -> Conversation:
-        return await self._write(
+        return self._learn_fork(await self._write(
             self._create, tenant, conv_id, parent_id, fork_at, of=(tenant, conv_id)
-        )
+        ))
 
     def _create(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
@@ -295,11 +330,48 @@ class SQLiteStore:
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        durable: bool = True,
     ) -> Conversation:
-        return await self._write(
-            self._append, tenant, conv_id, pages, expected_version, new_length, state,
-            mutations, of=(tenant, conv_id),
-        )
+        fork = self._forks.get((tenant, conv_id))
+        if durable or state is None or fork is None:
+            return self._learn_fork(await self._write(
+                self._append, tenant, conv_id, pages, expected_version, new_length, state,
+                mutations, of=(tenant, conv_id),
+            ))
+        # Queued for the writer's next group commit, not waited for: the row it will write
+        # is known here. Reads of the conversation go behind it (_send_reads).
+        self._defer(self._append, tenant, conv_id, pages, expected_version, new_length, state,
+                    mutations)
+        return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
+                            dict(state), self._clock())
+
+    def _defer(self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+        write: Job[Any] = Job(fn, (tenant, conv_id, *args), loop.create_future())
+        of = (tenant, conv_id)
+        self._writes += 1
+        self._writing[of] = self._writing.get(of, 0) + 1
+        self._deferred += 1
+
+        def done(future: asyncio.Future[Any]) -> None:
+            self._writes -= 1
+            self._deferred -= 1
+            if self._writing[of] == 1:
+                del self._writing[of]
+            else:
+                self._writing[of] -= 1
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                self.write_failure = None
+                return
+            self.write_failure = str(error)
+            # Its messages are the client's to send again (a whole-history request), and
+            # they are placed again then: a conversation found shorter than a placement
+            # expects is placed anew (proxy.loop.conversations).
+            log.error("a deferred write of conversation %s was lost: %s", conv_id, error)
+
+        write.future.add_done_callback(done)
+        self._submit(self._writer, loop, [write])
 
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
@@ -308,8 +380,11 @@ class SQLiteStore:
     ) -> Conversation:
         # Encode before taking the write lock: it is the slow part and needs no database.
         scope = term_prefix(tenant, conv_id)
+        # A lean page is not indexed (nothing searches a conversation below
+        # vm.activate_above); its derived page replaces it and is indexed then.
         rows = [
-            (page, encode_page(page), " ".join(scope + t for t in page_search_tokens(page)))
+            (page, encode_page(page), None if is_lean(page) else
+             " ".join(scope + t for t in page_search_tokens(page)))
             for page in pages
         ]
         state_blob = encode_state(state) if state is not None else None
@@ -324,12 +399,17 @@ class SQLiteStore:
                      int(page.is_message), page.kind.value, page.modality.value,
                      page.chain_hash, body, page.created_at),
                 )
+                rowid = cursor.lastrowid
                 if cursor.rowcount != 1:
-                    continue  # stored by an earlier (retried) append: left as it is
-                conn.execute(
-                    "INSERT INTO page_fts (rowid, terms) VALUES (?, ?)",
-                    (cursor.lastrowid, terms),
-                )
+                    # Stored by an earlier (retried) append: left as it is, unless it is the
+                    # lean page this one derives.
+                    rowid = None if terms is None else q.replace_lean(
+                        conn, tenant, conv_id, page, body, LEAN_PREFIX)
+                    if rowid is None:
+                        continue
+                if terms is not None:
+                    conn.execute("INSERT INTO page_fts (rowid, terms) VALUES (?, ?)",
+                                 (rowid, terms))
                 if page.chain_hash:
                     conn.execute(
                         "INSERT INTO hashes (tenant, chain_hash, conv_id, position)"

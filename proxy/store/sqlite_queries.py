@@ -29,6 +29,18 @@ CHUNK = 500
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction; inside a group commit's (proxy.store.sqlite), a savepoint of
+    it, so that one write failing leaves the others of its group."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT job")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            raise
+        conn.execute("RELEASE job")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -279,3 +291,18 @@ def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> i
                           "conversations"):
                 conn.execute(f"DELETE FROM {table} WHERE tenant = ? AND conv_id = ?", key)
     return len(doomed)
+
+
+def replace_lean(
+    conn: sqlite3.Connection, tenant: str, conv_id: str, page: Page, body: bytes,
+    lean_prefix: bytes,
+) -> int | None:
+    """Store `page` over the lean page of the same id (proxy.vm.lean); its rowid, or None
+    when the stored page is not lean (then it is left as it is)."""
+    row = conn.execute(
+        "UPDATE pages SET body = ?, kind = ?, modality = ? WHERE tenant = ? AND conv_id = ?"
+        " AND page_id = ? AND substr(body, 1, ?) = ? RETURNING id",
+        (body, page.kind.value, page.modality.value, tenant, conv_id, page.page_id,
+         len(lean_prefix), lean_prefix),
+    ).fetchone()
+    return None if row is None else int(row[0])

@@ -19,6 +19,10 @@ R = TypeVar("R")
 Runner = Callable[[Callable[..., Any], tuple[Any, ...]], Any]
 
 
+# At most this many queued batches share one group (one transaction of the SQLite writer).
+MAX_GROUP = 256
+
+
 class Job(Generic[R]):
     """One call waiting for a thread: what to run, and where its outcome goes."""
 
@@ -44,14 +48,23 @@ def _settle(batch: list[Job[Any]]) -> None:
             job.future.set_result(job.result)
 
 
-class Lane:
-    """`threads` threads taking batches of jobs from one queue, first in first out."""
+# Runs a group of jobs (their results and errors set on them), when a lane groups them.
+Grouper = Callable[[list[Job[Any]]], None]
 
-    def __init__(self, threads: int, name: str, run: Runner) -> None:
+
+class Lane:
+    """`threads` threads taking batches of jobs from one queue, first in first out.
+
+    With `group`, a thread takes every batch queued when it is free and hands their jobs
+    to `group` together (the SQLite writer commits them in one transaction), then settles
+    them."""
+
+    def __init__(self, threads: int, name: str, run: Runner, group: Grouper | None = None) -> None:
         self._queue: queue.SimpleQueue[
             tuple[asyncio.AbstractEventLoop, list[Job[Any]]] | None
         ] = queue.SimpleQueue()
         self._run = run
+        self._group = group
         self._closed = False
         self._threads = [
             threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True)
@@ -77,13 +90,34 @@ class Lane:
 
     def _serve(self) -> None:
         while (item := self._queue.get()) is not None:
-            loop, batch = item
-            for job in batch:
+            items = [item]
+            stop = False
+            if self._group is not None:
+                while len(items) < MAX_GROUP:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    items.append(more)
+            if self._group is not None and len(items) > 1:
+                self._group([job for _, batch in items for job in batch])
+            else:
+                for _, batch in items:
+                    self.run_each(batch)
+            for loop, batch in items:
                 try:
-                    job.result = self._run(job.fn, job.args)
-                except Exception as exc:
-                    job.error = exc
+                    loop.call_soon_threadsafe(_settle, batch)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    pass
+            if stop:
+                return
+
+    def run_each(self, batch: list[Job[Any]]) -> None:
+        for job in batch:
             try:
-                loop.call_soon_threadsafe(_settle, batch)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+                job.result = self._run(job.fn, job.args)
+            except Exception as exc:
+                job.error = exc

@@ -70,6 +70,14 @@ class Counters:
     # The date the latest message stating one at its start gave (vm/attribution.py): when
     # the messages since were said.
     said: str = ""
+    # Messages (positions 0..derived-1) whose derived pages (claims, images, segment
+    # summaries) and index entries are made; the ones after are lean pages (vm/lean.py),
+    # derived when the conversation first needs memory. -1: all of them (`messages`).
+    derived: int = -1
+
+    def __post_init__(self) -> None:
+        if self.derived < 0:
+            self.derived = self.messages
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +95,7 @@ class Counters:
             "preamble": self.preamble,
             "user_positions": list(self.user_positions),
             "said": self.said,
+            "derived": self.derived,
         }
 
     @classmethod
@@ -107,6 +116,8 @@ class Counters:
             preamble=int(data.get("preamble", 0)),
             user_positions=[int(p) for p in data.get("user_positions", [])],
             said=str(data.get("said") or ""),
+            # States written before lean pages existed were derived throughout.
+            derived=int(data.get("derived", -1)),
         )
 
 
@@ -151,6 +162,7 @@ def ingest_messages(
         result.pages.append(page)
         derived.extend(extra_pages)
         counters.messages = max(counters.messages, position + 1)
+        counters.derived = max(counters.derived, position + 1)
     result.pages.extend(derived)
     turn = counters.turns
     for page in result.pages:
@@ -289,6 +301,14 @@ def _page(
         **fields,
     )
     return annotate_costs(page, counter)
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """Level 0 of a message as text (images as `[image]`), without making image pages."""
+    content = message.get("content")
+    if isinstance(content, str) and not message.get("tool_calls") and not message.get("audio"):
+        return content
+    return _message_text(message, lambda part, caption: None)
 
 
 def _message_text(message: Mapping[str, Any], on_image: Callable[[Any, str], None]) -> str:

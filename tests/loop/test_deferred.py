@@ -1,0 +1,142 @@
+"""Issue 15: short chats stored cheaply. A whole-history request is answered before its
+messages are written (a process killed in between loses nothing: the next request resends
+them); under X-VM-Session the turn is written before the answer; lean pages are derived
+when the conversation first needs memory."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.store import open_store
+from proxy.store.base import PageStore
+from proxy.store.sqlite import SQLiteStore
+from proxy.vm.lean import is_lean
+from tests.loop.harness import serve, vm_settings
+
+ANSWER = "Noted, thanks."
+
+
+def answer(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json={
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    })
+
+
+def question(i: int) -> dict[str, Any]:
+    return {"role": "user", "content": f"Question {i}: what about the harbour ferry number {i}?"}
+
+
+async def stored_messages(store: PageStore, tenant: str, conv_id: str) -> list[dict[str, Any]]:
+    conv = await store.get_conversation(tenant, conv_id)
+    assert conv is not None
+    path = await store.path(tenant, conv_id)
+    return [dict(p.message or {}) for p in await store.pages_in_range(path, 0, conv.length)]
+
+
+def kill_deferred_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, deferred writes are queued and never run, as when the process is
+    killed after answering and before its writer commits them."""
+    dropped: list[str] = []
+
+    def dropped_write(self: SQLiteStore, fn: Any, tenant: str, conv_id: str, *args: Any) -> None:
+        dropped.append(conv_id)
+
+    monkeypatch.setattr(SQLiteStore, "_defer", dropped_write)
+    return dropped
+
+
+async def test_a_kill_between_the_answer_and_its_deferred_write_loses_no_message(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/store.db"
+    settings = vm_settings()
+    messages = [{"role": "system", "content": "Be brief."}, question(0)]
+    async with serve(answer, settings, await open_store(url)) as proxy:
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert reply.status_code == 200
+        messages += [reply.json()["choices"][0]["message"], question(1)]
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert reply.status_code == 200
+        # The next turn is answered, and then the process dies before its writes run.
+        dropped = kill_deferred_writes(monkeypatch)
+        messages += [reply.json()["choices"][0]["message"], question(2)]
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert reply.status_code == 200
+        assert reply.json()["choices"][0]["message"]["content"] == ANSWER
+        assert dropped  # the question and the answer of that turn were never written
+        tenant = proxy.tenant
+    monkeypatch.undo()
+
+    # A new process on the same file: what the kill lost is not there ...
+    store = await open_store(url)
+    conv_id = reply.headers["x-vm-session"]
+    assert len(await stored_messages(store, tenant, conv_id)) == len(messages) - 1
+    # ... and the client's next request, which resends it, stores every message.
+    messages += [reply.json()["choices"][0]["message"], question(3)]
+    async with serve(answer, settings, store) as proxy:
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert reply.status_code == 200
+        conv_id = reply.headers["x-vm-session"]
+        expected = [*messages, {"role": "assistant", "content": ANSWER}]
+        stored = await stored_messages(proxy.store, tenant, conv_id)
+        assert [(m["role"], m["content"]) for m in stored] == [
+            (m["role"], m["content"]) for m in expected
+        ]
+
+
+async def test_a_session_turn_is_written_before_its_answer(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path}/store.db"
+    async with serve(answer, vm_settings(), await open_store(url)) as proxy:
+        dropped = kill_deferred_writes(monkeypatch)
+        headers = {"x-vm-session": "s1"}
+        for i in range(2):
+            reply = await proxy.raw_chat(
+                {"model": "gpt-4o", "messages": [question(i)]}, headers)
+            assert reply.status_code == 200
+        assert dropped == []
+        conv_id = await proxy.store.resolve_session(proxy.tenant, "s1")
+        assert conv_id is not None
+        stored = await stored_messages(proxy.store, proxy.tenant, conv_id)
+        assert [m["content"] for m in stored] == [
+            question(0)["content"], ANSWER, question(1)["content"], ANSWER
+        ]
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_lean_pages_are_derived_when_the_conversation_first_needs_memory(
+    url: str, tmp_path: FsPath
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/s.db" if url == "sqlite" else url,
+                             cache_pages=100)
+    settings = vm_settings(activate_above=400)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "My locker code is 4417."}]
+    async with serve(answer, settings, store) as proxy:
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        conv_id = reply.headers["x-vm-session"]
+        path = await store.path(proxy.tenant, conv_id)
+        first = (await store.get_pages(path, ["msg_0"]))["msg_0"]
+        assert is_lean(first)  # below activate_above: stored lean, not indexed
+        assert await store.search(path, "locker code", limit=3) == []
+        for i in range(40):
+            messages += [{"role": "assistant", "content": ANSWER}, question(i)]
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            assert reply.status_code == 200
+        conv_id = reply.headers["x-vm-session"]
+        conv = await store.get_conversation(proxy.tenant, conv_id)
+        assert conv is not None
+        path = await store.path(proxy.tenant, conv_id)
+        pages = await store.pages_in_range(path, 0, conv.length)
+        assert pages and not any(is_lean(p) for p in pages)
+        hits = await store.search(path, "locker code", limit=3)
+        assert "msg_0" in [h.page.page_id for h in hits]
+        claims = await store.pages_in_range(path, 0, 1, prefixes=("claim",))
+        assert claims  # the claim of the first message was derived with it
