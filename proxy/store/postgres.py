@@ -18,7 +18,6 @@ cancelled or not; a replica that dies loses its session and with it its locks.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -35,13 +34,9 @@ from proxy.store.base import (
     VersionConflict,
 )
 from proxy.store.codec import (
-    LEAN_PREFIX,
     decode_page,
     decode_state,
-    encode_page,
     encode_state,
-    id_prefix,
-    page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import (
@@ -50,74 +45,17 @@ from proxy.store.paths import (
     clipped_spans,
     nearest_the_leaf,
     stable_key,
-    term_prefix,
 )
 from proxy.store.postgres_admin import PostgresAdminReads
+from proxy.store.postgres_append import APPEND_SQL, CONV_COLUMNS, append_args, mutation_columns
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
-from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
 _OPTIONS = ("schema", "pool_max", "lock_pool_max")
-_CONV_COLUMNS = "parent_id, fork_at, length, version, state, updated_at"
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
-# `cur` locks the conversation row and must run before anything else: every other part
-# reads it, the final UPDATE included (a CTE nobody reads would run after the UPDATE, and
-# then find the row already changed by this very statement).
-_APPEND_SQL = f"""
-WITH cur AS (
-    SELECT version FROM conversations WHERE tenant = $1 AND conv_id = $2 FOR UPDATE
-), input AS (
-    SELECT * FROM unnest($4::text[], $5::text[], $6::int[], $7::bool[], $8::text[],
-                         $9::text[], $10::text[], $11::bytea[], $12::float8[], $13::text[],
-                         $14::text[], $15::int[], $25::bool[])
-         AS u (page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
-               created_at, terms, tfs, doc_len, lean)
-), ins AS (
-    INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,
-                       chain_hash, body, created_at, doc_len)
-    SELECT $1, $2, page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
-           created_at, doc_len
-    FROM input
-    WHERE (SELECT version FROM cur) = $3
-    ON CONFLICT (tenant, conv_id, page_id) DO UPDATE
-        SET body = excluded.body, kind = excluded.kind, modality = excluded.modality,
-            doc_len = excluded.doc_len
-        -- Only a lean page is replaced, by the page derived from it (proxy.vm.lean).
-        WHERE substring(pages.body from 1 for {len(LEAN_PREFIX)}) = '\\x{LEAN_PREFIX.hex()}'::bytea
-          AND substring(excluded.body from 1 for {len(LEAN_PREFIX)})
-              <> '\\x{LEAN_PREFIX.hex()}'::bytea
-    RETURNING id, page_id, chain_hash, anchor, modality, doc_len
-), indexed AS (
-    INSERT INTO page_terms (term, page, tenant, conv_id, anchor, modality, tf, doc_len)
-    SELECT t.term, i.id, $1, $2, i.anchor, i.modality, t.tf, i.doc_len
-    FROM ins i JOIN input u ON u.page_id = i.page_id
-    CROSS JOIN LATERAL unnest(string_to_array(u.terms, ' '), string_to_array(u.tfs, ' ')::int[])
-         AS t (term, tf)
-), hashed AS (
-    INSERT INTO hashes (tenant, chain_hash, conv_id, position)
-    SELECT $1, chain_hash, $2, anchor FROM ins WHERE chain_hash <> ''
-    ON CONFLICT DO NOTHING
-), logged AS (
-    INSERT INTO mutations (tenant, conv_id, turn, event, page_id, level, detail, at)
-    SELECT $1, $2, m.turn, m.event, m.page_id, m.level, m.detail, m.at
-    FROM unnest($16::int[], $17::text[], $18::text[], $19::int[], $20::text[], $21::float8[])
-         WITH ORDINALITY AS m (turn, event, page_id, level, detail, at, ord)
-    WHERE (SELECT version FROM cur) = $3
-    ORDER BY m.ord
-)
-UPDATE conversations c
-SET version = c.version + 1, length = coalesce($22, c.length), state = coalesce($23, c.state),
-    updated_at = $24,
-    doc_count = c.doc_count + (SELECT count(*) FROM ins i JOIN input u USING (page_id)
-                               WHERE NOT u.lean),
-    doc_len = c.doc_len + (SELECT coalesce(sum(doc_len), 0) FROM ins)
-WHERE c.tenant = $1 AND c.conv_id = $2 AND c.version = $3 AND (SELECT version FROM cur) = $3
-RETURNING {_CONV_COLUMNS}
-"""
 
 _SPANS = "unnest($2::text[], $3::int[], $4::bigint[]) AS s (conv_id, lo, hi)"
 _ON_SPAN = "p.conv_id = s.conv_id AND p.anchor >= s.lo AND p.anchor < s.hi"
@@ -209,7 +147,7 @@ class PostgresStore(PostgresAdminReads):
 
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
         row = await self._fetchrow(
-            f"SELECT {_CONV_COLUMNS} FROM conversations WHERE tenant = $1 AND conv_id = $2",
+            f"SELECT {CONV_COLUMNS} FROM conversations WHERE tenant = $1 AND conv_id = $2",
             tenant, conv_id,
         )
         return None if row is None else _conversation(tenant, conv_id, row)
@@ -235,7 +173,7 @@ class PostgresStore(PostgresAdminReads):
             " state, created_at, updated_at)"
             " SELECT $1, $2, $3, $4, $4, 0, $6, $5, $5"
             " WHERE $3::text IS NULL OR EXISTS (SELECT 1 FROM parent)"
-            f" ON CONFLICT DO NOTHING RETURNING {_CONV_COLUMNS}",
+            f" ON CONFLICT DO NOTHING RETURNING {CONV_COLUMNS}",
             tenant, conv_id, parent_id, fork, self._clock(), b"{}",
         )
         if row is not None:
@@ -274,25 +212,12 @@ class PostgresStore(PostgresAdminReads):
         mutations: Sequence[Mutation] = (),
         durable: bool = True,  # every append is committed before it returns
     ) -> Conversation:
-        prefix = term_prefix(tenant, conv_id)
-        columns: list[list[Any]] = [[] for _ in range(12)]
-        for page in pages:
-            # A lean page is not indexed: its derived page replaces it and is, then.
-            counts = Counter() if is_lean(page) else Counter(page_search_tokens(page))
-            values = (
-                page.page_id, id_prefix(page.page_id), page.anchor, page.is_message,
-                page.kind.value, page.modality.value, page.chain_hash, encode_page(page),
-                page.created_at, " ".join(prefix + term for term in counts),
-                " ".join(map(str, counts.values())), sum(counts.values()),
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
         now = self._clock()
         row = await self._fetchrow(
-            _APPEND_SQL, tenant, conv_id, expected_version, *columns,
-            *_mutation_columns(mutations, now), new_length,
-            encode_state(state) if state is not None else None, now,
-            [is_lean(page) for page in pages],
+            APPEND_SQL,
+            *append_args(
+                tenant, conv_id, pages, expected_version, mutations, new_length, state, now
+            ),
         )
         if row is None:
             raise await self._why_not(tenant, conv_id, expected_version)
@@ -319,8 +244,8 @@ class PostgresStore(PostgresAdminReads):
             " WHERE (SELECT version FROM cur) = $3 ORDER BY m.ord"
             ") UPDATE conversations SET version = version + 1, state = $10, updated_at = $11"
             " WHERE tenant = $1 AND conv_id = $2 AND version = $3"
-            f" AND (SELECT version FROM cur) = $3 RETURNING {_CONV_COLUMNS}",
-            tenant, conv_id, expected_version, *_mutation_columns(mutations, now),
+            f" AND (SELECT version FROM cur) = $3 RETURNING {CONV_COLUMNS}",
+            tenant, conv_id, expected_version, *mutation_columns(mutations, now),
             encode_state(state), now,
         )
         if row is None:
@@ -500,15 +425,4 @@ def _span_args(path: Path, spans: Sequence[tuple[str, int, int]]) -> list[Any]:
         [conv_id for conv_id, _, _ in spans],
         [lo for _, lo, _ in spans],
         [hi for _, _, hi in spans],
-    ]
-
-
-def _mutation_columns(mutations: Sequence[Mutation], now: float) -> list[list[Any]]:
-    return [
-        [m.turn for m in mutations],
-        [m.event for m in mutations],
-        [m.page_id for m in mutations],
-        [m.level for m in mutations],
-        [m.detail for m in mutations],
-        [m.at or now for m in mutations],
     ]

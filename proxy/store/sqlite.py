@@ -1,6 +1,6 @@
 """`sqlite:///path.db`: the default store, one file, WAL mode, FTS5 BM25 search.
 
-Threads. SQLite calls block, so none runs on the event loop: every write goes to one
+Threads (proxy.store.sqlite_calls). SQLite calls block, so none runs on the event loop: every write goes to one
 writer thread with its own connection (SQLite admits one writer at a time anyway), reads
 go to a small pool of reader threads, each with its own connection, which under WAL read
 the last committed state without waiting for the writer. `?readers=0` sends reads to the
@@ -25,18 +25,15 @@ is needed. Durability: see proxy.store.sqlite_schema.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from proxy.logs import log
 from proxy.store import sqlite_admin
 from proxy.store import sqlite_queries as q
 from proxy.store.base import (
@@ -59,8 +56,8 @@ from proxy.store.codec import (
 )
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import term_prefix
-from proxy.store.sqlite_schema import configure, migrate
-from proxy.store.sqlite_threads import Job, Lane
+from proxy.store.sqlite_calls import SQLiteCalls
+from proxy.store.sqlite_schema import migrate
 from proxy.vm.bm25 import query_terms
 from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
@@ -80,33 +77,6 @@ def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
     return FsPath(raw), options
 
 
-class _Connections:
-    """One connection per thread, all closed together."""
-
-    def __init__(self, path: FsPath, synchronous: str) -> None:
-        self._path = path
-        self._synchronous = synchronous
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._guard = threading.Lock()
-
-    def get(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-            configure(conn, synchronous=self._synchronous)
-            self._local.conn = conn
-            with self._guard:
-                self._all.append(conn)
-        return conn
-
-    def close_all(self) -> None:
-        with self._guard:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-
-
 # Below this much free space on the database's disk the store reports itself unhealthy
 # (/healthz answers 503) before a write fails with "database or disk is full".
 MIN_FREE_BYTES = 16 * 1024 * 1024
@@ -117,26 +87,15 @@ def free_bytes(file: FsPath) -> int:
     return shutil.disk_usage(file.parent if file.parent.exists() else ".").free
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteCalls):
     def __init__(
         self, path: FsPath, *, synchronous: str = "NORMAL", readers: int = 2,
         clock: Clock = time.time,
     ) -> None:
-        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
-            raise ValueError("synchronous must be normal, full or extra")
+        super().__init__(path, synchronous=synchronous, readers=readers)
         self.file = path
-        self.write_failure: str | None = None
         self._clock = clock
-        self._conns = _Connections(path, synchronous.upper())
-        self._writer = Lane(1, "vm-sqlite-writer", self._call, group=self._group_commit)
-        self._readers = (
-            Lane(readers, "vm-sqlite-reader", self._call) if readers > 0 else self._writer
-        )
         self._locks = KeyedLocks()
-        self._pending: list[tuple[Job[Any], tuple[str, str] | None]] = []
-        self._writes = 0  # submitted to the writer thread and not finished
-        self._writing: dict[tuple[str, str], int] = {}  # the same, by conversation
-        self._deferred = 0  # of those, appends nobody waits for
         # Each conversation's (parent_id, fork_at), which never change: what a deferred
         # append needs to return the row it will write.
         self._forks: dict[tuple[str, str], tuple[str | None, int]] = {}
@@ -160,103 +119,6 @@ class SQLiteStore:
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         migrate(conn)
-
-    async def close(self) -> None:
-        self._readers.close()
-        self._writer.close()
-        self._conns.close_all()
-
-    def _call(self, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
-        try:
-            return fn(self._conns.get(), *args)
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite store failed: {exc}") from exc
-
-    def _group_commit(self, jobs: list[Job[Any]]) -> None:
-        """Run on the writer thread the jobs queued together, in one transaction: each write
-        is a savepoint of it (proxy.store.sqlite_queries.transaction), so one that fails
-        leaves the others; the reads among them read what the writes before them stored.
-        Concurrent requests' writes so share one commit instead of paying one each."""
-        conn = self._conns.get()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
-            self._writer.run_each(jobs)  # each on its own, as without grouping
-            return
-        self._writer.run_each(jobs)
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in jobs:
-                if job.error is None:
-                    job.error = StoreError(f"sqlite store failed to commit: {exc}")
-
-    async def _read(
-        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
-    ) -> R:
-        """Run `fn(conn, *args)` on a thread; `of`: the (tenant, conversation) it reads."""
-        loop = asyncio.get_running_loop()
-        read: Job[R] = Job(fn, args, loop.create_future())
-        self._pending.append((read, of))
-        if len(self._pending) == 1:
-            # After the other tasks runnable now, which may add reads of their own.
-            loop.call_soon(self._send_reads, loop)
-        return await read.future
-
-    def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
-        pending, self._pending = self._pending, []
-        if self._writes == 0 or self._deferred:
-            # With deferred writes queued, every read goes behind them: a hash lookup must
-            # find the messages they store.
-            self._submit(self._writer, loop, [read for read, _ in pending])
-            return
-        # A read of a conversation being written waits for the write and reads its result
-        # (on the writer's warm cache); the others do not wait.
-        after = [read for read, of in pending if of in self._writing]
-        now = [read for read, of in pending if of not in self._writing]
-        if after:
-            self._submit(self._writer, loop, after)
-        if now:
-            self._submit(self._readers, loop, now)
-
-    @staticmethod
-    def _submit(lane: Lane, loop: asyncio.AbstractEventLoop, batch: list[Job[Any]]) -> None:
-        try:
-            lane.submit(loop, batch)
-        except RuntimeError as exc:  # the store is closed
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
-
-    async def _write(
-        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
-    ) -> R:
-        """Run `fn(conn, *args)` on the writer thread; `of`: the conversation it writes."""
-        loop = asyncio.get_running_loop()
-        write: Job[R] = Job(fn, args, loop.create_future())
-        self._writes += 1
-        if of is not None:
-            self._writing[of] = self._writing.get(of, 0) + 1
-        try:
-            self._submit(self._writer, loop, [write])
-            result = await write.future
-        except StoreError as exc:
-            # Kept for ping(): a store that cannot write (disk full, read-only) is not
-            # healthy, however well it still reads. The next write that succeeds clears it.
-            self.write_failure = str(exc)
-            raise
-        else:
-            self.write_failure = None
-            return result
-        finally:
-            self._writes -= 1
-            if of is not None:
-                if self._writing[of] == 1:
-                    del self._writing[of]
-                else:
-                    self._writing[of] -= 1
 
     async def ping(self) -> None:
         """Reads work, the last write did not fail, and the disk has room for more."""
@@ -344,34 +206,6 @@ class SQLiteStore:
                     mutations)
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
-
-    def _defer(self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any) -> None:
-        loop = asyncio.get_running_loop()
-        write: Job[Any] = Job(fn, (tenant, conv_id, *args), loop.create_future())
-        of = (tenant, conv_id)
-        self._writes += 1
-        self._writing[of] = self._writing.get(of, 0) + 1
-        self._deferred += 1
-
-        def done(future: asyncio.Future[Any]) -> None:
-            self._writes -= 1
-            self._deferred -= 1
-            if self._writing[of] == 1:
-                del self._writing[of]
-            else:
-                self._writing[of] -= 1
-            error = None if future.cancelled() else future.exception()
-            if error is None:
-                self.write_failure = None
-                return
-            self.write_failure = str(error)
-            # Its messages are the client's to send again (a whole-history request), and
-            # they are placed again then: a conversation found shorter than a placement
-            # expects is placed anew (proxy.loop.conversations).
-            log.error("a deferred write of conversation %s was lost: %s", conv_id, error)
-
-        write.future.add_done_callback(done)
-        self._submit(self._writer, loop, [write])
 
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],

@@ -1,0 +1,191 @@
+"""How a SQLite store's calls reach its threads: one writer, a few readers, group commit.
+
+SQLite calls block, so none runs on the event loop (proxy.store.sqlite explains which
+thread a read goes to and why). `SQLiteCalls` is that dispatch, kept apart from what the
+store reads and writes: `_read` and `_write` run a function on a thread's connection and
+await it, `_defer` queues a write nobody waits for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path as FsPath
+from typing import Any, TypeVar
+
+from proxy.logs import log
+from proxy.store.base import StoreError
+from proxy.store.sqlite_schema import configure
+from proxy.store.sqlite_threads import Job, Lane
+
+R = TypeVar("R")
+
+
+class _Connections:
+    """One connection per thread, all closed together."""
+
+    def __init__(self, path: FsPath, synchronous: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            configure(conn, synchronous=self._synchronous)
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    def close_all(self) -> None:
+        with self._guard:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+class SQLiteCalls:
+    def __init__(self, path: FsPath, *, synchronous: str, readers: int) -> None:
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be normal, full or extra")
+        self.write_failure: str | None = None
+        self._conns = _Connections(path, synchronous.upper())
+        self._writer = Lane(1, "vm-sqlite-writer", self._call, group=self._group_commit)
+        self._readers = (
+            Lane(readers, "vm-sqlite-reader", self._call) if readers > 0 else self._writer
+        )
+        self._pending: list[tuple[Job[Any], tuple[str, str] | None]] = []
+        self._writes = 0  # submitted to the writer thread and not finished
+        self._writing: dict[tuple[str, str], int] = {}  # the same, by conversation
+        self._deferred = 0  # of those, appends nobody waits for
+
+    async def close(self) -> None:
+        self._readers.close()
+        self._writer.close()
+        self._conns.close_all()
+
+    def _call(self, fn: Callable[..., R], args: tuple[Any, ...]) -> R:
+        try:
+            return fn(self._conns.get(), *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store failed: {exc}") from exc
+
+    def _group_commit(self, jobs: list[Job[Any]]) -> None:
+        """Run on the writer thread the jobs queued together, in one transaction: each write
+        is a savepoint of it (proxy.store.sqlite_queries.transaction), so one that fails
+        leaves the others; the reads among them read what the writes before them stored.
+        Concurrent requests' writes so share one commit instead of paying one each."""
+        conn = self._conns.get()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            self._writer.run_each(jobs)  # each on its own, as without grouping
+            return
+        self._writer.run_each(jobs)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                if job.error is None:
+                    job.error = StoreError(f"sqlite store failed to commit: {exc}")
+
+    async def _read(
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
+    ) -> R:
+        """Run `fn(conn, *args)` on a thread; `of`: the (tenant, conversation) it reads."""
+        loop = asyncio.get_running_loop()
+        read: Job[R] = Job(fn, args, loop.create_future())
+        self._pending.append((read, of))
+        if len(self._pending) == 1:
+            # After the other tasks runnable now, which may add reads of their own.
+            loop.call_soon(self._send_reads, loop)
+        return await read.future
+
+    def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending, self._pending = self._pending, []
+        if self._writes == 0 or self._deferred:
+            # With deferred writes queued, every read goes behind them: a hash lookup must
+            # find the messages they store.
+            self._submit(self._writer, loop, [read for read, _ in pending])
+            return
+        # A read of a conversation being written waits for the write and reads its result
+        # (on the writer's warm cache); the others do not wait.
+        after = [read for read, of in pending if of in self._writing]
+        now = [read for read, of in pending if of not in self._writing]
+        if after:
+            self._submit(self._writer, loop, after)
+        if now:
+            self._submit(self._readers, loop, now)
+
+    @staticmethod
+    def _submit(lane: Lane, loop: asyncio.AbstractEventLoop, batch: list[Job[Any]]) -> None:
+        try:
+            lane.submit(loop, batch)
+        except RuntimeError as exc:  # the store is closed
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
+
+    async def _write(
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
+    ) -> R:
+        """Run `fn(conn, *args)` on the writer thread; `of`: the conversation it writes."""
+        loop = asyncio.get_running_loop()
+        write: Job[R] = Job(fn, args, loop.create_future())
+        self._writes += 1
+        if of is not None:
+            self._writing[of] = self._writing.get(of, 0) + 1
+        try:
+            self._submit(self._writer, loop, [write])
+            result = await write.future
+        except StoreError as exc:
+            # Kept for ping(): a store that cannot write (disk full, read-only) is not
+            # healthy, however well it still reads. The next write that succeeds clears it.
+            self.write_failure = str(exc)
+            raise
+        else:
+            self.write_failure = None
+            return result
+        finally:
+            self._writes -= 1
+            if of is not None:
+                if self._writing[of] == 1:
+                    del self._writing[of]
+                else:
+                    self._writing[of] -= 1
+
+    def _defer(self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any) -> None:
+        loop = asyncio.get_running_loop()
+        write: Job[Any] = Job(fn, (tenant, conv_id, *args), loop.create_future())
+        of = (tenant, conv_id)
+        self._writes += 1
+        self._writing[of] = self._writing.get(of, 0) + 1
+        self._deferred += 1
+
+        def done(future: asyncio.Future[Any]) -> None:
+            self._writes -= 1
+            self._deferred -= 1
+            if self._writing[of] == 1:
+                del self._writing[of]
+            else:
+                self._writing[of] -= 1
+            error = None if future.cancelled() else future.exception()
+            if error is None:
+                self.write_failure = None
+                return
+            self.write_failure = str(error)
+            # Its messages are the client's to send again (a whole-history request), and
+            # they are placed again then: a conversation found shorter than a placement
+            # expects is placed anew (proxy.loop.conversations).
+            log.error("a deferred write of conversation %s was lost: %s", conv_id, error)
+
+        write.future.add_done_callback(done)
+        self._submit(self._writer, loop, [write])
