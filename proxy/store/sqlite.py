@@ -1,19 +1,19 @@
 """`sqlite:///path.db`: the default store, one file, WAL mode, FTS5 BM25 search.
 
-Threads (proxy.store.sqlite_calls). SQLite calls block, so none runs on the event loop: every write goes to one
-writer thread with its own connection (SQLite admits one writer at a time anyway), reads
-go to a small pool of reader threads, each with its own connection, which under WAL read
-the last committed state without waiting for the writer. `?readers=0` sends reads to the
-writer thread too. Reads issued in the same turn of the event loop (a caller's
-`asyncio.gather`) travel together: one hop to a thread and one wake-up of the loop for the
-lot, since on a small machine the hops, not the queries, are most of a read
-(proxy.store.sqlite_threads). When no write is under way or queued, they go to the writer
-thread: every commit empties the page cache of every other connection, so the writer's is
-the warm one (a turn's search reads a good part of the index right after the turn's first
-append). A read of a conversation that is being written also goes there, behind the write,
-and so reads what the write stored: the loop issues the turn's search as soon as the
-append of its question is issued (proxy.loop.early_search). Reads of other conversations
-do not wait for writes.
+Threads (proxy.store.sqlite_calls). SQLite calls block, so none runs on the event loop:
+every write goes to one writer thread with its own connection (SQLite admits one writer
+at a time anyway), reads go to a small pool of reader threads, each with its own
+connection, which under WAL read the last committed state without waiting for the writer.
+`?readers=0` sends reads to the writer thread too. Reads issued in the same turn of the
+event loop (a caller's `asyncio.gather`) travel together: one hop to a thread and one
+wake-up of the loop for the lot, since on a small machine the hops, not the queries, are
+most of a read (proxy.store.sqlite_threads). When no write is under way or queued, they
+go to the writer thread: every commit empties the page cache of every other connection,
+so the writer's is the warm one (a turn's search reads a good part of the index right
+after the turn's first append). A read of a conversation that is being written also goes
+there, behind the write, and so reads what the write stored: the loop issues the turn's
+search as soon as the append of its question is issued (proxy.loop.early_search). Reads
+of other conversations do not wait for writes.
 
 Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
 per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
