@@ -99,6 +99,10 @@ class SQLiteStore(SQLiteCalls):
         # Each conversation's (parent_id, fork_at), which never change: what a deferred
         # append needs to return the row it will write.
         self._forks: dict[tuple[str, str], tuple[str | None, int]] = {}
+        # The chain hashes of the messages deferred appends will store, by (tenant, hash):
+        # a hash lookup answers from these and reads the rest on a reader thread, instead of
+        # waiting behind writes that may be slow (a huge page) for rows it may not need.
+        self._deferred_hashes: dict[tuple[str, str], tuple[str, int]] = {}
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -122,7 +126,7 @@ class SQLiteStore(SQLiteCalls):
 
     async def ping(self) -> None:
         """Reads work, the last write did not fail, and the disk has room for more."""
-        await self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchone(), sees_deferred=False)
         if self.write_failure is not None:
             raise StoreError(f"the last write failed: {self.write_failure}")
         free = free_bytes(self.file)
@@ -202,10 +206,21 @@ class SQLiteStore(SQLiteCalls):
             ))
         # Queued for the writer's next group commit, not waited for: the row it will write
         # is known here. Reads of the conversation go behind it (_send_reads).
-        self._defer(self._append, tenant, conv_id, pages, expected_version, new_length, state,
-                    mutations)
+        hashes = [
+            ((tenant, page.chain_hash), (conv_id, page.anchor)) for page in pages
+            if page.chain_hash and (tenant, page.chain_hash) not in self._deferred_hashes
+        ]
+        self._deferred_hashes.update(hashes)
+        written = self._defer(self._append, tenant, conv_id, pages, expected_version,
+                              new_length, state, mutations)
+        # Forgotten once committed, when a reader finds them (or once lost).
+        written.add_done_callback(lambda _: self._forget_hashes(hashes))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
+
+    def _forget_hashes(self, hashes: list[tuple[tuple[str, str], tuple[str, int]]]) -> None:
+        for key, _ in hashes:
+            self._deferred_hashes.pop(key, None)
 
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
@@ -331,7 +346,12 @@ class SQLiteStore(SQLiteCalls):
     ) -> dict[str, tuple[str, int]]:
         if not hashes:
             return {}
-        return await self._read(q.lookup_hashes, tenant, list(hashes))
+        # Taken before the read starts: a deferred append forgotten after this has
+        # committed before the read, which then finds its rows.
+        queued = self._deferred_hashes
+        pending = {h: queued[(tenant, h)] for h in hashes if (tenant, h) in queued}
+        found = await self._read(q.lookup_hashes, tenant, list(hashes), sees_deferred=False)
+        return {**pending, **found}
 
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:

@@ -60,7 +60,9 @@ class SQLiteCalls:
         self._readers = (
             Lane(readers, "vm-sqlite-reader", self._call) if readers > 0 else self._writer
         )
-        self._pending: list[tuple[Job[Any], tuple[str, str] | None]] = []
+        # Reads issued in this turn of the loop: (job, the conversation it reads, whether it
+        # must see the deferred writes queued before it).
+        self._pending: list[tuple[Job[Any], tuple[str, str] | None, bool]] = []
         self._writes = 0  # submitted to the writer thread and not finished
         self._writing: dict[tuple[str, str], int] = {}  # the same, by conversation
         self._deferred = 0  # of those, appends nobody waits for
@@ -98,12 +100,17 @@ class SQLiteCalls:
                     job.error = StoreError(f"sqlite store failed to commit: {exc}")
 
     async def _read(
-        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None,
+        sees_deferred: bool = True,
     ) -> R:
-        """Run `fn(conn, *args)` on a thread; `of`: the (tenant, conversation) it reads."""
+        """Run `fn(conn, *args)` on a thread; `of`: the (tenant, conversation) it reads.
+
+        A read of no one conversation waits for the deferred writes queued before it, unless
+        `sees_deferred` is False: the caller needs nothing they store (a health check), or
+        finds it elsewhere (the hash lookup, proxy.store.sqlite)."""
         loop = asyncio.get_running_loop()
         read: Job[R] = Job(fn, args, loop.create_future())
-        self._pending.append((read, of))
+        self._pending.append((read, of, sees_deferred))
         if len(self._pending) == 1:
             # After the other tasks runnable now, which may add reads of their own.
             loop.call_soon(self._send_reads, loop)
@@ -111,15 +118,18 @@ class SQLiteCalls:
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, []
-        if self._writes == 0 or self._deferred:
-            # With deferred writes queued, every read goes behind them: a hash lookup must
-            # find the messages they store.
-            self._submit(self._writer, loop, [read for read, _ in pending])
+        if self._writes == 0:
+            self._submit(self._writer, loop, [read for read, _, _ in pending])
             return
         # A read of a conversation being written waits for the write and reads its result
-        # (on the writer's warm cache); the others do not wait.
-        after = [read for read, of in pending if of in self._writing]
-        now = [read for read, of in pending if of not in self._writing]
+        # (on the writer's warm cache); so does a read of no one conversation while deferred
+        # writes are queued, as it may look for what they store. The others do not wait: a
+        # 50 MB page being written must not hold up another client's short chat or /healthz.
+        after: list[Job[Any]] = []
+        now: list[Job[Any]] = []
+        for read, of, sees_deferred in pending:
+            waits = of in self._writing if of is not None else sees_deferred and self._deferred
+            (after if waits else now).append(read)
         if after:
             self._submit(self._writer, loop, after)
         if now:
@@ -162,7 +172,10 @@ class SQLiteCalls:
                 else:
                     self._writing[of] -= 1
 
-    def _defer(self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any) -> None:
+    def _defer(
+        self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any
+    ) -> asyncio.Future[Any]:
+        """Queue a write nobody waits for; the future tells when it is committed."""
         loop = asyncio.get_running_loop()
         write: Job[Any] = Job(fn, (tenant, conv_id, *args), loop.create_future())
         of = (tenant, conv_id)
@@ -189,3 +202,4 @@ class SQLiteCalls:
 
         write.future.add_done_callback(done)
         self._submit(self._writer, loop, [write])
+        return write.future

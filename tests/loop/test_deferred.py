@@ -5,6 +5,7 @@ when the conversation first needs memory."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -45,8 +46,11 @@ def kill_deferred_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     killed after answering and before its writer commits them."""
     dropped: list[str] = []
 
-    def dropped_write(self: SQLiteStore, fn: Any, tenant: str, conv_id: str, *args: Any) -> None:
+    def dropped_write(
+        self: SQLiteStore, fn: Any, tenant: str, conv_id: str, *args: Any
+    ) -> asyncio.Future[Any]:
         dropped.append(conv_id)
+        return asyncio.get_running_loop().create_future()  # never committed
 
     monkeypatch.setattr(SQLiteStore, "_defer", dropped_write)
     return dropped

@@ -113,3 +113,50 @@ async def test_a_read_of_a_conversation_being_written_waits_for_the_write(
         assert [hit.page.page_id for hit in await same] == ["msg_6"]
     finally:
         await store.close()
+
+
+async def test_a_slow_deferred_write_holds_up_no_other_conversation_nor_the_health_check(
+    tmp_path: FsPath,
+) -> None:
+    # A deferred append of a huge page keeps the writer thread busy for seconds: another
+    # client's chat (its hash lookup and conversation reads) and /healthz must not queue
+    # behind it, and the lookup must still find the messages the write will store.
+    store, _ = await _store(tmp_path)
+    try:
+        await store.create_conversation(T, "other")
+        started, release = threading.Event(), threading.Event()
+        append = store._append
+
+        def slow_append(conn: Any, *args: Any) -> Any:
+            started.set()
+            release.wait(10)
+            return append(conn, *args)
+
+        store._append = slow_append  # type: ignore[method-assign]
+        big = make_page(6, "a huge answer", chain_hash="h6")
+        deferred = await store.append(T, "c", [big], expected_version=1, new_length=7,
+                                      state={"turn": 1}, durable=False)
+        assert deferred.version == 2
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+
+        quick = asyncio.gather(
+            store.ping(),
+            store.lookup_hashes(T, ["h6", "unknown"]),
+            store.get_conversation(T, "other"),
+        )
+        _, found, other = await asyncio.wait_for(quick, 5)
+        assert found == {"h6": ("c", 6)} and other is not None
+        # Reads of the conversation being written still wait for it, and so does a read of
+        # no one conversation that could look for what the write stores.
+        same = asyncio.ensure_future(store.get_conversation(T, "c"))
+        session = asyncio.ensure_future(store.resolve_session(T, "s"))
+        await asyncio.sleep(0.2)
+        assert not same.done() and not session.done()
+        release.set()
+        conv = await same
+        assert conv is not None and conv.length == 7 and await session is None
+        assert store._deferred_hashes == {}  # forgotten once committed
+        assert await store.lookup_hashes(T, ["h6"]) == {"h6": ("c", 6)}
+    finally:
+        release.set()
+        await store.close()
