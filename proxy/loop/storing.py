@@ -36,8 +36,12 @@ from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Page
 from proxy.vm.segments import SegmentJob, build_summary, record_summary
 
+# Told the segment summary pages an ingest made for `path`'s leaf (before they are stored):
+# proxy.loop.summarizer has a model rewrite them.
+SummariesMade = Callable[[Path, Sequence[Page]], None]
+
 # Conversation-state entries of the fault loop that new messages carry over unchanged.
-_CARRIED = ("table", "frame", "replay")
+_CARRIED = ("table", "frame", "replay", "summaries")
 # A message with more text than this is turned into pages in a worker thread: its
 # analysis (bounded by proxy.vm.bounds) takes milliseconds that other requests must not
 # wait for; below it the thread hop would cost more than it saves.
@@ -54,10 +58,12 @@ class Ingester:
         clock: Clock = time.time,
         *,
         lean_up_to: int | None = None,
+        on_summaries: SummariesMade | None = None,
     ) -> None:
         """`lean_up_to`: while a conversation's resent history costs at most this many
         tokens, its messages are stored as lean pages (proxy.loop.derive); None: always
         in full."""
+        self._on_summaries = on_summaries
         self._counter_for = counter_for
         self._segment_turns = segment_turns
         self._clock = clock
@@ -137,7 +143,13 @@ class Ingester:
             jobs.extend(result.segment_jobs)
             mutations.extend(result.mutations)
         pages.extend(derived)
-        pages.extend(await self._summaries(store, path, jobs, pages, counters, counter))
+        summaries = await self._summaries(store, path, jobs, pages, counters, counter)
+        pages.extend(summaries)
+        if summaries and self._on_summaries is not None:
+            # Not those of positions another conversation owns (a fork deriving its
+            # parent's stretch): their claims would be numbered by the wrong counters.
+            own = [p for p in summaries if path.owner_of(p.anchor) == path.leaf]
+            self._on_summaries(path, own)
         state = {
             **{k: v for k, v in before.items() if k in _CARRIED},
             "hash": hashes[-1] if hashes else before.get("hash", ""),

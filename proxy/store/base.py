@@ -159,6 +159,12 @@ class PageStore(Protocol):
         mutations: Sequence[Mutation] = (),
     ) -> Conversation: ...
 
+    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        """Store each page over the stored page of the same id on `conv_id` (a summary or
+        an abstract a model wrote later, proxy.loop.summarizer); ids not stored are left
+        out. The page's search terms must be the stored page's (the same level 0, hint,
+        speaker and date): the index is not touched. Returns how many were replaced."""
+
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         """The pages with these ids visible on `path`; ids not visible are absent."""
 

@@ -156,6 +156,16 @@ class MemoryStore:
         row.state = new_state
         return self._commit(tenant, conv_id, row, mutations)
 
+    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        stored = self._pages.get((tenant, conv_id))
+        copies = [decode_page(encode_page(page)) for page in pages]
+        replaced = 0
+        for page in copies:
+            if stored is not None and page.page_id in stored.by_id:
+                stored.by_id[page.page_id] = page  # same search terms: the index stands
+                replaced += 1
+        return replaced
+
     async def update_state(
         self,
         tenant: str,

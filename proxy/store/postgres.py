@@ -36,6 +36,7 @@ from proxy.store.base import (
 from proxy.store.codec import (
     decode_page,
     decode_state,
+    encode_page,
     encode_state,
 )
 from proxy.store.locks import KeyedLocks
@@ -222,6 +223,19 @@ class PostgresStore(PostgresAdminReads):
         if row is None:
             raise await self._why_not(tenant, conv_id, expected_version)
         return _conversation(tenant, conv_id, row)
+
+    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        if not pages:
+            return 0
+        # Same search terms (PageStore.revise_pages): page_terms and doc_len stand.
+        replaced = await self._fetchval(
+            "WITH revised AS (UPDATE pages p SET body = u.body"
+            " FROM unnest($3::text[], $4::bytea[]) AS u (page_id, body)"
+            " WHERE p.tenant = $1 AND p.conv_id = $2 AND p.page_id = u.page_id RETURNING 1)"
+            " SELECT count(*) FROM revised",
+            tenant, conv_id, [p.page_id for p in pages], [encode_page(p) for p in pages],
+        )
+        return int(replaced or 0)
 
     async def update_state(
         self,
