@@ -47,6 +47,7 @@ from proxy.vm.prefetch import (
     search_query,
     widen_recent,
 )
+from proxy.vm.summary_prompt import MAX_CLAIMS
 from proxy.vm.working_set import ScoredPage
 
 # Without a client max_tokens, the reply is reserved at most 1/REPLY_SHARE of the budget.
@@ -105,6 +106,7 @@ async def prepare(
     ingester = Ingester(
         lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead,
         on_summaries=summaries_hook(state.summarizer, tenant, request),
+        model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
     )
     # A request holding its whole history may be answered before its messages are stored:
     # were they lost, its client's next request resends them.

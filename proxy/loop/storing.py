@@ -35,13 +35,14 @@ from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Page
 from proxy.vm.segments import SegmentJob, build_summary, record_summary
+from proxy.vm.summary_pages import CLAIM_IDS, reserve_claims
 
 # Told the segment summary pages an ingest made for `path`'s leaf (before they are stored):
 # proxy.loop.summarizer has a model rewrite them.
 SummariesMade = Callable[[Path, Sequence[Page]], None]
 
 # Conversation-state entries of the fault loop that new messages carry over unchanged.
-_CARRIED = ("table", "frame", "replay", "summaries")
+_CARRIED = ("table", "frame", "replay")
 # A message with more text than this is turned into pages in a worker thread: its
 # analysis (bounded by proxy.vm.bounds) takes milliseconds that other requests must not
 # wait for; below it the thread hop would cost more than it saves.
@@ -59,11 +60,14 @@ class Ingester:
         *,
         lean_up_to: int | None = None,
         on_summaries: SummariesMade | None = None,
+        model_claims: int = 0,
     ) -> None:
         """`lean_up_to`: while a conversation's resent history costs at most this many
         tokens, its messages are stored as lean pages (proxy.loop.derive); None: always
-        in full."""
+        in full. `on_summaries` is told the segment summaries made, each of which keeps
+        `model_claims` claim ids for the model rewriting it (proxy.loop.summarizer)."""
         self._on_summaries = on_summaries
+        self._model_claims = model_claims
         self._counter_for = counter_for
         self._segment_turns = segment_turns
         self._clock = clock
@@ -120,6 +124,7 @@ class Ingester:
         pages: list[Page] = []
         derived: list[Page] = []
         jobs: list[SegmentJob] = []
+        reserved: dict[str, list[str]] = {}
         mutations: list[Mutation] = []
         # One message at a time, so each message page records the state right after it.
         for offset, message in enumerate(messages):
@@ -136,6 +141,9 @@ class Ingester:
             big = text_chars(message) > OFF_LOOP_CHARS
             result = await asyncio.to_thread(make) if big else make()
             page, *others = result.pages
+            for job in result.segment_jobs if self._model_claims else ():
+                # Before the snapshot, so a fork from here on numbers its claims after them.
+                reserved[job.seg_id] = reserve_claims(counters, self._model_claims)
             tokens += int(page.extra.get("msg_tokens", 0))
             after = snapshot(counters, tokens)
             pages.append(dataclasses.replace(page, extra={**page.extra, "after": after}))
@@ -144,6 +152,9 @@ class Ingester:
             mutations.extend(result.mutations)
         pages.extend(derived)
         summaries = await self._summaries(store, path, jobs, pages, counters, counter)
+        for summary in summaries:
+            if summary.page_id in reserved:
+                summary.extra[CLAIM_IDS] = reserved[summary.page_id]
         pages.extend(summaries)
         if summaries and self._on_summaries is not None:
             # Not those of positions another conversation owns (a fork deriving its

@@ -1,21 +1,24 @@
 """Segment summaries, level-2 abstracts and claims written by a model (`vm.summarizer`), in
 the background.
 
-A turn whose ingest made segment summary pages (`seg_N`, extractive as ever) hands their
-ids to `Summarizer.submit`, which only puts a job on a bounded queue: the client's answer
-never waits for a summarizer call. One worker task takes the jobs in order; for each
-summary page it
+A turn whose ingest made segment summary pages (`seg_N`, extractive as ever, each keeping
+claim ids for the model: proxy.vm.summary_pages.CLAIM_IDS) hands their ids to
+`Summarizer.submit`, which only puts a job on a bounded queue: the client's answer never
+waits for a summarizer call. One worker task takes the jobs in order; for each summary
+page it
 1. reads the page and the pages it covers (after the conversation lock is free once, so
    the append that stores them has finished);
-2. checks the conversation's spending today (`state["summaries"]`,
-   proxy.vm.summary_pages.SummaryBudget) against the call's worst case
+2. checks what it spent on the conversation today against the call's worst case
    (`vm.summarizer_daily_tokens`);
 3. asks the model: one chat completion through the proxy's upstream client, with the
    credential of the request that made the segment unless `upstream.api_key` is set
    (proxy.vm.summary_prompt: the prompt, and the checking of the answer);
-4. under the conversation lock, appends the new claim pages with the state (counters and
-   spending), then stores the summary and abstracts over the extractive ones
-   (PageStore.revise_pages): the next turn's working set and manifest use them.
+4. stores the summary and abstracts over the extractive ones, and the claims under their
+   kept ids (PageStore.put_pages): the next turn's working set uses them.
+Step 4 leaves the conversation row alone: a turn in flight holds that row, and a write
+bumping its version would cost the turn its answer's append (a deferred append would be
+lost). For the same reason the day's spending is counted in this process, not in the
+conversation state: a restart starts the day's count over, and replicas count apart.
 Whatever fails leaves the extractive forms, with a log line and
 `vm_summarizer_fallbacks_total{reason}`; nothing reaches the client. Jobs live in memory:
 a restart loses the queued ones (their pages stay extractive).
@@ -36,13 +39,13 @@ from starlette.requests import Request
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.logs import access_log, log, request_stats
 from proxy.metrics import Metrics
-from proxy.store.base import PageStore, Path, VersionConflict
+from proxy.store.base import PageStore, Path
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.upstream.client import Upstream
 from proxy.vm.ingest import Counters
 from proxy.vm.pages import Page
 from proxy.vm.summary_pages import (
-    STATE_KEY,
+    CLAIM_IDS,
     SummaryBudget,
     claim_pages,
     is_model_written,
@@ -60,7 +63,6 @@ from proxy.vm.summary_prompt import (
 )
 
 QUEUE_SIZE = 1024
-_RETRIES = 8
 # The request headers a summarizer call keeps: who pays for it, nothing else.
 CREDENTIAL_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "openai-organization", "openai-project"}
@@ -113,6 +115,8 @@ class Summarizer:
         self._counter: TokenCounter = counter_for_model(model)
         self._queue: asyncio.Queue[SummaryJob] = asyncio.Queue(queue_size)
         self._queued: set[tuple[str, str, str]] = set()
+        # Today's spending per (tenant, conversation); emptied when the day changes.
+        self._spent: dict[tuple[str, str], SummaryBudget] = {}
         self._task: asyncio.Task[None] | None = None
         metrics.sample("vm_backlog_pages", lambda: self._queue.qsize(), {"queue": "summaries"},
                        help="Pages waiting for background work, per queue")
@@ -169,10 +173,17 @@ class Summarizer:
             await self._summarise(job)
         except Fallback as failed:
             self._fallback(job, failed)
-            if failed.tokens:  # a malformed answer is paid for all the same
-                await self._store_written(
-                    job, [], None, {}, failed.tokens, utc_day(self._clock())
-                )
+            self._spend(job, failed.tokens)  # a malformed answer is paid for all the same
+
+    def _budget(self, job: SummaryJob) -> SummaryBudget:
+        day = utc_day(self._clock())
+        if any(budget.day != day for budget in self._spent.values()):
+            self._spent.clear()
+        return self._spent.get((job.tenant, job.conv_id), SummaryBudget(day)).on(day)
+
+    def _spend(self, job: SummaryJob, tokens: int) -> None:
+        if tokens:
+            self._spent[(job.tenant, job.conv_id)] = self._budget(job).spent(tokens)
 
     async def _summarise(self, job: SummaryJob) -> None:
         pages = await self._pages_of(job)
@@ -186,33 +197,35 @@ class Summarizer:
             "max_tokens": REPLY_TOKENS,
             "temperature": 0,
         }
-        conv = await self._store.get_conversation(job.tenant, job.conv_id)
-        if conv is None:
-            return
-        day = utc_day(self._clock())
-        budget = SummaryBudget.from_state(conv.state, day)
+        budget = self._budget(job)
         worst = self._counter.request(body) + REPLY_TOKENS
         if not budget.allows(worst, self._cap):
             raise Fallback("cap", f"{budget.used} of {self._cap} tokens spent today; "
                                   f"this call may take {worst}")
         call = await self._call(job, body, prompt)
+        self._spend(job, call.prompt_tokens + call.completion_tokens)
         by_id = {p.page_id: p for p in covered}
         revised = [revised_summary(summary, call.answer, self.model, self._counter)]
         revised += [
             revised_abstract(by_id[page_id], text, self.model, self._counter)
             for page_id, text in call.answer.abstracts
         ]
-        tokens = call.prompt_tokens + call.completion_tokens
-        claims = await self._store_written(job, revised, call.answer, by_id, tokens, day)
+        conv = await self._store.get_conversation(job.tenant, job.conv_id)
+        known = Counters.from_dict(conv.state.get("counters") if conv else None).claim_keys
+        claims = claim_pages(
+            call.answer, by_id, list(summary.extra.get(CLAIM_IDS, ())), known, self.model,
+            self._counter, now=self._clock(),
+        )
+        await self._store.put_pages(job.tenant, job.conv_id, [*revised, *claims])
         self._count("vm_summarizer_calls_total", {"outcome": "ok"})
         for kind, count in (("summary", 1), ("abstract", len(revised) - 1),
-                            ("claim", claims)):
+                            ("claim", len(claims))):
             self._count("vm_summarizer_pages_total", {"kind": kind}, count)
         access_log.info("summarizer", extra={
             "request_id": job.request_id, "seg": job.seg_id, "model": self.model,
             "outcome": "ok", "prompt_tokens": call.prompt_tokens,
             "completion_tokens": call.completion_tokens, "abstracts": len(revised) - 1,
-            "claims": claims,
+            "claims": len(claims),
         })
 
     async def _pages_of(self, job: SummaryJob) -> tuple[Page, list[Page]] | None:
@@ -236,9 +249,8 @@ class Summarizer:
             raise Fallback("timeout", str(exc)) from None
         except UpstreamError as exc:
             raise Fallback("upstream_error", str(exc)) from None
-        if reply.status_code != 200:
-            raise Fallback("upstream_error", f"status {reply.status_code}: "
-                                             f"{reply.content[:200]!r}")
+        if reply.status_code != 200:  # (its body is not logged: logs never hold bodies)
+            raise Fallback("upstream_error", f"the upstream answered {reply.status_code}")
         try:
             data = orjson.loads(reply.content)
             text = data["choices"][0]["message"]["content"]
@@ -260,43 +272,13 @@ class Summarizer:
             raise Fallback("malformed", str(exc), prompt_tokens + completion_tokens) from None
         return _Call(answer, prompt_tokens, completion_tokens)
 
-    async def _store_written(
-        self, job: SummaryJob, revised: list[Page], answer: ModelSummary | None,
-        sources: Mapping[str, Page], tokens: int, day: str,
-    ) -> int:
-        """Record the spending (and, with an answer, its claims and revised pages); how
-        many claim pages were added."""
-        for _ in range(_RETRIES):
-            async with self._store.lock(job.tenant, job.conv_id):
-                conv = await self._store.get_conversation(job.tenant, job.conv_id)
-                if conv is None:
-                    return 0
-                counters = Counters.from_dict(conv.state.get("counters"))
-                claims = [] if answer is None else claim_pages(
-                    answer, sources, counters, self.model, self._counter, now=self._clock()
-                )
-                budget = SummaryBudget.from_state(conv.state, day).spent(tokens)
-                state = {**conv.state, "counters": counters.to_dict(),
-                         STATE_KEY: budget.to_state()}
-                try:
-                    await self._store.append(
-                        job.tenant, job.conv_id, claims, expected_version=conv.version,
-                        new_length=conv.length, state=state,
-                    )
-                except VersionConflict:
-                    continue
-                if revised:
-                    await self._store.revise_pages(job.tenant, job.conv_id, revised)
-                return len(claims)
-        raise VersionConflict(f"conversation {job.conv_id} kept changing")
-
     def _fallback(self, job: SummaryJob, failed: Fallback) -> None:
         self._count("vm_summarizer_fallbacks_total", {"reason": failed.reason})
         if failed.reason in ("timeout", "upstream_error", "malformed"):
             self._count("vm_summarizer_calls_total", {"outcome": "failed"})
         log.warning("summarizer fell back to the extractive summary", extra={
             "request_id": job.request_id, "seg": job.seg_id, "model": self.model,
-            "reason": failed.reason, "detail": str(failed), "tokens": failed.tokens,
+            "reason": failed.reason, "detail": str(failed)[:200], "tokens": failed.tokens,
         })
 
     def _count(self, name: str, labels: Mapping[str, str], amount: float = 1.0) -> None:

@@ -159,11 +159,13 @@ class PageStore(Protocol):
         mutations: Sequence[Mutation] = (),
     ) -> Conversation: ...
 
-    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
-        """Store each page over the stored page of the same id on `conv_id` (a summary or
-        an abstract a model wrote later, proxy.loop.summarizer); ids not stored are left
-        out. The page's search terms must be the stored page's (the same level 0, hint,
-        speaker and date): the index is not touched. Returns how many were replaced."""
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        """Store pages on `conv_id` without touching its row (version, length, state), so
+        no request holding that row is disturbed: what a model wrote later, in the
+        background (proxy.loop.summarizer). A page whose id is stored replaces it and must
+        have its search terms (the same level 0, hint, speaker and date: the index is not
+        touched); a new id is added and indexed (derived pages only: no chain hash). Nothing
+        is stored for a conversation that does not exist. Returns how many were written."""
 
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         """The pages with these ids visible on `path`; ids not visible are absent."""

@@ -173,13 +173,13 @@ class CachedStore:
             if not is_lean(page) and (cached := self._pages.get(key)) and is_lean(cached):
                 self._pages.put(key, page)
 
-    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
-        replaced = await self.inner.revise_pages(tenant, conv_id, pages)
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        written = await self.inner.put_pages(tenant, conv_id, pages)
         for page in pages:
             key = (tenant, conv_id, page.page_id)
-            if self._pages.get(key) is not None:
+            if self._pages.get(key) is not None:  # a page replaced: not the cached one now
                 self._pages.put(key, page)
-        return int(replaced)
+        return int(written)
 
     async def update_state(
         self,

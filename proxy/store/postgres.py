@@ -36,7 +36,6 @@ from proxy.store.base import (
 from proxy.store.codec import (
     decode_page,
     decode_state,
-    encode_page,
     encode_state,
 )
 from proxy.store.locks import KeyedLocks
@@ -48,7 +47,14 @@ from proxy.store.paths import (
     stable_key,
 )
 from proxy.store.postgres_admin import PostgresAdminReads
-from proxy.store.postgres_append import APPEND_SQL, CONV_COLUMNS, append_args, mutation_columns
+from proxy.store.postgres_append import (
+    APPEND_SQL,
+    CONV_COLUMNS,
+    PUT_SQL,
+    append_args,
+    mutation_columns,
+    page_columns,
+)
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
@@ -224,18 +230,13 @@ class PostgresStore(PostgresAdminReads):
             raise await self._why_not(tenant, conv_id, expected_version)
         return _conversation(tenant, conv_id, row)
 
-    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
         if not pages:
             return 0
-        # Same search terms (PageStore.revise_pages): page_terms and doc_len stand.
-        replaced = await self._fetchval(
-            "WITH revised AS (UPDATE pages p SET body = u.body"
-            " FROM unnest($3::text[], $4::bytea[]) AS u (page_id, body)"
-            " WHERE p.tenant = $1 AND p.conv_id = $2 AND p.page_id = u.page_id RETURNING 1)"
-            " SELECT count(*) FROM revised",
-            tenant, conv_id, [p.page_id for p in pages], [encode_page(p) for p in pages],
+        written = await self._fetchval(
+            PUT_SQL, tenant, conv_id, *page_columns(tenant, conv_id, pages)
         )
-        return int(replaced or 0)
+        return int(written or 0)
 
     async def update_state(
         self,

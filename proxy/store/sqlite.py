@@ -254,21 +254,13 @@ class SQLiteStore(SQLiteCalls):
                 conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations
             )
 
-    async def revise_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
         if not pages:
             return 0
-        rows = [(encode_page(p), tenant, conv_id, p.page_id) for p in pages]
-        return int(await self._write(self._revise, rows, of=(tenant, conv_id)))
-
-    def _revise(self, conn: sqlite3.Connection, rows: list[tuple[bytes, str, str, str]]) -> int:
-        with q.transaction(conn):
-            replaced = 0
-            for row in rows:  # same search terms: page_fts stands
-                replaced += conn.execute(
-                    "UPDATE pages SET body = ? WHERE tenant = ? AND conv_id = ? AND page_id = ?",
-                    row,
-                ).rowcount
-            return replaced
+        scope = term_prefix(tenant, conv_id)
+        rows = [(page, encode_page(page), " ".join(scope + t for t in page_search_tokens(page)))
+                for page in pages]
+        return int(await self._write(q.put_pages, tenant, conv_id, rows, of=(tenant, conv_id)))
 
     async def update_state(
         self,

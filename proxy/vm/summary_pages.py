@@ -6,9 +6,9 @@ token cap it is written within.
   speaker, date: proxy.store.codec.page_search_tokens) are unchanged, so a store replaces
   the page's body without re-indexing it.
 - A long message page takes the model's abstract as level 2, the same way.
-- Each claim becomes a new `claim_N` page anchored at the message stating it, numbered on
-  from the conversation's counters; a claim the extractive rules already made (same
-  words) is left out.
+- Each claim becomes a new `claim_N` page anchored at the message stating it, under an id
+  kept for it when the segment was made (`CLAIM_IDS`); a claim the extractive rules
+  already made (same words) is left out.
 Every page written so carries its provenance in `extra`: `summarizer` (the model) and
 `summarises` (the page ids it was written from).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from proxy.tokens import TokenCounter
 from proxy.vm.claims import claim_key
 from proxy.vm.compress import make_hint
 from proxy.vm.costs import annotate_costs
-from proxy.vm.ingest import CLAIM_HINT_WORDS, CLAIM_KEYS, RECENT_CLAIMS, Counters
+from proxy.vm.ingest import CLAIM_HINT_WORDS, Counters
 from proxy.vm.pages import Modality, Page, PageKind, make_page_id
 from proxy.vm.summary_prompt import ModelSummary
 
@@ -70,27 +70,40 @@ def _revised(
     return annotate_costs(revised, counter)
 
 
+# In a segment summary's `extra`: the claim ids kept for the model rewriting it, numbered
+# when the summary was made, so writing the claims later changes no conversation state.
+CLAIM_IDS = "claim_ids"
+
+
+def reserve_claims(counters: Counters, count: int) -> list[str]:
+    """The next `count` claim ids, taken from `counters` (updated in place)."""
+    ids = [make_page_id("claim", counters.claims + n) for n in range(count)]
+    counters.claims += count
+    return ids
+
+
 def claim_pages(
     answer: ModelSummary,
     sources: Mapping[str, Page],
-    counters: Counters,
+    claim_ids: Sequence[str],
+    known: Collection[str],
     model: str,
     counter: TokenCounter,
     *,
     now: float,
 ) -> list[Page]:
-    """New claim pages for the answer's claims (numbered on from `counters`, which are
-    updated in place), leaving out claims already made."""
+    """Claim pages for the answer's claims, under the ids kept for them (`claim_ids`, one
+    each; claims past them are left out), leaving out claims whose key (claims.claim_key)
+    is `known` or repeats one before it."""
     made: list[Page] = []
+    seen = set(known)
     for page_id, sentence in answer.claims:
-        source = sources[page_id]
         key = claim_key(sentence)
-        if key in counters.claim_keys:
+        if key in seen or len(made) == len(claim_ids):
             continue
-        counters.claim_keys = [*counters.claim_keys, key][-CLAIM_KEYS:]
-        claim_id = make_page_id("claim", counters.claims)
-        counters.claims += 1
-        counters.recent_claims = [*counters.recent_claims, claim_id][-RECENT_CLAIMS:]
+        seen.add(key)
+        source = sources[page_id]
+        claim_id = claim_ids[len(made)]
         hint = make_hint(sentence, max_words=CLAIM_HINT_WORDS)
         renderings = (sentence, sentence, sentence, f"{claim_id}: {hint}")
         tokens = [counter.text(r, memo=False) for r in renderings]
@@ -115,26 +128,17 @@ def claim_pages(
 
 # -- the daily cap, per conversation ------------------------------------------------------
 
-STATE_KEY = "summaries"
-
 
 @dataclass(frozen=True, slots=True)
 class SummaryBudget:
     """Tokens (prompt and reply) the summarizer spent on one conversation on `day` (UTC)."""
 
-    day: str = ""
+    day: str
     used: int = 0
 
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], day: str) -> SummaryBudget:
-        """The conversation's spending today (a new day starts at nothing)."""
-        entry = state.get(STATE_KEY)
-        if not isinstance(entry, Mapping) or entry.get("day") != day:
-            return cls(day, 0)
-        return cls(day, int(entry.get("used", 0)))
-
-    def to_state(self) -> dict[str, Any]:
-        return {"day": self.day, "used": self.used}
+    def on(self, day: str) -> SummaryBudget:
+        """This budget as of `day`: a new day starts at nothing."""
+        return self if day == self.day else SummaryBudget(day)
 
     def allows(self, cost: int, cap: int) -> bool:
         """Whether a call that may cost `cost` tokens at most fits under `cap` today."""

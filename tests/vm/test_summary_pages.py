@@ -10,10 +10,11 @@ from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.pages import Page, PageKind
 from proxy.vm.segments import build_summary
 from proxy.vm.summary_pages import (
-    STATE_KEY,
+    CLAIM_IDS,
     SummaryBudget,
     claim_pages,
     is_model_written,
+    reserve_claims,
     revised_abstract,
     revised_summary,
     utc_day,
@@ -77,37 +78,40 @@ def test_a_revised_abstract_changes_level_two_only() -> None:
     assert page_search_tokens(revised) == page_search_tokens(page)
 
 
-def test_claims_are_numbered_on_and_repeats_left_out() -> None:
+def test_claims_take_the_ids_kept_for_them_and_leave_repeats_out() -> None:
     _, pages, counters = _conversation()
     before = counters.claims
+    kept = reserve_claims(counters, 2)
+    assert kept == [f"claim_{before}", f"claim_{before + 1}"] and counters.claims == before + 2
     already = "Turn 0: I live in Porto with Ana."
     assert claim_key(already) in counters.claim_keys  # the extractive rules made it
     answer = ModelSummary(summary="s", claims=(
         ("msg_0", already),
         ("msg_2", "The user's partner is called Ana."),
+        ("msg_4", "the user's partner is called ana"),  # the same words again
         ("msg_4", "The user moved to Porto in 2021."),
+        ("msg_4", "The user cycles to work."),  # no id left for it
     ))
-    made = claim_pages(answer, pages, counters, MODEL, COUNTER, now=7.0)
-    assert [p.page_id for p in made] == [f"claim_{before}", f"claim_{before + 1}"]
-    first = made[0]
+    made = claim_pages(answer, pages, kept, counters.claim_keys, MODEL, COUNTER, now=7.0)
+    assert [p.page_id for p in made] == kept
+    first, second = made
     assert first.kind is PageKind.CLAIM
     assert first.renderings[0] == "The user's partner is called Ana."
+    assert first.renderings[3] == f"{kept[0]}: {first.hint}"
     assert (first.anchor, first.turn, first.role) == (2, pages["msg_2"].turn, "user")
     assert first.covers == ("msg_2",) and first.created_at == 7.0
     assert first.extra["summarizer"] == MODEL and first.extra["summarises"] == ["msg_2"]
-    assert counters.claims == before + 2
-    assert counters.recent_claims[-2:] == [first.page_id, made[1].page_id]
-    assert claim_key("The user moved to Porto in 2021.") in counters.claim_keys
+    assert second.text == "The user moved to Porto in 2021." and second.anchor == 4
+    assert claim_pages(answer, pages, [], (), MODEL, COUNTER, now=0.0) == []
+    assert CLAIM_IDS == "claim_ids"
 
 
 def test_the_budget_counts_one_day_and_starts_over_the_next() -> None:
     day = utc_day(1_700_000_000.0)
     assert day == "2023-11-14"
-    fresh = SummaryBudget.from_state({}, day)
-    assert fresh == SummaryBudget(day, 0)
-    spent = fresh.spent(700)
-    state = {STATE_KEY: spent.to_state()}
-    assert SummaryBudget.from_state(state, day).used == 700
-    assert SummaryBudget.from_state(state, utc_day(1_700_000_000.0 + 86_400)).used == 0
+    spent = SummaryBudget(day).spent(700).spent(-5)
+    assert spent == SummaryBudget(day, 700)
+    assert spent.on(day) is spent
+    assert spent.on(utc_day(1_700_000_000.0 + 86_400)) == SummaryBudget("2023-11-15", 0)
     assert spent.allows(300, 1000) and not spent.allows(301, 1000)
-    assert not SummaryBudget(day, 0).allows(1, 0)  # a cap of 0 allows nothing
+    assert not SummaryBudget(day).allows(1, 0)  # a cap of 0 allows nothing
