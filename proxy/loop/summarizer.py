@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.requests import Request
@@ -111,12 +112,14 @@ class Summarizer:
         self._store = store
         self._upstream = upstream
         self._metrics = metrics
-        self._clock = clock
+        # When "today" is (the daily cap); a test moves it.
+        self.clock = clock
         self._counter: TokenCounter = counter_for_model(model)
         self._queue: asyncio.Queue[SummaryJob] = asyncio.Queue(queue_size)
         self._queued: set[tuple[str, str, str]] = set()
         # Today's spending per (tenant, conversation); emptied when the day changes.
         self._spent: dict[tuple[str, str], SummaryBudget] = {}
+        self._day = ""
         self._task: asyncio.Task[None] | None = None
         metrics.sample("vm_backlog_pages", lambda: self._queue.qsize(), {"queue": "summaries"},
                        help="Pages waiting for background work, per queue")
@@ -176,10 +179,16 @@ class Summarizer:
             self._spend(job, failed.tokens)  # a malformed answer is paid for all the same
 
     def _budget(self, job: SummaryJob) -> SummaryBudget:
-        day = utc_day(self._clock())
-        if any(budget.day != day for budget in self._spent.values()):
+        day = utc_day(self.clock())
+        if day != self._day:
             self._spent.clear()
-        return self._spent.get((job.tenant, job.conv_id), SummaryBudget(day)).on(day)
+            self._day = day
+        return self._spent.get((job.tenant, job.conv_id), SummaryBudget(day))
+
+    def spent_today(self, tenant: str, conv_id: str) -> int:
+        """Tokens spent on the conversation today (UTC)."""
+        budget = self._spent.get((tenant, conv_id))
+        return budget.used if budget is not None and budget.day == self._day else 0
 
     def _spend(self, job: SummaryJob, tokens: int) -> None:
         if tokens:
@@ -189,13 +198,13 @@ class Summarizer:
         pages = await self._pages_of(job)
         if pages is None:
             return
-        summary, covered = pages
+        path, summary, covered = pages
         prompt = build_prompt(summary, covered)
+        # No temperature: OpenAI's reasoning models refuse any but the default.
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [dict(m) for m in prompt.messages],
-            "max_tokens": REPLY_TOKENS,
-            "temperature": 0,
+            reply_cap_field(self._upstream.base_url): REPLY_TOKENS,
         }
         budget = self._budget(job)
         worst = self._counter.request(body) + REPLY_TOKENS
@@ -204,17 +213,19 @@ class Summarizer:
                                   f"this call may take {worst}")
         call = await self._call(job, body, prompt)
         self._spend(job, call.prompt_tokens + call.completion_tokens)
-        by_id = {p.page_id: p for p in covered}
+        # A segment may start before its fork point: what it covers there is its parent's,
+        # not this conversation's to rewrite or to anchor a claim at.
+        by_id = {p.page_id: p for p in covered if path.owner_of(p.anchor) == job.conv_id}
         revised = [revised_summary(summary, call.answer, self.model, self._counter)]
         revised += [
             revised_abstract(by_id[page_id], text, self.model, self._counter)
-            for page_id, text in call.answer.abstracts
+            for page_id, text in call.answer.abstracts if page_id in by_id
         ]
         conv = await self._store.get_conversation(job.tenant, job.conv_id)
         known = Counters.from_dict(conv.state.get("counters") if conv else None).claim_keys
         claims = claim_pages(
             call.answer, by_id, list(summary.extra.get(CLAIM_IDS, ())), known, self.model,
-            self._counter, now=self._clock(),
+            self._counter, now=self.clock(),
         )
         await self._store.put_pages(job.tenant, job.conv_id, [*revised, *claims])
         self._count("vm_summarizer_calls_total", {"outcome": "ok"})
@@ -228,9 +239,9 @@ class Summarizer:
             "claims": len(claims),
         })
 
-    async def _pages_of(self, job: SummaryJob) -> tuple[Page, list[Page]] | None:
-        """The summary page and the pages it covers, once the append storing them is done;
-        None when it is gone or already written by a model."""
+    async def _pages_of(self, job: SummaryJob) -> tuple[Path, Page, list[Page]] | None:
+        """The conversation's path, the summary page and the pages it covers, once the
+        append storing them is done; None when it is gone or already written by a model."""
         async with self._store.lock(job.tenant, job.conv_id):
             pass
         path = await self._store.path(job.tenant, job.conv_id)
@@ -238,7 +249,7 @@ class Summarizer:
         if summary is None or is_model_written(summary):
             return None
         covered = await self._store.get_pages(path, list(summary.covers))
-        return summary, [covered[i] for i in summary.covers if i in covered]
+        return path, summary, [covered[i] for i in summary.covers if i in covered]
 
     async def _call(
         self, job: SummaryJob, body: dict[str, Any], prompt: SummaryPrompt
@@ -283,6 +294,14 @@ class Summarizer:
 
     def _count(self, name: str, labels: Mapping[str, str], amount: float = 1.0) -> None:
         self._metrics.counter(name, labels, help=_HELP[name]).inc(amount)
+
+
+def reply_cap_field(base_url: str) -> str:
+    """The field capping the reply: OpenAI's own API takes `max_completion_tokens` from
+    every chat model (its reasoning models refuse `max_tokens`); other upstreams (vLLM,
+    llama.cpp, older gateways) know `max_tokens`."""
+    host = urlsplit(base_url).hostname or ""
+    return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
 
 
 def summaries_hook(

@@ -94,12 +94,12 @@ def claim_pages(
 ) -> list[Page]:
     """Claim pages for the answer's claims, under the ids kept for them (`claim_ids`, one
     each; claims past them are left out), leaving out claims whose key (claims.claim_key)
-    is `known` or repeats one before it."""
+    is `known` or repeats one before it, and claims of pages not in `sources`."""
     made: list[Page] = []
     seen = set(known)
     for page_id, sentence in answer.claims:
         key = claim_key(sentence)
-        if key in seen or len(made) == len(claim_ids):
+        if key in seen or page_id not in sources or len(made) == len(claim_ids):
             continue
         seen.add(key)
         source = sources[page_id]
@@ -135,10 +135,6 @@ class SummaryBudget:
 
     day: str
     used: int = 0
-
-    def on(self, day: str) -> SummaryBudget:
-        """This budget as of `day`: a new day starts at nothing."""
-        return self if day == self.day else SummaryBudget(day)
 
     def allows(self, cost: int, cap: int) -> bool:
         """Whether a call that may cost `cost` tokens at most fits under `cap` today."""

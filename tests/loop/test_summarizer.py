@@ -19,7 +19,7 @@ import respx
 from proxy.config import Settings
 from proxy.http.app import create_app
 from proxy.http.state import AppState
-from proxy.loop.summarizer import Summarizer
+from proxy.loop.summarizer import Summarizer, reply_cap_field
 from proxy.metrics import Metrics
 from proxy.store import open_store
 from proxy.store.base import PageStore
@@ -263,6 +263,18 @@ async def test_the_daily_cap_stops_calls_and_keeps_the_extractive_form() -> None
         assert len(summarizer.requests) == 1
         # seg_3 and seg_4 (turns 32 and 40) were refused too.
         assert 'vm_summarizer_fallbacks_total{reason="cap"} 4' in await _metrics(proxy)
+        (info,) = await proxy.store.list_conversations(tenant=proxy.tenant)
+        background = _summarizer(proxy)
+        assert background.spent_today(proxy.tenant, info.conv_id) == 5_000 + COMPLETION_TOKENS
+
+        # The next day starts over: the next segment (turn 48) is summarised.
+        today = background.clock()
+        background.clock = lambda: today + 86_400
+        for turn in range(8):
+            await _ask(proxy, history, f"A new day, thing number {turn}.")
+        await background.idle()
+        assert len(summarizer.requests) == 2
+        assert background.spent_today(proxy.tenant, info.conv_id) == 5_000 + COMPLETION_TOKENS
 
 
 async def test_a_malformed_answer_counts_against_the_cap() -> None:
@@ -309,3 +321,9 @@ async def test_submitting_never_waits_and_drops_what_the_queue_cannot_hold() -> 
     finally:
         await upstream.aclose()
         await store.close()
+
+
+def test_the_reply_cap_is_named_as_the_upstream_knows_it() -> None:
+    assert reply_cap_field("https://api.openai.com/v1") == "max_completion_tokens"
+    assert reply_cap_field("http://localhost:8000/v1") == "max_tokens"
+    assert reply_cap_field("https://api.openai.com.example.net/v1") == "max_tokens"

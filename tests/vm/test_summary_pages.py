@@ -103,15 +103,18 @@ def test_claims_take_the_ids_kept_for_them_and_leave_repeats_out() -> None:
     assert first.extra["summarizer"] == MODEL and first.extra["summarises"] == ["msg_2"]
     assert second.text == "The user moved to Porto in 2021." and second.anchor == 4
     assert claim_pages(answer, pages, [], (), MODEL, COUNTER, now=0.0) == []
+    elsewhere = {k: v for k, v in pages.items() if k != "msg_2"}  # a parent's page
+    assert [p.text for p in claim_pages(
+        answer, elsewhere, kept, counters.claim_keys, MODEL, COUNTER, now=0.0)] == [
+        "the user's partner is called ana", "The user moved to Porto in 2021."]
     assert CLAIM_IDS == "claim_ids"
 
 
-def test_the_budget_counts_one_day_and_starts_over_the_next() -> None:
+def test_the_budget_counts_what_was_spent() -> None:
     day = utc_day(1_700_000_000.0)
     assert day == "2023-11-14"
     spent = SummaryBudget(day).spent(700).spent(-5)
     assert spent == SummaryBudget(day, 700)
-    assert spent.on(day) is spent
-    assert spent.on(utc_day(1_700_000_000.0 + 86_400)) == SummaryBudget("2023-11-15", 0)
+    assert utc_day(1_700_000_000.0 + 86_400) == "2023-11-15"
     assert spent.allows(300, 1000) and not spent.allows(301, 1000)
     assert not SummaryBudget(day).allows(1, 0)  # a cap of 0 allows nothing
