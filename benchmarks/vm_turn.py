@@ -10,8 +10,15 @@ The store is opened as the app opens it: behind the in-process page cache of
 `store.cache_pages` (the default setting unless `--cache-pages` says otherwise; 0: none).
 Each (store, cache) pair runs on a fresh database.
 
+`--summarizer off,on` runs each pair twice, `vm.summarizer` off and naming a model the
+upstream answers at once with a valid summary: the summarizer works in the background, so
+a turn should take as long with it as without (reported as the ratio of VM p50s, on/off).
+The backlog the stored history makes (one summary per 8 turns) is drained before the
+measured requests; during them, every 8th request closes a segment and queues a call.
+
     python benchmarks/vm_turn.py [--turns 1000] [--requests 60] [--store memory://]
     python benchmarks/vm_turn.py --cache-pages 20000,0 --json benchmarks/results/vm_turn.json
+    python benchmarks/vm_turn.py --summarizer off,on --rounds 3 --requests 120
 """
 
 from __future__ import annotations
@@ -50,7 +57,20 @@ def conversation(turns: int) -> list[dict[str, Any]]:
     return messages
 
 
+SUMMARIZER = "bench-summarizer"
+SUMMARY = orjson.dumps({"summary": "A stretch of questions on hobbies and chores.",
+                        "points": ["practice", "patience"], "abstracts": {}, "claims": []})
+
+
 def upstream(request: httpx.Request) -> httpx.Response:
+    if orjson.loads(request.content).get("model") == SUMMARIZER:
+        return httpx.Response(200, content=orjson.dumps({
+            "id": "chatcmpl-sum", "object": "chat.completion", "created": 1,
+            "model": SUMMARIZER,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": SUMMARY.decode()}}],
+            "usage": {"prompt_tokens": 500, "completion_tokens": 30, "total_tokens": 530},
+        }), headers={"content-type": "application/json"})
     body = {"id": "chatcmpl-bench", "object": "chat.completion", "created": 1,
             "model": "gpt-4o-2024-08-06",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Noted."},
@@ -61,13 +81,16 @@ def upstream(request: httpx.Request) -> httpx.Response:
 
 
 async def run(
-    turns: int, requests: int, store_url: str, budget: int, cache_pages: int | None = None
+    turns: int, requests: int, store_url: str, budget: int, cache_pages: int | None = None,
+    summarizer: bool = False,
 ) -> dict[str, Any]:
     store_settings: dict[str, Any] = {"url": store_url}
     if cache_pages is not None:
         store_settings["cache_pages"] = cache_pages
     settings = load_settings(environ={}, overrides={
-        "vm": {"context_budget": budget, "activate_above": budget // 2},
+        "vm": {"context_budget": budget, "activate_above": budget // 2,
+               "summarizer": SUMMARIZER if summarizer else "off",
+               "summarizer_daily_tokens": 10**9},
         "store": store_settings,
         "upstream": {"base_url": "http://upstream.bench/v1"},
     })
@@ -76,7 +99,7 @@ async def run(
     history = conversation(turns)
     results: dict[str, Any] = {
         "turns": turns, "requests": requests, "store": store_url.split(":")[0],
-        "cache_pages": settings.store.cache_pages,
+        "cache_pages": settings.store.cache_pages, "summarizer": summarizer,
     }
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -84,6 +107,12 @@ async def run(
             # Store the history once (the first request of a conversation pays for it).
             first = [*history, {"role": "user", "content": "Hello again."}]
             await client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": first})
+            background = app.state.summarizer
+            if background is not None:
+                started = time.perf_counter()
+                await background.idle()
+                results["backlog_s"] = round(time.perf_counter() - started, 2)
+                results["backlog_calls"] = _summarizer_calls(app)
             for arm, headers in (("passthrough", {"x-vm-mode": "off"}), ("vm", {})):
                 latencies: list[float] = []
                 sent = full = 0
@@ -111,12 +140,25 @@ async def run(
                 if arm == "vm":
                     results["prompt_tokens_sent"] = sent
                     results["prompt_tokens_full"] = full
+            if background is not None:
+                await background.idle()
+                results["calls_while_measured"] = (
+                    _summarizer_calls(app) - results["backlog_calls"])
     await store.close()
     results["added_p50_ms"] = round(results["vm"]["p50_ms"] - results["passthrough"]["p50_ms"], 2)
     if results["prompt_tokens_full"]:
         results["tokens_saved"] = round(
             1 - results["prompt_tokens_sent"] / results["prompt_tokens_full"], 3)
     return results
+
+
+def _summarizer_calls(app: Any) -> int:
+    """Summarizer calls made so far that wrote their summary."""
+    metrics = app.state.metrics.render()
+    for line in metrics.splitlines():
+        if line.startswith('vm_summarizer_calls_total{outcome="ok"}'):
+            return int(float(line.split()[-1]))
+    return 0
 
 
 def fresh(url: str) -> str:
@@ -135,20 +177,33 @@ def main() -> None:
                         help="store URL(s); default memory:// and a fresh SQLite file")
     parser.add_argument("--cache-pages", default="",
                         help="comma-separated store.cache_pages values (default: the app's)")
+    parser.add_argument("--summarizer", default="off",
+                        help="comma-separated: off, on (vm.summarizer naming an instant model)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every arm this often")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     stores = args.store or ["memory://", "sqlite"]
     caches = [int(c) for c in args.cache_pages.split(",") if c] or [None]
-    out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache))
-           for url in stores for cache in caches]
+    modes = [m == "on" for m in args.summarizer.split(",") if m]
+    out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache, mode))
+           for _ in range(args.rounds) for url in stores for cache in caches for mode in modes]
     rows = []
-    for r in out:
-        print(f"{r['store']:>7} cache {r['cache_pages']:>5} {r['turns']} turns: pass-through"
+    for index, r in enumerate(out):
+        print(f"{r['store']:>7} cache {r['cache_pages']:>5} {r['turns']} turns"
+              f" summarizer {'on' if r['summarizer'] else 'off'}: pass-through"
               f" p50 {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
               f" VM p50 {r['vm']['p50_ms']} ms p99"
               f" {r['vm']['p99_ms']} ms | added p50 {r['added_p50_ms']} ms | prompt tokens"
               f" {r['prompt_tokens_sent']} of {r['prompt_tokens_full']}"
               f" ({100 * r.get('tokens_saved', 0):.1f}% saved)")
+        if r["summarizer"]:
+            # Ratio to the run right before it, the same store with the summarizer off.
+            before = out[index - 1] if index else None
+            ratio = (f"; VM p50 {r['vm']['p50_ms'] / before['vm']['p50_ms']:.3f}x the run"
+                     " before (off)" if before is not None and not before["summarizer"] else "")
+            print(f"  summarizer on: a backlog of {r['backlog_calls']} calls drained in"
+                  f" {r['backlog_s']} s; {r['calls_while_measured']} calls while"
+                  f" measured{ratio}")
         rows.append({
             "store": r["store"], "cache_pages": r["cache_pages"], "turns": r["turns"],
             "requests": r["requests"],
@@ -158,7 +213,8 @@ def main() -> None:
             "added_p50_ms": r["added_p50_ms"],
             "prompt_tokens_sent": r["prompt_tokens_sent"],
             "prompt_tokens_full": r["prompt_tokens_full"],
-            "tokens_saved": r.get("tokens_saved"),
+            "tokens_saved": r.get("tokens_saved"), "summarizer": r["summarizer"],
+            "summarizer_calls_while_measured": r.get("calls_while_measured"),
         })
     if args.json:
         payload = {

@@ -88,6 +88,8 @@ class VMSettings(_Section):
     show_citations: bool = False
     fail_open: bool = True
     keepalive_s: float = Field(default=5.0, gt=0)
+    summarizer: str = Field(default="off", min_length=1)
+    summarizer_daily_tokens: int = Field(default=200_000, ge=0)
 
     @model_validator(mode="before")
     @classmethod

@@ -29,6 +29,7 @@ from proxy.http.routes import (
     responses,
 )
 from proxy.http.state import AppState
+from proxy.loop.summarizer import Summarizer
 from proxy.store import CachedStore, PageStore, StoreError, open_store
 from proxy.tokens import O200K, get_encoding
 from proxy.upstream.client import Upstream
@@ -62,9 +63,18 @@ def create_app(
         )
         export_cache_stats(state)
         state.upstream = upstream = Upstream(settings.upstream, upstream_transport)
+        if settings.vm.summarizer != "off":
+            state.summarizer = Summarizer(
+                settings.vm.summarizer, settings.vm.summarizer_daily_tokens, state.store,
+                upstream, state.metrics,
+            )
+            state.summarizer.start()
         try:
             yield
         finally:
+            if state.summarizer is not None:
+                await state.summarizer.aclose()
+                state.summarizer = None
             await upstream.aclose()
             if owned_store:
                 await state.store.close()

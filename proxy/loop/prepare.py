@@ -20,6 +20,7 @@ from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.services import AppServices
 from proxy.loop.storing import Ingester
+from proxy.loop.summarizer import summaries_hook
 from proxy.loop.turn import Turn, assistant_name
 from proxy.loop.turn_log import TurnLog
 from proxy.store.base import PageStore
@@ -46,6 +47,7 @@ from proxy.vm.prefetch import (
     search_query,
     widen_recent,
 )
+from proxy.vm.summary_prompt import MAX_CLAIMS
 from proxy.vm.working_set import ScoredPage
 
 # Without a client max_tokens, the reply is reserved at most 1/REPLY_SHARE of the budget.
@@ -102,7 +104,9 @@ async def prepare(
     )
     # Until then its messages are stored lean (proxy.loop.derive).
     ingester = Ingester(
-        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead
+        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead,
+        on_summaries=summaries_hook(state.summarizer, tenant, request),
+        model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
     )
     # A request holding its whole history may be answered before its messages are stored:
     # were they lost, its client's next request resends them.

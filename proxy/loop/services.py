@@ -6,6 +6,7 @@ from typing import Protocol
 
 from proxy.config import Settings
 from proxy.loop.prefix_cache import PrefixCache
+from proxy.loop.summarizer import Summarizer
 from proxy.metrics import Metrics
 from proxy.store import PageStore
 from proxy.store.locks import KeyedLocks
@@ -32,3 +33,8 @@ class AppServices(Protocol):
     @property
     def prefix_cache(self) -> PrefixCache:
         """The last conversation rows and prefixes this process saw (loop.prefix_cache)."""
+
+    @property
+    def summarizer(self) -> Summarizer | None:
+        """The background summarizer (proxy.loop.summarizer); None with `vm.summarizer`
+        off."""

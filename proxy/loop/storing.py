@@ -35,6 +35,11 @@ from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Page
 from proxy.vm.segments import SegmentJob, build_summary, record_summary
+from proxy.vm.summary_pages import CLAIM_IDS, reserve_claims
+
+# Told the segment summary pages an ingest made for `path`'s leaf (before they are stored):
+# proxy.loop.summarizer has a model rewrite them.
+SummariesMade = Callable[[Path, Sequence[Page]], None]
 
 # Conversation-state entries of the fault loop that new messages carry over unchanged.
 _CARRIED = ("table", "frame", "replay")
@@ -54,10 +59,15 @@ class Ingester:
         clock: Clock = time.time,
         *,
         lean_up_to: int | None = None,
+        on_summaries: SummariesMade | None = None,
+        model_claims: int = 0,
     ) -> None:
         """`lean_up_to`: while a conversation's resent history costs at most this many
         tokens, its messages are stored as lean pages (proxy.loop.derive); None: always
-        in full."""
+        in full. `on_summaries` is told the segment summaries made, each of which keeps
+        `model_claims` claim ids for the model rewriting it (proxy.loop.summarizer)."""
+        self._on_summaries = on_summaries
+        self._model_claims = model_claims
         self._counter_for = counter_for
         self._segment_turns = segment_turns
         self._clock = clock
@@ -114,6 +124,7 @@ class Ingester:
         pages: list[Page] = []
         derived: list[Page] = []
         jobs: list[SegmentJob] = []
+        reserved: dict[str, list[str]] = {}
         mutations: list[Mutation] = []
         # One message at a time, so each message page records the state right after it.
         for offset, message in enumerate(messages):
@@ -130,6 +141,9 @@ class Ingester:
             big = text_chars(message) > OFF_LOOP_CHARS
             result = await asyncio.to_thread(make) if big else make()
             page, *others = result.pages
+            for job in result.segment_jobs if self._model_claims else ():
+                # Before the snapshot, so a fork from here on numbers its claims after them.
+                reserved[job.seg_id] = reserve_claims(counters, self._model_claims)
             tokens += int(page.extra.get("msg_tokens", 0))
             after = snapshot(counters, tokens)
             pages.append(dataclasses.replace(page, extra={**page.extra, "after": after}))
@@ -137,7 +151,16 @@ class Ingester:
             jobs.extend(result.segment_jobs)
             mutations.extend(result.mutations)
         pages.extend(derived)
-        pages.extend(await self._summaries(store, path, jobs, pages, counters, counter))
+        summaries = await self._summaries(store, path, jobs, pages, counters, counter)
+        for summary in summaries:
+            if summary.page_id in reserved:
+                summary.extra[CLAIM_IDS] = reserved[summary.page_id]
+        pages.extend(summaries)
+        if summaries and self._on_summaries is not None:
+            # Not those of positions another conversation owns (a fork deriving its
+            # parent's stretch): their claims would be numbered by the wrong counters.
+            own = [p for p in summaries if path.owner_of(p.anchor) == path.leaf]
+            self._on_summaries(path, own)
         state = {
             **{k: v for k, v in before.items() if k in _CARRIED},
             "hash": hashes[-1] if hashes else before.get("hash", ""),

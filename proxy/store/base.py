@@ -159,6 +159,14 @@ class PageStore(Protocol):
         mutations: Sequence[Mutation] = (),
     ) -> Conversation: ...
 
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        """Store pages on `conv_id` without touching its row (version, length, state), so
+        no request holding that row is disturbed: what a model wrote later, in the
+        background (proxy.loop.summarizer). A page whose id is stored replaces it and must
+        have its search terms (the same level 0, hint, speaker and date: the index is not
+        touched); a new id is added and indexed (derived pages only: no chain hash). Nothing
+        is stored for a conversation that does not exist. Returns how many were written."""
+
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         """The pages with these ids visible on `path`; ids not visible are absent."""
 

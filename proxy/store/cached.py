@@ -173,6 +173,14 @@ class CachedStore:
             if not is_lean(page) and (cached := self._pages.get(key)) and is_lean(cached):
                 self._pages.put(key, page)
 
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        written = await self.inner.put_pages(tenant, conv_id, pages)
+        for page in pages:
+            key = (tenant, conv_id, page.page_id)
+            if self._pages.get(key) is not None:  # a page replaced: not the cached one now
+                self._pages.put(key, page)
+        return int(written)
+
     async def update_state(
         self,
         tenant: str,

@@ -156,6 +156,23 @@ class MemoryStore:
         row.state = new_state
         return self._commit(tenant, conv_id, row, mutations)
 
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        if (tenant, conv_id) not in self._convs:
+            return 0
+        copies = [decode_page(encode_page(page)) for page in pages]
+        stored = self._pages.setdefault((tenant, conv_id), _ConvPages())
+        index = self._indexes.setdefault(tenant, BM25Index())
+        for page in copies:
+            if page.page_id in stored.by_id:
+                stored.by_id[page.page_id] = page  # same search terms: the index stands
+                continue
+            stored.by_id[page.page_id] = page
+            self._inserted += 1
+            entry = (page.anchor, 0 if page.is_message else 1, self._inserted, page.page_id)
+            bisect.insort(stored.ordered, entry)
+            index.add_tokens((conv_id, page.page_id), page_search_tokens(page))
+        return len(copies)
+
     async def update_state(
         self,
         tenant: str,

@@ -47,7 +47,14 @@ from proxy.store.paths import (
     stable_key,
 )
 from proxy.store.postgres_admin import PostgresAdminReads
-from proxy.store.postgres_append import APPEND_SQL, CONV_COLUMNS, append_args, mutation_columns
+from proxy.store.postgres_append import (
+    APPEND_SQL,
+    CONV_COLUMNS,
+    PUT_SQL,
+    append_args,
+    mutation_columns,
+    page_columns,
+)
 from proxy.store.postgres_schema import migrate, quote_ident
 from proxy.store.postgres_search import SEARCH_SQL, search_args
 from proxy.vm.bm25 import query_terms
@@ -222,6 +229,14 @@ class PostgresStore(PostgresAdminReads):
         if row is None:
             raise await self._why_not(tenant, conv_id, expected_version)
         return _conversation(tenant, conv_id, row)
+
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        if not pages:
+            return 0
+        written = await self._fetchval(
+            PUT_SQL, tenant, conv_id, *page_columns(tenant, conv_id, pages)
+        )
+        return int(written or 0)
 
     async def update_state(
         self,

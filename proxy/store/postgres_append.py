@@ -92,6 +92,16 @@ def append_args(
     now: float,
 ) -> list[Any]:
     """APPEND_SQL's arguments, $1 to $25, in order."""
+    return [
+        tenant, conv_id, expected_version, *page_columns(tenant, conv_id, pages),
+        *mutation_columns(mutations, now),
+        new_length, encode_state(state) if state is not None else None, now,
+        [is_lean(page) for page in pages],
+    ]
+
+
+def page_columns(tenant: str, conv_id: str, pages: Sequence[Page]) -> list[list[Any]]:
+    """The pages as the twelve arrays of APPEND_SQL's and PUT_SQL's `input`."""
     prefix = term_prefix(tenant, conv_id)
     columns: list[list[Any]] = [[] for _ in range(12)]
     for page in pages:
@@ -105,11 +115,44 @@ def append_args(
         )
         for column, value in zip(columns, values, strict=True):
             column.append(value)
-    return [
-        tenant, conv_id, expected_version, *columns, *mutation_columns(mutations, now),
-        new_length, encode_state(state) if state is not None else None, now,
-        [is_lean(page) for page in pages],
-    ]
+    return columns
+
+
+# PageStore.put_pages: a stored page's body replaced (its terms are the same), a new page
+# added and indexed, the conversation's search statistics counted; its version, length
+# and state left alone.
+PUT_SQL = """
+WITH conv AS (
+    SELECT 1 FROM conversations WHERE tenant = $1 AND conv_id = $2
+), input AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::int[], $6::bool[], $7::text[],
+                         $8::text[], $9::text[], $10::bytea[], $11::float8[], $12::text[],
+                         $13::text[], $14::int[])
+         AS u (page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
+               created_at, terms, tfs, doc_len)
+), ins AS (
+    INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,
+                       chain_hash, body, created_at, doc_len)
+    SELECT $1, $2, page_id, prefix, anchor, is_message, kind, modality, chain_hash, body,
+           created_at, doc_len
+    FROM input WHERE EXISTS (SELECT 1 FROM conv)
+    ON CONFLICT (tenant, conv_id, page_id) DO UPDATE SET body = excluded.body
+    RETURNING id, page_id, anchor, modality, doc_len, (xmax = 0) AS added
+), indexed AS (
+    INSERT INTO page_terms (term, page, tenant, conv_id, anchor, modality, tf, doc_len)
+    SELECT t.term, i.id, $1, $2, i.anchor, i.modality, t.tf, i.doc_len
+    FROM ins i JOIN input u ON u.page_id = i.page_id
+    CROSS JOIN LATERAL unnest(string_to_array(u.terms, ' '), string_to_array(u.tfs, ' ')::int[])
+         AS t (term, tf)
+    WHERE i.added
+), counted AS (
+    UPDATE conversations c
+    SET doc_count = c.doc_count + (SELECT count(*) FROM ins WHERE added),
+        doc_len = c.doc_len + (SELECT coalesce(sum(doc_len), 0) FROM ins WHERE added)
+    WHERE c.tenant = $1 AND c.conv_id = $2 AND EXISTS (SELECT 1 FROM ins WHERE added)
+)
+SELECT count(*) FROM ins
+"""
 
 
 def mutation_columns(mutations: Sequence[Mutation], now: float) -> list[list[Any]]:

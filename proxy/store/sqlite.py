@@ -269,6 +269,14 @@ class SQLiteStore(SQLiteCalls):
                 conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations
             )
 
+    async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
+        if not pages:
+            return 0
+        scope = term_prefix(tenant, conv_id)
+        rows = [(page, encode_page(page), " ".join(scope + t for t in page_search_tokens(page)))
+                for page in pages]
+        return int(await self._write(q.put_pages, tenant, conv_id, rows, of=(tenant, conv_id)))
+
     async def update_state(
         self,
         tenant: str,

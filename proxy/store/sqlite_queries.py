@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from proxy.store.base import Conversation, Path, SearchHit
-from proxy.store.codec import decode_page, decode_state
+from proxy.store.codec import decode_page, decode_state, id_prefix
 from proxy.store.paths import (
     MAX_FORK_DEPTH,
     build_path,
@@ -267,6 +267,33 @@ def remember_response(
         " SET conv_id = excluded.conv_id, length = excluded.length",
         (tenant, response_id, conv_id, length),
     )
+
+
+def put_pages(
+    conn: sqlite3.Connection, tenant: str, conv_id: str, rows: Sequence[tuple[Page, bytes, str]]
+) -> int:
+    """PageStore.put_pages: each (page, body, index terms) over the stored page of its id
+    (its index row kept: same terms), else added and indexed."""
+    with transaction(conn):
+        if conversation_version(conn, tenant, conv_id) is None:
+            return 0
+        for page, body, terms in rows:
+            replaced = conn.execute(
+                "UPDATE pages SET body = ? WHERE tenant = ? AND conv_id = ? AND page_id = ?",
+                (body, tenant, conv_id, page.page_id),
+            ).rowcount
+            if replaced:
+                continue
+            rowid = conn.execute(
+                "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
+                " kind, modality, chain_hash, body, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
+                 int(page.is_message), page.kind.value, page.modality.value, page.chain_hash,
+                 body, page.created_at),
+            ).lastrowid
+            conn.execute("INSERT INTO page_fts (rowid, terms) VALUES (?, ?)", (rowid, terms))
+    return len(rows)
 
 
 def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> int:

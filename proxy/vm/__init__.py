@@ -8,7 +8,11 @@ Public API, by module (the fault loop, proxy.loop, is built on these):
 - ingest:      Counters, ingest_messages -> IngestResult(pages, mutations, segment_jobs)
 - segments:    SegmentJob, build_summary, record_summary, summary_frontier
 - compress:    reduce_text (level 1), abstract_text (level 2), make_hint
-- claims:      extract_claims
+- claims:      extract_claims, claim_key
+- summary_prompt: build_prompt, parse_answer -> ModelSummary (what a summarizing model
+               is asked, and the checking of its answer; vm.summarizer)
+- summary_pages: revised_summary, revised_abstract, claim_pages, reserve_claims,
+               SummaryBudget (its answer as pages; the daily cap)
 - page_table:  PageTable (access stats, L1 set; to_dict/from_dict)
 - prefetch:    plan_prefetch -> PrefetchPlan, gather_candidates, pinned_start, search_query
 - working_set: ScoredPage, select_context -> Selection

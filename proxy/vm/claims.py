@@ -10,6 +10,7 @@ model's own guesses do not become facts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 MAX_PER_MESSAGE = 3
@@ -68,6 +69,7 @@ _STARTERS = frozenset(
 _SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _SPACE = re.compile(r"\s+")
 _FENCE = re.compile(r"```.*?```", re.S)
+_WORDS = re.compile(r"\w+")
 
 
 def extract_claims(text: str, role: str) -> list[str]:
@@ -135,3 +137,10 @@ def _statements_of(text: str) -> list[str]:
     """The text's sentences outside code blocks, spaces normalised, questions left out."""
     sentences = (_SPACE.sub(" ", raw).strip() for raw in _SPLIT.split(_FENCE.sub(" ", text)))
     return [s for s in sentences if s and not s.endswith("?")]
+
+
+def claim_key(sentence: str) -> str:
+    """A short digest of a claim's words, the same for the same statement however it is
+    cased or punctuated (a repeated statement is one claim)."""
+    normal = " ".join(_WORDS.findall(sentence.lower()))
+    return hashlib.blake2b(normal.encode(), digest_size=4).hexdigest()

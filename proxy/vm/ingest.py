@@ -12,8 +12,6 @@ Message page ids are `msg_<position>`, the 0-based position in the conversation.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from proxy.tokens import TokenCounter, image_size, note_tool_names
 from proxy.vm import mutations as events
 from proxy.vm.attribution import speaker_of, stated_date
 from proxy.vm.bounds import analysed
-from proxy.vm.claims import extract_claims
+from proxy.vm.claims import claim_key, extract_claims
 from proxy.vm.compress import abstract_text, make_hint, parse_json, reduce_text
 from proxy.vm.costs import annotate_costs
 from proxy.vm.mutations import Clock, Mutation
@@ -39,7 +37,6 @@ OPEN_CALLS = 64
 # A hint that is a claim keeps the whole sentence up to this many words (the claim pages
 # themselves use the same length).
 CLAIM_HINT_WORDS = 14
-_WORDS = re.compile(r"\w+")
 # Messages whose opening date names when they (and the ones after them) were said; a tool
 # result opening with a date is data.
 _SPOKEN = ("user", "assistant", "system", "developer")
@@ -239,8 +236,7 @@ def _message_pages(
     )
     derived = list(images)
     for sentence in claims:
-        normal = " ".join(_WORDS.findall(sentence.lower()))
-        key = hashlib.blake2b(normal.encode(), digest_size=4).hexdigest()
+        key = claim_key(sentence)
         if key in counters.claim_keys:
             continue
         counters.claim_keys = [*counters.claim_keys, key][-CLAIM_KEYS:]
