@@ -140,3 +140,63 @@ async def test_lean_pages_are_derived_when_the_conversation_first_needs_memory(
         assert "msg_0" in [h.page.page_id for h in hits]
         claims = await store.pages_in_range(path, 0, 1, prefixes=("claim",))
         assert claims  # the claim of the first message was derived with it
+
+
+def count_appends(store: PageStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of pages of every append to `store` from now on."""
+    appends: list[int] = []
+    inner = store.append
+
+    async def counted(tenant: str, conv_id: str, pages: Any, **options: Any) -> Any:
+        appends.append(len(pages))
+        return await inner(tenant, conv_id, pages, **options)
+
+    monkeypatch.setattr(store, "append", counted)
+    return appends
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_a_short_chat_turn_is_stored_in_one_append_with_its_answer(
+    url: str, tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/s.db" if url == "sqlite" else url)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."}]
+    async with serve(answer, vm_settings(), store) as proxy:
+        appends = count_appends(proxy.store, monkeypatch)
+        for i in range(3):
+            messages.append(question(i))
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            assert reply.status_code == 200
+            messages.append(reply.json()["choices"][0]["message"])
+        # The first turn's system prompt and question, then one question per turn: each
+        # with its answer.
+        assert appends == [3, 2, 2]
+        stored = await stored_messages(proxy.store, proxy.tenant, reply.headers["x-vm-session"])
+        assert [m["content"] for m in stored] == [m["content"] for m in messages]
+
+
+def failing(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(500, json={"error": {"message": "upstream broke", "type": "server_error",
+                                               "param": None, "code": None}})
+
+
+def unreachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused")
+
+
+@pytest.mark.parametrize("upstream", [failing, unreachable])
+async def test_a_question_without_an_answer_is_still_stored(upstream: Any) -> None:
+    """Held for its answer, a question is stored alone when no answer comes."""
+    answers = [answer, upstream]
+
+    def model(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)(request)
+
+    messages = [question(0)]
+    async with serve(model) as proxy:
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        messages += [reply.json()["choices"][0]["message"], question(1)]
+        broken = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert broken.status_code >= 500
+        stored = await stored_messages(proxy.store, proxy.tenant, reply.headers["x-vm-session"])
+        assert [m["content"] for m in stored] == [m["content"] for m in messages]
