@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.loop.derive import store_elsewhere
-from proxy.loop.held import HeldWrite, holds, root_path
+from proxy.loop.held import HeldWrite, LeanTokens, held_write, root_path
 from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
@@ -73,12 +73,14 @@ class Conversations:
         *,
         durable: bool = True,
         hold_up_to: int | None = None,
+        lean_tokens: LeanTokens | None = None,
     ) -> None:
         """`durable=False`: the request holds the whole history, so its messages may be
         stored after it is answered (PageStore.append's `durable`), and, when they come
         to at most `hold_up_to` tokens, in one append with the answer (proxy.loop.held)."""
         self._durable = durable
         self._hold_up_to = None if durable else hold_up_to
+        self._lean_tokens = lean_tokens
         self._held: HeldWrite | None = None
         self._store = store
         self._ingest = ingest
@@ -192,25 +194,21 @@ class Conversations:
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
     ) -> tuple[Conversation, int, Path | None]:
-        """Store the held messages and `messages` after them, in one append. Should the
-        row have changed meanwhile, or the new messages need what the store does not have
-        yet (a conversation crossing the threshold derives its lean pages, which reads
-        them), all of them go the general way, as if placed now."""
+        """Store the held messages and `messages` after them, in one append; should the row
+        have changed meanwhile, or pages of other conversations be derived, as if placed now."""
         conv_id = held.target.conv_id
+        everything, all_hashes = [*held.messages, *messages], [*held.hashes, *hashes]
         async with self._store.lock(tenant, conv_id):
-            try:
-                made = await self._ingest(
-                    self._store, tenant, held.path, held.end, messages, hashes,
-                    dict(held.made.state),
-                )
-            except LookupError:
-                made = None
-            if made is not None and not made.elsewhere:
+            made = await self._ingest(
+                self._store, tenant, held.path, held.anchor + 1, everything, all_hashes,
+                dict(held.before),
+            )
+            if not made.elsewhere:
                 try:
                     leaf = await self._store.append(
                         tenant,
                         conv_id,
-                        [*held.made.pages, *made.pages],
+                        made.pages,
                         expected_version=held.target.version,
                         new_length=held.end + len(messages),
                         state={**made.state, **(state_patch or {})},
@@ -221,8 +219,8 @@ class Conversations:
                 except VersionConflict:
                     pass
         leaf, count, path = await self._store_after(
-            tenant, conv_id, held.anchor, [*held.messages, *messages],
-            [*held.hashes, *hashes], state_patch=state_patch, mutations=mutations,
+            tenant, conv_id, held.anchor, everything, all_hashes, state_patch=state_patch,
+            mutations=mutations,
         )
         return leaf, min(count, len(messages)), path
 
@@ -454,20 +452,23 @@ class Conversations:
                 else:
                     path = await self._store.path(tenant, target.conv_id)
                 before = await self._state_at(self._store, tenant, path, anchor, target)
+                end = anchor + 1 + len(messages)
+                held = None if not may_hold or state_patch or mutations else held_write(
+                    self._lean_tokens, self._hold_up_to, target, path, anchor, messages,
+                    hashes, before)  # fmt: skip
+                if held is not None:
+                    self._held = held
+                    if on_append is not None:
+                        on_append(cut_path(path, end), held.state)
+                    return held.row(), len(messages), path
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
                 if made.elsewhere:
                     await store_elsewhere(self._store, tenant, made.elsewhere)
-                end = anchor + 1 + len(messages)
                 state = {**made.state, **(state_patch or {})}
                 if on_append is not None:
                     on_append(cut_path(path, end), state)
-                if may_hold and not state_patch and holds(made, self._hold_up_to):
-                    self._held = HeldWrite(
-                        target, path, anchor, list(messages), list(hashes), made
-                    )
-                    return self._held.row(), len(messages), path
                 try:
                     leaf = await self._store.append(
                         tenant,

@@ -4,9 +4,10 @@ A request that carries its whole history and is forwarded unchanged (below
 `vm.activate_above`) may be answered before its messages are written: were they lost, its
 client's next request resends them (PageStore.append's `durable`). Its question and its
 answer are then stored in one append, once the answer is in, instead of one append each:
-half the appends, conversation rows written and commits of the common request. The
-question is ingested when the request is placed (its tokens decide whether the request
-needs memory, and are reported in X-VM-Prompt-Tokens); only the append waits.
+half the appends, conversation rows written and commits of the common request, and one
+ingest: when the request is placed only the question's tokens are counted (they decide
+whether the request needs memory, and are reported in X-VM-Prompt-Tokens), as its lean
+page would count them; its page is made with the answer's.
 
 Until then the question is in no store, so the row the request was placed on is not shown
 to anyone else: not kept in the prefix cache, and written, when the answer never comes (an
@@ -17,12 +18,17 @@ response.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.loop.placement import NewPages
 from proxy.store.base import Conversation, Path
 from proxy.store.paths import build_path
+
+# (new messages, the conversation state before them) -> what the history costs resent
+# after them, as their lean pages would count it; None when that takes making the pages
+# (proxy.loop.storing.Ingester.lean_tokens).
+LeanTokens = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any]], int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,8 @@ class HeldWrite:
     anchor: int
     messages: list[dict[str, Any]]
     hashes: list[str]
-    made: NewPages  # what ingest made of the messages
+    before: dict[str, Any]  # the conversation state before the messages
+    state: dict[str, Any]  # and after them, as far as the request needs it (hash, tokens)
 
     @property
     def end(self) -> int:
@@ -44,20 +51,29 @@ class HeldWrite:
         """The row the append will write, as the store would return it."""
         return dataclasses.replace(
             self.target, length=self.end, version=self.target.version + 1,
-            state=dict(self.made.state),
+            state=dict(self.state),
         )
 
 
-def holds(made: NewPages, up_to: int | None) -> bool:
-    """May this ingest's append wait for the answer? Only lean pages of a request below the
-    threshold (`up_to` tokens), with nothing else to write (derived pages of other
-    conversations, mutations)."""
-    return (
-        up_to is not None
-        and not made.elsewhere
-        and not made.mutations
-        and int(made.state.get("tokens", 0)) <= up_to
-    )
+def held_write(
+    lean_tokens: LeanTokens | None,
+    up_to: int | None,
+    target: Conversation,
+    path: Path,
+    anchor: int,
+    messages: Sequence[dict[str, Any]],
+    hashes: Sequence[str],
+    before: Mapping[str, Any],
+) -> HeldWrite | None:
+    """`messages` held for the answer, when they keep the request at most `up_to` tokens
+    (below the threshold: stored lean, and forwarded unchanged); else None."""
+    if lean_tokens is None or up_to is None or not messages:
+        return None
+    tokens = lean_tokens(messages, before)
+    if tokens is None or tokens > up_to:
+        return None
+    state = {**before, "hash": hashes[-1], "tokens": tokens}
+    return HeldWrite(target, path, anchor, list(messages), list(hashes), dict(before), state)
 
 
 def root_path(tenant: str, conv_id: str) -> Path:

@@ -110,6 +110,7 @@ async def prepare(
     conversations = Conversations(
         store, ingester.ingest, ingester.state_at, state.prefix_cache,
         durable=session is not None or after is not None, hold_up_to=activate_above - overhead,
+        lean_tokens=ingester.lean_tokens,
     )
     early = EarlySearch(
         store,
