@@ -31,22 +31,27 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from proxy.loop.derive import store_elsewhere
+from proxy.loop.held import HeldWrite, LeanTokens, held_write, root_path
 from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint
+from proxy.loop.stored_rows import (
+    fork_conversation,
+    longest_known_prefix,
+    own_fork,
+    path_or_none,
+    paths,
+    require,
+    starts_with_stored,
+)
 from proxy.store.base import Conversation, PageStore, Path, UnknownConversation, VersionConflict
 from proxy.vm.mutations import Mutation
 
-# How many of the newest hashes are looked up at once before falling back to a binary
-# search: a turn usually brings one or two new messages.
-_TAIL_PROBE = 4
 _MAX_RETRIES = 8
 
 
@@ -67,10 +72,16 @@ class Conversations:
         prefix_cache: PrefixCache | None = None,
         *,
         durable: bool = True,
+        hold_up_to: int | None = None,
+        lean_tokens: LeanTokens | None = None,
     ) -> None:
         """`durable=False`: the request holds the whole history, so its messages may be
-        stored after it is answered (PageStore.append's `durable`)."""
+        stored after it is answered (PageStore.append's `durable`), and, when they come
+        to at most `hold_up_to` tokens, in one append with the answer (proxy.loop.held)."""
         self._durable = durable
+        self._hold_up_to = None if durable else hold_up_to
+        self._lean_tokens = lean_tokens
+        self._held: HeldWrite | None = None
         self._store = store
         self._ingest = ingest
         self._state_at = state_at
@@ -96,13 +107,13 @@ class Conversations:
             bound = await self._store.resolve_session(tenant, session)
             stored = await self._store.get_conversation(tenant, bound or session)
         if after is not None:
-            conv = await self._require(tenant, after[0])
+            conv = await require(self._store, tenant, after[0])
             path = await self._store.path(tenant, conv.conv_id)
             placement = await self._append_at(tenant, conv, path, after[1], messages, on_append)
             await self._bind(tenant, session, placement.leaf.conv_id, bound)
             return placement
         if stored is not None and stored.length > 0:
-            if not await self._starts_with_stored(tenant, stored, messages):
+            if not await starts_with_stored(self._store, tenant, stored, messages):
                 placement = await self._append(tenant, stored, messages, on_append)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
@@ -125,21 +136,32 @@ class Conversations:
         `state_patch` merged into the conversation state in the same write."""
         hashes = await hashed(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
+        held, self._held = self._held, None
+        if held is not None and (held.target.conv_id, held.end) != (
+            placement.leaf.conv_id, anchor + 1
+        ):
+            await self._store_held(tenant, held)
+            held = None
         known = None
         if placement.leaf_path is not None:
             known = _Known(placement.leaf, placement.leaf_path)
-        leaf, new_count, path = await self._store_after(
-            tenant,
-            placement.leaf.conv_id,
-            anchor,
-            messages,
-            hashes,
-            state_patch=state_patch,
-            mutations=mutations,
-            known=known,
-        )
+        if held is not None:
+            leaf, new_count, path = await self._store_held(
+                tenant, held, messages, hashes, state_patch=state_patch, mutations=mutations
+            )
+        else:
+            leaf, new_count, path = await self._store_after(
+                tenant,
+                placement.leaf.conv_id,
+                anchor,
+                messages,
+                hashes,
+                state_patch=state_patch,
+                mutations=mutations,
+                known=known,
+            )
         length = placement.length + len(messages)
-        cut, full = await self._paths(tenant, leaf.conv_id, placement.offset + length, path)
+        cut, full = await paths(self._store, tenant, leaf.conv_id, placement.offset + length, path)
         fingerprints = placement.fingerprints
         if fingerprints:
             fingerprints = [*fingerprints, *map(fingerprint, messages)]
@@ -156,6 +178,52 @@ class Conversations:
             leaf_path=full,
         )
 
+    async def flush(self, tenant: str) -> None:
+        """Store the request's held messages now, alone (its answer will not be stored)."""
+        held, self._held = self._held, None
+        if held is not None:
+            await self._store_held(tenant, held)
+
+    async def _store_held(
+        self,
+        tenant: str,
+        held: HeldWrite,
+        messages: Sequence[dict[str, Any]] = (),
+        hashes: Sequence[str] = (),
+        *,
+        state_patch: Mapping[str, Any] | None = None,
+        mutations: Sequence[Mutation] = (),
+    ) -> tuple[Conversation, int, Path | None]:
+        """Store the held messages and `messages` after them, in one append; should the row
+        have changed meanwhile, or pages of other conversations be derived, as if placed now."""
+        conv_id = held.target.conv_id
+        everything, all_hashes = [*held.messages, *messages], [*held.hashes, *hashes]
+        async with self._store.lock(tenant, conv_id):
+            made = await self._ingest(
+                self._store, tenant, held.path, held.anchor + 1, everything, all_hashes,
+                dict(held.before),
+            )
+            if not made.elsewhere:
+                try:
+                    leaf = await self._store.append(
+                        tenant,
+                        conv_id,
+                        made.pages,
+                        expected_version=held.target.version,
+                        new_length=held.end + len(messages),
+                        state={**made.state, **(state_patch or {})},
+                        mutations=[*made.mutations, *mutations],
+                        durable=self._durable,
+                    )
+                    return leaf, len(messages), held.path
+                except VersionConflict:
+                    pass
+        leaf, count, path = await self._store_after(
+            tenant, conv_id, held.anchor, everything, all_hashes, state_patch=state_patch,
+            mutations=mutations,
+        )
+        return leaf, min(count, len(messages)), path
+
     async def _own_branch(self, tenant: str, placement: Placement) -> Placement:
         """A request that ends inside a longer conversation (a regenerate; another client of
         the tenant opening with the same words) gets a conversation of its own, ending where
@@ -165,27 +233,9 @@ class Conversations:
         end = placement.offset + placement.length
         if placement.leaf.length <= end:
             return placement
-        fork = await self._fork(tenant, placement.leaf, end - 1, "cut:" + secrets.token_hex(8))
-        cut, full = await self._paths(tenant, fork.conv_id, end)
+        fork = await own_fork(self._store, tenant, placement.leaf, end - 1)
+        cut, full = await paths(self._store, tenant, fork.conv_id, end)
         return dataclasses.replace(placement, leaf=fork, path=cut, leaf_path=full)
-
-    async def _starts_with_stored(
-        self, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
-    ) -> bool:
-        """Is this a full resend of the named conversation? Only when the request's first
-        two non-system messages are the conversation's own: a client in append mode may
-        resend its system prompt with every turn, and may say "hi" again, as it did first."""
-        others = [
-            i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")
-        ]
-        if len(others) < 2:
-            return False
-        head = (await hashed(tenant, messages[: others[1] + 1]))[-1]
-        hit = (await self._store.lookup_hashes(tenant, [head])).get(head)
-        if hit is None:
-            return False
-        path = await self._store.path(tenant, stored.conv_id)
-        return path.owner_of(hit[1]) == hit[0]
 
     async def _resend(
         self,
@@ -218,7 +268,7 @@ class Conversations:
             found, conv, path = await asyncio.gather(
                 self._store.lookup_hashes(tenant, [last]),
                 self._store.get_conversation(tenant, remembered.conv_id),
-                self._path_or_none(tenant, remembered.conv_id),
+                path_or_none(self._store, tenant, remembered.conv_id),
             )
             hit = found.get(last)
             if hit is not None and hit[1] == count - 1:
@@ -231,17 +281,20 @@ class Conversations:
             # checked under the conversation lock in _store_after.
             known = start
         else:
-            known, owner = await self._longest_known_prefix(tenant, hashes)
+            known, owner = await longest_known_prefix(self._store, tenant, hashes)
         if known == 0:
             conv_id = "c" + hashes[0][:24]
-            await self._store.create_conversation(tenant, conv_id)
+            created = await self._store.create_conversation(tenant, conv_id)
             owner = conv_id
+            if hint is None and created.parent_id is None:
+                # Its row and path are known: no need to read them back.
+                hint = _Known(created, root_path(tenant, conv_id))
         assert owner is not None
         new = known - start
         try:
             leaf, new_count, path = await self._store_after(
                 tenant, owner, known - 1, messages[known:], hashes[new:], known=hint,
-                on_append=on_append,
+                on_append=on_append, may_hold=True,
             )
         except UnknownConversation:
             if hint is None or not remembered_rows:
@@ -249,8 +302,9 @@ class Conversations:
             # The remembered conversation is gone (deleted by gc since): start over.
             return await self._resend(tenant, messages, on_append, remembered_rows=False)
         last_hash = hashes[-1] if hashes else str(prev or "")
-        cut, full = await self._paths(tenant, leaf.conv_id, len(messages), path)
-        self._prefixes.remember(tenant, fingerprints, last_hash, leaf, full)
+        cut, full = await paths(self._store, tenant, leaf.conv_id, len(messages), path)
+        if self._held is None:
+            self._prefixes.remember(tenant, fingerprints, last_hash, leaf, full)
         return Placement(
             leaf=leaf,
             path=cut,
@@ -319,10 +373,10 @@ class Conversations:
         if not new and not at_tip:
             # Nothing new after an earlier point: the request ends there, on a branch of
             # its own (as a regenerate does), so what follows is stored after it.
-            leaf = await self._fork(tenant, stored, anchor, "cut:" + secrets.token_hex(8))
+            leaf = await own_fork(self._store, tenant, stored, anchor)
             leaf_path = None
         end = anchor + 1 + len(new)
-        cut, full = await self._paths(tenant, leaf.conv_id, end, leaf_path or path)
+        cut, full = await paths(self._store, tenant, leaf.conv_id, end, leaf_path or path)
         return Placement(
             leaf=leaf,
             path=cut,
@@ -333,35 +387,6 @@ class Conversations:
             appended=True,
             leaf_path=full,
         )
-
-    async def _longest_known_prefix(
-        self, tenant: str, hashes: Sequence[str]
-    ) -> tuple[int, str | None]:
-        """(number of leading messages already stored, conversation owning the last one)."""
-        n = len(hashes)
-        if n == 0:
-            return 0, None
-        tail = list(range(n - 1, max(-1, n - 1 - _TAIL_PROBE), -1))
-        found = await self._store.lookup_hashes(tenant, [hashes[i] for i in tail])
-        for i in tail:
-            hit = found.get(hashes[i])
-            if hit is not None:
-                return i + 1, hit[0]
-        # None of the newest are known: binary search for the last known index.
-        lo, hi, owner = 0, n - len(tail), None
-        while lo < hi:
-            mid = (lo + hi) // 2
-            hit = (await self._store.lookup_hashes(tenant, [hashes[mid]])).get(hashes[mid])
-            if hit is not None:
-                lo, owner = mid + 1, hit[0]
-            else:
-                hi = mid
-        if lo == 0:
-            return 0, None
-        if owner is None:
-            hit = (await self._store.lookup_hashes(tenant, [hashes[lo - 1]]))[hashes[lo - 1]]
-            owner = hit[0]
-        return lo, owner
 
     async def _store_after(
         self,
@@ -375,8 +400,10 @@ class Conversations:
         mutations: Sequence[Mutation] = (),
         known: _Known | None = None,
         on_append: AppendHook | None = None,
+        may_hold: bool = False,
     ) -> tuple[Conversation, int, Path | None]:
-        """Store `messages` right after position `anchor` of `owner`'s path.
+        """Store `messages` right after position `anchor` of `owner`'s path (`may_hold`:
+        or hold them for the answer, proxy.loop.held).
 
         Returns the conversation they now end on, how many were new, and that
         conversation's path when it was read on the way. Runs under the
@@ -396,7 +423,7 @@ class Conversations:
                 ):
                     conv, known_path = known.conv, known.path
                 else:
-                    conv = await self._require(tenant, owner)
+                    conv = await require(self._store, tenant, owner)
                 known = None
                 # Only when the conversation has grown past `anchor` may another request have
                 # stored some of these messages already (on it, or on a fork of it).
@@ -410,7 +437,7 @@ class Conversations:
                         messages, hashes = messages[done:], hashes[done:]
                         if messages:
                             continue
-                        conv = await self._require(tenant, owner)
+                        conv = await require(self._store, tenant, owner)
                 if not messages:
                     return conv, 0, None
                 target = conv
@@ -419,18 +446,26 @@ class Conversations:
                     # there was a write that was lost (a deferred one); place it again.
                     raise UnknownConversation(f"{owner} ends before position {anchor}")
                 if conv.length != anchor + 1:
-                    target = await self._fork(tenant, conv, anchor, hashes[0])
+                    target = await fork_conversation(self._store, tenant, conv, anchor, hashes[0])
                 if known_path is not None and known_path.leaf == target.conv_id:
                     path = known_path
                 else:
                     path = await self._store.path(tenant, target.conv_id)
                 before = await self._state_at(self._store, tenant, path, anchor, target)
+                end = anchor + 1 + len(messages)
+                held = None if not may_hold or state_patch or mutations else held_write(
+                    self._lean_tokens, self._hold_up_to, target, path, anchor, messages,
+                    hashes, before)  # fmt: skip
+                if held is not None:
+                    self._held = held
+                    if on_append is not None:
+                        on_append(cut_path(path, end), held.state)
+                    return held.row(), len(messages), path
                 made = await self._ingest(
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
                 if made.elsewhere:
                     await store_elsewhere(self._store, tenant, made.elsewhere)
-                end = anchor + 1 + len(messages)
                 state = {**made.state, **(state_patch or {})}
                 if on_append is not None:
                     on_append(cut_path(path, end), state)
@@ -449,36 +484,6 @@ class Conversations:
                     continue
                 return leaf, len(messages), path
         raise VersionConflict(f"conversation {owner} kept changing while storing a turn")
-
-    async def _fork(
-        self, tenant: str, parent: Conversation, anchor: int, first: str
-    ) -> Conversation:
-        digest = hashlib.blake2b(
-            f"{parent.conv_id}/{anchor + 1}/{first}".encode(), digest_size=12
-        ).hexdigest()
-        return await self._store.create_conversation(
-            tenant, "c" + digest, parent_id=parent.conv_id, fork_at=anchor + 1
-        )
-
-    async def _require(self, tenant: str, conv_id: str) -> Conversation:
-        conv = await self._store.get_conversation(tenant, conv_id)
-        if conv is None:
-            raise UnknownConversation(f"conversation {conv_id} vanished while storing a turn")
-        return conv
-
-    async def _paths(
-        self, tenant: str, conv_id: str, end: int, path: Path | None = None
-    ) -> tuple[Path, Path]:
-        """`conv_id`'s path cut at `end`, and whole (`path`, when it is that path)."""
-        if path is None or path.leaf != conv_id:
-            path = await self._store.path(tenant, conv_id)
-        return cut_path(path, end), path
-
-    async def _path_or_none(self, tenant: str, conv_id: str) -> Path | None:
-        try:
-            return await self._store.path(tenant, conv_id)
-        except UnknownConversation:
-            return None
 
     async def _bind(
         self, tenant: str, session: str | None, conv_id: str, bound: str | None

@@ -12,6 +12,7 @@ without the conversation. Errors of the client or the upstream are answered as s
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -102,8 +103,13 @@ async def _answer(
     if prepared.turn is None:
         if prepared.forward_body is not None:
             raw = orjson.dumps(prepared.forward_body)
-        return _observed_passthrough(
-            await relay_chat(state.upstream, request, raw), prepared, prepared.headers()
+        try:
+            relayed = await relay_chat(state.upstream, request, raw)
+        except BaseException:
+            await _store_held(prepared)
+            raise
+        return StoredAfter(
+            _observed_passthrough(relayed, prepared, prepared.headers()), prepared
         )
     turn = prepared.turn
     turn.stats = request_stats(request.scope)
@@ -202,6 +208,32 @@ def _observed_passthrough(
     for name, value in headers.items():
         response.headers[name] = value
     return observe(response, store_answer)
+
+
+async def _store_held(prepared: Prepared) -> None:
+    """The request's messages held for its answer (proxy.loop.held), stored alone: the
+    answer was not stored (an error, a cut stream, the client gone). Shielded: a client
+    that goes away must not cancel the write."""
+    try:
+        await asyncio.shield(prepared.conversations.flush(prepared.tenant))
+    except Exception:
+        log.exception("storing a request's messages failed")
+
+
+class StoredAfter(Response):
+    """`inner`, then what of its request is still held stored, once it is sent."""
+
+    def __init__(self, inner: Response, prepared: Prepared) -> None:
+        self.inner = inner
+        self.status_code = inner.status_code
+        self.background = None
+        self._prepared = prepared
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            await _store_held(self._prepared)
 
 
 class ReleasedAfter(Response):

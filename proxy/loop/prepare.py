@@ -110,9 +110,11 @@ async def prepare(
     )
     # A request holding its whole history may be answered before its messages are stored:
     # were they lost, its client's next request resends them.
+    # ... and, below the threshold, stored with its answer, in one append (proxy.loop.held).
     conversations = Conversations(
         store, ingester.ingest, ingester.state_at, state.prefix_cache,
-        durable=session is not None or after is not None,
+        durable=session is not None or after is not None, hold_up_to=activate_above - overhead,
+        lean_tokens=ingester.lean_tokens,
     )
     early = EarlySearch(
         store,
@@ -137,6 +139,8 @@ async def prepare(
                 history = [_message(p) for p in pages if p.is_message]
                 prepared.forward_body = {**body, "messages": history}
             return prepared
+        # (Nothing is held above the threshold; were anything, the turn would read it.)
+        await conversations.flush(tenant)
         if Counters.from_dict(conv_state.get("counters")).derived < end:
             # Memory is needed, and this request stored nothing that derived the lean pages.
             await derive_conversation(store, ingester.ingest, tenant, placement.leaf.conv_id)

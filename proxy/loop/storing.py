@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from proxy.loop.derive import (
@@ -95,6 +95,23 @@ class Ingester:
         if page is None or "after" not in page.extra:
             raise LookupError(f"no stored state after position {position} of {path.leaf}")
         return state_from_page(page)
+
+    def lean_tokens(
+        self, messages: Sequence[Mapping[str, Any]], before: Mapping[str, Any]
+    ) -> int | None:
+        """What the history costs resent after `messages`, counted as their lean pages count
+        it (proxy.vm.lean: each message's `msg_tokens`), without making them; None when
+        pages are not stored lean, or for a tool exchange, whose results are counted with
+        the names of the calls they answer (which the pages carry from one to the next)."""
+        if self._lean_up_to is None:
+            return None
+        counter = self._counter_for()
+        tokens = int(before.get("tokens", 0))
+        for message in messages:
+            if message.get("role") == "tool" or message.get("tool_calls"):
+                return None
+            tokens += counter.message(message)
+        return tokens
 
     async def ingest(
         self,

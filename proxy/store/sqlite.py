@@ -228,11 +228,11 @@ class SQLiteStore(SQLiteCalls):
         mutations: Sequence[Mutation],
     ) -> Conversation:
         # Encode before taking the write lock: it is the slow part and needs no database.
-        scope = term_prefix(tenant, conv_id)
         # A lean page is not indexed (nothing searches a conversation below
         # vm.activate_above); its derived page replaces it and is indexed then.
+        scope = None if all(map(is_lean, pages)) else term_prefix(tenant, conv_id)
         rows = [
-            (page, encode_page(page), None if is_lean(page) else
+            (page, encode_page(page), None if scope is None or is_lean(page) else
              " ".join(scope + t for t in page_search_tokens(page)))
             for page in pages
         ]
@@ -266,7 +266,8 @@ class SQLiteStore(SQLiteCalls):
                         (tenant, page.chain_hash, conv_id, page.anchor),
                     )
             return self._commit(
-                conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations
+                conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations,
+                state,
             )
 
     async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
@@ -299,7 +300,7 @@ class SQLiteStore(SQLiteCalls):
         with q.transaction(conn):
             fork = self._check_version(conn, tenant, conv_id, expected_version)
             return self._commit(
-                conn, tenant, conv_id, fork, expected_version, fork[2], blob, mutations
+                conn, tenant, conv_id, fork, expected_version, fork[2], blob, mutations, state
             )
 
     @staticmethod
@@ -321,15 +322,17 @@ class SQLiteStore(SQLiteCalls):
     def _commit(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str,
         fork: tuple[str | None, int, int], version: int, length: int, state: bytes | None,
-        mutations: Sequence[Mutation],
+        mutations: Sequence[Mutation], decoded: Mapping[str, Any] | None,
     ) -> Conversation:
-        """Log the mutations and write the row (`state` None: keep it); the row written is
-        known here, so it is returned without reading it back."""
+        """Log the mutations and write the row (`state` None: keep it; `decoded`: the
+        state `state` encodes); the row written is known here, so it is returned without
+        reading it back."""
         now = self._clock()
-        conn.executemany(
-            "INSERT INTO mutation_log (tenant, conv_id, turn, events) VALUES (?, ?, ?, ?)",
-            q.log_rows(tenant, conv_id, mutations, now),
-        )
+        if mutations:
+            conn.executemany(
+                "INSERT INTO mutation_log (tenant, conv_id, turn, events) VALUES (?, ?, ?, ?)",
+                q.log_rows(tenant, conv_id, mutations, now),
+            )
         if state is None:
             ((state,),) = conn.execute(
                 "UPDATE conversations SET length = ?, version = version + 1, updated_at = ?"
@@ -344,7 +347,8 @@ class SQLiteStore(SQLiteCalls):
             )
         parent_id, fork_at, _ = fork
         return Conversation(
-            tenant, conv_id, parent_id, fork_at, length, version + 1, decode_state(state), now
+            tenant, conv_id, parent_id, fork_at, length, version + 1,
+            decode_state(state) if decoded is None else dict(decoded), now,
         )
 
     # -- pages -------------------------------------------------------------------------------

@@ -4,6 +4,12 @@ SQLite calls block, so none runs on the event loop (proxy.store.sqlite explains 
 thread a read goes to and why). `SQLiteCalls` is that dispatch, kept apart from what the
 store reads and writes: `_read` and `_write` run a function on a thread's connection and
 await it, `_defer` queues a write nobody waits for.
+
+Deferred writes wait on the loop for up to DEFER_WINDOW_S before they go to the writer,
+together: on a small machine a thread's wake-up (the writer's, then the loop's to settle
+the jobs) costs more CPU than the append it runs, and a short chat's turn is one deferred
+append. Whatever goes to the writer thread after them (a read, a write) sends them first,
+so it still runs behind them; closing the store sends them too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from proxy.store.sqlite_schema import configure
 from proxy.store.sqlite_threads import Job, Lane
 
 R = TypeVar("R")
+
+# How long a deferred write may wait for others to go to the writer thread with it.
+DEFER_WINDOW_S = 0.005
 
 
 class _Connections:
@@ -66,8 +75,11 @@ class SQLiteCalls:
         self._writes = 0  # submitted to the writer thread and not finished
         self._writing: dict[tuple[str, str], int] = {}  # the same, by conversation
         self._deferred = 0  # of those, appends nobody waits for
+        self._held_back: list[Job[Any]] = []  # deferred, not sent to the writer yet
+        self._send_later: asyncio.TimerHandle | None = None
 
     async def close(self) -> None:
+        self._send_deferred()
         self._readers.close()
         self._writer.close()
         self._conns.close_all()
@@ -118,6 +130,7 @@ class SQLiteCalls:
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, []
+        self._send_deferred()  # first: the reads that wait for them go behind them
         if self._writes == 0:
             self._submit(self._writer, loop, [read for read, _, _ in pending])
             return
@@ -154,6 +167,7 @@ class SQLiteCalls:
         if of is not None:
             self._writing[of] = self._writing.get(of, 0) + 1
         try:
+            self._send_deferred()
             self._submit(self._writer, loop, [write])
             result = await write.future
         except StoreError as exc:
@@ -201,5 +215,16 @@ class SQLiteCalls:
             log.error("a deferred write of conversation %s was lost: %s", conv_id, error)
 
         write.future.add_done_callback(done)
-        self._submit(self._writer, loop, [write])
+        self._held_back.append(write)
+        if self._send_later is None:
+            self._send_later = loop.call_later(DEFER_WINDOW_S, self._send_deferred)
         return write.future
+
+    def _send_deferred(self) -> None:
+        """Send the deferred writes held back to the writer thread, in one batch."""
+        if self._send_later is not None:
+            self._send_later.cancel()
+            self._send_later = None
+        if self._held_back:
+            batch, self._held_back = self._held_back, []
+            self._submit(self._writer, batch[0].future.get_loop(), batch)

@@ -102,7 +102,7 @@ class Lane:
                         stop = True
                         break
                     items.append(more)
-            if self._group is not None and len(items) > 1:
+            if self._group is not None and (len(items) > 1 or len(items[0][1]) > 1):
                 self._group([job for _, batch in items for job in batch])
             else:
                 for _, batch in items:

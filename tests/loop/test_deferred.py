@@ -12,9 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.loop.storing import Ingester
 from proxy.store import open_store
-from proxy.store.base import PageStore
+from proxy.store.base import PageStore, Path, PathSpan
 from proxy.store.sqlite import SQLiteStore
+from proxy.tokens import counter_for_model
+from proxy.vm.identity import chain_hashes
 from proxy.vm.lean import is_lean
 from tests.loop.harness import serve, vm_settings
 
@@ -144,3 +147,113 @@ async def test_lean_pages_are_derived_when_the_conversation_first_needs_memory(
         assert "msg_0" in [h.page.page_id for h in hits]
         claims = await store.pages_in_range(path, 0, 1, prefixes=("claim",))
         assert claims  # the claim of the first message was derived with it
+
+
+def count_appends(store: PageStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of pages of every append to `store` from now on."""
+    appends: list[int] = []
+    inner = store.append
+
+    async def counted(tenant: str, conv_id: str, pages: Any, **options: Any) -> Any:
+        appends.append(len(pages))
+        return await inner(tenant, conv_id, pages, **options)
+
+    monkeypatch.setattr(store, "append", counted)
+    return appends
+
+
+@pytest.mark.parametrize("url", ["memory://", "sqlite"])
+async def test_a_short_chat_turn_is_stored_in_one_append_with_its_answer(
+    url: str, tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path}/s.db" if url == "sqlite" else url)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."}]
+    async with serve(answer, vm_settings(), store) as proxy:
+        appends = count_appends(proxy.store, monkeypatch)
+        for i in range(3):
+            messages.append(question(i))
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            assert reply.status_code == 200
+            messages.append(reply.json()["choices"][0]["message"])
+        # The first turn's system prompt and question, then one question per turn: each
+        # with its answer.
+        assert appends == [3, 2, 2]
+        stored = await stored_messages(proxy.store, proxy.tenant, reply.headers["x-vm-session"])
+        assert [m["content"] for m in stored] == [m["content"] for m in messages]
+
+
+def failing(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(500, json={"error": {"message": "upstream broke", "type": "server_error",
+                                               "param": None, "code": None}})
+
+
+def unreachable(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("connection refused")
+
+
+@pytest.mark.parametrize("upstream", [failing, unreachable])
+async def test_a_question_without_an_answer_is_still_stored(upstream: Any) -> None:
+    """Held for its answer, a question is stored alone when no answer comes."""
+    answers = [answer, upstream]
+
+    def model(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)(request)
+
+    messages = [question(0)]
+    async with serve(model) as proxy:
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        messages += [reply.json()["choices"][0]["message"], question(1)]
+        broken = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert broken.status_code >= 500
+        stored = await stored_messages(proxy.store, proxy.tenant, reply.headers["x-vm-session"])
+        assert [m["content"] for m in stored] == [m["content"] for m in messages]
+
+
+LEAN_MESSAGES: list[dict[str, Any]] = [
+    {"role": "system", "content": "Be brief. Today is 3 May 2024."},
+    {"role": "user", "content": "On 4 May 2024 I moved to Oslo.", "name": "ada"},
+    {"role": "assistant", "content": "Noted: Oslo, from 4 May."},
+    {"role": "user", "content": [{"type": "text", "text": "And this photo?"},
+                                 {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+    {"role": "assistant", "content": None, "refusal": "I can't see it."},
+]
+
+
+async def test_lean_tokens_count_what_the_lean_pages_count() -> None:
+    """What placing a request counts for its held messages is what their lean pages say."""
+    ingester = Ingester(lambda: counter_for_model("gpt-4o"), 8, lean_up_to=100_000)
+    store = await open_store("memory://")
+    path = Path("t", (PathSpan("c", 0, None),))
+    before = {"hash": "", "tokens": 17, "counters": {}}
+    hashes = chain_hashes("t", LEAN_MESSAGES)
+    made = await ingester.ingest(store, "t", path, 0, LEAN_MESSAGES, hashes, before)
+    assert all(is_lean(p) for p in made.pages)
+    for n in range(1, len(LEAN_MESSAGES) + 1):
+        part = await ingester.ingest(store, "t", path, 0, LEAN_MESSAGES[:n], hashes[:n], before)
+        assert ingester.lean_tokens(LEAN_MESSAGES[:n], before) == part.state["tokens"]
+    call = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "42"}
+    assert ingester.lean_tokens([call], before) is None
+    assert ingester.lean_tokens([result], before) is None
+    await store.close()
+
+
+async def test_a_short_chat_turn_ingests_its_messages_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ingested: list[int] = []
+    ingest = Ingester.ingest
+
+    async def counted(self: Ingester, *args: Any) -> Any:
+        ingested.append(len(args[4]))
+        return await ingest(self, *args)
+
+    monkeypatch.setattr(Ingester, "ingest", counted)
+    messages: list[dict[str, Any]] = []
+    async with serve(answer) as proxy:
+        for i in range(3):
+            messages.append(question(i))
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            messages.append(reply.json()["choices"][0]["message"])
+    assert ingested == [2, 2, 2]  # each turn's question and answer, together

@@ -1,0 +1,113 @@
+"""The reads (and forks) placing a request is built on: how much of a request the store
+already has, whether a request resends a named conversation, a conversation's row and
+path, and the fork of a conversation at a point (proxy.loop.conversations)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from proxy.loop.offload import hashed
+from proxy.loop.placement import cut_path
+from proxy.store.base import Conversation, PageStore, Path, UnknownConversation
+
+# How many of the newest hashes are looked up at once before falling back to a binary
+# search: a turn usually brings one or two new messages.
+_TAIL_PROBE = 4
+
+
+async def longest_known_prefix(
+    store: PageStore, tenant: str, hashes: Sequence[str]
+) -> tuple[int, str | None]:
+    """(number of leading messages already stored, conversation owning the last one).
+    Chain hashes commit to their whole prefix, so "h_k is known" implies "h_0..h_k are
+    known": the newest few are looked up first, then a binary search."""
+    n = len(hashes)
+    if n == 0:
+        return 0, None
+    tail = list(range(n - 1, max(-1, n - 1 - _TAIL_PROBE), -1))
+    found = await store.lookup_hashes(tenant, [hashes[i] for i in tail])
+    for i in tail:
+        hit = found.get(hashes[i])
+        if hit is not None:
+            return i + 1, hit[0]
+    # None of the newest are known: binary search for the last known index.
+    lo, hi, owner = 0, n - len(tail), None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        hit = (await store.lookup_hashes(tenant, [hashes[mid]])).get(hashes[mid])
+        if hit is not None:
+            lo, owner = mid + 1, hit[0]
+        else:
+            hi = mid
+    if lo == 0:
+        return 0, None
+    if owner is None:
+        hit = (await store.lookup_hashes(tenant, [hashes[lo - 1]]))[hashes[lo - 1]]
+        owner = hit[0]
+    return lo, owner
+
+
+async def starts_with_stored(
+    store: PageStore, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
+) -> bool:
+    """Is this a full resend of the named conversation? Only when the request's first
+    two non-system messages are the conversation's own: a client in append mode may
+    resend its system prompt with every turn, and may say "hi" again, as it did first."""
+    others = [
+        i for i, m in enumerate(messages) if m.get("role") not in ("system", "developer")
+    ]
+    if len(others) < 2:
+        return False
+    head = (await hashed(tenant, messages[: others[1] + 1]))[-1]
+    hit = (await store.lookup_hashes(tenant, [head])).get(head)
+    if hit is None:
+        return False
+    path = await store.path(tenant, stored.conv_id)
+    return path.owner_of(hit[1]) == hit[0]
+
+
+async def fork_conversation(
+    store: PageStore, tenant: str, parent: Conversation, anchor: int, first: str
+) -> Conversation:
+    """The conversation forking `parent` after `anchor`, its id derived from what it forks
+    and `first` (so two identical requests racing converge on one fork)."""
+    digest = hashlib.blake2b(
+        f"{parent.conv_id}/{anchor + 1}/{first}".encode(), digest_size=12
+    ).hexdigest()
+    return await store.create_conversation(
+        tenant, "c" + digest, parent_id=parent.conv_id, fork_at=anchor + 1
+    )
+
+
+async def require(store: PageStore, tenant: str, conv_id: str) -> Conversation:
+    conv = await store.get_conversation(tenant, conv_id)
+    if conv is None:
+        raise UnknownConversation(f"conversation {conv_id} vanished while storing a turn")
+    return conv
+
+
+async def paths(
+    store: PageStore, tenant: str, conv_id: str, end: int, path: Path | None = None
+) -> tuple[Path, Path]:
+    """`conv_id`'s path cut at `end`, and whole (`path`, when it is that path)."""
+    if path is None or path.leaf != conv_id:
+        path = await store.path(tenant, conv_id)
+    return cut_path(path, end), path
+
+
+async def path_or_none(store: PageStore, tenant: str, conv_id: str) -> Path | None:
+    try:
+        return await store.path(tenant, conv_id)
+    except UnknownConversation:
+        return None
+
+
+async def own_fork(
+    store: PageStore, tenant: str, parent: Conversation, anchor: int
+) -> Conversation:
+    """A fresh fork of `parent` after `anchor`, never shared: a request ending there (a
+    regenerate) gets a branch of its own, even beside an identical request."""
+    return await fork_conversation(store, tenant, parent, anchor, "cut:" + secrets.token_hex(8))

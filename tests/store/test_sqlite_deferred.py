@@ -1,0 +1,95 @@
+"""SQLite deferred writes (appends nobody waits for) go to the writer thread together, in
+one transaction, and whatever follows them on that thread still runs behind them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path as FsPath
+from typing import Any
+
+from proxy.store.sqlite import SQLiteStore
+from proxy.store.sqlite_threads import Lane
+
+from .conftest import make_page
+
+T = "tenant-a"
+
+
+async def _store(tmp_path: FsPath, conversations: int) -> SQLiteStore:
+    store = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    for i in range(conversations):
+        await store.create_conversation(T, f"c{i}")
+    return store
+
+
+def _count_commits(store: SQLiteStore) -> list[int]:
+    """The number of jobs of every group the writer commits from now on."""
+    groups: list[int] = []
+    group = store._group_commit
+
+    def counted(jobs: list[Any]) -> None:
+        groups.append(len(jobs))
+        group(jobs)
+
+    store._writer._group = counted
+    return groups
+
+
+async def test_deferred_appends_reach_the_writer_together(tmp_path: FsPath) -> None:
+    store = await _store(tmp_path, 5)
+    sent: list[int] = []
+    submit = Lane.submit
+
+    def counted(lane: Lane, loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
+        if lane is store._writer:
+            sent.append(len(batch))
+        submit(lane, loop, batch)
+
+    try:
+        groups = _count_commits(store)
+        Lane.submit = counted  # type: ignore[method-assign]
+        for i in range(5):
+            await store.append(T, f"c{i}", [make_page(0, f"turn of chat {i}")],
+                               expected_version=0, new_length=1, state={}, durable=False)
+        assert sent == []  # held back for the others a moment
+        await asyncio.sleep(0.05)
+        assert sent == [5]
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        assert groups == [5]  # one transaction
+    finally:
+        Lane.submit = submit  # type: ignore[method-assign]
+        await store.close()
+    reopened = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    try:
+        for i in range(5):
+            conv = await reopened.get_conversation(T, f"c{i}")
+            assert conv is not None and conv.length == 1
+    finally:
+        await reopened.close()
+
+
+async def test_a_read_after_deferred_appends_sees_them(tmp_path: FsPath) -> None:
+    store = await _store(tmp_path, 1)
+    try:
+        await store.append(T, "c0", [make_page(0, "the ferry leaves at nine")],
+                           expected_version=0, new_length=1, state={"n": 1}, durable=False)
+        conv = await store.get_conversation(T, "c0")
+        assert conv is not None and conv.length == 1 and conv.state == {"n": 1}
+        path = await store.path(T, "c0")
+        assert [p.page_id for p in await store.pages_in_range(path, 0, 1)] == ["msg_0"]
+    finally:
+        await store.close()
+
+
+async def test_closing_the_store_writes_the_deferred_appends(tmp_path: FsPath) -> None:
+    store = await _store(tmp_path, 1)
+    await store.append(T, "c0", [make_page(0, "the ferry leaves at nine")],
+                       expected_version=0, new_length=1, state={}, durable=False)
+    await store.close()
+    reopened = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    try:
+        conv = await reopened.get_conversation(T, "c0")
+        assert conv is not None and conv.length == 1
+    finally:
+        await reopened.close()
