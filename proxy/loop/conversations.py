@@ -40,7 +40,7 @@ from typing import Any
 from proxy.loop.derive import store_elsewhere
 from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
-from proxy.loop.prefix_cache import PrefixCache, fingerprint
+from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
 from proxy.store.base import Conversation, PageStore, Path, UnknownConversation, VersionConflict
 from proxy.vm.mutations import Mutation
 
@@ -142,7 +142,7 @@ class Conversations:
         cut, full = await self._paths(tenant, leaf.conv_id, placement.offset + length, path)
         fingerprints = placement.fingerprints
         if fingerprints:
-            fingerprints = [*fingerprints, *map(fingerprint, messages)]
+            fingerprints = [*fingerprints, *fingerprint_all(messages)]
             self._prefixes.remember(tenant, fingerprints, hashes[-1], leaf, full)
         return Placement(
             leaf=leaf,
@@ -195,7 +195,7 @@ class Conversations:
         *,
         remembered_rows: bool = True,
     ) -> Placement:
-        fingerprints = [fingerprint(m) for m in messages]
+        fingerprints = fingerprint_all(messages)
         start, owner, prev = 0, None, None
         hint = None
         remembered = self._prefixes.longest(tenant, fingerprints)

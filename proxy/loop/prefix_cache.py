@@ -66,6 +66,17 @@ def fingerprint(message: Mapping[str, Any]) -> int:
     )
 
 
+def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    """`fingerprint` of each message; a message of only a role and text content (most of a
+    resent history) is done inline, without a call per message."""
+    return [
+        hash((m.get("role"), content, None, None, None))
+        if len(m) == 2 and type(content := m.get("content")) is str
+        else fingerprint(m)
+        for m in messages
+    ]
+
+
 class PrefixCache:
     def __init__(self, capacity: int = 8192, rows: int = 256) -> None:
         self._capacity = capacity
