@@ -85,9 +85,9 @@ class Block:
 def in_window(page: Page, start: int) -> bool:
     """Is this page (a message, or a claim or image taken from one) sent verbatim in a
     window starting at message position `start`? Summaries are not: they cover more."""
-    if start < 0:
+    if start < 0 or page.anchor < start:
         return False
-    return page.page_id.partition("_")[0] in ("msg", "claim", "img") and page.anchor >= start
+    return page.page_id.partition("_")[0] in ("msg", "claim", "img")
 
 
 def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
@@ -115,9 +115,14 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     def date_cost(when: str) -> int:
         return counter.text(context.date_head(when))
 
+    allowances: dict[float, int] = {}
+
     def allowance(relevance: float) -> int:
-        share = FULL_SHARE + BEST_SHARE * max(relevance, 0.0) ** 2
-        return max(MIN_FULL_TOKENS, int(budget * share))
+        found = allowances.get(relevance)
+        if found is None:
+            share = FULL_SHARE + BEST_SHARE * max(relevance, 0.0) ** 2
+            found = allowances[relevance] = max(MIN_FULL_TOKENS, int(budget * share))
+        return found
 
     # The turns around a hit are placed with it (`around`); ranked on their own they would
     # only come after every hit, at a cost to every choice.
@@ -182,9 +187,10 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
 
 
 def render_block(mapped: Sequence[Mapped], data: Mapping[str, Any]) -> str:
-    """The block's text: its `<VM:CONTEXT>` lines, then its manifest (the turn record
+    """The block's text: its `<VM:CONTEXT>` lines (`mapped` as `context.order_lines`
+    orders them), then its manifest (the turn record
     renders a block again with this, so a replay cannot drift from what was sent)."""
-    return context.render_context(mapped) + _FRAME + manifest.render_manifest(data)
+    return context.render_ordered(mapped) + _FRAME + manifest.render_manifest(data)
 
 
 def _enough(

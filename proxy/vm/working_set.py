@@ -46,7 +46,9 @@ Excerpt = Callable[[Page, int], str]
 Allowance = Callable[[float], int]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: a frozen dataclass's __init__ costs several times a
+# plain one's, and a turn makes hundreds of these (and of Mapped) while it packs.
+@dataclass(slots=True)
 class ScoredPage:
     """A candidate: `relevance` is its BM25 score against the current user message,
     normalised so the best hit is 1.0 (0 when it was not a hit); `reason` says why it is
@@ -57,7 +59,7 @@ class ScoredPage:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mapped:
     page: Page
     level: int
