@@ -203,15 +203,17 @@ class SQLiteStore(SQLiteCalls):
         # Queued for the writer's next group commit, not waited for: the row it will write
         # is known here. Reads of the conversation go behind it (_send_reads).
         self._defer(self._append, tenant, conv_id, pages, expected_version, new_length, state,
-                    mutations)
+                    mutations, True)
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
 
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
         expected_version: int, new_length: int, state: Mapping[str, Any] | None,
-        mutations: Sequence[Mutation],
+        mutations: Sequence[Mutation], deferred: bool = False,
     ) -> Conversation:
+        """`deferred`: no one waits for the row (append returned it already), so the state
+        written is not decoded back into it."""
         # Encode before taking the write lock: it is the slow part and needs no database.
         scope = term_prefix(tenant, conv_id)
         # A lean page is not indexed (nothing searches a conversation below
@@ -251,7 +253,8 @@ class SQLiteStore(SQLiteCalls):
                         (tenant, page.chain_hash, conv_id, page.anchor),
                     )
             return self._commit(
-                conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations
+                conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations,
+                written=state if deferred else None,
             )
 
     async def update_state(
@@ -298,10 +301,11 @@ class SQLiteStore(SQLiteCalls):
     def _commit(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str,
         fork: tuple[str | None, int, int], version: int, length: int, state: bytes | None,
-        mutations: Sequence[Mutation],
+        mutations: Sequence[Mutation], *, written: Mapping[str, Any] | None = None,
     ) -> Conversation:
         """Log the mutations and write the row (`state` None: keep it); the row written is
-        known here, so it is returned without reading it back."""
+        known here, so it is returned without reading it back (`written`: the state `state`
+        encodes, returned as it is instead of decoded)."""
         now = self._clock()
         conn.executemany(
             "INSERT INTO mutation_log (tenant, conv_id, turn, events) VALUES (?, ?, ?, ?)",
@@ -320,9 +324,8 @@ class SQLiteStore(SQLiteCalls):
                 (length, state, now, tenant, conv_id),
             )
         parent_id, fork_at, _ = fork
-        return Conversation(
-            tenant, conv_id, parent_id, fork_at, length, version + 1, decode_state(state), now
-        )
+        kept = dict(written) if written is not None else decode_state(state)
+        return Conversation(tenant, conv_id, parent_id, fork_at, length, version + 1, kept, now)
 
     # -- pages -------------------------------------------------------------------------------
 

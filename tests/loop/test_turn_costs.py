@@ -9,10 +9,11 @@ import pytest
 from proxy.loop import storing
 from proxy.loop.prefix_cache import fingerprint, fingerprint_all
 from proxy.loop.storing import Ingester
-from proxy.store import open_store
+from proxy.store import open_store, sqlite
 from proxy.store.base import Path, PathSpan
 from proxy.tokens import counter_for_model
 from proxy.vm.identity import chain_hashes
+from proxy.vm.ingest import Counters, ingest_messages
 
 
 def test_fingerprints_of_a_history_are_each_message_s_fingerprint() -> None:
@@ -60,3 +61,32 @@ async def test_a_history_past_the_lean_limit_makes_no_lean_pages(
     assert made == [0]  # the short history only
     assert short.pages[0].extra.get("lean") == 1
     assert long.pages[0].extra.get("lean") is None
+
+
+async def test_a_deferred_append_does_not_decode_the_state_it_wrote(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[object] = []
+    real = sqlite.decode_state
+
+    def spy(raw: Any) -> dict[str, Any]:
+        decoded.append(raw)
+        return real(raw)
+
+    store = await open_store(f"sqlite:///{tmp_path}/t.db", cache_pages=0)
+    conv = await store.create_conversation("t", "c")
+    messages = [{"role": "user", "content": "hi"}]
+    pages = ingest_messages(messages, first_position=0, counters=Counters(),
+                            counter=counter_for_model("gpt-4o"), segment_turns=8).pages
+    monkeypatch.setattr(sqlite, "decode_state", spy)
+    try:
+        row = await store.append("t", "c", pages, expected_version=conv.version,
+                                 new_length=1, state={"tokens": 3}, durable=False)
+        await store.append("t", "c", [], expected_version=row.version, new_length=1,
+                           state={"tokens": 4}, durable=True)
+        after = await store.get_conversation("t", "c")
+    finally:
+        await store.close()
+    assert row.state == {"tokens": 3}
+    assert after is not None and after.state == {"tokens": 4}
+    assert len(decoded) == 1  # the durable append's row only
