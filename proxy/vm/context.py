@@ -118,10 +118,22 @@ def render_ordered(ordered: Sequence[Mapped]) -> str:
 
 def structure_tokens(mapped: Sequence[Mapped], counter: TokenCounter) -> int:
     """What the section adds besides its page lines: the tags, date heads and gap marks."""
-    ordered = order_lines(mapped)
     tokens = counter.text(OPEN + "\n" + CLOSE)
-    for line in _marks(ordered):
-        tokens += counter.text(line)
+    gap = counter.text(GAP)
+    # The marks _mark_slots places, counted as they come (the block prices every choice).
+    date = ""
+    last_anchor: int | None = None
+    for m in order_lines(mapped):
+        page = m.page
+        if page.kind in _BROAD:
+            continue
+        if last_anchor is not None and page.anchor > last_anchor + 1:
+            tokens += gap
+        when = said(page)
+        if when and when != date:
+            tokens += counter.text(date_head(when))
+            date = when
+        last_anchor = page.anchor
     return tokens
 
 
@@ -132,10 +144,6 @@ def _lines(ordered: Sequence[Mapped]) -> list[str]:
         out.extend(next(marks))
         out.append(render_line(m))
     return out
-
-
-def _marks(ordered: Sequence[Mapped]) -> list[str]:
-    return [line for slot in _mark_slots(ordered) for line in slot]
 
 
 def _mark_slots(ordered: Sequence[Mapped]) -> list[list[str]]:

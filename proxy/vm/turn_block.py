@@ -18,6 +18,7 @@ fits it. No block at all when there is nothing to add.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,8 +113,13 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     def cost(page: Page, level: int, text: str | None) -> int:
         return context.line_tokens(page, level, counter, text)
 
+    date_costs: dict[str, int] = {}
+
     def date_cost(when: str) -> int:
-        return counter.text(context.date_head(when))
+        found = date_costs.get(when)
+        if found is None:
+            found = date_costs[when] = counter.text(context.date_head(when))
+        return found
 
     allowances: dict[float, int] = {}
 
@@ -144,11 +150,12 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             options=shown_as, date_cost=date_cost,
         )  # fmt: skip
         shown = {m.page.page_id for m in selection.mapped}
-        hits = sorted(
+        hits = heapq.nsmallest(  # sorted(...)[: inputs.more], without sorting the rest
+            inputs.more,
             (c for c in selection.unmapped if c.relevance > 0),
             key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
         )
-        more = [(c.page, hint(c.page)) for c in hits[: inputs.more]]
+        more = [(c.page, hint(c.page)) for c in hits]
         omitted = _omitted(inputs.total_pages, len(shown) + len(more))
         data = manifest.build_delta(turn=inputs.turn, more=more, omitted=omitted)
         tokens = (
