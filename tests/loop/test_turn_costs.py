@@ -90,3 +90,11 @@ async def test_a_deferred_append_does_not_decode_the_state_it_wrote(
     assert row.state == {"tokens": 3}
     assert after is not None and after.state == {"tokens": 4}
     assert len(decoded) == 1  # the durable append's row only
+
+
+def test_fingerprints_of_a_plain_history_are_each_message_s_fingerprint() -> None:
+    plain = [{"role": "user" if i % 2 else "assistant", "content": f"turn {i}"} for i in range(9)]
+    assert fingerprint_all(plain) == [fingerprint(m) for m in plain]
+    odd = [{"role": "user", "name": "maya"}, {"content": "hi", "name": "x"}]
+    assert fingerprint_all(odd) == [fingerprint(m) for m in odd]
+    assert fingerprint_all([]) == []
