@@ -223,5 +223,7 @@ def select_context(
         if candidate.page.kind in _BROAD:
             place(value, candidate, (2,), 0.0)
     unmapped = [c for _, c in scored if c.page.page_id not in placed]
-    mapped = sorted(placed.values(), key=lambda m: (-m.score, m.page.page_id))
+    chosen = list(placed.values())
+    keys = [(-m.score, m.page.page_id) for m in chosen]  # made in one pass: no call per line
+    mapped = [chosen[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
     return Selection(mapped, unmapped, lines, notes, used)
