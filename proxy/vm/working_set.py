@@ -160,18 +160,21 @@ def select_context(
     def place(value: float, candidate: ScoredPage, levels: Sequence[int], share: float) -> bool:
         nonlocal used, lines
         page = candidate.page
-        if page.page_id in placed:
+        page_id = page.page_id
+        if page_id in placed:
             return True
         extra, when = marks(page)
         most = allowance(share)
         for level in levels:
-            shown = _shown(page, level, most)
+            key = (page_id, level, most)
+            # (The cache looked up here: a call per level costs more than the lookup.)
+            shown = options[key] if key in options else _shown(page, level, most)
             if shown is None:
                 continue
             text, tokens = shown
             if used + tokens + extra <= budget:
                 words = int(most * WORDS_PER_TOKEN) if text is not None else 0
-                placed[page.page_id] = Mapped(
+                placed[page_id] = Mapped(
                     page, level, tokens, value, candidate.reason, text, words
                 )
                 used += tokens + extra
