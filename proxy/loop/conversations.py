@@ -39,7 +39,7 @@ from proxy.loop.derive import store_elsewhere
 from proxy.loop.held import HeldWrite, LeanTokens, held_write, root_path
 from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
-from proxy.loop.prefix_cache import PrefixCache, fingerprint
+from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
 from proxy.loop.stored_rows import (
     fork_conversation,
     longest_known_prefix,
@@ -164,7 +164,7 @@ class Conversations:
         cut, full = await paths(self._store, tenant, leaf.conv_id, placement.offset + length, path)
         fingerprints = placement.fingerprints
         if fingerprints:
-            fingerprints = [*fingerprints, *map(fingerprint, messages)]
+            fingerprints = [*fingerprints, *fingerprint_all(messages)]
             self._prefixes.remember(tenant, fingerprints, hashes[-1], leaf, full)
         return Placement(
             leaf=leaf,
@@ -245,7 +245,7 @@ class Conversations:
         *,
         remembered_rows: bool = True,
     ) -> Placement:
-        fingerprints = [fingerprint(m) for m in messages]
+        fingerprints = fingerprint_all(messages)
         start, owner, prev = 0, None, None
         hint = None
         remembered = self._prefixes.longest(tenant, fingerprints)

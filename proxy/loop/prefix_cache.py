@@ -16,6 +16,8 @@ it looks the chain hash up in the store.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from proxy.store.base import Conversation, Path
 
 # How many of the newest prefix lengths are tried: a turn adds one or two messages.
 _PROBES = 4
+_ROLE = operator.itemgetter("role")
+_CONTENT = operator.itemgetter("content")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,29 @@ def fingerprint(message: Mapping[str, Any]) -> int:
             orjson.dumps(calls, option=orjson.OPT_SORT_KEYS) if calls else None,
         )
     )
+
+
+def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    """`fingerprint` of each message. A history of only role and text messages (most
+    resent histories) is done in C iterators, without a bytecode loop per message; any
+    other message is fingerprinted on its own."""
+    if set(map(len, messages)) == {2}:
+        try:
+            roles = list(map(_ROLE, messages))
+            contents = list(map(_CONTENT, messages))
+        except KeyError:  # two fields, but not these two
+            pass
+        else:
+            if set(map(type, contents)) == {str}:
+                nothing = itertools.repeat(None)
+                rows = zip(roles, contents, nothing, nothing, nothing, strict=False)
+                return list(map(hash, rows))
+    return [
+        hash((m["role"], content, None, None, None))
+        if len(m) == 2 and type(content := m.get("content")) is str and "role" in m
+        else fingerprint(m)
+        for m in messages
+    ]
 
 
 class PrefixCache:

@@ -124,7 +124,9 @@ class Ingester:
         before: dict[str, Any],
     ) -> NewPages:
         counter = self._counter_for()
-        if self._lean_up_to is not None:
+        # A history already past the limit stays past it (tokens only add up): its new
+        # messages are stored in full without making lean pages first.
+        if self._lean_up_to is not None and int(before.get("tokens", 0)) <= self._lean_up_to:
             made = lean_ingest(first, messages, hashes, before, counter, self._clock(), _CARRIED)
             if int(made.state["tokens"]) <= self._lean_up_to:
                 return made

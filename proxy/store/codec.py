@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -22,6 +23,8 @@ from proxy.vm.pages import Modality, Page, PageKind
 _DATA_URL = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*,[A-Za-z0-9+/=%]+")
 _KINDS = {kind.value: kind for kind in PageKind}
 _MODALITIES = {modality.value: modality for modality in Modality}
+# Bodies kept decoded (see decode_page).
+DECODED_PAGES = 4096
 
 
 # How a lean page's body starts (stores find the pages an append may replace by it).
@@ -73,6 +76,21 @@ def encode_page(page: Page) -> bytes:
 
 
 def decode_page(body: bytes | str) -> Page:
+    """The page a body encodes. A page never changes once stored, and a turn's search reads
+    up to a hundred hits, mostly the pages earlier turns read too: the last DECODED_PAGES
+    bodies are kept decoded (looked up by the body itself, so a body is never mistaken for
+    another). Pages are shared, as the page cache shares them: never changed in place."""
+    if type(body) is bytes or type(body) is str:
+        return _decoded(body)
+    return _decode(body)
+
+
+@lru_cache(maxsize=DECODED_PAGES)
+def _decoded(body: bytes | str) -> Page:
+    return _decode(body)
+
+
+def _decode(body: bytes | str) -> Page:
     # Positional, with the enums looked up in dicts: decoding is on the path of every read,
     # and keywords and enum calls were a third of its cost.
     data = orjson.loads(body)

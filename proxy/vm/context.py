@@ -97,24 +97,43 @@ def order_lines(mapped: Sequence[Mapped]) -> list[Mapped]:
     """Summaries first (by id), then every other page in conversation order (a message
     before what was drawn from it)."""
 
-    def key(m: Mapped) -> tuple[int, int, int, str]:
-        broad = m.page.kind in _BROAD
-        derived = 0 if m.page.page_id.startswith("msg_") else 1
-        return (0 if broad else 1, m.page.anchor, derived, m.page.page_id)
-
-    return sorted(mapped, key=key)
+    # The keys made in one pass (a key function would cost a call per line, and the block
+    # orders its lines for every choice it prices).
+    keys = [
+        (m.page.kind not in _BROAD, m.page.anchor, not m.page.page_id.startswith("msg_"),
+         m.page.page_id)
+        for m in mapped
+    ]  # fmt: skip
+    return [mapped[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 def render_context(mapped: Sequence[Mapped]) -> str:
-    return OPEN + "\n" + "\n".join(_lines(order_lines(mapped))) + ("\n" if mapped else "") + CLOSE
+    return render_ordered(order_lines(mapped))
+
+
+def render_ordered(ordered: Sequence[Mapped]) -> str:
+    """The section of lines already in `order_lines`' order."""
+    return OPEN + "\n" + "\n".join(_lines(ordered)) + ("\n" if ordered else "") + CLOSE
 
 
 def structure_tokens(mapped: Sequence[Mapped], counter: TokenCounter) -> int:
     """What the section adds besides its page lines: the tags, date heads and gap marks."""
-    ordered = order_lines(mapped)
     tokens = counter.text(OPEN + "\n" + CLOSE)
-    for line in _marks(ordered):
-        tokens += counter.text(line)
+    gap = counter.text(GAP)
+    # The marks _mark_slots places, counted as they come (the block prices every choice).
+    date = ""
+    last_anchor: int | None = None
+    for m in order_lines(mapped):
+        page = m.page
+        if page.kind in _BROAD:
+            continue
+        if last_anchor is not None and page.anchor > last_anchor + 1:
+            tokens += gap
+        when = said(page)
+        if when and when != date:
+            tokens += counter.text(date_head(when))
+            date = when
+        last_anchor = page.anchor
     return tokens
 
 
@@ -125,10 +144,6 @@ def _lines(ordered: Sequence[Mapped]) -> list[str]:
         out.extend(next(marks))
         out.append(render_line(m))
     return out
-
-
-def _marks(ordered: Sequence[Mapped]) -> list[str]:
-    return [line for slot in _mark_slots(ordered) for line in slot]
 
 
 def _mark_slots(ordered: Sequence[Mapped]) -> list[list[str]]:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 from proxy.vm.bm25 import search_tokens
 
@@ -22,22 +24,23 @@ ELLIPSIS = "…"
 _SENTENCE = re.compile(r"(?<=[.!?:;])\s+|\n+")
 _SPACE = re.compile(r"[ \t]+")
 _EDGE = "\"'()[]{}.,;:!?*_…-"
+# Texts whose parsing is kept (a text's words and sentences; see `_parsed`).
+PARSED_TEXTS = 1024
 
 
 def excerpt(text: str, terms: Collection[str], max_words: int) -> str:
     """At most about `max_words` words of `text`, the parts that match `terms` (search
     terms, as `search_tokens` makes them); the text itself when it is short enough."""
-    words = text.split()
+    words, sentences = _parsed(text)
     if len(words) <= max_words:
         return text
     if len(words) <= 2 * max_words:
         # A short text: the words around where it first matches say it (one pass, no
         # sentence to weigh against another).
-        return _around(" ".join(words), terms, max_words)
-    sentences = [s for s in (_SPACE.sub(" ", s).strip() for s in _SENTENCE.split(text)) if s]
+        return _around(words, terms, max_words)
     if not sentences:
         return " ".join(words[:max_words]) + f" {ELLIPSIS}"
-    sizes = [len(s.split()) for s in sentences]
+    sizes = [s.size for s in sentences]
     scores = _scores(sentences, terms)
     ranked = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
     if scores[ranked[0]] <= 0:
@@ -51,9 +54,33 @@ def excerpt(text: str, terms: Collection[str], max_words: int) -> str:
             chosen.add(index)
             used += sizes[index]
     if not chosen:  # the best sentence alone is longer than the whole allowance
-        return _around(sentences[ranked[0]], terms, max_words)
+        return _around(sentences[ranked[0]].words, terms, max_words)
     used = _grow(chosen, sizes, used, max_words)
-    return _render(sentences, sorted(chosen))
+    return _render([s.text for s in sentences], sorted(chosen))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sentence:
+    text: str
+    words: tuple[str, ...]
+    size: int
+    terms: frozenset[str]
+
+
+@lru_cache(maxsize=PARSED_TEXTS)
+def _parsed(text: str) -> tuple[tuple[str, ...], tuple[_Sentence, ...]]:
+    """A text's words and sentences with their search terms: the same for every query, and
+    a page's text recurs turn after turn (in the block, in its hints, in search results)."""
+    words = tuple(text.split())
+    sentences: list[_Sentence] = []
+    for raw in _SENTENCE.split(text):
+        sentence = _SPACE.sub(" ", raw).strip()
+        if sentence:
+            split = tuple(sentence.split())
+            sentences.append(
+                _Sentence(sentence, split, len(split), frozenset(search_tokens(sentence)))
+            )
+    return words, tuple(sentences)
 
 
 def _grow(chosen: set[int], sizes: Sequence[int], used: int, max_words: int) -> int:
@@ -81,9 +108,9 @@ def _render(sentences: Sequence[str], chosen: Sequence[int]) -> str:
     return " ".join(parts)
 
 
-def _scores(sentences: Sequence[str], terms: Collection[str]) -> list[float]:
-    wanted = set(terms)
-    found = [set(search_tokens(s)) & wanted for s in sentences]
+def _scores(sentences: Sequence[_Sentence], terms: Collection[str]) -> list[float]:
+    wanted = terms if isinstance(terms, (set, frozenset)) else set(terms)
+    found = [s.terms & wanted for s in sentences]
     count = len(sentences)
     spread: dict[str, int] = {}
     for terms_in in found:
@@ -93,9 +120,9 @@ def _scores(sentences: Sequence[str], terms: Collection[str]) -> list[float]:
     return [sum(weight[t] for t in terms_in) for terms_in in found]
 
 
-def _around(sentence: str, terms: Collection[str], max_words: int) -> str:
-    """The `max_words` words of one long sentence around its first matching word."""
-    words = sentence.split()
+def _around(words: Sequence[str], terms: Collection[str], max_words: int) -> str:
+    """The `max_words` of these words (one long sentence, or a short text) around the first
+    that matches."""
     wanted = set(terms)
     # A word's own search terms are its letters and digits, lower case (search_tokens,
     # without its identifier splitting: close enough to find where a text matches).

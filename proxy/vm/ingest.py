@@ -283,7 +283,10 @@ def _page(
     level1, level2 = levels if levels is not None else (reduce_text(head), abstract_text(head))
     level2 = level2 or hint
     renderings = (text, level1, level2, f"{page_id}: {hint}")
-    tokens = tuple(counter.text(r, memo=False) for r in renderings)
+    # A message's text was just counted as its content (this is a memo hit), and levels
+    # that are the text itself (a short message, a claim) cost the same.
+    whole = counter.text(text)
+    tokens = tuple(whole if r == text else counter.text(r, memo=False) for r in renderings)
     page = Page(
         page_id=page_id,
         kind=kind,

@@ -284,7 +284,8 @@ def _reuse(shared: _Shared, frame: Frame, window: Sequence[Page]) -> _Layout | N
     block = _block(shared.inputs, shared, frame.start, shared.room - frame.tokens - window_tokens)
     return _Layout(
         frame=frame,
-        messages=[dict(p.message or {}) for p in window],
+        # Not copied: upstream_messages copies what it sends.
+        messages=[p.message or {} for p in window],
         pinned_ids=[p.page_id for p in window],
         pinned=list(window),
         window_tokens=window_tokens,

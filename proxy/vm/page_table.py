@@ -33,6 +33,12 @@ class Entry:
 
     @classmethod
     def from_list(cls, raw: Iterable[Any]) -> Entry:
+        if type(raw) is list and len(raw) == 5:
+            # As to_list wrote it (read back for up to CAPACITY entries every turn).
+            a, b, c, d, e = raw
+            if type(a) is int and type(b) is int and type(c) is int and type(d) is int:
+                if type(e) is int:
+                    return cls(a, b, c, d, e)
         values = [int(v) for v in raw][:5]
         return cls(*values)
 
@@ -129,8 +135,10 @@ class PageTable:
     def _trim(self) -> None:
         if len(self.entries) <= self.capacity:
             return
-        keep = sorted(self.entries.items(), key=lambda kv: (kv[1].last_touched, kv[0]))
-        for page_id, _ in keep[: len(self.entries) - self.capacity]:
+        keep = sorted(
+            (max(e.last_faulted, e.last_mapped), page_id) for page_id, e in self.entries.items()
+        )
+        for _, page_id in keep[: len(self.entries) - self.capacity]:
             del self.entries[page_id]
             if page_id in self.l1:
                 self.l1.remove(page_id)

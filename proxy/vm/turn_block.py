@@ -18,6 +18,7 @@ fits it. No block at all when there is nothing to add.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,9 +86,9 @@ class Block:
 def in_window(page: Page, start: int) -> bool:
     """Is this page (a message, or a claim or image taken from one) sent verbatim in a
     window starting at message position `start`? Summaries are not: they cover more."""
-    if start < 0:
+    if start < 0 or page.anchor < start:
         return False
-    return page.page_id.partition("_")[0] in ("msg", "claim", "img") and page.anchor >= start
+    return page.page_id.partition("_")[0] in ("msg", "claim", "img")
 
 
 def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
@@ -112,12 +113,22 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     def cost(page: Page, level: int, text: str | None) -> int:
         return context.line_tokens(page, level, counter, text)
 
+    date_costs: dict[str, int] = {}
+
     def date_cost(when: str) -> int:
-        return counter.text(context.date_head(when))
+        found = date_costs.get(when)
+        if found is None:
+            found = date_costs[when] = counter.text(context.date_head(when))
+        return found
+
+    allowances: dict[float, int] = {}
 
     def allowance(relevance: float) -> int:
-        share = FULL_SHARE + BEST_SHARE * max(relevance, 0.0) ** 2
-        return max(MIN_FULL_TOKENS, int(budget * share))
+        found = allowances.get(relevance)
+        if found is None:
+            share = FULL_SHARE + BEST_SHARE * max(relevance, 0.0) ** 2
+            found = allowances[relevance] = max(MIN_FULL_TOKENS, int(budget * share))
+        return found
 
     # The turns around a hit are placed with it (`around`); ranked on their own they would
     # only come after every hit, at a cost to every choice.
@@ -139,11 +150,12 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             options=shown_as, date_cost=date_cost,
         )  # fmt: skip
         shown = {m.page.page_id for m in selection.mapped}
-        hits = sorted(
+        hits = heapq.nsmallest(  # sorted(...)[: inputs.more], without sorting the rest
+            inputs.more,
             (c for c in selection.unmapped if c.relevance > 0),
             key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
         )
-        more = [(c.page, hint(c.page)) for c in hits[: inputs.more]]
+        more = [(c.page, hint(c.page)) for c in hits]
         omitted = _omitted(inputs.total_pages, len(shown) + len(more))
         data = manifest.build_delta(turn=inputs.turn, more=more, omitted=omitted)
         tokens = (
@@ -182,9 +194,10 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
 
 
 def render_block(mapped: Sequence[Mapped], data: Mapping[str, Any]) -> str:
-    """The block's text: its `<VM:CONTEXT>` lines, then its manifest (the turn record
+    """The block's text: its `<VM:CONTEXT>` lines (`mapped` as `context.order_lines`
+    orders them), then its manifest (the turn record
     renders a block again with this, so a replay cannot drift from what was sent)."""
-    return context.render_context(mapped) + _FRAME + manifest.render_manifest(data)
+    return context.render_ordered(mapped) + _FRAME + manifest.render_manifest(data)
 
 
 def _enough(

@@ -55,7 +55,9 @@ class RecordError(ValueError):
     """A stored record (or a page it names) cannot be read back."""
 
 
-@dataclass(frozen=True, slots=True)
+# Line and Shown are not frozen (never changed, but a frozen dataclass's __init__ costs
+# several times a plain one's, and every turn makes one per line and window message).
+@dataclass(slots=True)
 class Line:
     """One page of the block: its level, and `words` > 0 when it was shown as the passages
     of it that match the turn's terms (level 1, an excerpt)."""
@@ -65,7 +67,7 @@ class Line:
     words: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Shown:
     """One message of the window: `form` "" verbatim, REDUCED or CLIPPED."""
 

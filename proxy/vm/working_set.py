@@ -46,7 +46,9 @@ Excerpt = Callable[[Page, int], str]
 Allowance = Callable[[float], int]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though never changed: a frozen dataclass's __init__ costs several times a
+# plain one's, and a turn makes hundreds of these (and of Mapped) while it packs.
+@dataclass(slots=True)
 class ScoredPage:
     """A candidate: `relevance` is its BM25 score against the current user message,
     normalised so the best hit is 1.0 (0 when it was not a hit); `reason` says why it is
@@ -57,7 +59,7 @@ class ScoredPage:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mapped:
     page: Page
     level: int
@@ -158,18 +160,21 @@ def select_context(
     def place(value: float, candidate: ScoredPage, levels: Sequence[int], share: float) -> bool:
         nonlocal used, lines
         page = candidate.page
-        if page.page_id in placed:
+        page_id = page.page_id
+        if page_id in placed:
             return True
         extra, when = marks(page)
         most = allowance(share)
         for level in levels:
-            shown = _shown(page, level, most)
+            key = (page_id, level, most)
+            # (The cache looked up here: a call per level costs more than the lookup.)
+            shown = options[key] if key in options else _shown(page, level, most)
             if shown is None:
                 continue
             text, tokens = shown
             if used + tokens + extra <= budget:
                 words = int(most * WORDS_PER_TOKEN) if text is not None else 0
-                placed[page.page_id] = Mapped(
+                placed[page_id] = Mapped(
                     page, level, tokens, value, candidate.reason, text, words
                 )
                 used += tokens + extra
@@ -221,5 +226,7 @@ def select_context(
         if candidate.page.kind in _BROAD:
             place(value, candidate, (2,), 0.0)
     unmapped = [c for _, c in scored if c.page.page_id not in placed]
-    mapped = sorted(placed.values(), key=lambda m: (-m.score, m.page.page_id))
+    chosen = list(placed.values())
+    keys = [(-m.score, m.page.page_id) for m in chosen]  # made in one pass: no call per line
+    mapped = [chosen[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
     return Selection(mapped, unmapped, lines, notes, used)

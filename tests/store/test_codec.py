@@ -28,3 +28,14 @@ def test_pages_whose_text_is_not_their_content_keep_it() -> None:
              {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
     page = page_of({"role": "user", "content": parts})
     assert decode_page(encode_page(page)) == page  # type: ignore[arg-type]
+
+
+def test_a_body_read_again_is_not_decoded_again() -> None:
+    first = encode_page(page_of({"role": "user", "content": "the taxes are due in April"}))  # type: ignore[arg-type]
+    other = encode_page(page_of({"role": "user", "content": "the taxes are due in June"}))  # type: ignore[arg-type]
+    page = decode_page(first)
+    # A body read back from a row is a new bytes object with the same content.
+    again = decode_page(bytes(bytearray(first)))
+    assert again is page
+    assert decode_page(other) is not page and decode_page(other).text.endswith("June")
+    assert decode_page(first.decode()) == page

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from proxy.vm import excerpt as excerpt_module
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.excerpt import ELLIPSIS, excerpt
 
@@ -40,3 +41,14 @@ def test_no_match_gives_the_opening_and_one_long_sentence_is_cut_around_the_matc
     long_sentence = " ".join(["word"] * 60 + ["Lisbon"] + ["word"] * 60)
     cut = excerpt(long_sentence, terms("Lisbon"), 20)
     assert "Lisbon" in cut and cut.startswith(ELLIPSIS) and cut.endswith(ELLIPSIS)
+
+
+def test_a_text_is_parsed_once_whatever_the_query() -> None:
+    text = " ".join(f"Sentence {i} is about topic{i} and nothing else." for i in range(40))
+    excerpt_module._parsed.cache_clear()
+    first = excerpt(text, ["topic3"], 20)
+    again = excerpt(text, ["topic7", "topic9"], 30)
+    assert excerpt_module._parsed.cache_info().misses == 1
+    assert "topic3" in first and "topic7" in again and "topic9" in again
+    excerpt_module._parsed.cache_clear()
+    assert excerpt(text, ["topic7", "topic9"], 30) == again

@@ -4,7 +4,7 @@ import json
 
 import orjson
 
-from proxy.tokens import counter_for_model
+from proxy.tokens import ChatFormat, TokenCounter, counter_for_model, get_encoding
 from proxy.vm.identity import chain_hashes
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.pages import Modality, PageKind
@@ -178,3 +178,22 @@ def test_unanswered_calls_do_not_pile_up_in_the_state() -> None:
         ingest([{"role": "assistant", "content": None, "tool_calls": [call]}], counters, first=n)
     assert len(counters.open_calls) == 64 and "c99" in counters.open_calls
     assert "c0" not in counters.open_calls
+
+
+def test_a_long_message_is_tokenized_once() -> None:
+    counter = TokenCounter(get_encoding("o200k_base"), ChatFormat())
+    counted: list[str] = []
+    real = counter.encoding
+
+    class Spy:
+        name = real.name
+
+        def encode_ordinary(self, text: str) -> list[int]:
+            counted.append(text)
+            return real.encode_ordinary(text)
+
+    counter.encoding = Spy()  # type: ignore[assignment]
+    text = "The storage plan moved to Postgres in May after the load tests. " * 40
+    ingest_messages([{"role": "user", "content": text}], first_position=0,
+                    counters=Counters(), counter=counter, segment_turns=8)  # fmt: skip
+    assert counted.count(text) == 1

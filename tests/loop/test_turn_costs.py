@@ -1,0 +1,100 @@
+"""What a memory-active turn spares itself: work whose result it would not use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy.loop import storing
+from proxy.loop.prefix_cache import fingerprint, fingerprint_all
+from proxy.loop.storing import Ingester
+from proxy.store import open_store, sqlite
+from proxy.store.base import Path, PathSpan
+from proxy.tokens import counter_for_model
+from proxy.vm.identity import chain_hashes
+from proxy.vm.ingest import Counters, ingest_messages
+
+
+def test_fingerprints_of_a_history_are_each_message_s_fingerprint() -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "user", "content": "hi", "name": "maya"},
+        {"role": "user", "content": "hi", "name": ""},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c1", "type": "function",
+                         "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "content": "42", "tool_call_id": "c1"},
+        {"role": "assistant", "content": ""},
+        {"role": "assistant", "content": None},
+    ]  # fmt: skip
+    assert fingerprint_all(messages) == [fingerprint(m) for m in messages]
+    # A message whose extra fields are empty is the same message (it chain-hashes alike).
+    assert fingerprint_all(messages)[1] == fingerprint_all(messages)[3]
+    assert fingerprint_all(messages)[7] == fingerprint_all(messages)[8]
+
+
+async def test_a_history_past_the_lean_limit_makes_no_lean_pages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = []
+    real = storing.lean_ingest
+
+    def spy(first: int, *args: Any, **kwargs: Any) -> Any:
+        made.append(first)
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(storing, "lean_ingest", spy)
+    store = await open_store("memory://")
+    ingester = Ingester(lambda: counter_for_model("gpt-4o"), 8, lean_up_to=100)
+    path = Path("t", (PathSpan("c", 0, None),))
+    messages = [{"role": "user", "content": "a question"}]
+    try:
+        short = await ingester.ingest(store, "t", path, 0, messages,
+                                      chain_hashes("t", messages), {})  # fmt: skip
+        long = await ingester.ingest(store, "t", path, 0, messages,
+                                     chain_hashes("t", messages), {"tokens": 5000})  # fmt: skip
+    finally:
+        await store.close()
+    assert made == [0]  # the short history only
+    assert short.pages[0].extra.get("lean") == 1
+    assert long.pages[0].extra.get("lean") is None
+
+
+async def test_an_append_does_not_decode_the_state_it_wrote(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[object] = []
+    real = sqlite.decode_state
+
+    def spy(raw: Any) -> dict[str, Any]:
+        decoded.append(raw)
+        return real(raw)
+
+    store = await open_store(f"sqlite:///{tmp_path}/t.db", cache_pages=0)
+    conv = await store.create_conversation("t", "c")
+    messages = [{"role": "user", "content": "hi"}]
+    pages = ingest_messages(messages, first_position=0, counters=Counters(),
+                            counter=counter_for_model("gpt-4o"), segment_turns=8).pages
+    monkeypatch.setattr(sqlite, "decode_state", spy)
+    try:
+        row = await store.append("t", "c", pages, expected_version=conv.version,
+                                 new_length=1, state={"tokens": 3}, durable=False)
+        await store.append("t", "c", [], expected_version=row.version, new_length=1,
+                           state={"tokens": 4}, durable=True)
+        after = await store.get_conversation("t", "c")
+    finally:
+        await store.close()
+    assert row.state == {"tokens": 3}
+    assert after is not None and after.state == {"tokens": 4}
+    assert decoded == []  # neither append decodes back the state it was given
+
+
+def test_fingerprints_of_a_plain_history_are_each_message_s_fingerprint() -> None:
+    plain = [{"role": "user" if i % 2 else "assistant", "content": f"turn {i}"} for i in range(9)]
+    assert fingerprint_all(plain) == [fingerprint(m) for m in plain]
+    odd = [{"role": "user", "name": "maya"}, {"content": "hi", "name": "x"}]
+    assert fingerprint_all(odd) == [fingerprint(m) for m in odd]
+    assert fingerprint_all([]) == []
