@@ -257,3 +257,22 @@ async def test_a_short_chat_turn_ingests_its_messages_once(
             reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
             messages.append(reply.json()["choices"][0]["message"])
     assert ingested == [2, 2, 2]  # each turn's question and answer, together
+
+
+@pytest.mark.parametrize("responses", ["native", "chat"])
+@pytest.mark.parametrize("upstream", [failing, unreachable])
+async def test_a_responses_question_without_an_answer_is_still_stored(
+    upstream: Any, responses: str
+) -> None:
+    """The same through the Responses API, on either kind of upstream."""
+    path = "/responses" if responses == "native" else "/chat/completions"
+    async with serve(upstream, vm_settings(responses=responses), path=path) as proxy:
+        broken = await proxy.http.post(
+            "/v1/responses", headers={"authorization": "Bearer sk-test"},
+            json={"model": "gpt-4o", "input": [question(0)]},
+        )
+        assert broken.status_code >= 500
+        convs = await proxy.store.list_conversations(tenant=proxy.tenant)
+        assert len(convs) == 1
+        stored = await stored_messages(proxy.store, proxy.tenant, convs[0].conv_id)
+        assert [m["content"] for m in stored] == [question(0)["content"]]
