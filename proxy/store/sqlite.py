@@ -25,6 +25,7 @@ is needed. Durability: see proxy.store.sqlite_schema.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 import time
@@ -225,13 +226,22 @@ class SQLiteStore(SQLiteCalls):
         written = self._defer(self._append, tenant, conv_id, pages, expected_version,
                               new_length, state, mutations)
         # Forgotten once committed, when a reader finds them (or once lost).
-        written.add_done_callback(lambda _: self._forget_hashes(hashes))
+        written.add_done_callback(lambda done: self._settled(key, hashes, done))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
 
-    def _forget_hashes(self, hashes: list[tuple[tuple[str, str], tuple[str, int]]]) -> None:
+    def _settled(
+        self, conv: tuple[str, str], hashes: list[tuple[tuple[str, str], tuple[str, int]]],
+        written: asyncio.Future[Any],
+    ) -> None:
         for key, _ in hashes:
             self._deferred_hashes.pop(key, None)
+        if written.cancelled() or written.exception() is not None:
+            # Lost: callers hold a row at a version never stored, and the conversation's
+            # version here is unknown. Its next append is durable, and raises
+            # VersionConflict on that row, so the caller reads the conversation again.
+            self._versions.pop(conv, None)
+            self._forks.pop(conv, None)
 
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],

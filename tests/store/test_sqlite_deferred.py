@@ -4,6 +4,7 @@ one transaction, and whatever follows them on that thread still runs behind them
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -125,5 +126,31 @@ async def test_a_deferred_append_on_a_version_already_taken_is_refused(tmp_path:
         conv = await store.get_conversation(T, "c0")
         assert conv is not None and (conv.version, conv.state) == (2, {"who": 1})
         assert store.write_failure is None  # no deferred write was lost
+    finally:
+        await store.close()
+
+
+
+async def test_after_a_lost_deferred_append_the_next_one_is_refused(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deferred append lost (here: a disk error) leaves callers holding its row. An
+    append on that row must raise VersionConflict, so that the caller reads the
+    conversation again, rather than be deferred and lost in turn, and so every turn after."""
+    store = await _store(tmp_path, 1)
+    try:
+        def disk_error(*args: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_append", disk_error)
+        held = await store.append(T, "c0", [make_page(0, "lost")], expected_version=0,
+                                  new_length=1, state={}, durable=False)
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        assert store.write_failure is not None  # lost, as deferred writes may be
+        monkeypatch.undo()
+        with pytest.raises(VersionConflict):
+            await store.append(T, "c0", [make_page(1, "next")], expected_version=held.version,
+                               new_length=2, state={}, durable=False)
     finally:
         await store.close()
