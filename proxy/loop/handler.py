@@ -106,7 +106,7 @@ async def _answer(
         try:
             relayed = await relay_chat(state.upstream, request, raw)
         except BaseException:
-            await _store_held(prepared)
+            await store_held(prepared)
             raise
         return StoredAfter(
             _observed_passthrough(relayed, prepared, prepared.headers()), prepared
@@ -210,7 +210,7 @@ def _observed_passthrough(
     return observe(response, store_answer)
 
 
-async def _store_held(prepared: Prepared) -> None:
+async def store_held(prepared: Prepared) -> None:
     """The request's messages held for its answer (proxy.loop.held), stored alone: the
     answer was not stored (an error, a cut stream, the client gone). Shielded: a client
     that goes away must not cancel the write."""
@@ -233,7 +233,7 @@ class StoredAfter(Response):
         try:
             await self.inner(scope, receive, send)
         finally:
-            await _store_held(self._prepared)
+            await store_held(self._prepared)
 
 
 class ReleasedAfter(Response):

@@ -22,7 +22,14 @@ from starlette.responses import Response, StreamingResponse
 
 from proxy.errors import InvalidRequest, MemoryUnavailable
 from proxy.logs import log, request_stats
-from proxy.loop.handler import ReleasedAfter, count_turn, counted, fails_open
+from proxy.loop.handler import (
+    ReleasedAfter,
+    StoredAfter,
+    count_turn,
+    counted,
+    fails_open,
+    store_held,
+)
 from proxy.loop.observe import Reader, observe
 from proxy.loop.policy import (
     credential,
@@ -128,6 +135,33 @@ async def _answer(
     state.metrics.histogram(
         "vm_prepare_seconds", help="Time to place, store and pack one request"
     ).observe(time.perf_counter() - started)
+    if prepared.turn is not None:
+        return await _respond(state, request, body, chat, raw, prepared, native=native,
+                              whole=whole)
+    # Below the threshold its messages may be held for the answer (proxy.loop.held): stored
+    # alone, as in handler.py, when no answer is (an upstream error, a cut stream).
+    try:
+        response = await _respond(state, request, body, chat, raw, prepared, native=native,
+                                  whole=whole)
+    except BaseException:
+        await store_held(prepared)
+        raise
+    return StoredAfter(response, prepared)
+
+
+async def _respond(
+    state: AppServices,
+    request: Request,
+    body: dict[str, Any],
+    chat: dict[str, Any],
+    raw: bytes,
+    prepared: Prepared,
+    *,
+    native: bool,
+    whole: bool,
+) -> Response:
+    """The answer to a placed request: relayed, translated, or a memory turn."""
+    settings = state.settings
     turn = prepared.turn
     if turn is None:
         if native:

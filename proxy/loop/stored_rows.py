@@ -42,11 +42,7 @@ async def longest_known_prefix(
             lo, owner = mid + 1, hit[0]
         else:
             hi = mid
-    if lo == 0:
-        return 0, None
-    if owner is None:
-        hit = (await store.lookup_hashes(tenant, [hashes[lo - 1]]))[hashes[lo - 1]]
-        owner = hit[0]
+    # `owner` is the owner of hashes[lo - 1], found with it (None when lo is 0).
     return lo, owner
 
 

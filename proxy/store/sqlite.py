@@ -25,6 +25,7 @@ is needed. Durability: see proxy.store.sqlite_schema.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 import time
@@ -99,6 +100,12 @@ class SQLiteStore(SQLiteCalls):
         # Each conversation's (parent_id, fork_at), which never change: what a deferred
         # append needs to return the row it will write.
         self._forks: dict[tuple[str, str], tuple[str | None, int]] = {}
+        # Each conversation's newest version this process has seen or will write (a
+        # deferred append's): an append may be deferred only on that version. On an older
+        # one it would fail unseen after returning a row of a version another write took,
+        # a row no later version check tells from the one stored; so it is written
+        # durably, and raises VersionConflict.
+        self._versions: dict[tuple[str, str], int] = {}
         # The chain hashes of the messages deferred appends will store, by (tenant, hash):
         # a hash lookup answers from these and reads the rest on a reader thread, instead of
         # waiting behind writes that may be slow (a huge page) for rows it may not need.
@@ -140,7 +147,10 @@ class SQLiteStore(SQLiteCalls):
         return self._learn_fork(conv) if conv is not None else None
 
     def _learn_fork(self, conv: Conversation) -> Conversation:
-        self._forks[(conv.tenant, conv.conv_id)] = (conv.parent_id, conv.fork_at)
+        key = (conv.tenant, conv.conv_id)
+        self._forks[key] = (conv.parent_id, conv.fork_at)
+        if conv.version > self._versions.get(key, -1):  # (a read may answer after a write)
+            self._versions[key] = conv.version
         return conv
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
@@ -198,8 +208,9 @@ class SQLiteStore(SQLiteCalls):
         mutations: Sequence[Mutation] = (),
         durable: bool = True,
     ) -> Conversation:
-        fork = self._forks.get((tenant, conv_id))
-        if durable or state is None or fork is None:
+        key = (tenant, conv_id)
+        fork = self._forks.get(key)
+        if durable or state is None or fork is None or self._versions[key] != expected_version:
             return self._learn_fork(await self._write(
                 self._append, tenant, conv_id, pages, expected_version, new_length, state,
                 mutations, of=(tenant, conv_id),
@@ -211,16 +222,26 @@ class SQLiteStore(SQLiteCalls):
             if page.chain_hash and (tenant, page.chain_hash) not in self._deferred_hashes
         ]
         self._deferred_hashes.update(hashes)
+        self._versions[key] = expected_version + 1
         written = self._defer(self._append, tenant, conv_id, pages, expected_version,
                               new_length, state, mutations)
         # Forgotten once committed, when a reader finds them (or once lost).
-        written.add_done_callback(lambda _: self._forget_hashes(hashes))
+        written.add_done_callback(lambda done: self._settled(key, hashes, done))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
 
-    def _forget_hashes(self, hashes: list[tuple[tuple[str, str], tuple[str, int]]]) -> None:
+    def _settled(
+        self, conv: tuple[str, str], hashes: list[tuple[tuple[str, str], tuple[str, int]]],
+        written: asyncio.Future[Any],
+    ) -> None:
         for key, _ in hashes:
             self._deferred_hashes.pop(key, None)
+        if written.cancelled() or written.exception() is not None:
+            # Lost: callers hold a row at a version never stored, and the conversation's
+            # version here is unknown. Its next append is durable, and raises
+            # VersionConflict on that row, so the caller reads the conversation again.
+            self._versions.pop(conv, None)
+            self._forks.pop(conv, None)
 
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
@@ -287,10 +308,10 @@ class SQLiteStore(SQLiteCalls):
         state: Mapping[str, Any],
         mutations: Sequence[Mutation] = (),
     ) -> Conversation:
-        return await self._write(
+        return self._learn_fork(await self._write(
             self._update_state, tenant, conv_id, expected_version, state, mutations,
             of=(tenant, conv_id),
-        )
+        ))
 
     def _update_state(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, expected_version: int,

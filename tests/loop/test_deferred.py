@@ -257,3 +257,61 @@ async def test_a_short_chat_turn_ingests_its_messages_once(
             reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
             messages.append(reply.json()["choices"][0]["message"])
     assert ingested == [2, 2, 2]  # each turn's question and answer, together
+
+
+@pytest.mark.parametrize("responses", ["native", "chat"])
+@pytest.mark.parametrize("upstream", [failing, unreachable])
+async def test_a_responses_question_without_an_answer_is_still_stored(
+    upstream: Any, responses: str
+) -> None:
+    """The same through the Responses API, on either kind of upstream."""
+    path = "/responses" if responses == "native" else "/chat/completions"
+    async with serve(upstream, vm_settings(responses=responses), path=path) as proxy:
+        broken = await proxy.http.post(
+            "/v1/responses", headers={"authorization": "Bearer sk-test"},
+            json={"model": "gpt-4o", "input": [question(0)]},
+        )
+        assert broken.status_code >= 500
+        convs = await proxy.store.list_conversations(tenant=proxy.tenant)
+        assert len(convs) == 1
+        stored = await stored_messages(proxy.store, proxy.tenant, convs[0].conv_id)
+        assert [m["content"] for m in stored] == [question(0)["content"]]
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+async def test_two_short_chats_opening_alike_keep_their_own_turns(
+    order: tuple[int, int], tmp_path: FsPath
+) -> None:
+    """Two clients of one tenant open with the same words at once: one conversation, whose
+    first answer is one of theirs. The other's answer is placed again (on a fork), and
+    each client's next turn is stored after its own answer, never after the other's."""
+    arrived = 0
+    both = asyncio.Event()
+
+    async def model(request: httpx.Request) -> httpx.Response:
+        nonlocal arrived
+        n, arrived = arrived, arrived + 1
+        if arrived >= 2:
+            both.set()
+        await both.wait()  # both requests placed before either is answered
+        return httpx.Response(200, json={
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"Answer {n}"},
+                         "finish_reason": "stop"}],
+        })
+
+    store = await open_store(f"sqlite:///{tmp_path}/s.db")
+    opening = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+    async with serve(model, vm_settings(), store) as proxy:
+        replies = await asyncio.gather(
+            *(proxy.raw_chat({"model": "gpt-4o", "messages": opening}) for _ in range(2))
+        )
+        chats = [[*opening, reply.json()["choices"][0]["message"]] for reply in replies]
+        for i in order:
+            chats[i].append({"role": "user", "content": f"I am client {i}."})
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": chats[i]})
+            chats[i].append(reply.json()["choices"][0]["message"])
+            stored = await stored_messages(
+                proxy.store, proxy.tenant, reply.headers["x-vm-session"]
+            )
+            assert [m["content"] for m in stored] == [m["content"] for m in chats[i]]

@@ -4,9 +4,13 @@ one transaction, and whatever follows them on that thread still runs behind them
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path as FsPath
 from typing import Any
 
+import pytest
+
+from proxy.store.base import VersionConflict
 from proxy.store.sqlite import SQLiteStore
 from proxy.store.sqlite_threads import Lane
 
@@ -93,3 +97,60 @@ async def test_closing_the_store_writes_the_deferred_appends(tmp_path: FsPath) -
         assert conv is not None and conv.length == 1
     finally:
         await reopened.close()
+
+
+async def test_a_deferred_append_on_a_version_already_taken_is_refused(tmp_path: FsPath) -> None:
+    """Two short chats opening alike share a conversation: both answers are appended on
+    version 0. The second must get VersionConflict (and be placed again), not a row at
+    version 1 it never wrote: a row nobody can tell from the one stored, on which the
+    client's next turn would be stored after the other client's answer."""
+    store = await _store(tmp_path, 1)
+    try:
+        first = await store.append(T, "c0", [make_page(0, "the first client's answer")],
+                                   expected_version=0, new_length=1, state={"who": 1},
+                                   durable=False)
+        assert first.version == 1
+        with pytest.raises(VersionConflict):
+            await store.append(T, "c0", [make_page(0, "the second client's answer")],
+                               expected_version=0, new_length=1, state={"who": 2},
+                               durable=False)
+        # As when the first was committed before the second came.
+        await store.append(T, "c0", [make_page(1, "the first client's next turn")],
+                           expected_version=1, new_length=2, state={"who": 1}, durable=False)
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        with pytest.raises(VersionConflict):
+            await store.append(T, "c0", [make_page(1, "the second client's next turn")],
+                               expected_version=1, new_length=2, state={"who": 2},
+                               durable=False)
+        conv = await store.get_conversation(T, "c0")
+        assert conv is not None and (conv.version, conv.state) == (2, {"who": 1})
+        assert store.write_failure is None  # no deferred write was lost
+    finally:
+        await store.close()
+
+
+
+async def test_after_a_lost_deferred_append_the_next_one_is_refused(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deferred append lost (here: a disk error) leaves callers holding its row. An
+    append on that row must raise VersionConflict, so that the caller reads the
+    conversation again, rather than be deferred and lost in turn, and so every turn after."""
+    store = await _store(tmp_path, 1)
+    try:
+        def disk_error(*args: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_append", disk_error)
+        held = await store.append(T, "c0", [make_page(0, "lost")], expected_version=0,
+                                  new_length=1, state={}, durable=False)
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        assert store.write_failure is not None  # lost, as deferred writes may be
+        monkeypatch.undo()
+        with pytest.raises(VersionConflict):
+            await store.append(T, "c0", [make_page(1, "next")], expected_version=held.version,
+                               new_length=2, state={}, durable=False)
+    finally:
+        await store.close()

@@ -96,10 +96,19 @@ def _run_writer_until_killed(db: FsPath, acks_before_kill: int) -> list[str]:
         # Land the kill at an arbitrary point of a later append, not between two.
         time.sleep(random.uniform(0, 0.02))
         child.send_signal(signal.SIGKILL)
-        rest, errors = child.communicate(timeout=10)
+        # The rest through the same file object: lines the loop above read ahead into its
+        # buffer are there, not in the pipe (communicate() reads the pipe, and would miss
+        # them: a gap in `acked` whenever the writer got ahead of this process).
+        rest = child.stdout.read()
+        assert child.stderr is not None
+        errors = child.stderr.read()
+        child.wait(timeout=10)
     finally:
         if child.poll() is None:
             child.kill()
+        child.stdout.close()
+        if child.stderr is not None:
+            child.stderr.close()
     acked.extend(line.strip() for line in rest.splitlines() if line.strip())
     assert child.returncode == -signal.SIGKILL, errors
     return acked
