@@ -6,6 +6,7 @@ from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 
 from proxy.config import Settings
+from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.metrics import Metrics
 from proxy.store import PageStore
@@ -15,7 +16,7 @@ from proxy.upstream.client import Upstream
 
 class AppState(State):
     """`app.state`. Set by create_app: `settings`, `metrics`, `session_locks`,
-    `prefix_cache`; by the lifespan, while it runs: `store`, `upstream`.
+    `prefix_cache`; by the lifespan, while it runs: `store`, `upstream`, `meaning`.
 
     starlette's State, its values kept as plain attributes. In a State every read goes
     through a failed attribute lookup (an AttributeError built and dropped) before its
@@ -27,6 +28,8 @@ class AppState(State):
     prefix_cache: PrefixCache
     store: PageStore
     upstream: Upstream
+    # While embeddings are on (set by the lifespan): embedder, vector index, worker.
+    meaning: Meaning | None
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(self.__dict__)
@@ -34,6 +37,7 @@ class AppState(State):
         self.metrics = Metrics()
         self.session_locks = KeyedLocks()
         self.prefix_cache = PrefixCache()
+        self.meaning = None
 
 
 def app_state(connection: HTTPConnection) -> AppState:

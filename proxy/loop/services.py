@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from proxy.config import Settings
+from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.metrics import Metrics
 from proxy.store import PageStore
@@ -32,3 +33,7 @@ class AppServices(Protocol):
     @property
     def prefix_cache(self) -> PrefixCache:
         """The last conversation rows and prefixes this process saw (loop.prefix_cache)."""
+
+    @property
+    def meaning(self) -> Meaning | None:
+        """Embeddings, when on: vector search beside BM25 (proxy.loop.meaning)."""
