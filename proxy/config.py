@@ -130,6 +130,8 @@ class EmbeddingsSettings(_Section):
     queue_size: int = Field(default=1000, ge=1)
     # Megabytes of vectors held in process for search (least recently used dropped).
     cache_mb: int = Field(default=256, ge=0)
+    # The weight of the ranking by meaning against BM25's 1.0 in the rank fusion.
+    fusion_weight: float = Field(default=1.0, ge=0.0, le=10.0)
 
     @field_validator("base_url")
     @classmethod

@@ -3,7 +3,8 @@
 A memory-active turn enqueues its conversation (`enqueue`: a put into a bounded queue,
 nothing else on the request path). The worker takes conversations one at a time and
 embeds, in anchor order, the message pages on the conversation's path past each span's
-mark (proxy.store.vectors), EMBED_CHUNK messages per store write, so a page is
+mark (proxy.store.vectors), each as its passages (proxy.vm.passages), EMBED_CHUNK
+messages per store write, so a page is
 searchable by words at once and by meaning a moment later. Short chats never need memory
 and never enqueue: they pay nothing for embeddings.
 
@@ -25,6 +26,7 @@ from proxy.embeddings.base import Auth
 from proxy.metrics import Metrics
 from proxy.store.base import PageStore, Path, PathSpan, StoreError
 from proxy.vm.pages import Page
+from proxy.vm.passages import passage_id, passages
 
 if TYPE_CHECKING:
     from proxy.store.vectors import VectorIndex
@@ -139,13 +141,19 @@ class EmbeddingWorker:
         self, tenant: str, conv_id: str, pages: list[Page], done_below: int, auth: Auth
     ) -> int:
         chosen = [p for p in pages if p.role in _EMBEDDED_ROLES and p.text.strip()]
+        keys: list[tuple[str, int]] = []
+        texts: list[str] = []
+        for page in chosen:
+            for number, text in enumerate(embedded_texts(page)):
+                keys.append((passage_id(page.page_id, number), page.anchor))
+                texts.append(text)
         rows = []
-        if chosen:
-            vectors = await self._embedder.embed([p.text for p in chosen], auth=auth)
-            rows = [(p.page_id, p.anchor, vectors[i].tobytes()) for i, p in enumerate(chosen)]
+        if texts:
+            vectors = await self._embedder.embed(texts, auth=auth)
+            rows = [(row, anchor, vectors[i].tobytes()) for i, (row, anchor) in enumerate(keys)]
         await self._index.save(tenant, conv_id, self._embedder.name, rows, done_below)
-        self._embedded.inc(len(rows))
-        return len(rows)
+        self._embedded.inc(len(chosen))
+        return len(chosen)
 
     def _failed(self, error: BaseException) -> None:
         self._metrics.counter(
@@ -154,3 +162,12 @@ class EmbeddingWorker:
         ).inc()  # fmt: skip
         log.warning("embeddings: embedding pages failed, they stay searchable by words: %s",
                     error)  # fmt: skip
+
+
+def embedded_texts(page: Page) -> list[str]:
+    """What a page is embedded as: its passages (proxy.vm.passages), each after who said
+    it (questions name people, and in a two-person chat a message rarely names its own
+    speaker; BM25 indexes the speaker too, proxy.store.codec)."""
+    speaker = page.extra.get("speaker")
+    said = f"{speaker}: " if isinstance(speaker, str) and speaker else ""
+    return [f"{said}{text}" for text in passages(page.text)]

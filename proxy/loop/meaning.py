@@ -99,7 +99,8 @@ class TurnSearch:
         )  # fmt: skip
         if not near:
             return words
-        fused = fuse_rankings([[h.page.page_id for h in words], near], limit=limit)
+        fused = fuse_rankings([[h.page.page_id for h in words], near], limit=limit,
+                              weights=(1.0, meaning.settings.fusion_weight))  # fmt: skip
         found = {h.page.page_id: h.page for h in words}
         missing = [pid for pid, _ in fused if pid not in found]
         if missing:

@@ -1,10 +1,11 @@
 """Page vectors beside the pages: stored by each backend, searched here, exactly.
 
-A vector belongs to a page of a conversation (tenant, conv_id, anchor, page_id) and to a
-vector space (the embedder's name: vectors of two models are never compared). Each
-conversation also has a mark per space, `done_below`: its pages at anchors below it have
-been embedded (pages are embedded in anchor order). The mark is what the background worker
-resumes from after a restart, and what a cache checks before trusting the vectors it holds.
+A vector belongs to a page of a conversation (tenant, conv_id, anchor, page_id; a page
+embedded as several passages has a row per passage, `page_id#n`) and to a vector space
+(the embedder's name: vectors of two models are never compared). Each conversation also
+has a mark per space, `done_below`: its pages at anchors below it have been embedded
+(pages are embedded in anchor order). The mark is what the background worker resumes from
+after a restart, and what a cache checks before trusting the vectors it holds.
 
 Search is exact: the conversation's vectors are held in process as one float32 matrix per
 conversation (loaded once, then only the rows past the cached mark; least recently used
@@ -28,9 +29,12 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.store.base import Path
+from proxy.vm.passages import page_of
 
-# (page id, anchor, float32 vector bytes)
+# (row id: the page id, or `page_id#n` for its n-th passage; anchor; float32 vector bytes)
 VectorRow = tuple[str, int, bytes]
+# Rows read per result wanted before deduplicating passages (more when too few pages).
+PASSAGES_PER_PAGE = 3
 
 
 class VectorBackend(Protocol):
@@ -124,10 +128,19 @@ class VectorIndex:
         if not scores:
             return []
         similarity = np.concatenate(scores)
-        count = min(limit, len(ids))
-        best = np.argpartition(-similarity, count - 1)[:count]
-        best = best[np.argsort(-similarity[best], kind="stable")]
-        return [(ids[i], float(similarity[i])) for i in best]
+        # A page may have several rows (its passages, `page#n`): it scores its best one.
+        found: dict[str, float] = {}
+        count = min(len(ids), limit * PASSAGES_PER_PAGE)
+        while True:
+            best = np.argpartition(-similarity, count - 1)[:count]
+            best = best[np.argsort(-similarity[best], kind="stable")]
+            found = {}
+            for i in best:
+                found.setdefault(page_of(ids[i]), float(similarity[i]))
+            if len(found) >= limit or count == len(ids):
+                break
+            count = min(len(ids), count * 2)
+        return list(found.items())[:limit]
 
     async def _matrix(self, tenant: str, conv_id: str, space: str, mark: int) -> _Matrix:
         key = (tenant, conv_id, space)

@@ -15,6 +15,7 @@ they would send at each history turn, so their prefix share is measured the same
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +101,11 @@ def _settings(budget: int, mode: str, embeddings: str = "off") -> Any:
     vectors: dict[str, Any] = {"provider": embeddings}
     if embeddings == "onnx":
         vectors["path"] = str(MODEL_DIR)
+    # VM_PROXY_EMBEDDINGS__* in the environment tune the embeddings runs (e.g. the fusion
+    # weight); nothing else of the environment reaches the benchmark's proxy.
+    tuning = {k: v for k, v in os.environ.items() if k.startswith("VM_PROXY_EMBEDDINGS__")}
     return load_settings(
-        environ={},
+        environ=tuning,
         overrides={
             "vm": {"context_budget": budget, "mode": mode},
             "store": {"url": "memory://"},
