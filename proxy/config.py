@@ -131,7 +131,7 @@ class EmbeddingsSettings(_Section):
     # Megabytes of vectors held in process for search (least recently used dropped).
     cache_mb: int = Field(default=256, ge=0)
     # The weight of the ranking by meaning against BM25's 1.0 in the rank fusion.
-    fusion_weight: float = Field(default=1.0, ge=0.0, le=10.0)
+    fusion_weight: float = Field(default=0.8, ge=0.0, le=10.0)
 
     @field_validator("base_url")
     @classmethod

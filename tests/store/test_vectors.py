@@ -162,3 +162,16 @@ async def test_a_deleted_conversation_takes_its_vectors(
     assert await store.gc(clock.now) == 1
     assert await index.marks("t", [conv], "fake") == {}
     assert await index.backend.load("t", conv, "fake", 0) == []
+
+
+async def test_a_page_of_several_passages_is_one_hit_at_its_best(store: PageStore) -> None:
+    index = await open_vectors(store)
+    worker = EmbeddingWorker(store, index, FakeEmbedder(), Metrics())
+    long_text = ("We spent the whole weekend painting the fence and the shed. "
+                 "Later my puppy chewed through the garden hose again today.")  # fmt: skip
+    await conversation(store, "t", "c", pages({1: long_text}, 0, 6))
+    await worker.embed_conversation("t", "c")
+    rows = await index.backend.load("t", "c", "fake", 0)
+    assert [row[0] for row in rows if row[0].startswith("msg_1")] == ["msg_1", "msg_1#1"]
+    found = await nearest(store, index, "t", "c", "a canine", limit=6)
+    assert found[0] == "msg_1" and len(found) == len(set(found)) == 6
