@@ -109,8 +109,9 @@ class VectorIndex:
             return []
         conv_ids = list(dict.fromkeys(span.conv_id for span in path.spans))
         marks = await self.backend.marks(path.tenant, conv_ids, space)
-        ids: list[str] = []
-        scores: list[npt.NDArray[np.float32]] = []
+        # Per span on the path: its matrix and the similarities of its rows in the span
+        # (one product over the conversation's rows; only the top ones become ids).
+        parts: list[tuple[_Matrix, npt.NDArray[np.intp], npt.NDArray[np.float32]]] = []
         for span in path.spans:
             if span.conv_id not in marks:
                 continue
@@ -120,27 +121,26 @@ class VectorIndex:
             inside = matrix.anchors >= span.lo
             if span.hi is not None:
                 inside &= matrix.anchors < span.hi
-            chosen = np.flatnonzero(inside)
-            if not chosen.size:
-                continue
-            scores.append(matrix.rows[chosen] @ query)
-            ids += [matrix.ids[i] for i in chosen]
-        if not scores:
+            rows = np.flatnonzero(inside)
+            if rows.size:
+                parts.append((matrix, rows, (matrix.rows @ query)[rows]))
+        if not parts:
             return []
-        similarity = np.concatenate(scores)
+        similarity = np.concatenate([scores for _, _, scores in parts])
+        owners = np.concatenate([np.full(len(rows), n) for n, (_, rows, _) in enumerate(parts)])
+        positions = np.concatenate([rows for _, rows, _ in parts])
         # A page may have several rows (its passages, `page#n`): it scores its best one.
-        found: dict[str, float] = {}
-        count = min(len(ids), limit * PASSAGES_PER_PAGE)
+        count = min(len(similarity), limit * PASSAGES_PER_PAGE)
         while True:
             best = np.argpartition(-similarity, count - 1)[:count]
             best = best[np.argsort(-similarity[best], kind="stable")]
-            found = {}
+            found: dict[str, float] = {}
             for i in best:
-                found.setdefault(page_of(ids[i]), float(similarity[i]))
-            if len(found) >= limit or count == len(ids):
-                break
-            count = min(len(ids), count * 2)
-        return list(found.items())[:limit]
+                row_id = parts[owners[i]][0].ids[positions[i]]
+                found.setdefault(page_of(row_id), float(similarity[i]))
+            if len(found) >= limit or count == len(similarity):
+                return list(found.items())[:limit]
+            count = min(len(similarity), count * 2)
 
     async def _matrix(self, tenant: str, conv_id: str, space: str, mark: int) -> _Matrix:
         key = (tenant, conv_id, space)
