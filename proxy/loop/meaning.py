@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,17 +70,28 @@ def request_auth(headers: Sequence[tuple[str, str]]) -> Auth:
 class TurnSearch:
     """One turn's searches on the store, fused with vector search when `meaning` is set."""
 
-    def __init__(self, store: PageStore, meaning: Meaning | None, auth: Auth = ()) -> None:
+    def __init__(
+        self, store: PageStore, meaning: Meaning | None, auth: Callable[[], Auth] = tuple
+    ) -> None:
+        """`auth()`: the request's credential headers, read only when something is embedded
+        (a short chat never asks)."""
         self._store = store
         self._meaning = meaning
-        self._auth = auth
+        self._read_auth = auth
+        self._auth: Auth | None = None
         self._vectors: dict[str, asyncio.Future[Any]] = {}
+
+    @property
+    def auth(self) -> Auth:
+        if self._auth is None:
+            self._auth = self._read_auth()
+        return self._auth
 
     def warm(self, text: str) -> None:
         """Start embedding `text` (a query the turn will search by) now."""
         if self._meaning is not None and text and text not in self._vectors:
             future = asyncio.ensure_future(self._meaning.embedder.embed(
-                [text], auth=self._auth, urgent=True
+                [text], auth=self.auth, urgent=True
             ))
             # A failure is counted where the vector is awaited; one nobody awaits (a search
             # that timed out first, a turn that did not search) is nobody's to log.

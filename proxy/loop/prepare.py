@@ -112,9 +112,8 @@ async def prepare(
         durable=session is not None or after is not None,
     )
     meaning = state.meaning
-    auth = request_auth(request.headers.items()) if meaning is not None else ()
     # The latest user message: the prefetch searches its rarest words, and its meaning.
-    searches = TurnSearch(store, meaning, auth)
+    searches = TurnSearch(store, meaning, lambda: request_auth(request.headers.items()))
     user_text = _last_user_text(body["messages"])
     early = EarlySearch(
         store,
@@ -147,7 +146,7 @@ async def prepare(
         if meaning is not None:
             # Its pages, this turn's question among them, are embedded in the background:
             # this turn searches by meaning what earlier turns had embedded.
-            meaning.worker.enqueue(tenant, placement.leaf.conv_id, auth)
+            meaning.worker.enqueue(tenant, placement.leaf.conv_id, searches.auth)
         prepared.turn = await _pack_turn(
             state, request, body, counter, conversations, placement, conv_state, full,
             session, mode, early, searches,
