@@ -20,6 +20,7 @@ them again.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from proxy.vm.passages import page_of
 VectorRow = tuple[str, int, bytes]
 # Rows read per result wanted before deduplicating passages (more when too few pages).
 PASSAGES_PER_PAGE = 3
+# Past this many rows (about a millisecond of product) a search runs on a thread, not on
+# the event loop.
+OFF_LOOP_ROWS = 4000
 
 
 class VectorBackend(Protocol):
@@ -109,9 +113,8 @@ class VectorIndex:
             return []
         conv_ids = list(dict.fromkeys(span.conv_id for span in path.spans))
         marks = await self.backend.marks(path.tenant, conv_ids, space)
-        # Per span on the path: its matrix and the similarities of its rows in the span
-        # (one product over the conversation's rows; only the top ones become ids).
-        parts: list[tuple[_Matrix, npt.NDArray[np.intp], npt.NDArray[np.float32]]] = []
+        # Per span on the path: its matrix and which of its rows are in the span.
+        spans: list[tuple[_Matrix, npt.NDArray[np.intp]]] = []
         for span in path.spans:
             if span.conv_id not in marks:
                 continue
@@ -123,24 +126,12 @@ class VectorIndex:
                 inside &= matrix.anchors < span.hi
             rows = np.flatnonzero(inside)
             if rows.size:
-                parts.append((matrix, rows, (matrix.rows @ query)[rows]))
-        if not parts:
+                spans.append((matrix, rows))
+        if not spans:
             return []
-        similarity = np.concatenate([scores for _, _, scores in parts])
-        owners = np.concatenate([np.full(len(rows), n) for n, (_, rows, _) in enumerate(parts)])
-        positions = np.concatenate([rows for _, rows, _ in parts])
-        # A page may have several rows (its passages, `page#n`): it scores its best one.
-        count = min(len(similarity), limit * PASSAGES_PER_PAGE)
-        while True:
-            best = np.argpartition(-similarity, count - 1)[:count]
-            best = best[np.argsort(-similarity[best], kind="stable")]
-            found: dict[str, float] = {}
-            for i in best:
-                row_id = parts[owners[i]][0].ids[positions[i]]
-                found.setdefault(page_of(row_id), float(similarity[i]))
-            if len(found) >= limit or count == len(similarity):
-                return list(found.items())[:limit]
-            count = min(len(similarity), count * 2)
+        if sum(len(rows) for _, rows in spans) > OFF_LOOP_ROWS:
+            return await asyncio.to_thread(_best, spans, query, limit)
+        return _best(spans, query, limit)
 
     async def _matrix(self, tenant: str, conv_id: str, space: str, mark: int) -> _Matrix:
         key = (tenant, conv_id, space)
@@ -190,3 +181,26 @@ async def open_vectors(store: object, *, cache_bytes: int = 256 << 20) -> Vector
                 raise TypeError(f"no vector storage for {type(inner).__name__}")
             backend = await PostgresVectors.open(inner)
     return VectorIndex(backend, cache_bytes=cache_bytes)
+
+
+def _best(
+    spans: list[tuple[_Matrix, npt.NDArray[np.intp]]], query: npt.NDArray[np.float32],
+    limit: int,
+) -> list[tuple[str, float]]:  # fmt: skip
+    """The `limit` best pages of the spans' rows: one product per conversation, and ids
+    made only for the top rows. A page may have several rows (its passages, `page#n`): it
+    scores its best one."""
+    similarity = np.concatenate([(matrix.rows @ query)[rows] for matrix, rows in spans])
+    owners = np.concatenate([np.full(len(rows), n) for n, (_, rows) in enumerate(spans)])
+    positions = np.concatenate([rows for _, rows in spans])
+    count = min(len(similarity), limit * PASSAGES_PER_PAGE)
+    while True:
+        best = np.argpartition(-similarity, count - 1)[:count]
+        best = best[np.argsort(-similarity[best], kind="stable")]
+        found: dict[str, float] = {}
+        for i in best:
+            row_id = spans[owners[i]][0].ids[positions[i]]
+            found.setdefault(page_of(row_id), float(similarity[i]))
+        if len(found) >= limit or count == len(similarity):
+            return list(found.items())[:limit]
+        count = min(len(similarity), count * 2)

@@ -5,6 +5,7 @@ restart; deleted with their conversation."""
 from __future__ import annotations
 
 from pathlib import Path as FsPath
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from proxy.loop.embedding_worker import EmbeddingWorker
 from proxy.metrics import Metrics
 from proxy.store import open_store
 from proxy.store.base import PageStore, Path, PathSpan
-from proxy.store.vectors import open_vectors
+from proxy.store.vectors import OFF_LOOP_ROWS, VectorIndex, open_vectors
 from proxy.vm.pages import Page
 from tests.store.conftest import FakeClock, make_page
 from tests.support.fake_embeddings import FakeEmbedder, fake_vector
@@ -175,3 +176,39 @@ async def test_a_page_of_several_passages_is_one_hit_at_its_best(store: PageStor
     assert [row[0] for row in rows if row[0].startswith("msg_1")] == ["msg_1", "msg_1#1"]
     found = await nearest(store, index, "t", "c", "a canine", limit=6)
     assert found[0] == "msg_1" and len(found) == len(set(found)) == 6
+
+
+class _Rows:
+    """A vector backend of given rows, all embedded (a mark past the last anchor)."""
+
+    def __init__(self, rows: list[tuple[str, int, bytes]]) -> None:
+        self.rows = rows
+
+    async def marks(self, tenant: str, conv_ids: object, space: str) -> dict[str, int]:
+        return {"c": len(self.rows)}
+
+    async def load(self, tenant: str, conv_id: str, space: str, start: int) -> list[Any]:
+        return [row for row in self.rows if row[1] >= start]
+
+    async def save(self, *args: object) -> None:
+        raise AssertionError("a search never writes")
+
+    async def pending(self, space: str, limit: int) -> list[tuple[str, str]]:
+        return []
+
+
+@pytest.mark.parametrize("count", [50, OFF_LOOP_ROWS + 1])
+async def test_search_ranks_exactly_on_the_loop_and_off_it(count: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((count, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(_Rows([(f"msg_{n}", n, vectors[n].tobytes()) for n in range(count)]))
+    path = Path("t", (PathSpan("c", 10, None),))
+    found = await index.search(path, "s", vectors[42], 5)
+    expected = [int(i) for i in np.argsort(-(vectors[10:] @ vectors[42]))[:5] + 10]
+    assert [pid for pid, _ in found] == [f"msg_{i}" for i in expected]
+    assert found[0] == ("msg_42", pytest.approx(1.0, abs=1e-5))
+    # Rows below the span's start are not on the path, however near.
+    assert "msg_3" not in [pid for pid, _ in await index.search(path, "s", vectors[3], 10)]
