@@ -183,3 +183,12 @@ def test_a_page_is_embedded_as_its_passages_with_its_speaker() -> None:
         "Hugo: It rained all week long here.",
     ]
     assert embedded_texts(make_page(4, "no name here")) == ["no name here"]
+
+
+async def test_a_named_provider_that_cannot_run_stops_start_up(tmp_path: Any) -> None:
+    from proxy.embeddings import EmbeddingError
+
+    config = settings("onnx", path=str(tmp_path))
+    with pytest.raises(EmbeddingError, match="model.onnx does not exist"):
+        async with running(config, Upstream()):
+            pass
