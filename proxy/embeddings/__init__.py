@@ -12,6 +12,8 @@ by the vector search, which exist only when embeddings are on.
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from proxy.config import EmbeddingsSettings
@@ -19,6 +21,12 @@ from proxy.embeddings.base import Embedder, EmbeddingError
 from proxy.metrics import Metrics
 
 __all__ = ["Embedder", "EmbeddingError", "open_embedder"]
+
+# numpy's OpenBLAS starts a thread per core for each vector product, and on a small machine
+# they spin against the event loop and onnxruntime: a search at 10k pages took ~10 ms of
+# CPU with them and 2.5 ms with one (benchmarks/embeddings.py). Only numpy's first import
+# reads it, so it is set here, when the proxy is imported; a value the user set stays.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def open_embedder(
