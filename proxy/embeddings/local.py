@@ -24,9 +24,10 @@ import numpy.typing as npt
 from proxy.embeddings.base import Auth, EmbeddingError
 
 MAX_TOKENS = 256
-# Texts run through the model together at most; longer lists go in several runs (padding
-# to the longest of a run wastes less when runs are short and sorted by length).
-RUN_SIZE = 16
+# Texts run through the model together. One: on this 2-core machine the int8 model
+# embedded 18-23 messages a second run one by one and fewer in runs of 8, 16 or 32
+# (0.5-0.85x, benchmarks/embeddings.py; each run pads to its longest text).
+RUN_SIZE = 1
 
 
 class OnnxEmbedder:
@@ -34,6 +35,7 @@ class OnnxEmbedder:
         self._session = session
         self._tokenizer = tokenizer
         self._name = name
+        self.run_size = RUN_SIZE
         self._background = concurrent.futures.ThreadPoolExecutor(1, "vm-embeddings")
         self._queries = concurrent.futures.ThreadPoolExecutor(1, "vm-embeddings-query")
 
@@ -86,8 +88,9 @@ class OnnxEmbedder:
             return np.zeros((0, 0), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         rows: list[npt.NDArray[np.float32]] = []
-        for start in range(0, len(order), RUN_SIZE):
-            rows.append(self._run([texts[i] for i in order[start : start + RUN_SIZE]]))
+        size = self.run_size
+        for start in range(0, len(order), size):
+            rows.append(self._run([texts[i] for i in order[start : start + size]]))
         vectors = np.concatenate(rows)
         out = np.empty_like(vectors)
         out[order] = vectors
