@@ -14,7 +14,9 @@ latency; "added" latency is measured against hitting the fake upstream directly.
 
 Two more targets measure what a new user runs (issue 15): `vm-default` is `vm-proxy serve`
 with the default settings (memory on, a SQLite store in a fresh temporary file) and
-`vm-default-memory` the same on the `memory://` store. Every target is driven with short
+`vm-default-memory` the same on the `memory://` store; `vm-default-embeddings` is
+`vm-default` with `embeddings.provider = onnx` (the model in ../shared/models, skipped with
+a reason when absent). Every target is driven with short
 chats by default (`--chat short`: each request a new turn of a 4-turn chat, resending its
 history; far below `vm.activate_above`, so each is forwarded unchanged and its new user
 message and answer are stored), so every row carries the same requests. After the run the
@@ -53,7 +55,10 @@ SERVERS = [sys.executable, str(HERE / "_servers.py")]
 BASELINE = "bare-aiohttp"
 TARGETS = ["upstream-direct", BASELINE, "starlette+aiohttp", "starlette+httpx", "vm-proxy"]
 # Memory on, the defaults (issue 15); not measured unless named in --targets.
-DEFAULT_TARGETS = ["vm-default", "vm-default-memory"]
+# `vm-default-embeddings`: the same with embeddings on (the local ONNX model in ../shared,
+# issue 14); `vm-default` itself has them off (`auto` is off for a non-OpenAI upstream).
+DEFAULT_TARGETS = ["vm-default", "vm-default-memory", "vm-default-embeddings"]
+MODEL_DIR = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-int8"
 
 
 def free_port() -> int:
@@ -170,7 +175,16 @@ def main(argv: list[str] | None = None) -> int:
             default_command(ports["vm-default-memory"], upstream_url, "memory://"),
             proxy_env(None),
         ),
+        "vm-default-embeddings": (
+            default_command(ports["vm-default-embeddings"], upstream_url,
+                            f"sqlite:///{data / 'vm-default-embeddings.db'}"),
+            {**proxy_env(None), "VM_PROXY_EMBEDDINGS__PROVIDER": "onnx",
+             "VM_PROXY_EMBEDDINGS__PATH": str(MODEL_DIR)},
+        ),
     }  # fmt: skip
+    if "vm-default-embeddings" in targets and not (MODEL_DIR / "model.onnx").is_file():
+        print(f"vm-default-embeddings skipped: no model at {MODEL_DIR}", file=sys.stderr)
+        targets.remove("vm-default-embeddings")
     # The fake upstream runs whether it is measured or not: the others forward to it.
     running = list(dict.fromkeys(["upstream-direct", *targets]))
 

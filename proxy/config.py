@@ -108,6 +108,41 @@ class VMSettings(_Section):
         return {**data, "activate_above": budget} if above > budget else data
 
 
+class EmbeddingsSettings(_Section):
+    """Retrieval by meaning beside BM25 (issue 14). `auto` is decided by the upstream and
+    `path` (`resolve_embeddings`): `onnx` when a model folder is given, `upstream` for
+    OpenAI's own API, else `off`."""
+
+    provider: Literal["auto", "off", "upstream", "onnx"] = "auto"
+    model: str = "text-embedding-3-small"
+    # Empty: upstream.base_url.
+    base_url: str = ""
+    # Empty: upstream.api_key when base_url is empty too, else the credential of the
+    # request whose pages are embedded (held in memory only, never stored).
+    api_key: str = ""
+    path: str = ""
+    batch_size: int = Field(default=32, ge=1, le=2048)
+    timeout_s: float = Field(default=10.0, gt=0)
+    # The query of a memory-active turn waits at most this long for its vector before the
+    # turn searches by words alone.
+    query_timeout_s: float = Field(default=2.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    # Conversations waiting for the background worker, at most; more are dropped (and
+    # picked up again by their next memory-active turn).
+    queue_size: int = Field(default=1000, ge=1)
+    # Megabytes of vectors held in process for search (least recently used dropped).
+    cache_mb: int = Field(default=256, ge=0)
+    # The weight of the ranking by meaning against BM25's 1.0 in the rank fusion.
+    fusion_weight: float = Field(default=0.8, ge=0.0, le=10.0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be empty or an http:// or https:// URL")
+        return value.rstrip("/")
+
+
 # An admin key shorter than this is refused: it guards every tenant's conversations.
 MIN_ADMIN_KEY_CHARS = 16
 
@@ -131,6 +166,7 @@ class Settings(_Section):
     tenant: TenantSettings = TenantSettings()
     vm: VMSettings = VMSettings()
     admin: AdminSettings = AdminSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
     @model_validator(mode="after")
     def _admin_key_is_no_other_key(self) -> Settings:
@@ -160,6 +196,30 @@ def with_prompt_shape(settings: Settings) -> Settings:
     if vm.turn_note == "auto":
         shape["turn_note"] = "message" if openai else "leading"
     return settings.model_copy(update={"vm": vm.model_copy(update=shape)})
+
+
+def resolve_embeddings(settings: Settings) -> Settings:
+    """`settings` with `embeddings.provider = auto` decided and `embeddings.base_url` filled
+    in: a model folder given (`path`) runs it locally; OpenAI's own API has
+    `text-embedding-3-small` for every key that can chat; any other upstream may have no
+    embeddings route at all, so there it is off until asked for."""
+    emb = settings.embeddings
+    update: dict[str, str] = {}
+    if emb.provider == "auto":
+        if emb.path:
+            update["provider"] = "onnx"
+        elif urlsplit(settings.upstream.base_url).hostname in _DEVELOPER_HOSTS:
+            update["provider"] = "upstream"
+        else:
+            update["provider"] = "off"
+    if not emb.base_url:
+        # The upstream's own key goes only to the upstream's own URL.
+        update["base_url"] = settings.upstream.base_url
+        if not emb.api_key:
+            update["api_key"] = settings.upstream.api_key
+    if not update:
+        return settings
+    return settings.model_copy(update={"embeddings": emb.model_copy(update=update)})
 
 
 class SettingsError(Exception):

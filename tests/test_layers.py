@@ -1,5 +1,5 @@
-"""The layers import one way: http -> admin -> loop -> {vm, store, upstream}; store -> vm;
-the cross-cutting modules (config, errors, logs, metrics, tokens) import no layer.
+"""The layers import one way: http -> admin -> loop -> {vm, store, upstream, embeddings};
+store -> vm; the cross-cutting modules (config, errors, logs, metrics, tokens) import no layer.
 
 Every import counts: at the top, inside functions, under `if TYPE_CHECKING:`.
 """
@@ -17,12 +17,14 @@ BASE = {"config", "errors", "logs", "metrics", "tokens"}
 # What each part of the package may import besides itself.
 ALLOWED: dict[str, set[str]] = {
     # __init__, __main__, cli, inspect_cli
-    "entry": {"http", "admin", "loop", "upstream", "store", "vm", *BASE},
-    "http": {"admin", "loop", "upstream", "store", *BASE},
+    "entry": {"http", "admin", "loop", "upstream", "embeddings", "store", "vm", *BASE},
+    "http": {"admin", "loop", "upstream", "embeddings", "store", *BASE},
     # Reading the memory for people (the admin API, `vm-proxy inspect`).
     "admin": {"loop", "upstream", "store", "vm", *BASE},
-    "loop": {"upstream", "store", "vm", *BASE},
+    "loop": {"upstream", "embeddings", "store", "vm", *BASE},
     "upstream": {"config", "errors", "logs", "metrics"},
+    # Sentence embedders (issue 14): the upstream's /embeddings or a local model.
+    "embeddings": {"config", "errors", "logs", "metrics"},
     "store": {"vm", "tokens", "logs", "metrics"},
     "vm": {"tokens"},
     "tokens": set(),

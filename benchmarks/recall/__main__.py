@@ -86,6 +86,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "hints (default) or simply the search order",
     )  # fmt: skip
     parser.add_argument(
+        "--embeddings", default="off",
+        help="chat datasets: the proxy's embeddings.provider, comma-separated, each its own "
+        "proxy rows: off (BM25 alone, rows 'proxy') and/or onnx (fused with the local model "
+        "in ../shared/models/all-MiniLM-L6-v2-int8, rows 'proxy+onnx'); e.g. off,onnx",
+    )  # fmt: skip
+    parser.add_argument(
         "--resend", action="store_true", help="feed history by full resend, not X-VM-Session append"
     )
     parser.add_argument(
@@ -105,6 +111,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown dataset {', '.join(sorted(unknown))}")
     args.behaviours = [b.strip() for b in args.behaviours.split(",") if b.strip()]
+    args.embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip()]
+    if set(args.embeddings) - {"off", "onnx"}:
+        parser.error("--embeddings takes off and/or onnx")
     if args.quick:
         args.sizes, args.probes = [400], 12
         args.conversations, args.sessions, args.questions = 1, 10, 8

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from proxy.config import Settings, with_prompt_shape
+from proxy.config import Settings, resolve_embeddings, with_prompt_shape
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.http.access import AccessMiddleware
 from proxy.http.admin import admin_routes
@@ -29,6 +29,7 @@ from proxy.http.routes import (
     responses,
 )
 from proxy.http.state import AppState
+from proxy.loop.meaning_start import close_meaning, open_meaning
 from proxy.loop.summarizer import Summarizer
 from proxy.store import CachedStore, PageStore, StoreError, open_store
 from proxy.tokens import O200K, get_encoding
@@ -46,7 +47,8 @@ def create_app(
     """Build the app. Tests inject `upstream_transport` (e.g. a respx router's) and `store`;
     an injected store is the caller's to close, an opened one the lifespan's."""
 
-    settings = with_prompt_shape(settings)
+    chosen = settings.embeddings.provider != "auto"
+    settings = resolve_embeddings(with_prompt_shape(settings))
     state = AppState(settings)
 
     @asynccontextmanager
@@ -70,11 +72,17 @@ def create_app(
             )
             state.summarizer.start()
         try:
+            state.meaning = await open_meaning(
+                settings.embeddings, state.store, state.metrics, chosen=chosen,
+                transport=upstream_transport,
+            )
             yield
         finally:
             if state.summarizer is not None:
                 await state.summarizer.aclose()
                 state.summarizer = None
+            await close_meaning(state.meaning)
+            state.meaning = None
             await upstream.aclose()
             if owned_store:
                 await state.store.close()

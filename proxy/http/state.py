@@ -6,6 +6,7 @@ from starlette.datastructures import State
 from starlette.requests import HTTPConnection
 
 from proxy.config import Settings
+from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.summarizer import Summarizer
 from proxy.metrics import Metrics
@@ -17,7 +18,7 @@ from proxy.upstream.client import Upstream
 class AppState(State):
     """`app.state`. Set by create_app: `settings`, `metrics`, `session_locks`,
     `prefix_cache`; by the lifespan, while it runs: `store`, `upstream`, `summarizer` (None
-    with `vm.summarizer` off).
+    with `vm.summarizer` off), `meaning` (None with embeddings off).
 
     starlette's State, its values kept as plain attributes. In a State every read goes
     through a failed attribute lookup (an AttributeError built and dropped) before its
@@ -30,6 +31,8 @@ class AppState(State):
     store: PageStore
     upstream: Upstream
     summarizer: Summarizer | None
+    # While embeddings are on (set by the lifespan): embedder, vector index, worker.
+    meaning: Meaning | None
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(self.__dict__)
@@ -38,6 +41,7 @@ class AppState(State):
         self.session_locks = KeyedLocks()
         self.prefix_cache = PrefixCache()
         self.summarizer = None
+        self.meaning = None
 
 
 def app_state(connection: HTTPConnection) -> AppState:

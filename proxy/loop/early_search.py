@@ -16,7 +16,7 @@ other outcome (a retried append, a fork, memory not needed after all) drops it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from proxy.store.base import PageStore, Path, SearchHit
@@ -29,12 +29,15 @@ class EarlySearch:
         query: Callable[[], str],
         limit: Callable[[Mapping[str, Any]], int],
         wanted: Callable[[Mapping[str, Any]], bool],
+        *,
+        search: Callable[[Path, str, int], Awaitable[list[SearchHit]]] | None = None,
     ) -> None:
         """`query()`: the turn's search query (made only when needed); `limit(state)`: how
         many hits the turn will ask, with the conversation state being stored;
         `wanted(state)`: whether the turn will search at all (it does not when memory is
-        not needed)."""
-        self._store = store
+        not needed); `search(path, query, limit)`: the search to run (default: the store's
+        BM25; with embeddings on, proxy.loop.meaning's fused search)."""
+        self._search = search or (lambda path, query, limit: store.search(path, query, limit=limit))
         self._make_query = query
         self.query: str | None = None
         self._limit = limit
@@ -56,9 +59,7 @@ class EarlySearch:
             self.query = self._make_query()
         if self.query:
             self._path = path
-            self._task = asyncio.ensure_future(
-                self._store.search(path, self.query, limit=self.limit)
-            )
+            self._task = asyncio.ensure_future(self._search(path, self.query, self.limit))
 
     async def hits(self, path: Path, query: str, limit: int) -> list[SearchHit]:
         """The turn's search: the early one when it ran with these arguments."""
@@ -67,7 +68,7 @@ class EarlySearch:
             if (path, query, limit) == (self._path, self.query, self.limit):
                 return await task
             _drop(task)
-        return await self._store.search(path, query, limit=limit) if query else []
+        return await self._search(path, query, limit) if query else []
 
     def cancel(self) -> None:
         """Drop a search not taken (a no-op once `hits` has taken it)."""

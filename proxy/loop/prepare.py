@@ -16,6 +16,7 @@ from proxy.config import VMSettings
 from proxy.loop.conversations import Conversations
 from proxy.loop.derive import derive_conversation
 from proxy.loop.early_search import EarlySearch
+from proxy.loop.meaning import TurnSearch, request_auth
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.services import AppServices
@@ -116,11 +117,16 @@ async def prepare(
         durable=session is not None or after is not None, hold_up_to=activate_above - overhead,
         lean_tokens=ingester.lean_tokens,
     )
+    meaning = state.meaning
+    # The latest user message: the prefetch searches its rarest words, and its meaning.
+    searches = TurnSearch(store, meaning, lambda: request_auth(request.headers.items()))
+    user_text = _last_user_text(body["messages"])
     early = EarlySearch(
         store,
-        lambda: search_query(_last_user_text(body["messages"])),
+        lambda: search_query(user_text),
         lambda stored: hits_wanted(settings.vm, stored),
         wanted=lambda stored: int(stored.get("tokens", 0)) + overhead > activate_above,
+        search=lambda path, query, limit: searches.search(path, query, limit, text=user_text),
     )
     try:
         placement = await conversations.place(
@@ -145,9 +151,13 @@ async def prepare(
             # Memory is needed, and this request stored nothing that derived the lean pages.
             await derive_conversation(store, ingester.ingest, tenant, placement.leaf.conv_id)
             conv_state = await ingester.state_at(store, tenant, placement.path, end - 1)
+        if meaning is not None:
+            # Its pages, this turn's question among them, are embedded in the background:
+            # this turn searches by meaning what earlier turns had embedded.
+            meaning.worker.enqueue(tenant, placement.leaf.conv_id, searches.auth)
         prepared.turn = await _pack_turn(
             state, request, body, counter, conversations, placement, conv_state, full,
-            session, mode, early,
+            session, mode, early, searches,
         )
         return prepared
     finally:
@@ -166,6 +176,7 @@ async def _pack_turn(
     session: str | None,
     mode: str,
     early: EarlySearch,
+    searches: TurnSearch,
 ) -> Turn:
     settings = state.settings.vm
     store: PageStore = state.store
@@ -258,7 +269,12 @@ async def _pack_turn(
     )
     listed = packed.manifest.get("more", ())
     known = [str(e.get("id")) for e in listed if isinstance(e, dict)]
-    resolver = FaultResolver(store, path, fault_state, mode=mode, known_ids=known)
+    resolver = FaultResolver(
+        store, path, fault_state, mode=mode, known_ids=known,
+        search=lambda path, query, limit, modality: searches.search(
+            path, query, limit, modality=modality
+        ),
+    )
     if mode == "passive":
         resolver.withdraw("Memory tools are not offered in passive mode")
     turn = Turn(

@@ -7,12 +7,12 @@ once a limit is hit, telling the model so in the tool result.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from proxy.store.base import PageStore, Path
+from proxy.store.base import PageStore, Path, SearchHit
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.faults import (
     LIMIT_REACHED,
@@ -26,10 +26,14 @@ from proxy.vm.faults import (
     render_search_results,
 )
 from proxy.vm.mutations import SEARCH, Mutation
+from proxy.vm.pages import Modality
 from proxy.vm.search_rank import POOL_FACTOR, refine_hits
 from proxy.vm.tools import PAGE_FAULT, SEARCH_PAGES
 
 WITHDRAWN_NOTE = "Memory tools are withdrawn for the rest of this turn: answer now."
+
+# (path, query, limit, modality) -> hits, best first
+Search = Callable[[Path, str, int, Modality | None], Awaitable[list[SearchHit]]]
 
 
 class FaultResolver:
@@ -41,8 +45,16 @@ class FaultResolver:
         *,
         mode: str,
         known_ids: Sequence[str] = (),
+        search: Search | None = None,
     ) -> None:
+        """`search`: how `search_pages` ranks (default: the store's BM25; with embeddings
+        on, proxy.loop.meaning's fused search)."""
         self._store = store
+        self._search_pages: Search = search or (
+            lambda path, query, limit, modality: store.search(
+                path, query, limit=limit, modality=modality
+            )
+        )
         self._path = path
         self.state = state
         self._mode = mode
@@ -118,9 +130,8 @@ class FaultResolver:
         # Pages the model already sees in full (the pinned turns, the question itself) are
         # no news to it: leave them out rather than spend results on them.
         seen = {pid for pid, level in self.state.in_view.items() if level == 0}
-        hits = await self._store.search(
-            self._path, args.query, limit=args.limit * POOL_FACTOR + len(seen),
-            modality=args.modality,
+        hits = await self._search_pages(
+            self._path, args.query, args.limit * POOL_FACTOR + len(seen), args.modality
         )
         fresh = [(h.page, h.score) for h in hits if h.page.page_id not in seen]
         ranked = refine_hits(args.query, fresh, args.limit)

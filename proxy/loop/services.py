@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from proxy.config import Settings
+from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.summarizer import Summarizer
 from proxy.metrics import Metrics
@@ -38,3 +39,7 @@ class AppServices(Protocol):
     def summarizer(self) -> Summarizer | None:
         """The background summarizer (proxy.loop.summarizer); None with `vm.summarizer`
         off."""
+
+    @property
+    def meaning(self) -> Meaning | None:
+        """Embeddings, when on: vector search beside BM25 (proxy.loop.meaning)."""

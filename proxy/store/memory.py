@@ -33,6 +33,7 @@ from proxy.store.codec import (
     page_search_tokens,
 )
 from proxy.store.locks import KeyedLocks
+from proxy.store.memory_vectors import MemoryVectors
 from proxy.store.paths import build_path
 from proxy.vm.bm25 import BM25Index
 from proxy.vm.lean import is_lean
@@ -66,6 +67,7 @@ class MemoryStore:
         self._sessions: dict[tuple[str, str], str] = {}
         self._responses: dict[tuple[str, str], tuple[str, int]] = {}
         self._mutations: dict[tuple[str, str], list[Mutation]] = {}
+        self.vectors = MemoryVectors(self)
         self._indexes: dict[str, BM25Index[tuple[str, str]]] = {}
         self._locks = KeyedLocks()
         self._inserted = 0
@@ -89,6 +91,10 @@ class MemoryStore:
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
         row = self._convs.get((tenant, conv_id))
         return None if row is None else _conversation(tenant, conv_id, row)
+
+    def conversation_length(self, tenant: str, conv_id: str) -> int | None:
+        row = self._convs.get((tenant, conv_id))
+        return None if row is None else row.length
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
         row = self._convs.get((tenant, conv_id))
@@ -351,6 +357,7 @@ class MemoryStore:
 
     def _drop(self, tenant: str, conv_id: str) -> None:
         del self._convs[(tenant, conv_id)]
+        self.vectors.forget(tenant, conv_id)
         self._mutations.pop((tenant, conv_id), None)
         stored = self._pages.pop((tenant, conv_id), None)
         index = self._indexes.get(tenant)

@@ -15,8 +15,10 @@ they would send at each history turn, so their prefix share is measured the same
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,12 +30,22 @@ from benchmarks.recall.counting import MODEL
 from benchmarks.recall.reading import read_request
 from benchmarks.recall.scripted_model import common_prefix, serialize_prompt
 
+# The local model the `onnx` embeddings runs use (others' data: read from there, never copied).
+MODEL_DIR = Path(__file__).resolve().parents[4] / "shared" / "models" / "all-MiniLM-L6-v2-int8"
+
 
 @dataclass
 class Options:
     reply_tokens: int = 256
     mode: str = "strict"
     append: bool = False
+    # The proxy's embeddings.provider: "off" (BM25 alone) or "onnx" (the model in MODEL_DIR).
+    embeddings: str = "off"
+
+
+def proxy_system(embeddings: str) -> str:
+    """The system name of the proxy's rows: `proxy` with BM25 alone, `proxy+onnx` fused."""
+    return "proxy" if embeddings == "off" else f"proxy+{embeddings}"
 
 
 @dataclass
@@ -83,15 +95,22 @@ def _feed_positions(chat: Chat) -> list[int]:
     return [p for p, m in enumerate(chat.messages) if p and m.get("role") == "assistant"]
 
 
-def _settings(budget: int, mode: str) -> Any:
+def _settings(budget: int, mode: str, embeddings: str = "off") -> Any:
     from proxy.config import load_settings
 
+    vectors: dict[str, Any] = {"provider": embeddings}
+    if embeddings == "onnx":
+        vectors["path"] = str(MODEL_DIR)
+    # VM_PROXY_EMBEDDINGS__* in the environment tune the embeddings runs (e.g. the fusion
+    # weight); nothing else of the environment reaches the benchmark's proxy.
+    tuning = {k: v for k, v in os.environ.items() if k.startswith("VM_PROXY_EMBEDDINGS__")}
     return load_settings(
-        environ={},
+        environ=tuning,
         overrides={
             "vm": {"context_budget": budget, "mode": mode},
             "store": {"url": "memory://"},
             "upstream": {"base_url": "http://agent.upstream/v1", "api_key": "sk-bench"},
+            "embeddings": vectors,
         },
     )
 
@@ -102,7 +121,8 @@ async def run_proxy(
     from proxy import create_app
 
     model = AgentModel()
-    app = create_app(_settings(budget, options.mode), upstream_transport=model.transport())
+    app = create_app(_settings(budget, options.mode, options.embeddings),
+                     upstream_transport=model.transport())  # fmt: skip
     headers = {"Authorization": "Bearer sk-bench-client"}
     if options.append:
         headers["X-VM-Session"] = f"{chat.name}-{budget}-{behaviour}"
@@ -116,6 +136,14 @@ async def run_proxy(
         ) as client,
     ):
         feed = await _feed(client, model, chat, corpus, budget, behaviour, options)
+        meaning = app.state.meaning
+        if meaning is not None:
+            # The questions come once the history is embedded: the worker's real work on
+            # every conversation behind its pages, waited for (not bypassed).
+            started = time.perf_counter()
+            await meaning.worker.catch_up()
+            feed.notes.append(f"embedding catch-up after the history: "
+                              f"{time.perf_counter() - started:.1f} s")  # fmt: skip
         records = []
         for question in chat.questions:
             records.append(
@@ -158,13 +186,13 @@ async def _feed(client: httpx.AsyncClient, model: AgentModel, chat: Chat, corpus
     if altered:
         notes.append(f"{altered} history replies came back altered")
     log = model.log[first:]
-    return _feed_record(chat, "proxy", behaviour, budget, log, full_sent,
+    return _feed_record(chat, proxy_system(options.embeddings), behaviour, budget, log, full_sent,
                         time.perf_counter() - started, notes)  # fmt: skip
 
 
 def _feed_record(chat: Chat, system: str, behaviour: str, budget: int, log: list[Request],
                  full_sent: int, seconds: float, notes: list[str]) -> FeedRecord:  # fmt: skip
-    paged = [r for r in log if r.vm_active] if system == "proxy" else log
+    paged = [r for r in log if r.vm_active] if system.startswith("proxy") else log
     pairs = [b.prefix_share for a, b in zip(paged, paged[1:], strict=False)
              if b.index == a.index + 1]  # fmt: skip
     return FeedRecord(
@@ -191,7 +219,8 @@ async def _ask(client: httpx.AsyncClient, model: AgentModel, chat: Chat, corpus:
         notes = f"proxy answered {response.status_code}: {response.text[:200]}"
     else:
         leaked = bool(response.json()["choices"][0]["message"].get("tool_calls"))
-    return _record(chat, "proxy", behaviour, budget, question, corpus, log, leaked, notes)
+    return _record(chat, proxy_system(options.embeddings), behaviour, budget, question, corpus,
+                   log, leaked, notes)  # fmt: skip
 
 
 def _record(chat: Chat, system: str, behaviour: str, budget: int, question: Question,

@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ def describe(chats: list[Chat]) -> list[str]:
 def measure(chats: list[Chat], args: argparse.Namespace) -> tuple[list[QuestionRecord],
                                                                   list[FeedRecord]]:  # fmt: skip
     options = Options(reply_tokens=args.reply_tokens, mode=args.mode, append=args.append)
+    variants = [replace(options, embeddings=e) for e in args.embeddings]
     records: list[QuestionRecord] = []
     feeds: list[FeedRecord] = []
     for chat in chats:
@@ -75,9 +76,10 @@ def measure(chats: list[Chat], args: argparse.Namespace) -> tuple[list[QuestionR
                 started = time.perf_counter()
                 runs: list[tuple[list[QuestionRecord], FeedRecord]] = []
                 if system == "proxy":
-                    for behaviour in args.behaviours:
-                        runs.append(asyncio.run(run_proxy(chat, corpus, budget, behaviour,
-                                                          options)))  # fmt: skip
+                    for variant in variants:
+                        for behaviour in args.behaviours:
+                            runs.append(asyncio.run(run_proxy(chat, corpus, budget, behaviour,
+                                                              variant)))  # fmt: skip
                 elif system in BASELINES:
                     runs.append(run_baseline(system, chat, corpus, budget, options))
                 for found, feed in runs:
@@ -109,11 +111,29 @@ def discrimination(rows: list[summary.ChatRow]) -> list[str]:
         if truncation is not None:
             lines.append(f"dialogue at {budget}: truncation {truncation.recall:.1%}")
         for (system, behaviour), row in sorted(found.items()):
-            if system == "proxy":
+            if system.startswith("proxy"):
                 lines.append(
-                    f"dialogue at {budget}: proxy ({behaviour}) {row.recall:.1%}, "
+                    f"dialogue at {budget}: {system} ({behaviour}) {row.recall:.1%}, "
                     f"{100 * (row.recall - bm25.recall):+.1f} points against bm25"
                 )
+    return lines + fusion_gains(rows)
+
+
+def fusion_gains(rows: list[summary.ChatRow]) -> list[str]:
+    """Each embeddings variant of the proxy against the proxy with BM25 alone, same run."""
+    lines = []
+    plain = {(r.dataset, r.budget, r.behaviour): r for r in rows if r.system == "proxy"}
+    for row in rows:
+        base = plain.get((row.dataset, row.budget, row.behaviour))
+        if not row.system.startswith("proxy+") or base is None:
+            continue
+        hop, base_hop = row.by_kind.get("multi_hop"), base.by_kind.get("multi_hop")
+        hops = (f", multi-hop {hop:.1%} vs {base_hop:.1%} ({100 * (hop - base_hop):+.1f})"
+                if hop is not None and base_hop is not None else "")  # fmt: skip
+        lines.append(
+            f"{row.dataset} at {row.budget}: {row.system} ({row.behaviour}) {row.recall:.1%} "
+            f"vs proxy {base.recall:.1%}: {100 * (row.recall - base.recall):+.1f} points{hops}"
+        )
     return lines
 
 

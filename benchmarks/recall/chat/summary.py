@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks.recall.chat.drive import FeedRecord, QuestionRecord
 
-SYSTEM_ORDER = {"proxy": 0, "bm25_next": 1, "bm25": 2, "truncation": 3}
+SYSTEM_ORDER = {"proxy": 0, "proxy+onnx": 0.5, "bm25_next": 1, "bm25": 2, "truncation": 3}
 
 
 @dataclass
@@ -148,7 +148,7 @@ def regression_table(rows: Sequence[ChatRow]) -> str:
              "| over budget | VM calls reaching the client | split tool exchanges |",
              "|" + "---|" * 8]  # fmt: skip
     for r in rows:
-        if r.system != "proxy":
+        if not r.system.startswith("proxy"):
             continue
         lines.append(
             f"| {r.dataset} | {r.system} | {r.behaviour} | {r.budget} "

@@ -1,0 +1,147 @@
+"""Search by words and by meaning together: BM25 hits and vector hits fused by rank.
+
+`Meaning` lives on the app while embeddings are on: the embedder, the vector index beside
+the store, the background worker (proxy.loop.embedding_worker) and the counters. Each
+request that needs memory makes a `TurnSearch`, which the turn's prefetch
+(proxy.loop.early_search) and `search_pages` (proxy.loop.resolver) call instead of the
+store's search: the query's vector is made once per text and turn, while BM25 runs, and
+the fused hits are pages read through the store on the turn's path (ids the vector index
+found that the path cannot see are simply absent). Without `Meaning` it is the store's
+search alone.
+
+Failure is never the client's: a query the embedder cannot embed within
+`embeddings.query_timeout_s`, or a vector search that fails, leaves the turn with its
+BM25 hits, a log line and `vm_embeddings_failures_total{stage="query"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from proxy.config import EmbeddingsSettings
+from proxy.embeddings import Embedder, EmbeddingError
+from proxy.embeddings.base import Auth
+from proxy.metrics import Metrics
+from proxy.store.base import PageStore, Path, SearchHit, StoreError
+from proxy.vm.fusion import fuse_rankings
+from proxy.vm.pages import Modality
+
+if TYPE_CHECKING:
+    from proxy.loop.embedding_worker import EmbeddingWorker
+    from proxy.store.vectors import VectorIndex
+
+log = logging.getLogger("vm_proxy.embeddings")
+
+_CREDENTIALS = ("authorization", "api-key", "x-api-key")
+# The fusion's k (proxy.vm.fusion): lower than the paper's 60, so that the top of each
+# ranking counts for more than a page both rank in the middle. Chosen with
+# `embeddings.fusion_weight` 0.8 on the recall benchmark's dialogue set, seed 7 (2
+# conversations, no-tool model): k 60 gave 72.7-79.5% at weights 0.3-1.0, k 5-20 81.8% at
+# weight 1.0, k 10 84.1% at 0.8, BM25 alone 77.3% (README, Results).
+FUSION_K = 10.0
+
+
+@dataclass
+class Meaning:
+    settings: EmbeddingsSettings
+    embedder: Embedder
+    index: VectorIndex
+    worker: EmbeddingWorker
+    metrics: Metrics
+
+    def failed(self, stage: str, error: BaseException) -> None:
+        self.metrics.counter(
+            "vm_embeddings_failures_total", {"stage": stage},
+            help="Embedding or vector search failures (the turn searched by words alone)",
+        ).inc()  # fmt: skip
+        log.warning("embeddings: %s failed, searching by words alone: %s", stage,
+                    str(error) or type(error).__name__)  # fmt: skip
+
+
+def request_auth(headers: Sequence[tuple[str, str]]) -> Auth:
+    """The request's credential headers, for an embedder that has no key of its own."""
+    return tuple((n.lower(), v) for n, v in headers if n.lower() in _CREDENTIALS)
+
+
+class TurnSearch:
+    """One turn's searches on the store, fused with vector search when `meaning` is set."""
+
+    def __init__(
+        self, store: PageStore, meaning: Meaning | None, auth: Callable[[], Auth] = tuple
+    ) -> None:
+        """`auth()`: the request's credential headers, read only when something is embedded
+        (a short chat never asks)."""
+        self._store = store
+        self._meaning = meaning
+        self._read_auth = auth
+        self._auth: Auth | None = None
+        self._vectors: dict[str, asyncio.Future[Any]] = {}
+
+    @property
+    def auth(self) -> Auth:
+        if self._auth is None:
+            self._auth = self._read_auth()
+        return self._auth
+
+    def warm(self, text: str) -> None:
+        """Start embedding `text` (a query the turn will search by) now."""
+        if self._meaning is not None and text and text not in self._vectors:
+            future = asyncio.ensure_future(self._meaning.embedder.embed(
+                [text], auth=self.auth, urgent=True
+            ))
+            # A failure is counted where the vector is awaited; one nobody awaits (a search
+            # that timed out first, a turn that did not search) is nobody's to log.
+            future.add_done_callback(_seen)
+            self._vectors[text] = future
+
+    async def search(
+        self, path: Path, query: str, limit: int, *, text: str | None = None,
+        modality: Modality | None = None,
+    ) -> list[SearchHit]:  # fmt: skip
+        """The best `limit` pages on `path` for BM25 `query` and, by meaning, for `text`
+        (default: the query itself)."""
+        meaning = self._meaning
+        text = query if text is None else text
+        if meaning is None or not text or modality not in (None, Modality.TEXT):
+            return await self._store.search(path, query, limit=limit, modality=modality)
+        self.warm(text)
+        words, near = await asyncio.gather(
+            self._store.search(path, query, limit=limit, modality=modality) if query else
+            _no_hits(),
+            self._nearest(meaning, path, text, limit),
+        )  # fmt: skip
+        if not near:
+            return words
+        fused = fuse_rankings([[h.page.page_id for h in words], near], limit=limit,
+                              weights=(1.0, meaning.settings.fusion_weight),
+                              k=FUSION_K)  # fmt: skip
+        found = {h.page.page_id: h.page for h in words}
+        missing = [pid for pid, _ in fused if pid not in found]
+        if missing:
+            found.update(await self._store.get_pages(path, missing))
+        return [SearchHit(found[pid], score) for pid, score in fused if pid in found]
+
+    async def _nearest(self, meaning: Meaning, path: Path, text: str, limit: int) -> list[str]:
+        vector = self._vectors[text]
+        try:
+            rows = await asyncio.wait_for(
+                asyncio.shield(vector), meaning.settings.query_timeout_s
+            )
+            found = await meaning.index.search(path, meaning.embedder.name, rows[0], limit)
+        except (EmbeddingError, StoreError, TimeoutError, ValueError) as exc:
+            meaning.failed("query", exc)
+            return []
+        return [pid for pid, _ in found]
+
+
+def _seen(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+async def _no_hits() -> list[SearchHit]:
+    return []
