@@ -99,33 +99,20 @@ def shown(p: Prepared, chosen: list[int], who: bool, when: bool) -> str:
 
 
 class Dense:
+    """The proxy's own ONNX embedder (proxy.embeddings.local) over the shared model."""
+
     def __init__(self) -> None:
         import numpy as np
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+
+        from proxy.embeddings.local import OnnxEmbedder
 
         self.np = np
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 2
-        self.session = ort.InferenceSession(str(MODEL_DIR / "model.onnx"), options)
-        self.tokenizer = Tokenizer.from_file(str(MODEL_DIR / "tokenizer.json"))
-        self.tokenizer.enable_truncation(256)
-        self.tokenizer.enable_padding()
+        self.embedder = OnnxEmbedder.load(str(MODEL_DIR))
 
     def embed(self, texts: Sequence[str]) -> Any:
-        np = self.np
-        out = []
-        for start in range(0, len(texts), 32):
-            batch = self.tokenizer.encode_batch(list(texts[start : start + 32]))
-            ids = np.array([e.ids for e in batch], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
-            hidden = self.session.run(
-                None,
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )[0]
-            summed = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-            out.append(summed / np.linalg.norm(summed, axis=1, keepdims=True))
-        return np.concatenate(out) if out else np.zeros((0, 384))
+        if not texts:
+            return self.np.zeros((0, 384))
+        return self.embedder.embed_now(list(texts))
 
     def cached(self, key: str, texts: Sequence[str]) -> Any:
         CACHE.mkdir(exist_ok=True)
