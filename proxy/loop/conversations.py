@@ -178,6 +178,11 @@ class Conversations:
             leaf_path=full,
         )
 
+    @property
+    def holding(self) -> bool:
+        """Whether messages of the request are held for its answer (see `flush`)."""
+        return self._held is not None
+
     async def flush(self, tenant: str) -> None:
         """Store the request's held messages now, alone (its answer will not be stored)."""
         held, self._held = self._held, None

@@ -13,8 +13,9 @@ without the conversation. Errors of the client or the upstream are answered as s
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -73,7 +74,7 @@ async def handle_chat(
     except BaseException:
         await held.aclose()
         raise
-    return ReleasedAfter(response, held)
+    return SentThen(response, held.aclose)
 
 
 async def _answer(
@@ -108,8 +109,9 @@ async def _answer(
         except BaseException:
             await store_held(prepared)
             raise
-        return StoredAfter(
-            _observed_passthrough(relayed, prepared, prepared.headers()), prepared
+        return SentThen(
+            _observed_passthrough(relayed, prepared, prepared.headers()),
+            functools.partial(store_held, prepared),
         )
     turn = prepared.turn
     turn.stats = request_stats(request.scope)
@@ -214,40 +216,27 @@ async def store_held(prepared: Prepared) -> None:
     """The request's messages held for its answer (proxy.loop.held), stored alone: the
     answer was not stored (an error, a cut stream, the client gone). Shielded: a client
     that goes away must not cancel the write."""
+    if not prepared.conversations.holding:
+        return  # the common case (the answer stored them, or none were held): no task
     try:
         await asyncio.shield(prepared.conversations.flush(prepared.tenant))
     except Exception:
         log.exception("storing a request's messages failed")
 
 
-class StoredAfter(Response):
-    """`inner`, then what of its request is still held stored, once it is sent."""
+class SentThen(Response):
+    """`inner`, then `then()` once it is sent (a stream's last byte, a relayed answer
+    stored after it went out), or abandoned by the client: what of its request is still
+    held stored, a session's lock released."""
 
-    def __init__(self, inner: Response, prepared: Prepared) -> None:
+    def __init__(self, inner: Response, then: Callable[[], Awaitable[object]]) -> None:
         self.inner = inner
         self.status_code = inner.status_code
         self.background = None
-        self._prepared = prepared
+        self._then = then
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.inner(scope, receive, send)
         finally:
-            await store_held(self._prepared)
-
-
-class ReleasedAfter(Response):
-    """`inner`, with the session's lock released once it is sent (a stream's last byte, a
-    relayed answer stored after it went out), or abandoned by the client."""
-
-    def __init__(self, inner: Response, held: AsyncExitStack) -> None:
-        self.inner = inner
-        self.status_code = inner.status_code
-        self.background = None
-        self._held = held
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await self.inner(scope, receive, send)
-        finally:
-            await self._held.aclose()
+            await self._then()

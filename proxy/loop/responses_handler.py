@@ -12,6 +12,7 @@ Above it the memory turn runs on the shared loop (responses_turn, responses_stre
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import AsyncExitStack
 from typing import Any
@@ -23,8 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from proxy.errors import InvalidRequest, MemoryUnavailable
 from proxy.logs import log, request_stats
 from proxy.loop.handler import (
-    ReleasedAfter,
-    StoredAfter,
+    SentThen,
     count_turn,
     counted,
     fails_open,
@@ -91,7 +91,7 @@ async def handle_responses(
     except BaseException:
         await held.aclose()
         raise
-    return ReleasedAfter(response, held)
+    return SentThen(response, held.aclose)
 
 
 async def _continued(
@@ -146,7 +146,7 @@ async def _answer(
     except BaseException:
         await store_held(prepared)
         raise
-    return StoredAfter(response, prepared)
+    return SentThen(response, functools.partial(store_held, prepared))
 
 
 async def _respond(

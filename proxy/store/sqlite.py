@@ -26,6 +26,7 @@ is needed. Durability: see proxy.store.sqlite_schema.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import sqlite3
 import time
@@ -81,6 +82,9 @@ def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
 # Below this much free space on the database's disk the store reports itself unhealthy
 # (/healthz answers 503) before a write fails with "database or disk is full".
 MIN_FREE_BYTES = 16 * 1024 * 1024
+# The conversations whose fork and version a store keeps in memory (for deferred appends):
+# about 200 bytes each; one not kept is appended durably, then kept again.
+KNOWN_CONVERSATIONS = 65_536
 
 
 def free_bytes(file: FsPath) -> int:
@@ -106,6 +110,13 @@ class SQLiteStore(SQLiteCalls):
         # a row no later version check tells from the one stored; so it is written
         # durably, and raises VersionConflict.
         self._versions: dict[tuple[str, str], int] = {}
+        # Both hold the same conversations, at most `known_cap`: past it the older half
+        # (by when first learned) is forgotten. A conversation not known is appended
+        # durably (and learned again from the row written), never deferred. A read or
+        # write that started before a forgetting teaches nothing: its row may predate a
+        # deferred append whose version was forgotten with it.
+        self.known_cap = KNOWN_CONVERSATIONS
+        self._forgettings = 0
         # The chain hashes of the messages deferred appends will store, by (tenant, hash):
         # a hash lookup answers from these and reads the rest on a reader thread, instead of
         # waiting behind writes that may be slow (a huge page) for rows it may not need.
@@ -143,15 +154,28 @@ class SQLiteStore(SQLiteCalls):
     # -- conversations -----------------------------------------------------------------------
 
     async def get_conversation(self, tenant: str, conv_id: str) -> Conversation | None:
+        since = self._forgettings
         conv = await self._read(q.get_conversation, tenant, conv_id, of=(tenant, conv_id))
-        return self._learn_fork(conv) if conv is not None else None
+        return self._learn_fork(conv, since) if conv is not None else None
 
-    def _learn_fork(self, conv: Conversation) -> Conversation:
+    def _learn_fork(self, conv: Conversation, since: int) -> Conversation:
+        """Remember `conv`'s fork and version, read or written by a call that started when
+        `_forgettings` was `since`."""
+        if since != self._forgettings:
+            return conv
         key = (conv.tenant, conv.conv_id)
+        if key not in self._forks and len(self._forks) >= self.known_cap:
+            self._forget_older_half()
         self._forks[key] = (conv.parent_id, conv.fork_at)
         if conv.version > self._versions.get(key, -1):  # (a read may answer after a write)
             self._versions[key] = conv.version
         return conv
+
+    def _forget_older_half(self) -> None:
+        self._forgettings += 1
+        for key in list(itertools.islice(self._forks, (len(self._forks) + 1) // 2)):
+            del self._forks[key]
+            self._versions.pop(key, None)
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
         return await self._read(
@@ -161,9 +185,10 @@ class SQLiteStore(SQLiteCalls):
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
     ) -> Conversation:
+        since = self._forgettings
         return self._learn_fork(await self._write(
             self._create, tenant, conv_id, parent_id, fork_at, of=(tenant, conv_id)
-        ))
+        ), since)
 
     def _create(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
@@ -211,10 +236,11 @@ class SQLiteStore(SQLiteCalls):
         key = (tenant, conv_id)
         fork = self._forks.get(key)
         if durable or state is None or fork is None or self._versions[key] != expected_version:
+            since = self._forgettings
             return self._learn_fork(await self._write(
                 self._append, tenant, conv_id, pages, expected_version, new_length, state,
                 mutations, of=(tenant, conv_id),
-            ))
+            ), since)
         # Queued for the writer's next group commit, not waited for: the row it will write
         # is known here. Reads of the conversation go behind it (_send_reads).
         hashes = [
@@ -308,10 +334,11 @@ class SQLiteStore(SQLiteCalls):
         state: Mapping[str, Any],
         mutations: Sequence[Mutation] = (),
     ) -> Conversation:
+        since = self._forgettings
         return self._learn_fork(await self._write(
             self._update_state, tenant, conv_id, expected_version, state, mutations,
             of=(tenant, conv_id),
-        ))
+        ), since)
 
     def _update_state(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, expected_version: int,

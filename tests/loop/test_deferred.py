@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.loop.conversations import Conversations
 from proxy.loop.storing import Ingester
 from proxy.store import open_store
 from proxy.store.base import PageStore, Path, PathSpan
@@ -257,6 +258,30 @@ async def test_a_short_chat_turn_ingests_its_messages_once(
             reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
             messages.append(reply.json()["choices"][0]["message"])
     assert ingested == [2, 2, 2]  # each turn's question and answer, together
+
+
+async def test_a_stored_answer_leaves_nothing_to_flush_after_the_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer stored the held question with it: no shielded flush runs after the
+    response (the common short chat pays for no extra task)."""
+    flushed: list[str] = []
+    flush = Conversations.flush
+
+    async def counted(self: Conversations, tenant: str) -> None:
+        flushed.append(tenant)
+        await flush(self, tenant)
+
+    monkeypatch.setattr(Conversations, "flush", counted)
+    messages: list[dict[str, Any]] = []
+    async with serve(answer) as proxy:
+        for i in range(3):
+            messages.append(question(i))
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            messages.append(reply.json()["choices"][0]["message"])
+        stored = await stored_messages(proxy.store, proxy.tenant, reply.headers["x-vm-session"])
+    assert [m["content"] for m in stored] == [m["content"] for m in messages]
+    assert flushed == []
 
 
 @pytest.mark.parametrize("responses", ["native", "chat"])

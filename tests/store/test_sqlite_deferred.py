@@ -154,3 +154,48 @@ async def test_after_a_lost_deferred_append_the_next_one_is_refused(
                                new_length=2, state={}, durable=False)
     finally:
         await store.close()
+
+
+async def test_the_conversations_kept_for_deferral_are_bounded(tmp_path: FsPath) -> None:
+    """Past `known_cap` the older half is forgotten; an append on a forgotten conversation
+    is written durably (and it is known again), one on a stale version still refused."""
+    store = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    store.known_cap = 4
+    try:
+        for i in range(10):
+            await store.create_conversation(T, f"c{i}")
+            assert len(store._forks) <= 4 and store._forks.keys() == store._versions.keys()
+        assert (T, "c0") not in store._forks
+        await store.append(T, "c0", [make_page(0, "forgotten")], expected_version=0,
+                           new_length=1, state={}, durable=False)
+        assert store._deferred == 0  # written before append returned
+        assert (T, "c0") in store._forks
+        await store.append(T, "c0", [make_page(1, "known again")], expected_version=1,
+                           new_length=2, state={}, durable=False)
+        assert store._deferred == 1
+        for i in range(1, 10):  # c0 forgotten again
+            await store.get_conversation(T, f"c{i}")
+        assert (T, "c0") not in store._forks
+        with pytest.raises(VersionConflict):
+            await store.append(T, "c0", [make_page(1, "stale")], expected_version=1,
+                               new_length=2, state={}, durable=False)
+        conv = await store.get_conversation(T, "c0")
+        assert conv is not None and conv.version == 2
+    finally:
+        await store.close()
+
+
+async def test_a_read_begun_before_a_forgetting_teaches_nothing(tmp_path: FsPath) -> None:
+    """Its row may predate a deferred append whose version was just forgotten: learned,
+    an append on that row would be deferred, and lost unseen."""
+    store = await _store(tmp_path, 1)
+    try:
+        await store.append(T, "c0", [make_page(0, "turn")], expected_version=0,
+                           new_length=1, state={}, durable=False)
+        reading = asyncio.ensure_future(store.get_conversation(T, "c0"))
+        await asyncio.sleep(0)  # the read has begun
+        store._forget_older_half()
+        conv = await reading
+        assert conv is not None and (T, "c0") not in store._forks
+    finally:
+        await store.close()
