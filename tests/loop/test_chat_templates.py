@@ -19,7 +19,9 @@ from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from proxy.config import load_settings, with_prompt_shape
+from proxy.vm.summary_prompt import build_prompt
 from tests.http.conftest import completion, edge, settings_with
+from tests.vm.test_summary_prompt import _segment
 
 TEMPLATES = Path(__file__).resolve().parents[2] / ".." / "shared" / "chat_templates"
 # Templates with no system role at all: a client's own system prompt fails there too
@@ -134,3 +136,17 @@ def test_auto_is_decided_by_the_upstream() -> None:
 
 def _normalised(text: str) -> str:
     return " ".join(text.split())
+
+
+@pytest.mark.skipif(not templates(), reason=f"no chat templates in {TEMPLATES}")
+@pytest.mark.parametrize("name", sorted(set(templates()) - NO_SYSTEM_ROLE) or ["none"])
+def test_the_summarizer_s_call_renders_whole(name: str) -> None:
+    # vm.summarizer may name a local model: its instructions (a system message) and the
+    # pages to summarise must both reach the rendered prompt.
+    summary, pages = _segment()
+    prompt = build_prompt(summary, [pages[i] for i in summary.covers])
+    rendered = render(name, [dict(m) for m in prompt.messages], None)
+    for message in prompt.messages:
+        for line in message["content"].splitlines():
+            if line.strip():
+                assert line.strip() in rendered, (name, line)
