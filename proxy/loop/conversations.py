@@ -41,6 +41,7 @@ from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
 from proxy.loop.stored_rows import (
+    ends_unanswered,
     fork_conversation,
     longest_known_prefix,
     own_fork,
@@ -358,7 +359,7 @@ class Conversations:
                 new = new[1:]
         offset = anchor = end - 1
         offset += 1
-        if at_tip and new and new[0].get("role") == "user" and _ends_unanswered(stored, state):
+        if at_tip and new and new[0].get("role") == "user" and ends_unanswered(stored, state):
             before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
             again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
             if again == state["hash"]:
@@ -496,10 +497,3 @@ class Conversations:
         """Point the session name at `conv_id` (a write, skipped when it already does)."""
         if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
-
-
-
-def _ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
-    """Does the conversation end with a user message that got no answer?"""
-    users = (state.get("counters") or {}).get("user_positions") or []
-    return stored.length >= 1 and bool(users) and users[-1] == stored.length - 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from proxy.loop.offload import hashed
@@ -107,3 +107,9 @@ async def own_fork(
     """A fresh fork of `parent` after `anchor`, never shared: a request ending there (a
     regenerate) gets a branch of its own, even beside an identical request."""
     return await fork_conversation(store, tenant, parent, anchor, "cut:" + secrets.token_hex(8))
+
+
+def ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
+    """Does the conversation end with a user message that got no answer?"""
+    users = (state.get("counters") or {}).get("user_positions") or []
+    return stored.length >= 1 and bool(users) and users[-1] == stored.length - 1
