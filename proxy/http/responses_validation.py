@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import InvalidRequest
-from proxy.http.validation import bad_type, invalid, missing, parse_json_object
+from proxy.http.validation import (
+    bad_type,
+    invalid,
+    missing,
+    parse_json_object,
+    require_model,
+)
 
 ROLES = ("assistant", "developer", "system", "user")
 _ROLE_SET = frozenset(ROLES)
@@ -31,11 +37,7 @@ def parse_responses_request(raw: bytes) -> dict[str, Any]:
 
 
 def validate_responses_request(body: dict[str, Any]) -> None:
-    model = body.get("model")
-    if model is None:
-        raise missing("model")
-    if not isinstance(model, str) or not model:
-        raise invalid("model", "must be a non-empty string")
+    require_model(body)
     for name in ("stream", "store", "background", "parallel_tool_calls"):
         value = body.get(name)
         if value is not None and not isinstance(value, bool):

@@ -62,12 +62,17 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate_chat_request(body: dict[str, Any]) -> None:
+def require_model(body: dict[str, Any]) -> None:
+    """Every generating route names its model, as a non-empty string."""
     model = body.get("model")
     if model is None:
         raise missing("model")
     if not isinstance(model, str) or not model:
         raise invalid("model", "must be a non-empty string")
+
+
+def validate_chat_request(body: dict[str, Any]) -> None:
+    require_model(body)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream", "must be a boolean")

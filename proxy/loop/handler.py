@@ -155,21 +155,31 @@ def fails_open(settings: VMSettings, exc: Exception) -> bool:
     return settings.fail_open and not isinstance(exc, ProxyError)
 
 
-async def _fail_open(
-    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool
+async def answer_without_memory(
+    state: AppServices, what: str, relay_whole: Callable[[], Awaitable[Response]], *,
+    whole: bool, held: str = "messages of its X-VM-Session",
 ) -> Response:
+    """The memory path failed (`what`): relay the request as it is when it holds the
+    whole conversation, else a retryable error: forwarded alone, the request's new `held`
+    would be answered without the conversation and nobody would know."""
     if not whole:
-        # The request holds only a session's new messages: forwarded alone, the model would
-        # answer without the conversation and nobody would know. Better a retryable error.
-        log.exception("%s; not answered without memory: the request holds only the new "
-                      "messages of its X-VM-Session", what)
+        log.exception("%s; not answered without memory: the request holds only the new %s",
+                      what, held)
         raise MemoryUnavailable(
             "The conversation memory is unavailable; retry the request.",
             code="memory_unavailable",
         )
     log.exception("%s; answering as a pass-through (vm.fail_open)", what)
     state.metrics.counter("vm_fail_open_total", help="VM failures answered as pass-through").inc()
-    return await relay_chat(state.upstream, request, raw)
+    return await relay_whole()
+
+
+async def _fail_open(
+    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool
+) -> Response:
+    return await answer_without_memory(
+        state, what, functools.partial(relay_chat, state.upstream, request, raw), whole=whole
+    )
 
 
 def count_turn(metrics: Metrics, turn: Turn) -> None:

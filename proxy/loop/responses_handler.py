@@ -21,10 +21,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from proxy.errors import InvalidRequest, MemoryUnavailable
+from proxy.errors import InvalidRequest
 from proxy.logs import log, request_stats
 from proxy.loop.handler import (
     SentThen,
+    answer_without_memory,
     count_turn,
     counted,
     fails_open,
@@ -262,13 +263,7 @@ def _unpacked_turn(
 async def _fail_open(
     state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool
 ) -> Response:
-    if not whole:
-        log.exception("%s; not answered without memory: the request holds only the new "
-                      "items of its conversation", what)
-        raise MemoryUnavailable(
-            "The conversation memory is unavailable; retry the request.",
-            code="memory_unavailable",
-        )
-    log.exception("%s; answering as a pass-through (vm.fail_open)", what)
-    state.metrics.counter("vm_fail_open_total", help="VM failures answered as pass-through").inc()
-    return await relay_responses(state, request, raw)
+    return await answer_without_memory(
+        state, what, functools.partial(relay_responses, state, request, raw), whole=whole,
+        held="items of its conversation",
+    )

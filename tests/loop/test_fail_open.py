@@ -115,3 +115,42 @@ async def test_vm_counters_count_streamed_and_plain_turns(stream: bool) -> None:
     sent = _counter(metrics, "vm_prompt_tokens_sent_total")
     assert sent > 0
     assert _counter(metrics, "vm_prompt_tokens_full_total") > sent
+
+
+async def test_a_store_outage_answers_a_whole_responses_request_as_a_pass_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.loop.scripted_responses import ResponsesModel
+    from tests.loop.test_responses import as_responses
+
+    monkeypatch.setattr(MemoryStore, "append", _unreachable)
+    model = ResponsesModel(agent(LOCKER))
+    instructions, items = as_responses(conversation(80))
+    body = {"model": MODEL, "instructions": instructions,
+            "input": [*items, {"role": "user", "content": QUESTION}]}
+    async with serve(model, path="/responses") as running:
+        response = await running.http.post(
+            "/v1/responses", json=body, headers={"authorization": "Bearer sk-test"})
+        metrics = (await running.http.get("/metrics")).text
+    assert response.status_code == 200
+    assert model.requests == [body]  # the whole input, untouched
+    assert "vm_fail_open_total 1" in metrics
+
+
+async def test_a_store_outage_under_a_responses_chain_is_a_retryable_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request chained by previous_response_id holds only its new items."""
+    from tests.loop.scripted_responses import ResponsesModel
+
+    model = ResponsesModel(agent(LOCKER))
+    async with serve(model, path="/responses") as running:
+        first = await running.client.responses.create(model=MODEL, input="Hello there.")
+        asked = len(model.requests)
+        monkeypatch.setattr(MemoryStore, "append", _unreachable)
+        response = await running.http.post(
+            "/v1/responses", headers={"authorization": "Bearer sk-test"},
+            json={"model": MODEL, "input": QUESTION, "previous_response_id": first.id})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "memory_unavailable"
+    assert len(model.requests) == asked  # nothing forwarded without the conversation
