@@ -36,15 +36,12 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from proxy.store import sqlite_admin
 from proxy.store import sqlite_queries as q
 from proxy.store.base import (
     Conversation,
-    ConversationInfo,
     Path,
     SearchHit,
     StoreError,
-    TenantInfo,
     UnknownConversation,
     VersionConflict,
 )
@@ -58,7 +55,7 @@ from proxy.store.codec import (
 )
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import term_prefix
-from proxy.store.sqlite_calls import SQLiteCalls
+from proxy.store.sqlite_names import SQLiteNames
 from proxy.store.sqlite_schema import migrate
 from proxy.vm.bm25 import query_terms
 from proxy.vm.lean import is_lean
@@ -92,7 +89,7 @@ def free_bytes(file: FsPath) -> int:
     return shutil.disk_usage(file.parent if file.parent.exists() else ".").free
 
 
-class SQLiteStore(SQLiteCalls):
+class SQLiteStore(SQLiteNames):
     def __init__(
         self, path: FsPath, *, synchronous: str = "NORMAL", readers: int = 2,
         clock: Clock = time.time,
@@ -440,57 +437,5 @@ class SQLiteStore(SQLiteCalls):
     ) -> list[Mutation]:
         return await self._read(q.mutations, tenant, conv_id, turn, of=(tenant, conv_id))
 
-    async def mutations_between(
-        self, tenant: str, conv_id: str, first: int, last: int
-    ) -> list[Mutation]:
-        return await self._read(
-            sqlite_admin.mutations_between, tenant, conv_id, first, last, of=(tenant, conv_id)
-        )
-
-    async def list_tenants(self, *, limit: int = 1000) -> list[TenantInfo]:
-        return await self._read(sqlite_admin.list_tenants, limit)
-
-    async def list_conversations(
-        self,
-        *,
-        tenant: str | None = None,
-        session: str | None = None,
-        conv_id: str | None = None,
-        before: tuple[float, str] | None = None,
-        limit: int = 50,
-    ) -> list[ConversationInfo]:
-        return await self._read(
-            sqlite_admin.list_conversations, tenant, session, conv_id, before, limit
-        )
-
-    async def conversation_tree(
-        self, tenant: str, root: str, *, limit: int = 500
-    ) -> list[ConversationInfo]:
-        return await self._read(sqlite_admin.conversation_tree, tenant, root, limit)
-
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, conv_id))
-
-    # -- sessions and retention --------------------------------------------------------------
-
-    async def resolve_session(self, tenant: str, name: str) -> str | None:
-        return await self._read(q.resolve_session, tenant, name)
-
-    async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
-        await self._write(q.bind_session, tenant, name, conv_id)
-
-    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
-        return await self._read(q.find_response, tenant, response_id)
-
-    async def remember_response(
-        self, tenant: str, response_id: str, conv_id: str, length: int
-    ) -> None:
-        await self._write(q.remember_response, tenant, response_id, conv_id, length)
-
-    async def gc(self, older_than: float) -> int:
-        deleted = 0
-        while batch := await self._write(q.gc_batch, older_than):
-            deleted += batch
-        return deleted
-
-
