@@ -95,8 +95,8 @@ async def branch_path(
         return root_path(tenant, conv.conv_id)
     if parent_path is None or parent_path.leaf != conv.parent_id:
         parent_path = await store.path(tenant, conv.parent_id)
-    own = Path(tenant, (PathSpan(conv.conv_id, conv.fork_at, None),))
-    return Path(tenant, own.spans + cut_path(parent_path, conv.fork_at).spans)
+    own = PathSpan(conv.conv_id, conv.fork_at, None)
+    return Path(tenant, (own, *cut_path(parent_path, conv.fork_at).spans))
 
 
 async def require(store: PageStore, tenant: str, conv_id: str) -> Conversation:
