@@ -126,6 +126,19 @@ async def test_a_page_found_by_meaning_reaches_the_prompt(provider: str) -> None
         assert upstream.embedded == []
 
 
+async def test_with_neighbours_ranked_a_page_found_by_meaning_reaches_the_prompt() -> None:
+    # embeddings.neighbour_weight: the turns beside BM25's hits compete by rank in the
+    # prefetch's fusion instead of coming along with every hit.
+    upstream = Upstream()
+    async with running(settings("upstream", neighbour_weight=0.5), upstream) as (app, client):
+        state: AppState = app.state
+        assert await ask(client, "Which topic did we cover first?") == "ok"
+        assert state.meaning is not None
+        await state.meaning.worker.drain()
+        assert await ask(client, QUESTION) == "ok"
+    assert "Biscuit" in sent(upstream.chats[-1])
+
+
 async def test_an_embedder_that_fails_costs_the_client_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
