@@ -144,6 +144,11 @@ class EmbeddingsSettings(_Section):
     # with BM25 alone. An experiment: +6 points on the recall benchmark's seed 7, where it
     # was tuned, but -0.8 to -1.5 on the held-out seeds 8 and 9 (README, Results).
     neighbour_weight: float = Field(default=0.0, ge=0.0, le=10.0)
+    # Which of the prefetch's fused hits bring the messages beside them along (when
+    # neighbour_weight is 0): `every_hit`, as with BM25 alone, or `word_hits`, those BM25
+    # found (often the turn that asked, its answer beside it; a turn found by meaning
+    # alone states the fact itself).
+    neighbours_of: Literal["every_hit", "word_hits"] = "every_hit"
 
     @field_validator("base_url")
     @classmethod

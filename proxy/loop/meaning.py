@@ -75,9 +75,11 @@ class TurnSearch:
         self._read_auth = auth
         self._auth: Auth | None = None
         self._vectors: dict[str, asyncio.Future[Any]] = {}
-        # Set by a search that ranked the hits' neighbouring messages among the hits: the
-        # turn then places them by that rank, not beside every hit.
+        # Set by the prefetch's search: True when it ranked the hits' neighbouring messages
+        # among the hits (the turn then places them by that rank, not beside every hit);
+        # else, when it is a set, only these hits (BM25's) bring their neighbours along.
         self.ranked_neighbours = False
+        self.word_hits: frozenset[str] | None = None
 
     @property
     def auth(self) -> Auth:
@@ -105,7 +107,9 @@ class TurnSearch:
         meaning and `embeddings.neighbour_weight` is set, the messages next to the BM25
         hits are a third ranking (proxy.vm.fusion.beside), and up to three times `limit`
         pages come back (a hit and its two neighbours each, the pool the limit was sized
-        for); `ranked_neighbours` says it happened."""
+        for); `ranked_neighbours` says it happened. Else, with `embeddings.neighbours_of`
+        `word_hits`, `word_hits` names the fused hits BM25 found: only those bring the
+        turns beside them (a turn found by meaning alone states the fact itself)."""
         meaning = self._meaning
         text = query if text is None else text
         if meaning is None or not text or modality not in (None, Modality.TEXT):
@@ -121,6 +125,8 @@ class TurnSearch:
         if neighbours:
             # (Said once the rankings are in: the turn's own search says last.)
             self.ranked_neighbours = beside_words
+            by_words = bool(near) and not beside_words and settings.neighbours_of == "word_hits"
+            self.word_hits = frozenset(h.page.page_id for h in words) if by_words else None
         if not near:
             return words
         rankings = [[h.page.page_id for h in words], near]

@@ -216,10 +216,13 @@ async def _pack_turn(
     # The messages around each hit (a question's answer, an answer's question), and the
     # message a claim was drawn from: what the hits found, in one more read; and, when
     # the hits cannot fill the budget, more of the turns before the tail.
-    # (With neighbours ranked among the hits by the fused search, they are hits already.)
-    ranked = searches.ranked_neighbours
-    wanted = [i for i in around_ids((h.page for h in hits), plan, counters.preamble,
-                                    neighbours=not ranked) if i not in loaded]  # fmt: skip
+    # (With neighbours ranked among the hits by the fused search, they are hits already;
+    # with `word_hits`, only BM25's hits bring theirs.)
+    ranked, by_words = searches.ranked_neighbours, searches.word_hits
+    bringing = [h.page for h in hits if by_words is None or h.page.page_id in by_words]
+    near_ids = around_ids(bringing, plan, counters.preamble, neighbours=not ranked)
+    wanted = [i for i in near_ids if i not in loaded]
+    glued = set(near_ids)
     wider = widen_recent(plan, [h.page for h in hits], budget=settings.context_budget,
                          message_tokens=_average(conv_state), preamble=counters.preamble)
     reads = [store.get_pages(path, wanted) if wanted else _nothing()]
@@ -236,6 +239,7 @@ async def _pack_turn(
     )
     around = {} if ranked else {
         p.anchor: p for p in loaded.values() if p.page_id.startswith("msg_")
+        and (by_words is None or p.page_id in glued)
     }
     messages = [p for p in tail if p.is_message]
     inputs = _PackInputs(body, system, messages, candidates, around, table, settings,
