@@ -126,11 +126,15 @@ async def test_a_page_found_by_meaning_reaches_the_prompt(provider: str) -> None
         assert upstream.embedded == []
 
 
-async def test_with_neighbours_ranked_a_page_found_by_meaning_reaches_the_prompt() -> None:
+@pytest.mark.parametrize("neighbours", [{"neighbour_weight": 0.5},
+                                        {"neighbours_of": "word_hits"}])  # fmt: skip
+async def test_with_neighbours_ranked_or_only_words_a_page_found_by_meaning_is_shown(
+    neighbours: dict[str, Any],
+) -> None:
     # embeddings.neighbour_weight: the turns beside BM25's hits compete by rank in the
-    # prefetch's fusion instead of coming along with every hit.
+    # prefetch's fusion; neighbours_of = word_hits: only BM25's hits bring them along.
     upstream = Upstream()
-    async with running(settings("upstream", neighbour_weight=0.5), upstream) as (app, client):
+    async with running(settings("upstream", **neighbours), upstream) as (app, client):
         state: AppState = app.state
         assert await ask(client, "Which topic did we cover first?") == "ok"
         assert state.meaning is not None

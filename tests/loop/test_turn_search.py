@@ -1,6 +1,7 @@
 """The turn's fused search (proxy.loop.meaning.TurnSearch) over a fake store and vector
 index: the prefetch's search ranks the messages beside BM25's hits as a third ranking and
-says so; `search_pages`' search, BM25 alone, and a failed vector search do not."""
+says so, or names the hits BM25 found (the ones that bring their neighbours along);
+`search_pages`' search, BM25 alone, and a failed vector search do neither."""
 
 from __future__ import annotations
 
@@ -127,3 +128,26 @@ async def test_without_vectors_the_prefetch_keeps_bm25s_hits_and_says_nothing_wa
     # The turn then brings each hit's neighbours along, as with BM25 alone.
     assert not search.ranked_neighbours
     assert "searching by words alone" in caplog.text
+
+
+async def test_with_word_hits_the_prefetch_names_the_hits_bm25_found() -> None:
+    search = turn_search(WORDS, NEAR, neighbours_of="word_hits")
+    hits = ids(await search.search(PATH, "q", 10, text="the question", neighbours=True))
+    assert search.word_hits == {f"msg_{n}" for n in WORDS[:10]}
+    assert {"msg_50", "msg_60"} <= set(hits) and not search.ranked_neighbours
+    assert "msg_50" not in search.word_hits  # found by meaning alone: it comes alone
+
+
+async def test_every_hit_ranked_neighbours_or_no_vectors_name_no_word_hits() -> None:
+    for search, fused in (
+        (turn_search(WORDS, NEAR), True),
+        (turn_search(WORDS, NEAR, neighbours_of="word_hits", neighbour_weight=0.5), True),
+        (turn_search(WORDS, NEAR, fails=True, neighbours_of="word_hits"), False),
+    ):
+        await search.search(PATH, "q", 10, text="the question", neighbours=True)
+        assert search.word_hits is None
+        assert search.ranked_neighbours is (fused and search._meaning is not None
+                                            and search._meaning.settings.neighbour_weight > 0)
+    search = turn_search(WORDS, NEAR, neighbours_of="word_hits")
+    await search.search(PATH, "q", 10, text="the question")  # search_pages: not the prefetch
+    assert search.word_hits is None
