@@ -131,7 +131,7 @@ async def test_without_vectors_the_prefetch_keeps_bm25s_hits_and_says_nothing_wa
 
 
 async def test_with_word_hits_the_prefetch_names_the_hits_bm25_found() -> None:
-    search = turn_search(WORDS, NEAR, neighbours_of="word_hits")
+    search = turn_search(WORDS, NEAR)  # word_hits: the default
     hits = ids(await search.search(PATH, "q", 10, text="the question", neighbours=True))
     assert search.word_hits == {f"msg_{n}" for n in WORDS[:10]}
     assert {"msg_50", "msg_60"} <= set(hits) and not search.ranked_neighbours
@@ -140,7 +140,7 @@ async def test_with_word_hits_the_prefetch_names_the_hits_bm25_found() -> None:
 
 async def test_every_hit_ranked_neighbours_or_no_vectors_name_no_word_hits() -> None:
     for search, fused in (
-        (turn_search(WORDS, NEAR), True),
+        (turn_search(WORDS, NEAR, neighbours_of="every_hit"), True),
         (turn_search(WORDS, NEAR, neighbours_of="word_hits", neighbour_weight=0.5), True),
         (turn_search(WORDS, NEAR, fails=True, neighbours_of="word_hits"), False),
     ):
