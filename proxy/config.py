@@ -132,8 +132,24 @@ class EmbeddingsSettings(_Section):
     queue_size: int = Field(default=1000, ge=1)
     # Megabytes of vectors held in process for search (least recently used dropped).
     cache_mb: int = Field(default=256, ge=0)
-    # The weight of the ranking by meaning against BM25's 1.0 in the rank fusion.
+    # The weight of the ranking by meaning against BM25's 1.0 in the rank fusion (with
+    # neighbour_weight set, against BM25's hits and their neighbours together).
     fusion_weight: float = Field(default=0.8, ge=0.0, le=10.0)
+    # The rank fusion's k (proxy.vm.fusion): a page at rank r of a ranking scores
+    # weight / (k + r); a lower k lets the top of each ranking count for more.
+    fusion_k: float = Field(default=10.0, gt=0.0, le=1000.0)
+    # The weight of a third ranking in the prefetch's fusion: the messages next to BM25's
+    # hits, in the hits' order (a question's answer, an answer's question); meaning's
+    # weight grows by as much. 0 (the default): every hit brings its neighbours along, as
+    # with BM25 alone. An experiment: +6 points on the recall benchmark's seed 7, where it
+    # was tuned, but -0.8 to -1.5 on the held-out seeds 8 and 9 (README, Results).
+    neighbour_weight: float = Field(default=0.0, ge=0.0, le=10.0)
+    # Which of the prefetch's fused hits bring the messages beside them along (when
+    # neighbour_weight is 0): `every_hit`, as with BM25 alone, or `word_hits`, those BM25
+    # found (often the turn that asked, its answer beside it; a turn found by meaning
+    # alone states the fact itself, and its neighbours would take room from other hits).
+    # word_hits: +1.5 points on every row of the recall benchmark's held-out seeds 8 and 9.
+    neighbours_of: Literal["every_hit", "word_hits"] = "word_hits"
 
     @field_validator("base_url")
     @classmethod

@@ -92,6 +92,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "in ../shared/models/all-MiniLM-L6-v2-int8, rows 'proxy+onnx'); e.g. off,onnx",
     )  # fmt: skip
     parser.add_argument(
+        "--vector-cache", type=Path, default=None, metavar="DIR",
+        help="keep the onnx runs' text vectors in DIR between runs (same vectors, less time; "
+        "e.g. /tmp/vm-proxy-recall-vectors)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--embedding", action="append", default=[], metavar="NAME=VALUE",
+        help="an embeddings.* setting of the onnx rows, e.g. --embedding fusion_k=10 "
+        "--embedding fusion_weight=0.8 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "--resend", action="store_true", help="feed history by full resend, not X-VM-Session append"
     )
     parser.add_argument(
@@ -114,6 +124,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.embeddings = [e.strip() for e in args.embeddings.split(",") if e.strip()]
     if set(args.embeddings) - {"off", "onnx"}:
         parser.error("--embeddings takes off and/or onnx")
+    args.tuning = {}
+    for item in args.embedding:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            parser.error(f"--embedding takes NAME=VALUE, not {item!r}")
+        args.tuning[name.strip()] = value.strip()
     if args.quick:
         args.sizes, args.probes = [400], 12
         args.conversations, args.sessions, args.questions = 1, 10, 8

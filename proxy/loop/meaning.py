@@ -27,8 +27,9 @@ from proxy.embeddings import Embedder, EmbeddingError
 from proxy.embeddings.base import Auth
 from proxy.metrics import Metrics
 from proxy.store.base import PageStore, Path, SearchHit, StoreError
-from proxy.vm.fusion import fuse_rankings
+from proxy.vm.fusion import beside, fuse_rankings
 from proxy.vm.pages import Modality
+from proxy.vm.prefetch import neighbour_ids
 
 if TYPE_CHECKING:
     from proxy.loop.embedding_worker import EmbeddingWorker
@@ -37,12 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("vm_proxy.embeddings")
 
 _CREDENTIALS = ("authorization", "api-key", "x-api-key")
-# The fusion's k (proxy.vm.fusion): lower than the paper's 60, so that the top of each
-# ranking counts for more than a page both rank in the middle. Chosen with
-# `embeddings.fusion_weight` 0.8 on the recall benchmark's dialogue set, seed 7 (2
-# conversations, no-tool model): k 60 gave 72.7-79.5% at weights 0.3-1.0, k 5-20 81.8% at
-# weight 1.0, k 10 84.1% at 0.8, BM25 alone 77.3% (README, Results).
-FUSION_K = 10.0
 
 
 @dataclass
@@ -80,6 +75,11 @@ class TurnSearch:
         self._read_auth = auth
         self._auth: Auth | None = None
         self._vectors: dict[str, asyncio.Future[Any]] = {}
+        # Set by the prefetch's search: True when it ranked the hits' neighbouring messages
+        # among the hits (the turn then places them by that rank, not beside every hit);
+        # else, when it is a set, only these hits (BM25's) bring their neighbours along.
+        self.ranked_neighbours = False
+        self.word_hits: frozenset[str] | None = None
 
     @property
     def auth(self) -> Auth:
@@ -100,10 +100,16 @@ class TurnSearch:
 
     async def search(
         self, path: Path, query: str, limit: int, *, text: str | None = None,
-        modality: Modality | None = None,
+        modality: Modality | None = None, neighbours: bool = False,
     ) -> list[SearchHit]:  # fmt: skip
         """The best `limit` pages on `path` for BM25 `query` and, by meaning, for `text`
-        (default: the query itself)."""
+        (default: the query itself). `neighbours` (the prefetch's search): when fused with
+        meaning and `embeddings.neighbour_weight` is set, the messages next to the BM25
+        hits are a third ranking (proxy.vm.fusion.beside), and up to three times `limit`
+        pages come back (a hit and its two neighbours each, the pool the limit was sized
+        for); `ranked_neighbours` says it happened. Else, with `embeddings.neighbours_of`
+        `word_hits`, `word_hits` names the fused hits BM25 found: only those bring the
+        turns beside them (a turn found by meaning alone states the fact itself)."""
         meaning = self._meaning
         text = query if text is None else text
         if meaning is None or not text or modality not in (None, Modality.TEXT):
@@ -114,11 +120,28 @@ class TurnSearch:
             _no_hits(),
             self._nearest(meaning, path, text, limit),
         )  # fmt: skip
+        settings = meaning.settings
+        beside_words = neighbours and bool(near) and settings.neighbour_weight > 0
+        if neighbours:
+            # (Said once the rankings are in: the turn's own search says last.)
+            self.ranked_neighbours = beside_words
+            by_words = bool(near) and not beside_words and settings.neighbours_of == "word_hits"
+            self.word_hits = frozenset(h.page.page_id for h in words) if by_words else None
         if not near:
             return words
-        fused = fuse_rankings([[h.page.page_id for h in words], near], limit=limit,
-                              weights=(1.0, meaning.settings.fusion_weight),
-                              k=FUSION_K)  # fmt: skip
+        rankings = [[h.page.page_id for h in words], near]
+        weights = [1.0, settings.fusion_weight]
+        if beside_words:
+            # Beside the hits by words only: a turn found by the question's words is often
+            # the one that asked ("did you take up a sport?"), its answer next to it; a
+            # turn found by meaning states the fact itself.
+            rankings.append(beside([h.page for h in words], neighbour_ids))
+            weights.append(settings.neighbour_weight)
+            # The words now count twice, through their hits and through those hits'
+            # neighbours: meaning keeps the balance `fusion_weight` sets against them.
+            weights[1] *= 1.0 + settings.neighbour_weight
+            limit *= 3
+        fused = fuse_rankings(rankings, weights=weights, k=settings.fusion_k, limit=limit)
         found = {h.page.page_id: h.page for h in words}
         missing = [pid for pid, _ in fused if pid not in found]
         if missing:

@@ -126,7 +126,8 @@ async def prepare(
         lambda: search_query(user_text),
         lambda stored: hits_wanted(settings.vm, stored),
         wanted=lambda stored: int(stored.get("tokens", 0)) + overhead > activate_above,
-        search=lambda path, query, limit: searches.search(path, query, limit, text=user_text),
+        search=lambda path, query, limit: searches.search(path, query, limit, text=user_text,
+                                                          neighbours=True),
     )
     try:
         placement = await conversations.place(
@@ -215,8 +216,13 @@ async def _pack_turn(
     # The messages around each hit (a question's answer, an answer's question), and the
     # message a claim was drawn from: what the hits found, in one more read; and, when
     # the hits cannot fill the budget, more of the turns before the tail.
-    wanted = [i for i in around_ids((h.page for h in hits), plan, counters.preamble)
-              if i not in loaded]  # fmt: skip
+    # (With neighbours ranked among the hits by the fused search, they are hits already;
+    # with `word_hits`, only BM25's hits bring theirs.)
+    ranked, by_words = searches.ranked_neighbours, searches.word_hits
+    bringing = [h.page for h in hits if by_words is None or h.page.page_id in by_words]
+    near_ids = around_ids(bringing, plan, counters.preamble, neighbours=not ranked)
+    wanted = [i for i in near_ids if i not in loaded]
+    glued = set(near_ids)
     wider = widen_recent(plan, [h.page for h in hits], budget=settings.context_budget,
                          message_tokens=_average(conv_state), preamble=counters.preamble)
     reads = [store.get_pages(path, wanted) if wanted else _nothing()]
@@ -231,7 +237,10 @@ async def _pack_turn(
         plan=plan,
         exclude=[p.page_id for p in system],
     )
-    around = {p.anchor: p for p in loaded.values() if p.page_id.startswith("msg_")}
+    around = {} if ranked else {
+        p.anchor: p for p in loaded.values() if p.page_id.startswith("msg_")
+        and (by_words is None or p.page_id in glued)
+    }
     messages = [p for p in tail if p.is_message]
     inputs = _PackInputs(body, system, messages, candidates, around, table, settings,
                          counter, turn_number, end, frame, search_tokens(user_text))  # fmt: skip

@@ -10,7 +10,10 @@ evidence recall against 73.4% for BM25 and 81.8% for embeddings alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 RRF_K = 60.0
 
@@ -37,3 +40,15 @@ def fuse_rankings(
     order = {item: n for n, item in enumerate(scores)}
     fused = sorted(scores.items(), key=lambda pair: (-pair[1], order[pair[0]]))
     return fused if limit is None else fused[:limit]
+
+
+def beside(ranking: Sequence[T], neighbours: Callable[[T], Sequence[str]]) -> list[str]:
+    """The ranking an id earns by standing next to a ranked item: each item's
+    `neighbours`, in `ranking`'s order (each id once, at its first place). Fused as one
+    more ranking, a turn next to the best hits rises with them, yet competes with the other
+    hits on its own rank instead of coming along with every hit."""
+    found: dict[str, None] = {}
+    for item in ranking:
+        for near in neighbours(item):
+            found.setdefault(near, None)
+    return list(found)

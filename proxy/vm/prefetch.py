@@ -143,13 +143,30 @@ def widen_recent(
     return replace(plan, recent=(max(preamble, lo - more), hi))
 
 
-def around_ids(hits: Iterable[Page], plan: PrefetchPlan, preamble: int) -> list[str]:
-    """Message ids to load beside the hits: the messages before and after each message hit,
-    and a claim's source message with its neighbours; none in the pinned tail or the
-    leading system messages."""
+def neighbour_ids(page: Page) -> list[str]:
+    """The ids of the messages right before and after a message page, or after a claim's
+    source message ([] for any other page); ids past either end of the conversation name
+    no page and are simply not found."""
+    if page.page_id.startswith("msg_"):
+        anchors = [page.anchor]
+    elif page.kind is PageKind.CLAIM:
+        anchors = [p[1] for pid in page.covers if (p := parse_page_id(pid))]
+    else:
+        return []
+    return [make_page_id("msg", a + step) for a in anchors for step in (-1, 1) if a + step >= 0]
+
+
+def around_ids(
+    hits: Iterable[Page], plan: PrefetchPlan, preamble: int, *, neighbours: bool = True
+) -> list[str]:
+    """Message ids to load beside the hits: the messages before and after each message hit
+    (unless `neighbours` is False: the search ranked them already), and a claim's source
+    message with its neighbours; none in the pinned tail or the leading system messages."""
     positions: set[int] = set()
     for page in hits:
         if page.page_id.startswith("msg_"):
+            if not neighbours:
+                continue
             anchors = [page.anchor]
         elif page.kind is PageKind.CLAIM:
             anchors = [p[1] for pid in page.covers if (p := parse_page_id(pid))]

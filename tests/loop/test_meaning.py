@@ -126,6 +126,24 @@ async def test_a_page_found_by_meaning_reaches_the_prompt(provider: str) -> None
         assert upstream.embedded == []
 
 
+@pytest.mark.parametrize("neighbours", [{"neighbour_weight": 0.5},
+                                        {"neighbours_of": "every_hit"}])  # fmt: skip
+async def test_with_neighbours_ranked_or_every_hits_a_page_found_by_meaning_is_shown(
+    neighbours: dict[str, Any],
+) -> None:
+    # embeddings.neighbour_weight: the turns beside BM25's hits compete by rank in the
+    # prefetch's fusion; neighbours_of = every_hit: every fused hit brings them along (the
+    # default, word_hits, is the first test's).
+    upstream = Upstream()
+    async with running(settings("upstream", **neighbours), upstream) as (app, client):
+        state: AppState = app.state
+        assert await ask(client, "Which topic did we cover first?") == "ok"
+        assert state.meaning is not None
+        await state.meaning.worker.drain()
+        assert await ask(client, QUESTION) == "ok"
+    assert "Biscuit" in sent(upstream.chats[-1])
+
+
 async def test_an_embedder_that_fails_costs_the_client_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.vm.fusion import RRF_K, fuse_rankings
+from proxy.vm.fusion import RRF_K, beside, fuse_rankings
 
 
 def test_a_page_both_rankers_hold_beats_one_only_one_ranks_first() -> None:
@@ -32,3 +32,19 @@ def test_an_id_repeated_in_one_ranking_counts_once_at_its_best_rank() -> None:
 
 def test_nothing_to_fuse() -> None:
     assert fuse_rankings([[], []]) == []
+
+
+def test_beside_ranks_each_items_neighbours_in_the_items_order_once() -> None:
+    around = {"a": ["a-", "a+"], "b": ["b-", "a+"], "c": []}
+    assert beside(["b", "c", "a"], around.__getitem__) == ["b-", "a+", "a-"]
+    assert beside([], around.__getitem__) == []
+
+
+def test_a_neighbour_of_the_best_hits_outranks_a_lone_late_hit() -> None:
+    words = ["q", *(f"x{n}" for n in range(10)), "late"]
+    meaning = ["m1", "m2"]
+    fused = [item for item, _ in fuse_rankings(
+        [words, meaning, beside(words, lambda item: [f"{item}+"])], weights=[1.0, 1.0, 0.5],
+        k=10)]  # fmt: skip
+    assert fused.index("q+") < fused.index("late")
+    assert fused.index("m1") < fused.index("q+")

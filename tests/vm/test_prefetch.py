@@ -7,6 +7,7 @@ from proxy.vm.pages import Page
 from proxy.vm.prefetch import (
     around_ids,
     gather_candidates,
+    neighbour_ids,
     pinned_start,
     plan_prefetch,
     search_limit,
@@ -102,3 +103,27 @@ def test_the_search_brings_enough_hits_to_fill_the_budget() -> None:
     assert search_limit(4096, 30.0) == 69  # short chat turns: many hits
     assert search_limit(4096, 900.0) == 20  # long answers: the floor
     assert search_limit(100_000, 30.0) == 100  # bounded
+
+
+def test_neighbour_ids_are_the_messages_beside_a_message_or_a_claims_source() -> None:
+    pages, _ = memory(30)
+    assert neighbour_ids(pages["msg_12"]) == ["msg_11", "msg_13"]
+    assert neighbour_ids(pages["msg_0"]) == ["msg_1"]  # nothing before the first message
+    claim = next(p for p in pages.values() if p.page_id.startswith("claim_"))
+    (source,) = claim.covers
+    anchor = int(source.removeprefix("msg_"))
+    assert neighbour_ids(claim) == [f"msg_{anchor - 1}", f"msg_{anchor + 1}"]
+    assert neighbour_ids(pages["seg_1"]) == []
+
+
+def test_around_ids_leaves_message_neighbours_to_a_search_that_ranked_them() -> None:
+    pages, counters = memory(30)
+    plan = plan_prefetch(counters, PageTable(), turn=30, user_text="advisory locks",
+                         pin_last_turns=2)
+    claim = next(p for p in pages.values() if p.page_id.startswith("claim_"))
+    (source,) = claim.covers
+    hits = [pages["msg_12"], claim]
+    assert "msg_13" in around_ids(hits, plan, counters.preamble)
+    ranked = around_ids(hits, plan, counters.preamble, neighbours=False)
+    assert "msg_13" not in ranked and "msg_11" not in ranked
+    assert source in ranked  # a claim still brings the message it was drawn from

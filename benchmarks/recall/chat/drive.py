@@ -25,7 +25,8 @@ import httpx
 
 from benchmarks.recall.chat.agent import AgentModel, Request
 from benchmarks.recall.chat.packing import BASELINES, Corpus, asked
-from benchmarks.recall.chat.types import Chat, Question, judge
+from benchmarks.recall.chat.types import Chat, Question, judge, normal
+from benchmarks.recall.chat.vector_cache import VectorCache
 from benchmarks.recall.counting import MODEL
 from benchmarks.recall.reading import read_request
 from benchmarks.recall.scripted_model import common_prefix, serialize_prompt
@@ -41,6 +42,10 @@ class Options:
     append: bool = False
     # The proxy's embeddings.provider: "off" (BM25 alone) or "onnx" (the model in MODEL_DIR).
     embeddings: str = "off"
+    # embeddings.* settings of the onnx runs (e.g. fusion_k, fusion_weight): experiments.
+    tuning: dict[str, Any] = field(default_factory=dict)
+    # Where the texts' vectors are kept between runs (vector_cache.py); None: no cache.
+    vector_cache: Path | None = None
 
 
 def proxy_system(embeddings: str) -> str:
@@ -70,6 +75,8 @@ class QuestionRecord:
     split: int  # upstream requests that split a tool exchange
     leaked: bool  # a tool call reached the client
     notes: str = ""
+    # positions of the evidence messages not visible (for per-question analysis)
+    missed: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -95,12 +102,13 @@ def _feed_positions(chat: Chat) -> list[int]:
     return [p for p, m in enumerate(chat.messages) if p and m.get("role") == "assistant"]
 
 
-def _settings(budget: int, mode: str, embeddings: str = "off") -> Any:
+def _settings(budget: int, mode: str, embeddings: str = "off",
+              tuning: dict[str, Any] | None = None) -> Any:  # fmt: skip
     from proxy.config import load_settings
 
     vectors: dict[str, Any] = {"provider": embeddings}
     if embeddings == "onnx":
-        vectors["path"] = str(MODEL_DIR)
+        vectors |= {"path": str(MODEL_DIR), **(tuning or {})}
     # VM_PROXY_EMBEDDINGS__* in the environment tune the embeddings runs (e.g. the fusion
     # weight); nothing else of the environment reaches the benchmark's proxy.
     tuning = {k: v for k, v in os.environ.items() if k.startswith("VM_PROXY_EMBEDDINGS__")}
@@ -121,7 +129,7 @@ async def run_proxy(
     from proxy import create_app
 
     model = AgentModel()
-    app = create_app(_settings(budget, options.mode, options.embeddings),
+    app = create_app(_settings(budget, options.mode, options.embeddings, options.tuning),
                      upstream_transport=model.transport())  # fmt: skip
     headers = {"Authorization": "Bearer sk-bench-client"}
     if options.append:
@@ -135,8 +143,12 @@ async def run_proxy(
             headers=headers,
         ) as client,
     ):
-        feed = await _feed(client, model, chat, corpus, budget, behaviour, options)
         meaning = app.state.meaning
+        cache = None
+        if meaning is not None and options.vector_cache is not None:
+            cache = _vector_cache(options.vector_cache, meaning.embedder.name)
+            meaning.embedder.embed_now = cache.wrap(meaning.embedder.embed_now)
+        feed = await _feed(client, model, chat, corpus, budget, behaviour, options)
         if meaning is not None:
             # The questions come once the history is embedded: the worker's real work on
             # every conversation behind its pages, waited for (not bypassed).
@@ -149,7 +161,19 @@ async def run_proxy(
             records.append(
                 await _ask(client, model, chat, corpus, budget, behaviour, options, question)
             )
+        if cache is not None:
+            cache.save()
     return records, feed
+
+
+_CACHES: dict[tuple[Path, str], VectorCache] = {}
+
+
+def _vector_cache(folder: Path, model: str) -> VectorCache:
+    key = (folder, model)
+    if key not in _CACHES:
+        _CACHES[key] = VectorCache(folder, model)
+    return _CACHES[key]
 
 
 def _body(messages: list[dict[str, Any]], reply_tokens: int) -> dict[str, Any]:
@@ -227,7 +251,9 @@ def _record(chat: Chat, system: str, behaviour: str, budget: int, question: Ques
             corpus: Corpus, log: list[Request], leaked: bool,
             notes: str = "") -> QuestionRecord:  # fmt: skip
     final = log[-1] if log else None
-    verdict = judge(question, final.visible if final else "")
+    visible = final.visible if final else ""
+    verdict = judge(question, visible)
+    shown = normal(visible)
     return QuestionRecord(
         dataset=chat.dataset, chat=chat.name, system=system, behaviour=behaviour,
         budget=budget, kind=question.kind, question=question.question,
@@ -240,6 +266,7 @@ def _record(chat: Chat, system: str, behaviour: str, budget: int, question: Ques
         full_tokens=corpus.full_tokens(question.question),
         over_budget=sum(r.prompt_tokens + r.max_tokens > budget for r in log),
         split=sum(bool(r.problems) for r in log), leaked=leaked, notes=notes,
+        missed=[e.position for e in question.evidence if not e.seen_in(shown)],
     )  # fmt: skip
 
 

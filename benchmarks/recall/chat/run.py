@@ -65,7 +65,8 @@ def describe(chats: list[Chat]) -> list[str]:
 
 def measure(chats: list[Chat], args: argparse.Namespace) -> tuple[list[QuestionRecord],
                                                                   list[FeedRecord]]:  # fmt: skip
-    options = Options(reply_tokens=args.reply_tokens, mode=args.mode, append=args.append)
+    options = Options(reply_tokens=args.reply_tokens, mode=args.mode, append=args.append,
+                      tuning=args.tuning, vector_cache=args.vector_cache)  # fmt: skip
     variants = [replace(options, embeddings=e) for e in args.embeddings]
     records: list[QuestionRecord] = []
     feeds: list[FeedRecord] = []
@@ -169,7 +170,8 @@ def main(args: argparse.Namespace, command: str, code: str, out: Path | None) ->
     payload: dict[str, Any] = {
         "command": command, "code": code, "seconds": round(seconds, 1), "seed": args.seed,
         "budgets": args.budgets, "behaviours": args.behaviours,
-        "reply_tokens": args.reply_tokens, "notes": [*notes, *checks],
+        "reply_tokens": args.reply_tokens, "embedding_settings": args.tuning,
+        "notes": [*notes, *checks],
         "rows": [r.as_dict() for r in rows], "feeds": [asdict(f) for f in feeds],
         "questions": [asdict(r) for r in records],
     }  # fmt: skip
