@@ -41,9 +41,9 @@ from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
 from proxy.loop.stored_rows import (
-    ends_unanswered,
     fork_conversation,
     longest_known_prefix,
+    new_after,
     own_fork,
     path_or_none,
     paths,
@@ -345,32 +345,9 @@ class Conversations:
         """Store `messages` after position `end - 1` of `stored`'s path (its tip, or an
         earlier point, which forks)."""
         at_tip = stored.length == end
-        state = await self._state_at(
-            self._store, tenant, path, end - 1, stored if at_tip else None
+        new, anchor, offset, prev = await new_after(
+            self._store, self._state_at, tenant, stored, path, end, messages
         )
-        prev = str(state["hash"])
-        new = list(messages)
-        # A resent system prompt identical to the stored one is not a new message.
-        root_hashes = await hashed(tenant, new[:1]) if new else []
-        if new and new[0].get("role") in ("system", "developer"):
-            found = await self._store.lookup_hashes(tenant, root_hashes)
-            hit = found.get(root_hashes[0])
-            if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
-                new = new[1:]
-        offset = anchor = end - 1
-        offset += 1
-        if at_tip and new and new[0].get("role") == "user" and ends_unanswered(stored, state):
-            before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
-            again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
-            if again == state["hash"]:
-                # The client resends a question whose answer never reached it (a timeout, a
-                # crash): that message is the one already stored last, not a new one.
-                new, offset = new[1:], offset - 1
-            else:
-                # The turn of the stored question failed (no answer was stored) and the
-                # client moved on: the new message takes its place, on a fork, so that the
-                # conversation never has two user messages in a row.
-                anchor, offset, prev = anchor - 1, offset - 1, str(before["hash"])
         hashes = await hashed(tenant, new, prev=prev or None)
         leaf, new_count, leaf_path = await self._store_after(
             tenant, stored.conv_id, anchor, new, hashes, known=_Known(stored, path),
