@@ -132,9 +132,12 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        response_id: str | None = None,
     ) -> Placement:
         """Store messages that follow a placed request (the proxy's own answer), with
-        `state_patch` merged into the conversation state in the same write."""
+        `state_patch` merged into the conversation state and `response_id` recorded where
+        they end (PageStore.append's), in the same write. When all of them were stored
+        already (`new_count` 0), no write is made: the caller records the id itself."""
         hashes = await hashed(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
         held, self._held = self._held, None
@@ -148,7 +151,8 @@ class Conversations:
             known = _Known(placement.leaf, placement.leaf_path)
         if held is not None:
             leaf, new_count, path = await self._store_held(
-                tenant, held, messages, hashes, state_patch=state_patch, mutations=mutations
+                tenant, held, messages, hashes, state_patch=state_patch, mutations=mutations,
+                response_id=response_id,
             )
         else:
             leaf, new_count, path = await self._store_after(
@@ -160,6 +164,7 @@ class Conversations:
                 state_patch=state_patch,
                 mutations=mutations,
                 known=known,
+                response_id=response_id,
             )
         length = placement.length + len(messages)
         cut, full = await paths(self._store, tenant, leaf.conv_id, placement.offset + length, path)
@@ -199,6 +204,7 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        response_id: str | None = None,
     ) -> tuple[Conversation, int, Path | None]:
         """Store the held messages and `messages` after them, in one append; should the row
         have changed meanwhile, or pages of other conversations be derived, as if placed now."""
@@ -220,13 +226,14 @@ class Conversations:
                         state={**made.state, **(state_patch or {})},
                         mutations=[*made.mutations, *mutations],
                         durable=self._durable,
+                        response_id=response_id,
                     )
                     return leaf, len(messages), held.path
                 except VersionConflict:
                     pass
         leaf, count, path = await self._store_after(
             tenant, conv_id, held.anchor, everything, all_hashes, state_patch=state_patch,
-            mutations=mutations,
+            mutations=mutations, response_id=response_id,
         )
         return leaf, min(count, len(messages)), path
 
@@ -384,6 +391,7 @@ class Conversations:
         known: _Known | None = None,
         on_append: AppendHook | None = None,
         may_hold: bool = False,
+        response_id: str | None = None,
     ) -> tuple[Conversation, int, Path | None]:
         """Store `messages` right after position `anchor` of `owner`'s path (`may_hold`:
         or hold them for the answer, proxy.loop.held).
@@ -462,6 +470,7 @@ class Conversations:
                         state=state,
                         mutations=[*made.mutations, *mutations],
                         durable=self._durable,
+                        response_id=response_id,
                     )
                 except VersionConflict:
                     continue

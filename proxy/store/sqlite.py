@@ -229,6 +229,7 @@ class SQLiteStore(SQLiteNames):
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         durable: bool = True,
+        response_id: str | None = None,
     ) -> Conversation:
         key = (tenant, conv_id)
         fork = self._forks.get(key)
@@ -236,7 +237,7 @@ class SQLiteStore(SQLiteNames):
             since = self._forgettings
             return self._learn_fork(await self._write(
                 self._append, tenant, conv_id, pages, expected_version, new_length, state,
-                mutations, of=(tenant, conv_id),
+                mutations, response_id, of=(tenant, conv_id),
             ), since)
         # Queued for the writer's next group commit, not waited for: the row it will write
         # is known here. Reads of the conversation go behind it (_send_reads).
@@ -247,7 +248,7 @@ class SQLiteStore(SQLiteNames):
         self._deferred_hashes.update(hashes)
         self._versions[key] = expected_version + 1
         written = self._defer(self._append, tenant, conv_id, pages, expected_version,
-                              new_length, state, mutations)
+                              new_length, state, mutations, response_id)
         # Forgotten once committed, when a reader finds them (or once lost).
         written.add_done_callback(lambda done: self._settled(key, hashes, done))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
@@ -269,7 +270,7 @@ class SQLiteStore(SQLiteNames):
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
         expected_version: int, new_length: int, state: Mapping[str, Any] | None,
-        mutations: Sequence[Mutation],
+        mutations: Sequence[Mutation], response_id: str | None,
     ) -> Conversation:
         # Encode before taking the write lock: it is the slow part and needs no database.
         # A lean page is not indexed (nothing searches a conversation below
@@ -309,6 +310,8 @@ class SQLiteStore(SQLiteNames):
                         " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         (tenant, page.chain_hash, conv_id, page.anchor),
                     )
+            if response_id is not None:
+                q.remember_response(conn, tenant, response_id, conv_id, new_length)
             return self._commit(
                 conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations,
                 state,
