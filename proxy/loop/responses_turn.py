@@ -141,9 +141,9 @@ class ResponsesTurn:
 async def remember_unwritten(
     store: PageStore, tenant: str, response_id: str, answered: Placement
 ) -> None:
-    """Record a response id where its answer ended, unless the answer's own write did:
-    the answer stored by Conversations.extend with `response_id` needed none when all of
-    it was stored already (a retried request; a race with an identical one)."""
+    """Record a response id where its answer ended, unless the answer's own write did
+    (Conversations.extend's `response_id`): there was none when the same answer was found
+    stored already at that point (another request's, answered alike)."""
     if answered.new_count == 0:
         await remember(store, tenant, response_id, answered.leaf.conv_id,
                        answered.offset + answered.length)

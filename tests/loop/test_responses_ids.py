@@ -109,16 +109,18 @@ async def test_the_id_is_recorded_in_the_answers_own_append(backend: str, stream
         assert spy.carrying(first.id)[0][1] == len(items) + 3  # instructions, items, hello, answer
 
 
-async def test_a_chained_turn_on_sqlite_is_one_write(tmp_path: FsPath) -> None:
-    """The SQLite writer runs one write for a chained turn's answer and its id (there were
-    two: the append, then the id's own, each a round trip to the writer thread)."""
+async def test_on_sqlite_the_id_costs_no_write_of_its_own(tmp_path: FsPath) -> None:
+    """The SQLite writer runs no write for an id: a whole-history turn after the first
+    is answered without waiting for any write (its appends are deferred), as a chat turn
+    is; a chained turn waits for its question's append and its answer's, which carries the
+    id (there was a third write, the id's, each a round trip to the writer thread)."""
     model = ResponsesModel(agent(LOCKER))
     instructions, items = as_responses(conversation(120))
+    items.append({"role": "user", "content": HELLO})
     store = await open_store(f"sqlite:///{tmp_path}/store.db")
     async with serve(model, path="/responses", store=store) as proxy:
         first = await proxy.client.responses.create(
-            model=MODEL, instructions=instructions,
-            input=[*items, {"role": "user", "content": HELLO}])
+            model=MODEL, instructions=instructions, input=items)
         inner = proxy.store
         while not isinstance(inner, SQLiteStore):
             inner = inner.inner  # type: ignore[attr-defined]
@@ -130,14 +132,18 @@ async def test_a_chained_turn_on_sqlite_is_one_write(tmp_path: FsPath) -> None:
             return await write(fn, *args, **kwargs)
 
         inner._write = counted  # type: ignore[method-assign]
-        second = await proxy.client.responses.create(
-            model=MODEL, previous_response_id=first.id, input=QUESTION)
+        items += [o.model_dump(exclude_none=True) for o in first.output]
+        resent = await proxy.client.responses.create(
+            model=MODEL, instructions=instructions,
+            input=[*items, {"role": "user", "content": "Thanks."}])
+        assert writes == []
+        chained = await proxy.client.responses.create(
+            model=MODEL, previous_response_id=resent.id, input=QUESTION)
         inner._write = write  # type: ignore[method-assign]
-        assert second.output_text == ANSWER
-        # The question's append (written before the answer, as chained turns are), then
-        # the answer's with its id.
+        assert chained.output_text == ANSWER
         assert writes == ["_append", "_append"]
-        assert await proxy.store.find_response(proxy.tenant, second.id) is not None
+        for response in (resent, chained):
+            assert await proxy.store.find_response(proxy.tenant, response.id) is not None
 
 
 async def test_a_lost_deferred_write_loses_the_answer_and_its_id_together(
