@@ -18,9 +18,9 @@ from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.store.sqlite import SQLiteStore
 from proxy.vm.pages import Page
-from tests.loop.harness import MODEL, serve
+from tests.loop.harness import MODEL, serve, vm_settings
 from tests.loop.history import LOCKER, QUESTION, conversation
-from tests.loop.scripted import agent
+from tests.loop.scripted import ScriptedModel, agent
 from tests.loop.scripted_responses import ResponsesModel
 from tests.loop.test_deferred import kill_deferred_writes, stored_messages
 from tests.loop.test_responses import ANSWER, as_responses
@@ -218,3 +218,25 @@ async def test_an_answer_stored_already_has_its_id_recorded_alone() -> None:
         after = await proxy.client.responses.create(
             model=MODEL, previous_response_id=two.id, input="And once more.")
         assert after.output_text == "Noted."
+
+
+@pytest.mark.parametrize("responses", ["native", "chat"])
+async def test_below_the_threshold_the_id_rides_in_the_one_append_of_the_turn(
+    responses: str, tmp_path: FsPath
+) -> None:
+    """A short chat's question is held and stored with its answer in one append (relayed
+    from a native upstream, or answered through a chat one): the id goes in it too."""
+    model = (ResponsesModel(agent(LOCKER)) if responses == "native"
+             else ScriptedModel(agent(LOCKER)))
+    path = "/responses" if responses == "native" else "/chat/completions"
+    spy = SpiedStore(await open_store(f"sqlite:///{tmp_path}/store.db"))
+    settings = vm_settings(responses=responses)
+    async with serve(model, settings, spy, path=path) as proxy:  # type: ignore[arg-type]
+        first = await proxy.client.responses.create(model=MODEL, input="Hello there!")
+        second = await proxy.client.responses.create(
+            model=MODEL, input="How are you?", previous_response_id=first.id)
+        assert second.output_text.startswith("Noted")
+        assert spy.remembered == []
+        ((conv_id, length, _, durable),) = spy.carrying(first.id)
+        assert (length, durable) == (2, False)  # the question and the answer, deferred
+        assert await proxy.store.find_response(proxy.tenant, first.id) == (conv_id, 2)
