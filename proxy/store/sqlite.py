@@ -118,6 +118,8 @@ class SQLiteStore(SQLiteNames):
         # a hash lookup answers from these and reads the rest on a reader thread, instead of
         # waiting behind writes that may be slow (a huge page) for rows it may not need.
         self._deferred_hashes: dict[tuple[str, str], tuple[str, int]] = {}
+        # The same for the response ids they will record (find_response).
+        self._deferred_responses: dict[tuple[str, str], tuple[str, int]] = {}
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -246,20 +248,25 @@ class SQLiteStore(SQLiteNames):
             if page.chain_hash and (tenant, page.chain_hash) not in self._deferred_hashes
         ]
         self._deferred_hashes.update(hashes)
+        answered = None if response_id is None else (tenant, response_id)
+        if answered is not None:
+            self._deferred_responses[answered] = (conv_id, new_length)
         self._versions[key] = expected_version + 1
         written = self._defer(self._append, tenant, conv_id, pages, expected_version,
                               new_length, state, mutations, response_id)
         # Forgotten once committed, when a reader finds them (or once lost).
-        written.add_done_callback(lambda done: self._settled(key, hashes, done))
+        written.add_done_callback(lambda done: self._settled(key, hashes, answered, done))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
 
     def _settled(
         self, conv: tuple[str, str], hashes: list[tuple[tuple[str, str], tuple[str, int]]],
-        written: asyncio.Future[Any],
+        answered: tuple[str, str] | None, written: asyncio.Future[Any],
     ) -> None:
         for key, _ in hashes:
             self._deferred_hashes.pop(key, None)
+        if answered is not None:
+            self._deferred_responses.pop(answered, None)
         if written.cancelled() or written.exception() is not None:
             # Lost: callers hold a row at a version never stored, and the conversation's
             # version here is unknown. Its next append is durable, and raises
@@ -412,6 +419,14 @@ class SQLiteStore(SQLiteNames):
         pending = {h: queued[(tenant, h)] for h in hashes if (tenant, h) in queued}
         found = await self._read(q.lookup_hashes, tenant, list(hashes), sees_deferred=False)
         return {**pending, **found}
+
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        # As lookup_hashes: a chained request does not wait for the commit of every
+        # deferred write for an id that one of them records.
+        queued = self._deferred_responses.get((tenant, response_id))
+        if queued is not None:
+            return queued
+        return await self._read(q.find_response, tenant, response_id, sees_deferred=False)
 
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:
