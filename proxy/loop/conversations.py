@@ -24,13 +24,14 @@ doubled page. Every other decision (forking, finding messages stored meanwhile) 
 on a row read under the lock. Such rows: the one a placement ends on (when its answer is
 stored), the one read with a request's first lookup, and the last one this process saw
 (prefix_cache), which spares a resent history any read before its append when it ends
-with the remembered prefix.
+with the remembered prefix. A whole-history request's new conversation or fork is created
+deferred, with its turn (PageStore.create_conversation's `durable`): its path is made, not
+read (stored_rows.branch_path), so the request waits for no other client's write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,9 +42,11 @@ from proxy.loop.offload import hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
 from proxy.loop.stored_rows import (
+    branch_path,
     fork_conversation,
     longest_known_prefix,
     new_after,
+    own_branch,
     own_fork,
     path_or_none,
     paths,
@@ -118,8 +121,9 @@ class Conversations:
                 placement = await self._append(tenant, stored, messages, on_append)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
-        placement = await self._own_branch(
-            tenant, await self._resend(tenant, messages, on_append)
+        placement = await own_branch(
+            self._store, tenant, await self._resend(tenant, messages, on_append),
+            durable=self._durable,
         )
         await self._bind(tenant, session, placement.leaf.conv_id, bound)
         return placement
@@ -237,19 +241,6 @@ class Conversations:
         )
         return leaf, min(count, len(messages)), path
 
-    async def _own_branch(self, tenant: str, placement: Placement) -> Placement:
-        """A request that ends inside a longer conversation (a regenerate; another client of
-        the tenant opening with the same words) gets a conversation of its own, ending where
-        it ends: its answer goes there and X-VM-Session names it, never the longer one,
-        whose later turns are not this request's. A fresh fork per request, so that two
-        regenerates of one turn never share a branch."""
-        end = placement.offset + placement.length
-        if placement.leaf.length <= end:
-            return placement
-        fork = await own_fork(self._store, tenant, placement.leaf, end - 1)
-        cut, full = await paths(self._store, tenant, fork.conv_id, end)
-        return dataclasses.replace(placement, leaf=fork, path=cut, leaf_path=full)
-
     async def _resend(
         self,
         tenant: str,
@@ -297,7 +288,9 @@ class Conversations:
             known, owner = await longest_known_prefix(self._store, tenant, hashes)
         if known == 0:
             conv_id = "c" + hashes[0][:24]
-            created = await self._store.create_conversation(tenant, conv_id)
+            created = await self._store.create_conversation(
+                tenant, conv_id, durable=self._durable
+            )
             owner = conv_id
             if hint is None and created.parent_id is None:
                 # Its row and path are known: no need to read them back.
@@ -437,11 +430,13 @@ class Conversations:
                     # there was a write that was lost (a deferred one); place it again.
                     raise UnknownConversation(f"{owner} ends before position {anchor}")
                 if conv.length != anchor + 1:
-                    target = await fork_conversation(self._store, tenant, conv, anchor, hashes[0])
+                    target = await fork_conversation(
+                        self._store, tenant, conv, anchor, hashes[0], durable=self._durable
+                    )
                 if known_path is not None and known_path.leaf == target.conv_id:
                     path = known_path
                 else:
-                    path = await self._store.path(tenant, target.conv_id)
+                    path = await branch_path(self._store, tenant, target)
                 before = await self._state_at(self._store, tenant, path, anchor, target)
                 end = anchor + 1 + len(messages)
                 held = None if not may_hold or state_patch or mutations else held_write(

@@ -1,18 +1,25 @@
 """The reads (and forks) placing a request is built on: how much of a request the store
 already has, whether a request resends a named conversation, which of an appended
-request's messages are new, a conversation's row and path, and the fork of a conversation
-at a point (proxy.loop.conversations)."""
+request's messages are new, a conversation's row and path, the fork of a conversation at a
+point, and the branch of its own a request ending inside a longer conversation gets
+(proxy.loop.conversations).
+
+A fork of a whole-history request may be created deferred (PageStore.create_conversation's
+`durable`): reading its row or path would then wait for the store's writer, so its path is
+made from its parent's (`branch_path`), which a fork's row names and never changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proxy.loop.held import root_path
 from proxy.loop.offload import hashed
-from proxy.loop.placement import StateAt, cut_path
-from proxy.store.base import Conversation, PageStore, Path, UnknownConversation
+from proxy.loop.placement import Placement, StateAt, cut_path
+from proxy.store.base import Conversation, PageStore, Path, PathSpan, UnknownConversation
 
 # How many of the newest hashes are looked up at once before falling back to a binary
 # search: a turn usually brings one or two new messages.
@@ -67,7 +74,8 @@ async def starts_with_stored(
 
 
 async def fork_conversation(
-    store: PageStore, tenant: str, parent: Conversation, anchor: int, first: str
+    store: PageStore, tenant: str, parent: Conversation, anchor: int, first: str, *,
+    durable: bool = True,
 ) -> Conversation:
     """The conversation forking `parent` after `anchor`, its id derived from what it forks
     and `first` (so two identical requests racing converge on one fork)."""
@@ -75,8 +83,21 @@ async def fork_conversation(
         f"{parent.conv_id}/{anchor + 1}/{first}".encode(), digest_size=12
     ).hexdigest()
     return await store.create_conversation(
-        tenant, "c" + digest, parent_id=parent.conv_id, fork_at=anchor + 1
+        tenant, "c" + digest, parent_id=parent.conv_id, fork_at=anchor + 1, durable=durable
     )
+
+
+async def branch_path(
+    store: PageStore, tenant: str, conv: Conversation, parent_path: Path | None = None
+) -> Path:
+    """`conv`'s whole path, made from its row and its parent's path (`parent_path`, or
+    read), not read itself: `conv` may have been created deferred (see above)."""
+    if conv.parent_id is None:
+        return root_path(tenant, conv.conv_id)
+    if parent_path is None or parent_path.leaf != conv.parent_id:
+        parent_path = await store.path(tenant, conv.parent_id)
+    own = PathSpan(conv.conv_id, conv.fork_at, None)
+    return Path(tenant, (own, *cut_path(parent_path, conv.fork_at).spans))
 
 
 async def require(store: PageStore, tenant: str, conv_id: str) -> Conversation:
@@ -103,11 +124,29 @@ async def path_or_none(store: PageStore, tenant: str, conv_id: str) -> Path | No
 
 
 async def own_fork(
-    store: PageStore, tenant: str, parent: Conversation, anchor: int
+    store: PageStore, tenant: str, parent: Conversation, anchor: int, *, durable: bool = True
 ) -> Conversation:
     """A fresh fork of `parent` after `anchor`, never shared: a request ending there (a
     regenerate) gets a branch of its own, even beside an identical request."""
-    return await fork_conversation(store, tenant, parent, anchor, "cut:" + secrets.token_hex(8))
+    return await fork_conversation(
+        store, tenant, parent, anchor, "cut:" + secrets.token_hex(8), durable=durable
+    )
+
+
+async def own_branch(
+    store: PageStore, tenant: str, placement: Placement, *, durable: bool = True
+) -> Placement:
+    """A request that ends inside a longer conversation (a regenerate; another client of
+    the tenant opening with the same words) gets a conversation of its own, ending where
+    it ends: its answer goes there and X-VM-Session names it, never the longer one,
+    whose later turns are not this request's. A fresh fork per request, so that two
+    regenerates of one turn never share a branch."""
+    end = placement.offset + placement.length
+    if placement.leaf.length <= end:
+        return placement
+    fork = await own_fork(store, tenant, placement.leaf, end - 1, durable=durable)
+    full = await branch_path(store, tenant, fork, placement.leaf_path)
+    return dataclasses.replace(placement, leaf=fork, path=cut_path(full, end), leaf_path=full)
 
 
 def ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:

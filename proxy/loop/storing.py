@@ -28,7 +28,7 @@ from proxy.loop.derive import (
     state_from_page,
 )
 from proxy.loop.offload import text_chars
-from proxy.loop.placement import NewPages
+from proxy.loop.placement import NewPages, cut_path
 from proxy.store.base import Conversation, PageStore, Path
 from proxy.tokens import TokenCounter
 from proxy.vm.ingest import Counters, ingest_messages
@@ -90,7 +90,9 @@ class Ingester:
         if conv is not None and conv.length == position + 1 and conv.state:
             return dict(conv.state)
         page_id = f"msg_{position}"
-        found = await store.get_pages(path, [page_id])
+        # Read on the path cut after it, whose leaf owns it: a fork created deferred after
+        # `position` holds no page of it, and is not waited for (stored_rows.branch_path).
+        found = await store.get_pages(cut_path(path, position + 1), [page_id])
         page = found.get(page_id)
         if page is None or "after" not in page.extra:
             raise LookupError(f"no stored state after position {position} of {path.leaf}")

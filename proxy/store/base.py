@@ -120,9 +120,16 @@ class PageStore(Protocol):
         makes before trusting a conversation row it holds."""
 
     async def create_conversation(
-        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,
+        durable: bool = True,
     ) -> Conversation:
-        """Create an empty conversation (idempotent: returns the existing one)."""
+        """Create an empty conversation (idempotent: returns the existing one).
+
+        `durable=False`, as for `append`: the store may return before the row is committed
+        (the SQLite store, on a conversation it finds nowhere, queues the create for the
+        writer ahead of the deferred append that follows; reads of the conversation wait
+        for it). Its failure is logged, not raised, and forgets it here: an append on the
+        row returned is then refused. For conversations of a whole-history request."""
 
     async def path(self, tenant: str, conv_id: str) -> Path:
         """The spans of `conv_id`'s history, following parents."""

@@ -115,10 +115,11 @@ class CachedStore:
         return await self.inner.conversation_version(tenant, conv_id)
 
     async def create_conversation(
-        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,
+        durable: bool = True,
     ) -> Conversation:
         conv = await self.inner.create_conversation(
-            tenant, conv_id, parent_id=parent_id, fork_at=fork_at
+            tenant, conv_id, parent_id=parent_id, fork_at=fork_at, durable=durable
         )
         return self._remember(conv)
 

@@ -101,7 +101,8 @@ class MemoryStore:
         return None if row is None else row.version
 
     async def create_conversation(
-        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,
+        durable: bool = True,  # every create is committed before it returns
     ) -> Conversation:
         row = self._convs.get((tenant, conv_id))
         if row is None:

@@ -167,7 +167,8 @@ class PostgresStore(PostgresAdminReads):
         return None if version is None else int(version)
 
     async def create_conversation(
-        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,
+        durable: bool = True,  # every create is committed before it returns
     ) -> Conversation:
         fork = fork_at if parent_id is not None else 0
         # Forking touches the parent: a gc deciding at that moment sees it as live (the row

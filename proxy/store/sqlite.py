@@ -182,11 +182,28 @@ class SQLiteStore(SQLiteNames):
         )
 
     async def create_conversation(
-        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0
+        self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,
+        durable: bool = True,
     ) -> Conversation:
+        key = (tenant, conv_id)
         since = self._forgettings
+        if not durable:
+            # Read first (a reader thread, or behind this process's writes of it): a row
+            # stored already is returned as it is. Else the create is queued for the
+            # writer, like the deferred append that follows it, which its row allows.
+            found = await self._read(q.get_conversation, tenant, conv_id, of=key)
+            if found is not None:
+                return self._learn_fork(found, since)
+            if key not in self._forks:  # no create of it issued meanwhile
+                fork = fork_at if parent_id is not None else 0
+                row = Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, self._clock())
+                self._learn_fork(row, self._forgettings)
+                written = self._defer(self._create, tenant, conv_id, parent_id, fork_at)
+                written.add_done_callback(lambda done: self._settled(key, [], done))
+                return row
+            since = self._forgettings
         return self._learn_fork(await self._write(
-            self._create, tenant, conv_id, parent_id, fork_at, of=(tenant, conv_id)
+            self._create, tenant, conv_id, parent_id, fork_at, of=key
         ), since)
 
     def _create(
@@ -255,13 +272,13 @@ class SQLiteStore(SQLiteNames):
         written = self._defer(self._append, tenant, conv_id, pages, expected_version,
                               new_length, state, mutations, response_id)
         # Forgotten once committed, when a reader finds them (or once lost).
-        written.add_done_callback(lambda done: self._settled(key, hashes, answered, done))
+        written.add_done_callback(lambda done: self._settled(key, hashes, done, answered))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
 
     def _settled(
         self, conv: tuple[str, str], hashes: list[tuple[tuple[str, str], tuple[str, int]]],
-        answered: tuple[str, str] | None, written: asyncio.Future[Any],
+        written: asyncio.Future[Any], answered: tuple[str, str] | None = None,
     ) -> None:
         for key, _ in hashes:
             self._deferred_hashes.pop(key, None)

@@ -8,8 +8,9 @@ await it, `_defer` queues a write nobody waits for.
 Deferred writes wait on the loop for up to DEFER_WINDOW_S before they go to the writer,
 together: on a small machine a thread's wake-up (the writer's, then the loop's to settle
 the jobs) costs more CPU than the append it runs, and a short chat's turn is one deferred
-append. Whatever goes to the writer thread after them (a read, a write) sends them first,
-so it still runs behind them; closing the store sends them too.
+append (for a new conversation, after its deferred create). Whatever goes to the writer
+thread after them (a read, a write) sends them first, so it still runs behind them;
+closing the store sends them too.
 """
 
 from __future__ import annotations

@@ -5,15 +5,18 @@ make it visible: the upstream can only get the earlier turns from the store."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
+from proxy.store import open_store
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, completion
 from tests.support.proxy_process import run_proxy
 
@@ -114,3 +117,45 @@ def test_two_proxies_share_one_conversation(postgres_url: str) -> None:
     assert history(upstream.requests[-1]) == expected
     # Each replica served every other turn, each time from what the other had stored.
     assert len(upstream.requests) == 6
+
+
+def whole_history_chat(base_url: str, messages: list[dict[str, str]]) -> tuple[str, str]:
+    """A request resending the whole history (no X-VM-Session): the answer, and the
+    conversation the proxy says it is stored on."""
+    reply = httpx.post(
+        f"{base_url}/chat/completions", json={"model": "gpt-4o-mini", "messages": messages},
+        headers={"authorization": "Bearer sk-durable"}, timeout=20, trust_env=False,
+    )
+    assert reply.status_code == 200, reply.text
+    return reply.json()["choices"][0]["message"]["content"], reply.headers["x-vm-session"]
+
+
+async def stored_contents(url: str, conv_id: str) -> list[str]:
+    store = await open_store(url)
+    try:
+        (info,) = await store.list_conversations(conv_id=conv_id)
+        path = await store.path(info.tenant, conv_id)
+        pages = await store.pages_in_range(path, 0, info.length)
+        return [str((page.message or {}).get("content")) for page in pages]
+    finally:
+        await store.close()
+
+
+def test_sigkill_right_after_a_new_chat_is_answered(tmp_path: Path) -> None:
+    """A whole-history request's first turn is answered before its conversation is written
+    (created deferred, with the turn): a process killed right then may lose both, and the
+    client's next request, resending everything, stores every message."""
+    store = f"sqlite:///{tmp_path / 'vm.db'}"
+    model = CountingModel()
+    messages = [{"role": "user", "content": "question 0"}]
+    with FakeUpstream(model) as upstream:
+        with run_proxy(upstream=upstream.url, store=store) as proxy:
+            answer, _ = whole_history_chat(proxy.base_url, messages)
+            proxy.process.kill()
+            proxy.process.wait()
+        messages += [{"role": "assistant", "content": answer},
+                     {"role": "user", "content": "question 1"}]
+        with run_proxy(upstream=upstream.url, store=store) as proxy:
+            answer, conv_id = whole_history_chat(proxy.base_url, messages)
+    assert asyncio.run(stored_contents(store, conv_id)) == [
+        "question 0", "answer 1", "question 1", "answer 2"]

@@ -6,6 +6,7 @@ when the conversation first needs memory."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -340,3 +341,82 @@ async def test_two_short_chats_opening_alike_keep_their_own_turns(
                 proxy.store, proxy.tenant, reply.headers["x-vm-session"]
             )
             assert [m["content"] for m in stored] == [m["content"] for m in chats[i]]
+
+
+def hold_the_writer(store: SQLiteStore) -> tuple[threading.Event, asyncio.Future[Any]]:
+    """Keep the store's writer thread busy (as another client's 30 MB page does) until
+    the event is set; the future is that write."""
+    release = threading.Event()
+    busy = asyncio.ensure_future(store._write(lambda conn: release.wait(30)))
+    return release, busy
+
+
+async def test_whole_history_requests_are_answered_while_the_writer_is_busy(
+    tmp_path: FsPath,
+) -> None:
+    """Issue 13: a short chat of one client waits for no other client's write. A new chat
+    and a regenerate (a fork of its own) create their conversation with their turn, after
+    the answer; an X-VM-Session request still waits until its turn is written."""
+    store = await open_store(f"sqlite:///{tmp_path}/store.db")
+    assert isinstance(store, SQLiteStore)
+    opening = [question(0)]
+    async with serve(answer, vm_settings(), store) as proxy:
+        first = await proxy.raw_chat({"model": "gpt-4o", "messages": opening})
+        while store._deferred:  # its turn is written (a regenerate reads it)
+            await asyncio.sleep(0.01)
+        release, busy = hold_the_writer(store)
+        try:
+            session = asyncio.ensure_future(proxy.raw_chat(
+                {"model": "gpt-4o", "messages": [question(9)]}, {"x-vm-session": "s1"}))
+            # A liveness guard, not a timing: without deferral both wait for the release.
+            new_chat, regenerate = await asyncio.wait_for(asyncio.gather(
+                proxy.raw_chat({"model": "gpt-4o", "messages": [question(1)]}),
+                proxy.raw_chat({"model": "gpt-4o", "messages": opening}),
+            ), 20)
+            assert not busy.done() and not session.done()
+        finally:
+            release.set()
+        assert (await session).status_code == 200
+        assert new_chat.status_code == regenerate.status_code == 200
+        ids = [reply.headers["x-vm-session"] for reply in (first, new_chat, regenerate)]
+        assert len(set(ids)) == 3  # the regenerate got a branch of its own
+        expected = [[question(0)["content"], ANSWER], [question(1)["content"], ANSWER],
+                    [question(0)["content"], ANSWER]]
+        for conv_id, contents in zip(ids, expected, strict=True):
+            stored = await stored_messages(store, proxy.tenant, conv_id)
+            assert [m["content"] for m in stored] == contents
+
+
+@pytest.mark.parametrize("lost", ["new chat", "regenerate"])
+async def test_a_kill_before_a_new_conversation_is_written_loses_no_message(
+    lost: str, tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after answering the first turn of a new chat (or a regenerate, on
+    a fork of its own) and before its writer ran: the conversation was never created.
+    The client's next request, resending everything, stores every message."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    messages: list[dict[str, Any]] = [question(0)]
+    async with serve(answer, vm_settings(), await open_store(url)) as proxy:
+        if lost == "regenerate":
+            reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            kept = reply.headers["x-vm-session"]
+        dropped = kill_deferred_writes(monkeypatch)
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert reply.status_code == 200
+        conv_id = reply.headers["x-vm-session"]
+        assert dropped == [conv_id, conv_id]  # its create, then its turn
+        tenant = proxy.tenant
+    monkeypatch.undo()
+
+    store = await open_store(url)
+    assert await store.get_conversation(tenant, conv_id) is None
+    if lost == "regenerate":
+        assert len(await stored_messages(store, tenant, kept)) == 2  # the first answer's
+    messages += [reply.json()["choices"][0]["message"], question(1)]
+    async with serve(answer, vm_settings(), store) as proxy:
+        reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+        assert reply.status_code == 200
+        stored = await stored_messages(store, tenant, reply.headers["x-vm-session"])
+        assert [(m["role"], m["content"]) for m in stored] == [
+            (m["role"], m["content"]) for m in [*messages, {"role": "assistant", "content": ANSWER}]
+        ]

@@ -13,6 +13,7 @@ import pytest
 from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import PrefixCache
+from proxy.loop.stored_rows import branch_path
 from proxy.loop.storing import Ingester
 from proxy.store import open_store
 from proxy.store.base import PageStore, Path
@@ -222,3 +223,23 @@ async def test_a_retried_append_tells_the_hook_again(store: PageStore) -> None:
     placed = await replica(store, one).place(
         T, messages, None, on_append=lambda path, state: told.append(path))
     assert len(told) == 2 and told[-1] == placed.path
+
+
+async def test_a_branch_path_is_the_path_the_store_reads(store: PageStore) -> None:
+    """stored_rows.branch_path makes a conversation's path from its row and its parent's
+    path, without reading it (a fork created deferred is not stored yet): it is the path
+    the store reads once it is."""
+    rows = [
+        await store.create_conversation(T, "c1"),
+        await store.create_conversation(T, "c2", parent_id="c1", fork_at=4),
+        await store.create_conversation(T, "c3", parent_id="c2", fork_at=2),  # below c2's fork
+        await store.create_conversation(T, "c4", parent_id="c2", fork_at=6),
+        await store.create_conversation(T, "c5", parent_id="c4", fork_at=6),  # at c4's fork
+        await store.create_conversation(T, "c6", parent_id="c1", fork_at=0),
+    ]
+    for conv in rows:
+        stored = await store.path(T, conv.conv_id)
+        assert await branch_path(store, T, conv) == stored
+        if conv.parent_id is not None:
+            parent = await store.path(T, conv.parent_id)
+            assert await branch_path(store, T, conv, parent) == stored

@@ -156,6 +156,30 @@ async def test_fork_paths(store: PageStore) -> None:
         await store.create_conversation(T, "c9", parent_id="missing", fork_at=1)
 
 
+
+async def test_a_create_not_waited_for_is_what_reads_find(
+    store: PageStore, clock: FakeClock
+) -> None:
+    """`durable=False` (a whole-history request's conversation or fork): every backend
+    takes it; the row returned, the parent's touch and the append on that row are what
+    reads find, and a create of a stored conversation returns it as stored."""
+    await _conversation_with(store, [make_page(n, f"trunk {n}") for n in range(3)])
+    clock.now += 60
+    fork = await store.create_conversation(T, "c2", parent_id="c1", fork_at=2, durable=False)
+    assert (fork.parent_id, fork.fork_at, fork.length, fork.version) == ("c1", 2, 2, 0)
+    after = await store.append(T, "c2", [make_page(2, "branch 2", chain_hash="b2")],
+                               expected_version=0, new_length=3, state={"n": 1}, durable=False)
+    assert await store.get_conversation(T, "c2") == after
+    assert await store.path(T, "c2") == Path(T, (PathSpan("c2", 2, None), PathSpan("c1", 0, 2)))
+    again = await store.create_conversation(T, "c2", parent_id="c1", fork_at=2, durable=False)
+    assert again == after  # idempotent: the stored row, not an empty one
+    (parent,) = await store.list_conversations(tenant=T, conv_id="c1")
+    assert parent.updated_at == clock.now  # forking used it
+    root = await store.create_conversation(T, "c3", durable=False)
+    assert (root.parent_id, root.length, root.version, root.state) == (None, 0, 0, {})
+    assert await store.get_conversation(T, "c3") == root
+
+
 async def test_branch_isolation(store: PageStore) -> None:
     trunk, branch = await _forked(store)
     ids = ["msg_0", "msg_1", "msg_2", "msg_3"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
 
-from proxy.store.base import VersionConflict
+from proxy.store.base import UnknownConversation, VersionConflict
 from proxy.store.sqlite import SQLiteStore
 from proxy.store.sqlite_threads import Lane
 
@@ -197,6 +198,121 @@ async def test_a_read_begun_before_a_forgetting_teaches_nothing(tmp_path: FsPath
         store._forget_older_half()
         conv = await reading
         assert conv is not None and (T, "c0") not in store._forks
+    finally:
+        await store.close()
+
+
+def hold_the_writer(store: SQLiteStore) -> tuple[threading.Event, asyncio.Future[Any]]:
+    """Keep the writer thread busy (as with another client's 30 MB page) until the event
+    is set; the future is that write."""
+    release = threading.Event()
+    busy = asyncio.ensure_future(store._write(lambda conn: release.wait(30)))
+    return release, busy
+
+
+async def test_a_deferred_create_and_its_append_answer_while_the_writer_is_busy(
+    tmp_path: FsPath,
+) -> None:
+    """A whole-history request's new conversation (or fork) and its turn wait for no write
+    in progress, however slow: the create goes to the writer with the append."""
+    store = await _store(tmp_path, 1)  # c0: the parent of a fork below
+    await store.append(T, "c0", [make_page(0, "the parent's first message")],
+                       expected_version=0, new_length=1, state={}, durable=False)
+    parent = await store.get_conversation(T, "c0")
+    assert parent is not None
+    later = parent.updated_at + 100
+    store._clock = lambda: later
+    release, busy = hold_the_writer(store)
+    try:
+        await asyncio.sleep(0)  # the slow write is on the writer thread
+        answered = asyncio.gather(
+            store.create_conversation(T, "new", durable=False),
+            store.create_conversation(T, "fork", parent_id="c0", fork_at=1, durable=False),
+        )
+        # A liveness guard, not a timing: without deferral these wait for the release.
+        new, fork = await asyncio.wait_for(answered, 20)
+        assert (new.version, new.length, new.parent_id) == (0, 0, None)
+        assert (fork.version, fork.length, fork.parent_id, fork.fork_at) == (0, 1, "c0", 1)
+        rows = await asyncio.wait_for(asyncio.gather(
+            store.append(T, "new", [make_page(0, "a new chat")], expected_version=0,
+                         new_length=1, state={"n": 1}, durable=False),
+            store.append(T, "fork", [make_page(1, "a regenerated answer")],
+                         expected_version=0, new_length=2, state={"n": 2}, durable=False),
+        ), 20)
+        assert [(row.version, row.length) for row in rows] == [(1, 1), (1, 2)]
+        # Reads of them wait for the deferred writes, and see them.
+        reading = asyncio.ensure_future(store.get_conversation(T, "fork"))
+        assert not busy.done()  # all of the above answered while the writer was held
+    finally:
+        release.set()
+    await busy
+    read = await reading
+    assert read is not None and (read.version, read.length, read.state) == (1, 2, {"n": 2})
+    await store.close()
+    reopened = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    try:
+        for conv_id, length in (("new", 1), ("fork", 2)):
+            conv = await reopened.get_conversation(T, conv_id)
+            assert conv is not None and (conv.version, conv.length) == (1, length)
+        touched = await reopened.get_conversation(T, "c0")
+        assert touched is not None and touched.updated_at == later  # forking used it
+        path = await reopened.path(T, "fork")
+        assert [p.page_id for p in await reopened.pages_in_range(path, 0, 2)] == [
+            "msg_0", "msg_1"]
+    finally:
+        await reopened.close()
+
+
+async def test_a_deferred_create_returns_the_row_another_process_stored(
+    tmp_path: FsPath,
+) -> None:
+    """Deferred, a create still reads first: a conversation another process stored (this
+    one never saw it) is returned as stored, so an append on it is checked against its
+    real version, not against a row made up here."""
+    mine = await _store(tmp_path, 0)
+    other = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    try:
+        await other.create_conversation(T, "c0")
+        await other.append(T, "c0", [make_page(0, "stored by the other process")],
+                           expected_version=0, new_length=1, state={"by": "other"})
+        found = await mine.create_conversation(T, "c0", durable=False)
+        assert (found.version, found.length, found.state) == (1, 1, {"by": "other"})
+        assert mine._deferred == 0  # nothing queued: the row was there
+    finally:
+        await other.close()
+        await mine.close()
+
+
+async def test_a_lost_deferred_create_is_forgotten_and_made_again(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deferred create lost (here: a disk error) loses the append queued after it; the
+    store forgets both, refuses an append on the row it returned, and the next create
+    of that conversation (the client's next request) is written."""
+    store = await _store(tmp_path, 0)
+    try:
+        def disk_error(*args: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_create", disk_error)
+        row = await store.create_conversation(T, "c0", durable=False)
+        held = await store.append(T, "c0", [make_page(0, "lost")], expected_version=row.version,
+                                  new_length=1, state={}, durable=False)
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        assert store.write_failure is not None
+        assert (T, "c0") not in store._forks
+        monkeypatch.undo()
+        with pytest.raises(UnknownConversation):
+            await store.append(T, "c0", [make_page(1, "next")], expected_version=held.version,
+                               new_length=2, state={}, durable=False)
+        assert await store.get_conversation(T, "c0") is None
+        again = await store.create_conversation(T, "c0", durable=False)
+        await store.append(T, "c0", [make_page(0, "sent again")], expected_version=again.version,
+                           new_length=1, state={}, durable=False)
+        conv = await store.get_conversation(T, "c0")
+        assert conv is not None and (conv.version, conv.length) == (1, 1)
+        assert store.write_failure is None
     finally:
         await store.close()
 
