@@ -43,9 +43,9 @@ from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_pat
 from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
 from proxy.loop.stored_rows import (
     branch_path,
-    ends_unanswered,
     fork_conversation,
     longest_known_prefix,
+    new_after,
     own_branch,
     own_fork,
     path_or_none,
@@ -136,9 +136,12 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        response_id: str | None = None,
     ) -> Placement:
         """Store messages that follow a placed request (the proxy's own answer), with
-        `state_patch` merged into the conversation state in the same write."""
+        `state_patch` merged into the conversation state and `response_id` recorded where
+        they end (PageStore.append's), in the same write. When all of them were stored
+        already (`new_count` 0), no write is made: the caller records the id itself."""
         hashes = await hashed(tenant, messages, prev=placement.last_hash or None)
         anchor = placement.offset + placement.length - 1
         held, self._held = self._held, None
@@ -152,7 +155,8 @@ class Conversations:
             known = _Known(placement.leaf, placement.leaf_path)
         if held is not None:
             leaf, new_count, path = await self._store_held(
-                tenant, held, messages, hashes, state_patch=state_patch, mutations=mutations
+                tenant, held, messages, hashes, state_patch=state_patch, mutations=mutations,
+                response_id=response_id,
             )
         else:
             leaf, new_count, path = await self._store_after(
@@ -164,6 +168,7 @@ class Conversations:
                 state_patch=state_patch,
                 mutations=mutations,
                 known=known,
+                response_id=response_id,
             )
         length = placement.length + len(messages)
         cut, full = await paths(self._store, tenant, leaf.conv_id, placement.offset + length, path)
@@ -203,6 +208,7 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
+        response_id: str | None = None,
     ) -> tuple[Conversation, int, Path | None]:
         """Store the held messages and `messages` after them, in one append; should the row
         have changed meanwhile, or pages of other conversations be derived, as if placed now."""
@@ -224,13 +230,14 @@ class Conversations:
                         state={**made.state, **(state_patch or {})},
                         mutations=[*made.mutations, *mutations],
                         durable=self._durable,
+                        response_id=response_id,
                     )
                     return leaf, len(messages), held.path
                 except VersionConflict:
                     pass
         leaf, count, path = await self._store_after(
             tenant, conv_id, held.anchor, everything, all_hashes, state_patch=state_patch,
-            mutations=mutations,
+            mutations=mutations, response_id=response_id,
         )
         return leaf, min(count, len(messages)), path
 
@@ -338,32 +345,9 @@ class Conversations:
         """Store `messages` after position `end - 1` of `stored`'s path (its tip, or an
         earlier point, which forks)."""
         at_tip = stored.length == end
-        state = await self._state_at(
-            self._store, tenant, path, end - 1, stored if at_tip else None
+        new, anchor, offset, prev = await new_after(
+            self._store, self._state_at, tenant, stored, path, end, messages
         )
-        prev = str(state["hash"])
-        new = list(messages)
-        # A resent system prompt identical to the stored one is not a new message.
-        root_hashes = await hashed(tenant, new[:1]) if new else []
-        if new and new[0].get("role") in ("system", "developer"):
-            found = await self._store.lookup_hashes(tenant, root_hashes)
-            hit = found.get(root_hashes[0])
-            if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
-                new = new[1:]
-        offset = anchor = end - 1
-        offset += 1
-        if at_tip and new and new[0].get("role") == "user" and ends_unanswered(stored, state):
-            before = await self._state_at(self._store, tenant, path, stored.length - 2, None)
-            again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
-            if again == state["hash"]:
-                # The client resends a question whose answer never reached it (a timeout, a
-                # crash): that message is the one already stored last, not a new one.
-                new, offset = new[1:], offset - 1
-            else:
-                # The turn of the stored question failed (no answer was stored) and the
-                # client moved on: the new message takes its place, on a fork, so that the
-                # conversation never has two user messages in a row.
-                anchor, offset, prev = anchor - 1, offset - 1, str(before["hash"])
         hashes = await hashed(tenant, new, prev=prev or None)
         leaf, new_count, leaf_path = await self._store_after(
             tenant, stored.conv_id, anchor, new, hashes, known=_Known(stored, path),
@@ -400,6 +384,7 @@ class Conversations:
         known: _Known | None = None,
         on_append: AppendHook | None = None,
         may_hold: bool = False,
+        response_id: str | None = None,
     ) -> tuple[Conversation, int, Path | None]:
         """Store `messages` right after position `anchor` of `owner`'s path (`may_hold`:
         or hold them for the answer, proxy.loop.held).
@@ -480,6 +465,7 @@ class Conversations:
                         state=state,
                         mutations=[*made.mutations, *mutations],
                         durable=self._durable,
+                        response_id=response_id,
                     )
                 except VersionConflict:
                     continue

@@ -43,7 +43,7 @@ from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.responses_adapter import chat_body, not_servable
 from proxy.loop.responses_stream import ResponsesStream
-from proxy.loop.responses_turn import ResponsesTurn, remember
+from proxy.loop.responses_turn import ResponsesTurn, remember_unwritten
 from proxy.loop.services import AppServices
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn
@@ -213,11 +213,11 @@ async def _relayed(
         if not isinstance(message, ItemsMessage):
             return
         placement = await prepared.conversations.extend(
-            prepared.tenant, prepared.placement, [assistant_message(message.items)]
+            prepared.tenant, prepared.placement, [assistant_message(message.items)],
+            response_id=message.id or None,
         )
         if message.id:
-            await remember(store, prepared.tenant, message.id, placement.leaf.conv_id,
-                           placement.offset + placement.length)
+            await remember_unwritten(store, prepared.tenant, message.id, placement)
 
     for name, value in prepared.headers().items():
         response.headers[name] = value

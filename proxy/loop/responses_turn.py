@@ -14,6 +14,7 @@ from typing import Any
 from proxy.logs import log
 from proxy.loop.citations import strip_citations
 from proxy.loop.nonstream import call_chat, post_for_json, raise_upstream_error, run_loop
+from proxy.loop.placement import Placement
 from proxy.loop.responses_adapter import chat_upstream_body, native_body
 from proxy.loop.responses_output import (
     chat_items,
@@ -117,14 +118,16 @@ class ResponsesTurn:
         status: str,
         upstream: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        """Store the answer and the response id; the client's Response."""
+        """Store the answer and the response id; the client's Response. The id goes in the
+        answer's write (as durable as it: a whole-history request's may be deferred), or,
+        when the answer was stored already and so needed no write, in a write of its own."""
         answer = assistant_message(stored_items(iterations))
         placement = await self.turn.finish(
-            answer.get("content"), list(answer.get("tool_calls") or ()), answer=answer
+            answer.get("content"), list(answer.get("tool_calls") or ()), answer=answer,
+            response_id=self.response_id,
         )
         if placement is not None:
-            await remember(self.store, self.turn.tenant, self.response_id,
-                           placement.leaf.conv_id, placement.offset + placement.length)
+            await remember_unwritten(self.store, self.turn.tenant, self.response_id, placement)
         output = [item for items in iterations for item in items]
         obj = response_object(
             self.request, upstream, response_id=self.response_id, created_at=self.created_at,
@@ -133,6 +136,17 @@ class ResponsesTurn:
         if status == "incomplete" and not obj.get("incomplete_details"):
             obj["incomplete_details"] = {"reason": "max_output_tokens"}
         return obj
+
+
+async def remember_unwritten(
+    store: PageStore, tenant: str, response_id: str, answered: Placement
+) -> None:
+    """Record a response id where its answer ended, unless the answer's own write did
+    (Conversations.extend's `response_id`): there was none when the same answer was found
+    stored already at that point (another request's, answered alike)."""
+    if answered.new_count == 0:
+        await remember(store, tenant, response_id, answered.leaf.conv_id,
+                       answered.offset + answered.length)
 
 
 async def remember(store: PageStore, tenant: str, response_id: str, conv_id: str,

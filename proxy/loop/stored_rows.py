@@ -1,7 +1,8 @@
 """The reads (and forks) placing a request is built on: how much of a request the store
-already has, whether a request resends a named conversation, a conversation's row and
-path, the fork of a conversation at a point, and the branch of its own a request ending
-inside a longer conversation gets (proxy.loop.conversations).
+already has, whether a request resends a named conversation, which of an appended
+request's messages are new, a conversation's row and path, the fork of a conversation at a
+point, and the branch of its own a request ending inside a longer conversation gets
+(proxy.loop.conversations).
 
 A fork of a whole-history request may be created deferred (PageStore.create_conversation's
 `durable`): reading its row or path would then wait for the store's writer, so its path is
@@ -17,7 +18,7 @@ from typing import Any
 
 from proxy.loop.held import root_path
 from proxy.loop.offload import hashed
-from proxy.loop.placement import Placement, cut_path
+from proxy.loop.placement import Placement, StateAt, cut_path
 from proxy.store.base import Conversation, PageStore, Path, PathSpan, UnknownConversation
 
 # How many of the newest hashes are looked up at once before falling back to a binary
@@ -152,3 +153,43 @@ def ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
     """Does the conversation end with a user message that got no answer?"""
     users = (state.get("counters") or {}).get("user_positions") or []
     return stored.length >= 1 and bool(users) and users[-1] == stored.length - 1
+
+
+async def new_after(
+    store: PageStore,
+    state_at: StateAt,
+    tenant: str,
+    stored: Conversation,
+    path: Path,
+    end: int,
+    messages: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], int, int, str]:
+    """Which of `messages`, sent to follow position `end - 1` of `stored`'s `path`, are
+    new: (them, the position they follow, the position of the request's first message,
+    the chain hash they chain onto)."""
+    at_tip = stored.length == end
+    state = await state_at(store, tenant, path, end - 1, stored if at_tip else None)
+    prev = str(state["hash"])
+    new = list(messages)
+    # A resent system prompt identical to the stored one is not a new message.
+    root_hashes = await hashed(tenant, new[:1]) if new else []
+    if new and new[0].get("role") in ("system", "developer"):
+        found = await store.lookup_hashes(tenant, root_hashes)
+        hit = found.get(root_hashes[0])
+        if hit is not None and hit[1] == 0 and path.owner_of(0) == hit[0]:
+            new = new[1:]
+    offset = anchor = end - 1
+    offset += 1
+    if at_tip and new and new[0].get("role") == "user" and ends_unanswered(stored, state):
+        before = await state_at(store, tenant, path, stored.length - 2, None)
+        again = (await hashed(tenant, new[:1], prev=str(before["hash"]) or None))[0]
+        if again == state["hash"]:
+            # The client resends a question whose answer never reached it (a timeout, a
+            # crash): that message is the one already stored last, not a new one.
+            new, offset = new[1:], offset - 1
+        else:
+            # The turn of the stored question failed (no answer was stored) and the
+            # client moved on: the new message takes its place, on a fork, so that the
+            # conversation never has two user messages in a row.
+            anchor, offset, prev = anchor - 1, offset - 1, str(before["hash"])
+    return new, anchor, offset, prev

@@ -250,10 +250,12 @@ class Turn:
         client_calls: list[dict[str, Any]],
         *,
         answer: dict[str, Any] | None = None,
+        response_id: str | None = None,
     ) -> Placement | None:
         """Store the answer as the client received it, with this turn's page-table state and
         mutation records, in one write; where it landed (None: storing it failed).
-        `answer`: the message to store, when the client's dialect made it (Responses)."""
+        `answer`: the message to store, when the client's dialect made it (Responses);
+        `response_id`: recorded where the answer ends, in that write (Conversations.extend)."""
         if answer is None:
             answer = answer_message(content, client_calls, self.answer_name)
         if self.log_content:
@@ -272,6 +274,7 @@ class Turn:
                 [answer],
                 state_patch=state_patch,
                 mutations=[*self.mutations, *logged, *self.resolver.mutations, *self._cited()],
+                response_id=response_id,
             )
         except Exception:  # the client has its answer; losing the copy is logged, not raised
             log.exception("storing the answer of a VM turn failed")

@@ -145,6 +145,7 @@ class PageStore(Protocol):
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         durable: bool = True,
+        response_id: str | None = None,
     ) -> Conversation:
         """Atomically store pages, set length and state, log mutations, bump the version.
 
@@ -154,6 +155,8 @@ class PageStore(Protocol):
         may return before the write is committed (the SQLite store queues it for the next
         group commit, and reads of the conversation wait for it); its failure is logged,
         not raised. For messages a client will send again (a whole-history request).
+        `response_id`: a Responses API id recorded as `remember_response` would, at
+        `new_length` of `conv_id`, in the same write (committed, or lost, with it).
         """
 
     async def update_state(

@@ -141,11 +141,12 @@ class CachedStore:
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         durable: bool = True,
+        response_id: str | None = None,
     ) -> Conversation:
         before = self._convs.get((tenant, conv_id))
         conv = await self.inner.append(
             tenant, conv_id, pages, expected_version=expected_version, new_length=new_length,
-            state=state, mutations=mutations, durable=durable,
+            state=state, mutations=mutations, durable=durable, response_id=response_id,
         )
         if before is not None and before.version == expected_version:
             self._learn_appended(tenant, conv_id, pages, before.length)

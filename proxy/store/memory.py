@@ -135,6 +135,7 @@ class MemoryStore:
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         durable: bool = True,  # every append is committed before it returns
+        response_id: str | None = None,
     ) -> Conversation:
         row = self._checked_row(tenant, conv_id, expected_version)
         # Encode everything before changing anything: a failure leaves the store untouched.
@@ -161,6 +162,8 @@ class MemoryStore:
                 self._hashes.setdefault((tenant, page.chain_hash), (conv_id, page.anchor))
         row.length = new_length
         row.state = new_state
+        if response_id is not None:
+            self._responses[(tenant, response_id)] = (conv_id, new_length)
         return self._commit(tenant, conv_id, row, mutations)
 
     async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:

@@ -219,12 +219,14 @@ class PostgresStore(PostgresAdminReads):
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         durable: bool = True,  # every append is committed before it returns
+        response_id: str | None = None,
     ) -> Conversation:
         now = self._clock()
         row = await self._fetchrow(
             APPEND_SQL,
             *append_args(
-                tenant, conv_id, pages, expected_version, mutations, new_length, state, now
+                tenant, conv_id, pages, expected_version, mutations, new_length, state, now,
+                response_id,
             ),
         )
         if row is None:

@@ -1,8 +1,8 @@
 """The one statement that appends pages to a PostgreSQL conversation, and its arguments.
 
-Everything an append writes (pages, their index terms, chain hashes, the mutation log and
-the conversation row's version) goes in a single statement, so a stale writer changes
-nothing and a committed append is whole.
+Everything an append writes (pages, their index terms, chain hashes, the mutation log, the
+Responses API id it answers and the conversation row's version) goes in a single
+statement, so a stale writer changes nothing and a committed append is whole.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ WITH cur AS (
          WITH ORDINALITY AS m (turn, event, page_id, level, detail, at, ord)
     WHERE (SELECT version FROM cur) = $3
     ORDER BY m.ord
+), responded AS (
+    INSERT INTO responses (tenant, response_id, conv_id, length)
+    SELECT $1, $26::text, $2, $22 WHERE $26::text IS NOT NULL AND (SELECT version FROM cur) = $3
+    ON CONFLICT (tenant, response_id) DO UPDATE
+        SET conv_id = excluded.conv_id, length = excluded.length
 )
 UPDATE conversations c
 SET version = c.version + 1, length = coalesce($22, c.length), state = coalesce($23, c.state),
@@ -90,13 +95,14 @@ def append_args(
     new_length: int,
     state: Mapping[str, Any] | None,
     now: float,
+    response_id: str | None = None,
 ) -> list[Any]:
-    """APPEND_SQL's arguments, $1 to $25, in order."""
+    """APPEND_SQL's arguments, $1 to $26, in order."""
     return [
         tenant, conv_id, expected_version, *page_columns(tenant, conv_id, pages),
         *mutation_columns(mutations, now),
         new_length, encode_state(state) if state is not None else None, now,
-        [is_lean(page) for page in pages],
+        [is_lean(page) for page in pages], response_id,
     ]
 
 

@@ -118,6 +118,8 @@ class SQLiteStore(SQLiteNames):
         # a hash lookup answers from these and reads the rest on a reader thread, instead of
         # waiting behind writes that may be slow (a huge page) for rows it may not need.
         self._deferred_hashes: dict[tuple[str, str], tuple[str, int]] = {}
+        # The same for the response ids they will record (find_response).
+        self._deferred_responses: dict[tuple[str, str], tuple[str, int]] = {}
 
     @classmethod
     async def open(cls, url: str, *, clock: Clock | None = None) -> SQLiteStore:
@@ -246,6 +248,7 @@ class SQLiteStore(SQLiteNames):
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
         durable: bool = True,
+        response_id: str | None = None,
     ) -> Conversation:
         key = (tenant, conv_id)
         fork = self._forks.get(key)
@@ -253,7 +256,7 @@ class SQLiteStore(SQLiteNames):
             since = self._forgettings
             return self._learn_fork(await self._write(
                 self._append, tenant, conv_id, pages, expected_version, new_length, state,
-                mutations, of=(tenant, conv_id),
+                mutations, response_id, of=(tenant, conv_id),
             ), since)
         # Queued for the writer's next group commit, not waited for: the row it will write
         # is known here. Reads of the conversation go behind it (_send_reads).
@@ -262,20 +265,25 @@ class SQLiteStore(SQLiteNames):
             if page.chain_hash and (tenant, page.chain_hash) not in self._deferred_hashes
         ]
         self._deferred_hashes.update(hashes)
+        answered = None if response_id is None else (tenant, response_id)
+        if answered is not None:
+            self._deferred_responses[answered] = (conv_id, new_length)
         self._versions[key] = expected_version + 1
         written = self._defer(self._append, tenant, conv_id, pages, expected_version,
-                              new_length, state, mutations)
+                              new_length, state, mutations, response_id)
         # Forgotten once committed, when a reader finds them (or once lost).
-        written.add_done_callback(lambda done: self._settled(key, hashes, done))
+        written.add_done_callback(lambda done: self._settled(key, hashes, done, answered))
         return Conversation(tenant, conv_id, fork[0], fork[1], new_length, expected_version + 1,
                             dict(state), self._clock())
 
     def _settled(
         self, conv: tuple[str, str], hashes: list[tuple[tuple[str, str], tuple[str, int]]],
-        written: asyncio.Future[Any],
+        written: asyncio.Future[Any], answered: tuple[str, str] | None = None,
     ) -> None:
         for key, _ in hashes:
             self._deferred_hashes.pop(key, None)
+        if answered is not None:
+            self._deferred_responses.pop(answered, None)
         if written.cancelled() or written.exception() is not None:
             # Lost: callers hold a row at a version never stored, and the conversation's
             # version here is unknown. Its next append is durable, and raises
@@ -286,7 +294,7 @@ class SQLiteStore(SQLiteNames):
     def _append(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, pages: Sequence[Page],
         expected_version: int, new_length: int, state: Mapping[str, Any] | None,
-        mutations: Sequence[Mutation],
+        mutations: Sequence[Mutation], response_id: str | None,
     ) -> Conversation:
         # Encode before taking the write lock: it is the slow part and needs no database.
         # A lean page is not indexed (nothing searches a conversation below
@@ -326,6 +334,8 @@ class SQLiteStore(SQLiteNames):
                         " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         (tenant, page.chain_hash, conv_id, page.anchor),
                     )
+            if response_id is not None:
+                q.remember_response(conn, tenant, response_id, conv_id, new_length)
             return self._commit(
                 conn, tenant, conv_id, fork, expected_version, new_length, state_blob, mutations,
                 state,
@@ -426,6 +436,14 @@ class SQLiteStore(SQLiteNames):
         pending = {h: queued[(tenant, h)] for h in hashes if (tenant, h) in queued}
         found = await self._read(q.lookup_hashes, tenant, list(hashes), sees_deferred=False)
         return {**pending, **found}
+
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        # As lookup_hashes: a chained request does not wait for the commit of every
+        # deferred write for an id that one of them records.
+        queued = self._deferred_responses.get((tenant, response_id))
+        if queued is not None:
+            return queued
+        return await self._read(q.find_response, tenant, response_id, sees_deferred=False)
 
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:

@@ -1,5 +1,6 @@
 """What a SQLite store keeps beside conversations and pages: session names, the Responses
-API's response ids, retention, and the inspector's listings. Each is one query on a
+API's response ids (found by proxy.store.sqlite, which knows those its deferred appends
+will record), retention, and the inspector's listings. Each is one query on a
 thread of proxy.store.sqlite_calls; kept apart so that the store's module holds its
 conversations and pages, and their deferral rules, alone."""
 
@@ -50,9 +51,6 @@ class SQLiteNames(SQLiteCalls):
 
     async def bind_session(self, tenant: str, name: str, conv_id: str) -> None:
         await self._write(q.bind_session, tenant, name, conv_id)
-
-    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
-        return await self._read(q.find_response, tenant, response_id)
 
     async def remember_response(
         self, tenant: str, response_id: str, conv_id: str, length: int

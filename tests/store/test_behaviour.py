@@ -449,6 +449,30 @@ async def test_response_ids(store: PageStore) -> None:
     assert await store.find_response(T, "resp_1") == ("c1", 6)
 
 
+@pytest.mark.parametrize("durable", [True, False])
+async def test_an_append_records_the_response_id_it_answers(
+    store: PageStore, durable: bool
+) -> None:
+    """The id rides in the append (one write): recorded at the new length, moved by a
+    later one, and not recorded by an append refused as stale."""
+    await store.create_conversation(T, "c1")
+    await store.append(T, "c1", [make_page(0), make_page(1, role="assistant")],
+                       expected_version=0, new_length=2, state={}, durable=durable,
+                       response_id="resp_1")
+    assert await store.find_response(T, "resp_1") == ("c1", 2)
+    assert await store.find_response("tenant-b", "resp_1") is None
+    with pytest.raises(VersionConflict):
+        await store.append(T, "c1", [make_page(2)], expected_version=0, new_length=3,
+                           state={}, durable=durable, response_id="resp_stale")
+    assert await store.find_response(T, "resp_stale") is None
+    await store.append(T, "c1", [make_page(2), make_page(3, role="assistant")],
+                       expected_version=1, new_length=4, state={}, durable=durable,
+                       response_id="resp_1")
+    assert await store.find_response(T, "resp_1") == ("c1", 4)
+    await store.append(T, "c1", [make_page(4)], expected_version=2, new_length=5)
+    assert await store.find_response(T, "resp_1") == ("c1", 4)  # no id: none moved
+
+
 async def test_gc_keeps_parents_of_live_children(store: PageStore, clock: FakeClock) -> None:
     await _forked(store)  # c1 (trunk) and c2 (forked from c1), both at t0
     await store.create_conversation(T, "lonely")

@@ -315,3 +315,59 @@ async def test_a_lost_deferred_create_is_forgotten_and_made_again(
         assert store.write_failure is None
     finally:
         await store.close()
+
+
+async def test_a_deferred_response_id_is_found_without_waiting_for_the_writer(
+    tmp_path: FsPath,
+) -> None:
+    """A chained request right after a whole-history one finds the id its deferred append
+    will record at once, as the hash lookup finds its hashes; an id not among them is read
+    on a reader thread, not behind the deferred writes on the writer's."""
+    store = await _store(tmp_path, 2)
+    sent: list[tuple[str, int]] = []
+    submit = Lane.submit
+
+    def counted(lane: Lane, loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
+        sent.append(("writer" if lane is store._writer else "reader", len(batch)))
+        submit(lane, loop, batch)
+
+    try:
+        Lane.submit = counted  # type: ignore[method-assign]
+        await store.append(T, "c0", [make_page(0, "the other chat's turn")],
+                           expected_version=0, new_length=1, state={}, durable=False)
+        await store.append(T, "c1", [make_page(0), make_page(1, role="assistant")],
+                           expected_version=0, new_length=2, state={}, durable=False,
+                           response_id="resp_1")
+        assert await store.find_response(T, "resp_1") == ("c1", 2)
+        assert sent == []  # known here: nothing sent anywhere
+        assert await store.find_response(T, "resp_other") is None
+        assert sent == [("writer", 2), ("reader", 1)]
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        assert store._deferred_responses == {}
+        assert await store.find_response(T, "resp_1") == ("c1", 2)  # as committed
+    finally:
+        Lane.submit = submit  # type: ignore[method-assign]
+        await store.close()
+
+
+async def test_a_lost_deferred_append_loses_its_response_id(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await _store(tmp_path, 1)
+    try:
+        def disk_error(*args: Any) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "_append", disk_error)
+        await store.append(T, "c0", [make_page(0), make_page(1, role="assistant")],
+                           expected_version=0, new_length=2, state={}, durable=False,
+                           response_id="resp_1")
+        while store._deferred:
+            await asyncio.sleep(0.01)
+        assert store.write_failure is not None
+        assert await store.find_response(T, "resp_1") is None
+        conv = await store.get_conversation(T, "c0")
+        assert conv is not None and conv.length == 0
+    finally:
+        await store.close()
