@@ -102,12 +102,16 @@ async def _continued(
         return None
     found = await store.find_response(tenant, previous)
     if found is None:
-        raise InvalidRequest(
-            f"Previous response with id '{previous}' not found.",
-            param="previous_response_id",
-            code="previous_response_not_found",
-        )
+        raise _not_found(previous)
     return found
+
+
+def _not_found(previous: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"Previous response with id '{previous}' not found.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
 
 
 async def _answer(
@@ -130,6 +134,11 @@ async def _answer(
             state, request, chat, tenant=tenant, session=session, mode=mode, after=after
         )
     except Exception as exc:
+        if after is not None and isinstance(exc, LookupError):
+            # The id was found pending in a deferred write that was lost since (or its
+            # conversation was collected): nothing stored to continue from, as for an
+            # unknown id.
+            raise _not_found(body["previous_response_id"]) from exc
         if not (native and fails_open(settings.vm, exc)):
             raise
         return await _fail_open(state, request, raw, "VM preparation failed", whole=whole)

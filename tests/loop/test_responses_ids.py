@@ -240,3 +240,49 @@ async def test_below_the_threshold_the_id_rides_in_the_one_append_of_the_turn(
         ((conv_id, length, _, durable),) = spy.carrying(first.id)
         assert (length, durable) == (2, False)  # the question and the answer, deferred
         assert await proxy.store.find_response(proxy.tenant, first.id) == (conv_id, 2)
+
+
+class LosingStore(SpiedStore):
+    """A store that found a response id pending in a deferred write which then was lost:
+    the id points at `lost` (conversation, length), which is not stored."""
+
+    def __init__(self, inner: PageStore) -> None:
+        super().__init__(inner)
+        self.lost: dict[str, tuple[str, int]] = {}
+
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        if response_id in self.lost:
+            return self.lost[response_id]
+        return await self.inner.find_response(tenant, response_id)
+
+
+@pytest.mark.parametrize("where", ["conversation", "past_its_end"])
+@pytest.mark.parametrize("responses", ["native", "chat"])
+async def test_an_id_found_pending_whose_write_was_lost_is_refused_as_not_found(
+    where: str, responses: str
+) -> None:
+    """find_response answers from the ids deferred writes will record; should that write
+    fail after, the chained request finds no stored place to continue from: a 400 naming
+    `previous_response_id`, as for an unknown id, not a retryable error forever."""
+    model = (ResponsesModel(agent(LOCKER)) if responses == "native"
+             else ScriptedModel(agent(LOCKER)))
+    instructions, items = as_responses(conversation(120))
+    spy = LosingStore(await open_store("memory://"))
+    path = "/responses" if responses == "native" else "/chat/completions"
+    async with serve(model, vm_settings(responses=responses), store=spy,  # type: ignore[arg-type]
+                     path=path) as proxy:
+        first = await proxy.client.responses.create(
+            model=MODEL, instructions=instructions,
+            input=[*items, {"role": "user", "content": HELLO}])
+        found = await proxy.store.find_response(proxy.tenant, first.id)
+        assert found is not None
+        spy.lost["resp_lost"] = (
+            ("cgone", found[1]) if where == "conversation" else (found[0], found[1] + 40))
+        refused = await proxy.http.post(
+            "/v1/responses", headers={"authorization": "Bearer sk-test"},
+            json={"model": MODEL, "input": QUESTION, "previous_response_id": "resp_lost"},
+        )
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert (error["code"], error["param"]) == (
+            "previous_response_not_found", "previous_response_id")
