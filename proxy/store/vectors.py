@@ -33,6 +33,7 @@ them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
@@ -40,7 +41,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from proxy.store.base import Path
+from proxy.store.base import Path, StoreError
 from proxy.store.vector_matrix import Matrix, Scan, VectorRow
 
 __all__ = ["OFF_LOOP_ROWS", "VectorBackend", "VectorIndex", "VectorRow", "open_vectors"]
@@ -96,10 +97,12 @@ class VectorIndex:
         await self.backend.save(tenant, conv_id, space, rows, done_below)
         if (tenant, conv_id, space) in self._cache:
             # Top the cached matrix up now (from the store: rows this process did not save
-            # may lie between), so the next search finds it current.
-            marks = await self.marks(tenant, [conv_id], space)
-            if conv_id in marks:
-                await self._matrix(tenant, conv_id, space, marks[conv_id])
+            # may lie between), so the next search finds it current. The rows are stored
+            # whatever happens here: a failure only leaves the top-up to that search.
+            with contextlib.suppress(StoreError):
+                marks = await self.marks(tenant, [conv_id], space)
+                if conv_id in marks:
+                    await self._matrix(tenant, conv_id, space, marks[conv_id])
 
     async def pending(self, space: str, limit: int = 1000) -> list[tuple[str, str]]:
         return await self.backend.pending(space, limit)

@@ -13,7 +13,7 @@ import pytest
 
 from proxy.loop.embedding_worker import EmbeddingWorker
 from proxy.metrics import Metrics
-from proxy.store.base import PageStore, Path, PathSpan
+from proxy.store.base import PageStore, Path, PathSpan, StoreError
 from proxy.store.vectors import VectorBackend, VectorIndex, VectorRow, open_vectors
 from proxy.vm.passages import passage_id
 from tests.store.conftest import FakeClock
@@ -27,8 +27,11 @@ class Counting:
     def __init__(self, inner: VectorBackend) -> None:
         self.inner = inner
         self.loads = 0
+        self.marks_fail = False
 
     async def marks(self, tenant: str, conv_ids: Sequence[str], space: str) -> dict[str, int]:
+        if self.marks_fail:
+            raise StoreError("the store went away")
         return await self.inner.marks(tenant, conv_ids, space)
 
     async def load(
@@ -149,6 +152,11 @@ async def test_a_save_through_the_index_tops_its_cache_up(store: PageStore) -> N
     # The worker's save put the new rows in the cached matrix: the search reads only the mark.
     assert (await nearest(store, index, "t", "c", "a canine"))[0] == "msg_7"
     assert counting.loads == 0
+    # A top-up that cannot read is left to the next search; the save itself stands.
+    counting.marks_fail = True
+    await index.save("t", "c", "fake", [], 9)
+    counting.marks_fail = False
+    assert await index.marks("t", ["c"], "fake") == {"c": 9}
 
 
 async def test_vectors_saved_by_another_process_are_found(store: PageStore) -> None:
