@@ -15,7 +15,7 @@ the rows of the path's spans, a page scoring its best passage. At 10k pages of 3
 dimensions that is 15 MB of float32 read once, about half a millisecond here, memory-bound;
 measured against the alternatives (benchmarks/embeddings.py): numpy's float16 and int8
 products are slower than float32 here (no BLAS kernel for them), and sqlite-vec's exact
-scan took 8-15 ms at 10k rows. So no quantization and no approximate index.
+k-nearest query took 4.5-11 ms at 10k rows. So no quantization and no approximate index.
 
 The mark is read for every search (another process may have embedded, or gc deleted the
 conversation); a save through the index tops its cached matrix up at once, so the search
