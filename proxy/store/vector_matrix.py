@@ -3,11 +3,13 @@ the exact scoring of a path's rows (proxy.store.vectors).
 
 The rows sit in anchor order in one float32 buffer, a page's passages side by side, so a
 span of the path is a contiguous run of rows (found by bisecting the anchors) scored by
-one matrix-vector product on a view, and a page's score is the best of its passages'
-(`np.maximum.reduceat` over the runs). A top-up writes past the used rows, in place while
-the buffer has room (it grows by a quarter when full), so a scan running on another
-thread over the rows it was given never sees them change. Python touches only the pages
-returned, never each row.
+one matrix-vector product on a view. A page scores its best passage: the best rows are
+taken (as many per page wanted as the part has rows per page, doubled while passages of
+one page crowd out the others) and the first row of each page among them kept, by each
+row's page number held beside the rows: cheaper than a maximum per page over every row.
+A top-up writes past the used rows, in place while the buffer has room (it grows by a
+quarter when full), so a scan running on another thread over the rows it was given never
+sees them change. Python touches only the pages returned, never each row.
 """
 
 from __future__ import annotations
