@@ -8,10 +8,22 @@ has a mark per space, `done_below`: its pages at anchors below it have been embe
 after a restart, and what a cache checks before trusting the vectors it holds.
 
 Search is exact: the conversation's vectors are held in process as one float32 matrix per
-conversation (loaded once, then only the rows past the cached mark; least recently used
-dropped past `cache_mb`), and a query is one matrix product over the rows on the path's
-spans. At 10k pages of 384 dimensions that is ~4 M multiply-adds, well under a millisecond
-(benchmarks/vector_search.py), so no approximate index is needed at a conversation's scale.
+conversation (proxy.store.vector_matrix: loaded once, then topped up with the rows past
+the cached mark, by the search that finds the mark moved or by the save that moved it;
+least recently used dropped past `cache_bytes`), and a query is one matrix product over
+the rows of the path's spans, a page scoring its best passage. At 10k pages of 384
+dimensions that is 15 MB of float32 read once, about half a millisecond here, memory-bound;
+measured against the alternatives (benchmarks/embeddings.py): numpy's float16 and int8
+products are slower than float32 here (no BLAS kernel for them), and sqlite-vec's exact
+k-nearest query took 4.5-11 ms at 10k rows. So no quantization and no approximate index.
+
+The mark is read for every search (another process may have embedded, or gc deleted the
+conversation); a save through the index tops its cached matrix up at once, so the search
+after it finds the cache current and reads nothing more. The product runs on the event
+loop: on a thread it took longer (two thread hops, far slower when other processes keep
+the cores busy) and a turn gained nothing, its BM25 search running on the store's thread
+either way (benchmarks/embeddings.py); only past `off_loop_rows` does it go to a thread,
+so that a very long conversation does not hold the loop for milliseconds.
 
 A vector query is scoped like every page read: only the spans of the asked path, of its
 tenant, are scored, and the ids found are read back through the page store, which scopes
@@ -21,24 +33,22 @@ them again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from proxy.store.base import Path
-from proxy.vm.passages import page_of
+from proxy.store.base import Path, StoreError
+from proxy.store.vector_matrix import Matrix, Scan, VectorRow
 
-# (row id: the page id, or `page_id#n` for its n-th passage; anchor; float32 vector bytes)
-VectorRow = tuple[str, int, bytes]
-# Rows read per result wanted before deduplicating passages (more when too few pages).
-PASSAGES_PER_PAGE = 3
-# Past this many rows (about a millisecond of product) a search runs on a thread, not on
-# the event loop.
-OFF_LOOP_ROWS = 4000
+__all__ = ["OFF_LOOP_ROWS", "VectorBackend", "VectorIndex", "VectorRow", "open_vectors"]
+
+# Past this many rows (about 2 ms of product here) a search scores on a thread, not on the
+# event loop.
+OFF_LOOP_ROWS = 40_000
 
 
 class VectorBackend(Protocol):
@@ -59,47 +69,40 @@ class VectorBackend(Protocol):
         """(tenant, conv_id) of marked conversations longer than their mark."""
 
 
-@dataclass(slots=True)
-class _Matrix:
-    done_below: int
-    ids: list[str]
-    anchors: npt.NDArray[np.int64]
-    rows: npt.NDArray[np.float32]
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.rows.nbytes + self.anchors.nbytes) + 64 * len(self.ids)
-
-    def extend(self, found: Sequence[VectorRow], done_below: int) -> None:
-        self.done_below = done_below
-        if not found:
-            return
-        added = np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in found])
-        if self.rows.size and added.shape[1] != self.rows.shape[1]:
-            raise ValueError("vectors of one space differ in dimension")
-        self.rows = added if not self.rows.size else np.concatenate([self.rows, added])
-        self.anchors = np.concatenate(
-            [self.anchors, np.array([a for _, a, _ in found], dtype=np.int64)]
-        )
-        self.ids += [pid for pid, _, _ in found]
+Key = tuple[str, str, str]  # (tenant, conv_id, space)
 
 
 class VectorIndex:
     """Exact vector search over a path, with the conversations' matrices cached."""
 
-    def __init__(self, backend: VectorBackend, *, cache_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self, backend: VectorBackend, *, cache_bytes: int = 256 << 20,
+        off_loop_rows: int = OFF_LOOP_ROWS,
+    ) -> None:  # fmt: skip
         self.backend = backend
-        self._cache: OrderedDict[tuple[str, str, str], _Matrix] = OrderedDict()
+        self.off_loop_rows = off_loop_rows
+        self._cache: OrderedDict[Key, Matrix] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
 
     async def marks(self, tenant: str, conv_ids: Sequence[str], space: str) -> dict[str, int]:
-        return await self.backend.marks(tenant, conv_ids, space)
+        found = await self.backend.marks(tenant, conv_ids, space)
+        for conv_id in conv_ids:
+            self._forget_stale((tenant, conv_id, space), found.get(conv_id))
+        return found
 
     async def save(
         self, tenant: str, conv_id: str, space: str, rows: Sequence[VectorRow], done_below: int
     ) -> None:
         await self.backend.save(tenant, conv_id, space, rows, done_below)
+        if (tenant, conv_id, space) in self._cache:
+            # Top the cached matrix up now (from the store: rows this process did not save
+            # may lie between), so the next search finds it current. The rows are stored
+            # whatever happens here: a failure only leaves the top-up to that search.
+            with contextlib.suppress(StoreError):
+                marks = await self.marks(tenant, [conv_id], space)
+                if conv_id in marks:
+                    await self._matrix(tenant, conv_id, space, marks[conv_id])
 
     async def pending(self, space: str, limit: int = 1000) -> list[tuple[str, str]]:
         return await self.backend.pending(space, limit)
@@ -111,48 +114,53 @@ class VectorIndex:
         best first: (page id, similarity)."""
         if limit <= 0:
             return []
+        query = np.ascontiguousarray(query, dtype=np.float32)
         conv_ids = list(dict.fromkeys(span.conv_id for span in path.spans))
-        marks = await self.backend.marks(path.tenant, conv_ids, space)
-        # Per span on the path: its matrix and which of its rows are in the span.
-        spans: list[tuple[_Matrix, npt.NDArray[np.intp]]] = []
-        for span in path.spans:
-            if span.conv_id not in marks:
-                continue
-            matrix = await self._matrix(path.tenant, span.conv_id, space, marks[span.conv_id])
-            if not matrix.ids or matrix.rows.shape[1] != query.shape[0]:
-                continue
-            inside = matrix.anchors >= span.lo
-            if span.hi is not None:
-                inside &= matrix.anchors < span.hi
-            rows = np.flatnonzero(inside)
-            if rows.size:
-                spans.append((matrix, rows))
-        if not spans:
-            return []
-        if sum(len(rows) for _, rows in spans) > OFF_LOOP_ROWS:
-            return await asyncio.to_thread(_best, spans, query, limit)
-        return _best(spans, query, limit)
+        marks = await self.marks(path.tenant, conv_ids, space)
+        current = {c: await self._matrix(path.tenant, c, space, mark) for c, mark in marks.items()}
+        scan = _scan(path, current, query)
+        if scan.rows > self.off_loop_rows:
+            return await asyncio.to_thread(scan.best, query, limit)
+        return scan.best(query, limit)
 
-    async def _matrix(self, tenant: str, conv_id: str, space: str, mark: int) -> _Matrix:
-        key = (tenant, conv_id, space)
+    def _forget_stale(self, key: Key, mark: int | None) -> None:
+        """Drop the cached matrix of a conversation whose mark is gone (gc deleted it) or
+        went back (it was deleted and made again)."""
         matrix = self._cache.get(key)
-        if matrix is not None and matrix.done_below > mark:
-            matrix = None  # the conversation was deleted and made again: start over
-        if matrix is None:
-            empty = np.zeros((0, 0), dtype=np.float32)
-            matrix = _Matrix(0, [], np.zeros(0, dtype=np.int64), empty)
-        else:
+        if matrix is not None and (mark is None or mark < matrix.done_below):
+            del self._cache[key]
             self._held -= matrix.nbytes
-            self._cache.move_to_end(key)
+
+    async def _matrix(self, tenant: str, conv_id: str, space: str, mark: int) -> Matrix:
+        """The conversation's matrix, topped up to `mark`."""
+        key = (tenant, conv_id, space)
+        self._forget_stale(key, mark)
+        matrix = self._cache.get(key)
+        if matrix is None:
+            matrix = self._cache[key] = Matrix()
+        self._cache.move_to_end(key)
         if matrix.done_below < mark:
             found = await self.backend.load(tenant, conv_id, space, matrix.done_below)
+            before = matrix.nbytes
             matrix.extend(found, mark)
-        self._cache[key] = matrix
-        self._held += matrix.nbytes
+            if self._cache.get(key) is matrix:  # (not dropped while it loaded)
+                self._held += matrix.nbytes - before
         while self._held > self._cache_bytes and len(self._cache) > 1:
             _, dropped = self._cache.popitem(last=False)
             self._held -= dropped.nbytes
         return matrix
+
+
+def _scan(path: Path, matrices: dict[str, Matrix], query: npt.NDArray[np.float32]) -> Scan:
+    """The rows of `matrices` on `path`'s spans (of `query`'s dimension)."""
+    parts = []
+    for span in path.spans:
+        matrix = matrices.get(span.conv_id)
+        if matrix is not None and matrix.dim == query.shape[0]:
+            part = matrix.part(span.lo, span.hi)
+            if part is not None:
+                parts.append(part)
+    return Scan(parts)
 
 
 async def open_vectors(store: object, *, cache_bytes: int = 256 << 20) -> VectorIndex:
@@ -181,26 +189,3 @@ async def open_vectors(store: object, *, cache_bytes: int = 256 << 20) -> Vector
                 raise TypeError(f"no vector storage for {type(inner).__name__}")
             backend = await PostgresVectors.open(inner)
     return VectorIndex(backend, cache_bytes=cache_bytes)
-
-
-def _best(
-    spans: list[tuple[_Matrix, npt.NDArray[np.intp]]], query: npt.NDArray[np.float32],
-    limit: int,
-) -> list[tuple[str, float]]:  # fmt: skip
-    """The `limit` best pages of the spans' rows: one product per conversation, and ids
-    made only for the top rows. A page may have several rows (its passages, `page#n`): it
-    scores its best one."""
-    similarity = np.concatenate([(matrix.rows @ query)[rows] for matrix, rows in spans])
-    owners = np.concatenate([np.full(len(rows), n) for n, (_, rows) in enumerate(spans)])
-    positions = np.concatenate([rows for _, rows in spans])
-    count = min(len(similarity), limit * PASSAGES_PER_PAGE)
-    while True:
-        best = np.argpartition(-similarity, count - 1)[:count]
-        best = best[np.argsort(-similarity[best], kind="stable")]
-        found: dict[str, float] = {}
-        for i in best:
-            row_id = spans[owners[i]][0].ids[positions[i]]
-            found.setdefault(page_of(row_id), float(similarity[i]))
-        if len(found) >= limit or count == len(similarity):
-            return list(found.items())[:limit]
-        count = min(len(similarity), count * 2)
