@@ -28,7 +28,14 @@ from proxy.vm import context, manifest
 from proxy.vm.excerpt import excerpt
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.working_set import NEIGHBOUR, Mapped, ScoredPage, rank, select_context
+from proxy.vm.working_set import (
+    NEIGHBOUR,
+    Chooser,
+    Mapped,
+    ScoredPage,
+    Selection,
+    rank,
+)
 
 # Hits named in `more` (not shown), at most, the words of the passage each gets, and
 # about what an entry costs.
@@ -143,12 +150,21 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             found = hints[page.page_id] = excerpt(page.text, inputs.terms, MORE_WORDS)
         return found
 
-    def attempt(room: int) -> tuple[list[Mapped], dict[str, Any], int, list[str], int]:
-        selection = select_context(
-            pool, budget=max(room, 0), cost=cost, excerpt=passage, table=inputs.table,
-            turn=inputs.turn, allowance=allowance, around=around, ranked=ranked,
-            options=shown_as, date_cost=date_cost,
-        )  # fmt: skip
+    chooser = Chooser(
+        pool, cost=cost, excerpt=passage, table=inputs.table, turn=inputs.turn,
+        allowance=allowance, around=around, ranked=ranked, options=shown_as,
+        date_cost=date_cost,
+    )  # fmt: skip
+    Attempt = tuple[list[Mapped], dict[str, Any], int, list[str], int]
+    attempts: dict[int, tuple[Selection, Attempt]] = {}
+
+    def attempt(room: int) -> Attempt:
+        selection = chooser.choose(max(room, 0))
+        # The same choice in another room (the chooser hands the same one back) is priced
+        # the same.
+        seen = attempts.get(id(selection))
+        if seen is not None and seen[0] is selection:
+            return seen[1]
         shown = {m.page.page_id for m in selection.mapped}
         hits = heapq.nsmallest(  # sorted(...)[: inputs.more], without sorting the rest
             inputs.more,
@@ -167,7 +183,9 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             # one token more): a token per MARGIN_LINES lines is kept for that.
             + 1 + len(selection.mapped) // MARGIN_LINES
         )
-        return selection.mapped, data, tokens, selection.notes, selection.priced
+        made = (selection.mapped, data, tokens, selection.notes, selection.priced)
+        attempts[id(selection)] = (selection, made)
+        return made
 
     # The manifest and the section's date heads and gap marks are priced once the choice
     # is known: a first guess keeps room for them; the second choice is made in the room
