@@ -90,18 +90,29 @@ class Block:
     notes: list[str] = field(default_factory=list)
 
 
+# Pages the window sends verbatim from its start on (in_window).
+_SENT = ("msg", "claim", "img")
+
+
 def in_window(page: Page, start: int) -> bool:
     """Is this page (a message, or a claim or image taken from one) sent verbatim in a
     window starting at message position `start`? Summaries are not: they cover more."""
     if start < 0 or page.anchor < start:
         return False
-    return page.page_id.partition("_")[0] in ("msg", "claim", "img")
+    return page.page_id.partition("_")[0] in _SENT
 
 
 def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     counter = inputs.counter
-    pool = [c for c in inputs.candidates if not in_window(c.page, start)]
-    around = {pos: p for pos, p in inputs.around.items() if not in_window(p, start)}
+    # (in_window, without a call for each of a few hundred pages)
+    pool = [
+        c for c in inputs.candidates
+        if start < 0 or (p := c.page).anchor < start or p.page_id.partition("_")[0] not in _SENT
+    ]  # fmt: skip
+    around = {
+        pos: p for pos, p in inputs.around.items()
+        if start < 0 or p.anchor < start or p.page_id.partition("_")[0] not in _SENT
+    }  # fmt: skip
     if inputs.in_lead:
         overhead = counter.text(LEAD_JOIN) + counter.text(_FRAME)
     else:
@@ -165,14 +176,14 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
         seen = attempts.get(id(selection))
         if seen is not None and seen[0] is selection:
             return seen[1]
-        shown = {m.page.page_id for m in selection.mapped}
         hits = heapq.nsmallest(  # sorted(...)[: inputs.more], without sorting the rest
             inputs.more,
             (c for c in selection.unmapped if c.relevance > 0),
             key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
         )
         more = [(c.page, hint(c.page)) for c in hits]
-        omitted = _omitted(inputs.total_pages, len(shown) + len(more))
+        # (Each page is mapped once: the choice keeps them by id.)
+        omitted = _omitted(inputs.total_pages, len(selection.mapped) + len(more))
         data = manifest.build_delta(turn=inputs.turn, more=more, omitted=omitted)
         tokens = (
             overhead
