@@ -13,6 +13,7 @@ divided by the difference (load-independent, unlike wall-clock time):
 `--db PATH`: the stored history is kept there after the first run and copied for the next
 ones (storing 2,000 messages costs more than the turns measured). `--cprofile FILE`: the
 turns' cProfile (setup left out). `--mode off` runs the pass-through instead.
+`--default-gc`: the garbage collector at Python's defaults, not as `serve` sets it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vm_turn import conversation, upstream  # noqa: E402
 
 from proxy import create_app  # noqa: E402
+from proxy.cli import settle_heap  # noqa: E402
 from proxy.config import load_settings  # noqa: E402
 from proxy.store import open_store  # noqa: E402
 
@@ -45,7 +47,9 @@ BUDGET = 8000
 WARM_UP = 2
 
 
-async def run(requests: int, mode: str, db: Path | None, cprofile: Path | None) -> None:
+async def run(
+    requests: int, mode: str, db: Path | None, cprofile: Path | None, default_gc: bool = False
+) -> None:
     target = Path(tempfile.mkdtemp(prefix="vm-turn-profile-")) / "bench.db"
     seeded = db is not None and db.exists()
     if db is not None and seeded:
@@ -62,6 +66,8 @@ async def run(requests: int, mode: str, db: Path | None, cprofile: Path | None) 
     if mode == "off":
         headers["x-vm-mode"] = "off"
     messages: list[dict[str, Any]] = [*conversation(TURNS), {"role": "user", "content": "Hi."}]
+    if not default_gc:
+        settle_heap()
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://proxy") as client:
@@ -96,8 +102,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=("on", "off"), default="on")
     parser.add_argument("--db", type=Path, help="keep the stored history here (see above)")
     parser.add_argument("--cprofile", type=Path, help="write the turns' cProfile here")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="leave the garbage collector at Python's defaults")
     args = parser.parse_args()
-    asyncio.run(run(args.requests, args.mode, args.db, args.cprofile))
+    asyncio.run(run(args.requests, args.mode, args.db, args.cprofile, args.default_gc))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ The store is opened as the app opens it: behind the in-process page cache of
 `store.cache_pages` (the default setting unless `--cache-pages` says otherwise; 0: none).
 Each (store, cache) pair runs on a fresh database.
 
+The garbage collector is set as `vm-proxy serve` sets it (proxy.cli.settle_heap: what
+start-up built frozen, a larger first threshold), or left at Python's defaults with
+`--default-gc` (how this benchmark ran before; a full collection then walks every module
+every few dozen turns, and the request's objects are promoted while it packs).
+
 `--summarizer off,on` runs each pair twice, `vm.summarizer` off and naming a model the
 upstream answers at once with a valid summary: the summarizer works in the background, so
 a turn should take as long with it as without (reported as the ratio of VM p50s, on/off).
@@ -38,6 +43,7 @@ import httpx
 import orjson
 
 from proxy import create_app
+from proxy.cli import settle_heap
 from proxy.config import load_settings
 from proxy.store import open_store
 
@@ -82,7 +88,7 @@ def upstream(request: httpx.Request) -> httpx.Response:
 
 async def run(
     turns: int, requests: int, store_url: str, budget: int, cache_pages: int | None = None,
-    summarizer: bool = False,
+    summarizer: bool = False, default_gc: bool = False,
 ) -> dict[str, Any]:
     store_settings: dict[str, Any] = {"url": store_url}
     if cache_pages is not None:
@@ -97,9 +103,12 @@ async def run(
     store = await open_store(store_url, cache_pages=settings.store.cache_pages)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
     history = conversation(turns)
+    if not default_gc:
+        settle_heap()
     results: dict[str, Any] = {
         "turns": turns, "requests": requests, "store": store_url.split(":")[0],
         "cache_pages": settings.store.cache_pages, "summarizer": summarizer,
+        "gc": "default" if default_gc else "serve",
     }
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -180,17 +189,20 @@ def main() -> None:
     parser.add_argument("--summarizer", default="off",
                         help="comma-separated: off, on (vm.summarizer naming an instant model)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every arm this often")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="leave the garbage collector at Python's defaults (see above)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     stores = args.store or ["memory://", "sqlite"]
     caches = [int(c) for c in args.cache_pages.split(",") if c] or [None]
     modes = [m == "on" for m in args.summarizer.split(",") if m]
-    out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache, mode))
+    out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache, mode,
+                           args.default_gc))
            for _ in range(args.rounds) for url in stores for cache in caches for mode in modes]
     rows = []
     for index, r in enumerate(out):
         print(f"{r['store']:>7} cache {r['cache_pages']:>5} {r['turns']} turns"
-              f" summarizer {'on' if r['summarizer'] else 'off'}: pass-through"
+              f" summarizer {'on' if r['summarizer'] else 'off'} gc {r['gc']}: pass-through"
               f" p50 {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
               f" VM p50 {r['vm']['p50_ms']} ms p99"
               f" {r['vm']['p99_ms']} ms | added p50 {r['added_p50_ms']} ms | prompt tokens"
@@ -215,6 +227,7 @@ def main() -> None:
             "prompt_tokens_full": r["prompt_tokens_full"],
             "tokens_saved": r.get("tokens_saved"), "summarizer": r["summarizer"],
             "summarizer_calls_while_measured": r.get("calls_while_measured"),
+            "gc": r["gc"],
         })
     if args.json:
         payload = {

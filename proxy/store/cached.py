@@ -67,6 +67,16 @@ class LRU(Generic[K, V]):
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
 
+    def put_all(self, items: Iterable[tuple[K, V]]) -> None:
+        """`put` of each, in order (what is kept is the same: the most recent `capacity`),
+        trimmed once: a turn's search hits are a hundred pages, mostly cached already."""
+        entries = self._items
+        for key, value in items:
+            entries[key] = value
+            entries.move_to_end(key)
+        while len(entries) > self.capacity:
+            entries.popitem(last=False)
+
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
 
@@ -222,9 +232,11 @@ class CachedStore:
         return {page_id: found[page_id] for page_id in page_ids if page_id in found}
 
     def _cached_page(self, path: Path, page_id: str) -> Page | None:
-        parsed = parse_page_id(page_id)
-        if parsed is not None and parsed[0] == "msg":
-            owner = path.owner_of(parsed[1])
+        # parse_page_id's reading of a message id, without its regular expression (a turn
+        # looks up a few hundred ids).
+        prefix, _, number = page_id.strip().partition("_")
+        if prefix == "msg" and number.isdecimal():
+            owner = path.owner_of(int(number))
         else:
             owner = path.leaf
         if owner is None:
@@ -242,10 +254,12 @@ class CachedStore:
         return page if page is not None and page.anchor == position else None
 
     def _learn(self, path: Path, pages: Iterable[Page]) -> None:
-        for page in pages:
-            owner = path.owner_of(page.anchor)
-            if owner is not None:
-                self._pages.put((path.tenant, owner, page.page_id), page)
+        tenant = path.tenant
+        self._pages.put_all(
+            ((tenant, owner, page.page_id), page)
+            for page in pages
+            if (owner := path.owner_of(page.anchor)) is not None
+        )
 
     async def pages_in_range(
         self, path: Path, lo: int, hi: int, *, prefixes: Sequence[str] = ("msg",)

@@ -120,20 +120,24 @@ def structure_tokens(mapped: Sequence[Mapped], counter: TokenCounter) -> int:
     """What the section adds besides its page lines: the tags, date heads and gap marks."""
     tokens = counter.text(OPEN + "\n" + CLOSE)
     gap = counter.text(GAP)
-    # The marks _mark_slots places, counted as they come (the block prices every choice).
+    # The marks _mark_slots places, counted as they come (the block prices every choice):
+    # only the lines that are not summaries take them, in order_lines' order (the page id
+    # is unique, so what it was said on is never compared).
+    lines = [
+        (page.anchor, not page.page_id.startswith("msg_"), page.page_id, page.extra.get("said"))
+        for m in mapped
+        if (page := m.page).kind not in _BROAD
+    ]
+    lines.sort()
     date = ""
     last_anchor: int | None = None
-    for m in order_lines(mapped):
-        page = m.page
-        if page.kind in _BROAD:
-            continue
-        if last_anchor is not None and page.anchor > last_anchor + 1:
+    for anchor, _, _, when in lines:
+        if last_anchor is not None and anchor > last_anchor + 1:
             tokens += gap
-        when = said(page)
-        if when and when != date:
+        if isinstance(when, str) and when and when != date:
             tokens += counter.text(date_head(when))
             date = when
-        last_anchor = page.anchor
+        last_anchor = anchor
     return tokens
 
 

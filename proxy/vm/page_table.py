@@ -64,8 +64,11 @@ class PageTable:
 
     def note_mapped(self, levels: Mapping[str, int], turn: int) -> None:
         """Record that these pages went upstream at `turn` at these levels."""
+        entries = self.entries
         for page_id, level in levels.items():
-            entry = self.entries.setdefault(page_id, Entry())
+            entry = entries.get(page_id)
+            if entry is None:  # (not setdefault: it would make an Entry for every page)
+                entry = entries[page_id] = Entry()
             if entry.last_mapped != turn:
                 entry.mapped += 1
             entry.last_mapped = turn
@@ -126,8 +129,17 @@ class PageTable:
     def from_dict(cls, data: Mapping[str, Any] | None, **kwargs: int) -> PageTable:
         table = cls(**kwargs)
         if data:
+            entries = table.entries
             for page_id, raw in dict(data.get("e", {})).items():
-                table.entries[str(page_id)] = Entry.from_list(raw)
+                # Up to CAPACITY entries every turn: to_dict's own lists taken apart here,
+                # without a call each; anything else through from_list.
+                if type(raw) is list and len(raw) == 5:
+                    a, b, c, d, e = raw
+                    if type(a) is int and type(b) is int and type(c) is int and type(d) is int:
+                        if type(e) is int:
+                            entries[str(page_id)] = Entry(a, b, c, d, e)
+                            continue
+                entries[str(page_id)] = Entry.from_list(raw)
             table.l1 = [str(p) for p in data.get("l1", [])][-table.l1_size :]
             table._trim()
         return table

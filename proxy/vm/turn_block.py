@@ -28,7 +28,14 @@ from proxy.vm import context, manifest
 from proxy.vm.excerpt import excerpt
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page
-from proxy.vm.working_set import NEIGHBOUR, Mapped, ScoredPage, rank, select_context
+from proxy.vm.working_set import (
+    NEIGHBOUR,
+    Chooser,
+    Mapped,
+    ScoredPage,
+    Selection,
+    rank,
+)
 
 # Hits named in `more` (not shown), at most, the words of the passage each gets, and
 # about what an entry costs.
@@ -83,18 +90,29 @@ class Block:
     notes: list[str] = field(default_factory=list)
 
 
+# Pages the window sends verbatim from its start on (in_window).
+_SENT = ("msg", "claim", "img")
+
+
 def in_window(page: Page, start: int) -> bool:
     """Is this page (a message, or a claim or image taken from one) sent verbatim in a
     window starting at message position `start`? Summaries are not: they cover more."""
     if start < 0 or page.anchor < start:
         return False
-    return page.page_id.partition("_")[0] in ("msg", "claim", "img")
+    return page.page_id.partition("_")[0] in _SENT
 
 
 def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     counter = inputs.counter
-    pool = [c for c in inputs.candidates if not in_window(c.page, start)]
-    around = {pos: p for pos, p in inputs.around.items() if not in_window(p, start)}
+    # (in_window, without a call for each of a few hundred pages)
+    pool = [
+        c for c in inputs.candidates
+        if start < 0 or (p := c.page).anchor < start or p.page_id.partition("_")[0] not in _SENT
+    ]  # fmt: skip
+    around = {
+        pos: p for pos, p in inputs.around.items()
+        if start < 0 or p.anchor < start or p.page_id.partition("_")[0] not in _SENT
+    }  # fmt: skip
     if inputs.in_lead:
         overhead = counter.text(LEAD_JOIN) + counter.text(_FRAME)
     else:
@@ -143,20 +161,29 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             found = hints[page.page_id] = excerpt(page.text, inputs.terms, MORE_WORDS)
         return found
 
-    def attempt(room: int) -> tuple[list[Mapped], dict[str, Any], int, list[str], int]:
-        selection = select_context(
-            pool, budget=max(room, 0), cost=cost, excerpt=passage, table=inputs.table,
-            turn=inputs.turn, allowance=allowance, around=around, ranked=ranked,
-            options=shown_as, date_cost=date_cost,
-        )  # fmt: skip
-        shown = {m.page.page_id for m in selection.mapped}
+    chooser = Chooser(
+        pool, cost=cost, excerpt=passage, table=inputs.table, turn=inputs.turn,
+        allowance=allowance, around=around, ranked=ranked, options=shown_as,
+        date_cost=date_cost,
+    )  # fmt: skip
+    Attempt = tuple[list[Mapped], dict[str, Any], int, list[str], int]
+    attempts: dict[int, tuple[Selection, Attempt]] = {}
+
+    def attempt(room: int) -> Attempt:
+        selection = chooser.choose(max(room, 0))
+        # The same choice in another room (the chooser hands the same one back) is priced
+        # the same.
+        seen = attempts.get(id(selection))
+        if seen is not None and seen[0] is selection:
+            return seen[1]
         hits = heapq.nsmallest(  # sorted(...)[: inputs.more], without sorting the rest
             inputs.more,
             (c for c in selection.unmapped if c.relevance > 0),
             key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
         )
         more = [(c.page, hint(c.page)) for c in hits]
-        omitted = _omitted(inputs.total_pages, len(shown) + len(more))
+        # (Each page is mapped once: the choice keeps them by id.)
+        omitted = _omitted(inputs.total_pages, len(selection.mapped) + len(more))
         data = manifest.build_delta(turn=inputs.turn, more=more, omitted=omitted)
         tokens = (
             overhead
@@ -167,7 +194,9 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
             # one token more): a token per MARGIN_LINES lines is kept for that.
             + 1 + len(selection.mapped) // MARGIN_LINES
         )
-        return selection.mapped, data, tokens, selection.notes, selection.priced
+        made = (selection.mapped, data, tokens, selection.notes, selection.priced)
+        attempts[id(selection)] = (selection, made)
+        return made
 
     # The manifest and the section's date heads and gap marks are priced once the choice
     # is known: a first guess keeps room for them; the second choice is made in the room

@@ -15,10 +15,11 @@ budget ends up used. What is left out stays reachable by search and `page_fault`
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import EVICTION_WEIGHT, Page, PageKind
@@ -107,10 +108,10 @@ def rank(
         seen = unique.get(candidate.page.page_id)
         if seen is None or candidate.relevance > seen.relevance:
             unique[candidate.page.page_id] = candidate
-    return sorted(
-        ((score(c, table, turn), c) for c in unique.values()),
-        key=lambda sc: (-sc[0], -sc[1].page.anchor, sc[1].page.page_id),
-    )
+    scored = [(score(c, table, turn), c) for c in unique.values()]
+    # The keys made in one pass (a key function would cost a call per candidate).
+    keys = [(-value, -c.page.anchor, c.page.page_id) for value, c in scored]
+    return [scored[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
 def select_context(
@@ -135,60 +136,108 @@ def select_context(
     `date_cost(date)`: what the head of a run said on that date costs. With it, a page's
     price includes the marks it may bring to the section (its date's head the first time
     that date is shown, a gap mark when it starts a run), so the choice fits at once; the
-    pages' own tokens are `tokens`, the marks are counted apart."""
-    options = {} if options is None else options
-    scored = rank(candidates, table, turn) if ranked is None else ranked
-    unique = {c.page.page_id: c for _, c in scored}
-    neighbours = around or {}
-    placed: dict[str, Mapped] = {}
-    notes: list[str] = []
-    used = lines = 0
-    anchors: set[int] = set()
-    dates: set[str] = set()
+    pages' own tokens are `tokens`, the marks are counted apart. (A caller that chooses in
+    several budgets keeps a `Chooser`.)"""
+    return Chooser(
+        candidates, cost=cost, excerpt=excerpt, table=table, turn=turn, allowance=allowance,
+        around=around, ranked=ranked, options=options, date_cost=date_cost,
+    ).choose(budget)
 
-    def marks(page: Page) -> tuple[int, str | None]:
-        if date_cost is None or page.kind in _BROAD:
-            return 0, None
-        extra = 0
-        if page.anchor - 1 not in anchors and page.anchor + 1 not in anchors:
-            extra += 1  # a run of its own: a gap mark may come before it
-        when = page.extra.get("said")
-        if isinstance(when, str) and when and when not in dates:
-            return extra + date_cost(when), when
-        return extra, None
 
-    def place(value: float, candidate: ScoredPage, levels: Sequence[int], share: float) -> bool:
-        nonlocal used, lines
-        page = candidate.page
-        page_id = page.page_id
-        if page_id in placed:
-            return True
-        extra, when = marks(page)
-        most = allowance(share)
-        for level in levels:
-            key = (page_id, level, most)
-            # (The cache looked up here: a call per level costs more than the lookup.)
-            shown = options[key] if key in options else _shown(page, level, most)
-            if shown is None:
+# The steps of a choice, in the order it takes them: the pages faulted lately, then each
+# candidate best first followed by the turns around it (taken only when it was placed),
+# then the summaries.
+_STICKY, _MAIN, _NEAR, _BROAD_STEP = range(4)
+
+
+# (kind, value, candidate, levels, share): what the allowance is asked for
+_Step = tuple[int, float, ScoredPage, Sequence[int], float]
+_LEVELS = (0, 1, 2)
+
+
+class _Run(NamedTuple):
+    """A choice made, and how to take it up again at any of its comparisons: for each,
+    what was compared with the budget and the state before its step (its index, tokens
+    used, tokens of lines, pages placed and notes so far)."""
+
+    budget: int
+    compared: list[int]
+    states: list[tuple[int, int, int, int, int]]
+    placed: dict[str, Mapped]
+    whens: list[str | None]  # the date each placement added to the section's, in order
+    notes: list[str]
+    selection: Selection
+
+
+class Chooser:
+    """The choice `select_context` makes, over one ranking, in any budget.
+
+    What does not depend on the budget is made once: the steps (each candidate, and the
+    turns around it) and how each page may be shown. And every step of a choice decides
+    by comparing what it would take with the budget, so a choice in another budget is the
+    same as the last one up to the first comparison that comes out otherwise: it starts
+    from there (with the state the last one had then), and is the last one itself when
+    no comparison changes. The turn's block prices a first choice, then chooses again in
+    the room it really left."""
+
+    def __init__(
+        self,
+        candidates: Sequence[ScoredPage],
+        *,
+        cost: LineCost,
+        excerpt: Excerpt,
+        table: PageTable,
+        turn: int,
+        allowance: Allowance,
+        around: Mapping[int, Page] | None = None,
+        ranked: Sequence[tuple[float, ScoredPage]] | None = None,
+        options: dict[Any, tuple[str | None, int] | None] | None = None,
+        date_cost: Callable[[str], int] | None = None,
+    ) -> None:
+        self._options = {} if options is None else options
+        self._cost = cost
+        self._excerpt = excerpt
+        self._date_cost = date_cost
+        scored = rank(candidates, table, turn) if ranked is None else ranked
+        self._scored = scored
+        unique = {c.page.page_id: c for _, c in scored}
+        neighbours = around or {}
+        self._allowance = allowance
+        steps: list[_Step] = [
+            (_STICKY, value, candidate, range(table.preferred_level(page_id, 2), 3),
+             candidate.relevance)
+            for value, candidate in scored
+            if table.faulted_recently(page_id := candidate.page.page_id, turn)
+        ]  # fmt: skip
+        for value, candidate in scored:
+            page = candidate.page
+            if page.kind in _BROAD:
                 continue
-            text, tokens = shown
-            if used + tokens + extra <= budget:
-                words = int(most * WORDS_PER_TOKEN) if text is not None else 0
-                placed[page_id] = Mapped(
-                    page, level, tokens, value, candidate.reason, text, words
-                )
-                used += tokens + extra
-                lines += tokens
-                anchors.add(page.anchor)
-                if when is not None:
-                    dates.add(when)
-                return True
-        return False
+            share = candidate.relevance
+            steps.append((_MAIN, value, candidate, _LEVELS, share))
+            if not page.page_id.startswith("msg_"):
+                continue
+            # The turns around a hit get its allowance, a little less.
+            for position in (page.anchor - 1, page.anchor + 1):
+                near = neighbours.get(position)
+                if near is not None:
+                    found = unique.get(near.page_id)
+                    beside = ScoredPage(near, 0.0, NEIGHBOUR) if found is None else found
+                    steps.append((_NEAR, value, beside, _LEVELS, share / 2))
+        self._broad_from = len(steps)
+        steps.extend(
+            (_BROAD_STEP, value, candidate, (2,), 0.0)
+            for value, candidate in scored
+            if candidate.page.kind in _BROAD
+        )
+        self._steps = steps
+        self._last: _Run | None = None
 
-    def _shown(page: Page, level: int, most: int) -> tuple[str | None, int] | None:
+    def _shown(self, page: Page, level: int, most: int) -> tuple[str | None, int] | None:
         """How a page is shown at `level` within `most` tokens (None: not at that level);
-        the same whatever the budget, so kept across the choices a block makes."""
+        the same whatever the budget, so kept across choices."""
         key = (page.page_id, level, most)
+        options = self._options
         if key in options:
             return options[key]
         text = None
@@ -197,36 +246,107 @@ def select_context(
             found = None
         else:
             if level == 1 and page.kind not in _BROAD and page.tokens[0] > most:
-                text = excerpt(page, int(most * WORDS_PER_TOKEN))
-            found = (text, cost(page, level, text))
+                text = self._excerpt(page, int(most * WORDS_PER_TOKEN))
+            found = (text, self._cost(page, level, text))
         options[key] = found
         return found
 
-    sticky = [sc for sc in scored if table.faulted_recently(sc[1].page.page_id, turn)]
-    for value, candidate in sticky:
-        wanted = table.preferred_level(candidate.page.page_id, 2)
-        if not place(value, candidate, range(wanted, 3), candidate.relevance):
-            notes.append(f"{candidate.page.page_id} faulted recently but did not fit")
-    for value, candidate in scored:
-        if budget - used < MIN_LINE_TOKENS:
-            break  # nothing more can fit
-        page = candidate.page
-        if page.kind in _BROAD:
-            continue
-        share = candidate.relevance
-        if place(value, candidate, (0, 1, 2), share) and page.page_id.startswith("msg_"):
-            # The turns around a hit get its allowance, a little less.
-            for position in (page.anchor - 1, page.anchor + 1):
-                near = neighbours.get(position)
-                if near is not None and near.page_id not in unique:
-                    place(value, ScoredPage(near, 0.0, NEIGHBOUR), (0, 1, 2), share / 2)
-                elif near is not None:
-                    place(value, unique[near.page_id], (0, 1, 2), share / 2)
-    for value, candidate in scored:
-        if candidate.page.kind in _BROAD:
-            place(value, candidate, (2,), 0.0)
-    unmapped = [c for _, c in scored if c.page.page_id not in placed]
-    chosen = list(placed.values())
-    keys = [(-m.score, m.page.page_id) for m in chosen]  # made in one pass: no call per line
-    mapped = [chosen[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
-    return Selection(mapped, unmapped, lines, notes, used)
+    def choose(self, budget: int) -> Selection:
+        last = self._last
+        compared: list[int] = []
+        states: list[tuple[int, int, int, int, int]] = []
+        placed: dict[str, Mapped] = {}
+        whens: list[str | None] = []
+        notes: list[str] = []
+        first = used = lines = 0
+        if last is not None:
+            low, high = min(last.budget, budget), max(last.budget, budget)
+            changed = next(
+                (i for i, v in enumerate(last.compared) if low < v <= high), None
+            )
+            if changed is None:
+                return last.selection  # (its comparisons come out alike in either budget)
+            first, used, lines, count, noted = last.states[changed]
+            compared = last.compared[:changed]
+            states = last.states[:changed]
+            placed = dict(itertools.islice(last.placed.items(), count))
+            whens = last.whens[:count]
+            notes = last.notes[:noted]
+        anchors = {m.page.anchor for m in placed.values()}
+        dates = {when for when in whens if when is not None}
+        date_cost = self._date_cost
+        allowance = self._allowance
+        options = self._options
+        steps = self._steps
+        # A turn taken up again is one whose hit was placed (only those are compared).
+        hit_placed = True
+        index = first
+        while index < len(steps):
+            kind, value, candidate, levels, share = steps[index]
+            state = None
+            if kind == _MAIN:
+                state = (index, used, lines, len(placed), len(notes))
+                # Nothing more can fit: on to the summaries.
+                compared.append(used + MIN_LINE_TOKENS)
+                states.append(state)
+                if used + MIN_LINE_TOKENS > budget:
+                    index = self._broad_from
+                    continue
+            elif kind == _NEAR and not hit_placed:
+                index += 1
+                continue
+            index += 1
+            page = candidate.page
+            page_id = page.page_id
+            if page_id in placed:
+                hit_placed = True
+                continue
+            # The marks a line may bring to the section: a gap mark when it starts a run
+            # of its own, its date's head the first time that date is shown.
+            extra = 0
+            new_date = None
+            if date_cost is not None and page.kind not in _BROAD:
+                anchor = page.anchor
+                if anchor - 1 not in anchors and anchor + 1 not in anchors:
+                    extra = 1
+                when = page.extra.get("said")
+                if isinstance(when, str) and when and when not in dates:
+                    extra += date_cost(when)
+                    new_date = when
+            most = allowance(share)
+            fits = False
+            for level in levels:
+                key = (page_id, level, most)
+                # (The cache looked up here: a call per level costs more than the lookup.)
+                shown = options[key] if key in options else self._shown(page, level, most)
+                if shown is None:
+                    continue
+                text, tokens = shown
+                if state is None:  # (the state before this step: nothing changed in it yet)
+                    state = (index - 1, used, lines, len(placed), len(notes))
+                compared.append(used + tokens + extra)
+                states.append(state)
+                if used + tokens + extra <= budget:
+                    words = int(most * WORDS_PER_TOKEN) if text is not None else 0
+                    placed[page_id] = Mapped(
+                        page, level, tokens, value, candidate.reason, text, words
+                    )
+                    whens.append(new_date)
+                    used += tokens + extra
+                    lines += tokens
+                    anchors.add(page.anchor)
+                    if new_date is not None:
+                        dates.add(new_date)
+                    fits = True
+                    break
+            if kind == _MAIN:
+                hit_placed = fits
+            elif kind == _STICKY and not fits:
+                notes.append(f"{page_id} faulted recently but did not fit")
+        unmapped = [c for _, c in self._scored if c.page.page_id not in placed]
+        chosen = list(placed.values())
+        keys = [(-m.score, m.page.page_id) for m in chosen]  # made in one pass: no call per line
+        mapped = [chosen[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+        selection = Selection(mapped, unmapped, lines, notes, used)
+        self._last = _Run(budget, compared, states, placed, whens, notes, selection)
+        return selection

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from proxy.errors import InvalidRequest
-from proxy.http.validation import parse_chat_request
+from proxy.http.validation import _check_message, parse_chat_request
 
 
 def chat(*messages: dict[str, Any], **fields: Any) -> bytes:
@@ -205,3 +205,34 @@ def test_invalid_json_is_named_as_such() -> None:
         parse_chat_request(b'{"model": "m",')
     assert caught.value.code == "invalid_json"
     assert caught.value.param is None
+
+
+# Messages whose role may hold text, in shapes around the one a resent history repeats
+# (role and text, which the request's check passes without looking further): each is
+# refused exactly when the check of one message refuses it.
+AROUND_PLAIN = [
+    {"role": role, "content": content, **more}
+    for role in ("system", "developer", "user", "assistant", "tool", "function", "critic")
+    for content in ("hi", "", None, [{"type": "text", "text": "hi"}], 7)
+    for more in ({}, {"tool_calls": [CALL]}, {"tool_calls": []}, {"tool_calls": None},
+                 {"refusal": None}, {"name": "n"}, {"tool_call_id": "call_1"})
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("message", AROUND_PLAIN, ids=lambda m: orjson.dumps(m).decode())
+def test_a_message_in_a_long_history_is_refused_as_its_own_check_refuses_it(
+    message: dict[str, Any],
+) -> None:
+    try:
+        _check_message(message, "messages[100]")
+    except InvalidRequest as exc:
+        expected: str | None = exc.param
+    else:
+        expected = None
+    history = [USER, {"role": "assistant", "content": "hello", "refusal": None}] * 50
+    try:
+        parse_chat_request(chat(*history, message))
+    except InvalidRequest as exc:
+        assert exc.param == expected
+    else:
+        assert expected is None

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from proxy.tokens import counter_for_model
 from proxy.vm.context import line_tokens
 from proxy.vm.excerpt import excerpt
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page, PageKind
-from proxy.vm.working_set import NEIGHBOUR, ScoredPage, Selection, select_context
+from proxy.vm.working_set import NEIGHBOUR, Chooser, ScoredPage, Selection, select_context
 from tests.vm.conversations import long_conversation
 
 COUNTER = counter_for_model("gpt-4o")
@@ -130,3 +133,49 @@ def test_recently_faulted_pages_stay_at_the_level_asked() -> None:
 def test_selection_is_deterministic() -> None:
     relevant = {"msg_3": 0.5, "msg_17": 0.5, "msg_30": 0.9}
     assert select(900, relevant).levels() == select(900, relevant).levels()
+
+
+def _described(selection: Selection) -> tuple[object, ...]:
+    return (
+        [(m.page.page_id, m.level, m.tokens, m.score, m.reason, m.text, m.words)
+         for m in selection.mapped],
+        [c.page.page_id for c in selection.unmapped],
+        selection.tokens, selection.notes, selection.priced,
+    )  # fmt: skip
+
+
+def test_a_chooser_asked_for_budget_after_budget_chooses_as_a_fresh_choice_would() -> None:
+    # Every kind of step and mark: dates that head runs, a page faulted lately (kept at its
+    # level, or noted when it does not fit), summaries last, the turns around each hit.
+    pages = {
+        pid: replace(p, extra={**p.extra, "said": f"{1 + p.anchor // 9} May 2023"})
+        for pid, p in PAGES.items()
+    }
+    around = {p.anchor: p for pid, p in pages.items() if pid.startswith("msg_")}
+    broad = pages["msg_23"]
+    summary = Page(
+        "seg_0", PageKind.SUMMARY, broad.modality, broad.anchor, broad.turn, "system",
+        broad.renderings, broad.tokens, broad.hint,
+    )
+    table = PageTable()
+    table.note_faulted("msg_40", 1, turn=TURN - 1)
+    ids = sorted(pages, key=lambda pid: pages[pid].anchor)
+    pool = [ScoredPage(pages[pid], 1.0 / (n + 1), "search") for n, pid in enumerate(ids)
+            if n % 3 == 0 or pid == "msg_40"]  # fmt: skip
+    pool.append(ScoredPage(summary, 0.8, "search"))
+    choice: dict[str, Any] = dict(
+        cost=cost, excerpt=cut, table=table, turn=TURN, around=around,
+        allowance=lambda relevance: 40 + int(300 * relevance), date_cost=lambda when: 7,
+    )
+    chooser = Chooser(pool, **choice)
+    budgets = [700, 690, 1400, 1390, 90, 5000, 655, 652, 0, 3, 700, 2600, 2590, 2580]
+    shown = set()
+    for budget in budgets:
+        again = chooser.choose(budget)
+        fresh = select_context(pool, budget=budget, **choice)
+        assert _described(again) == _described(fresh)
+        shown.add(len(fresh.mapped))
+    assert len(shown) > 5  # the budgets make different choices
+    assert "msg_40 faulted recently but did not fit" in select_context(
+        pool, budget=0, **choice
+    ).notes
