@@ -30,16 +30,15 @@ from typing import Any
 import orjson
 
 from proxy.store.base import Conversation, Path
+from proxy.vm.bounds import encoded_slices
 
 # How many of the newest prefix lengths are tried: a turn adds one or two messages.
 _PROBES = 4
 _ROLE = operator.itemgetter("role")
 _CONTENT = operator.itemgetter("content")
 _CONTENT_OR_NONE = operator.methodcaller("get", "content")
-# Longer texts are fingerprinted by digest (see above); slices of a quarter million
-# characters encode in well under a millisecond.
+# Longer texts are fingerprinted by a digest (see above).
 LONG_TEXT_CHARS = 1 << 20
-_SLICE_CHARS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +121,8 @@ def _text_key(text: str) -> str | bytes:
     if len(text) <= LONG_TEXT_CHARS:
         return text
     digest = hashlib.blake2b(digest_size=16, person=b"vm-long-text")
-    for start in range(0, len(text), _SLICE_CHARS):
-        digest.update(text[start : start + _SLICE_CHARS].encode("utf-8", "surrogatepass"))
+    for piece in encoded_slices(text, "surrogatepass"):
+        digest.update(piece)
     return digest.digest()
 
 
