@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from proxy.vm.bounds import encoded_slices
+from proxy.vm.bounds import SLICE_CHARS, encoded_slices
 
 _DIGEST = 16
 _TENANT_PERSON = b"vm-proxy.tenant"
@@ -66,7 +66,9 @@ def chain_hashes(
 def _feed(h: Any, message: Mapping[str, Any]) -> None:
     _field(h, b"r", str(message.get("role") or "").encode())
     content = message.get("content")
-    if isinstance(content, str):
+    if isinstance(content, str) and len(content) <= SLICE_CHARS:
+        _field(h, b"s", content.encode())
+    elif isinstance(content, str):
         # In slices: a 50 MB text's encode would hold the GIL throughout (proxy.vm.bounds).
         pieces = list(encoded_slices(content))
         h.update(b"s" + sum(map(len, pieces)).to_bytes(8, "little"))
