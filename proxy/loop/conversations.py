@@ -439,7 +439,7 @@ class Conversations:
                     path = await branch_path(self._store, tenant, target)
                 before = await self._state_at(self._store, tenant, path, anchor, target)
                 end = anchor + 1 + len(messages)
-                held = None if not may_hold or state_patch or mutations else held_write(
+                held = None if not may_hold or state_patch or mutations else await held_write(
                     self._lean_tokens, self._hold_up_to, target, path, anchor, messages,
                     hashes, before)  # fmt: skip
                 if held is not None:

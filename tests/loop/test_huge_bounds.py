@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from typing import Any
 
 import pytest
 
 from proxy.loop import offload, prefix_cache, prepare
+from proxy.loop.held import held_write, root_path
 from proxy.loop.prefix_cache import LONG_TEXT_CHARS, fingerprint, fingerprint_all
+from proxy.loop.storing import OFF_LOOP_CHARS
+from proxy.store.base import Conversation
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.bounds import INDEX_CHARS
 from tests.loop.harness import MODEL, serve, vm_settings
@@ -96,5 +100,22 @@ async def test_a_history_with_a_long_text_is_fingerprinted_in_a_worker_thread(
     huge = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _long()}]
     assert await offload.fingerprinted(small) == fingerprint_all(small)
     assert await offload.fingerprinted(huge) == fingerprint_all(huge)
+    assert threads[0] == threading.get_ident()
+    assert threads[1] != threading.get_ident()
+
+
+async def test_a_huge_message_held_for_its_answer_is_counted_in_a_worker_thread() -> None:
+    threads: list[int] = []
+
+    def lean_tokens(messages: Any, before: Any) -> int:
+        threads.append(threading.get_ident())
+        return 10
+
+    row = Conversation("t", "c", None, 0, 1, 1, {}, 0.0)
+    path = root_path("t", "c")
+    for text in ("short", "b" * (OFF_LOOP_CHARS + 1)):
+        held = await held_write(lean_tokens, 100, row, path, 0,
+                                [{"role": "user", "content": text}], ["h1"], {})
+        assert held is not None and held.state["tokens"] == 10
     assert threads[0] == threading.get_ident()
     assert threads[1] != threading.get_ident()
