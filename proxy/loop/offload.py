@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxy.loop.prefix_cache import fingerprint_all, longest_text
+from proxy.loop.prefix_cache import fingerprint_all, short_fingerprints
 from proxy.vm.identity import chain_hashes
 
 # Above this many characters chain hashing goes to a thread (blake2b lets go of the GIL
@@ -48,8 +48,9 @@ async def hashed(
 
 
 async def fingerprinted(messages: Sequence[Mapping[str, Any]]) -> list[int]:
-    """proxy.loop.prefix_cache.fingerprint_all, in a worker thread when a text is huge
-    (it is then digested in slices, letting go of the GIL between them)."""
-    if longest_text(messages) > HASH_OFF_LOOP_CHARS:
+    """proxy.loop.prefix_cache.fingerprint_all, in a worker thread when a text is long
+    (LONG_TEXT_CHARS: it is then digested in slices, letting go of the GIL between them)."""
+    found = short_fingerprints(messages)
+    if found is None:
         return await asyncio.to_thread(fingerprint_all, messages)
-    return fingerprint_all(messages)
+    return found

@@ -85,6 +85,18 @@ def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
     """`fingerprint` of each message. A history of only role and text messages (most
     resent histories) is done in C iterators, without a bytecode loop per message; any
     other message is fingerprinted on its own."""
+    found = _fingerprints(messages, long_ok=True)
+    assert found is not None
+    return found
+
+
+def short_fingerprints(messages: Sequence[Mapping[str, Any]]) -> list[int] | None:
+    """`fingerprint_all(messages)`, or None when a text is long (LONG_TEXT_CHARS): its
+    digest is for a worker thread (proxy.loop.offload.fingerprinted)."""
+    return _fingerprints(messages, long_ok=False)
+
+
+def _fingerprints(messages: Sequence[Mapping[str, Any]], long_ok: bool) -> list[int] | None:
     if set(map(len, messages)) == {2}:
         try:
             roles = list(map(_ROLE, messages))
@@ -94,10 +106,14 @@ def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
         else:
             if set(map(type, contents)) == {str}:
                 if max(map(len, contents), default=0) > LONG_TEXT_CHARS:
+                    if not long_ok:
+                        return None
                     contents = list(map(_text_key, contents))
                 nothing = itertools.repeat(None)
                 rows = zip(roles, contents, nothing, nothing, nothing, strict=False)
                 return list(map(hash, rows))
+    if not long_ok and longest_text(messages) > LONG_TEXT_CHARS:
+        return None
     return [
         hash((m["role"], content, None, None, None))
         if len(m) == 2 and type(content := m.get("content")) is str and "role" in m
@@ -109,7 +125,7 @@ def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
 
 def longest_text(messages: Sequence[Mapping[str, Any]]) -> int:
     """The length of the longest content among `messages` (of a list of parts, their
-    number), in C iterators: cheap enough to ask of every resent history."""
+    number), in C iterators."""
     try:
         return max(map(len, filter(None, map(_CONTENT_OR_NONE, messages))), default=0)
     except TypeError:  # a content with no length: nothing is long

@@ -11,7 +11,12 @@ import pytest
 
 from proxy.loop import offload, prefix_cache, prepare
 from proxy.loop.held import held_write, root_path
-from proxy.loop.prefix_cache import LONG_TEXT_CHARS, fingerprint, fingerprint_all
+from proxy.loop.prefix_cache import (
+    LONG_TEXT_CHARS,
+    fingerprint,
+    fingerprint_all,
+    short_fingerprints,
+)
 from proxy.loop.storing import OFF_LOOP_CHARS
 from proxy.store.base import Conversation
 from proxy.vm.bm25 import search_tokens
@@ -99,9 +104,13 @@ async def test_a_history_with_a_long_text_is_fingerprinted_in_a_worker_thread(
     small = [{"role": "user", "content": "hello"}, {"role": "user", "content": ["x"]}]
     huge = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": _long()}]
     assert await offload.fingerprinted(small) == fingerprint_all(small)
+    assert threads == []  # on the loop, no thread hop
     assert await offload.fingerprinted(huge) == fingerprint_all(huge)
-    assert threads[0] == threading.get_ident()
-    assert threads[1] != threading.get_ident()
+    assert len(threads) == 1 and threads[0] != threading.get_ident()
+    # Whatever the shape of the history, a long text is not digested on the loop.
+    named = [{"role": "user", "content": _long(), "name": "x"}]
+    assert short_fingerprints(huge) is None and short_fingerprints(named) is None
+    assert short_fingerprints(small) == fingerprint_all(small)
 
 
 async def test_a_huge_message_held_for_its_answer_is_counted_in_a_worker_thread() -> None:
