@@ -38,9 +38,9 @@ from typing import Any
 
 from proxy.loop.derive import store_elsewhere
 from proxy.loop.held import HeldWrite, LeanTokens, held_write, root_path
-from proxy.loop.offload import hashed
+from proxy.loop.offload import fingerprinted, hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
-from proxy.loop.prefix_cache import PrefixCache, fingerprint_all
+from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.stored_rows import (
     branch_path,
     fork_conversation,
@@ -174,7 +174,7 @@ class Conversations:
         cut, full = await paths(self._store, tenant, leaf.conv_id, placement.offset + length, path)
         fingerprints = placement.fingerprints
         if fingerprints:
-            fingerprints = [*fingerprints, *fingerprint_all(messages)]
+            fingerprints = [*fingerprints, *await fingerprinted(messages)]
             self._prefixes.remember(tenant, fingerprints, hashes[-1], leaf, full)
         return Placement(
             leaf=leaf,
@@ -249,7 +249,7 @@ class Conversations:
         *,
         remembered_rows: bool = True,
     ) -> Placement:
-        fingerprints = fingerprint_all(messages)
+        fingerprints = await fingerprinted(messages)
         start, owner, prev = 0, None, None
         hint = None
         remembered = self._prefixes.longest(tenant, fingerprints)
@@ -439,7 +439,7 @@ class Conversations:
                     path = await branch_path(self._store, tenant, target)
                 before = await self._state_at(self._store, tenant, path, anchor, target)
                 end = anchor + 1 + len(messages)
-                held = None if not may_hold or state_patch or mutations else held_write(
+                held = None if not may_hold or state_patch or mutations else await held_write(
                     self._lean_tokens, self._hold_up_to, target, path, anchor, messages,
                     hashes, before)  # fmt: skip
                 if held is not None:

@@ -17,11 +17,14 @@ response.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.loop.offload import text_chars
+from proxy.loop.storing import OFF_LOOP_CHARS
 from proxy.store.base import Conversation, Path
 from proxy.store.paths import build_path
 
@@ -55,7 +58,7 @@ class HeldWrite:
         )
 
 
-def held_write(
+async def held_write(
     lean_tokens: LeanTokens | None,
     up_to: int | None,
     target: Conversation,
@@ -69,7 +72,12 @@ def held_write(
     (below the threshold: stored lean, and forwarded unchanged); else None."""
     if lean_tokens is None or up_to is None or not messages:
         return None
-    tokens = lean_tokens(messages, before)
+    if sum(map(text_chars, messages)) > OFF_LOOP_CHARS:
+        # Counting a huge message's tokens (bounded, proxy.tokens) still takes tens of
+        # milliseconds for a run of one character; tiktoken lets go of the GIL meanwhile.
+        tokens = await asyncio.to_thread(lean_tokens, messages, before)
+    else:
+        tokens = lean_tokens(messages, before)
     if tokens is None or tokens > up_to:
         return None
     state = {**before, "hash": hashes[-1], "tokens": tokens}

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from proxy.loop.prefix_cache import fingerprint_all, short_fingerprints
 from proxy.vm.identity import chain_hashes
 
 # Above this many characters chain hashing goes to a thread (blake2b lets go of the GIL
@@ -44,3 +45,12 @@ async def hashed(
     if sum(map(text_chars, messages)) > HASH_OFF_LOOP_CHARS:
         return await asyncio.to_thread(chain_hashes, tenant, messages, prev=prev)
     return chain_hashes(tenant, messages, prev=prev)
+
+
+async def fingerprinted(messages: Sequence[Mapping[str, Any]]) -> list[int]:
+    """proxy.loop.prefix_cache.fingerprint_all, in a worker thread when a text is long
+    (LONG_TEXT_CHARS: it is then digested in slices, letting go of the GIL between them)."""
+    found = short_fingerprints(messages)
+    if found is None:
+        return await asyncio.to_thread(fingerprint_all, messages)
+    return found

@@ -5,7 +5,10 @@ messages costs milliseconds of Python per request. The fingerprint here is Pytho
 `hash` over each message's canonical fields (C speed, process-local, keyed per process
 for strings), combined per prefix; it maps to the chain hash this process already
 computed for that exact prefix. Only the messages after the longest remembered prefix are
-chain-hashed.
+chain-hashed. A text longer than LONG_TEXT_CHARS stands in the fingerprint as a digest of
+its UTF-8, fed in slices: `hash` of a 50 MB string is one C call holding the GIL for
+~100 ms, every other request waiting (issue 13); such histories are fingerprinted in a
+worker thread (proxy.loop.offload.fingerprinted).
 
 A hit is a hint, not proof of storage. Each entry names the conversation that held the
 prefix's last message, and the cache keeps the last row (and path) this process saw of
@@ -16,6 +19,7 @@ it looks the chain hash up in the store.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import operator
 from collections import OrderedDict
@@ -26,11 +30,15 @@ from typing import Any
 import orjson
 
 from proxy.store.base import Conversation, Path
+from proxy.vm.bounds import encoded_slices
 
 # How many of the newest prefix lengths are tried: a turn adds one or two messages.
 _PROBES = 4
 _ROLE = operator.itemgetter("role")
 _CONTENT = operator.itemgetter("content")
+_CONTENT_OR_NONE = operator.methodcaller("get", "content")
+# Longer texts are fingerprinted by a digest (see above).
+LONG_TEXT_CHARS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +61,12 @@ def fingerprint(message: Mapping[str, Any]) -> int:
         and "name" not in message
     ):
         # The common case, kept lean: this runs for every message of every resent history.
-        return hash((message.get("role"), content, None, None, None))
+        key = content if len(content) <= LONG_TEXT_CHARS else _text_key(content)
+        return hash((message.get("role"), key, None, None, None))
     if content is None:
         content = ""
+    elif isinstance(content, str):
+        content = _text_key(content)
     elif not isinstance(content, str):
         content = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     calls = message.get("tool_calls")
@@ -74,6 +85,18 @@ def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
     """`fingerprint` of each message. A history of only role and text messages (most
     resent histories) is done in C iterators, without a bytecode loop per message; any
     other message is fingerprinted on its own."""
+    found = _fingerprints(messages, long_ok=True)
+    assert found is not None
+    return found
+
+
+def short_fingerprints(messages: Sequence[Mapping[str, Any]]) -> list[int] | None:
+    """`fingerprint_all(messages)`, or None when a text is long (LONG_TEXT_CHARS): its
+    digest is for a worker thread (proxy.loop.offload.fingerprinted)."""
+    return _fingerprints(messages, long_ok=False)
+
+
+def _fingerprints(messages: Sequence[Mapping[str, Any]], long_ok: bool) -> list[int] | None:
     if set(map(len, messages)) == {2}:
         try:
             roles = list(map(_ROLE, messages))
@@ -82,15 +105,41 @@ def fingerprint_all(messages: Sequence[Mapping[str, Any]]) -> list[int]:
             pass
         else:
             if set(map(type, contents)) == {str}:
+                if max(map(len, contents), default=0) > LONG_TEXT_CHARS:
+                    if not long_ok:
+                        return None
+                    contents = list(map(_text_key, contents))
                 nothing = itertools.repeat(None)
                 rows = zip(roles, contents, nothing, nothing, nothing, strict=False)
                 return list(map(hash, rows))
+    if not long_ok and longest_text(messages) > LONG_TEXT_CHARS:
+        return None
     return [
         hash((m["role"], content, None, None, None))
         if len(m) == 2 and type(content := m.get("content")) is str and "role" in m
+        and len(content) <= LONG_TEXT_CHARS
         else fingerprint(m)
         for m in messages
     ]
+
+
+def longest_text(messages: Sequence[Mapping[str, Any]]) -> int:
+    """The length of the longest content among `messages` (of a list of parts, their
+    number), in C iterators."""
+    try:
+        return max(map(len, filter(None, map(_CONTENT_OR_NONE, messages))), default=0)
+    except TypeError:  # a content with no length: nothing is long
+        return 0
+
+
+def _text_key(text: str) -> str | bytes:
+    """What stands for `text` in a fingerprint: itself, or the digest of a long text."""
+    if len(text) <= LONG_TEXT_CHARS:
+        return text
+    digest = hashlib.blake2b(digest_size=16, person=b"vm-long-text")
+    for piece in encoded_slices(text, "surrogatepass"):
+        digest.update(piece)
+    return digest.digest()
 
 
 class PrefixCache:

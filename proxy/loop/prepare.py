@@ -27,6 +27,7 @@ from proxy.loop.turn_log import TurnLog
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
 from proxy.vm.bm25 import search_tokens
+from proxy.vm.bounds import analysed
 from proxy.vm.faults import FaultState
 from proxy.vm.frame import Frame
 from proxy.vm.ingest import Counters
@@ -242,8 +243,12 @@ async def _pack_turn(
         and (by_words is None or p.page_id in glued)
     }
     messages = [p for p in tail if p.is_message]
+    # The terms excerpts are drawn by, and stored in the turn's record: those of the part
+    # of the message that is analysed (proxy.vm.bounds), as for its page's search terms;
+    # all of a 30 MB message would hold the event loop for tens of milliseconds (issue 13).
+    terms = search_tokens(analysed(user_text))
     inputs = _PackInputs(body, system, messages, candidates, around, table, settings,
-                         counter, turn_number, end, frame, search_tokens(user_text))  # fmt: skip
+                         counter, turn_number, end, frame, terms)  # fmt: skip
     packed = _pack(inputs, mode)
     if mode != "passive" and packed.pinned_dropped:
         # Pinned turns outrank room for faults: pack again keeping only the least room.

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from proxy.vm.bounds import SLICE_CHARS, encoded_slices
+
 _DIGEST = 16
 _TENANT_PERSON = b"vm-proxy.tenant"
 _ROOT_PERSON = b"vm-proxy.root"
@@ -64,8 +66,14 @@ def chain_hashes(
 def _feed(h: Any, message: Mapping[str, Any]) -> None:
     _field(h, b"r", str(message.get("role") or "").encode())
     content = message.get("content")
-    if isinstance(content, str):
+    if isinstance(content, str) and len(content) <= SLICE_CHARS:
         _field(h, b"s", content.encode())
+    elif isinstance(content, str):
+        # In slices: a 50 MB text's encode would hold the GIL throughout (proxy.vm.bounds).
+        pieces = list(encoded_slices(content))
+        h.update(b"s" + sum(map(len, pieces)).to_bytes(8, "little"))
+        for piece in pieces:
+            h.update(piece)
     elif content is not None:
         _field(h, b"j", orjson.dumps(content, option=orjson.OPT_SORT_KEYS))
     else:

@@ -20,7 +20,7 @@ from typing import Any
 from proxy.tokens import TokenCounter, image_size, note_tool_names
 from proxy.vm import mutations as events
 from proxy.vm.attribution import speaker_of, stated_date
-from proxy.vm.bounds import analysed
+from proxy.vm.bounds import analysed, has_at_least
 from proxy.vm.claims import claim_key, extract_claims
 from proxy.vm.compress import abstract_text, make_hint, parse_json, reduce_text
 from proxy.vm.costs import annotate_costs
@@ -365,7 +365,7 @@ def _classify(
         modality = Modality.STRUCTURED if structured else modality
         big = len(text) >= ARTIFACT_TOKENS * 3 and counter.text(text) >= ARTIFACT_TOKENS
         return (PageKind.ARTIFACT if big else PageKind.PROCEDURE), modality
-    if role in ("user", "assistant") and text.count("```") >= 2 and len(text) > 1200:
+    if role in ("user", "assistant") and len(text) > 1200 and has_at_least(text, "```", 2):
         return PageKind.ARTIFACT, modality
     return PageKind.TRANSCRIPT, modality
 
