@@ -117,7 +117,13 @@ def lookup_hashes(
 
 
 def get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:
-    spans_sql, span_args = span_sql(span_bounds(path), by_anchor=False)
+    bounds = span_bounds(path)
+    spans_sql, span_args = span_sql(bounds, by_anchor=False)
+    # The conversations listed again outside the spans' OR: without them, on a path of two
+    # spans or more, SQLite reads every page of the tenant by the anchor index instead of
+    # looking each id up by the (tenant, conv_id, page_id) key.
+    conv_ids = [conv_id for conv_id, _, _ in bounds]
+    conv_marks = ",".join("?" * len(conv_ids))
 
     def rows() -> Iterator[tuple[str, str, bytes]]:
         for start in range(0, len(page_ids), CHUNK):
@@ -125,8 +131,9 @@ def get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict
             marks = ",".join("?" * len(chunk))
             yield from conn.execute(
                 f"SELECT p.conv_id, p.page_id, p.body FROM pages p WHERE p.tenant = ?"
-                f" AND p.page_id IN ({marks}) AND {spans_sql}",
-                (path.tenant, *chunk, *span_args),
+                f" AND p.conv_id IN ({conv_marks}) AND p.page_id IN ({marks})"
+                f" AND {spans_sql}",
+                (path.tenant, *conv_ids, *chunk, *span_args),
             )
 
     return nearest_the_leaf(path, rows(), page_ids)
