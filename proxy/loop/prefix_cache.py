@@ -67,7 +67,7 @@ def fingerprint(message: Mapping[str, Any]) -> int:
         content = ""
     elif isinstance(content, str):
         content = _text_key(content)
-    elif not isinstance(content, str):
+    else:
         content = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     calls = message.get("tool_calls")
     return hash(

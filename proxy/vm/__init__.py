@@ -15,7 +15,7 @@ Public API, by module (the fault loop, proxy.loop, is built on these):
                SummaryBudget (its answer as pages; the daily cap)
 - page_table:  PageTable (access stats, L1 set; to_dict/from_dict)
 - prefetch:    plan_prefetch -> PrefetchPlan, gather_candidates, pinned_start, search_query
-- working_set: ScoredPage, select_context -> Selection
+- working_set: ScoredPage, Chooser(...).choose(budget) -> Selection
 - pinning:     plan_pinned, fit_pinned (the verbatim recent turns, degraded to fit)
 - packer:      pack_request(options: PackOptions) -> PackedRequest
 - frame:       Frame (the frozen context kept between turns), frame_key, block_position

@@ -114,36 +114,6 @@ def rank(
     return [scored[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
 
 
-def select_context(
-    candidates: Sequence[ScoredPage],
-    *,
-    budget: int,
-    cost: LineCost,
-    excerpt: Excerpt,
-    table: PageTable,
-    turn: int,
-    allowance: Allowance,
-    around: Mapping[int, Page] | None = None,
-    ranked: Sequence[tuple[float, ScoredPage]] | None = None,
-    options: dict[Any, tuple[str | None, int] | None] | None = None,
-    date_cost: Callable[[str], int] | None = None,
-) -> Selection:
-    """`allowance(relevance)`: the most tokens a page may take, whole or as the excerpt a
-    longer one is shown as (the best hits may take more); `around`: message pages by
-    position, for the neighbours of a hit (only loaded ones are shown); `ranked`: the
-    candidates as `rank` orders them, when already made; `options`: a cache of how each
-    page may be shown, kept by a caller that chooses again in another budget;
-    `date_cost(date)`: what the head of a run said on that date costs. With it, a page's
-    price includes the marks it may bring to the section (its date's head the first time
-    that date is shown, a gap mark when it starts a run), so the choice fits at once; the
-    pages' own tokens are `tokens`, the marks are counted apart. (A caller that chooses in
-    several budgets keeps a `Chooser`.)"""
-    return Chooser(
-        candidates, cost=cost, excerpt=excerpt, table=table, turn=turn, allowance=allowance,
-        around=around, ranked=ranked, options=options, date_cost=date_cost,
-    ).choose(budget)
-
-
 # The steps of a choice, in the order it takes them: the pages faulted lately, then each
 # candidate best first followed by the turns around it (taken only when it was placed),
 # then the summaries.
@@ -170,7 +140,18 @@ class _Run(NamedTuple):
 
 
 class Chooser:
-    """The choice `select_context` makes, over one ranking, in any budget.
+    """Which candidates the context shows, and at what level, over one ranking, in any
+    budget (`choose(budget) -> Selection`).
+
+    `allowance(relevance)`: the most tokens a page may take, whole or as the excerpt a
+    longer one is shown as (the best hits may take more); `around`: message pages by
+    position, for the neighbours of a hit (only loaded ones are shown); `ranked`: the
+    candidates as `rank` orders them, when already made; `options`: a cache of how each
+    page may be shown, kept by a caller that chooses again in another budget;
+    `date_cost(date)`: what the head of a run said on that date costs. With it, a page's
+    price includes the marks it may bring to the section (its date's head the first time
+    that date is shown, a gap mark when it starts a run), so the choice fits at once; the
+    pages' own tokens are `tokens`, the marks are counted apart.
 
     What does not depend on the budget is made once: the steps (each candidate, and the
     turns around it) and how each page may be shown. And every step of a choice decides

@@ -9,7 +9,7 @@ from proxy.vm.excerpt import excerpt
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.page_table import PageTable
 from proxy.vm.pages import Page, PageKind
-from proxy.vm.working_set import NEIGHBOUR, Chooser, ScoredPage, Selection, select_context
+from proxy.vm.working_set import NEIGHBOUR, Chooser, ScoredPage, Selection
 from tests.vm.conversations import long_conversation
 
 COUNTER = counter_for_model("gpt-4o")
@@ -47,16 +47,15 @@ def select(
     allowance: int = 200,
     around: bool = True,
 ) -> Selection:
-    return select_context(
+    return Chooser(
         candidates(relevant),
-        budget=budget,
         cost=cost,
         excerpt=cut,
         table=table or PageTable(),
         turn=TURN,
         allowance=lambda relevance: allowance,
         around=MESSAGES if around else None,
-    )
+    ).choose(budget)
 
 
 def test_stays_within_budget_for_any_budget() -> None:
@@ -104,15 +103,15 @@ def test_summaries_come_after_the_turns_and_only_as_abstracts() -> None:
         broad.renderings, broad.tokens, broad.hint,
     )
     pool = [ScoredPage(summary, 1.0, "search"), ScoredPage(turn, 0.6, "search")]
-    selection = select_context(
-        pool, budget=4000, cost=cost, excerpt=cut, table=PageTable(), turn=TURN,
+    selection = Chooser(
+        pool, cost=cost, excerpt=cut, table=PageTable(), turn=TURN,
         allowance=lambda relevance: 500,
-    )
+    ).choose(4000)
     assert [(m.page.page_id, m.level) for m in selection.mapped][-1] == ("seg_0", 2)
-    tight = select_context(
-        pool, budget=cost(turn, 0, None), cost=cost, excerpt=cut, table=PageTable(),
-        turn=TURN, allowance=lambda relevance: 500,
-    )
+    tight = Chooser(
+        pool, cost=cost, excerpt=cut, table=PageTable(), turn=TURN,
+        allowance=lambda relevance: 500,
+    ).choose(cost(turn, 0, None))
     assert [m.page.page_id for m in tight.mapped] == ["msg_21"]
 
 
@@ -123,10 +122,10 @@ def test_recently_faulted_pages_stay_at_the_level_asked() -> None:
     selection = select(cost(PAGES["msg_40"], 0, None) + 5, pool, table, around=False)
     assert selection.levels() == {"msg_40": 0}
     # Two turns later the protection is gone: relevance decides.
-    later = select_context(
-        candidates(pool), budget=cost(PAGES["msg_21"], 0, None), cost=cost, excerpt=cut,
-        table=table, turn=TURN + 2, allowance=lambda relevance: 200,
-    )
+    later = Chooser(
+        candidates(pool), cost=cost, excerpt=cut, table=table, turn=TURN + 2,
+        allowance=lambda relevance: 200,
+    ).choose(cost(PAGES["msg_21"], 0, None))
     assert later.levels() == {"msg_21": 0}
 
 
@@ -172,10 +171,8 @@ def test_a_chooser_asked_for_budget_after_budget_chooses_as_a_fresh_choice_would
     shown = set()
     for budget in budgets:
         again = chooser.choose(budget)
-        fresh = select_context(pool, budget=budget, **choice)
+        fresh = Chooser(pool, **choice).choose(budget)
         assert _described(again) == _described(fresh)
         shown.add(len(fresh.mapped))
     assert len(shown) > 5  # the budgets make different choices
-    assert "msg_40 faulted recently but did not fit" in select_context(
-        pool, budget=0, **choice
-    ).notes
+    assert "msg_40 faulted recently but did not fit" in Chooser(pool, **choice).choose(0).notes
