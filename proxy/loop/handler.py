@@ -219,7 +219,8 @@ def _observed_passthrough(
 
     for name, value in headers.items():
         response.headers[name] = value
-    return observe(response, store_answer)
+    # Under a session name the client may never resend this answer: stored before it is sent.
+    return observe(response, store_answer, store_first=prepared.session is not None)
 
 
 async def store_held(prepared: Prepared) -> None:

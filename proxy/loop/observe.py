@@ -4,7 +4,12 @@ assembled, and stored as a page once complete (a client that sends only new mess
 
 The client gets the upstream's bytes as they came, compressed or not; the copy is decoded
 here (gzip and deflate, what HTTP clients ask for by default). A reply in an encoding the
-standard library cannot decode is relayed without being stored, and logged."""
+standard library cannot decode is relayed without being stored, and logged.
+
+When the request held only its new messages (`store_first`), the answer is stored before
+its end reaches the client: the client will never send it again, so an answer it has
+seen must be durable, and the client's next turn, on this replica or another, must find
+it. A whole-history request's answer is stored after it is sent: the client resends it."""
 
 from __future__ import annotations
 
@@ -46,9 +51,11 @@ class Reader:
 CHAT = Reader(body=assemble_response, stream=ChunkAccumulator)
 
 
-def observe(response: Response, on_answer: OnAnswer, reader: Reader = CHAT) -> Response:
+def observe(
+    response: Response, on_answer: OnAnswer, reader: Reader = CHAT, *, store_first: bool = False
+) -> Response:
     """Call `on_answer` with the assembled reply of a relayed 2xx answer (a chat completion,
-    or what `reader` reads)."""
+    or what `reader` reads); with `store_first`, before the answer's end is sent."""
     if response.status_code >= 300:
         return response
     encoding = _content_encoding(response)
@@ -58,20 +65,27 @@ def observe(response: Response, on_answer: OnAnswer, reader: Reader = CHAT) -> R
         )
         return response
     if isinstance(response, RelayedStream):
-        response.body_iterator = _tee(
+        tee = _tee_stored_first if store_first else _tee
+        response.body_iterator = tee(
             response.body_iterator, on_answer, _Decoder(encoding), reader.stream()
         )
         return response
     if isinstance(response, RelayedResponse):
-        return _ObservedResponse(response, on_answer, _Decoder(encoding), reader)
+        return _ObservedResponse(response, on_answer, _Decoder(encoding), reader, store_first)
     return response
 
 
 class _ObservedResponse(Response):
-    """Sends the relayed body first, then stores the answer, so the client never waits on it."""
+    """Sends the relayed body first, then stores the answer, so the client never waits on it
+    (with `store_first`, the other way round)."""
 
     def __init__(
-        self, inner: RelayedResponse, on_answer: OnAnswer, decoder: _Decoder, reader: Reader
+        self,
+        inner: RelayedResponse,
+        on_answer: OnAnswer,
+        decoder: _Decoder,
+        reader: Reader,
+        store_first: bool = False,
     ) -> None:
         self.status_code = inner.status_code
         self.body = inner.body
@@ -80,9 +94,17 @@ class _ObservedResponse(Response):
         self._on_answer = on_answer
         self._decoder = decoder
         self._reader = reader
+        self._store_first = store_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await super().__call__(scope, receive, send)
+        if self._store_first:
+            await self._store()
+            await super().__call__(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+            await self._store()
+
+    async def _store(self) -> None:
         try:
             parsed = orjson.loads(self._decoder.feed(bytes(self.body)) + self._decoder.flush())
         except (orjson.JSONDecodeError, zlib.error):
@@ -116,6 +138,31 @@ async def _tee(
         log.warning("relayed stream not stored: it ended before a finish_reason or [DONE]")
         return
     await _deliver(accumulator.result(), on_answer)
+
+
+async def _tee_stored_first(
+    chunks: AsyncIterable[Any], on_answer: OnAnswer, content: _Decoder, accumulator: Accumulator
+) -> AsyncIterator[Any]:
+    """`_tee`, but each chunk is read before it is relayed, and the answer stored before the
+    chunk that finishes it (its finish_reason or [DONE]) goes out."""
+    decoder = SSEDecoder()
+    broken = stored = False
+    async for chunk in chunks:
+        if isinstance(chunk, bytes) and not (broken or stored):
+            try:
+                data = content.feed(chunk)
+            except zlib.error:
+                broken = True
+                log.warning("relayed stream not stored: its compressed body is corrupt")
+            else:
+                for event in decoder.feed(data):
+                    accumulator.feed_event(event)
+                if accumulator.finished:
+                    stored = True
+                    await _deliver(accumulator.result(), on_answer)
+        yield chunk
+    if not (broken or stored):
+        log.warning("relayed stream not stored: it ended before a finish_reason or [DONE]")
 
 
 async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:

@@ -230,7 +230,10 @@ async def _relayed(
 
     for name, value in prepared.headers().items():
         response.headers[name] = value
-    return observe(response, store_answer, RESPONSES)
+    # A request that held only its new items (a session, a previous_response_id) is followed
+    # by one that names this answer: stored, and its id mapped, before the answer is sent.
+    store_first = prepared.session is not None or body.get("previous_response_id") is not None
+    return observe(response, store_answer, RESPONSES, store_first=store_first)
 
 
 def _unpacked_turn(

@@ -7,9 +7,13 @@ import zlib
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
+from starlette.types import Message
 
-from proxy.loop.observe import _Decoder
+from proxy.loop.observe import _Decoder, _tee_stored_first, observe
+from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
+from proxy.upstream.relay import RelayedResponse
 from tests.loop.harness import MODEL, serve, vm_settings
 from tests.loop.history import LOCKER
 from tests.loop.scripted import ScriptedModel, agent
@@ -85,3 +89,77 @@ def test_raw_deflate_is_decoded_too() -> None:
     raw = packer.compress(b'{"id": "x"}') + packer.flush()
     decoder = _Decoder("deflate")
     assert decoder.feed(raw[:3]) + decoder.feed(raw[3:]) + decoder.flush() == b'{"id": "x"}'
+
+
+_ANSWER = {
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
+    "choices": [{"index": 0, "finish_reason": "stop",
+                 "message": {"role": "assistant", "content": "Stored first."}}],
+}
+_CHUNKS = [
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    b'[{"index":0,"delta":{"role":"assistant","content":"Stored "}}]}\n\n',
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    b'[{"index":0,"delta":{"content":"first."}}]}\n\n',
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":'
+    b'[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+class _Timeline:
+    """What the client was sent, and what of it it had when the answer was stored."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.stored: list[tuple[str | None, int]] = []
+
+    async def on_answer(self, message: AssembledMessage) -> None:
+        self.stored.append((message.content, len(self.sent)))
+
+    async def send(self, event: Message) -> None:
+        if event["type"] == "http.response.body":
+            self.sent.append(event.get("body", b""))
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+@pytest.mark.parametrize("store_first", [True, False])
+async def test_an_answer_is_stored_before_it_is_sent_when_asked(store_first: bool) -> None:
+    """Under a session name the client never resends the answer: once it has it, it is
+    stored, or another replica's next turn would miss it (and a crash would lose it)."""
+    timeline = _Timeline()
+    relayed = RelayedResponse(200, orjson.dumps(_ANSWER), [])
+    response = observe(relayed, timeline.on_answer, store_first=store_first)
+    await response({"type": "http"}, _nothing, timeline.send)
+    assert timeline.sent == [orjson.dumps(_ANSWER)]
+    assert timeline.stored == [("Stored first.", 0 if store_first else 1)]
+
+
+async def test_a_stream_is_stored_before_the_chunk_that_finishes_it() -> None:
+    timeline = _Timeline()
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for chunk in _CHUNKS:
+            yield chunk
+
+    relayed = _tee_stored_first(upstream(), timeline.on_answer, _Decoder(""), ChunkAccumulator())
+    async for chunk in relayed:
+        timeline.sent.append(chunk)
+    assert timeline.sent == _CHUNKS
+    # Stored when the finish_reason came, before that chunk and [DONE] went out.
+    assert timeline.stored == [("Stored first.", 2)]
+
+
+async def test_a_stream_cut_before_it_finishes_is_relayed_and_not_stored() -> None:
+    timeline = _Timeline()
+
+    async def upstream() -> AsyncIterator[bytes]:
+        for chunk in _CHUNKS[:2]:
+            yield chunk
+
+    relayed = _tee_stored_first(upstream(), timeline.on_answer, _Decoder(""), ChunkAccumulator())
+    assert [chunk async for chunk in relayed] == _CHUNKS[:2]
+    assert timeline.stored == []
