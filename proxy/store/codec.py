@@ -155,11 +155,18 @@ def id_prefix(page_id: str) -> str:
 
 def is_heavy(pages: Sequence[Page]) -> bool:
     """Whether `pages` hold more than HEAVY_WRITE_CHARS characters."""
+    return sum(len(page.text) + _part_chars(page) for page in pages) > HEAVY_WRITE_CHARS
+
+
+def _part_chars(page: Page) -> int:
+    """The characters of a message's parts besides its text: an inline image's data."""
+    content = page.message.get("content") if page.message is not None else None
+    if not isinstance(content, list):
+        return 0
     total = 0
-    for page in pages:
-        content = page.message.get("content") if page.message is not None else None
-        if isinstance(content, list):  # parts: an inline image's data counts too
-            total += sum(len(str(part)) for part in content)
-        else:
-            total += len(page.text)
-    return total > HEAVY_WRITE_CHARS
+    for part in content:
+        for value in part.values() if isinstance(part, Mapping) else ():
+            if isinstance(value, Mapping):  # {"image_url": {"url": "data:..."}}
+                value = value.get("url")
+            total += len(value) if isinstance(value, str) else 0
+    return total
