@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from proxy.errors import ProxyError
 from proxy.logs import RequestStats, log, log_request, start_request_stats
 from proxy.metrics import Counter, Histogram, Metrics
+from proxy.serving import SERVING
 from proxy.upstream.disconnect import ClientDisconnected
 from proxy.upstream.relay import AbortResponse
 
@@ -83,6 +84,7 @@ class AccessMiddleware:
                 status = message["status"]
             await send(message)
 
+        SERVING.requests += 1
         try:
             await self.app(scope, receive, counting_send)
         except (ClientDisconnected, ClientDisconnect):
@@ -109,6 +111,7 @@ class AccessMiddleware:
                 )
                 await send({"type": "http.response.body", "body": body})
         finally:
+            SERVING.requests -= 1
             self._record(scope, status, started, stats, bytes_out)
 
     def _series(self, route: str, status: int) -> _Series:

@@ -1,4 +1,5 @@
-"""Page <-> JSON bytes, and the text a page is searched by.
+"""Page <-> JSON bytes, the text a page is searched by, and whether pages are heavy to
+write.
 
 The body is self-contained (every field of the page), so a row's other columns are only
 indexes; tuples come back as tuples and enums as enums, so a page read back compares equal
@@ -8,7 +9,7 @@ to the page written.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -25,6 +26,10 @@ _KINDS = {kind.value: kind for kind in PageKind}
 _MODALITIES = {modality.value: modality for modality in Modality}
 # Bodies kept decoded (see decode_page).
 DECODED_PAGES = 4096
+# Pages of more characters than this may keep a store's writer long (encoding, indexing):
+# the SQLite store lets nobody wait on its writer while they are written
+# (proxy.store.sqlite_calls, `_catch_up`).
+HEAVY_WRITE_CHARS = 64 * 1024
 
 
 # How a lean page's body starts (stores find the pages an append may replace by it).
@@ -146,3 +151,22 @@ def page_search_tokens(page: Page) -> list[str]:
 def id_prefix(page_id: str) -> str:
     """`"msg_12"` -> `"msg"`."""
     return page_id.partition("_")[0]
+
+
+def is_heavy(pages: Sequence[Page]) -> bool:
+    """Whether `pages` hold more than HEAVY_WRITE_CHARS characters."""
+    return sum(len(page.text) + _part_chars(page) for page in pages) > HEAVY_WRITE_CHARS
+
+
+def _part_chars(page: Page) -> int:
+    """The characters of a message's parts besides its text: an inline image's data."""
+    content = page.message.get("content") if page.message is not None else None
+    if not isinstance(content, list):
+        return 0
+    total = 0
+    for part in content:
+        for value in part.values() if isinstance(part, Mapping) else ():
+            if isinstance(value, Mapping):  # {"image_url": {"url": "data:..."}}
+                value = value.get("url")
+            total += len(value) if isinstance(value, str) else 0
+    return total

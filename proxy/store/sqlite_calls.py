@@ -11,6 +11,15 @@ the jobs) costs more CPU than the append it runs, and a short chat's turn is one
 append (for a new conversation, after its deferred create). Whatever goes to the writer
 thread after them (a read, a write) sends them first, so it still runs behind them;
 closing the store sends them too.
+
+Sent, they had best run while the loop waits: the writer thread and the event loop share
+the GIL, and a group commit run beside the loop's requests makes both take turns at it
+(the writer's every SQLite call gives it up and waits to get it back), which costs each
+thread switches and CPU. `_catch_up` lets a request that may wait a moment do so for the
+writes sent before it (proxy.store.sqlite: a whole-history request's new conversation),
+when it is the only request the process is serving, so that the loop has nothing else to
+run meanwhile, and none of the writes under way is heavy (a huge page: a request that
+gives up the loop then may find the writer in a long call that holds the GIL).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path as FsPath
 from typing import Any, TypeVar
 
 from proxy.logs import log
+from proxy.serving import SERVING
 from proxy.store.base import StoreError
 from proxy.store.sqlite_schema import configure
 from proxy.store.sqlite_threads import Job, Lane
@@ -31,6 +41,9 @@ R = TypeVar("R")
 
 # How long a deferred write may wait for others to go to the writer thread with it.
 DEFER_WINDOW_S = 0.005
+# How long `_catch_up` waits at most: a group commit of a few short turns takes well under
+# it; a write that takes longer is not waited for (benchmarks/stall.py).
+CATCH_UP_S = 0.002
 
 
 class _Connections:
@@ -78,6 +91,10 @@ class SQLiteCalls:
         self._deferred = 0  # of those, appends nobody waits for
         self._held_back: list[Job[Any]] = []  # deferred, not sent to the writer yet
         self._send_later: asyncio.TimerHandle | None = None
+        # The newest deferred write sent to the writer thread: it commits after the others.
+        self._newest_sent: asyncio.Future[Any] | None = None
+        self.catch_up_s = CATCH_UP_S
+        self._heavy = 0  # writes submitted as heavy and not finished
 
     async def close(self) -> None:
         self._send_deferred()
@@ -159,12 +176,15 @@ class SQLiteCalls:
                     job.future.set_exception(StoreError(f"sqlite store is closed: {exc}"))
 
     async def _write(
-        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None,
+        heavy: bool = False,
     ) -> R:
-        """Run `fn(conn, *args)` on the writer thread; `of`: the conversation it writes."""
+        """Run `fn(conn, *args)` on the writer thread; `of`: the conversation it writes;
+        `heavy`: it may keep the writer long (a huge page; see `_catch_up`)."""
         loop = asyncio.get_running_loop()
         write: Job[R] = Job(fn, args, loop.create_future())
         self._writes += 1
+        self._heavy += heavy
         if of is not None:
             self._writing[of] = self._writing.get(of, 0) + 1
         try:
@@ -181,6 +201,7 @@ class SQLiteCalls:
             return result
         finally:
             self._writes -= 1
+            self._heavy -= heavy
             if of is not None:
                 if self._writing[of] == 1:
                     del self._writing[of]
@@ -188,18 +209,21 @@ class SQLiteCalls:
                     self._writing[of] -= 1
 
     def _defer(
-        self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any
+        self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any,
+        heavy: bool = False,
     ) -> asyncio.Future[Any]:
         """Queue a write nobody waits for; the future tells when it is committed."""
         loop = asyncio.get_running_loop()
         write: Job[Any] = Job(fn, (tenant, conv_id, *args), loop.create_future())
         of = (tenant, conv_id)
         self._writes += 1
+        self._heavy += heavy
         self._writing[of] = self._writing.get(of, 0) + 1
         self._deferred += 1
 
         def done(future: asyncio.Future[Any]) -> None:
             self._writes -= 1
+            self._heavy -= heavy
             self._deferred -= 1
             if self._writing[of] == 1:
                 del self._writing[of]
@@ -228,4 +252,15 @@ class SQLiteCalls:
             self._send_later = None
         if self._held_back:
             batch, self._held_back = self._held_back, []
+            self._newest_sent = batch[-1].future
             self._submit(self._writer, batch[0].future.get_loop(), batch)
+
+    async def _catch_up(self) -> None:
+        """Until the deferred writes sent to the writer thread so far are committed (it runs
+        them in order), for at most `catch_up_s`: so that they run while the caller waits,
+        not beside the requests that follow; not when other requests are being served or a
+        heavy write is under way (see above)."""
+        newest = self._newest_sent
+        if (newest is not None and not newest.done() and not self._heavy
+                and SERVING.requests <= 1):
+            await asyncio.wait((newest,), timeout=self.catch_up_s)

@@ -59,7 +59,7 @@ class SQLiteNames(SQLiteCalls):
 
     async def gc(self, older_than: float) -> int:
         deleted = 0
-        while batch := await self._write(q.gc_batch, older_than):
+        while batch := await self._write(q.gc_batch, older_than, heavy=True):
             deleted += batch
         return deleted
 

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from proxy.metrics import Metrics
+from proxy.serving import SERVING
 from tests.http.conftest import CHAT, completion, edge
 
 
@@ -74,3 +75,22 @@ async def test_the_endpoint_counts_requests_by_route_and_status() -> None:
     assert 'vm_proxy_requests_total{route="/v1/models",status="404"} 1' in lines
     assert 'vm_proxy_upstream_seconds_count{route="/v1/chat/completions"} 2' in lines
     assert any(line.startswith("vm_proxy_response_bytes_total{") for line in lines)
+
+
+async def test_the_requests_being_served_are_counted_until_answered() -> None:
+    """What the SQLite store asks before waiting on its writer (proxy.serving)."""
+    seen: list[int] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(SERVING.requests)
+        if request.url.path.endswith("/models"):
+            raise RuntimeError("an upstream bug: the 500 path")
+        return httpx.Response(200, json=completion())
+
+    before = SERVING.requests
+    async with edge(upstream) as proxy:
+        await proxy.http.post("/v1/chat/completions", json=CHAT)
+        assert (await proxy.http.get("/v1/models")).status_code == 500
+        await proxy.http.post("/v1/chat/completions", json={"model": "m"})  # 400
+    assert seen == [before + 1, before + 1]
+    assert SERVING.requests == before

@@ -52,7 +52,7 @@ def kill_deferred_writes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     dropped: list[str] = []
 
     def dropped_write(
-        self: SQLiteStore, fn: Any, tenant: str, conv_id: str, *args: Any
+        self: SQLiteStore, fn: Any, tenant: str, conv_id: str, *args: Any, heavy: bool = False
     ) -> asyncio.Future[Any]:
         dropped.append(conv_id)
         return asyncio.get_running_loop().create_future()  # never committed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.store.codec import decode_page, encode_page
+from proxy.store.codec import HEAVY_WRITE_CHARS, decode_page, encode_page, is_heavy
 from proxy.tokens import counter_for_model
 from proxy.vm.ingest import Counters, ingest_messages
 
@@ -39,3 +39,15 @@ def test_a_body_read_again_is_not_decoded_again() -> None:
     assert again is page
     assert decode_page(other) is not page and decode_page(other).text.endswith("June")
     assert decode_page(first.decode()) == page
+
+
+def test_pages_are_heavy_by_their_text_or_inline_data() -> None:
+    """What keeps a new chat from waiting on the SQLite writer (proxy.store.sqlite_calls)."""
+    short = page_of({"role": "user", "content": "Hello?"})
+    long = page_of({"role": "user", "content": "x" * (HEAVY_WRITE_CHARS + 1)})
+    image = page_of({"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}},
+    ]})
+    assert [is_heavy([p]) for p in (short, long, image)] == [False, True, True]  # type: ignore[list-item]
+    assert not is_heavy([])

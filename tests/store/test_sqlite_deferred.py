@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from proxy.serving import SERVING
 from proxy.store.base import UnknownConversation, VersionConflict
 from proxy.store.sqlite import SQLiteStore
 from proxy.store.sqlite_threads import Lane
@@ -261,6 +262,94 @@ async def test_a_deferred_create_and_its_append_answer_while_the_writer_is_busy(
             "msg_0", "msg_1"]
     finally:
         await reopened.close()
+
+
+def hold_the_writer_deferred(store: SQLiteStore) -> tuple[threading.Event, asyncio.Future[Any]]:
+    """As hold_the_writer, with a deferred write (another client's 30 MB turn), sent."""
+    release = threading.Event()
+    busy = store._defer(lambda conn, tenant, conv_id: release.wait(30), T, "other")
+    store._send_deferred()
+    return release, busy
+
+
+async def test_a_deferred_create_waits_a_moment_for_the_deferred_writes_sent(
+    tmp_path: FsPath,
+) -> None:
+    """They commit while this first turn waits, not beside the chat's next turns (the
+    writer thread and the loop contend for the GIL otherwise)."""
+    store = await _store(tmp_path, 0)
+    store.catch_up_s = 30  # a liveness bound, far above any wait here
+    release, busy = hold_the_writer_deferred(store)
+    try:
+        creating = asyncio.ensure_future(store.create_conversation(T, "new", durable=False))
+        await asyncio.sleep(0.2)  # its read, on a reader thread, answered long ago
+        assert not creating.done()
+        release.set()
+        row = await asyncio.wait_for(creating, 20)
+        assert busy.done() and (row.version, row.length) == (0, 0)
+    finally:
+        release.set()
+        await store.close()
+
+
+async def test_a_deferred_create_waits_for_no_slow_write(tmp_path: FsPath) -> None:
+    """The wait is bounded: a write that takes long (another client's huge page) is not
+    waited for."""
+    store = await _store(tmp_path, 0)
+    release, busy = hold_the_writer_deferred(store)
+    try:
+        # A liveness guard, not a timing: without the bound this waits for the release.
+        row = await asyncio.wait_for(store.create_conversation(T, "new", durable=False), 20)
+        assert (row.version, row.length) == (0, 0)
+        assert not busy.done()
+    finally:
+        release.set()
+    await busy
+    await store.close()
+    reopened = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
+    try:
+        assert await reopened.get_conversation(T, "new") is not None  # committed at close
+    finally:
+        await reopened.close()
+
+
+async def test_a_deferred_create_waits_for_no_writer_busy_with_a_huge_page(
+    tmp_path: FsPath,
+) -> None:
+    """Not even a moment: the writer may be in a long call that holds the GIL."""
+    store = await _store(tmp_path, 1)
+    store.catch_up_s = 30  # only the huge page may keep the create from waiting
+    release, busy = hold_the_writer_deferred(store)
+    try:
+        await store.append(T, "c0", [make_page(0, "x" * 100_000)], expected_version=0,
+                           new_length=1, state={}, durable=False)
+        # A liveness guard, not a timing: waiting, the create would answer after 30 s.
+        row = await asyncio.wait_for(store.create_conversation(T, "new", durable=False), 20)
+        assert (row.version, row.length) == (0, 0)
+        assert not busy.done()
+    finally:
+        release.set()
+    await busy
+    await store.close()
+
+
+async def test_a_deferred_create_waits_for_no_write_while_other_requests_are_served(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer runs beside them anyway: waiting would only hold this one up."""
+    store = await _store(tmp_path, 0)
+    store.catch_up_s = 30
+    monkeypatch.setattr(SERVING, "requests", 2)  # this request and another
+    release, busy = hold_the_writer_deferred(store)
+    try:
+        # A liveness guard, not a timing: waiting, the create would answer after 30 s.
+        row = await asyncio.wait_for(store.create_conversation(T, "new", durable=False), 20)
+        assert (row.version, row.length) == (0, 0)
+        assert not busy.done()
+    finally:
+        release.set()
+    await busy
+    await store.close()
 
 
 async def test_a_deferred_create_returns_the_row_another_process_stored(
