@@ -97,4 +97,11 @@ def test_fingerprints_of_a_plain_history_are_each_message_s_fingerprint() -> Non
     assert fingerprint_all(plain) == [fingerprint(m) for m in plain]
     odd = [{"role": "user", "name": "maya"}, {"content": "hi", "name": "x"}]
     assert fingerprint_all(odd) == [fingerprint(m) for m in odd]
+    # An answer sent back as the API gave it: a field the fingerprint does not take.
+    answered = [*plain, {"role": "assistant", "content": "ok", "refusal": None}]
+    assert fingerprint_all(answered) == [fingerprint(m) for m in answered]
+    assert fingerprint_all(answered)[-1] == fingerprint({"role": "assistant", "content": "ok"})
+    named = [*answered, {"role": "user", "content": "hi", "name": "maya"}]
+    assert fingerprint_all(named) == [fingerprint(m) for m in named]
+    assert fingerprint_all(named)[-1] != fingerprint({"role": "user", "content": "hi"})
     assert fingerprint_all([]) == []
