@@ -37,6 +37,8 @@ _PROBES = 4
 _ROLE = operator.itemgetter("role")
 _CONTENT = operator.itemgetter("content")
 _CONTENT_OR_NONE = operator.methodcaller("get", "content")
+# The fields besides role and content that a message's fingerprint takes.
+_KEYED = frozenset(("name", "tool_call_id", "tool_calls"))
 # Longer texts are fingerprinted by a digest (see above).
 LONG_TEXT_CHARS = 1 << 20
 
@@ -97,7 +99,9 @@ def short_fingerprints(messages: Sequence[Mapping[str, Any]]) -> list[int] | Non
 
 
 def _fingerprints(messages: Sequence[Mapping[str, Any]], long_ok: bool) -> list[int] | None:
-    if set(map(len, messages)) == {2}:
+    # Plain: no message has a field the fingerprint takes besides role and text. Fields
+    # it does not take (an answer sent back with its `"refusal": null`) keep it plain.
+    if set(map(len, messages)) == {2} or _KEYED.isdisjoint(set().union(*messages)):
         try:
             roles = list(map(_ROLE, messages))
             contents = list(map(_CONTENT, messages))

@@ -164,7 +164,7 @@ class MemoryStore:
         row.state = new_state
         if response_id is not None:
             self._responses[(tenant, response_id)] = (conv_id, new_length)
-        return self._commit(tenant, conv_id, row, mutations)
+        return self._commit(tenant, conv_id, row, mutations, state)
 
     async def put_pages(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> int:
         if (tenant, conv_id) not in self._convs:
@@ -194,7 +194,7 @@ class MemoryStore:
     ) -> Conversation:
         row = self._checked_row(tenant, conv_id, expected_version)
         row.state = encode_state(state)
-        return self._commit(tenant, conv_id, row, mutations)
+        return self._commit(tenant, conv_id, row, mutations, state)
 
     def _checked_row(self, tenant: str, conv_id: str, expected_version: int) -> _ConvRow:
         row = self._convs.get((tenant, conv_id))
@@ -205,14 +205,17 @@ class MemoryStore:
         return row
 
     def _commit(
-        self, tenant: str, conv_id: str, row: _ConvRow, mutations: Sequence[Mutation]
+        self, tenant: str, conv_id: str, row: _ConvRow, mutations: Sequence[Mutation],
+        decoded: Mapping[str, Any] | None = None,
     ) -> Conversation:
+        """`decoded`: the state the row now stores, as given (returned as the SQLite store
+        returns it, without decoding back what was just encoded)."""
         now = self._clock()
         log = self._mutations.setdefault((tenant, conv_id), [])
         log.extend(m if m.at else _stamped(m, now) for m in mutations)
         row.version += 1
         row.updated_at = now
-        return _conversation(tenant, conv_id, row)
+        return _conversation(tenant, conv_id, row, decoded)
 
     def _visible(self, path: Path, conv_id: str, page_id: str) -> Page | None:
         stored = self._pages.get((path.tenant, conv_id))
@@ -378,7 +381,9 @@ class MemoryStore:
                 del self._responses[key]
 
 
-def _conversation(tenant: str, conv_id: str, row: _ConvRow) -> Conversation:
+def _conversation(
+    tenant: str, conv_id: str, row: _ConvRow, decoded: Mapping[str, Any] | None = None
+) -> Conversation:
     return Conversation(
         tenant=tenant,
         conv_id=conv_id,
@@ -386,7 +391,7 @@ def _conversation(tenant: str, conv_id: str, row: _ConvRow) -> Conversation:
         fork_at=row.fork_at,
         length=row.length,
         version=row.version,
-        state=decode_state(row.state),
+        state=decode_state(row.state) if decoded is None else dict(decoded),
         updated_at=row.updated_at,
     )
 

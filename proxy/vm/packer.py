@@ -370,13 +370,8 @@ def _finish(shared: _Shared, layout: _Layout, turn: int, at: float) -> PackedReq
     notes = [*layout.notes, *block.notes]
     if overshoot > 0:
         notes.append(f"prompt exceeds the budget by {overshoot} tokens")
-    merged = {
-        **frame.manifest,
-        **(block.manifest or {}),
-        "turn": turn,
-        "pinned": list(layout.pinned_ids),
-        "mapped": [{"id": pid, "level": level} for pid, level in levels.items()],
-    }
+    # (What is mapped and pinned is `mapped` and `pinned_ids`: not listed here again.)
+    merged = {**frame.manifest, **(block.manifest or {}), "turn": turn}
     return PackedRequest(
         body=upstream,
         mapped=levels,

@@ -9,7 +9,7 @@ import pytest
 from proxy.loop import storing
 from proxy.loop.prefix_cache import fingerprint, fingerprint_all
 from proxy.loop.storing import Ingester
-from proxy.store import open_store, sqlite
+from proxy.store import memory, open_store, sqlite
 from proxy.store.base import Path, PathSpan
 from proxy.tokens import counter_for_model
 from proxy.vm.identity import chain_hashes
@@ -92,9 +92,46 @@ async def test_an_append_does_not_decode_the_state_it_wrote(
     assert decoded == []  # neither append decodes back the state it was given
 
 
+async def test_the_memory_store_does_not_decode_the_state_an_append_wrote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[object] = []
+    real = memory.decode_state
+
+    def spy(raw: Any) -> dict[str, Any]:
+        decoded.append(raw)
+        return real(raw)
+
+    store = await open_store("memory://", cache_pages=0)
+    conv = await store.create_conversation("t", "c")
+    messages = [{"role": "user", "content": "hi"}]
+    pages = ingest_messages(messages, first_position=0, counters=Counters(),
+                            counter=counter_for_model("gpt-4o"), segment_turns=8).pages
+    state = {"tokens": 3, "table": {"msg_0": [1, 2]}}
+    monkeypatch.setattr(memory, "decode_state", spy)
+    row = await store.append("t", "c", pages, expected_version=conv.version, new_length=1,
+                             state=state)
+    updated = await store.update_state("t", "c", expected_version=row.version,
+                                       state={"tokens": 4})
+    assert decoded == []  # neither write decodes back the state it was given
+    state["tokens"] = 5  # the caller's dict is not the row's
+    assert row.state == {"tokens": 3, "table": {"msg_0": [1, 2]}}
+    assert updated.state == {"tokens": 4}
+    after = await store.get_conversation("t", "c")
+    assert after is not None and after.state == {"tokens": 4}
+    await store.close()
+
+
 def test_fingerprints_of_a_plain_history_are_each_message_s_fingerprint() -> None:
     plain = [{"role": "user" if i % 2 else "assistant", "content": f"turn {i}"} for i in range(9)]
     assert fingerprint_all(plain) == [fingerprint(m) for m in plain]
     odd = [{"role": "user", "name": "maya"}, {"content": "hi", "name": "x"}]
     assert fingerprint_all(odd) == [fingerprint(m) for m in odd]
+    # An answer sent back as the API gave it: a field the fingerprint does not take.
+    answered = [*plain, {"role": "assistant", "content": "ok", "refusal": None}]
+    assert fingerprint_all(answered) == [fingerprint(m) for m in answered]
+    assert fingerprint_all(answered)[-1] == fingerprint({"role": "assistant", "content": "ok"})
+    named = [*answered, {"role": "user", "content": "hi", "name": "maya"}]
+    assert fingerprint_all(named) == [fingerprint(m) for m in named]
+    assert fingerprint_all(named)[-1] != fingerprint({"role": "user", "content": "hi"})
     assert fingerprint_all([]) == []
