@@ -63,7 +63,7 @@ LOOP_RESERVE_TOKENS = 230
 # adds to its page (the turns around it, at most NEIGHBOUR_TOKENS each as counted here, and
 # its JSON), and the most of the prompt's room that the loop's reserve and the faults may
 # take together.
-EXPECTED_FAULTS = 3
+EXPECTED_FAULTS = 1
 NEIGHBOUR_TOKENS = 50
 FAULT_FRAMING_TOKENS = 45
 RESERVE_SHARE = 0.13
