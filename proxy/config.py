@@ -81,6 +81,9 @@ class VMSettings(_Section):
     pin_last_turns: int = Field(default=2, ge=0)
     segment_turns: int = Field(default=8, ge=2)
     manifest_max_entries: int = Field(default=5, ge=0)
+    # Faults the packing keeps room for beside the loop's reserve (each a typical hit with
+    # the turns around it; proxy.vm.packer.fault_room): the rest of the budget shows pages.
+    expected_faults: int = Field(default=1, ge=1)
     window_share: float = Field(default=0.3, ge=0.0, le=0.9)
     recall_share: float = Field(default=1.0, ge=0.0, le=1.0)
     developer_role: Literal["auto", "developer", "system"] = "auto"
@@ -150,6 +153,10 @@ class EmbeddingsSettings(_Section):
     # alone states the fact itself, and its neighbours would take room from other hits).
     # word_hits: +1.5 points on every row of the recall benchmark's held-out seeds 8 and 9.
     neighbours_of: Literal["every_hit", "word_hits"] = "word_hits"
+    # With `word_hits`: which turns beside a word hit come along: `after` (the turn after
+    # it alone: a question's answer; the turn before ranks on its own, as any hit) or
+    # `both` (chosen on the recall benchmark's tuning seeds; README, Results).
+    neighbour_sides: Literal["both", "after"] = "after"
 
     @field_validator("base_url")
     @classmethod

@@ -102,6 +102,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--embedding fusion_weight=0.8 (repeatable)",
     )  # fmt: skip
     parser.add_argument(
+        "--vm", action="append", default=[], metavar="NAME=VALUE",
+        help="chat datasets: a vm.* setting of every proxy row, e.g. --vm expected_faults=1 "
+        "(repeatable; experiments)",
+    )  # fmt: skip
+    parser.add_argument(
         "--resend", action="store_true", help="feed history by full resend, not X-VM-Session append"
     )
     parser.add_argument(
@@ -130,6 +135,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if not sep or not name.strip():
             parser.error(f"--embedding takes NAME=VALUE, not {item!r}")
         args.tuning[name.strip()] = value.strip()
+    args.vm_tuning = {}
+    for item in args.vm:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            parser.error(f"--vm takes NAME=VALUE, not {item!r}")
+        args.vm_tuning[name.strip()] = value.strip()
     if args.quick:
         args.sizes, args.probes = [400], 12
         args.conversations, args.sessions, args.questions = 1, 10, 8

@@ -221,7 +221,13 @@ async def _pack_turn(
     # with `word_hits`, only BM25's hits bring theirs.)
     ranked, by_words = searches.ranked_neighbours, searches.word_hits
     bringing = [h.page for h in hits if by_words is None or h.page.page_id in by_words]
-    near_ids = around_ids(bringing, plan, counters.preamble, neighbours=not ranked)
+    # (`embeddings.neighbour_sides` "after": a word hit brings only the turn after it.)
+    after_only = (
+        by_words is not None and state.meaning is not None
+        and state.meaning.settings.neighbour_sides == "after"
+    )  # fmt: skip
+    near_ids = around_ids(bringing, plan, counters.preamble, neighbours=not ranked,
+                          after_only=after_only)  # fmt: skip
     wanted = [i for i in near_ids if i not in loaded]
     glued = set(near_ids)
     wider = widen_recent(plan, [h.page for h in hits], budget=settings.context_budget,
@@ -395,6 +401,7 @@ def pack_options(settings: VMSettings) -> PackOptions:
         turn_note=_unless_auto(settings.turn_note, "message"),
         window_share=settings.window_share,
         recall_share=settings.recall_share,
+        expected_faults=settings.expected_faults,
     )
 
 

@@ -59,10 +59,11 @@ MAX_REPLY_SHARE = 0.5
 # Room kept for what the fault loop adds besides faulted pages: a search's results (five
 # hits with who, when and a passage each) and the assistant's tool calls.
 LOOP_RESERVE_TOKENS = 230
-# Faults the room is sized for, what a fault's result adds to its page (the turns around
-# it, at most NEIGHBOUR_TOKENS each as counted here, and its JSON), and the most of the
-# prompt's room that the loop's reserve and the faults may take together.
-EXPECTED_FAULTS = 3
+# Faults the room is sized for by default (`vm.expected_faults`), what a fault's result
+# adds to its page (the turns around it, at most NEIGHBOUR_TOKENS each as counted here, and
+# its JSON), and the most of the prompt's room that the loop's reserve and the faults may
+# take together.
+EXPECTED_FAULTS = 1
 NEIGHBOUR_TOKENS = 50
 FAULT_FRAMING_TOKENS = 45
 RESERVE_SHARE = 0.13
@@ -88,6 +89,7 @@ class PackOptions:
     turn_note: str
     window_share: float = 0.3
     recall_share: float = 1.0
+    expected_faults: int = EXPECTED_FAULTS
 
 
 @dataclass
@@ -245,7 +247,7 @@ def pack_request(
 
 
 def fault_room(candidates: Sequence[ScoredPage], options: PackOptions, available: int) -> int:
-    """Tokens to keep for faulted pages: what `EXPECTED_FAULTS` of this turn's hits would
+    """Tokens to keep for faulted pages: what `expected_faults` of this turn's hits would
     cost with the turns around them (a long page comes as its reduction, a long neighbour
     as its abstract) and their framing, within `max_fault_tokens_per_turn`; the loop's own
     reserve and this together take at most `RESERVE_SHARE` of what the budget leaves
@@ -253,7 +255,7 @@ def fault_room(candidates: Sequence[ScoredPage], options: PackOptions, available
     sizes = [min(c.page.tokens[0], c.page.tokens[1]) for c in candidates if c.relevance > 0]
     typical = int(statistics.median(sizes)) if sizes else EXCERPT_WORDS
     unit = typical + 2 * min(typical, NEIGHBOUR_TOKENS) + FAULT_FRAMING_TOKENS
-    wanted = unit * min(EXPECTED_FAULTS, options.max_faults_per_turn)
+    wanted = unit * min(options.expected_faults, options.max_faults_per_turn)
     most = int(available * RESERVE_SHARE) - LOOP_RESERVE_TOKENS
     return max(0, min(wanted, options.max_fault_tokens_per_turn, most))
 

@@ -157,23 +157,28 @@ def neighbour_ids(page: Page) -> list[str]:
 
 
 def around_ids(
-    hits: Iterable[Page], plan: PrefetchPlan, preamble: int, *, neighbours: bool = True
+    hits: Iterable[Page], plan: PrefetchPlan, preamble: int, *, neighbours: bool = True,
+    after_only: bool = False,
 ) -> list[str]:
     """Message ids to load beside the hits: the messages before and after each message hit
-    (unless `neighbours` is False: the search ranked them already), and a claim's source
-    message with its neighbours; none in the pinned tail or the leading system messages."""
+    (only the one after with `after_only`: a question's answer; none unless `neighbours`:
+    the search ranked them already), and a claim's source message with its neighbours;
+    none in the pinned tail or the leading system messages."""
     positions: set[int] = set()
     for page in hits:
+        steps: tuple[int, ...] = (-1, 0, 1)
         if page.page_id.startswith("msg_"):
             if not neighbours:
                 continue
             anchors = [page.anchor]
+            if after_only:
+                steps = (0, 1)
         elif page.kind is PageKind.CLAIM:
             anchors = [p[1] for pid in page.covers if (p := parse_page_id(pid))]
         else:
             continue
         for anchor in anchors:
-            positions.update((anchor - 1, anchor, anchor + 1))
+            positions.update(anchor + step for step in steps)
     keep = sorted(p for p in positions if preamble <= p < plan.pinned_from)
     return [make_page_id("msg", p) for p in keep]
 

@@ -127,7 +127,8 @@ async def test_a_page_found_by_meaning_reaches_the_prompt(provider: str) -> None
 
 
 @pytest.mark.parametrize("neighbours", [{"neighbour_weight": 0.5},
-                                        {"neighbours_of": "every_hit"}])  # fmt: skip
+                                        {"neighbours_of": "every_hit"},
+                                        {"neighbour_sides": "both"}])  # fmt: skip
 async def test_with_neighbours_ranked_or_every_hits_a_page_found_by_meaning_is_shown(
     neighbours: dict[str, Any],
 ) -> None:

@@ -35,6 +35,7 @@ def test_always_within_budget_as_tiktoken_counts_it(seed: int) -> None:
         segment_turns=rng.randint(3, 8),
         manifest_max_entries=rng.randint(1, 30),
         reply_reserve_tokens=rng.randint(0, 600),
+        expected_faults=rng.randint(1, 4),
     )
     if seed % 2:
         messages = conversations.long_conversation(rng.randint(5, 50))
@@ -48,6 +49,20 @@ def test_always_within_budget_as_tiktoken_counts_it(seed: int) -> None:
     assert exact <= packed.prompt_tokens
     assert exact + packed.reply_tokens <= budget or packed.over_budget
     assert_exchanges_whole(packed.body["messages"][1:])
+
+
+def test_fewer_expected_faults_leave_their_room_to_the_recalled_pages() -> None:
+    messages = conversations.long_conversation(80)
+    packs = {}
+    for expected in (1, 3):
+        settings = VMSettings(context_budget=4096, activate_above=0, expected_faults=expected)
+        packs[expected] = Memory(settings).pack(body(messages, max_tokens=256))
+    one, three = packs[1], packs[3]
+    assert 0 < one.fault_tokens < three.fault_tokens
+    assert one.reserve < three.reserve
+    # The room freed goes to the turn's block, within the budget all the same.
+    assert one.record.tokens["block"] > three.record.tokens["block"]
+    assert one.prompt_tokens + one.reply_tokens + one.reserve <= 4096
 
 
 def test_client_fields_pass_through_and_tools_are_appended() -> None:

@@ -127,3 +127,17 @@ def test_around_ids_leaves_message_neighbours_to_a_search_that_ranked_them() -> 
     ranked = around_ids(hits, plan, counters.preamble, neighbours=False)
     assert "msg_13" not in ranked and "msg_11" not in ranked
     assert source in ranked  # a claim still brings the message it was drawn from
+
+
+def test_around_ids_after_only_brings_the_turn_after_a_message_hit() -> None:
+    pages, counters = memory(30)
+    plan = plan_prefetch(counters, PageTable(), turn=30, user_text="advisory locks",
+                         pin_last_turns=2)
+    claim = next(p for p in pages.values() if p.page_id.startswith("claim_"))
+    (source,) = claim.covers
+    assert around_ids([pages["msg_12"]], plan, counters.preamble, after_only=True) == [
+        "msg_12", "msg_13"
+    ]
+    # A claim still brings its source message with the turns on both sides.
+    near = around_ids([claim], plan, counters.preamble, after_only=True)
+    assert source in near and near == around_ids([claim], plan, counters.preamble)

@@ -44,6 +44,8 @@ class Options:
     embeddings: str = "off"
     # embeddings.* settings of the onnx runs (e.g. fusion_k, fusion_weight): experiments.
     tuning: dict[str, Any] = field(default_factory=dict)
+    # vm.* settings of every proxy run (e.g. expected_faults): experiments.
+    vm_tuning: dict[str, Any] = field(default_factory=dict)
     # Where the texts' vectors are kept between runs (vector_cache.py); None: no cache.
     vector_cache: Path | None = None
 
@@ -103,7 +105,8 @@ def _feed_positions(chat: Chat) -> list[int]:
 
 
 def _settings(budget: int, mode: str, embeddings: str = "off",
-              tuning: dict[str, Any] | None = None) -> Any:  # fmt: skip
+              tuning: dict[str, Any] | None = None,
+              vm_tuning: dict[str, Any] | None = None) -> Any:  # fmt: skip
     from proxy.config import load_settings
 
     vectors: dict[str, Any] = {"provider": embeddings}
@@ -115,7 +118,7 @@ def _settings(budget: int, mode: str, embeddings: str = "off",
     return load_settings(
         environ=tuning,
         overrides={
-            "vm": {"context_budget": budget, "mode": mode},
+            "vm": {**(vm_tuning or {}), "context_budget": budget, "mode": mode},
             "store": {"url": "memory://"},
             "upstream": {"base_url": "http://agent.upstream/v1", "api_key": "sk-bench"},
             "embeddings": vectors,
@@ -129,8 +132,9 @@ async def run_proxy(
     from proxy import create_app
 
     model = AgentModel()
-    app = create_app(_settings(budget, options.mode, options.embeddings, options.tuning),
-                     upstream_transport=model.transport())  # fmt: skip
+    settings = _settings(budget, options.mode, options.embeddings, options.tuning,
+                         options.vm_tuning)  # fmt: skip
+    app = create_app(settings, upstream_transport=model.transport())
     headers = {"Authorization": "Bearer sk-bench-client"}
     if options.append:
         headers["X-VM-Session"] = f"{chat.name}-{budget}-{behaviour}"

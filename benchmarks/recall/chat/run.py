@@ -66,7 +66,8 @@ def describe(chats: list[Chat]) -> list[str]:
 def measure(chats: list[Chat], args: argparse.Namespace) -> tuple[list[QuestionRecord],
                                                                   list[FeedRecord]]:  # fmt: skip
     options = Options(reply_tokens=args.reply_tokens, mode=args.mode, append=args.append,
-                      tuning=args.tuning, vector_cache=args.vector_cache)  # fmt: skip
+                      tuning=args.tuning, vector_cache=args.vector_cache,
+                      vm_tuning=args.vm_tuning)  # fmt: skip
     variants = [replace(options, embeddings=e) for e in args.embeddings]
     records: list[QuestionRecord] = []
     feeds: list[FeedRecord] = []
@@ -171,6 +172,7 @@ def main(args: argparse.Namespace, command: str, code: str, out: Path | None) ->
         "command": command, "code": code, "seconds": round(seconds, 1), "seed": args.seed,
         "budgets": args.budgets, "behaviours": args.behaviours,
         "reply_tokens": args.reply_tokens, "embedding_settings": args.tuning,
+        "vm_settings": args.vm_tuning,
         "notes": [*notes, *checks],
         "rows": [r.as_dict() for r in rows], "feeds": [asdict(f) for f in feeds],
         "questions": [asdict(r) for r in records],
