@@ -134,7 +134,7 @@ def _items_to_messages(
                 append(item)
                 joinable = True
                 continue
-        if check is not None:
+        if check is not None and not _said(item):
             check(where, index, item)
         if not isinstance(item, dict):
             continue
@@ -154,6 +154,22 @@ def _items_to_messages(
     if pending:
         append(assistant_message(pending))
     return messages
+
+
+def _said(item: Any) -> bool:
+    """Whether `item` is a message item of the model's as an answer holds it (one
+    `output_text` part), which every check passes: what a client resends most after
+    plain messages."""
+    if type(item) is not dict or item.get("type") != "message" or item.get(
+        "role"
+    ) != "assistant":
+        return False
+    content = item.get("content")
+    if type(content) is not list or len(content) != 1:
+        return False
+    part = content[0]
+    return (type(part) is dict and part.get("type") == "output_text"
+            and type(part.get("text")) is str)
 
 
 def _irregular(items: Sequence[Any]) -> list[int]:
@@ -318,6 +334,10 @@ def input_items(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 out.append(message)  # `{"role": ..., "content": "..."}` is an input item
                 continue
         carried = message.get(ITEMS)
+        if type(carried) is list and len(carried) == 1 and type(only := carried[0]) is dict:
+            if item_type(only) != "reasoning":  # a lone reasoning item is not replayed
+                out.append(dict(only))
+            continue
         if isinstance(carried, list) and carried:
             out.extend(_replayable(carried))
             continue
