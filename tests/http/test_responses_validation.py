@@ -54,6 +54,14 @@ INVALID: list[Any] = [
     # 400s, the param naming the item where it is.
     pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "output_text", "text": 5})]},
                  "input[6].content[1].text", "invalid_type", id="history-output-text"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "content": [
+        {"type": "output_text", "text": None}]}]}, "input[6].content[0].text",
+                 "missing_required_parameter", id="history-one-part-text-null"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "role": "user"}]},
+                 "input[6].content[0].type", "invalid_value", id="history-user-output-text"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "content": [
+        {"type": "refusal", "text": "x"}]}]}, "input[6].content[0].refusal",
+                 "missing_required_parameter", id="history-one-part-refusal"),
     pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "input_image"})]},
                  "input[6].content[1].type", "invalid_value", id="history-assistant-image"),
     pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "refusal", "refusal": 1})]},
