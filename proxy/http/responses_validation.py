@@ -17,11 +17,13 @@ from proxy.http.validation import (
     parse_json_object,
     require_model,
 )
+from proxy.upstream.responses_format import input_messages
 
 ROLES = ("assistant", "developer", "system", "user")
 _ROLE_SET = frozenset(ROLES)
 _INPUT_PARTS = frozenset({"input_text", "input_image", "input_file", "input_audio"})
 _ASSISTANT_PARTS = frozenset({"output_text", "refusal", "input_text"})
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
 _FORMATS = ("json_object", "json_schema", "text")
 _TOOL_CHOICES = ("auto", "none", "required")
 MIN_OUTPUT_TOKENS = 16
@@ -30,13 +32,14 @@ _METADATA_KEY_CHARS = 64
 _METADATA_VALUE_CHARS = 512
 
 
-def parse_responses_request(raw: bytes) -> dict[str, Any]:
+def parse_responses_request(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The request body, and its `instructions` and `input` as the chat messages the memory
+    reads (proxy.upstream.responses_format), made in the pass that checks the items."""
     body = parse_json_object(raw)
-    validate_responses_request(body)
-    return body
+    return body, validate_responses_request(body)
 
 
-def validate_responses_request(body: dict[str, Any]) -> None:
+def validate_responses_request(body: dict[str, Any]) -> list[dict[str, Any]]:
     require_model(body)
     for name in ("stream", "store", "background", "parallel_tool_calls"):
         value = body.get(name)
@@ -48,8 +51,7 @@ def validate_responses_request(body: dict[str, Any]) -> None:
                                                 else str):
             raise invalid(name, "must be a string")
     _check_input(body)
-    if isinstance(body.get("instructions"), list):
-        _check_items(body["instructions"], "instructions")
+    messages = input_messages(body.get("instructions"), body.get("input"), _check_item)
     tools = body.get("tools")
     if tools is not None:
         _check_tools(tools)
@@ -57,6 +59,7 @@ def validate_responses_request(body: dict[str, Any]) -> None:
     _check_max_output_tokens(body.get("max_output_tokens"))
     _check_text(body.get("text"))
     _check_metadata(body.get("metadata"))
+    return messages
 
 
 def _check_input(body: dict[str, Any]) -> None:
@@ -69,71 +72,80 @@ def _check_input(body: dict[str, Any]) -> None:
         return
     if not isinstance(value, list):
         raise invalid("input", "must be a string or an array of input items")
-    _check_items(value, "input")
 
 
-def _check_items(items: list[Any], where: str) -> None:
-    for index, item in enumerate(items):
-        # The plain `{"role": ..., "content": "..."}` that makes most of a resent history.
-        if (type(item) is dict and len(item) == 2 and type(item.get("content")) is str
-                and type(item.get("role")) is str and item["role"] in _ROLE_SET):
-            continue
-        at = f"{where}[{index}]"
-        if not isinstance(item, dict):
-            raise invalid(at, "must be an input item object")
-        kind = item.get("type")
-        if kind is None and "role" in item:
-            kind = "message"
-        if not isinstance(kind, str):
-            raise missing(f"{at}.type")
-        if kind == "message":
-            _check_message(item, at)
-        elif kind == "function_call":
-            for key in ("call_id", "name", "arguments"):
-                if not isinstance(item.get(key), str):
-                    raise _string(f"{at}.{key}", item.get(key))
-        elif kind == "function_call_output":
-            if not isinstance(item.get("call_id"), str):
-                raise _string(f"{at}.call_id", item.get("call_id"))
-            output = item.get("output")
-            if output is None:
-                raise missing(f"{at}.output")
-            if not isinstance(output, str | list):
-                raise invalid(f"{at}.output", "must be a string or an array of content parts")
-        # Every other item (reasoning, built-in tool calls and outputs, item references)
-        # is the upstream's to judge; the proxy carries it as it came.
+def _check_item(where: str, index: int, item: Any) -> None:
+    """One item of `input` (or of `instructions`); the plain text messages that make most
+    of a resent history are not given here (input_messages takes them as they are). The
+    param path (`input[3].content[0].text`) is built only for the error that names it."""
+    if not isinstance(item, dict):
+        raise invalid(_at(where, index), "must be an input item object")
+    kind = item.get("type")
+    if kind is None and "role" in item:
+        kind = "message"
+    if kind == "message":
+        _check_message(item, where, index)
+    elif kind == "function_call":
+        for key in ("call_id", "name", "arguments"):
+            if not isinstance(item.get(key), str):
+                raise _string(_at(where, index, f".{key}"), item.get(key))
+    elif kind == "function_call_output":
+        if not isinstance(item.get("call_id"), str):
+            raise _string(_at(where, index, ".call_id"), item.get("call_id"))
+        output = item.get("output")
+        if output is None:
+            raise missing(_at(where, index, ".output"))
+        if not isinstance(output, str | list):
+            raise invalid(_at(where, index, ".output"),
+                          "must be a string or an array of content parts")
+    elif not isinstance(kind, str):
+        raise missing(_at(where, index, ".type"))
+    # Every other item (reasoning, built-in tool calls and outputs, item references) is
+    # the upstream's to judge; the proxy carries it as it came.
 
 
-def _check_message(item: dict[str, Any], at: str) -> None:
+def _check_message(item: dict[str, Any], where: str, index: int) -> None:
     role = item.get("role")
-    if role not in ROLES:
+    if not isinstance(role, str) or role not in _ROLE_SET:  # a list is not hashable
         shown = f" (got {role!r})" if role is not None else ""
-        raise invalid(f"{at}.role", f"must be one of {', '.join(ROLES)}{shown}",
+        raise invalid(_at(where, index, ".role"), f"must be one of {', '.join(ROLES)}{shown}",
                       code="invalid_value")
     content = item.get("content")
     if content is None:
-        raise missing(f"{at}.content")
+        raise missing(_at(where, index, ".content"))
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise invalid(f"{at}.content", "must be a string or an array of content parts")
+        raise invalid(_at(where, index, ".content"),
+                      "must be a string or an array of content parts")
     allowed = _ASSISTANT_PARTS if role == "assistant" else _INPUT_PARTS
-    for index, part in enumerate(content):
-        where = f"{at}.content[{index}]"
+    for part_index, part in enumerate(content):
         if not isinstance(part, dict):
-            raise invalid(where, "must be a content part object with a `type`")
+            raise invalid(_part_at(where, index, part_index),
+                          "must be a content part object with a `type`")
         kind = part.get("type")
         if not isinstance(kind, str) or kind not in allowed:  # a list is not hashable
-            raise bad_type(where, f"one of {', '.join(sorted(allowed))} in a {role} message",
-                           kind)
-        if kind in ("input_text", "output_text") and not isinstance(part.get("text"), str):
-            raise _string(f"{where}.text", part.get("text"))
-        if kind == "refusal" and not isinstance(part.get("refusal"), str):
-            raise _string(f"{where}.refusal", part.get("refusal"))
-        if kind == "input_image" and not (
+            raise bad_type(_part_at(where, index, part_index),
+                           f"one of {', '.join(sorted(allowed))} in a {role} message", kind)
+        if kind in _TEXT_PARTS:
+            if not isinstance(part.get("text"), str):
+                raise _string(_part_at(where, index, part_index, ".text"), part.get("text"))
+        elif kind == "refusal":
+            if not isinstance(part.get("refusal"), str):
+                raise _string(_part_at(where, index, part_index, ".refusal"),
+                              part.get("refusal"))
+        elif kind == "input_image" and not (
             isinstance(part.get("image_url"), str) or isinstance(part.get("file_id"), str)
         ):
-            raise missing(f"{where}.image_url")
+            raise missing(_part_at(where, index, part_index, ".image_url"))
+
+
+def _at(where: str, index: int, field: str = "") -> str:
+    return f"{where}[{index}]{field}"
+
+
+def _part_at(where: str, index: int, part_index: int, field: str = "") -> str:
+    return f"{where}[{index}].content[{part_index}]{field}"
 
 
 def _check_tools(tools: Any) -> None:

@@ -34,8 +34,8 @@ async def responses(request: Request) -> Response:
     state = app_state(request)
     refuses_admin_key(request.headers, state.settings.admin)
     raw = await read_body(request, state.settings.server.max_body_bytes)
-    body = parse_responses_request(raw)
-    return await handle_responses(state, request, body, raw)
+    body, messages = parse_responses_request(raw)
+    return await handle_responses(state, request, body, raw, messages)
 
 
 async def passthrough_any(request: Request) -> Response:

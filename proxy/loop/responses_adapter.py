@@ -51,14 +51,16 @@ def not_servable(body: Mapping[str, Any], upstream_dialect: str) -> str | None:
     return None
 
 
-def chat_body(body: Mapping[str, Any]) -> dict[str, Any]:
+def chat_body(
+    body: Mapping[str, Any], messages: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The chat-completions body of a Responses request: what the core reads (messages,
     function tools, tool_choice, the reply's max tokens, stream) and, for a chat upstream,
-    the request's settings in their chat names."""
-    chat: dict[str, Any] = {
-        "model": body["model"],
-        "messages": input_messages(body.get("instructions"), body.get("input")),
-    }
+    the request's settings in their chat names. `messages`: its instructions and input as
+    chat messages when they were made already (by the request's validation)."""
+    if messages is None:
+        messages = input_messages(body.get("instructions"), body.get("input"))
+    chat: dict[str, Any] = {"model": body["model"], "messages": messages}
     tools = [chat_tool(t) for t in body.get("tools") or ()
              if isinstance(t, Mapping) and t.get("type") == "function"]
     if tools:

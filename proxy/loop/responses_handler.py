@@ -68,8 +68,14 @@ async def relay_responses(state: AppServices, request: Request, content: bytes) 
 
 
 async def handle_responses(
-    state: AppServices, request: Request, body: dict[str, Any], raw: bytes
+    state: AppServices,
+    request: Request,
+    body: dict[str, Any],
+    raw: bytes,
+    messages: list[dict[str, Any]] | None = None,
 ) -> Response:
+    """`messages`: the request's instructions and input as chat messages, when its
+    validation made them (else they are made here)."""
     settings = state.settings
     mode = request_mode(settings.vm.mode, request.headers, body)
     if mode == "off":
@@ -84,11 +90,13 @@ async def handle_responses(
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     after = await _continued(state.store, tenant, body.get("previous_response_id"))
     if session is None:
-        return await _answer(state, request, body, raw, tenant, session, mode, after)
+        return await _answer(state, request, body, raw, messages, tenant, session, mode,
+                             after)
     held = AsyncExitStack()
     await held.enter_async_context(state.session_locks.hold((tenant, session)))
     try:
-        response = await _answer(state, request, body, raw, tenant, session, mode, after)
+        response = await _answer(state, request, body, raw, messages, tenant, session, mode,
+                                 after)
     except BaseException:
         await held.aclose()
         raise
@@ -119,6 +127,7 @@ async def _answer(
     request: Request,
     body: dict[str, Any],
     raw: bytes,
+    messages: list[dict[str, Any]] | None,
     tenant: str,
     session: str | None,
     mode: str,
@@ -127,7 +136,7 @@ async def _answer(
     settings = state.settings
     native = settings.upstream.responses == "native"
     whole = session is None and after is None
-    chat = chat_body(body)
+    chat = chat_body(body, messages)
     started = time.perf_counter()
     try:
         prepared = await prepare(

@@ -21,13 +21,14 @@ Pure: no I/O. Used by the loop (requests, answers) and the upstream readers (rep
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 __all__ = [
     "ITEMS",
+    "ItemCheck",
     "assistant_message",
     "chat_tool",
     "chat_usage",
@@ -47,7 +48,11 @@ OUTPUT_TYPES = frozenset(("function_call_output", "custom_tool_call_output",
                           "computer_call_output", "local_shell_call_output",
                           "shell_call_output", "apply_patch_call_output",
                           "mcp_approval_response"))
-_ROLES = frozenset(("user", "system", "developer"))
+# Tuples, not sets: a role that is a list (before validation) is not hashable.
+_ROLES = ("user", "system", "developer")
+_PLAIN_ROLES = ("user", "assistant", "system", "developer")
+# A request's validation of one item: (`input` or `instructions`, index, item); raises.
+ItemCheck = Callable[[str, int, Any], None]
 # Between the text of two message items of one assistant turn.
 _ITEM_JOIN = "\n\n"
 
@@ -63,30 +68,59 @@ def item_type(item: Mapping[str, Any]) -> str:
 # --- Responses input -> chat messages ------------------------------------------------------
 
 
-def input_messages(instructions: Any, input_: Any) -> list[dict[str, Any]]:
-    """The chat messages of a request's `instructions` and `input` (validated before)."""
-    messages: list[dict[str, Any]] = []
-    if isinstance(instructions, str) and instructions:
-        messages.append({"role": "system", "content": instructions})
-    elif isinstance(instructions, list):
-        messages.extend(_items_to_messages(instructions))
+def input_messages(
+    instructions: Any, input_: Any, check: ItemCheck | None = None
+) -> list[dict[str, Any]]:
+    """The chat messages of a request's `instructions` and `input`. `check`, when given, is
+    called on each item before it is read (`input`'s first), except the plain text
+    messages that are chat messages already: the request's validation (which raises on an
+    item it refuses), so that a resent history is walked once."""
     if isinstance(input_, str):
-        messages.append({"role": "user", "content": input_})
+        messages = [{"role": "user", "content": input_}]
     elif isinstance(input_, list):
-        messages.extend(_items_to_messages(input_))
+        messages = _items_to_messages(input_, "input", check)
+    else:
+        messages = []
+    if isinstance(instructions, str) and instructions:
+        messages.insert(0, {"role": "system", "content": instructions})
+    elif isinstance(instructions, list):
+        messages[:0] = _items_to_messages(instructions, "instructions", check)
     return messages
 
 
-def _items_to_messages(items: Iterable[Any]) -> list[dict[str, Any]]:
-    # On every request of a client that resends its history: the plain messages that make
-    # most of it are chat messages already, and are taken as they are.
+def _items_to_messages(
+    items: Sequence[Any], where: str, check: ItemCheck | None
+) -> list[dict[str, Any]]:
+    # On every request of a client that resends its history. The plain text messages that
+    # make most of it are chat messages already: found by one comprehension (as cheap as
+    # chat validation's pass), the runs of them between the other items are taken whole.
     messages: list[dict[str, Any]] = []
     append = messages.append
     pending: list[Mapping[str, Any]] = []  # assistant-side items of one turn
     # The last message is a plain assistant message that the next item, if it is an
     # assistant-side one too, joins.
     joinable = False
-    for item in items:
+    start = 0
+    for index in [*_irregular(items), len(items)]:
+        if start < index:  # a run of plain messages
+            while pending and start < index:
+                plain = items[start]
+                if plain["role"] == "assistant":
+                    pending.append(plain)
+                else:
+                    append(assistant_message(pending))
+                    pending = []
+                    append(plain)
+                start += 1
+            if start < index:
+                messages += items[start:index]
+                joinable = items[index - 1]["role"] == "assistant"
+            else:
+                joinable = False
+        start = index + 1
+        if index == len(items):
+            break
+        item = items[index]
         if type(item) is dict and len(item) == 2 and type(item.get("content")) is str:
             role = item.get("role")
             if role in _ROLES:
@@ -100,11 +134,13 @@ def _items_to_messages(items: Iterable[Any]) -> list[dict[str, Any]]:
                 append(item)
                 joinable = True
                 continue
+        if check is not None and not _said(item):
+            check(where, index, item)
         if not isinstance(item, dict):
             continue
         role = item.get("role")
         kind = item_type(item)
-        if kind == "message" and isinstance(role, str) and role in _ROLES or kind in OUTPUT_TYPES:
+        if kind == "message" and role in _ROLES or kind in OUTPUT_TYPES:
             if pending:
                 append(assistant_message(pending))
                 pending = []
@@ -120,17 +156,54 @@ def _items_to_messages(items: Iterable[Any]) -> list[dict[str, Any]]:
     return messages
 
 
+def _said(item: Any) -> bool:
+    """Whether `item` is a message item of the model's as an answer holds it (one
+    `output_text` part), which every check passes: what a client resends most after
+    plain messages."""
+    if type(item) is not dict or item.get("type") != "message" or item.get(
+        "role"
+    ) != "assistant":
+        return False
+    content = item.get("content")
+    if type(content) is not list or len(content) != 1:
+        return False
+    part = content[0]
+    return (type(part) is dict and part.get("type") == "output_text"
+            and type(part.get("text")) is str)
+
+
+def _irregular(items: Sequence[Any]) -> list[int]:
+    """The indexes of the items that are not a plain `{"role": ..., "content": "..."}` of a
+    known role with some text (which every check passes and which is a chat message)."""
+    return [index for index, item in enumerate(items)
+            if not (type(item) is dict and len(item) == 2
+                    and type(text := item.get("content")) is str and text
+                    and item.get("role") in _PLAIN_ROLES)]
+
+
 def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One assistant chat message for consecutive assistant-side items (also the proxy's
     own answer, so that it hashes as the client's resend of it will)."""
-    texts: list[str] = []
-    refusals: list[str] = []
-    calls: list[dict[str, Any]] = []
     # Items an upstream made (they have ids) go back as they came: a reasoning item is
     # tied to the ids of the items after it, and newer fields (a message's `phase`) are
     # the model's own. A client's plain `{"role": "assistant", "content": ...}` needs not.
-    opaque = any("id" in item for item in items)
+    if len(items) == 1 and item_type(items[0]) == "message":
+        # The turn of most resent output: one message item.
+        only = items[0]
+        text, refusal = _assistant_text(only.get("content"))
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if refusal:
+            message["refusal"] = refusal
+        if "id" in only:
+            message[ITEMS] = [dict(only)]
+        return message
+    texts: list[str] = []
+    refusals: list[str] = []
+    calls: list[dict[str, Any]] = []
+    opaque = False
     for item in items:
+        if "id" in item:
+            opaque = True
         kind = item_type(item)
         if kind == "message":
             text, refusal = _assistant_text(item.get("content"))
@@ -147,7 +220,7 @@ def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             calls.append(_call(item.get("call_id"), name, arguments))
         else:
             opaque = True  # reasoning, built-in tool calls, item references, ...
-    message: dict[str, Any] = {"role": "assistant", "content": _ITEM_JOIN.join(texts) or None}
+    message = {"role": "assistant", "content": _ITEM_JOIN.join(texts) or None}
     if refusals:
         message["refusal"] = "".join(refusals)
     if calls:
@@ -167,6 +240,12 @@ def _call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
 def _assistant_text(content: Any) -> tuple[str, str]:
     if isinstance(content, str):
         return content, ""
+    if type(content) is list and len(content) == 1:
+        # One `output_text` part: what a message item of the model's holds.
+        part = content[0]
+        if type(part) is dict and part.get("type") != "refusal":
+            text = part.get("text")
+            return (text if isinstance(text, str) else ""), ""
     texts: list[str] = []
     refusals: list[str] = []
     for part in content if isinstance(content, list) else ():
@@ -249,7 +328,16 @@ def input_items(messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ITEMS go back as they came; the rest is converted."""
     out: list[dict[str, Any]] = []
     for message in messages:
+        if type(message) is dict and len(message) == 2:
+            role, content = message.get("role"), message.get("content")
+            if type(content) is str and (role in _ROLES or role == "assistant" and content):
+                out.append(message)  # `{"role": ..., "content": "..."}` is an input item
+                continue
         carried = message.get(ITEMS)
+        if type(carried) is list and len(carried) == 1 and type(only := carried[0]) is dict:
+            if item_type(only) != "reasoning":  # a lone reasoning item is not replayed
+                out.append(dict(only))
+            continue
         if isinstance(carried, list) and carried:
             out.extend(_replayable(carried))
             continue

@@ -15,6 +15,14 @@ from tests.loop.scripted import agent
 from tests.loop.scripted_responses import ResponsesModel
 
 USER = {"role": "user", "content": "hi"}
+# An output item as a client resends it, between plain messages (a resent history).
+SAID = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": "Noted.", "annotations": []}]}
+HISTORY = [USER, SAID, USER, {"role": "assistant", "content": "ok"}, USER, SAID]
+
+
+def said(*parts: Any) -> dict[str, Any]:
+    return {**SAID, "content": [*SAID["content"], *parts]}
 
 INVALID: list[Any] = [
     pytest.param({"input": "hi"}, "model", "missing_required_parameter", id="no-model"),
@@ -42,6 +50,57 @@ INVALID: list[Any] = [
                  "missing_required_parameter", id="call-without-arguments"),
     pytest.param({"model": MODEL, "input": [{"type": "function_call_output", "output": "x"}]},
                  "input[0].call_id", "missing_required_parameter", id="output-without-call"),
+    # Invalid items among a resent history's plain messages and output items: the same
+    # 400s, the param naming the item where it is.
+    pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "output_text", "text": 5})]},
+                 "input[6].content[1].text", "invalid_type", id="history-output-text"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "content": [
+        {"type": "output_text", "text": None}]}]}, "input[6].content[0].text",
+                 "missing_required_parameter", id="history-one-part-text-null"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "role": "user"}]},
+                 "input[6].content[0].type", "invalid_value", id="history-user-output-text"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "content": [
+        {"type": "refusal", "text": "x"}]}]}, "input[6].content[0].refusal",
+                 "missing_required_parameter", id="history-one-part-refusal"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "input_image"})]},
+                 "input[6].content[1].type", "invalid_value", id="history-assistant-image"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "refusal", "refusal": 1})]},
+                 "input[6].content[1].refusal", "invalid_type", id="history-refusal"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, said({"type": "refusal"})]},
+                 "input[6].content[1].refusal", "missing_required_parameter",
+                 id="history-refusal-missing"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, said("text")]},
+                 "input[6].content[1]", "invalid_type", id="history-part-not-object"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "role": "tool"}]},
+                 "input[6].role", "invalid_value", id="history-output-role"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {**SAID, "content": 3}]},
+                 "input[6].content", "invalid_type", id="history-content-number"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"role": "tool", "content": "x"}, USER]},
+                 "input[6].role", "invalid_value", id="history-plain-unknown-role"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"role": ["user"], "content": "x"}]},
+                 "input[6].role", "invalid_value", id="history-role-list"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"role": "user", "content": None}]},
+                 "input[6].content", "missing_required_parameter", id="history-content-null"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, 7]}, "input[6]", "invalid_type",
+                 id="history-item-number"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"type": 3}]}, "input[6].type",
+                 "missing_required_parameter", id="history-type-number"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"type": "function_call_output",
+                                                       "call_id": "c", "output": 5}]},
+                 "input[6].output", "invalid_type", id="history-output-number"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"type": "function_call_output",
+                                                       "call_id": "c"}]},
+                 "input[6].output", "missing_required_parameter", id="history-output-missing"),
+    pytest.param({"model": MODEL, "input": [*HISTORY, {"type": "function_call",
+                                                       "call_id": 1, "name": "f",
+                                                       "arguments": "{}"}]},
+                 "input[6].call_id", "invalid_type", id="history-call-id-number"),
+    pytest.param({"model": MODEL, "instructions": [USER, {"role": "wizard", "content": "x"}],
+                  "input": "hi"}, "instructions[1].role", "invalid_value",
+                 id="instructions-item"),
+    pytest.param({"model": MODEL, "instructions": [{"role": "wizard", "content": "x"}],
+                  "input": [*HISTORY, {"role": "user"}]}, "input[6].content",
+                 "missing_required_parameter", id="input-refused-before-instructions"),
     pytest.param({"model": MODEL, "input": "hi", "tools": [{"type": "function"}]},
                  "tools[0].name", "missing_required_parameter", id="function-without-name"),
     pytest.param({"model": MODEL, "input": "hi", "tools": [{"name": "f"}]}, "tools[0].type",
@@ -83,6 +142,19 @@ async def test_refused_with_the_param_named(body: dict[str, Any], param: str, co
     assert error["param"] == param and error["code"] == code
     assert error["type"] == "invalid_request_error" and error["message"]
     assert model.requests == []
+
+
+async def test_a_resent_history_of_output_items_passes() -> None:
+    model = ResponsesModel(agent(LOCKER))
+    history = [*HISTORY, said({"type": "refusal", "refusal": "no"}),
+               {"role": "assistant", "content": ""}, {"type": "function_call", "call_id": "c",
+                                                      "name": "f", "arguments": "{}"},
+               {"type": "function_call_output", "call_id": "c", "output": [
+                   {"type": "input_text", "text": "42"}]}, USER]
+    async with serve(model, path="/responses") as proxy:
+        response = await proxy.client.responses.create(model=MODEL, input=history)
+    assert response.status == "completed"
+    assert len(model.requests) == 1
 
 
 async def test_what_the_proxy_does_not_read_passes() -> None:

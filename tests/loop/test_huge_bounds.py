@@ -91,6 +91,20 @@ def test_a_long_text_fingerprint_tells_texts_and_roles_apart() -> None:
     assert fingerprint_all([short]) == [hash(("user", "hello", None, None, None))]
 
 
+def test_a_long_text_among_other_messages_is_left_for_the_worker_thread() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    plain = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    tool_call = {"role": "assistant", "content": None, "tool_calls": [call]}
+    long_plain = {"role": "user", "content": _long()}
+    long_other = {"role": "assistant", "content": _long(), "vm_items": [{"id": "msg_1"}]}
+    assert short_fingerprints([*plain, tool_call]) == [
+        fingerprint(m) for m in [*plain, tool_call]]
+    assert short_fingerprints([*plain, tool_call, long_plain]) is None
+    assert short_fingerprints([*plain, long_other, *plain]) is None
+    everything = [*plain, long_other, tool_call, long_plain]
+    assert fingerprint_all(everything) == [fingerprint(m) for m in everything]
+
+
 async def test_a_history_with_a_long_text_is_fingerprinted_in_a_worker_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -135,3 +135,26 @@ def test_fingerprints_of_a_plain_history_are_each_message_s_fingerprint() -> Non
     assert fingerprint_all(named) == [fingerprint(m) for m in named]
     assert fingerprint_all(named)[-1] != fingerprint({"role": "user", "content": "hi"})
     assert fingerprint_all([]) == []
+
+
+def test_fingerprints_of_a_plain_history_with_a_few_other_messages() -> None:
+    # Plain messages among tool calls, named messages and carried Responses items: each
+    # message still gets its own fingerprint, at its own place.
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    others: list[dict[str, Any]] = [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "42", "tool_call_id": "c1"},
+        {"role": "assistant", "content": "Noted.", "vm_items": [{"id": "msg_1"}]},
+        {"role": "user", "content": "hi", "name": "maya"},
+        {"role": "user"},
+    ]
+    history: list[dict[str, Any]] = []
+    for i, other in enumerate(others * 3):
+        history += [{"role": "user", "content": f"q {i}"}, other,
+                    {"role": "assistant", "content": f"a {i}"}]
+    assert fingerprint_all(history) == [fingerprint(m) for m in history]
+    # Carried items are not part of a message's identity.
+    assert fingerprint_all(history)[7] == fingerprint({"role": "assistant", "content": "Noted."})
+    # Two plain fields that are not role and content: every message on its own.
+    odd_pair = [*history, {"role": "user", "name": "x"}]
+    assert fingerprint_all(odd_pair) == [fingerprint(m) for m in odd_pair]

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from proxy.upstream.responses_format import (
     ITEMS,
+    OUTPUT_TYPES,
     assistant_message,
     input_items,
     input_messages,
@@ -92,3 +98,48 @@ def test_a_reasoning_item_without_its_follower_is_not_replayed() -> None:
     lone = assistant_message([REASONING, {**REASONING, "id": "rs_2"}, MESSAGE])
     assert input_items([lone]) == [{**REASONING, "id": "rs_2"}, MESSAGE]
     assert input_items([assistant_message([MESSAGE, REASONING])]) == [MESSAGE]
+
+
+def _one_by_one(items: list[Any]) -> list[dict[str, Any]]:
+    """The conversion as it reads one item at a time (what taking the runs of plain
+    messages whole must give)."""
+    messages: list[dict[str, Any]] = []
+    pending: list[dict[str, Any]] = []
+    joinable = False
+    for item in items:
+        role = item.get("role")
+        plain = len(item) == 2 and isinstance(item.get("content"), str)
+        kind = "message" if item.get("type") is None and "role" in item else item.get("type")
+        if plain and role in ("user", "system", "developer") or (
+            kind == "message" and role in ("user", "system", "developer")
+        ) or kind in OUTPUT_TYPES:
+            if pending:
+                messages.append(assistant_message(pending))
+                pending = []
+            messages.append(item if plain else input_messages(None, [item])[0])
+            joinable = False
+        elif plain and role == "assistant" and not pending and item["content"]:
+            messages.append(item)
+            joinable = True
+        else:
+            if joinable:
+                pending.append(messages.pop())
+                joinable = False
+            pending.append(item)
+    if pending:
+        messages.append(assistant_message(pending))
+    return messages
+
+
+_PLAIN = st.builds(lambda role, text: {"role": role, "content": text},
+                   st.sampled_from(["user", "assistant", "system", "developer"]),
+                   st.sampled_from(["", "a", "b"]))
+_OTHER = st.sampled_from([REASONING, MESSAGE, CALL, OUTPUT,
+                          {"type": "message", "role": "user", "content": "typed"},
+                          {"role": "assistant", "content": "named", "name": "x"}])
+
+
+@given(st.lists(_PLAIN | _OTHER, max_size=12))
+def test_runs_of_plain_messages_convert_as_one_item_at_a_time(items: list[Any]) -> None:
+    assert input_messages(None, items) == _one_by_one(items)
+    assert input_messages("Be brief.", items)[1:] == _one_by_one(items)
