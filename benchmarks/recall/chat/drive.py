@@ -167,6 +167,15 @@ async def run_proxy(
             )
         if cache is not None:
             cache.save()
+        if meaning is not None:
+            # A query embedding that failed or timed out leaves its turn to BM25 alone: a
+            # run under load may then recall less, and must say so.
+            for stage in ("query", "pages"):
+                failed = app.state.metrics.value("vm_embeddings_failures_total",
+                                                 {"stage": stage})  # fmt: skip
+                if failed:
+                    feed.notes.append(f"{failed:.0f} embedding failures ({stage}): "
+                                      "those searches ran on words alone")  # fmt: skip
     return records, feed
 
 
