@@ -21,6 +21,11 @@ COUNTER = counter_for_model("gpt-4o")
         ("Hey Maya! Writing this on Tuesday, May 9, 2023, supposed to be working.",
          "May 9, 2023"),
         ("No date here at all.", ""),
+        ("Thinking about it since 1990, a year with no month.", ""),
+        ("MAY 9, 2023: the letters' case does not matter.", "MAY 9, 2023"),
+        # A long s folds to "s" as IGNORECASE folds it: still a month.
+        ("\u017fep 12, 2023 was the day.", "\u017fep 12, 2023"),
+        ("1999-12-31 23:59 the last evening", "1999-12-31 23:59"),
         # A date later in a message is one it talks about, not when it was said.
         ("Can you remind me what we planned? The flight is on 12 May 2023.", ""),
     ],
