@@ -157,6 +157,11 @@ class EmbeddingsSettings(_Section):
     # it alone: a question's answer; the turn before ranks on its own, as any hit) or
     # `both` (chosen on the recall benchmark's tuning seeds; README, Results).
     neighbour_sides: Literal["both", "after"] = "after"
+    # The weight of each clause of the query (proxy.vm.query_parts: "How many years will I
+    # be" / "when my friend Rachel gets married"), searched by meaning beside the whole
+    # query (weight 1.0), the rankings fused into the ranking by meaning. 0 (the default):
+    # the whole query alone.
+    clause_weight: float = Field(default=0.0, ge=0.0, le=10.0)
 
     @field_validator("base_url")
     @classmethod

@@ -30,6 +30,7 @@ from proxy.store.base import PageStore, Path, SearchHit, StoreError
 from proxy.vm.fusion import beside, fuse_rankings
 from proxy.vm.pages import Modality
 from proxy.vm.prefetch import neighbour_ids
+from proxy.vm.query_parts import query_parts
 
 if TYPE_CHECKING:
     from proxy.loop.embedding_worker import EmbeddingWorker
@@ -88,7 +89,16 @@ class TurnSearch:
         return self._auth
 
     def warm(self, text: str) -> None:
-        """Start embedding `text` (a query the turn will search by) now."""
+        """Start embedding `text` (a query the turn will search by) now, and its clauses
+        when they are searched too (`embeddings.clause_weight`)."""
+        for query in [text, *self._clauses(text)]:
+            self._warm(query)
+
+    def _clauses(self, text: str) -> list[str]:
+        meaning = self._meaning
+        return query_parts(text) if meaning and meaning.settings.clause_weight > 0 else []
+
+    def _warm(self, text: str) -> None:
         if self._meaning is not None and text and text not in self._vectors:
             future = asyncio.ensure_future(self._meaning.embedder.embed(
                 [text], auth=self.auth, urgent=True
@@ -149,15 +159,34 @@ class TurnSearch:
         return [SearchHit(found[pid], score) for pid, score in fused if pid in found]
 
     async def _nearest(self, meaning: Meaning, path: Path, text: str, limit: int) -> list[str]:
-        vector = self._vectors[text]
-        try:
-            rows = await asyncio.wait_for(
-                asyncio.shield(vector), meaning.settings.query_timeout_s
-            )
-            found = await meaning.index.search(path, meaning.embedder.name, rows[0], limit)
-        except (EmbeddingError, StoreError, TimeoutError, ValueError) as exc:
-            meaning.failed("query", exc)
-            return []
+        """The pages nearest `text`; with `embeddings.clause_weight` set, fused with the
+        pages nearest each of its clauses (proxy.vm.query_parts)."""
+        settings = meaning.settings
+        clauses = self._clauses(text)
+        # (Every search awaited to its end: a clause's failure is not left unretrieved.)
+        found = await asyncio.gather(
+            *(self._ranked(meaning, path, t, limit) for t in [text, *clauses]),
+            return_exceptions=True,
+        )
+        rankings: list[list[str]] = []
+        for result in found:
+            if isinstance(result, (EmbeddingError, StoreError, TimeoutError, ValueError)):
+                meaning.failed("query", result)
+                return []
+            if isinstance(result, BaseException):
+                raise result
+            rankings.append(result)
+        if not clauses:
+            return rankings[0]
+        weights = [1.0] + [settings.clause_weight] * len(clauses)
+        fused = fuse_rankings(rankings, weights=weights, k=settings.fusion_k, limit=limit)
+        return [pid for pid, _ in fused]
+
+    async def _ranked(self, meaning: Meaning, path: Path, text: str, limit: int) -> list[str]:
+        rows = await asyncio.wait_for(
+            asyncio.shield(self._vectors[text]), meaning.settings.query_timeout_s
+        )
+        found = await meaning.index.search(path, meaning.embedder.name, rows[0], limit)
         return [pid for pid, _ in found]
 
 
