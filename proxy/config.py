@@ -161,7 +161,7 @@ class EmbeddingsSettings(_Section):
     # be" / "when my friend Rachel gets married"), searched by meaning beside the whole
     # query (weight 1.0), the rankings fused into the ranking by meaning. 0 (the default):
     # the whole query alone.
-    clause_weight: float = Field(default=0.0, ge=0.0, le=10.0)
+    clause_weight: float = Field(default=1.5, ge=0.0, le=10.0)
 
     @field_validator("base_url")
     @classmethod

@@ -1,6 +1,6 @@
 """Search by meaning with the query's clauses (`embeddings.clause_weight`): each clause of a
 question joining two facts is searched beside the whole and the rankings fused, so the fact
-the whole question lies far from still ranks; off (0, the default), the whole alone."""
+the whole question lies far from still ranks (1.5 by default); off (0), the whole alone."""
 
 from __future__ import annotations
 
@@ -65,8 +65,14 @@ async def test_the_clauses_bring_the_fact_the_whole_question_lies_far_from() -> 
     assert sorted(embedder.embedded) == sorted(TEXTS)
 
 
-async def test_off_by_default_the_whole_question_alone_is_searched() -> None:
+async def test_on_by_default() -> None:
     search, embedder = turn_search()
+    hits = ids(await search.search(PATH, "q", 6, text=QUESTION))
+    assert "msg_70" in hits and sorted(embedder.embedded) == sorted(TEXTS)
+
+
+async def test_off_the_whole_question_alone_is_searched() -> None:
+    search, embedder = turn_search(clause_weight=0.0)
     hits = ids(await search.search(PATH, "q", 6, text=QUESTION))
     assert "msg_70" not in hits and embedder.embedded == [QUESTION]
 
