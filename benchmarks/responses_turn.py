@@ -11,6 +11,11 @@ Reported: p50/p99 per arm, and the ratio of each Responses arm's p50 to the chat
 (1.0: no more latency than a chat turn), plus a pass-through arm per dialect
 (`X-VM-Mode: off`) for scale.
 
+The garbage collector is set as `vm-proxy serve` sets it (proxy.cli.settle_heap), as in
+benchmarks/vm_turn.py, or left at Python's defaults with `--default-gc` (how this
+benchmark ran before: a Responses history parses into more containers than a chat one,
+so more of its cost was collections that `serve` does not make).
+
     python benchmarks/responses_turn.py [--turns 1000] [--requests 60] [--store memory://]
     python benchmarks/responses_turn.py --json benchmarks/results/responses_turn.json
 """
@@ -32,6 +37,7 @@ import httpx
 import orjson
 
 from proxy import create_app
+from proxy.cli import settle_heap
 from proxy.config import load_settings
 from proxy.store import open_store
 
@@ -122,7 +128,9 @@ class Arm:
         self.full = int(response.headers.get("x-vm-prompt-tokens-full", 0))
 
 
-async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[str, Any]:
+async def run(
+    turns: int, requests: int, store_url: str, budget: int, default_gc: bool = False
+) -> dict[str, Any]:
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2},
         "store": {"url": store_url},
@@ -131,6 +139,8 @@ async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[st
     store = await open_store(store_url, cache_pages=settings.store.cache_pages)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
     arms = [Arm(name, turns) for name in ARMS]
+    if not default_gc:
+        settle_heap()
     async with app.router.lifespan_context(app), httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://proxy"
     ) as client:
@@ -151,7 +161,8 @@ async def run(turns: int, requests: int, store_url: str, budget: int) -> dict[st
                 arm.latencies.append(await turn(arm, f"Q {i}: and taxes?"))
     await store.close()
     out: dict[str, Any] = {"turns": turns, "requests": requests,
-                           "store": store_url.split(":")[0]}
+                           "store": store_url.split(":")[0],
+                           "gc": "default" if default_gc else "serve"}
     for arm in arms:
         latencies = sorted(arm.latencies)
         out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
@@ -177,13 +188,15 @@ def main() -> None:
     parser.add_argument("--store", action="append",
                         help="store URL(s); default memory:// and a fresh SQLite file")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="leave the garbage collector at Python's defaults (see above)")
     args = parser.parse_args()
-    rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget))
+    rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, args.default_gc))
             for url in args.store or ["memory://", "sqlite"]]
     for r in rows:
         arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
                           for name in ARMS)
-        print(f"{r['store']:>7} {r['turns']} turns: {arms} | responses/chat"
+        print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']}: {arms} | responses/chat"
               f" {r.get('ratio_responses_to_chat')} chained/chat"
               f" {r.get('ratio_chained_to_chat')}")
     if args.json:
