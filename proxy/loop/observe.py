@@ -65,9 +65,8 @@ def observe(
         )
         return response
     if isinstance(response, RelayedStream):
-        tee = _tee_stored_first if store_first else _tee
-        response.body_iterator = tee(
-            response.body_iterator, on_answer, _Decoder(encoding), reader.stream()
+        response.body_iterator = _tee(
+            response.body_iterator, on_answer, _Decoder(encoding), reader.stream(), store_first
         )
         return response
     if isinstance(response, RelayedResponse):
@@ -115,22 +114,35 @@ class _ObservedResponse(Response):
 
 
 async def _tee(
-    chunks: AsyncIterable[Any], on_answer: OnAnswer, content: _Decoder, accumulator: Accumulator
+    chunks: AsyncIterable[Any],
+    on_answer: OnAnswer,
+    content: _Decoder,
+    accumulator: Accumulator,
+    store_first: bool = False,
 ) -> AsyncIterator[Any]:
+    """The chunks relayed, a copy read; the answer stored once the stream has ended, or,
+    with `store_first`, each chunk read before it is relayed and the answer stored before
+    the chunk that finishes it (its finish_reason or [DONE]) goes out."""
     decoder = SSEDecoder()
-    broken = False
+    broken = stored = False
     async for chunk in chunks:
-        yield chunk
-        if isinstance(chunk, bytes) and not broken:
+        if not store_first:
+            yield chunk
+        if isinstance(chunk, bytes) and not (broken or stored):
             try:
                 data = content.feed(chunk)
             except zlib.error:
                 broken = True  # the client still gets every byte; only the copy is lost
                 log.warning("relayed stream not stored: its compressed body is corrupt")
-                continue
-            for event in decoder.feed(data):
-                accumulator.feed_event(event)
-    if broken:
+            else:
+                for event in decoder.feed(data):
+                    accumulator.feed_event(event)
+                if store_first and accumulator.finished:
+                    stored = True
+                    await _deliver(accumulator.result(), on_answer)
+        if store_first:
+            yield chunk
+    if broken or stored:
         return
     if not accumulator.finished:
         # Cut, reset, or ended cleanly without finish_reason or [DONE]: the client saw the
@@ -138,31 +150,6 @@ async def _tee(
         log.warning("relayed stream not stored: it ended before a finish_reason or [DONE]")
         return
     await _deliver(accumulator.result(), on_answer)
-
-
-async def _tee_stored_first(
-    chunks: AsyncIterable[Any], on_answer: OnAnswer, content: _Decoder, accumulator: Accumulator
-) -> AsyncIterator[Any]:
-    """`_tee`, but each chunk is read before it is relayed, and the answer stored before the
-    chunk that finishes it (its finish_reason or [DONE]) goes out."""
-    decoder = SSEDecoder()
-    broken = stored = False
-    async for chunk in chunks:
-        if isinstance(chunk, bytes) and not (broken or stored):
-            try:
-                data = content.feed(chunk)
-            except zlib.error:
-                broken = True
-                log.warning("relayed stream not stored: its compressed body is corrupt")
-            else:
-                for event in decoder.feed(data):
-                    accumulator.feed_event(event)
-                if accumulator.finished:
-                    stored = True
-                    await _deliver(accumulator.result(), on_answer)
-        yield chunk
-    if not (broken or stored):
-        log.warning("relayed stream not stored: it ended before a finish_reason or [DONE]")
 
 
 async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:

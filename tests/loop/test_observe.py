@@ -11,7 +11,7 @@ import orjson
 import pytest
 from starlette.types import Message
 
-from proxy.loop.observe import _Decoder, _tee_stored_first, observe
+from proxy.loop.observe import _Decoder, _tee, observe
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.relay import RelayedResponse
 from tests.loop.harness import MODEL, serve, vm_settings
@@ -138,19 +138,22 @@ async def test_an_answer_is_stored_before_it_is_sent_when_asked(store_first: boo
     assert timeline.stored == [("Stored first.", 0 if store_first else 1)]
 
 
-async def test_a_stream_is_stored_before_the_chunk_that_finishes_it() -> None:
+@pytest.mark.parametrize("store_first", [True, False])
+async def test_a_stream_is_stored_before_the_chunk_that_finishes_it(store_first: bool) -> None:
     timeline = _Timeline()
 
     async def upstream() -> AsyncIterator[bytes]:
         for chunk in _CHUNKS:
             yield chunk
 
-    relayed = _tee_stored_first(upstream(), timeline.on_answer, _Decoder(""), ChunkAccumulator())
+    relayed = _tee(upstream(), timeline.on_answer, _Decoder(""), ChunkAccumulator(),
+                   store_first)  # fmt: skip
     async for chunk in relayed:
         timeline.sent.append(chunk)
     assert timeline.sent == _CHUNKS
-    # Stored when the finish_reason came, before that chunk and [DONE] went out.
-    assert timeline.stored == [("Stored first.", 2)]
+    # Stored when the finish_reason came, before that chunk and [DONE] went out; without
+    # store_first, once every chunk was sent.
+    assert timeline.stored == [("Stored first.", 2 if store_first else 4)]
 
 
 async def test_a_stream_cut_before_it_finishes_is_relayed_and_not_stored() -> None:
@@ -160,6 +163,6 @@ async def test_a_stream_cut_before_it_finishes_is_relayed_and_not_stored() -> No
         for chunk in _CHUNKS[:2]:
             yield chunk
 
-    relayed = _tee_stored_first(upstream(), timeline.on_answer, _Decoder(""), ChunkAccumulator())
+    relayed = _tee(upstream(), timeline.on_answer, _Decoder(""), ChunkAccumulator(), True)
     assert [chunk async for chunk in relayed] == _CHUNKS[:2]
     assert timeline.stored == []
