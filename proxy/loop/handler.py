@@ -39,6 +39,7 @@ from proxy.loop.policy import (
 )
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
+from proxy.loop.short_chat import ShortTurn, short_turn
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
@@ -61,6 +62,16 @@ async def handle_chat(
         raise refuse_anonymous()
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     if session is None:
+        started = time.perf_counter()
+        try:
+            short = short_turn(state, request, body, tenant)
+        except Exception:
+            # A bug: the general path decides (and fails open, or not) as it would have.
+            log.exception("placing a short chat's turn failed; placing it the general way")
+            short = None
+        if short is not None:
+            _observe_prepare(state.metrics, started)
+            return await _answer_short(state, request, raw, short)
         return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode)
     # One turn of a session at a time (in this process): two at once would each chain their
     # message onto the tip the other has not seen yet, and one of the answers would land on
@@ -98,9 +109,7 @@ async def _answer(
         # Without a placement it is unknown whether the request holds the whole history:
         # under a session name it may hold only the new messages.
         return await _fail_open(state, request, raw, "VM preparation failed", whole=session is None)
-    state.metrics.histogram(
-        "vm_prepare_seconds", help="Time to place, store and pack one request"
-    ).observe(time.perf_counter() - started)
+    _observe_prepare(state.metrics, started)
     if prepared.turn is None:
         if prepared.forward_body is not None:
             raw = orjson.dumps(prepared.forward_body)
@@ -146,6 +155,37 @@ async def _answer(
     return Response(
         orjson.dumps(answer), media_type=JSON, headers=turn.response_headers(final=True)
     )
+
+
+def _observe_prepare(metrics: Metrics, started: float) -> None:
+    metrics.histogram(
+        "vm_prepare_seconds", help="Time to place, store and pack one request"
+    ).observe(time.perf_counter() - started)
+
+
+async def _answer_short(
+    state: AppServices, request: Request, raw: bytes, short: ShortTurn
+) -> Response:
+    """The next turn of a short chat (proxy.loop.short_chat): relayed as it is, its new
+    messages stored with its answer once it is sent, or alone when no answer comes."""
+
+    async def store_answer(message: AssembledMessage) -> None:
+        await short.store(answer_message(message.content, message.tool_calls, short.answer_name))
+
+    async def store_alone() -> None:
+        try:
+            await asyncio.shield(short.store(None))
+        except Exception:
+            log.exception("storing a request's messages failed")
+
+    try:
+        relayed = await relay_chat(state.upstream, request, raw)
+    except BaseException:
+        await store_alone()
+        raise
+    for name, value in short.headers().items():
+        relayed.headers[name] = value
+    return SentThen(observe(relayed, store_answer), store_alone)
 
 
 def fails_open(settings: VMSettings, exc: Exception) -> bool:

@@ -1,0 +1,178 @@
+"""The common request, kept cheap: the next turn of a short chat (issue 15).
+
+Most requests are the next turn of a chat this process answered the turn before: the whole
+history resent (no `X-VM-Session`), all of it stored but the new question, and far below
+`vm.activate_above`. Placing such a request in the general way (proxy.loop.conversations,
+proxy.loop.prepare) costs more than relaying it: a dozen awaits, locks, placements and
+paths, each cheap, for a decision the prefix cache has already made. Here it is taken
+directly:
+
+- the prefix cache (proxy.loop.prefix_cache) knows the history but its last message or
+  few, and the last row this process saw of the conversation still ends there: the
+  request's new messages go right after it, at its tip;
+- they, with what the history already costs, keep the request at most the threshold:
+  it is relayed unchanged;
+- its answer and its new messages are then stored together in one deferred append (as
+  proxy.loop.held does), made by the same ingest as the general path's, on the row seen,
+  whose version the append names.
+
+The row is a hint (see proxy.loop.prefix_cache): when the append finds the conversation
+changed (another request of it stored a turn meanwhile), or the conversation gone, the
+messages are stored the general way instead, which rereads and forks as it must. Anything
+else this module does not take (a new conversation, a fork, a tool exchange, a long text,
+a session name) never gets here: `short_turn` answers None and the caller places the
+request in the general way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from proxy.loop.conversations import Conversations
+from proxy.loop.prefix_cache import fingerprint, short_fingerprints
+from proxy.loop.services import AppServices
+from proxy.loop.storing import OFF_LOOP_CHARS, Ingester
+from proxy.loop.summarizer import summaries_hook
+from proxy.loop.turn import assistant_name
+from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
+from proxy.tokens import counter_for_model
+from proxy.vm.identity import chain_hashes
+from proxy.vm.packer import asked_reply
+from proxy.vm.summary_prompt import MAX_CLAIMS
+
+# A question longer than this is left to the general path: its tokens are counted, and
+# its pages made, in a worker thread there (proxy.loop.held, proxy.loop.storing).
+_MAX_NEW_CHARS = OFF_LOOP_CHARS
+
+
+@dataclass(slots=True)
+class ShortTurn:
+    """A request placed at the tip of a conversation it continues, its new messages not
+    stored yet: they are stored with its answer (`store`), or alone (`flush`)."""
+
+    state: AppServices
+    request: Request
+    tenant: str
+    messages: Sequence[dict[str, Any]]
+    fingerprints: list[int]
+    row: Conversation  # the conversation's row, ending where the new messages go
+    path: Path  # its whole path
+    new: list[dict[str, Any]]  # the request's messages after the stored ones
+    hashes: list[str]  # their chain hashes
+    ingester: Ingester
+    tokens: int  # what the request's history costs (X-VM-Prompt-Tokens)
+    answer_name: str
+    stored: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """The headers of a request forwarded unchanged (proxy.loop.prepare.Prepared's)."""
+        return {
+            "x-vm-session": self.row.conv_id,
+            "x-vm-faults": "0",
+            "x-vm-prompt-tokens": str(self.tokens),
+            "x-vm-prompt-tokens-full": str(self.tokens),
+        }
+
+    async def store(self, answer: dict[str, Any] | None) -> None:
+        """Store the new messages, then `answer` (None: none came), in one append."""
+        if self.stored:
+            return
+        self.stored = True
+        messages = list(self.new)
+        hashes = list(self.hashes)
+        if answer is not None:
+            messages.append(answer)
+            hashes.extend(chain_hashes(self.tenant, [answer], prev=hashes[-1]))
+        store = self.state.store
+        row = self.row
+        first = row.length
+        made = await self.ingester.ingest(
+            store, self.tenant, self.path, first, messages, hashes, dict(row.state)
+        )
+        if not made.elsewhere:
+            try:
+                leaf = await store.append(
+                    self.tenant, row.conv_id, made.pages, expected_version=row.version,
+                    new_length=first + len(messages), state=made.state,
+                    mutations=made.mutations, durable=False,
+                )
+            except (VersionConflict, UnknownConversation):
+                pass  # changed or gone since the row was seen: placed anew below
+            else:
+                fingerprints = self.fingerprints
+                if answer is not None:
+                    fingerprints = [*fingerprints, fingerprint(answer)]
+                self.state.prefix_cache.remember(
+                    self.tenant, fingerprints, hashes[-1], leaf, self.path
+                )
+                return
+        await self._store_anew([*self.messages, *messages[len(self.new):]])
+
+    async def _store_anew(self, history: list[dict[str, Any]]) -> None:
+        """The general way: the whole history placed and its new messages stored."""
+        conversations = Conversations(
+            self.state.store, self.ingester.ingest, self.ingester.state_at,
+            self.state.prefix_cache, durable=False,
+        )
+        await conversations.place(self.tenant, history, None)
+        await conversations.flush(self.tenant)
+
+
+def short_turn(
+    state: AppServices, request: Request, body: Mapping[str, Any], tenant: str
+) -> ShortTurn | None:
+    """The request as the next turn of a short chat (see the module docstring), or None
+    when it is not one: the caller then places it in the general way."""
+    messages = body["messages"]
+    fingerprints = short_fingerprints(messages)
+    if fingerprints is None:
+        return None
+    cache = state.prefix_cache
+    remembered = cache.longest(tenant, fingerprints)
+    if remembered is None or remembered.count >= len(messages):
+        return None
+    seen = cache.row(tenant, remembered.conv_id)
+    if seen is None:
+        return None
+    row, path = seen
+    if (
+        row.length != remembered.count
+        or row.state.get("hash") != remembered.chain_hash
+        or path.leaf != row.conv_id
+    ):
+        return None
+    new = list(messages[remembered.count:])
+    chars = 0
+    for message in new:
+        content = message.get("content")
+        if type(content) is not str or message.get("role") == "tool" or "tool_calls" in message:
+            return None  # a tool exchange, or parts: the general path
+        chars += len(content)
+    if chars > _MAX_NEW_CHARS:
+        return None
+    settings = state.settings
+    counter = counter_for_model(body.get("model"))
+    tools = body.get("tools")
+    if tools:
+        return None  # what they cost is counted in the general way
+    overhead = counter.format.reply_primer + counter.tools([], has_system=True)
+    activate_above = min(
+        settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
+    )
+    ingester = Ingester(
+        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead,
+        on_summaries=summaries_hook(state.summarizer, tenant, request),
+        model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
+    )
+    tokens = ingester.lean_tokens(new, row.state)
+    if tokens is None or tokens + overhead > activate_above:
+        return None
+    hashes = chain_hashes(tenant, new, prev=remembered.chain_hash)
+    return ShortTurn(
+        state, request, tenant, messages, fingerprints, row, path, new, hashes, ingester,
+        tokens + overhead, assistant_name(messages),
+    )

@@ -1,0 +1,201 @@
+"""Issue 15: the next turn of a short chat is placed directly (proxy.loop.short_chat), and
+stores exactly what the general path stores: the same conversations, rows and pages, the
+same headers, whatever the chats do (edits, errors, crossing the threshold)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from proxy.loop.short_chat import ShortTurn, short_turn
+from proxy.store import open_store
+from proxy.store.base import PageStore
+from proxy.store.codec import encode_page
+from tests.loop.harness import serve, vm_settings
+
+VM_HEADERS = ("x-vm-session", "x-vm-faults", "x-vm-prompt-tokens", "x-vm-prompt-tokens-full")
+
+
+def reply(request: httpx.Request) -> httpx.Response:
+    """An answer that depends on the question (so every chat's chain differs); a question
+    holding FAIL gets a server error."""
+    body = _json(request)
+    asked = str(body["messages"][-1].get("content"))
+    if "FAIL" in asked:
+        return httpx.Response(500, json={"error": {"message": "boom", "type": "server_error"}})
+    return httpx.Response(200, json={
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": f"About that ({len(asked)} characters): noted.",
+        }}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+    })
+
+
+def _json(request: httpx.Request) -> dict[str, Any]:
+    parsed: dict[str, Any] = orjson.loads(request.content)
+    return parsed
+
+
+def user(text: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "user", "content": text, **extra}
+
+
+def chats() -> list[list[dict[str, Any] | None]]:
+    """The requests' histories, each turn resending what came before (answers are filled
+    in as they come: None stands for the previous request's answer)."""
+    long = " ".join(f"word{i}" for i in range(260))
+    return [
+        # A plain chat with a system prompt.
+        [{"role": "system", "content": "Be brief."}, user("Hello there, first question.")],
+        [None, user("Second question, about ferries.")],
+        [None, user("Third question, about trains.")],
+        # An edit: the first question asked again differently (a fork of the first chat).
+        [{"role": "system", "content": "Be brief."}, user("Hello there, other question.")],
+        [None, user("And a follow-up on the fork.")],
+        # A named speaker (a field the fingerprint takes, and the pages keep).
+        [user("Named one.", name="ann")],
+        [None, user("Named two.", name="ann")],
+        # An upstream error: the question stored alone; then the chat goes on past it.
+        [user("Opening of a chat that fails.")],
+        [None, user("This one FAILS upstream.")],
+        # A long chat that crosses vm.activate_above (1,500) on its third turn.
+        [user("Long one: " + long)],
+        [None, user("Long two: " + long)],
+        [None, user("Long three: " + long)],
+        [None, user("Long four: " + long)],
+    ]
+
+
+async def drive(store: PageStore) -> tuple[list[tuple[int, dict[str, str]]], str]:
+    """Send the chats' requests in order; the statuses and VM headers answered."""
+    seen: list[tuple[int, dict[str, str]]] = []
+    history: list[dict[str, Any]] = []
+    async with serve(reply, vm_settings(), store) as proxy:
+        for turn in chats():
+            given = [m for m in turn if m is not None]
+            messages = [*history, *given] if turn[0] is None else given
+            response = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
+            seen.append((response.status_code,
+                         {k: response.headers.get(k, "") for k in VM_HEADERS}))
+            history = list(messages)
+            if response.status_code == 200:
+                history.append(response.json()["choices"][0]["message"])
+        tenant = proxy.tenant
+    return seen, tenant
+
+
+async def contents(store: PageStore, tenant: str) -> dict[str, Any]:
+    """Every conversation of `tenant`: its row (but when it was written) and its message
+    pages (but when they were made)."""
+    found: dict[str, Any] = {}
+    for info in await store.list_conversations(tenant=tenant, limit=1000):
+        conv = await store.get_conversation(tenant, info.conv_id)
+        assert conv is not None
+        path = await store.path(tenant, info.conv_id)
+        pages = await store.pages_in_range(path, 0, conv.length)
+        found[conv.conv_id] = {
+            "row": (conv.parent_id, conv.fork_at, conv.length, conv.version, conv.state),
+            "pages": [encode_page(dataclasses.replace(p, created_at=0.0)) for p in pages],
+        }
+    return found
+
+
+async def kept_open(url: str, monkeypatch: pytest.MonkeyPatch) -> PageStore:
+    """A store that outlives the app serving it (its close, a no-op), to be read after."""
+    store = await open_store(url)
+
+    async def no_close() -> None:
+        return None
+
+    monkeypatch.setattr(store, "close", no_close)
+    return store
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_short_turn_stores_what_the_general_path_stores(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[ShortTurn] = []
+
+    def spied(*args: Any, **kwargs: Any) -> ShortTurn | None:
+        found = short_turn(*args, **kwargs)
+        if found is not None:
+            taken.append(found)
+        return found
+
+    def url(name: str) -> str:
+        return f"sqlite:///{tmp_path}/{name}.db" if backend == "sqlite" else "memory://"
+
+    monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
+    fast_store = await kept_open(url("fast"), monkeypatch)
+    fast_seen, tenant = await drive(fast_store)
+    # The turns that continue a chat below the threshold took the short path: the second
+    # and third of the first chat, the fork's second, the named speaker's second, the
+    # failing one, and the long chat's second (its third crosses the threshold).
+    assert [t.new[-1]["content"][:12] for t in taken] == [
+        "Second quest", "Third questi", "And a follow", "Named two.", "This one FAI",
+        "Long two: wo",
+    ]
+    monkeypatch.setattr("proxy.loop.handler.short_turn", lambda *args, **kwargs: None)
+    general_store = await kept_open(url("general"), monkeypatch)
+    general_seen, _ = await drive(general_store)
+    assert fast_seen == general_seen
+    assert [status for status, _ in fast_seen].count(500) == 1
+    fast = await contents(fast_store, tenant)
+    assert fast == await contents(general_store, tenant)
+    assert len(fast) >= 4  # the chats, the fork, the failed one
+
+
+async def test_a_row_gone_stale_meanwhile_is_stored_the_general_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two requests of one chat's next turn at once: both are placed on the row seen; the
+    second append finds the conversation changed, and its turn is placed anew, losing
+    nothing and doubling nothing."""
+    anew: list[int] = []
+    real = ShortTurn._store_anew
+
+    async def spied(self: ShortTurn, history: list[dict[str, Any]]) -> None:
+        anew.append(len(history))
+        await real(self, history)
+
+    monkeypatch.setattr(ShortTurn, "_store_anew", spied)
+    gate = asyncio.Event()
+    answered = 0
+
+    async def slow_reply(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        answered += 1
+        if answered >= 2:
+            await gate.wait()
+        return reply(request)
+
+    async with serve(slow_reply, vm_settings()) as proxy:
+        first = [user("Opening question of a raced chat.")]
+        response = await proxy.raw_chat({"model": "gpt-4o", "messages": first})
+        history = [*first, response.json()["choices"][0]["message"], user("Raced question.")]
+
+        async def ask() -> httpx.Response:
+            return await proxy.raw_chat({"model": "gpt-4o", "messages": history})
+
+        racing = [asyncio.create_task(ask()), asyncio.create_task(ask())]
+        await asyncio.sleep(0.05)
+        gate.set()
+        replies = await asyncio.gather(*racing)
+        assert {r.status_code for r in replies} == {200}
+        sessions = {r.headers["x-vm-session"] for r in replies}
+        assert len(sessions) == 1  # both placed on the conversation they continue
+        conv_id = sessions.pop()
+        conv = await proxy.store.get_conversation(proxy.tenant, conv_id)
+        assert conv is not None and conv.length == 4  # one turn on it, once
+        infos = await proxy.store.list_conversations(tenant=proxy.tenant, limit=100)
+        # The question is stored once; both answers are (they are the same words here, so
+        # the second finds its answer stored too, and no fork is needed).
+        assert [i.conv_id for i in infos] == [conv_id]
+        assert anew == [4]  # the second, with its answer
