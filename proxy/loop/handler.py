@@ -64,7 +64,7 @@ async def handle_chat(
     if session is None:
         started = time.perf_counter()
         try:
-            short = short_turn(state, request, body, tenant)
+            short = await short_turn(state, request, body, tenant)
         except Exception:
             # A bug: the general path decides (and fails open, or not) as it would have.
             log.exception("placing a short chat's turn failed; placing it the general way")

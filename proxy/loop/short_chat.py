@@ -33,6 +33,7 @@ from typing import Any
 from starlette.requests import Request
 
 from proxy.loop.conversations import Conversations
+from proxy.loop.held import root_path
 from proxy.loop.prefix_cache import fingerprint, short_fingerprints
 from proxy.loop.services import AppServices
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester
@@ -47,6 +48,12 @@ from proxy.vm.summary_prompt import MAX_CLAIMS
 # A question longer than this is left to the general path: its tokens are counted, and
 # its pages made, in a worker thread there (proxy.loop.held, proxy.loop.storing).
 _MAX_NEW_CHARS = OFF_LOOP_CHARS
+# A new chat's history is looked up in the store in one read (the general path probes
+# the newest few, then searches): at most this many messages.
+_MAX_NEW_MESSAGES = 16
+# The path of a conversation not created yet (its state before its first message needs
+# no path).
+_NO_PATH = Path("", ())
 
 
 @dataclass(slots=True)
@@ -61,6 +68,7 @@ class ShortTurn:
     fingerprints: list[int]
     row: Conversation  # the conversation's row, ending where the new messages go
     path: Path  # its whole path
+    before: dict[str, Any]  # the conversation state there
     new: list[dict[str, Any]]  # the request's messages after the stored ones
     hashes: list[str]  # their chain hashes
     ingester: Ingester
@@ -91,7 +99,7 @@ class ShortTurn:
         row = self.row
         first = row.length
         made = await self.ingester.ingest(
-            store, self.tenant, self.path, first, messages, hashes, dict(row.state)
+            store, self.tenant, self.path, first, messages, hashes, dict(self.before)
         )
         if not made.elsewhere:
             try:
@@ -122,43 +130,26 @@ class ShortTurn:
         await conversations.flush(self.tenant)
 
 
-def short_turn(
+async def short_turn(
     state: AppServices, request: Request, body: Mapping[str, Any], tenant: str
 ) -> ShortTurn | None:
-    """The request as the next turn of a short chat (see the module docstring), or None
-    when it is not one: the caller then places it in the general way."""
+    """The request as the next turn of a short chat, or the first of a new one (see the
+    module docstring), or None when it is neither: the caller then places it in the
+    general way."""
     messages = body["messages"]
     fingerprints = short_fingerprints(messages)
-    if fingerprints is None:
-        return None
+    if fingerprints is None or body.get("tools"):
+        return None  # a long text; tools, whose cost is counted in the general way
     cache = state.prefix_cache
     remembered = cache.longest(tenant, fingerprints)
-    if remembered is None or remembered.count >= len(messages):
+    stored = 0 if remembered is None else remembered.count
+    if stored >= len(messages):
+        return None  # nothing new: a regenerate, placed on a branch of its own
+    new = list(messages[stored:])
+    if not _plain(new):
         return None
-    seen = cache.row(tenant, remembered.conv_id)
-    if seen is None:
-        return None
-    row, path = seen
-    if (
-        row.length != remembered.count
-        or row.state.get("hash") != remembered.chain_hash
-        or path.leaf != row.conv_id
-    ):
-        return None
-    new = list(messages[remembered.count:])
-    chars = 0
-    for message in new:
-        content = message.get("content")
-        if type(content) is not str or message.get("role") == "tool" or "tool_calls" in message:
-            return None  # a tool exchange, or parts: the general path
-        chars += len(content)
-    if chars > _MAX_NEW_CHARS:
-        return None
-    settings = state.settings
     counter = counter_for_model(body.get("model"))
-    tools = body.get("tools")
-    if tools:
-        return None  # what they cost is counted in the general way
+    settings = state.settings
     overhead = counter.format.reply_primer + counter.tools([], has_system=True)
     activate_above = min(
         settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
@@ -168,11 +159,61 @@ def short_turn(
         on_summaries=summaries_hook(state.summarizer, tenant, request),
         model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
     )
-    tokens = ingester.lean_tokens(new, row.state)
+    if remembered is None:
+        if len(messages) > _MAX_NEW_MESSAGES:
+            return None
+        row, path = None, None
+        before = await ingester.state_at(state.store, tenant, _NO_PATH, -1)
+    else:
+        seen = cache.row(tenant, remembered.conv_id)
+        if seen is None:
+            return None
+        row, path = seen
+        if (
+            row.length != remembered.count
+            or row.state.get("hash") != remembered.chain_hash
+            or path.leaf != row.conv_id
+        ):
+            return None
+        before = dict(row.state)
+    tokens = ingester.lean_tokens(new, before)
     if tokens is None or tokens + overhead > activate_above:
         return None
-    hashes = chain_hashes(tenant, new, prev=remembered.chain_hash)
+    hashes = chain_hashes(tenant, new, prev=None if remembered is None else remembered.chain_hash)
+    if row is None or path is None:
+        created = await _new_conversation(state, tenant, hashes)
+        if created is None:
+            return None
+        row, path = created
     return ShortTurn(
-        state, request, tenant, messages, fingerprints, row, path, new, hashes, ingester,
-        tokens + overhead, assistant_name(messages),
+        state, request, tenant, messages, fingerprints, row, path, before, new, hashes,
+        ingester, tokens + overhead, assistant_name(messages),
     )
+
+
+def _plain(new: Sequence[Mapping[str, Any]]) -> bool:
+    """Messages of text, none of a tool exchange, short enough to handle on the loop."""
+    chars = 0
+    for message in new:
+        content = message.get("content")
+        if type(content) is not str or message.get("role") == "tool" or "tool_calls" in message:
+            return False
+        chars += len(content)
+    return chars <= _MAX_NEW_CHARS
+
+
+async def _new_conversation(
+    state: AppServices, tenant: str, hashes: Sequence[str]
+) -> tuple[Conversation, Path] | None:
+    """The conversation a history none of whose messages is stored starts (created
+    deferred, as the general path creates it), or None when some are stored: the history
+    continues a conversation this process does not remember (another replica's, or one
+    from before a restart), for the general path to find."""
+    store = state.store
+    if await store.lookup_hashes(tenant, list(hashes)):
+        return None
+    conv_id = "c" + hashes[0][:24]
+    row = await store.create_conversation(tenant, conv_id, durable=False)
+    if row.parent_id is not None or row.length != 0:
+        return None
+    return row, root_path(tenant, conv_id)

@@ -106,6 +106,10 @@ async def contents(store: PageStore, tenant: str) -> dict[str, Any]:
     return found
 
 
+async def never(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
 async def kept_open(url: str, monkeypatch: pytest.MonkeyPatch) -> PageStore:
     """A store that outlives the app serving it (its close, a no-op), to be read after."""
     store = await open_store(url)
@@ -123,8 +127,8 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
 ) -> None:
     taken: list[ShortTurn] = []
 
-    def spied(*args: Any, **kwargs: Any) -> ShortTurn | None:
-        found = short_turn(*args, **kwargs)
+    async def spied(*args: Any, **kwargs: Any) -> ShortTurn | None:
+        found = await short_turn(*args, **kwargs)
         if found is not None:
             taken.append(found)
         return found
@@ -135,14 +139,14 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
     monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
     fast_store = await kept_open(url("fast"), monkeypatch)
     fast_seen, tenant = await drive(fast_store)
-    # The turns that continue a chat below the threshold took the short path: the second
-    # and third of the first chat, the fork's second, the named speaker's second, the
-    # failing one, and the long chat's second (its third crosses the threshold).
+    # Every turn below the threshold took the short path but the fork's first (its
+    # system prompt is stored: the general path finds where it forks) and the long
+    # chat's third and fourth (past the threshold).
     assert [t.new[-1]["content"][:12] for t in taken] == [
-        "Second quest", "Third questi", "And a follow", "Named two.", "This one FAI",
-        "Long two: wo",
+        "Hello there,", "Second quest", "Third questi", "And a follow", "Named one.",
+        "Named two.", "Opening of a", "This one FAI", "Long one: wo", "Long two: wo",
     ]
-    monkeypatch.setattr("proxy.loop.handler.short_turn", lambda *args, **kwargs: None)
+    monkeypatch.setattr("proxy.loop.handler.short_turn", never)
     general_store = await kept_open(url("general"), monkeypatch)
     general_seen, _ = await drive(general_store)
     assert fast_seen == general_seen
@@ -199,3 +203,28 @@ async def test_a_row_gone_stale_meanwhile_is_stored_the_general_way(
         # the second finds its answer stored too, and no fork is needed).
         assert [i.conv_id for i in infos] == [conv_id]
         assert anew == [4]  # the second, with its answer
+
+
+async def test_a_chat_from_before_a_restart_goes_on_where_it_was_stored(tmp_path: Any) -> None:
+    """A process that remembers nothing of a chat (restarted) finds its history stored:
+    the next turn continues the same conversation, not a new one."""
+    url = f"sqlite:///{tmp_path}/store.db"
+    history = [user("Before the restart.")]
+    async with serve(reply, vm_settings(), await open_store(url)) as proxy:
+        response = await proxy.raw_chat({"model": "gpt-4o", "messages": history})
+        conv_id = response.headers["x-vm-session"]
+        history += [response.json()["choices"][0]["message"], user("After it.")]
+    async with serve(reply, vm_settings(), await open_store(url)) as proxy:
+        response = await proxy.raw_chat({"model": "gpt-4o", "messages": history})
+        assert response.headers["x-vm-session"] == conv_id
+        history.append(response.json()["choices"][0]["message"])
+        history.append(user("And once more."))
+        response = await proxy.raw_chat({"model": "gpt-4o", "messages": history})
+        assert response.headers["x-vm-session"] == conv_id
+    store = await open_store(url)
+    try:
+        conv = await store.get_conversation(proxy.tenant, conv_id)
+        assert conv is not None and conv.length == 6
+        assert len(await store.list_conversations(tenant=proxy.tenant)) == 1
+    finally:
+        await store.close()
