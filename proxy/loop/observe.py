@@ -24,7 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.logs import log
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
-from proxy.upstream.completion import assemble_response
+from proxy.upstream.completion import stored_answer
 from proxy.upstream.relay import RelayedResponse, RelayedStream
 from proxy.upstream.sse import SSEDecoder, SSEEvent
 
@@ -48,7 +48,8 @@ class Reader:
     stream: Callable[[], Accumulator]
 
 
-CHAT = Reader(body=assemble_response, stream=ChunkAccumulator)
+# What is stored of a chat answer: its content and calls (or its error).
+CHAT = Reader(body=stored_answer, stream=ChunkAccumulator)
 
 
 def observe(

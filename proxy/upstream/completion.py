@@ -38,6 +38,22 @@ def assemble_response(body: Mapping[str, Any], *, id_salt: str = "") -> Assemble
     return result
 
 
+def stored_answer(body: Mapping[str, Any]) -> AssembledMessage:
+    """What a relayed completion's answer is as it is stored (`assemble_response`'s content,
+    calls and error, the rest left out); the common answer, choice 0 a message of text with
+    no calls and no error, read directly: every short chat's answer is one."""
+    choices = body.get("choices")
+    if type(choices) is list and choices and not body.get("error"):
+        choice = choices[0]
+        if type(choice) is dict and choice.get("index", 0) in (0, None):
+            message = choice.get("message")
+            if type(message) is dict and not message.get("tool_calls"):
+                content = message.get("content")
+                if type(content) is str:
+                    return AssembledMessage(content=content)
+    return assemble_response(body)
+
+
 _KEEP: Any = object()
 
 
