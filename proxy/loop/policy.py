@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,11 +51,21 @@ def several_choices(body: Mapping[str, Any]) -> bool:
 def request_tenant(headers: Mapping[str, str], secret: str, default: str) -> str:
     """The tenant: a keyed hash of the client's credentials (never the credentials), else
     `default` when the request carries none."""
-    return tenant_id(secret, credential(headers), default)
+    return _tenant(*_credential_headers(headers), secret, default)
+
+
+@functools.lru_cache(maxsize=4096)
+def _tenant(
+    auth: str | None, api_key: str | None, x_api_key: str | None, secret: str, default: str
+) -> str:
+    """Remembered: a client sends the same credentials with every request, and hashing
+    them is most of what finding its tenant costs."""
+    return tenant_id(secret, _credential(auth, api_key, x_api_key), default)
 
 
 # Headers that carry a key, besides Authorization: Azure's and Anthropic's.
 KEY_HEADERS = ("api-key", "x-api-key")
+_CREDENTIAL_HEADERS = (b"authorization", b"api-key", b"x-api-key")
 
 
 def credential(headers: Mapping[str, str]) -> str | None:
@@ -67,8 +78,27 @@ def credential(headers: Mapping[str, str]) -> str | None:
     and several different credentials are hashed together, so that two clients differing
     in any of them never share a tenant.
     """
+    return _credential(*_credential_headers(headers))
+
+
+def _credential_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """The first value of Authorization, api-key and x-api-key: of a request's raw headers
+    in one pass (Starlette's lookups walk them once per name)."""
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        api_key, x_api_key = (_header(headers, name) for name in KEY_HEADERS)
+        return _header(headers, "authorization"), api_key, x_api_key
+    found: list[str | None] = [None, None, None]
+    for name, value in raw:
+        if name in _CREDENTIAL_HEADERS:
+            index = _CREDENTIAL_HEADERS.index(name)
+            if found[index] is None:
+                found[index] = value.decode("latin-1")
+    return found[0], found[1], found[2]
+
+
+def _credential(auth: str | None, *keys: str | None) -> str | None:
     found: list[str] = []
-    auth = _header(headers, "authorization")
     if auth is not None and auth.strip():
         scheme, _, token = auth.strip().partition(" ")
         if scheme.lower() == "bearer":
@@ -76,8 +106,7 @@ def credential(headers: Mapping[str, str]) -> str | None:
                 found.append(token.strip())
         else:
             found.append(f"\x00{scheme.lower()} {token.strip()}")
-    for name in KEY_HEADERS:
-        value = _header(headers, name)
+    for value in keys:
         if value is not None and value.strip():
             found.append(value.strip())
     distinct = sorted(set(found))
