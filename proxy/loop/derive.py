@@ -35,14 +35,26 @@ _DEFAULTS = Counters().to_dict()
 _RETRIES = 8
 
 
+# The counters a snapshot keeps, with their defaults, in `Counters.to_dict`'s order.
+_SNAPSHOTTED = tuple((k, v) for k, v in _DEFAULTS.items() if k not in NOT_SNAPSHOTTED)
+
+
 def snapshot(counters: Counters, tokens: int) -> dict[str, Any]:
-    """The state after a message, as its page keeps it (see the module docstring)."""
+    """The state after a message, as its page keeps it (see the module docstring): what
+    `counters.to_dict()` holds but its defaults, read off the counters directly (every
+    message page of every short chat takes one)."""
     kept: dict[str, Any] = {}
-    for key, value in counters.to_dict().items():
-        if key in NOT_SNAPSHOTTED or value == _DEFAULTS.get(key):
+    for key, default in _SNAPSHOTTED:
+        value = getattr(counters, key)
+        if value == default:
             continue
         if key == "derived" and value == counters.messages:
             continue  # the default Counters.from_dict reads
+        if type(value) is list:
+            # Copies, as to_dict's: the counters go on changing.
+            value = [list(v) for v in value] if key == "rollups" else list(value)
+        elif type(value) is dict:
+            value = dict(value)
         kept[key] = value
     return {"tokens": tokens, "counters": kept}
 

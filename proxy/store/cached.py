@@ -41,7 +41,7 @@ from proxy.store.base import (
 )
 from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Mutation
-from proxy.vm.pages import Modality, Page, parse_page_id
+from proxy.vm.pages import Modality, Page
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -173,8 +173,7 @@ class CachedStore:
         place. Caching them spares the next turn's read of its own question."""
         for page in pages:
             key = (tenant, conv_id, page.page_id)
-            parsed = parse_page_id(page.page_id)
-            if parsed == ("msg", page.anchor) and page.anchor >= stored_length:
+            if page.anchor >= stored_length and page.page_id == f"msg_{page.anchor}":
                 self._pages.put(key, page)
             elif not is_lean(page) and (cached := self._pages.get(key)) and is_lean(cached):
                 self._pages.put(key, page)  # the lean page it replaced (proxy.vm.lean)
