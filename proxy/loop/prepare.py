@@ -94,22 +94,8 @@ async def prepare(
     (Conversations.place); else they are aligned by content or appended to `session`."""
     settings = state.settings
     store: PageStore = state.store
-    counter = counter_for_model(body.get("model"))
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
-    overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
-    # A request is forwarded whole only when it is at most `vm.activate_above` and it fits
-    # the budget with its reply's allowance: the budget holds the reply too.
-    activate_above = min(
-        # (The reply a client asks for; none asked: the upstream's default is not ours to
-        # guess.)
-        settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
-    )
-    # Until then its messages are stored lean (proxy.loop.derive).
-    ingester = Ingester(
-        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead,
-        on_summaries=summaries_hook(state.summarizer, tenant, request),
-        model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
-    )
+    counter, overhead, activate_above, ingester = threshold(state, request, body, tenant, tools)
     # A request holding its whole history may be answered before its messages are stored:
     # were they lost, its client's next request resends them.
     # ... and, below the threshold, stored with its answer, in one append (proxy.loop.held).
@@ -164,6 +150,34 @@ async def prepare(
         return prepared
     finally:
         early.cancel()  # when the turn did not take it
+
+
+def threshold(
+    state: AppServices,
+    request: Request,
+    body: Mapping[str, Any],
+    tenant: str,
+    tools: Sequence[Mapping[str, Any]],
+) -> tuple[TokenCounter, int, int, Ingester]:
+    """The request's token counter, what its prompt costs besides its messages (the reply
+    primer, the tools), the size up to which it is forwarded whole, and the ingest storing
+    its messages (lean up to that size, proxy.loop.derive)."""
+    settings = state.settings
+    counter = counter_for_model(body.get("model"))
+    overhead = counter.format.reply_primer + counter.tools(tools, has_system=True)
+    # A request is forwarded whole only when it is at most `vm.activate_above` and it fits
+    # the budget with its reply's allowance: the budget holds the reply too.
+    activate_above = min(
+        # (The reply a client asks for; none asked: the upstream's default is not ours to
+        # guess.)
+        settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
+    )
+    ingester = Ingester(
+        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead,
+        on_summaries=summaries_hook(state.summarizer, tenant, request),
+        model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
+    )
+    return counter, overhead, activate_above, ingester
 
 
 async def _pack_turn(

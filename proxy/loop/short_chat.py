@@ -35,15 +35,12 @@ from starlette.requests import Request
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
 from proxy.loop.prefix_cache import fingerprint, short_fingerprints
+from proxy.loop.prepare import threshold
 from proxy.loop.services import AppServices
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester
-from proxy.loop.summarizer import summaries_hook
 from proxy.loop.turn import assistant_name
 from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
-from proxy.tokens import counter_for_model
 from proxy.vm.identity import chain_hashes
-from proxy.vm.packer import asked_reply
-from proxy.vm.summary_prompt import MAX_CLAIMS
 
 # A question longer than this is left to the general path: its tokens are counted, and
 # its pages made, in a worker thread there (proxy.loop.held, proxy.loop.storing).
@@ -148,17 +145,7 @@ async def short_turn(
     new = list(messages[stored:])
     if not _plain(new):
         return None
-    counter = counter_for_model(body.get("model"))
-    settings = state.settings
-    overhead = counter.format.reply_primer + counter.tools([], has_system=True)
-    activate_above = min(
-        settings.vm.activate_above, settings.vm.context_budget - asked_reply(body)[0]
-    )
-    ingester = Ingester(
-        lambda: counter, settings.vm.segment_turns, lean_up_to=activate_above - overhead,
-        on_summaries=summaries_hook(state.summarizer, tenant, request),
-        model_claims=MAX_CLAIMS if state.summarizer is not None else 0,
-    )
+    _, overhead, activate_above, ingester = threshold(state, request, body, tenant, ())
     if remembered is None:
         if len(messages) > _MAX_NEW_MESSAGES:
             return None
