@@ -99,10 +99,12 @@ class Conversations:
         on_append: AppendHook | None = None,
         *,
         after: tuple[str, int] | None = None,
+        fingerprints: list[int] | None = None,
     ) -> Placement:
         """Align the request with the store, store what is new, bind the session name.
         `after` (conv_id, length): the messages follow that conversation's history cut at
-        `length` (a Responses API `previous_response_id`), forking it if it went on."""
+        `length` (a Responses API `previous_response_id`), forking it if it went on.
+        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made."""
         stored: Conversation | None = None
         bound: str | None = None
         if session is not None:
@@ -122,7 +124,8 @@ class Conversations:
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
         placement = await own_branch(
-            self._store, tenant, await self._resend(tenant, messages, on_append),
+            self._store, tenant,
+            await self._resend(tenant, messages, on_append, fingerprints=fingerprints),
             durable=self._durable,
         )
         await self._bind(tenant, session, placement.leaf.conv_id, bound)
@@ -248,8 +251,10 @@ class Conversations:
         on_append: AppendHook | None = None,
         *,
         remembered_rows: bool = True,
+        fingerprints: list[int] | None = None,
     ) -> Placement:
-        fingerprints = await fingerprinted(messages)
+        if fingerprints is None:
+            fingerprints = await fingerprinted(messages)
         start, owner, prev = 0, None, None
         hint = None
         remembered = self._prefixes.longest(tenant, fingerprints)
@@ -306,7 +311,9 @@ class Conversations:
             if hint is None or not remembered_rows:
                 raise
             # The remembered conversation is gone (deleted by gc since): start over.
-            return await self._resend(tenant, messages, on_append, remembered_rows=False)
+            return await self._resend(
+                tenant, messages, on_append, remembered_rows=False, fingerprints=fingerprints
+            )
         last_hash = hashes[-1] if hashes else str(prev or "")
         cut, full = await paths(self._store, tenant, leaf.conv_id, len(messages), path)
         if self._held is None:

@@ -37,6 +37,7 @@ from proxy.loop.policy import (
     session_name,
     several_choices,
 )
+from proxy.loop.prefix_cache import short_fingerprints
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
 from proxy.loop.short_chat import ShortTurn, short_turn
@@ -63,8 +64,10 @@ async def handle_chat(
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     if session is None:
         started = time.perf_counter()
+        # Made once: the short chat's placement and the general one both align by them.
+        fingerprints = short_fingerprints(body["messages"])
         try:
-            short = await short_turn(state, request, body, tenant)
+            short = await short_turn(state, request, body, tenant, fingerprints)
         except Exception:
             # A bug: the general path decides (and fails open, or not) as it would have.
             log.exception("placing a short chat's turn failed; placing it the general way")
@@ -72,7 +75,8 @@ async def handle_chat(
         if short is not None:
             _observe_prepare(state.metrics, started)
             return await _answer_short(state, request, raw, short)
-        return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode)
+        return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode,
+                             fingerprints=fingerprints)
     # One turn of a session at a time (in this process): two at once would each chain their
     # message onto the tip the other has not seen yet, and one of the answers would land on
     # a fork the session no longer names.
@@ -97,12 +101,14 @@ async def _answer(
     tenant: str,
     session: str | None,
     mode: str,
+    fingerprints: list[int] | None = None,
 ) -> Response:
     settings = state.settings
     stream = body.get("stream") is True
     started = time.perf_counter()
     try:
-        prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode)
+        prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode,
+                                 fingerprints=fingerprints)
     except Exception as exc:
         if not fails_open(settings.vm, exc):
             raise

@@ -89,9 +89,11 @@ async def prepare(
     session: str | None,
     mode: str,
     after: tuple[str, int] | None = None,
+    fingerprints: list[int] | None = None,
 ) -> Prepared:
     """`after`: where the request's messages go when it continues an earlier answer
-    (Conversations.place); else they are aligned by content or appended to `session`."""
+    (Conversations.place); else they are aligned by content or appended to `session`.
+    `fingerprints`: of its messages, when already made (Conversations.place)."""
     settings = state.settings
     store: PageStore = state.store
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
@@ -118,7 +120,8 @@ async def prepare(
     )
     try:
         placement = await conversations.place(
-            tenant, body["messages"], session, on_append=early.appending, after=after
+            tenant, body["messages"], session, on_append=early.appending, after=after,
+            fingerprints=fingerprints,
         )
         end = placement.offset + placement.length
         conv_state = await ingester.state_at(

@@ -34,7 +34,7 @@ from starlette.requests import Request
 
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
-from proxy.loop.prefix_cache import fingerprint, short_fingerprints
+from proxy.loop.prefix_cache import fingerprint
 from proxy.loop.prepare import threshold
 from proxy.loop.services import AppServices
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester
@@ -128,15 +128,21 @@ class ShortTurn:
 
 
 async def short_turn(
-    state: AppServices, request: Request, body: Mapping[str, Any], tenant: str
+    state: AppServices,
+    request: Request,
+    body: Mapping[str, Any],
+    tenant: str,
+    fingerprints: list[int] | None,
 ) -> ShortTurn | None:
     """The request as the next turn of a short chat, or the first of a new one (see the
     module docstring), or None when it is neither: the caller then places it in the
-    general way."""
+    general way. `fingerprints`: of its messages (prefix_cache.short_fingerprints)."""
     messages = body["messages"]
-    fingerprints = short_fingerprints(messages)
     if fingerprints is None or body.get("tools"):
         return None  # a long text; tools, whose cost is counted in the general way
+    counter, overhead, activate_above, ingester = threshold(state, request, body, tenant, ())
+    if len(messages) * counter.format.per_message > activate_above:
+        return None  # past the threshold on what its messages cost at the least
     cache = state.prefix_cache
     remembered = cache.longest(tenant, fingerprints)
     stored = 0 if remembered is None else remembered.count
@@ -145,7 +151,6 @@ async def short_turn(
     new = list(messages[stored:])
     if not _plain(new):
         return None
-    _, overhead, activate_above, ingester = threshold(state, request, body, tenant, ())
     if remembered is None:
         if len(messages) > _MAX_NEW_MESSAGES:
             return None
