@@ -7,12 +7,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.loop.responses_input import input_messages
 from proxy.upstream.responses_format import (
     ITEMS,
     OUTPUT_TYPES,
     assistant_message,
     input_items,
-    input_messages,
 )
 from proxy.vm.identity import chain_hashes
 
