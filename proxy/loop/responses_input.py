@@ -34,6 +34,9 @@ __all__ = ["input_messages"]
 # Tuples, not sets: a role that is a list (before validation) is not hashable.
 _ROLES = ("user", "system", "developer")
 _PLAIN_ROLES = ("user", "assistant", "system", "developer")
+# What _scan gives an item that is not a plain message: never a fingerprint (`hash` never
+# gives -1, which means an error in C), and an int, which list.index compares quickly.
+_OTHER = -1
 
 
 def input_messages(
@@ -44,35 +47,38 @@ def input_messages(
     messages that are chat messages already: the request's validation (which raises on an
     item it refuses), so that a resent history is walked once. The list is a
     Fingerprinted one unless a text is too long to fingerprint here (LONG_TEXT_CHARS)."""
-    if isinstance(input_, list):
-        messages, prints = _items_to_messages(input_, "input", check)
-    else:
-        messages = [{"role": "user", "content": input_}] if isinstance(input_, str) else []
-        prints = short_fingerprints(messages)
+    head: list[dict[str, Any]] = []
     if isinstance(instructions, str) and instructions:
         head = [{"role": "system", "content": instructions}]
-        head_prints = short_fingerprints(head)
-    elif isinstance(instructions, list):
-        head, head_prints = _items_to_messages(instructions, "instructions", check)
+    if isinstance(input_, list):
+        messages = _items_to_messages(input_, "input", check, head)
     else:
-        head, head_prints = [], []
-    if prints is None or head_prints is None:
-        return [*head, *messages]
-    if head:
-        return Fingerprinted([*head, *messages], [*head_prints, *prints])
-    return Fingerprinted(messages, prints)
+        messages = [*head, {"role": "user", "content": input_}] if isinstance(
+            input_, str) else head
+        prints = short_fingerprints(messages)
+        messages = messages if prints is None else Fingerprinted(messages, prints)
+    if isinstance(instructions, list):
+        before = _items_to_messages(instructions, "instructions", check, [])
+        messages[:0] = before
+        if type(messages) is Fingerprinted and type(before) is Fingerprinted:
+            messages.fingerprints[:0] = before.fingerprints
+        elif type(messages) is Fingerprinted:
+            messages = [*messages]  # (a text of the instructions is long)
+    return messages
 
 
 def _items_to_messages(
-    items: Sequence[Any], where: str, check: ItemCheck | None
-) -> tuple[list[dict[str, Any]], list[int] | None]:
-    """The messages of `items`, and their fingerprints (None: a text is too long)."""
+    items: Sequence[Any], where: str, check: ItemCheck | None, head: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`head` and the messages of `items`: a Fingerprinted list unless a text is long."""
     # On every request of a client that resends its history; the runs of plain messages
-    # are taken whole, with the fingerprints the scan found for them.
+    # are taken whole, with the fingerprints the scan found for them. (Lists of thousands
+    # are made as few times as may be: each is a fresh block from the C allocator.)
     scan = _scan(items)
-    messages: list[dict[str, Any]] = []
-    prints: list[int] = []
-    fingerprinted = True
+    found = short_fingerprints(head)
+    fingerprinted = found is not None
+    prints = found if found is not None else []
+    messages = Fingerprinted(head, prints)
     pending: list[Mapping[str, Any]] = []  # assistant-side items of one turn
 
     def add(message: dict[str, Any]) -> None:
@@ -91,7 +97,7 @@ def _items_to_messages(
     end = len(items)
     while True:
         try:
-            index = scan.index(None, start)
+            index = scan.index(_OTHER, start)
         except ValueError:
             index = end
         if start < index:  # a run of plain messages
@@ -103,11 +109,14 @@ def _items_to_messages(
                     add(assistant_message(pending))
                     pending = []
                     messages.append(plain)
-                    prints.append(scan[start])  # type: ignore[arg-type]
+                    prints.append(scan[start])
                 start += 1
             if start < index:
                 messages += items[start:index]
-                prints += scan[start:index]  # type: ignore[arg-type]
+                if start == 0 and not prints:
+                    prints = messages.fingerprints = scan if index == end else scan[:index]
+                else:
+                    prints += scan[start:index]
                 joinable = items[index - 1]["role"] == "assistant"
             else:
                 joinable = False
@@ -149,19 +158,19 @@ def _items_to_messages(
             pending.append(item)
     if pending:
         add(assistant_message(pending))
-    return messages, prints if fingerprinted else None
+    return messages if fingerprinted else [*messages]
 
 
-def _scan(items: Sequence[Any]) -> list[int | None]:
+def _scan(items: Sequence[Any]) -> list[int]:
     """For each item, the fingerprint of a plain `{"role": ..., "content": "..."}` of a
     known role with some text (which every check passes and which is a chat message), as
-    prefix_cache.fingerprint makes it; None for any other item, and for a plain one whose
+    prefix_cache.fingerprint makes it; _OTHER for any other item, and for a plain one whose
     text is too long to hash here (LONG_TEXT_CHARS)."""
     return [hash((role, text, None, None, None))
             if type(item) is dict and len(item) == 2
             and type(text := item.get("content")) is str and text
             and (role := item.get("role")) in _PLAIN_ROLES and len(text) <= LONG_TEXT_CHARS
-            else None
+            else _OTHER
             for item in items]
 
 
