@@ -28,6 +28,8 @@ _PLAIN = st.builds(lambda role, text: {"role": role, "content": text},
                    st.sampled_from(["user", "assistant", "system", "developer"]),
                    st.sampled_from(["", "a", "b"]))
 _OTHER = st.sampled_from([SAID, CALL, OUTPUT, REASONING,
+                          {k: v for k, v in SAID.items() if k != "id"},
+                          {**SAID, "content": [{"type": "output_text", "text": ""}]},
                           {"type": "message", "role": "user", "content": "typed"},
                           {"role": "assistant", "content": "named", "name": "x"},
                           {"role": "user", "content": [{"type": "input_text", "text": "a"}]}])

@@ -135,6 +135,8 @@ _PLAIN = st.builds(lambda role, text: {"role": role, "content": text},
                    st.sampled_from(["user", "assistant", "system", "developer"]),
                    st.sampled_from(["", "a", "b"]))
 _OTHER = st.sampled_from([REASONING, MESSAGE, CALL, OUTPUT,
+                          {k: v for k, v in MESSAGE.items() if k != "id"},
+                          {**MESSAGE, "content": [{"type": "output_text", "text": ""}]},
                           {"type": "message", "role": "user", "content": "typed"},
                           {"role": "assistant", "content": "named", "name": "x"}])
 
