@@ -16,7 +16,8 @@ under `ITEMS` ("vm_items") on the message, and `input_items` sends those items b
 came. Chain hashes (proxy.vm.identity) read only the chat fields, so a client that resends
 the items it was given lands on the pages the proxy stored for them.
 
-Pure: no I/O. Used by the loop (requests, answers) and the upstream readers (replies).
+Pure: no I/O. Used by the loop (requests: proxy.loop.responses_input walks a request's
+items and converts them with these; answers) and the upstream readers (replies).
 """
 
 from __future__ import annotations
