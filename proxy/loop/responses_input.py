@@ -21,7 +21,6 @@ from proxy.loop.prefix_cache import (
     short_fingerprints,
 )
 from proxy.upstream.responses_format import (
-    ITEMS,
     OUTPUT_TYPES,
     ItemCheck,
     assistant_message,
@@ -138,23 +137,7 @@ def _items_to_messages(
                 add(item)
                 joinable = True
                 continue
-        if _said(item):
-            following = index + 1
-            text = item["content"][0]["text"]
-            if not pending and not joinable and len(text) <= LONG_TEXT_CHARS and (
-                following == end
-                or scan[following] != _OTHER and items[following]["role"] != "assistant"
-            ):
-                # A model's answer on its own (what a resent history holds most after plain
-                # messages), made here as assistant_message makes it, with its fingerprint.
-                message: dict[str, Any] = {"role": "assistant", "content": text or None}
-                if "id" in item:
-                    message[ITEMS] = [dict(item)]
-                messages.append(message)
-                if fingerprinted:
-                    prints.append(hash(("assistant", text, None, None, None)))
-                continue
-        elif check is not None:
+        if check is not None and not _said(item):
             check(where, index, item)
         if not isinstance(item, dict):
             continue
