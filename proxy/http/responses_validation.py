@@ -17,7 +17,7 @@ from proxy.http.validation import (
     parse_json_object,
     require_model,
 )
-from proxy.upstream.responses_format import input_messages
+from proxy.loop.responses_input import input_messages
 
 ROLES = ("assistant", "developer", "system", "user")
 _ROLE_SET = frozenset(ROLES)
@@ -34,7 +34,7 @@ _METADATA_VALUE_CHARS = 512
 
 def parse_responses_request(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The request body, and its `instructions` and `input` as the chat messages the memory
-    reads (proxy.upstream.responses_format), made in the pass that checks the items."""
+    reads (proxy.loop.responses_input), made in the pass that checks the items."""
     body = parse_json_object(raw)
     return body, validate_responses_request(body)
 

@@ -17,6 +17,8 @@
 - resolver:       the model's VM calls answered against the store
 - observe:        a relayed answer stored once complete
 - responses_handler: a validated Responses API request: relayed, or answered with memory
+- responses_input:  a Responses request's input as chat messages, checked and fingerprinted
+                  in one pass
 - responses_adapter: a Responses request as a chat body for the core; the upstream bodies
                   (native Responses, or chat) made from the packed prompt
 - responses_turn:  one Responses memory turn on the shared loop, its answer and response id

@@ -43,6 +43,20 @@ _KEYED = frozenset(("name", "tool_call_id", "tool_calls"))
 LONG_TEXT_CHARS = 1 << 20
 
 
+class Fingerprinted(list[dict[str, Any]]):
+    """Chat messages with their fingerprints, made by the pass that made the messages (a
+    Responses request's input, proxy.loop.responses_input, which had each message's role
+    and text at hand): `fingerprint_all` takes them as they are instead of going over the
+    history again. Made once, then only read: a message changed in place would keep its
+    old fingerprint."""
+
+    __slots__ = ("fingerprints",)
+
+    def __init__(self, messages: Sequence[dict[str, Any]], fingerprints: list[int]) -> None:
+        super().__init__(messages)
+        self.fingerprints = fingerprints
+
+
 @dataclass(frozen=True, slots=True)
 class Remembered:
     """A remembered prefix: its length, the chain hash of its last message, and the
@@ -99,6 +113,8 @@ def short_fingerprints(messages: Sequence[Mapping[str, Any]]) -> list[int] | Non
 
 
 def _fingerprints(messages: Sequence[Mapping[str, Any]], long_ok: bool) -> list[int] | None:
+    if type(messages) is Fingerprinted and len(messages.fingerprints) == len(messages):
+        return messages.fingerprints  # (made only when no text was long)
     # Plain: no message has a field the fingerprint takes besides role and text. Fields
     # it does not take (an answer sent back with its `"refusal": null`) keep it plain.
     if set(map(len, messages)) == {2} or _KEYED.isdisjoint(set().union(*messages)):

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from proxy.loop.responses_input import input_messages
 from proxy.upstream.responses_format import (
     ITEMS,
     chat_tool,
     function_tool,
     input_items,
-    input_messages,
 )
 
 # Request fields the memory path rebuilds for the upstream; every other field is sent on.

@@ -16,7 +16,8 @@ under `ITEMS` ("vm_items") on the message, and `input_items` sends those items b
 came. Chain hashes (proxy.vm.identity) read only the chat fields, so a client that resends
 the items it was given lands on the pages the proxy stored for them.
 
-Pure: no I/O. Used by the loop (requests, answers) and the upstream readers (replies).
+Pure: no I/O. Used by the loop (requests: proxy.loop.responses_input walks a request's
+items and converts them with these; answers) and the upstream readers (replies).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ __all__ = [
     "chat_usage",
     "function_tool",
     "input_items",
-    "input_messages",
     "item_type",
     "message_text",
     "responses_usage",
+    "role_message",
+    "tool_message",
 ]
 
 ITEMS = "vm_items"
@@ -50,7 +52,6 @@ OUTPUT_TYPES = frozenset(("function_call_output", "custom_tool_call_output",
                           "mcp_approval_response"))
 # Tuples, not sets: a role that is a list (before validation) is not hashable.
 _ROLES = ("user", "system", "developer")
-_PLAIN_ROLES = ("user", "assistant", "system", "developer")
 # A request's validation of one item: (`input` or `instructions`, index, item); raises.
 ItemCheck = Callable[[str, int, Any], None]
 # Between the text of two message items of one assistant turn.
@@ -65,120 +66,7 @@ def item_type(item: Mapping[str, Any]) -> str:
     return "message" if kind is None and "role" in item else ""
 
 
-# --- Responses input -> chat messages ------------------------------------------------------
-
-
-def input_messages(
-    instructions: Any, input_: Any, check: ItemCheck | None = None
-) -> list[dict[str, Any]]:
-    """The chat messages of a request's `instructions` and `input`. `check`, when given, is
-    called on each item before it is read (`input`'s first), except the plain text
-    messages that are chat messages already: the request's validation (which raises on an
-    item it refuses), so that a resent history is walked once."""
-    if isinstance(input_, str):
-        messages = [{"role": "user", "content": input_}]
-    elif isinstance(input_, list):
-        messages = _items_to_messages(input_, "input", check)
-    else:
-        messages = []
-    if isinstance(instructions, str) and instructions:
-        messages.insert(0, {"role": "system", "content": instructions})
-    elif isinstance(instructions, list):
-        messages[:0] = _items_to_messages(instructions, "instructions", check)
-    return messages
-
-
-def _items_to_messages(
-    items: Sequence[Any], where: str, check: ItemCheck | None
-) -> list[dict[str, Any]]:
-    # On every request of a client that resends its history. The plain text messages that
-    # make most of it are chat messages already: found by one comprehension (as cheap as
-    # chat validation's pass), the runs of them between the other items are taken whole.
-    messages: list[dict[str, Any]] = []
-    append = messages.append
-    pending: list[Mapping[str, Any]] = []  # assistant-side items of one turn
-    # The last message is a plain assistant message that the next item, if it is an
-    # assistant-side one too, joins.
-    joinable = False
-    start = 0
-    for index in [*_irregular(items), len(items)]:
-        if start < index:  # a run of plain messages
-            while pending and start < index:
-                plain = items[start]
-                if plain["role"] == "assistant":
-                    pending.append(plain)
-                else:
-                    append(assistant_message(pending))
-                    pending = []
-                    append(plain)
-                start += 1
-            if start < index:
-                messages += items[start:index]
-                joinable = items[index - 1]["role"] == "assistant"
-            else:
-                joinable = False
-        start = index + 1
-        if index == len(items):
-            break
-        item = items[index]
-        if type(item) is dict and len(item) == 2 and type(item.get("content")) is str:
-            role = item.get("role")
-            if role in _ROLES:
-                if pending:
-                    append(assistant_message(pending))
-                    pending = []
-                append(item)
-                joinable = False
-                continue
-            if role == "assistant" and not pending and item["content"]:
-                append(item)
-                joinable = True
-                continue
-        if check is not None and not _said(item):
-            check(where, index, item)
-        if not isinstance(item, dict):
-            continue
-        role = item.get("role")
-        kind = item_type(item)
-        if kind == "message" and role in _ROLES or kind in OUTPUT_TYPES:
-            if pending:
-                append(assistant_message(pending))
-                pending = []
-            append(_role_message(item) if kind == "message" else _tool_message(item))
-            joinable = False
-        else:
-            if joinable:
-                pending.append(messages.pop())
-                joinable = False
-            pending.append(item)
-    if pending:
-        append(assistant_message(pending))
-    return messages
-
-
-def _said(item: Any) -> bool:
-    """Whether `item` is a message item of the model's as an answer holds it (one
-    `output_text` part), which every check passes: what a client resends most after
-    plain messages."""
-    if type(item) is not dict or item.get("type") != "message" or item.get(
-        "role"
-    ) != "assistant":
-        return False
-    content = item.get("content")
-    if type(content) is not list or len(content) != 1:
-        return False
-    part = content[0]
-    return (type(part) is dict and part.get("type") == "output_text"
-            and type(part.get("text")) is str)
-
-
-def _irregular(items: Sequence[Any]) -> list[int]:
-    """The indexes of the items that are not a plain `{"role": ..., "content": "..."}` of a
-    known role with some text (which every check passes and which is a chat message)."""
-    return [index for index, item in enumerate(items)
-            if not (type(item) is dict and len(item) == 2
-                    and type(text := item.get("content")) is str and text
-                    and item.get("role") in _PLAIN_ROLES)]
+# --- Responses items -> chat messages (a request's input: proxy.loop.responses_input) ------
 
 
 def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -258,7 +146,7 @@ def _assistant_text(content: Any) -> tuple[str, str]:
     return "".join(texts), "".join(refusals)
 
 
-def _role_message(item: Mapping[str, Any]) -> dict[str, Any]:
+def role_message(item: Mapping[str, Any]) -> dict[str, Any]:
     role = str(item.get("role"))
     content = item.get("content")
     if isinstance(content, str):
@@ -294,7 +182,7 @@ def _chat_part(part: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _tool_message(item: Mapping[str, Any]) -> dict[str, Any]:
+def tool_message(item: Mapping[str, Any]) -> dict[str, Any]:
     output = item.get("output")
     kind = item_type(item)
     call_id = item.get("call_id") or item.get("approval_request_id") or ""

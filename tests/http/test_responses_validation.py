@@ -170,3 +170,26 @@ async def test_what_the_proxy_does_not_read_passes() -> None:
     sent = model.requests[0]
     assert sent["a_future_field"] == {"nested": 1}
     assert {"type": "some_future_item", "anything": True} in sent["input"]
+
+
+@pytest.mark.parametrize("where", ["stored", "new"])
+async def test_a_resent_history_whose_start_is_stored_is_still_checked(where: str) -> None:
+    # The second request's first items are stored, and fingerprinted alike (an assistant
+    # message item's extra part leaves its text as it was): the invalid item is refused
+    # all the same, wherever it is.
+    model = ResponsesModel(agent(LOCKER))
+    history = [*HISTORY, USER]
+    bad = said({"type": "input_image"})
+    async with serve(model, path="/responses") as proxy:
+        await proxy.client.responses.create(model=MODEL, input=history)
+        resent = [*history, SAID, USER]
+        index = 1 if where == "stored" else len(history)
+        resent[index] = bad
+        with pytest.raises(openai.BadRequestError) as raised:
+            await proxy.client.responses.create(model=MODEL, input=resent)
+        await proxy.client.responses.create(model=MODEL, input=[*history, SAID, USER])
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert error["param"] == f"input[{index}].content[1].type"
+    assert error["code"] == "invalid_value"
+    assert len(model.requests) == 2

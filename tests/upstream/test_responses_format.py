@@ -7,12 +7,12 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from proxy.loop.responses_input import input_messages
 from proxy.upstream.responses_format import (
     ITEMS,
     OUTPUT_TYPES,
     assistant_message,
     input_items,
-    input_messages,
 )
 from proxy.vm.identity import chain_hashes
 
@@ -135,6 +135,8 @@ _PLAIN = st.builds(lambda role, text: {"role": role, "content": text},
                    st.sampled_from(["user", "assistant", "system", "developer"]),
                    st.sampled_from(["", "a", "b"]))
 _OTHER = st.sampled_from([REASONING, MESSAGE, CALL, OUTPUT,
+                          {k: v for k, v in MESSAGE.items() if k != "id"},
+                          {**MESSAGE, "content": [{"type": "output_text", "text": ""}]},
                           {"type": "message", "role": "user", "content": "typed"},
                           {"role": "assistant", "content": "named", "name": "x"}])
 

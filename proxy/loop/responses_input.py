@@ -1,0 +1,190 @@
+"""A Responses request's `instructions` and `input` as the chat messages the memory reads,
+checked and fingerprinted in the pass that makes them.
+
+Each item becomes chat messages as proxy.upstream.responses_format says. A client that
+resends its history sends mostly plain `{"role": ..., "content": "..."}` items, which are
+chat messages already: one comprehension finds them and their fingerprints
+(proxy.loop.prefix_cache), and the runs of them between the other items are taken whole.
+The messages come back carrying their fingerprints (prefix_cache.Fingerprinted), so that
+placing them in the store (Conversations.place) does not go over the history again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from proxy.loop.prefix_cache import (
+    LONG_TEXT_CHARS,
+    Fingerprinted,
+    fingerprint,
+    short_fingerprints,
+)
+from proxy.upstream.responses_format import (
+    OUTPUT_TYPES,
+    ItemCheck,
+    assistant_message,
+    item_type,
+    role_message,
+    tool_message,
+)
+
+__all__ = ["input_messages"]
+
+# Tuples, not sets: a role that is a list (before validation) is not hashable.
+_ROLES = ("user", "system", "developer")
+_PLAIN_ROLES = ("user", "assistant", "system", "developer")
+# What _scan gives an item that is not a plain message: never a fingerprint (`hash` never
+# gives -1, which means an error in C), and an int, which list.index compares quickly.
+_OTHER = -1
+
+
+def input_messages(
+    instructions: Any, input_: Any, check: ItemCheck | None = None
+) -> list[dict[str, Any]]:
+    """The chat messages of a request's `instructions` and `input`. `check`, when given, is
+    called on each item before it is read (`input`'s first), except the plain text
+    messages that are chat messages already: the request's validation (which raises on an
+    item it refuses), so that a resent history is walked once. The list is a
+    Fingerprinted one unless a text is too long to fingerprint here (LONG_TEXT_CHARS)."""
+    head: list[dict[str, Any]] = []
+    if isinstance(instructions, str) and instructions:
+        head = [{"role": "system", "content": instructions}]
+    if isinstance(input_, list):
+        messages = _items_to_messages(input_, "input", check, head)
+    else:
+        messages = [*head, {"role": "user", "content": input_}] if isinstance(
+            input_, str) else head
+        prints = short_fingerprints(messages)
+        messages = messages if prints is None else Fingerprinted(messages, prints)
+    if isinstance(instructions, list):
+        before = _items_to_messages(instructions, "instructions", check, [])
+        messages[:0] = before
+        if type(messages) is Fingerprinted and type(before) is Fingerprinted:
+            messages.fingerprints[:0] = before.fingerprints
+        elif type(messages) is Fingerprinted:
+            messages = [*messages]  # (a text of the instructions is long)
+    return messages
+
+
+def _items_to_messages(
+    items: Sequence[Any], where: str, check: ItemCheck | None, head: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """`head` and the messages of `items`: a Fingerprinted list unless a text is long."""
+    # On every request of a client that resends its history; the runs of plain messages
+    # are taken whole, with the fingerprints the scan found for them. (Lists of thousands
+    # are made as few times as may be: each is a fresh block from the C allocator.)
+    scan = _scan(items)
+    found = short_fingerprints(head)
+    fingerprinted = found is not None
+    prints = found if found is not None else []
+    messages = Fingerprinted(head, prints)
+    pending: list[Mapping[str, Any]] = []  # assistant-side items of one turn
+
+    def add(message: dict[str, Any]) -> None:
+        nonlocal fingerprinted
+        messages.append(message)
+        content = message.get("content")
+        if type(content) is str and len(content) > LONG_TEXT_CHARS:
+            fingerprinted = False  # its digest is for a worker thread (offload.fingerprinted)
+        if fingerprinted:
+            prints.append(fingerprint(message))
+
+    # The last message is a plain assistant message that the next item, if it is an
+    # assistant-side one too, joins.
+    joinable = False
+    start = 0
+    end = len(items)
+    while True:
+        try:
+            index = scan.index(_OTHER, start)
+        except ValueError:
+            index = end
+        if start < index:  # a run of plain messages
+            while pending and start < index:
+                plain = items[start]
+                if plain["role"] == "assistant":
+                    pending.append(plain)
+                else:
+                    add(assistant_message(pending))
+                    pending = []
+                    messages.append(plain)
+                    prints.append(scan[start])
+                start += 1
+            if start < index:
+                messages += items[start:index]
+                if start == 0 and not prints:
+                    prints = messages.fingerprints = scan if index == end else scan[:index]
+                else:
+                    prints += scan[start:index]
+                joinable = items[index - 1]["role"] == "assistant"
+            else:
+                joinable = False
+        start = index + 1
+        if index == end:
+            break
+        item = items[index]
+        if type(item) is dict and len(item) == 2 and type(item.get("content")) is str:
+            role = item.get("role")
+            if role in _ROLES:
+                if pending:
+                    add(assistant_message(pending))
+                    pending = []
+                add(item)
+                joinable = False
+                continue
+            if role == "assistant" and not pending and item["content"]:
+                add(item)
+                joinable = True
+                continue
+        if check is not None and not _said(item):
+            check(where, index, item)
+        if not isinstance(item, dict):
+            continue
+        role = item.get("role")
+        kind = item_type(item)
+        if kind == "message" and role in _ROLES or kind in OUTPUT_TYPES:
+            if pending:
+                add(assistant_message(pending))
+                pending = []
+            add(role_message(item) if kind == "message" else tool_message(item))
+            joinable = False
+        else:
+            if joinable:
+                pending.append(messages.pop())
+                if len(prints) > len(messages):
+                    prints.pop()
+                joinable = False
+            pending.append(item)
+    if pending:
+        add(assistant_message(pending))
+    return messages if fingerprinted else [*messages]
+
+
+def _scan(items: Sequence[Any]) -> list[int]:
+    """For each item, the fingerprint of a plain `{"role": ..., "content": "..."}` of a
+    known role with some text (which every check passes and which is a chat message), as
+    prefix_cache.fingerprint makes it; _OTHER for any other item, and for a plain one whose
+    text is too long to hash here (LONG_TEXT_CHARS)."""
+    return [hash((role, text, None, None, None))
+            if type(item) is dict and len(item) == 2
+            and type(text := item.get("content")) is str and text
+            and (role := item.get("role")) in _PLAIN_ROLES and len(text) <= LONG_TEXT_CHARS
+            else _OTHER
+            for item in items]
+
+
+def _said(item: Any) -> bool:
+    """Whether `item` is a message item of the model's as an answer holds it (one
+    `output_text` part), which every check passes: what a client resends most after
+    plain messages."""
+    if type(item) is not dict or item.get("type") != "message" or item.get(
+        "role"
+    ) != "assistant":
+        return False
+    content = item.get("content")
+    if type(content) is not list or len(content) != 1:
+        return False
+    part = content[0]
+    return (type(part) is dict and part.get("type") == "output_text"
+            and type(part.get("text")) is str)
