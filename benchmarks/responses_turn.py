@@ -3,7 +3,9 @@
 The app runs in-process (ASGI, no sockets) with an upstream that answers at once (a chat
 completion on /chat/completions, a Response on /responses), so what is timed is the
 proxy's own work. Three conversations of N turns, one per arm, go on by one question per
-request, the arms interleaved request by request so that a noisy machine slows them alike:
+request, the arms interleaved request by request so that a noisy machine slows them alike
+(their order rotated each request, `--order fixed` for one order as before: the arm that
+always came right after the chat arm paid for what it left behind):
 - chat: POST /v1/chat/completions resending the whole history (as chat apps do);
 - responses: POST /v1/responses resending the whole history as input items;
 - chained: POST /v1/responses sending only the new question with `previous_response_id`.
@@ -129,7 +131,8 @@ class Arm:
 
 
 async def run(
-    turns: int, requests: int, store_url: str, budget: int, default_gc: bool = False
+    turns: int, requests: int, store_url: str, budget: int, default_gc: bool = False,
+    order: str = "rotate",
 ) -> dict[str, Any]:
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2},
@@ -157,12 +160,16 @@ async def run(
         for arm in arms:  # the first request of a conversation stores its history
             await turn(arm, "Hello again.")
         for i in range(requests):
-            for arm in arms:
+            # Rotated: an arm that always ran right after another would pay for the work
+            # that one leaves behind (its deferred writes, the collections its garbage sets
+            # off); `fixed` keeps one order, as the benchmark ran before.
+            shift = i % len(arms) if order == "rotate" else 0
+            for arm in arms[shift:] + arms[:shift]:
                 arm.latencies.append(await turn(arm, f"Q {i}: and taxes?"))
     await store.close()
     out: dict[str, Any] = {"turns": turns, "requests": requests,
                            "store": store_url.split(":")[0],
-                           "gc": "default" if default_gc else "serve"}
+                           "gc": "default" if default_gc else "serve", "order": order}
     for arm in arms:
         latencies = sorted(arm.latencies)
         out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
@@ -190,13 +197,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--default-gc", action="store_true",
                         help="leave the garbage collector at Python's defaults (see above)")
+    parser.add_argument("--order", choices=("rotate", "fixed"), default="rotate",
+                        help="the arms' order, rotated request by request, or fixed (see run)")
     args = parser.parse_args()
-    rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, args.default_gc))
+    rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, args.default_gc,
+                            args.order))
             for url in args.store or ["memory://", "sqlite"]]
     for r in rows:
         arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
                           for name in ARMS)
-        print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']}: {arms} | responses/chat"
+        print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']} order {r['order']}: {arms}"
+              f" | responses/chat"
               f" {r.get('ratio_responses_to_chat')} chained/chat"
               f" {r.get('ratio_chained_to_chat')}")
     if args.json:
