@@ -56,7 +56,7 @@ _NO_PATH = Path("", ())
 @dataclass(slots=True)
 class ShortTurn:
     """A request placed at the tip of a conversation it continues, its new messages not
-    stored yet: they are stored with its answer (`store`), or alone (`flush`)."""
+    stored yet: they are stored with its answer, or alone when none comes (`store`)."""
 
     state: AppServices
     request: Request
