@@ -119,14 +119,12 @@ async def _answer(
     if prepared.turn is None:
         if prepared.forward_body is not None:
             raw = orjson.dumps(prepared.forward_body)
-        try:
-            relayed = await relay_chat(state.upstream, request, raw)
-        except BaseException:
-            await store_held(prepared)
-            raise
-        return SentThen(
-            _observed_passthrough(relayed, prepared, prepared.headers()),
-            functools.partial(store_held, prepared),
+        return await _relay_storing(
+            state, request, raw, prepared.headers(), _extend_with(prepared),
+            prepared.answer_name, functools.partial(store_held, prepared),
+            # Under a session name the client may never resend the answer: stored before
+            # it is sent.
+            store_first=prepared.session is not None,
         )
     turn = prepared.turn
     turn.stats = request_stats(request.scope)
@@ -141,7 +139,10 @@ async def _answer(
             packed["stream_options"] = body["stream_options"]
         turn.record_upstream_prompt(packed)
         response = await relay_chat(state.upstream, request, orjson.dumps(packed))
-        return _observed_passthrough(response, prepared, turn.response_headers(final=True))
+        return _observed_passthrough(
+            response, turn.response_headers(final=True), _extend_with(prepared),
+            prepared.answer_name, store_first=prepared.session is not None,
+        )
     if stream:
         opened = await open_first(turn, first_body)
         return StreamingResponse(
@@ -175,23 +176,39 @@ async def _answer_short(
     """The next turn of a short chat (proxy.loop.short_chat): relayed as it is, its new
     messages stored with its answer once it is sent, or alone when no answer comes."""
 
-    async def store_answer(message: AssembledMessage) -> None:
-        await short.store(answer_message(message.content, message.tool_calls, short.answer_name))
-
     async def store_alone() -> None:
         try:
             await asyncio.shield(short.store(None))
         except Exception:
             log.exception("storing a request's messages failed")
 
+    return await _relay_storing(
+        state, request, raw, short.headers(), short.store, short.answer_name, store_alone
+    )
+
+
+async def _relay_storing(
+    state: AppServices,
+    request: Request,
+    raw: bytes,
+    headers: dict[str, str],
+    store: StoreAnswer,
+    answer_name: str,
+    then: Callable[[], Awaitable[object]],
+    *,
+    store_first: bool = False,
+) -> Response:
+    """`raw` relayed as it is, with `headers`; its answer given to `store`; `then()` once
+    the response is sent or abandoned, or the relay failed (what is still held stored)."""
     try:
         relayed = await relay_chat(state.upstream, request, raw)
     except BaseException:
-        await store_alone()
+        await then()
         raise
-    for name, value in short.headers().items():
-        relayed.headers[name] = value
-    return SentThen(observe(relayed, store_answer), store_alone)
+    return SentThen(
+        _observed_passthrough(relayed, headers, store, answer_name, store_first=store_first),
+        then,
+    )
 
 
 def fails_open(settings: VMSettings, exc: Exception) -> bool:
@@ -254,19 +271,31 @@ async def counted(
         count_turn(metrics, turn)
 
 
+# Stores a relayed answer, as the client will resend it.
+StoreAnswer = Callable[[dict[str, Any]], Awaitable[object]]
+
+
+def _extend_with(prepared: Prepared) -> StoreAnswer:
+    """Stores an answer after the request's placed messages."""
+
+    async def extend(answer: dict[str, Any]) -> None:
+        await prepared.conversations.extend(prepared.tenant, prepared.placement, [answer])
+
+    return extend
+
+
 def _observed_passthrough(
-    response: Response, prepared: Prepared, headers: dict[str, str]
+    response: Response, headers: dict[str, str], store: StoreAnswer, answer_name: str, *,
+    store_first: bool,
 ) -> Response:
     """Relay an upstream answer as it is; store it (choice 0) when it is complete."""
 
     async def store_answer(message: AssembledMessage) -> None:
-        answer = answer_message(message.content, message.tool_calls, prepared.answer_name)
-        await prepared.conversations.extend(prepared.tenant, prepared.placement, [answer])
+        await store(answer_message(message.content, message.tool_calls, answer_name))
 
     for name, value in headers.items():
         response.headers[name] = value
-    # Under a session name the client may never resend this answer: stored before it is sent.
-    return observe(response, store_answer, store_first=prepared.session is not None)
+    return observe(response, store_answer, store_first=store_first)
 
 
 async def store_held(prepared: Prepared) -> None:

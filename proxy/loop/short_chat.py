@@ -37,7 +37,7 @@ from proxy.loop.held import root_path
 from proxy.loop.prefix_cache import fingerprint
 from proxy.loop.prepare import threshold
 from proxy.loop.services import AppServices
-from proxy.loop.storing import OFF_LOOP_CHARS, Ingester
+from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
 from proxy.loop.turn import assistant_name
 from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
 from proxy.vm.identity import chain_hashes
@@ -48,9 +48,6 @@ _MAX_NEW_CHARS = OFF_LOOP_CHARS
 # A new chat's history is looked up in the store in one read (the general path probes
 # the newest few, then searches): at most this many messages.
 _MAX_NEW_MESSAGES = 16
-# The path of a conversation not created yet (its state before its first message needs
-# no path).
-_NO_PATH = Path("", ())
 
 
 @dataclass(slots=True)
@@ -155,7 +152,7 @@ async def short_turn(
         if len(messages) > _MAX_NEW_MESSAGES:
             return None
         row, path = None, None
-        before = await ingester.state_at(state.store, tenant, _NO_PATH, -1)
+        before = start_state()
     else:
         seen = cache.row(tenant, remembered.conv_id)
         if seen is None:

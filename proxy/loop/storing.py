@@ -49,6 +49,11 @@ _CARRIED = ("table", "frame", "replay")
 OFF_LOOP_CHARS = 16_384
 
 
+def start_state() -> dict[str, Any]:
+    """The state of a conversation before its first message."""
+    return {"hash": "", "tokens": 0, "counters": Counters().to_dict()}
+
+
 class Ingester:
     """The `Ingest` and `StateAt` callables of proxy.loop.conversations.Conversations."""
 
@@ -84,7 +89,7 @@ class Ingester:
         """The state right after `position`; `conv`, when given, is the path's leaf as
         just read (saves reading it again)."""
         if position < 0:
-            return {"hash": "", "tokens": 0, "counters": Counters().to_dict()}
+            return start_state()
         if conv is None or conv.conv_id != path.leaf:
             conv = await store.get_conversation(tenant, path.leaf)
         if conv is not None and conv.length == position + 1 and conv.state:

@@ -292,19 +292,26 @@ async def test_a_deferred_create_waits_a_moment_for_the_deferred_writes_sent(
         await store.close()
 
 
-async def test_a_deferred_create_waits_for_no_slow_write(tmp_path: FsPath) -> None:
-    """The wait is bounded: a write that takes long (another client's huge page) is not
-    waited for."""
-    store = await _store(tmp_path, 0)
-    release, busy = hold_the_writer_deferred(store)
+async def create_without_waiting(
+    store: SQLiteStore, release: threading.Event, busy: asyncio.Future[Any]
+) -> None:
+    """A deferred create answers while the writer is held (`busy`), then lets it go. A
+    liveness guard, not a timing: a create that waited would answer after catch_up_s, or
+    once released."""
     try:
-        # A liveness guard, not a timing: without the bound this waits for the release.
         row = await asyncio.wait_for(store.create_conversation(T, "new", durable=False), 20)
         assert (row.version, row.length) == (0, 0)
         assert not busy.done()
     finally:
         release.set()
     await busy
+
+
+async def test_a_deferred_create_waits_for_no_slow_write(tmp_path: FsPath) -> None:
+    """The wait is bounded: a write that takes long (another client's huge page) is not
+    waited for."""
+    store = await _store(tmp_path, 0)
+    await create_without_waiting(store, *hold_the_writer_deferred(store))
     await store.close()
     reopened = await SQLiteStore.open(f"sqlite:///{tmp_path}/deferred.db")
     try:
@@ -323,13 +330,8 @@ async def test_a_deferred_create_waits_for_no_writer_busy_with_a_huge_page(
     try:
         await store.append(T, "c0", [make_page(0, "x" * 100_000)], expected_version=0,
                            new_length=1, state={}, durable=False)
-        # A liveness guard, not a timing: waiting, the create would answer after 30 s.
-        row = await asyncio.wait_for(store.create_conversation(T, "new", durable=False), 20)
-        assert (row.version, row.length) == (0, 0)
-        assert not busy.done()
     finally:
-        release.set()
-    await busy
+        await create_without_waiting(store, release, busy)
     await store.close()
 
 
@@ -340,15 +342,7 @@ async def test_a_deferred_create_waits_for_no_write_while_other_requests_are_ser
     store = await _store(tmp_path, 0)
     store.catch_up_s = 30
     monkeypatch.setattr(SERVING, "requests", 2)  # this request and another
-    release, busy = hold_the_writer_deferred(store)
-    try:
-        # A liveness guard, not a timing: waiting, the create would answer after 30 s.
-        row = await asyncio.wait_for(store.create_conversation(T, "new", durable=False), 20)
-        assert (row.version, row.length) == (0, 0)
-        assert not busy.done()
-    finally:
-        release.set()
-    await busy
+    await create_without_waiting(store, *hold_the_writer_deferred(store))
     await store.close()
 
 
