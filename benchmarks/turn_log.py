@@ -31,11 +31,15 @@ from typing import Any
 import httpx
 import orjson
 
-from benchmarks.vm_turn import conversation, upstream
-from proxy import create_app
-from proxy.config import load_settings
-from proxy.store import open_store
-from proxy.vm.turn_record import TurnRecord
+# This checkout's code, not the installed one: run from another worktree, the script
+# measures that worktree.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.vm_turn import conversation, upstream  # noqa: E402
+from proxy import create_app  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.store import open_store  # noqa: E402
+from proxy.vm.turn_record import TurnRecord  # noqa: E402
 
 SESSION = "turn-log-bench"
 

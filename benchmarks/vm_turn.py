@@ -42,10 +42,14 @@ from typing import Any
 import httpx
 import orjson
 
-from proxy import create_app
-from proxy.cli import settle_heap
-from proxy.config import load_settings
-from proxy.store import open_store
+# This checkout's code, not the installed one: run from another worktree, the script
+# measures that worktree.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from proxy import create_app  # noqa: E402
+from proxy.cli import settle_heap  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.store import open_store  # noqa: E402
 
 TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",
           "postgres vacuum", "jazz harmony", "kubernetes", "tea", "orbital mechanics", "knitting"]
