@@ -12,7 +12,13 @@ change the Responses/chat ratio, README Results):
 - chained: POST /v1/responses sending only the new question with `previous_response_id`.
 Reported: p50/p99 per arm, and the ratio of each Responses arm's p50 to the chat arm's
 (1.0: no more latency than a chat turn), plus a pass-through arm per dialect
-(`X-VM-Mode: off`) for scale.
+(`X-VM-Mode: off`), and what the memory adds in each dialect (p50 less its pass-through's
+p50, as benchmarks/vm_turn.py) with the ratio of the two.
+
+The Responses arms resend their history as a client of that API does (`--history items`):
+each answer a message item as the API gave it. `--history plain` sends every turn as a
+plain `{"role", "content"}` item, as this benchmark did before: a lighter body than any
+real client's, which made the Responses turn look cheaper than it is.
 
 The garbage collector is set as `vm-proxy serve` sets it (proxy.cli.settle_heap), as in
 benchmarks/vm_turn.py, or left at Python's defaults with `--default-gc` (how this
@@ -39,10 +45,14 @@ from typing import Any
 import httpx
 import orjson
 
-from proxy import create_app
-from proxy.cli import settle_heap
-from proxy.config import load_settings
-from proxy.store import open_store
+# This checkout's code, not the installed one: run from another worktree, the script
+# measures that worktree.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from proxy import create_app  # noqa: E402
+from proxy.cli import settle_heap  # noqa: E402
+from proxy.config import load_settings  # noqa: E402
+from proxy.store import open_store  # noqa: E402
 
 TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",
           "postgres vacuum", "jazz harmony", "kubernetes", "tea", "orbital mechanics", "knitting"]
@@ -89,16 +99,30 @@ def upstream(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, content=content, headers={"content-type": "application/json"})
 
 
+def said(text: str, number: int) -> dict[str, Any]:
+    """An answer as the Responses API gives it and a client resends it."""
+    return {"id": f"msg_hist{number}", "type": "message", "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+
+
 class Arm:
-    def __init__(self, name: str, turns: int) -> None:
+    def __init__(self, name: str, turns: int, history_form: str = "items") -> None:
         self.name = name
         history = conversation(turns, name)
         self.history = history
         self.latencies: list[float] = []
         self.sent = self.full = 0
         self.previous: str | None = None
+        # The input items a Responses client resends (`history="items"`): its own messages
+        # as plain `{"role", "content"}` items and each answer as the API gave it, a
+        # message item of one output_text part (the openai SDK's `response.output`, the
+        # Agents SDK's `to_input_item()`); `plain`: every turn a plain item, as this
+        # benchmark sent before (a lighter request than any real client's).
         self.items: list[dict[str, Any]] = [
-            {"role": m["role"], "content": m["content"]} for m in history[1:]]
+            said(m["content"], n) if m["role"] == "assistant" and history_form == "items"
+            else {"role": m["role"], "content": m["content"]}
+            for n, m in enumerate(history[1:])]
 
     @property
     def path(self) -> str:
@@ -133,7 +157,7 @@ class Arm:
 
 async def run(
     turns: int, requests: int, store_url: str, budget: int, default_gc: bool = False,
-    order: str = "fixed",
+    order: str = "fixed", history_form: str = "items",
 ) -> dict[str, Any]:
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2},
@@ -142,7 +166,7 @@ async def run(
     })
     store = await open_store(store_url, cache_pages=settings.store.cache_pages)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
-    arms = [Arm(name, turns) for name in ARMS]
+    arms = [Arm(name, turns, history_form) for name in ARMS]
     if not default_gc:
         settle_heap()
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -170,7 +194,8 @@ async def run(
     await store.close()
     out: dict[str, Any] = {"turns": turns, "requests": requests,
                            "store": store_url.split(":")[0],
-                           "gc": "default" if default_gc else "serve", "order": order}
+                           "gc": "default" if default_gc else "serve", "order": order,
+                           "history": history_form}
     for arm in arms:
         latencies = sorted(arm.latencies)
         out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
@@ -179,6 +204,13 @@ async def run(
     for name in ("responses", "chained"):
         if name in out and "chat" in out:
             out[f"ratio_{name}_to_chat"] = round(out[name]["p50_ms"] / out["chat"]["p50_ms"], 3)
+    # What the memory adds to a turn (as benchmarks/vm_turn.py: p50 less the same requests'
+    # pass-through p50), per dialect: a Responses request is the larger body, which its
+    # pass-through reads and checks too.
+    for name, off in (("chat", "chat_off"), ("responses", "responses_off")):
+        out[name]["added_p50_ms"] = round(out[name]["p50_ms"] - out[off]["p50_ms"], 2)
+    out["ratio_responses_added_to_chat_added"] = round(
+        out["responses"]["added_p50_ms"] / out["chat"]["added_p50_ms"], 3)
     return out
 
 
@@ -200,17 +232,22 @@ def main() -> None:
                         help="leave the garbage collector at Python's defaults (see above)")
     parser.add_argument("--order", choices=("fixed", "rotate"), default="fixed",
                         help="the arms in one order, or rotated request by request (see run)")
+    parser.add_argument("--history", choices=("items", "plain"), default="items",
+                        help="how the Responses arms' history holds the answers (see Arm)")
     args = parser.parse_args()
     rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, args.default_gc,
-                            args.order))
+                            args.order, args.history))
             for url in args.store or ["memory://", "sqlite"]]
     for r in rows:
         arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
                           for name in ARMS)
-        print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']} order {r['order']}: {arms}"
+        print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']} order {r['order']}"
+              f" history {r['history']}: {arms}"
               f" | responses/chat"
               f" {r.get('ratio_responses_to_chat')} chained/chat"
-              f" {r.get('ratio_chained_to_chat')}")
+              f" {r.get('ratio_chained_to_chat')} | added: chat"
+              f" {r['chat']['added_p50_ms']} responses {r['responses']['added_p50_ms']} ms,"
+              f" responses/chat {r['ratio_responses_added_to_chat_added']}")
     if args.json:
         payload = {
             "benchmark": "responses_turn",
