@@ -17,7 +17,7 @@ from proxy.http.validation import (
     parse_json_object,
     require_model,
 )
-from proxy.loop.responses_input import input_messages
+from proxy.loop.responses_input import check_input_items, input_messages
 
 ROLES = ("assistant", "developer", "system", "user")
 _ROLE_SET = frozenset(ROLES)
@@ -32,14 +32,19 @@ _METADATA_KEY_CHARS = 64
 _METADATA_VALUE_CHARS = 512
 
 
-def parse_responses_request(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def parse_responses_request(
+    raw: bytes, convert: bool = True
+) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     """The request body, and its `instructions` and `input` as the chat messages the memory
-    reads (proxy.loop.responses_input), made in the pass that checks the items."""
+    reads (proxy.loop.responses_input), made in the pass that checks the items; None
+    instead of the messages when `convert` is false (a request the memory will not read)."""
     body = parse_json_object(raw)
-    return body, validate_responses_request(body)
+    return body, validate_responses_request(body, convert)
 
 
-def validate_responses_request(body: dict[str, Any]) -> list[dict[str, Any]]:
+def validate_responses_request(
+    body: dict[str, Any], convert: bool = True
+) -> list[dict[str, Any]] | None:
     require_model(body)
     for name in ("stream", "store", "background", "parallel_tool_calls"):
         value = body.get(name)
@@ -51,7 +56,11 @@ def validate_responses_request(body: dict[str, Any]) -> list[dict[str, Any]]:
                                                 else str):
             raise invalid(name, "must be a string")
     _check_input(body)
-    messages = input_messages(body.get("instructions"), body.get("input"), _check_item)
+    messages = None
+    if convert:
+        messages = input_messages(body.get("instructions"), body.get("input"), _check_item)
+    else:
+        check_input_items(body.get("instructions"), body.get("input"), _check_item)
     tools = body.get("tools")
     if tools is not None:
         _check_tools(tools)

@@ -15,6 +15,7 @@ from proxy.http.state import app_state
 from proxy.http.validation import parse_chat_request
 from proxy.logs import log
 from proxy.loop.handler import handle_chat
+from proxy.loop.policy import memory_off
 from proxy.loop.responses_handler import handle_responses
 from proxy.upstream.relay import relay
 
@@ -34,7 +35,10 @@ async def responses(request: Request) -> Response:
     state = app_state(request)
     refuses_admin_key(request.headers, state.settings.admin)
     raw = await read_body(request, state.settings.server.max_body_bytes)
-    body, messages = parse_responses_request(raw)
+    # The memory reads the input as chat messages, made in the pass that checks it; a
+    # request relayed as it came (mode off) is only checked.
+    memory = not memory_off(state.settings.vm.mode, request.headers)
+    body, messages = parse_responses_request(raw, convert=memory)
     return await handle_responses(state, request, body, raw, messages)
 
 

@@ -42,6 +42,15 @@ def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str,
     return mode
 
 
+def memory_off(configured: str, headers: Mapping[str, str]) -> bool:
+    """Whether the request runs in mode off, known from the headers alone (request_mode
+    reads the body only for the other modes): its body is relayed as it came."""
+    return request_mode(configured, headers, _NO_BODY) == "off"
+
+
+_NO_BODY: Mapping[str, Any] = {}
+
+
 def several_choices(body: Mapping[str, Any]) -> bool:
     """`n` > 1: the request asks for more than one choice."""
     n = body.get("n")

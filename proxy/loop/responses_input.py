@@ -21,6 +21,7 @@ from proxy.loop.prefix_cache import (
     short_fingerprints,
 )
 from proxy.upstream.responses_format import (
+    ITEMS,
     OUTPUT_TYPES,
     ItemCheck,
     assistant_message,
@@ -29,7 +30,7 @@ from proxy.upstream.responses_format import (
     tool_message,
 )
 
-__all__ = ["input_messages"]
+__all__ = ["check_input_items", "input_messages"]
 
 # Tuples, not sets: a role that is a list (before validation) is not hashable.
 _ROLES = ("user", "system", "developer")
@@ -67,14 +68,84 @@ def input_messages(
     return messages
 
 
+def check_input_items(instructions: Any, input_: Any, check: ItemCheck) -> None:
+    """What input_messages(instructions, input_, check) checks, without making messages:
+    for a request relayed as it is (`vm.mode` off), whose messages nobody reads."""
+    for where, items in (("input", input_), ("instructions", instructions)):
+        if not isinstance(items, list):
+            continue
+        # As _walk: a two-field message of text passes unchecked, but an empty assistant's.
+        unplain = [index for index, item in enumerate(items)
+                   if not (type(item) is dict and len(item) == 2
+                           and type(text := item.get("content")) is str
+                           and ((role := item.get("role")) in _ROLES
+                                or role == "assistant" and text))]
+        for index in unplain:
+            item = items[index]
+            if not _said(item):
+                check(where, index, item)
+
+
 def _items_to_messages(
     items: Sequence[Any], where: str, check: ItemCheck | None, head: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """`head` and the messages of `items`: a Fingerprinted list unless a text is long."""
+    scan = _scan(items)
+    taken = _plain_and_said(items, scan, head)
+    return taken if taken is not None else _walk(items, scan, where, check, head)
+
+
+def _plain_and_said(
+    items: Sequence[Any], scan: list[int], head: list[dict[str, Any]]
+) -> Fingerprinted | None:
+    """`_walk`'s messages for the history a Responses client resends most: plain messages
+    and the model's answers as it was given them (message items of one `output_text`
+    part), no answer beside another assistant-side item (which `_walk` would join to it).
+    None for any other input, which `_walk` goes over item by item."""
+    # The answers are converted in one comprehension and put in place in a copy of the
+    # items; everything else is taken as it is, with the fingerprint the scan found. (The
+    # plain messages beside an answer, which the scan found, have a "role".) An answer's
+    # item is carried as it is, not copied as assistant_message copies it: the request's
+    # parse made it and nothing changes it, and copying a thousand of them was a third
+    # of this function's time.
+    others = [i for i, found in enumerate(scan) if found == _OTHER]
+    last = len(items) - 1
+    said = [
+        {"role": "assistant", "content": text, ITEMS: [item]}
+        if type(item := items[i]) is dict
+        and item.get("type") == "message" and item.get("role") == "assistant"
+        and "id" in item
+        and type(content := item.get("content")) is list and len(content) == 1
+        and type(part := content[0]) is dict and part.get("type") == "output_text"
+        and type(text := part.get("text")) is str and text and len(text) <= LONG_TEXT_CHARS
+        and (i == 0 or scan[i - 1] != _OTHER and items[i - 1]["role"] != "assistant")
+        and (i == last or scan[i + 1] != _OTHER and items[i + 1]["role"] != "assistant")
+        else None
+        for i in others
+    ]
+    if None in said:
+        return None
+    found = short_fingerprints(head)
+    if found is None:
+        return None
+    messages: list[dict[str, Any]] = [*head, *items]
+    prints = [*found, *scan]
+    offset = len(head)
+    for i, message in zip(others, said, strict=True):
+        messages[offset + i] = message  # type: ignore[assignment]
+        prints[offset + i] = hash(("assistant", message["content"], None, None, None))  # type: ignore[index]
+    return Fingerprinted(messages, prints)
+
+
+def _walk(
+    items: Sequence[Any], scan: list[int], where: str, check: ItemCheck | None,
+    head: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """`head` and the messages of `items`, item by item: a Fingerprinted list unless a
+    text is long."""
     # On every request of a client that resends its history; the runs of plain messages
     # are taken whole, with the fingerprints the scan found for them. (Lists of thousands
     # are made as few times as may be: each is a fresh block from the C allocator.)
-    scan = _scan(items)
     found = short_fingerprints(head)
     fingerprinted = found is not None
     prints = found if found is not None else []

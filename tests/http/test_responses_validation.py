@@ -131,12 +131,18 @@ INVALID: list[Any] = [
 ]
 
 
+@pytest.mark.parametrize("off", [False, True], ids=["memory", "mode-off"])
 @pytest.mark.parametrize(("body", "param", "code"), INVALID)
-async def test_refused_with_the_param_named(body: dict[str, Any], param: str, code: str) -> None:
+async def test_refused_with_the_param_named(
+    body: dict[str, Any], param: str, code: str, off: bool
+) -> None:
+    # Mode off relays the body as it came, but checks it all the same (its items without
+    # making the chat messages the memory reads).
     model = ResponsesModel(agent(LOCKER))
+    headers = {"x-vm-mode": "off"} if off else {}
     async with serve(model, path="/responses") as proxy:
         with pytest.raises(openai.BadRequestError) as raised:
-            await proxy.client.responses.create(**body)
+            await proxy.client.responses.create(**body, extra_headers=headers)
     error = raised.value.body
     assert isinstance(error, dict)
     assert error["param"] == param and error["code"] == code

@@ -16,7 +16,13 @@ from proxy.loop.prefix_cache import (
     fingerprint_all,
     short_fingerprints,
 )
-from proxy.loop.responses_input import input_messages
+from proxy.loop.responses_input import (
+    _items_to_messages,
+    _scan,
+    _walk,
+    check_input_items,
+    input_messages,
+)
 
 SAID = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": "Noted.", "annotations": []}]}
@@ -76,3 +82,45 @@ def test_fingerprints_that_no_longer_match_the_messages_are_not_taken() -> None:
     assert isinstance(messages, Fingerprinted)
     messages.append({"role": "user", "content": "more"})
     assert fingerprint_all(messages) == own_fingerprints(list(messages))
+
+
+# Mostly what a client resends (plain messages and answers as given), so that the fast
+# path (_plain_and_said) takes many of them and _walk the rest.
+_RESENT = st.lists(_PLAIN | st.sampled_from([SAID, {**SAID, "id": "msg_2"}]) | _OTHER,
+                   max_size=12)
+_HEADS = st.sampled_from([[], [{"role": "system", "content": "Be brief."}]])
+
+
+@given(_RESENT, _HEADS)
+def test_a_resent_history_is_made_as_item_by_item(items: list[Any], head: list[Any]) -> None:
+    messages = _items_to_messages(items, "input", None, list(head))
+    walked = _walk(items, _scan(items), "input", None, list(head))
+    assert messages == walked
+    assert type(messages) is type(walked)
+    if isinstance(messages, Fingerprinted):
+        assert messages.fingerprints == walked.fingerprints  # type: ignore[attr-defined]
+
+
+def test_the_history_a_client_resends_takes_the_fast_path() -> None:
+    # Plain messages and answers as given, alternating: no item goes item by item.
+    items = [{"role": "user", "content": "hi"}, SAID, {"role": "user", "content": "more"},
+             {**SAID, "id": "msg_2"}]
+    calls: list[int] = []
+    messages = input_messages(None, items, lambda where, index, item: calls.append(index))
+    assert calls == []
+    assert messages[1] == {"role": "assistant", "content": "Noted.", "vm_items": [SAID]}
+    assert messages.fingerprints == own_fingerprints(list(messages))  # type: ignore[attr-defined]
+
+
+@given(_RESENT, st.sampled_from([None, "Be brief.", [SAID], [CALL, {"role": "user"}]]))
+def test_checking_alone_checks_what_making_the_messages_checks(
+    items: list[Any], instructions: Any
+) -> None:
+    # The same items, in the same order, are given to the request's check: what refuses
+    # a request with memory refuses it in mode off (check_input_items) too.
+    made: list[tuple[str, int]] = []
+    checked: list[tuple[str, int]] = []
+    input_messages(instructions, items, lambda where, index, item: made.append((where, index)))
+    check_input_items(instructions, items,
+                      lambda where, index, item: checked.append((where, index)))
+    assert checked == made
