@@ -18,7 +18,10 @@ p50, as benchmarks/vm_turn.py) with the ratio of the two.
 The Responses arms resend their history as a client of that API does (`--history items`):
 each answer a message item as the API gave it. `--history plain` sends every turn as a
 plain `{"role", "content"}` item, as this benchmark did before: a lighter body than any
-real client's, which made the Responses turn look cheaper than it is.
+real client's, which made the Responses turn look cheaper than it is. The chat arms resend
+plain `{"role", "content"}` answers, as most chat apps do (`--chat-history plain`), or the
+answers as the chat API gives them, with `refusal` and `annotations` (`--chat-history
+api`, as a client resending the openai SDK's message objects does).
 
 The garbage collector is set as `vm-proxy serve` sets it (proxy.cli.settle_heap), as in
 benchmarks/vm_turn.py, or left at Python's defaults with `--default-gc` (how this
@@ -76,7 +79,8 @@ def conversation(turns: int, arm: str) -> list[dict[str, Any]]:
 _CHAT = orjson.dumps({
     "id": "chatcmpl-bench", "object": "chat.completion", "created": 1,
     "model": "gpt-4o-2024-08-06",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Noted."},
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Noted.",
+                                         "refusal": None, "annotations": []},
                  "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}})
 _COUNTER = iter(range(10**9))
@@ -107,9 +111,17 @@ def said(text: str, number: int) -> dict[str, Any]:
 
 
 class Arm:
-    def __init__(self, name: str, turns: int, history_form: str = "items") -> None:
+    def __init__(
+        self, name: str, turns: int, history_form: str = "items", chat_form: str = "plain"
+    ) -> None:
         self.name = name
+        self.chat_form = chat_form
         history = conversation(turns, name)
+        if name.startswith("chat") and chat_form == "api":
+            # Each answer as the chat API gives it (the recorded ones carry `refusal` and
+            # `annotations`), resent as the openai SDK's message object is.
+            history = [{**m, "refusal": None, "annotations": []}
+                       if m["role"] == "assistant" else m for m in history]
         self.history = history
         self.latencies: list[float] = []
         self.sent = self.full = 0
@@ -147,7 +159,9 @@ class Arm:
     def answered(self, response: httpx.Response) -> None:
         body = response.json()
         if self.name.startswith("chat"):
-            self.history.append(body["choices"][0]["message"])
+            message = body["choices"][0]["message"]
+            self.history.append(message if self.chat_form == "api" else
+                                {"role": message["role"], "content": message["content"]})
         else:
             self.previous = body["id"]
             self.items.extend(body["output"])
@@ -157,7 +171,7 @@ class Arm:
 
 async def run(
     turns: int, requests: int, store_url: str, budget: int, default_gc: bool = False,
-    order: str = "fixed", history_form: str = "items",
+    order: str = "fixed", history_form: str = "items", chat_form: str = "plain",
 ) -> dict[str, Any]:
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2},
@@ -166,7 +180,7 @@ async def run(
     })
     store = await open_store(store_url, cache_pages=settings.store.cache_pages)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
-    arms = [Arm(name, turns, history_form) for name in ARMS]
+    arms = [Arm(name, turns, history_form, chat_form) for name in ARMS]
     if not default_gc:
         settle_heap()
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -195,7 +209,7 @@ async def run(
     out: dict[str, Any] = {"turns": turns, "requests": requests,
                            "store": store_url.split(":")[0],
                            "gc": "default" if default_gc else "serve", "order": order,
-                           "history": history_form}
+                           "history": history_form, "chat_history": chat_form}
     for arm in arms:
         latencies = sorted(arm.latencies)
         out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
@@ -234,15 +248,18 @@ def main() -> None:
                         help="the arms in one order, or rotated request by request (see run)")
     parser.add_argument("--history", choices=("items", "plain"), default="items",
                         help="how the Responses arms' history holds the answers (see Arm)")
+    parser.add_argument("--chat-history", choices=("plain", "api"), default="plain",
+                        help="the chat arms' answers resent as plain messages, or as the API"
+                             " gave them (with `refusal` and `annotations`)")
     args = parser.parse_args()
     rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, args.default_gc,
-                            args.order, args.history))
+                            args.order, args.history, args.chat_history))
             for url in args.store or ["memory://", "sqlite"]]
     for r in rows:
         arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
                           for name in ARMS)
         print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']} order {r['order']}"
-              f" history {r['history']}: {arms}"
+              f" history {r['history']} chat {r['chat_history']}: {arms}"
               f" | responses/chat"
               f" {r.get('ratio_responses_to_chat')} chained/chat"
               f" {r.get('ratio_chained_to_chat')} | added: chat"
