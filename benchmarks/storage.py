@@ -2,6 +2,7 @@
 
     python benchmarks/storage.py [--chats 500] [--turns 4] [--json out.json]
     python benchmarks/storage.py --file data/vm-proxy.db     # an existing database
+    python benchmarks/storage.py --api responses             # the chats as Responses requests
 
 Drives the app in-process (ASGI, an upstream answering at once) with short chats as a chat
 app sends them (each request resends the chat's history and adds one user message; below
@@ -95,8 +96,33 @@ def describe(disk: dict[str, Any]) -> str:
     )
 
 
-async def fill(file: Path, chats: int, turns: int) -> None:
-    """`chats` short chats of `turns` turns each through the app, on a fresh `file`."""
+def _response(number: int, text: str) -> bytes:
+    """A Response of one message item, shaped as the recorded OpenAI ones (ids of 48 hex
+    digits, `annotations` and `logprobs` in its part)."""
+    import orjson
+
+    digits = f"{number:048x}"
+    return orjson.dumps({
+        "id": f"resp_{digits}", "object": "response", "created_at": 1_700_000_000,
+        "status": "completed", "model": "gpt-4o-2024-08-06",
+        "output": [{"id": f"msg_{digits}", "type": "message", "status": "completed",
+                    "role": "assistant", "content": [
+                        {"type": "output_text", "text": text, "annotations": [],
+                         "logprobs": []}]}],
+        "usage": {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": 16}})
+
+
+async def fill(
+    file: Path, chats: int, turns: int, api: str = "chat", answer_chars: int = 0
+) -> None:
+    """`chats` short chats of `turns` turns each through the app, on a fresh `file`.
+    `api` "responses": the same chats as a Responses client sends them (each request its
+    history as input items, the answers as the API gave them). `answer_chars`: answers of
+    about that many characters instead of the fake upstream's one short line."""
+    import itertools
+
     import httpx
     import orjson
 
@@ -106,8 +132,20 @@ async def fill(file: Path, chats: int, turns: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from _servers import COMPLETION, short_chat_body
 
+    completion = orjson.loads(COMPLETION)
+    answer = completion["choices"][0]["message"]["content"]
+    if answer_chars:
+        words = "Here is what I know about it, with a few details worth keeping in mind."
+        answer = (words + " ") * (answer_chars // (len(words) + 1) + 1)
+        answer = answer[:answer_chars].rstrip()
+        completion["choices"][0]["message"]["content"] = answer
+    chat_reply = orjson.dumps(completion)
+    numbers = itertools.count(1)
+
     def upstream(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=COMPLETION,
+        content = (chat_reply if request.url.path.endswith("/chat/completions")
+                   else _response(next(numbers), answer))
+        return httpx.Response(200, content=content,
                               headers={"content-type": "application/json"})
 
     settings = load_settings(environ={}, overrides={
@@ -118,20 +156,36 @@ async def fill(file: Path, chats: int, turns: int) -> None:
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                      base_url="http://proxy") as client:
+            headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
             for chat in range(chats):
+                # Each request resends the history, with the answers as they came: the
+                # questions are short_chat_body's (overhead.py's short chats).
+                history: list[Any] = []
                 for number in range(chat * turns, (chat + 1) * turns):
+                    question = orjson.loads(short_chat_body(chat, number))["messages"][-1]
+                    history.append(question)
+                    if api == "chat":
+                        reply = await client.post(
+                            "/v1/chat/completions", headers=headers,
+                            content=orjson.dumps({"model": "fake-model", "messages": history}))
+                        assert reply.status_code == 200, reply.text
+                        history.append(orjson.loads(reply.content)["choices"][0]["message"])
+                        continue
                     reply = await client.post(
-                        "/v1/chat/completions", content=short_chat_body(chat, number),
-                        headers={"content-type": "application/json",
-                                 "authorization": "Bearer sk-bench"})
+                        "/v1/responses", headers=headers,
+                        content=orjson.dumps({"model": "fake-model", "input": history}))
                     assert reply.status_code == 200, reply.text
-                    orjson.loads(reply.content)
+                    history.extend(orjson.loads(reply.content)["output"])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chats", type=int, default=500)
     parser.add_argument("--turns", type=int, default=4, help="requests per chat")
+    parser.add_argument("--api", choices=("chat", "responses"), default="chat",
+                        help="the chats as chat completions or as Responses requests")
+    parser.add_argument("--answer-chars", type=int, default=0,
+                        help="answers of about this many characters (0: one short line)")
     parser.add_argument("--file", type=Path, help="measure this database instead")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -139,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if file is None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         file = Path(tempfile.mkdtemp(prefix="vm-storage-")) / "store.db"
-        asyncio.run(fill(file, args.chats, args.turns))
+        asyncio.run(fill(file, args.chats, args.turns, args.api, args.answer_chars))
     disk = breakdown(file)
     print(describe(disk))
     print(json.dumps(disk, indent=2))
