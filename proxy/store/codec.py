@@ -36,48 +36,86 @@ HEAVY_WRITE_CHARS = 64 * 1024
 LEAN_PREFIX = b'{"lean":1,'
 
 
+# The items a message of a Responses conversation carries as they came
+# (proxy.upstream.responses_format.ITEMS; the store does not import that layer).
+CARRIED = "vm_items"
+# A body whose message carries an answer's item without its text (see _stored_message).
+_SAID = "said"
+
+
+def _stored_message(message: Mapping[str, Any] | None) -> tuple[Any, bool]:
+    """The message as a body holds it, and whether its carried item's text was left out.
+
+    A Responses client's answer is carried as the item the API gave (one `output_text`
+    part), whose text is the message's content again: the body keeps it once, in the
+    content, and a 0 in the part's place, which decoding fills back (in that place, so
+    the item's fields keep their order)."""
+    if message is None:
+        return message, False
+    items = message.get(CARRIED)
+    if type(items) is not list or len(items) != 1 or type(item := items[0]) is not dict:
+        return message, False
+    parts = item.get("content")
+    if type(parts) is not list or len(parts) != 1 or type(part := parts[0]) is not dict:
+        return message, False
+    text = message.get("content")
+    if type(text) is not str or not text or part.get("text") != text:
+        return message, False
+    # Copies: the page's own message is shared, never changed.
+    return {**message, CARRIED: [{**item, "content": [{**part, "text": 0}]}]}, True
+
+
+def _restored_message(message: dict[str, Any]) -> dict[str, Any]:
+    """_stored_message undone, in place: the message is fresh from the body's parse."""
+    message[CARRIED][0]["content"][0]["text"] = message["content"]
+    return message
+
+
 def encode_page(page: Page) -> bytes:
+    message, said = _stored_message(page.message)
     if is_lean(page):
         # Only what its Page is rebuilt from (proxy.vm.lean.lean_view): the rest is the
         # message's text again.
-        return orjson.dumps(
-            {
-                LEAN: 1,
-                "page_id": page.page_id,
-                "anchor": page.anchor,
-                "turn": page.turn,
-                "role": page.role,
-                "chain_hash": page.chain_hash,
-                "message": page.message,
-                "created_at": page.created_at,
-                "extra": {k: v for k, v in page.extra.items() if k != LEAN},
-            }
-        )
+        lean: dict[str, Any] = {
+            LEAN: 1,
+            "page_id": page.page_id,
+            "anchor": page.anchor,
+            "turn": page.turn,
+            "role": page.role,
+            "chain_hash": page.chain_hash,
+            "message": message,
+            "created_at": page.created_at,
+            "extra": {k: v for k, v in page.extra.items() if k != LEAN},
+        }
+        if said:
+            lean[_SAID] = 1
+        return orjson.dumps(lean)
     renderings: tuple[str | None, ...] = page.renderings
     if page.message is not None and page.message.get("content") == page.text:
         # A message's level 0 is its content: stored once, in the message (a 2.7 MB
         # message took 5.4 MB of body before).
         renderings = (None, *page.renderings[1:])
-    return orjson.dumps(
-        {
-            "page_id": page.page_id,
-            "kind": page.kind.value,
-            "modality": page.modality.value,
-            "anchor": page.anchor,
-            "turn": page.turn,
-            "role": page.role,
-            "renderings": renderings,
-            "tokens": page.tokens,
-            "hint": page.hint,
-            "chain_hash": page.chain_hash,
-            "message": page.message,
-            "importance": page.importance,
-            "covers": page.covers,
-            "tool_call_ids": page.tool_call_ids,
-            "created_at": page.created_at,
-            "extra": page.extra,
-        }
-    )
+    whole: dict[str, Any] = {
+        "page_id": page.page_id,
+        "kind": page.kind.value,
+        "modality": page.modality.value,
+        "anchor": page.anchor,
+        "turn": page.turn,
+        "role": page.role,
+        "renderings": renderings,
+        "tokens": page.tokens,
+        "hint": page.hint,
+        "chain_hash": page.chain_hash,
+        "message": message,
+        "importance": page.importance,
+        "covers": page.covers,
+        "tool_call_ids": page.tool_call_ids,
+        "created_at": page.created_at,
+        "extra": page.extra,
+    }
+    if said:
+        whole[_SAID] = 1
+    return orjson.dumps(whole)
 
 
 def decode_page(body: bytes | str) -> Page:
@@ -99,6 +137,8 @@ def _decode(body: bytes | str) -> Page:
     # Positional, with the enums looked up in dicts: decoding is on the path of every read,
     # and keywords and enum calls were a third of its cost.
     data = orjson.loads(body)
+    if _SAID in data:
+        _restored_message(data["message"])
     if LEAN in data:
         return lean_view(
             data["page_id"], data["anchor"], data["turn"], data["role"], data["chain_hash"],

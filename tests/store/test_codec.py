@@ -1,10 +1,27 @@
-"""A message page's text is stored once (issue 13: a 2.7 MB message took 5.4 MB of body)."""
+"""A message page's text is stored once (issue 13: a 2.7 MB message took 5.4 MB of body),
+also when a Responses answer's item carries it again."""
 
 from __future__ import annotations
 
-from proxy.store.codec import HEAVY_WRITE_CHARS, decode_page, encode_page, is_heavy
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy.store.codec import (
+    CARRIED,
+    HEAVY_WRITE_CHARS,
+    decode_page,
+    encode_page,
+    is_heavy,
+)
 from proxy.tokens import counter_for_model
+from proxy.upstream.responses_format import ITEMS
 from proxy.vm.ingest import Counters, ingest_messages
+from proxy.vm.lean import lean_page
+from proxy.vm.pages import Page
 
 
 def page_of(message: dict) -> object:  # type: ignore[type-arg]
@@ -51,3 +68,54 @@ def test_pages_are_heavy_by_their_text_or_inline_data() -> None:
     ]})
     assert [is_heavy([p]) for p in (short, long, image)] == [False, True, True]  # type: ignore[list-item]
     assert not is_heavy([])
+
+
+# An answer as the Responses API gives it (a recorded OpenAI one's shape) and a client
+# resends it: the message a Responses conversation stores for it carries the item.
+SAID_ITEM = {"id": "msg_68c2e8c26114819489dae5b59fceb7bf02e845978fbbb592", "type": "message",
+             "status": "completed", "role": "assistant", "content": [
+                 {"type": "output_text", "text": "The capital of France is Paris.",
+                  "annotations": [], "logprobs": []}]}
+_ITEMS = st.sampled_from([
+    [SAID_ITEM],
+    [{**SAID_ITEM, "content": [{**SAID_ITEM["content"][0], "text": "Something else."}]}],
+    [{**SAID_ITEM, "content": [*SAID_ITEM["content"], {"type": "refusal", "refusal": "no"}]}],
+    [SAID_ITEM, {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}],
+    [{**SAID_ITEM, "content": "The capital of France is Paris."}],
+    [{"type": "reasoning", "id": "rs_1", "summary": []}],
+    ["not an item"],
+])
+_CONTENTS = st.sampled_from(["The capital of France is Paris.", "", None, "Other."])
+
+
+def lean_page_of(message: dict[str, Any]) -> Page:
+    return lean_page(message, 0, Counters(), counter_for_model("gpt-4o-mini"),
+                     chain="0" * 32, now=1.0)
+
+
+@given(_ITEMS, _CONTENTS, st.booleans())
+def test_a_message_carrying_items_reads_back_as_it_was(
+    items: list[Any], content: str | None, lean: bool
+) -> None:
+    message = {"role": "assistant", "content": content, CARRIED: items}
+    page = lean_page_of(message) if lean else page_of(message)
+    back = decode_page(encode_page(page))  # type: ignore[arg-type]
+    assert back == page
+    # In the same order, as it goes upstream again.
+    assert orjson.dumps(back.message) == orjson.dumps(page.message)  # type: ignore[attr-defined]
+    assert page.message == message  # type: ignore[attr-defined]  # (encoding copied it)
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_an_answer_s_item_does_not_keep_its_text_twice(lean: bool) -> None:
+    text = "Paris has been the capital of France for most of its history. " * 20
+    item = {**SAID_ITEM, "content": [{**SAID_ITEM["content"][0], "text": text}]}
+    message = {"role": "assistant", "content": text, CARRIED: [item]}
+    page = lean_page_of(message) if lean else page_of(message)
+    body = encode_page(page)  # type: ignore[arg-type]
+    assert body.count(text.encode()) == 1
+    assert decode_page(body).message == message
+
+
+def test_the_carried_items_are_the_responses_dialect_s() -> None:
+    assert CARRIED == ITEMS
