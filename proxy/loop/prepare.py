@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -340,8 +341,23 @@ async def _pack_turn(
         answer_name=assistant_name(body["messages"]),
     )
     turn.prime_prompt_tokens(packed.prompt_tokens)
-    fault_state.room = turn.fault_room
+    fault_state.room = _room_of(turn)
     return turn
+
+
+def _room_of(turn: Turn) -> Callable[[], int]:
+    """`turn.fault_room`, without holding the turn: the turn holds the fault state (through
+    its resolver), and a bound method back to it would make a cycle that only the garbage
+    collector frees, with everything the turn holds (its log, its prompt's records: some
+    hundreds of objects a turn, and a young collection of them every few dozen turns)."""
+    room = weakref.WeakMethod(turn.fault_room)
+
+    def fault_room() -> int:
+        bound = room()
+        assert bound is not None, "the fault room is asked only while its turn runs"
+        return bound()
+
+    return fault_room
 
 
 def hits_wanted(settings: VMSettings, conv_state: Mapping[str, Any]) -> int:
