@@ -86,12 +86,17 @@ def fingerprint(message: Mapping[str, Any]) -> int:
     else:
         content = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     calls = message.get("tool_calls")
+    name = message.get("name")
+    call_id = message.get("tool_call_id")
+    # As the chain hash reads them (proxy.vm.identity): a name or call id that is not a
+    # string (a list, which validation lets through on a message that takes none) is its
+    # text, not something `hash` refuses.
     return hash(
         (
             message.get("role"),
             content,
-            message.get("name") or None,
-            message.get("tool_call_id"),
+            str(name) if name else None,
+            None if call_id is None else str(call_id),
             orjson.dumps(calls, option=orjson.OPT_SORT_KEYS) if calls else None,
         )
     )

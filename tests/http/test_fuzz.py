@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from proxy.http.app import create_app
@@ -203,6 +203,11 @@ def check(response: httpx.Response) -> None:
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.one_of(valid_bodies, bodies), sent_headers=headers)
+# Found here once: a call id that is a list, on a message that takes none (validation does
+# not look there), made the prefix cache's fingerprint raise.
+@example(body={"model": "gpt-4o-mini",
+               "messages": [{"role": "system", "content": "", "tool_call_id": []}]},
+         sent_headers={})
 def test_no_body_gets_a_500(app: App, body: dict[str, Any], sent_headers: dict[str, str]) -> None:
     check(app.post(json.dumps(body).encode(), sent_headers))
 
