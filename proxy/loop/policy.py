@@ -13,6 +13,8 @@ MODES = ("strict", "relaxed", "passive", "off")
 SESSION_HEADER = "x-vm-session"
 MODE_HEADER = "x-vm-mode"
 _MAX_SESSION_NAME = 200
+# What request_mode reads of a body when only the headers are known (memory_off).
+_NO_BODY: Mapping[str, Any] = {}
 
 
 def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str, Any]) -> str:
@@ -44,11 +46,12 @@ def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str,
 
 def memory_off(configured: str, headers: Mapping[str, str]) -> bool:
     """Whether the request runs in mode off, known from the headers alone (request_mode
-    reads the body only for the other modes): its body is relayed as it came."""
-    return request_mode(configured, headers, _NO_BODY) == "off"
-
-
-_NO_BODY: Mapping[str, Any] = {}
+    reads the body only for the other modes): its body is relayed as it came. An invalid
+    `X-VM-Mode` is not off: it is refused once the body is checked, as for every route."""
+    try:
+        return request_mode(configured, headers, _NO_BODY) == "off"
+    except InvalidRequest:
+        return False
 
 
 def several_choices(body: Mapping[str, Any]) -> bool:

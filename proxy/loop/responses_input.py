@@ -69,8 +69,11 @@ def input_messages(
 
 
 def check_input_items(instructions: Any, input_: Any, check: ItemCheck) -> None:
-    """What input_messages(instructions, input_, check) checks, without making messages:
-    for a request relayed as it is (`vm.mode` off), whose messages nobody reads."""
+    """What input_messages(instructions, input_, check) checks, in the same order, without
+    making messages: for a request relayed as it is (`vm.mode` off), whose messages nobody
+    reads. (One difference no request can see: an assistant's text longer than
+    LONG_TEXT_CHARS right after another assistant-side item is checked there, not here;
+    a two-field message of text passes every check.)"""
     for where, items in (("input", input_), ("instructions", instructions)):
         if not isinstance(items, list):
             continue

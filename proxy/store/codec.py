@@ -40,7 +40,8 @@ LEAN_PREFIX = b'{"lean":1,'
 # (proxy.upstream.responses_format.ITEMS; the store does not import that layer).
 CARRIED = "vm_items"
 # A body whose message carries an answer's item without its text (see _stored_message).
-_SAID = "said"
+# (Not "said": a page's `extra` has a "said", the date the message was said.)
+_TEXT_ONCE = "text_once"
 
 
 def _stored_message(message: Mapping[str, Any] | None) -> tuple[Any, bool]:
@@ -72,7 +73,7 @@ def _restored_message(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def encode_page(page: Page) -> bytes:
-    message, said = _stored_message(page.message)
+    message, text_once = _stored_message(page.message)
     if is_lean(page):
         # Only what its Page is rebuilt from (proxy.vm.lean.lean_view): the rest is the
         # message's text again.
@@ -87,8 +88,8 @@ def encode_page(page: Page) -> bytes:
             "created_at": page.created_at,
             "extra": {k: v for k, v in page.extra.items() if k != LEAN},
         }
-        if said:
-            lean[_SAID] = 1
+        if text_once:
+            lean[_TEXT_ONCE] = 1
         return orjson.dumps(lean)
     renderings: tuple[str | None, ...] = page.renderings
     if page.message is not None and page.message.get("content") == page.text:
@@ -113,8 +114,8 @@ def encode_page(page: Page) -> bytes:
         "created_at": page.created_at,
         "extra": page.extra,
     }
-    if said:
-        whole[_SAID] = 1
+    if text_once:
+        whole[_TEXT_ONCE] = 1
     return orjson.dumps(whole)
 
 
@@ -137,7 +138,7 @@ def _decode(body: bytes | str) -> Page:
     # Positional, with the enums looked up in dicts: decoding is on the path of every read,
     # and keywords and enum calls were a third of its cost.
     data = orjson.loads(body)
-    if _SAID in data:
+    if _TEXT_ONCE in data:
         _restored_message(data["message"])
     if LEAN in data:
         return lean_view(

@@ -124,3 +124,21 @@ async def test_invalid_vm_mode_is_a_400_naming_the_header(stream: bool) -> None:
     assert error.param == "X-VM-Mode"
     assert isinstance(error.body, dict) and {"message", "type", "param", "code"} <= set(error.body)
     assert model.requests == []
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+async def test_a_bad_body_is_refused_before_a_bad_vm_mode(path: str) -> None:
+    # Both routes check the body first (the Responses route reads the header early, to
+    # know whether to make the memory's messages, but refuses it only after the body).
+    body = {"model": MODEL, "messages": 3} if "chat" in path else {"model": MODEL, "input": 3}
+    async with serve(ScriptedModel(agent(LOCKER))) as proxy:
+        for mode, param in (("turbo", "messages" if "chat" in path else "input"),
+                            ("off", "messages" if "chat" in path else "input")):
+            response = await proxy.http.post(path, json=body, headers={"X-VM-Mode": mode})
+            assert response.status_code == 400
+            assert response.json()["error"]["param"] == param
+        good = {"model": MODEL, "messages": _short()} if "chat" in path else {
+            "model": MODEL, "input": "hi"}
+        response = await proxy.http.post(path, json=good, headers={"X-VM-Mode": "turbo"})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "X-VM-Mode"

@@ -38,7 +38,9 @@ def cyclic_garbage() -> Iterator[list[Any]]:
 
 
 def the_proxy_s(garbage: list[Any]) -> list[str]:
-    """The proxy's own objects among `garbage` (the test's client has cycles of its own)."""
+    """The types of the proxy's own objects among `garbage` (the test's client has cycles
+    of its own). A cycle of nothing but dicts, lists and closures would not show here;
+    one through a turn, a store or a request's objects does."""
     return sorted({type(o).__qualname__ for o in garbage
                    if type(o).__module__.startswith("proxy.")})
 

@@ -109,6 +109,9 @@ def test_the_history_a_client_resends_takes_the_fast_path() -> None:
     messages = input_messages(None, items, lambda where, index, item: calls.append(index))
     assert calls == []
     assert messages[1] == {"role": "assistant", "content": "Noted.", "vm_items": [SAID]}
+    # The item itself, not a copy: only the fast path carries it so (_walk copies).
+    assert messages[1]["vm_items"][0] is items[1]
+    assert messages[3]["vm_items"][0] is items[3]
     assert messages.fingerprints == own_fingerprints(list(messages))  # type: ignore[attr-defined]
 
 

@@ -119,3 +119,16 @@ def test_an_answer_s_item_does_not_keep_its_text_twice(lean: bool) -> None:
 
 def test_the_carried_items_are_the_responses_dialect_s() -> None:
     assert CARRIED == ITEMS
+
+
+def test_a_body_written_before_the_text_was_kept_once_reads_as_it_was() -> None:
+    # Written by the code before (the item's text in full, no flag): read back unchanged.
+    body = (b'{"lean":1,"page_id":"msg_1","anchor":1,"turn":1,"role":"assistant",'
+            b'"chain_hash":"9c2765f99b9c047cf7687175e17758e5","message":{"role":"assistant",'
+            b'"content":"Hello! How can I help?","vm_items":[{"id":"msg_1","type":"message",'
+            b'"status":"completed","role":"assistant","content":[{"type":"output_text",'
+            b'"text":"Hello! How can I help?","annotations":[],"logprobs":[]}]}]},'
+            b'"created_at":1796526321.3,"extra":{"enc":"o200k_base","msg_tokens":11}}')
+    page = decode_page(body)
+    assert page.message[CARRIED][0]["content"][0]["text"] == "Hello! How can I help?"  # type: ignore[index]
+    assert decode_page(encode_page(page)) == page
