@@ -16,7 +16,9 @@ Two more targets measure what a new user runs (issue 15): `vm-default` is `vm-pr
 with the default settings (memory on, a SQLite store in a fresh temporary file) and
 `vm-default-memory` the same on the `memory://` store; `vm-default-embeddings` is
 `vm-default` with `embeddings.provider = onnx` (the model in ../shared/models, skipped with
-a reason when absent). Every target is driven with short
+a reason when absent); `vm-default-unstored` is `vm-default` with the short chat's store
+a no-op (benchmarks/_unstored.py, an experiment: what storing costs). Every target is
+driven with short
 chats by default (`--chat short`: each request a new turn of a 4-turn chat, resending its
 history; far below `vm.activate_above`, so each is forwarded unchanged and its new user
 message and answer are stored), so every row carries the same requests. After the run the
@@ -57,7 +59,10 @@ TARGETS = ["upstream-direct", BASELINE, "starlette+aiohttp", "starlette+httpx", 
 # Memory on, the defaults (issue 15); not measured unless named in --targets.
 # `vm-default-embeddings`: the same with embeddings on (the local ONNX model in ../shared,
 # issue 14); `vm-default` itself has them off (`auto` is off for a non-OpenAI upstream).
-DEFAULT_TARGETS = ["vm-default", "vm-default-memory", "vm-default-embeddings"]
+# `vm-default-unstored`: an experiment, `vm-default` with the short chat's store a no-op
+# (benchmarks/_unstored.py): what storing the turns costs, in the same run.
+DEFAULT_TARGETS = ["vm-default", "vm-default-memory", "vm-default-embeddings",
+                   "vm-default-unstored"]
 MODEL_DIR = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-int8"
 
 
@@ -173,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "vm-default-memory": (
             default_command(ports["vm-default-memory"], upstream_url, "memory://"),
+            proxy_env(None),
+        ),
+        "vm-default-unstored": (
+            [sys.executable, str(HERE / "_unstored.py"),
+             *default_command(ports["vm-default-unstored"], upstream_url,
+                              f"sqlite:///{data / 'vm-default-unstored.db'}")[3:]],
             proxy_env(None),
         ),
         "vm-default-embeddings": (
