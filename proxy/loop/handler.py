@@ -177,6 +177,8 @@ async def _answer_short(
     messages stored with its answer once it is sent, or alone when no answer comes."""
 
     async def store_alone() -> None:
+        if short.stored:
+            return  # the common case (stored with its answer): no task to shield
         try:
             await asyncio.shield(short.store(None))
         except Exception:
