@@ -23,6 +23,7 @@ from proxy.loop.responses_input import (
     check_input_items,
     input_messages,
 )
+from tests.support.resent_items import PLAIN_MESSAGES, other_items
 
 SAID = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": "Noted.", "annotations": []}]}
@@ -30,22 +31,17 @@ CALL = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f",
         "arguments": "{}"}
 OUTPUT = {"type": "function_call_output", "call_id": "call_1", "output": "Sunny"}
 REASONING = {"id": "rs_1", "type": "reasoning", "summary": []}
-_PLAIN = st.builds(lambda role, text: {"role": role, "content": text},
-                   st.sampled_from(["user", "assistant", "system", "developer"]),
-                   st.sampled_from(["", "a", "b"]))
-_OTHER = st.sampled_from([SAID, CALL, OUTPUT, REASONING,
-                          {k: v for k, v in SAID.items() if k != "id"},
-                          {**SAID, "content": [{"type": "output_text", "text": ""}]},
-                          {"type": "message", "role": "user", "content": "typed"},
-                          {"role": "assistant", "content": "named", "name": "x"},
-                          {"role": "user", "content": [{"type": "input_text", "text": "a"}]}])
+
+_OTHER = other_items(SAID, CALL, OUTPUT, REASONING,
+                     {"role": "user", "content": [{"type": "input_text", "text": "a"}]})
 
 
 def own_fingerprints(messages: list[dict[str, Any]]) -> list[int]:
     return [fingerprint(m) for m in messages]
 
 
-@given(st.lists(_PLAIN | _OTHER, max_size=12), st.sampled_from([None, "Be brief.", [SAID]]))
+@given(st.lists(PLAIN_MESSAGES | _OTHER, max_size=12),
+       st.sampled_from([None, "Be brief.", [SAID]]))
 def test_the_fingerprints_are_each_message_s(items: list[Any], instructions: Any) -> None:
     messages = input_messages(instructions, items)
     assert isinstance(messages, Fingerprinted)
@@ -86,7 +82,7 @@ def test_fingerprints_that_no_longer_match_the_messages_are_not_taken() -> None:
 
 # Mostly what a client resends (plain messages and answers as given), so that the fast
 # path (_plain_and_said) takes many of them and _walk the rest.
-_RESENT = st.lists(_PLAIN | st.sampled_from([SAID, {**SAID, "id": "msg_2"}]) | _OTHER,
+_RESENT = st.lists(PLAIN_MESSAGES | st.sampled_from([SAID, {**SAID, "id": "msg_2"}]) | _OTHER,
                    max_size=12)
 _HEADS = st.sampled_from([[], [{"role": "system", "content": "Be brief."}]])
 

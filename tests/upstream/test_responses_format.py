@@ -15,6 +15,7 @@ from proxy.upstream.responses_format import (
     input_items,
 )
 from proxy.vm.identity import chain_hashes
+from tests.support.resent_items import PLAIN_MESSAGES, other_items
 
 REASONING = {"id": "rs_1", "type": "reasoning", "summary": [], "encrypted_content": "e1"}
 MESSAGE = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
@@ -131,17 +132,7 @@ def _one_by_one(items: list[Any]) -> list[dict[str, Any]]:
     return messages
 
 
-_PLAIN = st.builds(lambda role, text: {"role": role, "content": text},
-                   st.sampled_from(["user", "assistant", "system", "developer"]),
-                   st.sampled_from(["", "a", "b"]))
-_OTHER = st.sampled_from([REASONING, MESSAGE, CALL, OUTPUT,
-                          {k: v for k, v in MESSAGE.items() if k != "id"},
-                          {**MESSAGE, "content": [{"type": "output_text", "text": ""}]},
-                          {"type": "message", "role": "user", "content": "typed"},
-                          {"role": "assistant", "content": "named", "name": "x"}])
-
-
-@given(st.lists(_PLAIN | _OTHER, max_size=12))
+@given(st.lists(PLAIN_MESSAGES | other_items(MESSAGE, REASONING, CALL, OUTPUT), max_size=12))
 def test_runs_of_plain_messages_convert_as_one_item_at_a_time(items: list[Any]) -> None:
     assert input_messages(None, items) == _one_by_one(items)
     assert input_messages("Be brief.", items)[1:] == _one_by_one(items)
