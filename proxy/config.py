@@ -32,6 +32,7 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_content: bool = False
+    resent_bodies_mb: float = Field(default=8.0, ge=0)
 
 
 class UpstreamSettings(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.errors import InvalidRequest
+from proxy.http.resent import Dialect, Remembered, ResentBodies
 from proxy.http.validation import (
     bad_type,
     invalid,
@@ -17,7 +18,13 @@ from proxy.http.validation import (
     parse_json_object,
     require_model,
 )
-from proxy.loop.responses_input import check_input_items, input_messages
+from proxy.loop.prefix_cache import Fingerprinted
+from proxy.loop.responses_input import (
+    check_input_items,
+    ends_a_turn,
+    extend_messages,
+    input_messages,
+)
 
 ROLES = ("assistant", "developer", "system", "user")
 _ROLE_SET = frozenset(ROLES)
@@ -30,21 +37,53 @@ MIN_OUTPUT_TOKENS = 16
 _METADATA_KEYS = 16
 _METADATA_KEY_CHARS = 64
 _METADATA_VALUE_CHARS = 512
+# Where a Responses request keeps its history (proxy.http.resent).
+RESENT_INPUT = Dialect("input", "instructions", ends_a_turn)
 
 
 def parse_responses_request(
-    raw: bytes, convert: bool = True
+    raw: bytes, convert: bool = True, resent: ResentBodies | None = None, tenant: str = ""
 ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
     """The request body, and its `instructions` and `input` as the chat messages the memory
     reads (proxy.loop.responses_input), made in the pass that checks the items; None
-    instead of the messages when `convert` is false (a request the memory will not read)."""
+    instead of the messages when `convert` is false (a request the memory will not read).
+    `resent`: the tenant's earlier requests, whose items a request that repeats them
+    is not parsed for again (proxy.http.resent)."""
+    if convert and resent is not None:
+        continued = resent.parse(tenant, raw, _validate_continued)
+        if continued is not None:
+            return continued
     body = parse_json_object(raw)
-    return body, validate_responses_request(body, convert)
+    messages = validate_responses_request(body, convert)
+    if resent is not None and messages is not None:
+        resent.remember(tenant, raw, body, messages)
+    return body, messages
+
+
+def _validate_continued(earlier: Remembered, body: dict[str, Any]) -> Fingerprinted | None:
+    """validate_responses_request for a body whose `input` holds only the items after
+    `earlier`'s (checked before), in the same order; the messages of all its items."""
+    _validate_before_input(body)
+    messages = extend_messages(earlier.messages, earlier.items[-1], body["input"],
+                               len(earlier.items), _check_item)
+    _validate_after_input(body)
+    return messages
 
 
 def validate_responses_request(
     body: dict[str, Any], convert: bool = True
 ) -> list[dict[str, Any]] | None:
+    _validate_before_input(body)
+    messages = None
+    if convert:
+        messages = input_messages(body.get("instructions"), body.get("input"), _check_item)
+    else:
+        check_input_items(body.get("instructions"), body.get("input"), _check_item)
+    _validate_after_input(body)
+    return messages
+
+
+def _validate_before_input(body: dict[str, Any]) -> None:
     require_model(body)
     for name in ("stream", "store", "background", "parallel_tool_calls"):
         value = body.get(name)
@@ -56,11 +95,9 @@ def validate_responses_request(
                                                 else str):
             raise invalid(name, "must be a string")
     _check_input(body)
-    messages = None
-    if convert:
-        messages = input_messages(body.get("instructions"), body.get("input"), _check_item)
-    else:
-        check_input_items(body.get("instructions"), body.get("input"), _check_item)
+
+
+def _validate_after_input(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None:
         _check_tools(tools)
@@ -68,7 +105,6 @@ def validate_responses_request(
     _check_max_output_tokens(body.get("max_output_tokens"))
     _check_text(body.get("text"))
     _check_metadata(body.get("metadata"))
-    return messages
 
 
 def _check_input(body: dict[str, Any]) -> None:

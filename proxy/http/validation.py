@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 
 from proxy.errors import InvalidRequest
+from proxy.http.resent import Dialect, Remembered, ResentBodies
+from proxy.loop.prefix_cache import Fingerprinted, short_fingerprints
 
 # Content part types each role may send (openai-openapi ChatCompletionRequest*Message).
 _TEXT_ONLY = frozenset({"text"})
@@ -25,6 +27,9 @@ PART_TYPES: dict[str, frozenset[str]] = {
 }
 ROLES = frozenset(PART_TYPES) | {"function"}
 _TEXT_ROLES = frozenset({"system", "developer", "user", "assistant"})
+# Where a chat request keeps its history (proxy.http.resent): its messages, which are
+# their own messages (a message's fingerprint is its own, whatever comes before it).
+RESENT_MESSAGES = Dialect("messages", None, lambda item, message: message is item)
 # The part's payload lives under a key named after its type.
 _PAYLOAD_KEY = {
     "text": "text",
@@ -36,11 +41,40 @@ _PAYLOAD_KEY = {
 TOOL_TYPES = frozenset({"function", "custom"})
 
 
-def parse_chat_request(raw: bytes) -> dict[str, Any]:
-    """The request body as a dict, or InvalidRequest naming what is wrong."""
+def parse_chat_request(
+    raw: bytes, resent: ResentBodies | None = None, tenant: str = ""
+) -> dict[str, Any]:
+    """The request body as a dict, or InvalidRequest naming what is wrong. `resent`: the
+    tenant's earlier requests, whose messages a request that repeats them is not parsed
+    for again (proxy.http.resent); its messages then come fingerprinted (a long history's
+    always do), as the memory reads them (proxy.loop.prefix_cache.Fingerprinted)."""
+    if resent is not None:
+        continued = resent.parse(tenant, raw, _validate_continued)
+        if continued is not None:
+            body, messages = continued
+            body["messages"] = messages
+            return body
     body = parse_json_object(raw)
     validate_chat_request(body)
+    if resent is not None:
+        messages = body["messages"]
+        if len(messages) >= resent.min_items:
+            prints = short_fingerprints(messages)
+            if prints is not None:
+                body["messages"] = Fingerprinted(messages, prints)
+                resent.remember(tenant, raw, body, body["messages"])
     return body
+
+
+def _validate_continued(earlier: Remembered, body: dict[str, Any]) -> Fingerprinted | None:
+    """validate_chat_request for a body whose messages are only those after `earlier`'s
+    (checked before); all its messages, fingerprinted."""
+    validate_chat_request(body, first=len(earlier.items))
+    new = body["messages"]
+    prints = short_fingerprints(new)
+    if prints is None:
+        return None  # a long text, fingerprinted in a worker thread (proxy.loop.offload)
+    return Fingerprinted([*earlier.messages, *new], [*earlier.messages.fingerprints, *prints])
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -72,7 +106,9 @@ def require_model(body: dict[str, Any]) -> None:
         raise invalid("model", "must be a non-empty string")
 
 
-def validate_chat_request(body: dict[str, Any]) -> None:
+def validate_chat_request(body: dict[str, Any], first: int = 0) -> None:
+    """`first`: the index of the body's first message in the request (not 0 when the
+    earlier ones were checked before: proxy.http.resent)."""
     require_model(body)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -96,7 +132,7 @@ def validate_chat_request(body: dict[str, Any]) -> None:
                 and "tool_calls" not in message
             ):
                 continue
-        _check_message(message, f"messages[{index}]")
+        _check_message(message, f"messages[{first + index}]")
     tools = body.get("tools")
     if tools is not None:
         _check_tools(tools)

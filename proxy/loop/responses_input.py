@@ -30,7 +30,7 @@ from proxy.upstream.responses_format import (
     tool_message,
 )
 
-__all__ = ["check_input_items", "input_messages"]
+__all__ = ["check_input_items", "ends_a_turn", "extend_messages", "input_messages"]
 
 # Tuples, not sets: a role that is a list (before validation) is not hashable.
 _ROLES = ("user", "system", "developer")
@@ -66,6 +66,37 @@ def input_messages(
         elif type(messages) is Fingerprinted:
             messages = [*messages]  # (a text of the instructions is long)
     return messages
+
+
+def ends_a_turn(item: Any, message: Any) -> bool:
+    """Whether `item`, made into `message`, is a plain user message, as it is: after it the
+    conversion starts afresh (nothing after it joins an item before it), so the messages
+    of an input that goes on from it can be made by extend_messages."""
+    return (message is item and type(item) is dict and len(item) == 2
+            and item.get("role") == "user" and type(item.get("content")) is str)
+
+
+def extend_messages(
+    earlier: Fingerprinted, last: Any, new: Sequence[Any], first: int,
+    check: ItemCheck | None = None,
+) -> Fingerprinted | None:
+    """The messages of a request's input that is an earlier one's (whose messages are
+    `earlier`, its last item `last`) and then `new`, the items from index `first` on: what
+    input_messages makes of the whole, for the new items' conversion only. `last` must
+    be a plain user message: the conversion starts afresh after it (nothing joins an
+    item before it to one after), and it is one message, earlier's last. `check` is
+    called as input_messages calls it, with each new item's index in the whole input.
+    None when a new text is too long to fingerprint here (LONG_TEXT_CHARS)."""
+
+    def checked(where: str, index: int, item: Any) -> None:
+        if check is not None:
+            check(where, first - 1 + index, item)
+
+    # `last` goes first, as the neighbour an answer after it is judged by (_plain_and_said).
+    made = _items_to_messages([last, *new], "input", checked, [])
+    if type(made) is not Fingerprinted or made[0] is not last:
+        return None
+    return Fingerprinted([*earlier, *made[1:]], [*earlier.fingerprints, *made.fingerprints[1:]])
 
 
 def check_input_items(instructions: Any, input_: Any, check: ItemCheck) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from proxy.vm.identity import chain_hashes
 from tests.loop.harness import (
     MODEL,
@@ -174,3 +176,55 @@ async def test_client_never_sees_vm_tools_when_the_fact_is_missing() -> None:
         assert completion.choices[0].message.tool_calls is None
         assert model.actions[0] == "search" and model.actions[-1] == "answer"
         assert int(raw.headers["x-vm-faults"]) <= proxy.settings.vm.max_faults_per_turn
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_recall_over_turns_that_resend_the_history_byte_for_byte(
+    history: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    # Each turn resends the last one's messages, its answer and a new question, as the
+    # openai SDK writes them: the proxy reads the repeated messages from the request
+    # before (proxy.http.resent) and must see what a whole parse of each body gives,
+    # recalling the fact at the end as it does when every body is parsed whole.
+    from proxy.http import routes, validation
+
+    seen: list[tuple[bytes, dict[str, Any]]] = []
+    handle = routes.handle_chat
+
+    async def recording(state: Any, request: Any, body: Any, raw: bytes) -> Any:
+        seen.append((raw, body))
+        return await handle(state, request, body, raw)
+
+    whole_parses = 0
+    parse = validation.parse_json_object
+
+    def counted(raw: bytes) -> dict[str, Any]:
+        nonlocal whole_parses
+        whole_parses += 1
+        return parse(raw)
+
+    monkeypatch.setattr(routes, "handle_chat", recording)
+    monkeypatch.setattr(validation, "parse_json_object", counted)
+    model = ScriptedModel(agent(LOCKER))
+    messages = list(history)
+    async with serve(model) as proxy:
+        for number in range(4):
+            question = QUESTION if number == 3 else f"And what about topic {number}?"
+            messages = [*messages, {"role": "user", "content": question}]
+            if stream:
+                chunks = await proxy.client.chat.completions.create(
+                    model=MODEL, messages=messages, stream=True)
+                text = "".join([chunk.choices[0].delta.content or "" async for chunk in chunks
+                                if chunk.choices])
+                answer: dict[str, Any] = {"role": "assistant", "content": text}
+            else:
+                completion = await proxy.client.chat.completions.create(
+                    model=MODEL, messages=messages)
+                answer = completion.choices[0].message.model_dump(exclude_none=True)
+            messages = [*messages, answer]
+    assert LOCKER_CODE in (answer["content"] or "")
+    assert whole_parses == 1  # the first; the others read only their new messages
+    for raw, body in seen:
+        whole = parse(raw)
+        validation.validate_chat_request(whole)
+        assert body == whole

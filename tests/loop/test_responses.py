@@ -337,3 +337,56 @@ async def test_a_restart_continues_the_chain(
             model=MODEL, previous_response_id=first.id, input=QUESTION)
     assert second.output_text == ANSWER
     assert model.actions[-3:] == ["search", "fault", "answer"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_history_resent_as_the_sdk_resends_it_reads_as_a_whole_one(
+    history: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    # The client resends its history and each answer's output items, turn after turn; the
+    # proxy reads the repeated items from the request before (proxy.http.resent) and must
+    # see what a whole parse of each body gives. The last question is answered from early
+    # in the conversation, through the memory, as when every body is parsed whole.
+    from proxy.http import responses_validation, routes
+    from proxy.http.validation import parse_json_object
+
+    seen: list[tuple[bytes, dict[str, Any], Any]] = []
+    handle = routes.handle_responses
+
+    async def recording(state: Any, request: Any, body: Any, raw: bytes,
+                        messages: Any = None) -> Any:
+        seen.append((raw, body, messages))
+        return await handle(state, request, body, raw, messages)
+
+    whole_parses = 0
+    parse = responses_validation.parse_json_object
+
+    def counted(raw: bytes) -> dict[str, Any]:
+        nonlocal whole_parses
+        whole_parses += 1
+        return parse(raw)
+
+    monkeypatch.setattr(routes, "handle_responses", recording)
+    monkeypatch.setattr(responses_validation, "parse_json_object", counted)
+    model = ResponsesModel(agent(LOCKER))
+    instructions, items = as_responses(history)
+    async with serve(model, path="/responses") as proxy:
+        for number in range(4):
+            question = QUESTION if number == 3 else f"And what about topic {number}?"
+            items = [*items, {"role": "user", "content": question}]
+            if stream:
+                events = await proxy.client.responses.create(
+                    model=MODEL, instructions=instructions, input=items, stream=True)
+                async for event in events:
+                    if event.type == "response.completed":
+                        response = event.response
+            else:
+                response = await proxy.client.responses.create(
+                    model=MODEL, instructions=instructions, input=items)
+            items = [*items, *response.output]  # as the SDK's users resend them
+    assert response.output_text == ANSWER
+    assert whole_parses == 1  # the first; the others read only their new items
+    for raw, body, messages in seen:
+        whole = parse_json_object(raw)
+        assert body == whole
+        assert messages == responses_validation.validate_responses_request(whole)
