@@ -156,18 +156,21 @@ class ResentBodies:
             return None
         items = [*earlier.items, *new]
         body[field] = [*items]
-        self._forget(key, earlier)
-        # Remembered in turn when its items' end is certain: after the earlier items, the
-        # bytes up to the array's end must be the new items alone (a duplicate field in
-        # them would make them more; their own parse, small, shows it).
-        if raw.endswith(earlier.tail):
-            end = len(raw) - len(earlier.tail)
-        else:
-            found = _delimit(raw, body, field, self._name)
-            end = -1 if found is None or found[0] != earlier.start else found[1]
-        if end > at and _items(raw[at:end]) == new:
-            self._keep(key, Remembered(raw[:end], raw[end:], earlier.start, items, messages,
-                                       earlier.context, verified=True))
+        # Remembered in its place when its items' end is certain (after the earlier items,
+        # the bytes up to the array's end must be the new items alone: a duplicate field
+        # among them would make them more, and their own parse, small, shows it) and a
+        # later request's can be made on from its last (else the earlier one stays, for
+        # the requests after this one: an agent's tool calls and their results).
+        if self._dialect.continues(items[-1], messages[-1]):
+            if raw.endswith(earlier.tail):
+                end = len(raw) - len(earlier.tail)
+            else:
+                found = _delimit(raw, body, field, self._name)
+                end = -1 if found is None or found[0] != earlier.start else found[1]
+            if end > at and _items(raw[at:end]) == new:
+                self._forget(key, earlier)
+                self._keep(key, Remembered(raw[:end], raw[end:], earlier.start, items,
+                                           messages, earlier.context, verified=True))
         return body, Fingerprinted(messages, list(messages.fingerprints))
 
     def remember(self, tenant: str, raw: bytes, body: dict[str, Any],

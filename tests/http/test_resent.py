@@ -107,12 +107,12 @@ FIELD_ORDERS = [
 ]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     turns=st.lists(st.tuples(TEXTS, ANSWERS), min_size=1, max_size=8),
     fields=st.sampled_from(FIELD_ORDERS),
     style=st.sampled_from(["compact", "spaced", "pretty", "unicode"]),
-    changes=st.lists(st.sampled_from(["next", "next", "again", "stream", "edit"]),
+    changes=st.lists(st.sampled_from(["next", "next", "again", "stream", "edit", "tool"]),
                      min_size=1, max_size=8),
 )
 def test_a_continued_request_reads_as_a_whole_one(
@@ -130,6 +130,8 @@ def test_a_continued_request_reads_as_a_whole_one(
             extra = {} if extra else {"stream": True}
         elif change == "edit" and items:  # an earlier message edited: a fork
             items = [{"role": "user", "content": "edited"}, *items[1:]]
+        elif change == "tool":  # an agent's tool call and its result, sent back at once
+            items = [*items, CALL, OUTPUT]
         if not items:
             items = [{"role": "user", "content": "first"}]
         assert_same(serialize(body_of(fields, items, **extra), style), resent)
@@ -271,3 +273,20 @@ def test_none_are_remembered_with_no_room() -> None:
     for items in conversation(4):
         assert_same(orjson.dumps({"model": "gpt-4o", "input": items}), resent)
     assert len(resent) == 0
+
+
+def test_an_agent_s_tool_results_keep_the_turn_they_go_on_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A request ending with a tool's result cannot be gone on from (what follows may join
+    # it); the one ending with the user's message it continues stays remembered instead.
+    resent = ResentBodies(RESENT_INPUT, min_items=1)
+    first, second = conversation(2)
+    assert_same(orjson.dumps({"model": "m", "input": first}), resent)
+    assert_same(orjson.dumps({"model": "m", "input": second}), resent)
+    parses = Parses(monkeypatch)
+    called = [*second, CALL, OUTPUT]
+    answered = [*called, said("Sunny.", 5), {"role": "user", "content": "thanks"}]
+    for items in (called, answered):
+        assert_same(orjson.dumps({"model": "m", "input": items}), resent)
+    assert parses.count == 0
