@@ -151,26 +151,33 @@ class ResentBodies:
         new = body.get(field)
         if type(new) is not list or not new or self._context(body) != (True, earlier.context):
             return None
+        # The bytes up to the array's end must be the new items alone, parsed as an array
+        # of their own: a duplicate of another field among them would make them more, and
+        # one of this field after them, its name written otherwise (`"mess\u0061ges"`,
+        # which the search above does not find), would be what the splice read instead.
+        # (The bytes after the array were checked to hold no such duplicate, by
+        # _delimit's parse of them, here or when the earlier body was remembered.)
+        if raw.endswith(earlier.tail):
+            end = len(raw) - len(earlier.tail)
+        else:
+            found = _delimit(raw, body, field, self._name)
+            if found is None or found[0] != earlier.start:
+                return None
+            end = found[1]
+        if end <= at or _items(raw[at:end]) != new:
+            return None
         messages = extend(earlier, body)
         if messages is None:
             return None
         items = [*earlier.items, *new]
         body[field] = [*items]
-        # Remembered in its place when its items' end is certain (after the earlier items,
-        # the bytes up to the array's end must be the new items alone: a duplicate field
-        # among them would make them more, and their own parse, small, shows it) and a
-        # later request's can be made on from its last (else the earlier one stays, for
-        # the requests after this one: an agent's tool calls and their results).
+        # Remembered in its place when a later request's messages can be made on from its
+        # last item; else the earlier one stays, for the requests after this one (an
+        # agent's tool calls and their results).
         if self._dialect.continues(items[-1], messages[-1]):
-            if raw.endswith(earlier.tail):
-                end = len(raw) - len(earlier.tail)
-            else:
-                found = _delimit(raw, body, field, self._name)
-                end = -1 if found is None or found[0] != earlier.start else found[1]
-            if end > at and _items(raw[at:end]) == new:
-                self._forget(key, earlier)
-                self._keep(key, Remembered(raw[:end], raw[end:], earlier.start, items,
-                                           messages, earlier.context, verified=True))
+            self._forget(key, earlier)
+            self._keep(key, Remembered(raw[:end], raw[end:], earlier.start, items, messages,
+                                       earlier.context, verified=True))
         return body, Fingerprinted(messages, list(messages.fingerprints))
 
     def remember(self, tenant: str, raw: bytes, body: dict[str, Any],
@@ -180,7 +187,8 @@ class ResentBodies:
         field = self._dialect.field
         items = body.get(field)
         if (
-            type(messages) is not Fingerprinted
+            self._max_bytes <= 0
+            or type(messages) is not Fingerprinted
             or not isinstance(items, list)
             or len(items) < self._min_items
             or not self._dialect.continues(items[-1], messages[-1])
@@ -214,6 +222,9 @@ class ResentBodies:
             return  # (a shorter one is found by none of the bodies that go on from it)
         bucket = self._buckets.setdefault(key, [])
         self._buckets.move_to_end(key)
+        for same in [e for e in bucket if e.prefix == entry.prefix]:
+            bucket.remove(same)  # a regenerate's: the same bytes once is enough
+            self._drop(same)
         bucket.insert(0, entry)
         self._bytes += size
         while len(bucket) > _BUCKET:
@@ -227,6 +238,8 @@ class ResentBodies:
         bucket = self._buckets[key]
         bucket.remove(entry)
         self._drop(entry)
+        if not bucket:
+            del self._buckets[key]
 
     def _drop(self, entry: Remembered) -> None:
         self._bytes -= len(entry.prefix) + len(entry.tail)
@@ -275,7 +288,8 @@ def _delimit(raw: bytes, body: dict[str, Any], field: str, name: bytes
         return None
     if not isinstance(around, dict) or around.get(field) != [] or list(around) != keys:
         return None
-    if any(around[key] != value for key, value in body.items() if key != field):
+    # Compared as JSON, where 1 is not true (it is in Python).
+    if orjson.dumps(around | {field: None}) != orjson.dumps(body | {field: None}):
         return None
     return start, end
 

@@ -290,3 +290,44 @@ def test_an_agent_s_tool_results_keep_the_turn_they_go_on_from(
     for items in (called, answered):
         assert_same(orjson.dumps({"model": "m", "input": items}), resent)
     assert parses.count == 0
+
+
+def test_the_field_repeated_under_an_escaped_name_is_parsed_whole() -> None:
+    # `"\u0069nput"` is `input` too: the last one counts, which the splice would miss.
+    resent = ResentBodies(RESENT_INPUT, min_items=1)
+    first, second = conversation(2)
+    assert_same(orjson.dumps({"model": "m", "input": first}), resent)
+    assert_same(orjson.dumps({"model": "m", "input": second}), resent)
+    more = [*second, said("x", 9), {"role": "user", "content": "y"}]
+    raw = orjson.dumps({"model": "m", "input": more})[:-1]
+    for again in (b'[{"role":"user","content":"only this"}]', orjson.dumps(more[len(second):])):
+        assert_same(raw + b',"\\u0069nput":' + again + b"}", resent)
+
+
+def test_an_answer_that_a_later_item_joins_is_never_gone_on_from() -> None:
+    # A plain assistant message after a tool call is joined to it, and to an assistant
+    # message after it: a request ending with it cannot be the start of the next one's.
+    resent = ResentBodies(RESENT_INPUT, min_items=1)
+    first, second = conversation(2)
+    for items in (first, second, [*second, CALL, {"role": "assistant", "content": "x"}],
+                  [*second, CALL, {"role": "assistant", "content": "x"},
+                   {"role": "assistant", "content": "y"}]):
+        assert_same(orjson.dumps({"model": "m", "input": items}), resent)
+
+
+def test_a_regenerate_is_remembered_once_and_nothing_is_left_behind() -> None:
+    resent = ResentBodies(RESENT_INPUT, min_items=1)
+    _, second = conversation(2)
+    raw = orjson.dumps({"model": "m", "input": second})
+    for _ in range(3):
+        assert_same(raw, resent)
+    assert len(resent) == 1
+    # Items that hide a duplicate field are forgotten once found out, their bucket too.
+    resent = ResentBodies(RESENT_INPUT, min_items=1)
+    user = orjson.dumps({"role": "user", "content": "a" * 80})
+    for n in range(20):
+        hidden = (b'{"model":"m%d","z":1,"input":[' % n + user + b'],"z":1,'
+                  b'"\\u0069nput":[' + user + b"]}")
+        assert_same(hidden, resent)
+        assert_same(hidden[:-2] + b',{"role":"user","content":"c"}]}', resent)
+    assert len(resent._buckets) == len(resent) <= 20
