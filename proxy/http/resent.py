@@ -26,7 +26,10 @@ fingerprint here) is parsed whole, as before.
 
 Kept per tenant (a hit is faster than a miss: one tenant must not learn, by timing, what
 another sent), most recent first, to MAX_BYTES of remembered bodies in all, and only for
-bodies of MIN_ITEMS items or more.
+bodies of MIN_ITEMS items or more. The items and messages taken again are the same
+objects the earlier request read: nothing after the parse changes a message in place
+(prefix_cache.Fingerprinted's contract already), which the end-to-end tests check by
+comparing every request's body with a whole parse once the conversation is over.
 """
 
 from __future__ import annotations
