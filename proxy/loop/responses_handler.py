@@ -12,6 +12,7 @@ Above it the memory turn runs on the shared loop (responses_turn, responses_stre
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from contextlib import AsyncExitStack
@@ -58,6 +59,9 @@ from proxy.vm.page_table import PageTable
 
 JSON = "application/json"
 RESPONSES = Reader(body=read_response, stream=EventAccumulator)
+# An unknown `previous_response_id` is looked for again after each of these pauses (0.2 s in
+# all) before it is refused: see _continued.
+FIND_AGAIN_S = (0.01, 0.03, 0.06, 0.1)
 # Fields naming upstream-side state or the input, which a rebuilt request replaces.
 _REBUILT = frozenset({"input", "instructions", "previous_response_id", "conversation"})
 
@@ -109,6 +113,14 @@ async def _continued(
     if previous is None:
         return None
     found = await store.find_response(tenant, previous)
+    for pause in FIND_AGAIN_S:
+        if found is not None:
+            break
+        # Perhaps another replica's answer, whose write is still on its way: a whole
+        # history's answer is stored after it is sent, and an agent continues from it
+        # at once. (In this process, an id pending in a deferred write is found.)
+        await asyncio.sleep(pause)
+        found = await store.find_response(tenant, previous)
     if found is None:
         raise _not_found(previous)
     return found

@@ -6,6 +6,7 @@ kept with the answer); on its own only when the answer needed no write."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path as FsPath
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.loop.responses_handler import FIND_AGAIN_S
 from proxy.store import open_store
 from proxy.store.base import PageStore
 from proxy.store.sqlite import SQLiteStore
@@ -286,3 +288,51 @@ async def test_an_id_found_pending_whose_write_was_lost_is_refused_as_not_found(
         error = refused.json()["error"]
         assert (error["code"], error["param"]) == (
             "previous_response_not_found", "previous_response_id")
+
+
+class LateStore(SpiedStore):
+    """A store shared with another replica whose answers' writes land late: a response id
+    is found only from its `late`-th lookup on."""
+
+    def __init__(self, inner: PageStore, late: int) -> None:
+        super().__init__(inner)
+        self.late = late
+        self.lookups = 0
+
+    async def find_response(self, tenant: str, response_id: str) -> tuple[str, int] | None:
+        self.lookups += 1
+        if self.lookups < self.late:
+            return None
+        return await self.inner.find_response(tenant, response_id)
+
+
+@pytest.mark.parametrize("late", [2, 4])
+async def test_an_id_whose_write_lands_late_is_waited_for(late: int) -> None:
+    # Another replica answered a whole history and sent the answer before storing it
+    # (its id too); an agent continues from that answer at once, here.
+    model = ResponsesModel(agent(LOCKER))
+    instructions, items = as_responses(conversation(120))
+    spy = LateStore(await open_store("memory://"), late=0)
+    async with serve(model, path="/responses", store=spy) as proxy:  # type: ignore[arg-type]
+        first = await proxy.client.responses.create(
+            model=MODEL, instructions=instructions, input=items)
+        spy.late, spy.lookups = late, 0
+        second = await proxy.client.responses.create(
+            model=MODEL, previous_response_id=first.id, input=QUESTION)
+    assert second.output_text == ANSWER
+    assert spy.lookups >= late
+
+
+async def test_an_id_never_stored_is_refused_after_a_short_wait() -> None:
+    model = ResponsesModel(agent(LOCKER))
+    spy = LateStore(await open_store("memory://"), late=0)
+    async with serve(model, path="/responses", store=spy) as proxy:  # type: ignore[arg-type]
+        started = time.monotonic()
+        refused = await proxy.http.post(
+            "/v1/responses", headers={"authorization": "Bearer sk-test"},
+            json={"model": MODEL, "input": QUESTION, "previous_response_id": "resp_never"})
+        waited = time.monotonic() - started
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "previous_response_not_found"
+    assert spy.lookups == 1 + len(FIND_AGAIN_S)
+    assert sum(FIND_AGAIN_S) <= waited < 5
