@@ -24,6 +24,7 @@ from proxy.http.responses_validation import (
 )
 from proxy.http.validation import parse_json_object
 from proxy.loop.prefix_cache import Fingerprinted
+from tests.support.whole_parses import WholeParses
 
 CALL = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "f",
         "arguments": "{\"input\": 1}"}
@@ -85,21 +86,6 @@ def assert_same(raw: bytes, resent: ResentBodies, tenant: str = "t") -> None:
         assert messages.fingerprints == expected.fingerprints  # type: ignore[union-attr]
 
 
-class Parses:
-    """Counts the proxy's whole parses (a request read from what was remembered makes
-    none; assert_same's own, for comparing, are not counted)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        real = responses_validation.parse_json_object
-
-        def counted(raw: bytes) -> dict[str, Any]:
-            self.count += 1
-            return real(raw)
-
-        monkeypatch.setattr(responses_validation, "parse_json_object", counted)
-
-
 FIELD_ORDERS = [
     ["model", "instructions", "input"],  # input last (benchmarks/responses_turn.py)
     ["input", "model", "instructions", "tools", "metadata"],  # the openai SDK's order
@@ -151,7 +137,7 @@ def conversation(turns: int) -> list[list[Any]]:
 def test_a_conversation_is_parsed_whole_twice_then_only_its_new_items(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parses = Parses(monkeypatch)
+    parses = WholeParses(monkeypatch, responses_validation)
     resent = ResentBodies(RESENT_INPUT, min_items=1)
     for items in conversation(6):
         assert_same(orjson.dumps({"model": "gpt-4o", "input": items}), resent)
@@ -173,7 +159,7 @@ def test_another_tenant_sending_the_same_bytes_parses_them_whole(
     resent = ResentBodies(RESENT_INPUT, min_items=1)
     first, second = conversation(2)
     assert_same(orjson.dumps({"model": "m", "input": first}), resent, tenant="a")
-    parses = Parses(monkeypatch)
+    parses = WholeParses(monkeypatch, responses_validation)
     assert_same(orjson.dumps({"model": "m", "input": second}), resent, tenant="b")
     assert parses.count == 1
 
@@ -284,7 +270,7 @@ def test_an_agent_s_tool_results_keep_the_turn_they_go_on_from(
     first, second = conversation(2)
     assert_same(orjson.dumps({"model": "m", "input": first}), resent)
     assert_same(orjson.dumps({"model": "m", "input": second}), resent)
-    parses = Parses(monkeypatch)
+    parses = WholeParses(monkeypatch, responses_validation)
     called = [*second, CALL, OUTPUT]
     answered = [*called, said("Sunny.", 5), {"role": "user", "content": "thanks"}]
     for items in (called, answered):

@@ -23,6 +23,7 @@ from proxy.http.validation import (
     validate_chat_request,
 )
 from proxy.loop.prefix_cache import Fingerprinted, fingerprint_all
+from tests.support.whole_parses import WholeParses
 
 CALLS = [{"id": "call_1", "type": "function",
           "function": {"name": "f", "arguments": "{\"messages\": 1}"}}]
@@ -104,15 +105,7 @@ def test_a_continued_request_reads_as_a_whole_one(
 
 
 def test_a_long_history_is_parsed_whole_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    parses = 0
-    real = validation.parse_json_object
-
-    def counted(raw: bytes) -> dict[str, Any]:
-        nonlocal parses
-        parses += 1
-        return real(raw)
-
-    monkeypatch.setattr(validation, "parse_json_object", counted)
+    parses = WholeParses(monkeypatch, validation)
     resent = ResentBodies(RESENT_MESSAGES)
     messages: list[Any] = [{"role": "system", "content": "Be brief."}]
     for turn in range(40):
@@ -122,7 +115,7 @@ def test_a_long_history_is_parsed_whole_once(monkeypatch: pytest.MonkeyPatch) ->
     assert isinstance(body["messages"], Fingerprinted)
     # Below MIN_ITEMS every one; then the first long one alone.
     short = sum(1 for turn in range(40) if 1 + 2 * turn + 1 < resent.min_items)
-    assert parses == short + 1
+    assert parses.count == short + 1
 
 
 def test_a_bad_new_message_is_refused_as_a_whole_parse_refuses_it() -> None:

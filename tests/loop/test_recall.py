@@ -27,6 +27,7 @@ from tests.loop.history import (
     conversation,
 )
 from tests.loop.scripted import ScriptedModel, agent
+from tests.support.whole_parses import WholeParses
 
 FACT_ID = f"msg_{1 + 2 * FACT_TURN}"  # the system prompt is msg_0
 INTERMEDIATE_TURNS = (60, 150)
@@ -195,16 +196,8 @@ async def test_recall_over_turns_that_resend_the_history_byte_for_byte(
         seen.append((raw, body))
         return await handle(state, request, body, raw)
 
-    whole_parses = 0
-    parse = validation.parse_json_object
-
-    def counted(raw: bytes) -> dict[str, Any]:
-        nonlocal whole_parses
-        whole_parses += 1
-        return parse(raw)
-
     monkeypatch.setattr(routes, "handle_chat", recording)
-    monkeypatch.setattr(validation, "parse_json_object", counted)
+    whole_parses = WholeParses(monkeypatch, validation)
     model = ScriptedModel(agent(LOCKER))
     messages = list(history)
     async with serve(model) as proxy:
@@ -223,8 +216,8 @@ async def test_recall_over_turns_that_resend_the_history_byte_for_byte(
                 answer = completion.choices[0].message.model_dump(exclude_none=True)
             messages = [*messages, answer]
     assert LOCKER_CODE in (answer["content"] or "")
-    assert whole_parses == 1  # the first; the others read only their new messages
+    assert whole_parses.count == 1  # the first; the others read only their new messages
     for raw, body in seen:
-        whole = parse(raw)
+        whole = whole_parses.parse(raw)
         validation.validate_chat_request(whole)
         assert body == whole

@@ -15,6 +15,7 @@ from tests.loop.harness import MODEL, Proxy, parse_sse, serve, vm_settings
 from tests.loop.history import LOCKER, LOCKER_CODE, QUESTION, conversation
 from tests.loop.scripted import Call, Calls, agent
 from tests.loop.scripted_responses import ResponsesModel, chat_view
+from tests.support.whole_parses import WholeParses
 
 ANSWER = f"Your locker code is {LOCKER_CODE}."
 VM_NAMES = {"page_fault", "search_pages"}
@@ -358,16 +359,8 @@ async def test_a_history_resent_as_the_sdk_resends_it_reads_as_a_whole_one(
         seen.append((raw, body, messages))
         return await handle(state, request, body, raw, messages)
 
-    whole_parses = 0
-    parse = responses_validation.parse_json_object
-
-    def counted(raw: bytes) -> dict[str, Any]:
-        nonlocal whole_parses
-        whole_parses += 1
-        return parse(raw)
-
     monkeypatch.setattr(routes, "handle_responses", recording)
-    monkeypatch.setattr(responses_validation, "parse_json_object", counted)
+    whole_parses = WholeParses(monkeypatch, responses_validation)
     model = ResponsesModel(agent(LOCKER))
     instructions, items = as_responses(history)
     async with serve(model, path="/responses") as proxy:
@@ -385,7 +378,7 @@ async def test_a_history_resent_as_the_sdk_resends_it_reads_as_a_whole_one(
                     model=MODEL, instructions=instructions, input=items)
             items = [*items, *response.output]  # as the SDK's users resend them
     assert response.output_text == ANSWER
-    assert whole_parses == 1  # the first; the others read only their new items
+    assert whole_parses.count == 1  # the first; the others read only their new items
     for raw, body, messages in seen:
         whole = parse_json_object(raw)
         assert body == whole
