@@ -23,6 +23,10 @@ plain `{"role", "content"}` answers, as most chat apps do (`--chat-history plain
 answers as the chat API gives them, with `refusal` and `annotations` (`--chat-history
 api`, as a client resending the openai SDK's message objects does).
 
+`--stream`: every arm streams, the upstream too (chat chunks; the Responses API's events,
+`response.created` to `response.completed`), and the client assembles each answer from the
+stream as the SDKs do (its text, or the Response of `response.completed`) to resend it.
+
 The garbage collector is set as `vm-proxy serve` sets it (proxy.cli.settle_heap), as in
 benchmarks/vm_turn.py, or left at Python's defaults with `--default-gc` (how this
 benchmark ran before: a Responses history parses into more containers than a chat one,
@@ -42,6 +46,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -87,20 +92,87 @@ _COUNTER = iter(range(10**9))
 
 
 def upstream(request: httpx.Request) -> httpx.Response:
+    streamed = orjson.loads(request.content).get("stream") is True
     if request.url.path.endswith("/chat/completions"):
+        if streamed:
+            return _events(_chat_chunks())
         content = _CHAT
     else:
-        number = next(_COUNTER)
-        content = orjson.dumps({
-            "id": f"resp_bench{number}", "object": "response", "created_at": 1,
-            "status": "completed", "model": "gpt-4o-2024-08-06",
-            "output": [{"id": f"msg_bench{number}", "type": "message", "status": "completed",
-                        "role": "assistant", "content": [
-                            {"type": "output_text", "text": "Noted.", "annotations": []}]}],
-            "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
-                      "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
-                      "total_tokens": 12}})
+        response = _response(next(_COUNTER))
+        if streamed:
+            return _events(_response_events(response))
+        content = orjson.dumps(response)
     return httpx.Response(200, content=content, headers={"content-type": "application/json"})
+
+
+def _response(number: int) -> dict[str, Any]:
+    return {
+        "id": f"resp_bench{number}", "object": "response", "created_at": 1,
+        "status": "completed", "model": "gpt-4o-2024-08-06",
+        "output": [{"id": f"msg_bench{number}", "type": "message", "status": "completed",
+                    "role": "assistant", "content": [
+                        {"type": "output_text", "text": "Noted.", "annotations": []}]}],
+        "usage": {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": 12}}
+
+
+def _events(events: list[dict[str, Any]]) -> httpx.Response:
+    """An SSE stream of `events` (chat chunks, or Responses events named by their type)."""
+    lines = [(f"event: {e['type']}\n" if "type" in e else "") + "data: "
+             + orjson.dumps(e).decode() + "\n\n" for e in events]
+    if "type" not in events[0]:
+        lines.append("data: [DONE]\n\n")
+    return httpx.Response(200, stream=_Streamed("".join(lines).encode()),
+                          headers={"content-type": "text/event-stream"})
+
+
+class _Streamed(httpx.AsyncByteStream):
+    """A body sent as a stream (a relay reads it chunk by chunk, as from a socket)."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+
+def _chat_chunks() -> list[dict[str, Any]]:
+    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1,
+            "model": "gpt-4o-2024-08-06"}
+    deltas = [({"role": "assistant", "content": ""}, None), ({"content": "Noted."}, None),
+              ({}, "stop")]
+    chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+              for delta, finish in deltas]
+    usage = {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+    return [*chunks, {**head, "choices": [], "usage": usage}]
+
+
+def _response_events(response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events the Responses API streams for `response`: one message of one text."""
+    item = response["output"][0]
+    part = item["content"][0]
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+        {"type": "response.output_text.delta", **at, "delta": part["text"]},
+        {"type": "response.output_text.done", **at, "text": part["text"]},
+        {"type": "response.content_part.done", **at, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response},
+    ]
+    return [{**event, "sequence_number": n} for n, event in enumerate(events)]
+
+
+def _sse_data(text: str) -> list[dict[str, Any]]:
+    """The JSON payloads of an SSE stream's `data:` lines."""
+    return [orjson.loads(line[5:]) for line in text.splitlines()
+            if line.startswith("data:") and line[5:].strip() != "[DONE]"]
 
 
 def said(text: str, number: int) -> dict[str, Any]:
@@ -112,10 +184,12 @@ def said(text: str, number: int) -> dict[str, Any]:
 
 class Arm:
     def __init__(
-        self, name: str, turns: int, history_form: str = "items", chat_form: str = "plain"
+        self, name: str, turns: int, history_form: str = "items", chat_form: str = "plain",
+        stream: bool = False,
     ) -> None:
         self.name = name
         self.chat_form = chat_form
+        self.stream = stream
         history = conversation(turns, name)
         if name.startswith("chat") and chat_form == "api":
             # Each answer as the chat API gives it (the recorded ones carry `refusal` and
@@ -146,18 +220,22 @@ class Arm:
         return {"content-type": "application/json", **off}
 
     def body(self, question: str) -> bytes:
+        streamed = {"stream": True} if self.stream else {}
         if self.name.startswith("chat"):
             self.history.append({"role": "user", "content": question})
-            return orjson.dumps({"model": "gpt-4o", "messages": self.history})
+            return orjson.dumps({"model": "gpt-4o", "messages": self.history, **streamed})
         if self.name == "chained" and self.previous is not None:
             return orjson.dumps({"model": "gpt-4o", "input": question,
-                                 "previous_response_id": self.previous})
+                                 "previous_response_id": self.previous, **streamed})
         self.items.append({"role": "user", "content": question})
         return orjson.dumps({"model": "gpt-4o", "instructions": self.history[0]["content"],
-                             "input": self.items})
+                             "input": self.items, **streamed})
 
     def answered(self, response: httpx.Response) -> None:
-        body = response.json()
+        if self.stream:
+            body = self._assembled(_sse_data(response.text))
+        else:
+            body = response.json()
         if self.name.startswith("chat"):
             message = body["choices"][0]["message"]
             self.history.append(message if self.chat_form == "api" else
@@ -168,10 +246,23 @@ class Arm:
         self.sent = int(response.headers.get("x-vm-prompt-tokens", 0))
         self.full = int(response.headers.get("x-vm-prompt-tokens-full", 0))
 
+    def _assembled(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """The body a streamed answer amounts to, as a client assembles it: the chat
+        chunks' text, or the Response of `response.completed`."""
+        if self.name.startswith("chat"):
+            text = "".join(c["choices"][0]["delta"].get("content") or ""
+                           for c in events if c.get("choices"))
+            return {"choices": [{"message": {"role": "assistant", "content": text}}]}
+        completed = [e for e in events if e.get("type") == "response.completed"]
+        assert len(completed) == 1, events
+        response: dict[str, Any] = completed[0]["response"]
+        return response
+
 
 async def run(
     turns: int, requests: int, store_url: str, budget: int, default_gc: bool = False,
     order: str = "fixed", history_form: str = "items", chat_form: str = "plain",
+    stream: bool = False,
 ) -> dict[str, Any]:
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2},
@@ -180,7 +271,7 @@ async def run(
     })
     store = await open_store(store_url, cache_pages=settings.store.cache_pages)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
-    arms = [Arm(name, turns, history_form, chat_form) for name in ARMS]
+    arms = [Arm(name, turns, history_form, chat_form, stream) for name in ARMS]
     if not default_gc:
         settle_heap()
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -209,7 +300,8 @@ async def run(
     out: dict[str, Any] = {"turns": turns, "requests": requests,
                            "store": store_url.split(":")[0],
                            "gc": "default" if default_gc else "serve", "order": order,
-                           "history": history_form, "chat_history": chat_form}
+                           "history": history_form, "chat_history": chat_form,
+                           "stream": stream}
     for arm in arms:
         latencies = sorted(arm.latencies)
         out[arm.name] = {"p50_ms": round(statistics.median(latencies), 2),
@@ -248,18 +340,21 @@ def main() -> None:
                         help="the arms in one order, or rotated request by request (see run)")
     parser.add_argument("--history", choices=("items", "plain"), default="items",
                         help="how the Responses arms' history holds the answers (see Arm)")
+    parser.add_argument("--stream", action="store_true",
+                        help="every arm streams (SSE), the upstream too")
     parser.add_argument("--chat-history", choices=("plain", "api"), default="plain",
                         help="the chat arms' answers resent as plain messages, or as the API"
                              " gave them (with `refusal` and `annotations`)")
     args = parser.parse_args()
     rows = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, args.default_gc,
-                            args.order, args.history, args.chat_history))
+                            args.order, args.history, args.chat_history, args.stream))
             for url in args.store or ["memory://", "sqlite"]]
     for r in rows:
         arms = " | ".join(f"{name} p50 {r[name]['p50_ms']} p99 {r[name]['p99_ms']} ms"
                           for name in ARMS)
         print(f"{r['store']:>7} {r['turns']} turns gc {r['gc']} order {r['order']}"
-              f" history {r['history']} chat {r['chat_history']}: {arms}"
+              f" history {r['history']} chat {r['chat_history']}"
+              f"{' stream' if r['stream'] else ''}: {arms}"
               f" | responses/chat"
               f" {r.get('ratio_responses_to_chat')} chained/chat"
               f" {r.get('ratio_chained_to_chat')} | added: chat"
