@@ -30,6 +30,7 @@ from proxy.store.base import PageStore
 from proxy.tokens import counter_for_model
 from proxy.vm.identity import tenant_id
 from tests.loop.scripted import VM_TOOLS
+from tests.support.whole_parses import ReadAsWhole
 
 UPSTREAM = "http://upstream.test/v1"
 API_KEY = "sk-test"
@@ -99,6 +100,10 @@ async def serve(
     router.post(f"{settings.upstream.base_url}{path}").mock(side_effect=model)
     transport = httpx.MockTransport(router.async_handler)
     app = create_app(settings, upstream_transport=transport, store=store)
+    # Every request's body, read whole or from the one before, must be what its bytes
+    # parse to, once the memory is done with it (proxy.http.resent).
+    read = ReadAsWhole()
+    read.install()
     try:
         async with asyncio.timeout(DEADLINE_S), app.router.lifespan_context(app):
             async with httpx.AsyncClient(
@@ -108,7 +113,9 @@ async def serve(
                     base_url="http://proxy/v1", api_key=API_KEY, http_client=http, max_retries=0
                 )
                 yield Proxy(app, settings, store, model, http, client)
+        read.check()
     finally:
+        read.uninstall()
         await store.close()
 
 
