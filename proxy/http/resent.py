@@ -51,10 +51,12 @@ MIN_ITEMS = 32
 # Nor is a body shorter than this looked up (a short chat's, most requests): it takes
 # microseconds to parse, less than finding its tenant.
 MIN_BYTES = 4096
-# Bodies are looked up by their tenant and first bytes; several conversations of a
-# tenant that begin alike (the same model and instructions) share a bucket.
+# Bodies are looked up by their tenant and first bytes; the conversations of a tenant
+# that begin alike (one app's users: the same model and system prompt) share a bucket,
+# each body of which is compared in turn (a comparison stops at the first byte that
+# differs, after the shared part).
 _HEAD_BYTES = 64
-_BUCKET = 8
+_BUCKET = 64
 _SPACE = b" \t\r\n"
 
 Key = tuple[str, bytes]

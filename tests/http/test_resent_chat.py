@@ -137,3 +137,22 @@ def test_mode_off_requests_are_not_remembered() -> None:
     body = parse_chat_request(orjson.dumps({"model": "m", "messages": [
         {"role": "user", "content": "x"}] * 40}))
     assert type(body["messages"]) is list
+
+
+def test_one_app_s_many_conversations_are_each_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One tenant (an app's key), one long system prompt, many users at once: their bodies
+    # share far more than the bytes they are looked up by.
+    resent = ResentBodies(RESENT_MESSAGES, min_items=1)
+    system = {"role": "system", "content": "You are the helpdesk of Example Inc. " * 40}
+    users = [[system] for _ in range(30)]
+    for turn in range(3):
+        if turn == 2:
+            parses = WholeParses(monkeypatch, validation)
+        for n, messages in enumerate(users):
+            messages += [{"role": "user", "content": f"user {n} asks {turn}"}]
+            assert_same(orjson.dumps({"model": "m", "messages": messages}), resent)
+            messages += [{"role": "assistant", "content": f"answer {turn} to {n}"}]
+    assert parses.count == 0
+    assert len(resent) == 30
