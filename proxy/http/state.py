@@ -50,6 +50,16 @@ class AppState(State):
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)
+        for api, resent in (("chat", self.resent_chat), ("responses", self.resent_responses)):
+            self.metrics.sample(
+                "vm_resent_bodies_read_total", lambda of=resent: of.hits, {"api": api},
+                kind="counter",
+                help="Requests whose resent history was read from the request before",
+            )
+            self.metrics.sample(
+                "vm_resent_bodies_bytes", lambda of=resent: of.held_bytes, {"api": api},
+                help="Bytes of the request bodies remembered for that",
+            )
         self.summarizer = None
         self.meaning = None
 

@@ -133,6 +133,7 @@ async def test_agents_sdk_with_a_function_tool(streamed: bool) -> None:
                 assert seen
             else:
                 result = await agents.Runner.run(bot, items)
+            metrics = (await http.get(f"{proxy.url}/metrics")).text
         logs = proxy.logs()
     assert result.final_output == f"{ANSWER} Porto: sunny and 24 C.", logs
     assert calls == ["Porto"]
@@ -145,3 +146,6 @@ async def test_agents_sdk_with_a_function_tool(streamed: bool) -> None:
     # with what it stored and sent the upstream a packed prompt, not the whole history.
     last = json.dumps(model.requests[-1]["input"])
     assert "sunny and 24 C" in last and "Turn 3:" not in last
+    # Its second request repeats the first's bytes and adds the call and its result: read
+    # from the first (proxy.http.resent), as the server's counter shows.
+    assert 'vm_resent_bodies_read_total{api="responses"} 1' in metrics, metrics

@@ -156,3 +156,5 @@ def test_one_app_s_many_conversations_are_each_remembered(
             messages += [{"role": "assistant", "content": f"answer {turn} to {n}"}]
     assert parses.count == 0
     assert len(resent) == 30
+    assert resent.hits == 30 * 2  # the second and third turns of each
+    assert resent.held_bytes > 30 * 1500  # each body, its system prompt 1,480 characters
