@@ -107,10 +107,15 @@ class ResentBodies:
         self._min_items = min_items
         self._bytes = 0
         self._buckets: OrderedDict[Key, list[Remembered]] = OrderedDict()
-        self.hits = 0  # requests read from the one before (the `/metrics` counter)
+        self._hits = 0
 
     def __len__(self) -> int:
         return sum(map(len, self._buckets.values()))
+
+    @property
+    def hits(self) -> int:
+        """Requests read from the one before (a `/metrics` counter)."""
+        return self._hits
 
     @property
     def held_bytes(self) -> int:
@@ -181,7 +186,7 @@ class ResentBodies:
         messages = extend(earlier, body)
         if messages is None:
             return None
-        self.hits += 1
+        self._hits += 1
         items = [*earlier.items, *new]
         body[field] = [*items]
         # Remembered in its place when a later request's messages can be made on from its

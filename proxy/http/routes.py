@@ -11,8 +11,9 @@ from starlette.responses import Response
 from proxy.http.admin import refuses_admin_key
 from proxy.http.body import read_body
 from proxy.http.resent import MIN_BYTES as RESENT_MIN_BYTES
+from proxy.http.resent import ResentBodies
 from proxy.http.responses_validation import parse_responses_request
-from proxy.http.state import app_state
+from proxy.http.state import AppState, app_state
 from proxy.http.validation import parse_chat_request
 from proxy.logs import log
 from proxy.loop.handler import handle_chat
@@ -27,16 +28,12 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 async def chat_completions(request: Request) -> Response:
     state = app_state(request)
     refuses_admin_key(request.headers, state.settings.admin)
-    settings = state.settings
-    raw = await read_body(request, settings.server.max_body_bytes)
+    raw = await read_body(request, state.settings.server.max_body_bytes)
     # A long history repeated from the request before is not parsed again, unless nobody
     # reads it (mode off relays the body as it came).
-    resent = None
-    tenant = ""
-    if len(raw) >= RESENT_MIN_BYTES and not memory_off(settings.vm.mode, request.headers):
-        resent = state.resent_chat
-        tenant = request_tenant(request.headers, settings.tenant.secret,
-                                settings.tenant.default)
+    long = len(raw) >= RESENT_MIN_BYTES
+    memory = long and not memory_off(state.settings.vm.mode, request.headers)
+    resent, tenant = _resent(state, request, state.resent_chat if memory else None)
     body = parse_chat_request(raw, resent, tenant)
     return await handle_chat(state, request, body, raw)
 
@@ -47,16 +44,23 @@ async def responses(request: Request) -> Response:
     raw = await read_body(request, state.settings.server.max_body_bytes)
     # The memory reads the input as chat messages, made in the pass that checks it; a
     # request relayed as it came (mode off) is only checked.
-    settings = state.settings
-    memory = not memory_off(settings.vm.mode, request.headers)
-    resent = None
-    tenant = ""
-    if memory and len(raw) >= RESENT_MIN_BYTES:
-        resent = state.resent_responses
-        tenant = request_tenant(request.headers, settings.tenant.secret,
-                                settings.tenant.default)
+    memory = not memory_off(state.settings.vm.mode, request.headers)
+    long = len(raw) >= RESENT_MIN_BYTES
+    resent, tenant = _resent(state, request, state.resent_responses if memory and long
+                             else None)
     body, messages = parse_responses_request(raw, convert=memory, resent=resent, tenant=tenant)
     return await handle_responses(state, request, body, raw, messages)
+
+
+def _resent(
+    state: AppState, request: Request, bodies: ResentBodies | None
+) -> tuple[ResentBodies | None, str]:
+    """`bodies`, the long requests remembered (proxy.http.resent), with the tenant they are
+    kept for; (None, "") when the request is not looked up there (`bodies` None)."""
+    if bodies is None:
+        return None, ""
+    tenant = state.settings.tenant
+    return bodies, request_tenant(request.headers, tenant.secret, tenant.default)
 
 
 async def passthrough_any(request: Request) -> Response:

@@ -50,18 +50,22 @@ class AppState(State):
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)
-        for api, resent in (("chat", self.resent_chat), ("responses", self.resent_responses)):
-            self.metrics.sample(
-                "vm_resent_bodies_read_total", lambda of=resent: of.hits, {"api": api},
-                kind="counter",
-                help="Requests whose resent history was read from the request before",
-            )
-            self.metrics.sample(
-                "vm_resent_bodies_bytes", lambda of=resent: of.held_bytes, {"api": api},
-                help="Bytes of the request bodies remembered for that",
-            )
+        _sample_resent(self.metrics, "chat", self.resent_chat)
+        _sample_resent(self.metrics, "responses", self.resent_responses)
         self.summarizer = None
         self.meaning = None
+
+
+def _sample_resent(metrics: Metrics, api: str, resent: ResentBodies) -> None:
+    """`/metrics` series of one API's remembered bodies (proxy.http.resent)."""
+    metrics.sample(
+        "vm_resent_bodies_read_total", lambda: resent.hits, {"api": api}, kind="counter",
+        help="Requests whose resent history was read from the request before",
+    )
+    metrics.sample(
+        "vm_resent_bodies_bytes", lambda: resent.held_bytes, {"api": api},
+        help="Bytes of the request bodies remembered for that",
+    )
 
 
 def app_state(connection: HTTPConnection) -> AppState:

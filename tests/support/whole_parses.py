@@ -9,6 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
+from proxy.http import routes
+from proxy.http.responses_validation import validate_responses_request
+
 
 class WholeParses:
     """Counts the calls of `module.parse_json_object` from now on (the proxy's own; a test
@@ -38,8 +41,6 @@ class ReadAsWhole:
         self._undo: list[tuple[Any, str, Any]] = []
 
     def install(self) -> None:
-        from proxy.http import routes
-
         chat, responses = routes.handle_chat, routes.handle_responses
 
         async def handle_chat(state: Any, request: Any, body: Any, raw: bytes) -> Any:
@@ -62,8 +63,6 @@ class ReadAsWhole:
             setattr(module, name, original)
 
     def check(self) -> None:
-        from proxy.http.responses_validation import validate_responses_request
-
         for dialect, raw, body, messages in self.seen:
             whole = orjson.loads(raw)
             assert body == whole, f"a {dialect} body is not what its bytes parse to"
