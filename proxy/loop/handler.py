@@ -46,6 +46,7 @@ from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
 from proxy.upstream.assemble import AssembledMessage
+from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay_chat
 
 JSON = "application/json"
@@ -295,8 +296,7 @@ def _observed_passthrough(
     async def store_answer(message: AssembledMessage) -> None:
         await store(answer_message(message.content, message.tool_calls, answer_name))
 
-    for name, value in headers.items():
-        response.headers[name] = value
+    response.raw_headers[:] = set_headers(response.raw_headers, headers)
     return observe(response, store_answer, store_first=store_first)
 
 

@@ -24,13 +24,13 @@ import itertools
 import operator
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from proxy.store.base import Conversation, Path
 from proxy.vm.bounds import encoded_slices
+from proxy.vm.records import immutable
 
 # How many of the newest prefix lengths are tried: a turn adds one or two messages.
 _PROBES = 4
@@ -57,7 +57,7 @@ class Fingerprinted(list[dict[str, Any]]):
         self.fingerprints = fingerprints
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Remembered:
     """A remembered prefix: its length, the chain hash of its last message, and the
     conversation that held that message when it was remembered."""

@@ -51,6 +51,7 @@ from proxy.loop.turn import Turn
 from proxy.store.base import PageStore
 from proxy.tokens import counter_for_model
 from proxy.upstream.assemble import AssembledMessage
+from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay
 from proxy.upstream.responses import EventAccumulator, ItemsMessage, read_response
 from proxy.upstream.responses_format import assistant_message, input_items
@@ -249,8 +250,7 @@ async def _relayed(
         if message.id:
             await remember_unwritten(store, prepared.tenant, message.id, placement)
 
-    for name, value in prepared.headers().items():
-        response.headers[name] = value
+    response.raw_headers[:] = set_headers(response.raw_headers, prepared.headers())
     # A request that held only its new items (a session, a previous_response_id) is followed
     # by one that names this answer: stored, and its id mapped, before the answer is sent.
     store_first = prepared.session is not None or body.get("previous_response_id") is not None

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 
 from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page
+from proxy.vm.records import immutable
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Conversation:
     tenant: str
     conv_id: str
@@ -56,7 +57,7 @@ class TenantInfo:
     last_used: float
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class PathSpan:
     """Positions `lo <= anchor < hi` of `conv_id` are on the path (`hi` None: unbounded)."""
 
@@ -65,7 +66,7 @@ class PathSpan:
     hi: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Path:
     """The spans that make up one conversation's visible history, leaf first."""
 

@@ -10,8 +10,8 @@ both. The store keeps them as they are made here."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from proxy.vm.records import immutable
 from proxy.vm.turn_record import RecordError, TurnRecord
 
 # Seconds since the epoch (time.time): what stamps mutations, pages and the store's rows.
@@ -31,7 +31,7 @@ STATIC = "static"
 CITE = "cite"
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Mutation:
     """One event of one turn (see the module docstring); `detail` holds a record's JSON."""
 

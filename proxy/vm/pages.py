@@ -8,9 +8,11 @@ level 0 verbatim, 1 an extractive reduction, 2 an abstract, 3 the id plus a hint
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any
+
+from proxy.vm.records import immutable
 
 
 class PageKind(StrEnum):
@@ -58,7 +60,7 @@ def parse_page_id(page_id: str) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Page:
     """One page of one conversation path.
 

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.errors import UpstreamError, UpstreamTimeout
 from proxy.upstream.client import error_for_transport_failure
-from proxy.upstream.headers import forward_headers, relay_head
+from proxy.upstream.headers import forward_headers, relay_head, set_headers
 from proxy.upstream.relay import is_openai_error
 
 CLIENT_HEADERS = [
@@ -159,3 +159,26 @@ def test_openai_error_shape(body: object, shaped: bool) -> None:
 def test_a_non_json_error_body_is_not_openai_shaped() -> None:
     assert is_openai_error(b"<html>502 Bad Gateway</html>") is False
     assert is_openai_error(b"") is False
+
+
+def test_set_headers_replaces_every_earlier_value_and_keeps_the_rest():
+    raw = [(b"content-type", b"application/json"), (b"x-vm-faults", b"9"),
+           (b"x-request-id", b"req_1"), (b"x-vm-faults", b"8")]
+    headers = {"X-VM-Faults": "0", "x-vm-session": "c1"}
+    assert set_headers(raw, headers) == [
+        (b"content-type", b"application/json"), (b"x-request-id", b"req_1"),
+        (b"x-vm-faults", b"0"), (b"x-vm-session", b"c1"),
+    ]
+    assert raw[1] == (b"x-vm-faults", b"9")  # the list given is left as it was
+
+
+def test_set_headers_gives_what_starlette_header_assignment_gives():
+    from starlette.responses import Response
+
+    response = Response(b"{}", headers={"X-Request-Id": "r", "x-vm-mode": "strict"})
+    expected = Response(b"{}", headers={"X-Request-Id": "r", "x-vm-mode": "strict"})
+    headers = {"x-vm-mode": "off", "x-vm-prompt-tokens": "12"}
+    for name, value in headers.items():
+        expected.headers[name] = value
+    got = set_headers(response.raw_headers, headers)
+    assert sorted(got) == sorted(expected.raw_headers)
