@@ -13,7 +13,9 @@ unlike the CPU time overhead.py reads from /proc):
     valgrind --tool=callgrind python benchmarks/short_profile.py --requests 600
 
 `--mode off` runs the pass-through, for scale; `--cprofile FILE` writes the measured
-requests' profile (the event loop's thread only).
+requests' profile (the event loop's thread only); `--ablate NAME` takes a part of the turn
+out, an experiment (benchmarks/_ablations.py). `instructions.py` runs these under callgrind
+and reports the figures.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _ablations  # noqa: E402
 import _servers  # noqa: E402
 
 from proxy import create_app  # noqa: E402
@@ -98,8 +101,11 @@ def main() -> None:
     parser.add_argument("--store", default="sqlite", help="sqlite (a fresh file) or a URL")
     parser.add_argument("--mode", choices=("on", "off"), default="on")
     parser.add_argument("--cprofile", type=Path, help="write the requests' cProfile here")
+    parser.add_argument("--ablate", choices=_ablations.ABLATIONS, default="none",
+                        help="take a part of the turn out (an experiment: _ablations.py)")
     args = parser.parse_args()
     _servers.SHORT_TURNS = args.turns
+    _ablations.apply(args.ablate)
     asyncio.run(run(args.requests, args.clients, args.store, args.mode, args.cprofile))
 
 

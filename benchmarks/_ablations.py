@@ -1,0 +1,107 @@
+"""Experiments, not modes: parts of a short chat's turn taken out, to measure what each costs
+(issue 15). `short_profile.py --ablate NAME` applies one before the app is made;
+`instructions.py` counts a request's instructions with each, against the whole turn and
+the pass-through in the same run.
+
+- `store`: the turn's messages are neither made into pages nor stored; the conversation's
+  row is moved on in memory as the append would have, so the chat's next turns still take
+  the short path. What making and storing the pages costs (ingest, append, the writer).
+- `append`: the pages are made, not stored: the store's append is skipped and its row made
+  in place. What the append costs, the writer's part included.
+- `sql`: the SQLite writer runs no statement for an append (and encodes no page): what its
+  share of the append costs.
+- `reads`: a new chat's two store reads (its hashes, its row) answer "nothing" without a
+  reader thread. What those round trips cost.
+
+Patched so, the store is wrong; nothing reads it back within a run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+ABLATIONS = ("none", "store", "append", "sql", "reads")
+
+
+def apply(name: str) -> None:
+    if name == "none":
+        return
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; one of {', '.join(ABLATIONS)}")
+    {"store": _store, "append": _append, "sql": _sql, "reads": _reads}[name]()
+
+
+def _store() -> None:
+    from proxy.loop.prefix_cache import fingerprint
+    from proxy.loop.short_chat import ShortTurn
+    from proxy.store.base import Conversation
+    from proxy.vm.identity import chain_hashes
+
+    async def store(self: ShortTurn, answer: dict[str, Any] | None) -> None:
+        if self.stored:
+            return
+        self.stored = True
+        hashes = list(self.hashes)
+        count = len(self.new)
+        fingerprints = self.fingerprints
+        if answer is not None:
+            hashes.extend(chain_hashes(self.tenant, [answer], prev=hashes[-1]))
+            count += 1
+            fingerprints = [*fingerprints, fingerprint(answer)]
+        row = self.row
+        leaf = Conversation(
+            row.tenant, row.conv_id, row.parent_id, row.fork_at, row.length + count,
+            row.version + 1, {**row.state, "hash": hashes[-1]}, time.time(),
+        )
+        self.state.prefix_cache.remember(self.tenant, fingerprints, hashes[-1], leaf, self.path)
+
+    ShortTurn.store = store  # type: ignore[method-assign]
+
+
+def _append() -> None:
+    from proxy.store.base import Conversation
+    from proxy.store.cached import CachedStore
+
+    async def append(
+        self: CachedStore, tenant: str, conv_id: str, pages: Any, *, expected_version: int,
+        new_length: int, state: Any = None, mutations: Any = (), durable: bool = True,
+        response_id: str | None = None,
+    ) -> Conversation:
+        return Conversation(tenant, conv_id, None, 0, new_length, expected_version + 1,
+                            dict(state or {}), time.time())
+
+    CachedStore.append = append  # type: ignore[method-assign]
+
+
+def _sql() -> None:
+    from proxy.store.base import Conversation
+    from proxy.store.sqlite import SQLiteStore
+
+    def append(
+        self: SQLiteStore, conn: Any, tenant: str, conv_id: str, pages: Any,
+        expected_version: int, new_length: int, state: Any, mutations: Any,
+        response_id: str | None,
+    ) -> Conversation:
+        return Conversation(tenant, conv_id, None, 0, new_length, expected_version + 1,
+                            dict(state or {}), time.time())
+
+    SQLiteStore._append = append  # type: ignore[method-assign]
+
+
+def _reads() -> None:
+    from proxy.store.sqlite import SQLiteStore
+    from proxy.store.sqlite_calls import SQLiteCalls
+
+    async def lookup_hashes(self: SQLiteStore, tenant: str, hashes: Any) -> dict[str, Any]:
+        return {}
+
+    read = SQLiteCalls._read
+
+    async def read_rows(self: SQLiteCalls, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn.__name__ == "get_conversation":
+            return None  # (only new chats read a row in a short chat's run)
+        return await read(self, fn, *args, **kwargs)
+
+    SQLiteStore.lookup_hashes = lookup_hashes  # type: ignore[method-assign]
+    SQLiteCalls._read = read_rows  # type: ignore[method-assign]
