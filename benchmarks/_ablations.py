@@ -14,11 +14,17 @@ the pass-through in the same run.
   reader thread. What those round trips cost.
 
 Patched so, the store is wrong; nothing reads it back within a run.
+
+    python benchmarks/_ablations.py NAME serve --port P --upstream U --store S
+
+runs `vm-proxy serve` with one applied, for a load generator (as benchmarks/_unstored.py).
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 ABLATIONS = ("none", "store", "append", "sql", "reads")
@@ -105,3 +111,11 @@ def _reads() -> None:
 
     SQLiteStore.lookup_hashes = lookup_hashes  # type: ignore[method-assign]
     SQLiteCalls._read = read_rows  # type: ignore[method-assign]
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from proxy.cli import main
+
+    apply(sys.argv[1])
+    raise SystemExit(main(sys.argv[2:]))
