@@ -296,7 +296,7 @@ def _observed_passthrough(
     async def store_answer(message: AssembledMessage) -> None:
         await store(answer_message(message.content, message.tool_calls, answer_name))
 
-    response.raw_headers[:] = set_headers(response.raw_headers, headers)
+    set_headers(response.raw_headers, headers)
     return observe(response, store_answer, store_first=store_first)
 
 

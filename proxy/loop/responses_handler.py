@@ -250,7 +250,7 @@ async def _relayed(
         if message.id:
             await remember_unwritten(store, prepared.tenant, message.id, placement)
 
-    response.raw_headers[:] = set_headers(response.raw_headers, prepared.headers())
+    set_headers(response.raw_headers, prepared.headers())
     # A request that held only its new items (a session, a previous_response_id) is followed
     # by one that names this answer: stored, and its id mapped, before the answer is sent.
     store_first = prepared.session is not None or body.get("previous_response_id") is not None

@@ -122,19 +122,18 @@ def relay_head(raw_headers: Iterable[tuple[bytes, bytes]]) -> RelayHead:
     return head
 
 
-def set_headers(raw_headers: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> list[
-    tuple[bytes, bytes]
-]:
-    """`raw_headers` (lower-case names, as `relay_head` makes them) with `headers` set: each
-    one's earlier values dropped, its value added. One pass for them all, where a starlette
-    `MutableHeaders` assignment scans the list once a header (four on every short chat)."""
+def set_headers(raw_headers: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> None:
+    """Set `headers` in `raw_headers` (lower-case names, as `relay_head` makes them), in
+    place: each one's earlier values dropped, its value added. One pass for them all, where
+    a starlette `MutableHeaders` assignment scans the list once a header (four on every
+    short chat); in place, so that a response's `headers` view of the list stays true."""
     names = {name.lower().encode("latin-1") for name in headers}
     kept = [pair for pair in raw_headers if pair[0] not in names]
     kept.extend(
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in headers.items()
     )
-    return kept
+    raw_headers[:] = kept
 
 
 def content_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> str:
