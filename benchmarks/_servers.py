@@ -16,7 +16,9 @@ cheaper per request than a full client, so the machine's cores go to the servers
 `--chat short` every request is a turn of a short chat instead of the same one message:
 each connection runs chats of `SHORT_TURNS` turns, resending the history as a chat app
 does (the answers are the fake upstream's constant one), so the proxy stores a new user
-message and a new answer on every request.
+message and a new answer on every request. With `--chat oneshot` every request is a new
+chat of one message (an app's single calls: a classification, an extraction), so each is a
+new conversation's first turn.
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ _TOPICS = ["the garden", "a trip to Lisbon", "sourdough", "the bike", "jazz reco
            "the telescope", "a birthday dinner", "camping gear"]
 
 
-def short_chat_body(connection: int, number: int) -> bytes:
-    """The body of request `number` of `connection`: a turn of one of its short chats."""
-    chat, turn = divmod(number, SHORT_TURNS)
+def short_chat_body(connection: int, number: int, turns: int | None = None) -> bytes:
+    """The body of request `number` of `connection`: a turn of one of its short chats, of
+    `turns` turns (SHORT_TURNS by default)."""
+    chat, turn = divmod(number, SHORT_TURNS if turns is None else turns)
     topic = _TOPICS[(connection + chat) % len(_TOPICS)]
     messages: list[dict[str, str]] = []
     for i in range(turn + 1):
@@ -254,9 +257,11 @@ async def generate_load(
     connections = []
     for index in range(concurrency):
         bodies = None
-        if chat == "short":
-            def bodies(number: int, c: int = run * 1000 + index) -> bytes:
-                return _request(port, path, short_chat_body(c, number))
+        if chat in ("short", "oneshot"):
+            turns = 1 if chat == "oneshot" else None
+
+            def bodies(number: int, c: int = run * 1000 + index, t: int | None = turns) -> bytes:
+                return _request(port, path, short_chat_body(c, number, t))
         _, protocol = await loop.create_connection(
             lambda b=bodies: _Connection(request, b), "127.0.0.1", port
         )
@@ -322,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--max-requests", type=int, default=200_000)
-    parser.add_argument("--chat", choices=["same", "short"], default="same")
+    parser.add_argument("--chat", choices=["same", "short", "oneshot"], default="same")
     args = parser.parse_args(argv)
     if args.kind == "upstream":
         uvloop.run(serve_upstream(args.port))

@@ -21,7 +21,9 @@ a no-op (benchmarks/_unstored.py, an experiment: what storing costs). Every targ
 driven with short
 chats by default (`--chat short`: each request a new turn of a 4-turn chat, resending its
 history; far below `vm.activate_above`, so each is forwarded unchanged and its new user
-message and answer are stored), so every row carries the same requests. After the run the
+message and answer are stored), so every row carries the same requests; `--chat oneshot`
+sends each request as a new chat of one message instead (each a new conversation's first
+turn, which looks up its history and creates its conversation). After the run the
 SQLite target's file is measured: bytes on disk per stored message, by table
 (benchmarks/storage.py).
 
@@ -138,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--targets", default=",".join(TARGETS), help=(
         f"comma-separated, in the order measured, of {', '.join([*TARGETS, *DEFAULT_TARGETS])}"))
-    parser.add_argument("--chat", choices=["short", "same"], default="short",
-                        help="every request a new turn of a short chat, or the same one message")
+    parser.add_argument("--chat", choices=["short", "oneshot", "same"], default="short",
+                        help="every request a new turn of a short chat, a new one-message "
+                        "chat, or the same one message")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every target this many times per level, alternating")
     args = parser.parse_args(argv)
