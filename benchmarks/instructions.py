@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,6 @@ def count(arm: str, requests: int, out_dir: Path) -> int:
 def measure(arm: str, low: int, high: int, out_dir: Path) -> float:
     """A request's instructions: the two runs side by side (two cores, or they wait)."""
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(2) as pool:
             few, many = pool.map(lambda n: count(arm, n, Path(scratch)), (low, high))
     return (many - few) / (high - low)

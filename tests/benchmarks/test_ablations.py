@@ -10,14 +10,24 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import _servers
+from benchmarks.short_profile import WARM_UP
+
 SHORT_PROFILE = Path(__file__).resolve().parents[2] / "benchmarks" / "short_profile.py"
 
 
+MEASURED = 40
+# Every request, warm-up included, stores a question and an answer; each chat has
+# SHORT_TURNS turns (2 clients: the requests split evenly into whole chats).
+REQUESTS = WARM_UP + MEASURED
+CHATS = REQUESTS // _servers.SHORT_TURNS
+
+
 def _run(tmp_path: Path, ablate: str) -> tuple[int, int]:
-    """(message pages, conversations) stored by 40 short-chat requests."""
+    """(message pages, conversations) stored by the short-chat requests."""
     db = tmp_path / f"{ablate}.db"
     done = subprocess.run(
-        [sys.executable, str(SHORT_PROFILE), "--requests", "40", "--clients", "2",
+        [sys.executable, str(SHORT_PROFILE), "--requests", str(MEASURED), "--clients", "2",
          "--store", f"sqlite:///{db}", "--ablate", ablate],
         capture_output=True, timeout=120,
     )
@@ -30,20 +40,18 @@ def _run(tmp_path: Path, ablate: str) -> tuple[int, int]:
 
 def test_nothing_taken_out_stores_every_message(tmp_path: Path) -> None:
     pages, conversations = _run(tmp_path, "none")
-    # 104 requests (64 to warm up), 4 turns a chat of 2 clients: each request a question
-    # and an answer stored.
-    assert pages == 2 * 104
-    assert conversations == 104 // 4
+    assert pages == 2 * REQUESTS
+    assert conversations == CHATS
 
 
 @pytest.mark.parametrize("ablate", ["store", "append", "sql"])
 def test_the_pages_are_not_stored_but_the_chats_go_on(tmp_path: Path, ablate: str) -> None:
     pages, conversations = _run(tmp_path, ablate)
     assert pages == 0
-    # Later turns still continue their chat (a new conversation every request would be
-    # 104): the row moved on in memory.
-    assert conversations == 104 // 4
+    # Later turns still continue their chat (not a new conversation every request): the
+    # row moved on in memory.
+    assert conversations == CHATS
 
 
 def test_reads_taken_out_still_stores_every_message(tmp_path: Path) -> None:
-    assert _run(tmp_path, "reads") == (2 * 104, 104 // 4)
+    assert _run(tmp_path, "reads") == (2 * REQUESTS, CHATS)

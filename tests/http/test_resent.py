@@ -146,9 +146,17 @@ def test_a_conversation_is_parsed_whole_twice_then_only_its_new_items(
     assert len(resent) == 1  # one conversation, its last request
 
 
-def test_short_histories_are_not_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
-    resent = ResentBodies(RESENT_INPUT)
-    for items in conversation(10):  # at most 19 items, below MIN_ITEMS
+@pytest.mark.parametrize(
+    ("resent", "turns"),
+    [
+        (ResentBodies(RESENT_INPUT), 10),  # at most 19 items, below MIN_ITEMS
+        # server.resent_bodies_mb = 0
+        (ResentBodies(RESENT_INPUT, max_bytes=0, min_items=1), 4),
+    ],
+    ids=["short histories", "no room"],
+)
+def test_none_are_remembered(resent: ResentBodies, turns: int) -> None:
+    for items in conversation(turns):
         assert_same(orjson.dumps({"model": "gpt-4o", "input": items}), resent)
     assert len(resent) == 0
 
@@ -251,14 +259,6 @@ def test_a_second_input_field_is_parsed_whole(monkeypatch: pytest.MonkeyPatch) -
                                                 {"role": "user", "content": "y"}]})
     doubled = raw[:-1] + b',"input":"only this"}'
     assert_same(doubled, resent)
-
-
-def test_none_are_remembered_with_no_room() -> None:
-    # (server.resent_bodies_mb = 0)
-    resent = ResentBodies(RESENT_INPUT, max_bytes=0, min_items=1)
-    for items in conversation(4):
-        assert_same(orjson.dumps({"model": "gpt-4o", "input": items}), resent)
-    assert len(resent) == 0
 
 
 def test_an_agent_s_tool_results_keep_the_turn_they_go_on_from(
