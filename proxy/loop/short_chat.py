@@ -198,11 +198,8 @@ async def _new_conversation(
     deferred, as the general path creates it), or None when some are stored: the history
     continues a conversation this process does not remember (another replica's, or one
     from before a restart), for the general path to find."""
-    store = state.store
-    if await store.lookup_hashes(tenant, list(hashes)):
-        return None
     conv_id = "c" + hashes[0][:24]
-    row = await store.create_conversation(tenant, conv_id, durable=False)
-    if row.parent_id is not None or row.length != 0:
+    row = await state.store.open_root(tenant, conv_id, hashes)
+    if row is None or row.parent_id is not None or row.length != 0:
         return None
     return row, root_path(tenant, conv_id)

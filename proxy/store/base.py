@@ -132,6 +132,15 @@ class PageStore(Protocol):
         for it). Its failure is logged, not raised, and forgets it here: an append on the
         row returned is then refused. For conversations of a whole-history request."""
 
+    async def open_root(
+        self, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        """The root conversation `conv_id` for a whole-history request none of whose messages
+        is stored yet (their chain hashes `hashes`): its row, created as
+        `create_conversation(durable=False)` creates it when absent; None when any of
+        `hashes` is stored. `lookup_hashes` then `create_conversation` (`open_root_in_two`),
+        in one trip to the database where the backend can (SQLite)."""
+
     async def path(self, tenant: str, conv_id: str) -> Path:
         """The spans of `conv_id`'s history, following parents."""
 
@@ -244,3 +253,12 @@ class PageStore(Protocol):
     async def gc(self, older_than: float) -> int:
         """Delete conversations not updated since `older_than` (epoch seconds); return count."""
 
+
+
+async def open_root_in_two(
+    store: PageStore, tenant: str, conv_id: str, hashes: Sequence[str]
+) -> Conversation | None:
+    """`PageStore.open_root` as a lookup, then a create."""
+    if await store.lookup_hashes(tenant, hashes):
+        return None
+    return await store.create_conversation(tenant, conv_id, durable=False)

@@ -133,6 +133,12 @@ class CachedStore:
         )
         return self._remember(conv)
 
+    async def open_root(
+        self, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        conv = await self.inner.open_root(tenant, conv_id, hashes)
+        return None if conv is None else self._remember(conv)
+
     async def path(self, tenant: str, conv_id: str) -> Path:
         cached = self._paths.get((tenant, conv_id))
         if cached is None:

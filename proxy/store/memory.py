@@ -23,6 +23,7 @@ from proxy.store.base import (
     TenantInfo,
     UnknownConversation,
     VersionConflict,
+    open_root_in_two,
 )
 from proxy.store.codec import (
     decode_page,
@@ -116,6 +117,11 @@ class MemoryStore:
             row = _ConvRow(parent_id, fork, length=fork, updated_at=now)
             self._convs[(tenant, conv_id)] = row
         return _conversation(tenant, conv_id, row)
+
+    async def open_root(
+        self, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        return await open_root_in_two(self, tenant, conv_id, hashes)
 
     async def path(self, tenant: str, conv_id: str) -> Path:
         def fork_of(conv: str) -> tuple[str | None, int] | None:

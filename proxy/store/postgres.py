@@ -32,6 +32,7 @@ from proxy.store.base import (
     StoreError,
     UnknownConversation,
     VersionConflict,
+    open_root_in_two,
 )
 from proxy.store.codec import (
     decode_page,
@@ -165,6 +166,11 @@ class PostgresStore(PostgresAdminReads):
             tenant, conv_id,
         )
         return None if version is None else int(version)
+
+    async def open_root(
+        self, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        return await open_root_in_two(self, tenant, conv_id, hashes)
 
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,

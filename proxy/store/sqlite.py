@@ -13,7 +13,9 @@ so the writer's is the warm one (a turn's search reads a good part of the index 
 after the turn's first append). A read of a conversation that is being written also goes
 there, behind the write, and so reads what the write stored: the loop issues the turn's
 search as soon as the append of its question is issued (proxy.loop.early_search). Reads
-of other conversations do not wait for writes.
+of other conversations do not wait for writes. One read runs on the event loop, on a
+connection of its own: a new chat's (`open_root`), two index lookups of tens of
+microseconds that a thread's round trip took several times longer than.
 
 Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
 per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
@@ -191,7 +193,7 @@ class SQLiteStore(SQLiteNames):
         if not durable:
             # Read first (a reader thread, or behind this process's writes of it): a row
             # stored already is returned as it is. Else the create is queued for the
-            # writer, like the deferred append that follows it, which its row allows.
+            # writer (_defer_create).
             found = await self._read(q.get_conversation, tenant, conv_id, of=key)
             if found is not None:
                 return self._learn_fork(found, since)
@@ -200,42 +202,51 @@ class SQLiteStore(SQLiteNames):
             # client that was +70 us p50 and +100 us CPU a request (benchmarks/overhead.py).
             await self._catch_up()
             if key not in self._forks:  # no create of it issued meanwhile
-                fork = fork_at if parent_id is not None else 0
-                row = Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, self._clock())
-                self._learn_fork(row, self._forgettings)
-                written = self._defer(self._create, tenant, conv_id, parent_id, fork_at)
-                written.add_done_callback(lambda done: self._settled(key, [], done))
-                return row
+                return self._defer_create(tenant, conv_id, parent_id, fork_at)
             since = self._forgettings
         return self._learn_fork(await self._write(
             self._create, tenant, conv_id, parent_id, fork_at, of=key
         ), since)
 
+    async def open_root(
+        self, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        # As lookup_hashes, then create_conversation(durable=False), but read on the loop
+        # (_read_small): a new chat's first turn waits for these reads, and three trips to
+        # threads (the lookup's, the row's, the catch-up's) cost it 0.47 ms p50 at one
+        # client (benchmarks/overhead.py --chat oneshot).
+        queued = self._deferred_hashes
+        if any((tenant, h) in queued for h in hashes):
+            return None
+        key = (tenant, conv_id)
+        since = self._forgettings
+        found, row = await self._read_small(q.root_reads, tenant, list(hashes), conv_id, of=key)
+        if found or any((tenant, h) in queued for h in hashes):
+            return None
+        if row is not None:
+            return self._learn_fork(row, since)
+        if key in self._forks:  # a create of it issued meanwhile: it answers as it is
+            return await self.create_conversation(tenant, conv_id, durable=False)
+        return self._defer_create(tenant, conv_id, None, 0)
+
+    def _defer_create(
+        self, tenant: str, conv_id: str, parent_id: str | None, fork_at: int
+    ) -> Conversation:
+        """The row of a create queued for the writer, like the deferred append that follows
+        it, which the row allows."""
+        key = (tenant, conv_id)
+        fork = fork_at if parent_id is not None else 0
+        row = Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, self._clock())
+        self._learn_fork(row, self._forgettings)
+        written = self._defer(self._create, tenant, conv_id, parent_id, fork_at)
+        written.add_done_callback(lambda done: self._settled(key, [], done))
+        return row
+
     def _create(
         self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
         fork_at: int,
     ) -> Conversation:
-        with q.transaction(conn):
-            existing = q.get_conversation(conn, tenant, conv_id)
-            if existing is not None:
-                return existing
-            now = self._clock()
-            if parent_id is not None:
-                # Forking is a use of the parent: touch it, as the other backends do.
-                touched = conn.execute(
-                    "UPDATE conversations SET updated_at = max(updated_at, ?)"
-                    " WHERE tenant = ? AND conv_id = ?",
-                    (now, tenant, parent_id),
-                )
-                if touched.rowcount != 1:
-                    raise UnknownConversation(parent_id)
-            fork = fork_at if parent_id is not None else 0
-            conn.execute(
-                "INSERT INTO conversations (tenant, conv_id, parent_id, fork_at, length,"
-                " version, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                (tenant, conv_id, parent_id, fork, fork, b"{}", now, now),
-            )
-        return Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, now)
+        return q.create_conversation(conn, tenant, conv_id, parent_id, fork_at, self._clock())
 
     async def path(self, tenant: str, conv_id: str) -> Path:
         return await self._read(q.path, tenant, conv_id, of=(tenant, conv_id))

@@ -1,7 +1,8 @@
 """How a SQLite store's calls reach its threads: one writer, a few readers, group commit.
 
 SQLite calls block, so none runs on the event loop (proxy.store.sqlite explains which
-thread a read goes to and why). `SQLiteCalls` is that dispatch, kept apart from what the
+thread a read goes to and why), but reads of a few index pages (`_read_small`), which take
+less time than a thread's round trip. `SQLiteCalls` is that dispatch, kept apart from what the
 store reads and writes: `_read` and `_write` run a function on a thread's connection and
 await it, `_defer` queues a write nobody waits for.
 
@@ -41,6 +42,8 @@ R = TypeVar("R")
 
 # How long a deferred write may wait for others to go to the writer thread with it.
 DEFER_WINDOW_S = 0.005
+# What a read that meets a lock raises (SQLITE_BUSY, SQLITE_LOCKED): read on a thread.
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 # How long `_catch_up` waits at most: a group commit of a few short turns takes well under
 # it; a write that takes longer is not waited for (benchmarks/stall.py).
 CATCH_UP_S = 0.002
@@ -55,6 +58,7 @@ class _Connections:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
+        self._closed = False
 
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -66,7 +70,19 @@ class _Connections:
                 self._all.append(conn)
         return conn
 
+    def on_loop(self) -> sqlite3.Connection:
+        """The event loop thread's connection (SQLiteCalls._read_small), which waits for no
+        lock."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the store is closed")
+            conn = self.get()
+            conn.execute("PRAGMA busy_timeout = 0")
+        return conn
+
     def close_all(self) -> None:
+        self._closed = True
         with self._guard:
             for conn in self._all:
                 conn.close()
@@ -145,6 +161,26 @@ class SQLiteCalls:
             # After the other tasks runnable now, which may add reads of their own.
             loop.call_soon(self._send_reads, loop)
         return await read.future
+
+    async def _read_small(
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str]
+    ) -> R:
+        """`_read` for a read of a few index pages, run on the event loop's own connection
+        when no write of `of` is under way: it takes tens of microseconds, less than a
+        thread's round trip (the thread's wake-up, then the loop's: over 0.1 ms each on a
+        small virtual machine, longer when the loop is busy). Under WAL a read waits for no
+        writer; the connection waits for no lock either (busy_timeout 0): a read that meets
+        one (a checkpoint of another process's, a recovery) goes to a thread instead."""
+        if of not in self._writing:
+            try:
+                return fn(self._conns.on_loop(), *args)
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", None) or 0
+                if code & 0xFF not in _BUSY:  # (an extended code's primary code)
+                    raise StoreError(f"sqlite store failed: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite store failed: {exc}") from exc
+        return await self._read(fn, *args, of=of)
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, []

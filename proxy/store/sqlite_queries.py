@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from proxy.store.base import Conversation, Path, SearchHit
+from proxy.store.base import Conversation, Path, SearchHit, UnknownConversation
 from proxy.store.codec import decode_page, decode_state, id_prefix
 from proxy.store.paths import (
     MAX_FORK_DEPTH,
@@ -100,6 +100,33 @@ def span_sql(
     return "(" + " OR ".join(clause for _ in spans) + ")", [v for span in spans for v in span]
 
 
+def create_conversation(
+    conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None, fork_at: int,
+    now: float,
+) -> Conversation:
+    """Create the conversation (the existing row when there is one)."""
+    with transaction(conn):
+        existing = get_conversation(conn, tenant, conv_id)
+        if existing is not None:
+            return existing
+        if parent_id is not None:
+            # Forking is a use of the parent: touch it, as the other backends do.
+            touched = conn.execute(
+                "UPDATE conversations SET updated_at = max(updated_at, ?)"
+                " WHERE tenant = ? AND conv_id = ?",
+                (now, tenant, parent_id),
+            )
+            if touched.rowcount != 1:
+                raise UnknownConversation(parent_id)
+        fork = fork_at if parent_id is not None else 0
+        conn.execute(
+            "INSERT INTO conversations (tenant, conv_id, parent_id, fork_at, length,"
+            " version, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            (tenant, conv_id, parent_id, fork, fork, b"{}", now, now),
+        )
+    return Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, now)
+
+
 def lookup_hashes(
     conn: sqlite3.Connection, tenant: str, hashes: list[str]
 ) -> dict[str, tuple[str, int]]:
@@ -114,6 +141,14 @@ def lookup_hashes(
         ):
             found[chain_hash] = (conv_id, position)
     return found
+
+
+def root_reads(
+    conn: sqlite3.Connection, tenant: str, hashes: list[str], conv_id: str
+) -> tuple[dict[str, tuple[str, int]], Conversation | None]:
+    """A new root conversation's reads, in one trip: which of `hashes` are stored, and the
+    row of `conv_id`."""
+    return lookup_hashes(conn, tenant, hashes), get_conversation(conn, tenant, conv_id)
 
 
 def get_pages(conn: sqlite3.Connection, path: Path, page_ids: list[str]) -> dict[str, Page]:

@@ -19,7 +19,8 @@ BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
            1.0, 2.5, 10.0)
 TIMED = frozenset({
     "ping", "lookup_hashes", "get_conversation", "conversation_version",
-    "create_conversation", "path", "append", "update_state", "get_pages", "pages_in_range",
+    "create_conversation", "open_root", "path", "append", "update_state", "get_pages",
+    "pages_in_range",
     "search", "put_pages", "mutations", "mutations_between", "resolve_session", "bind_session",
     "find_response", "remember_response", "gc", "list_tenants", "list_conversations",
     "conversation_tree",

@@ -334,7 +334,7 @@ class ScriptedModel:
             await asyncio.sleep(delay)
         status, headers, content = self.respond(json.loads(request.content))
         if isinstance(content, list):
-            return httpx.Response(status, headers=headers, stream=_Pieces(content))
+            return httpx.Response(status, headers=headers, stream=Pieces(content))
         return httpx.Response(status, headers=headers, content=content)
 
     def fake_upstream_handler(self, request: RecordedRequest) -> Reply:
@@ -505,7 +505,7 @@ def _dumps_event(value: Any) -> bytes:
     return b"data: " + _dumps(value) + b"\n\n"
 
 
-class _Pieces(httpx.AsyncByteStream):
+class Pieces(httpx.AsyncByteStream):
     """A response body delivered one SSE event per read, like a real stream."""
 
     def __init__(self, chunks: Sequence[bytes]) -> None:

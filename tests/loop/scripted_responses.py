@@ -27,11 +27,11 @@ from tests.loop.scripted import (
     Calls,
     Decision,
     Fail,
+    Pieces,
     Policy,
     Step,
     StreamError,
     _action,
-    _Pieces,
     pieces,
     read_request,
 )
@@ -95,7 +95,7 @@ class ResponsesModel:
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         status, headers, content = self.respond(json.loads(request.content))
         if isinstance(content, list):
-            return httpx.Response(status, headers=headers, stream=_Pieces(content))
+            return httpx.Response(status, headers=headers, stream=Pieces(content))
         return httpx.Response(status, headers=headers, content=content)
 
     def fake_upstream_handler(self, request: RecordedRequest) -> Reply:

@@ -112,14 +112,14 @@ async def test_mode_off_relays_as_it_is() -> None:
 async def test_a_stream_cut_before_completed_is_an_error_and_not_stored() -> None:
     import httpx
 
-    from tests.loop.scripted import _Pieces
+    from tests.loop.scripted import Pieces
 
     model = ResponsesModel(lambda reading: Answer("Half an answ"))
 
     async def cut(request: httpx.Request) -> httpx.Response:
         status, headers, events = model.respond(json.loads(request.content))
         assert isinstance(events, list)
-        return httpx.Response(status, headers=headers, stream=_Pieces(events[:-1]))
+        return httpx.Response(status, headers=headers, stream=Pieces(events[:-1]))
 
     async with serve(cut, path="/responses") as proxy:
         raw = await proxy.http.post("/v1/responses", headers=HEADERS,

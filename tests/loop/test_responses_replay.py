@@ -19,7 +19,7 @@ import respx
 from proxy.http.app import create_app
 from proxy.store import open_store
 from tests.loop.harness import API_KEY, vm_settings
-from tests.loop.scripted import _Pieces
+from tests.loop.scripted import Pieces
 from tests.upstream.responses_recordings import Exchange, files, of_file
 
 HEADERS = {"authorization": f"Bearer {API_KEY}"}
@@ -38,7 +38,7 @@ class Upstream:
         body = exchange.body
         # Cut at arbitrary points, as a network delivers a body.
         pieces = [body[i : i + 211] for i in range(0, len(body), 211)]
-        return httpx.Response(exchange.status, stream=_Pieces(pieces),
+        return httpx.Response(exchange.status, stream=Pieces(pieces),
                               headers={"content-type": exchange.content_type})
 
 

@@ -14,9 +14,11 @@ import pytest
 
 from proxy.loop.short_chat import ShortTurn, short_turn
 from proxy.store import open_store
-from proxy.store.base import PageStore
+from proxy.store.base import PageStore, StoreError
 from proxy.store.codec import encode_page
+from proxy.store.memory import MemoryStore
 from tests.loop.harness import serve, vm_settings
+from tests.loop.scripted import Pieces
 
 VM_HEADERS = ("x-vm-session", "x-vm-faults", "x-vm-prompt-tokens", "x-vm-prompt-tokens-full")
 
@@ -228,3 +230,70 @@ async def test_a_chat_from_before_a_restart_goes_on_where_it_was_stored(tmp_path
         assert len(await store.list_conversations(tenant=proxy.tenant)) == 1
     finally:
         await store.close()
+
+
+def streamed_reply(request: httpx.Request) -> httpx.Response:
+    """`reply`'s answer, as a stream when the request asks for one."""
+    answered = reply(request)
+    if not _json(request).get("stream"):
+        return answered
+    text = answered.json()["choices"][0]["message"]["content"]
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+    ]
+    events = [
+        b"data: " + orjson.dumps({"id": "chatcmpl-1", "object": "chat.completion.chunk",
+                                  "created": 1, "model": "gpt-4o", **chunk}) + b"\n\n"
+        for chunk in chunks
+    ]
+    return httpx.Response(200, headers={"content-type": "text/event-stream"},
+                          stream=Pieces([*events, b"data: [DONE]\n\n"]))
+
+
+async def _store_down(*args: Any, **kwargs: Any) -> Any:
+    raise StoreError("sqlite store failed: disk I/O error")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_new_chat_whose_store_reads_fail_is_answered_as_a_pass_through(
+    stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reads fail after the request was relayed: with vm.fail_open (the default) the
+    answer is given as it came, without the memory's headers, and counted as failed open."""
+    monkeypatch.setattr(MemoryStore, "lookup_hashes", _store_down)
+    seen: list[dict[str, Any]] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        seen.append(_json(request))
+        return streamed_reply(request)
+
+    body = {"model": "gpt-4o", "messages": [user("A chat begun in an outage.")],
+            "stream": stream}
+    async with serve(recording, vm_settings()) as proxy:
+        response = await proxy.raw_chat(body)
+        metrics = (await proxy.http.get("/metrics")).text
+    assert response.status_code == 200
+    assert seen == [body]
+    assert "x-vm-session" not in response.headers
+    assert "About that" in response.text
+    assert "vm_fail_open_total 1" in metrics
+
+
+async def test_without_fail_open_a_new_chats_failed_reads_fail_it_before_the_upstream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(MemoryStore, "lookup_hashes", _store_down)
+    seen: list[httpx.Request] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return reply(request)
+
+    async with serve(recording, vm_settings(fail_open=False)) as proxy:
+        response = await proxy.raw_chat(
+            {"model": "gpt-4o", "messages": [user("A chat begun in an outage.")]}
+        )
+    assert response.status_code == 503
+    assert response.json()["error"]["message"] == "sqlite store failed: disk I/O error"
+    assert seen == []

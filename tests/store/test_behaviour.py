@@ -131,6 +131,28 @@ async def test_lookup_hashes(store: PageStore) -> None:
     assert await store.lookup_hashes(T, []) == {}
 
 
+async def test_open_root_makes_the_root_of_a_history_none_of_which_is_stored(
+    store: PageStore,
+) -> None:
+    """A new chat's conversation: created (not waited for) when none of its messages is
+    stored; None when any is, with no row made; an existing row returned as it is."""
+    await _conversation_with(store, [make_page(0), make_page(1)])
+    assert await store.open_root(T, "r1", ["h1", "new"]) is None
+    assert await store.get_conversation(T, "r1") is None
+    root = await store.open_root(T, "r2", ["n0", "n1"])
+    assert root is not None
+    assert (root.conv_id, root.parent_id, root.length, root.version) == ("r2", None, 0, 0)
+    assert await store.get_conversation(T, "r2") == root
+    # Appended on without waiting: its hashes are stored for the next opening at once.
+    await store.append(T, "r2", [make_page(0, chain_hash="n0")], expected_version=0,
+                       new_length=1, durable=False)
+    assert await store.open_root(T, "r3", ["n0"]) is None
+    stored = await store.open_root(T, "r2", ["elsewhere"])
+    assert stored is not None and (stored.length, stored.version) == (1, 1)
+    other = await store.open_root("tenant-b", "r1", ["h0", "h1"])  # another tenant's hashes
+    assert other is not None and other.tenant == "tenant-b"
+
+
 # -- branches --------------------------------------------------------------------------------
 
 

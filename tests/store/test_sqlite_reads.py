@@ -205,3 +205,58 @@ async def test_a_page_by_id_on_a_forked_path_is_looked_up_not_scanned_for(
     few = await _steps_to_get_pages(tmp_path, 20)
     many = await _steps_to_get_pages(tmp_path, 400)
     assert many < few + 100, (few, many)
+
+
+class _Locked:
+    """A connection whose every statement meets a lock (SQLITE_BUSY)."""
+
+    def execute(self, *args: Any) -> Any:
+        busy = sqlite3.OperationalError("database is locked")
+        busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+        raise busy
+
+
+async def test_a_new_roots_reads_are_made_on_the_loop_or_on_a_thread_when_they_must_wait(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_root reads on the event loop's own connection (no thread, no batch), unless a
+    write of the conversation is under way (behind it, on the writer) or the read meets a
+    lock (on a thread)."""
+    store, batches = await _store(tmp_path)
+    try:
+        root = await store.open_root(T, "r1", ["x0"])
+        assert root is not None and root.length == 0
+        assert await store.open_root(T, "c", ["unknown"]) == await store.get_conversation(T, "c")
+        assert batches == [1]  # get_conversation's; none of open_root's
+
+        started, release = threading.Event(), threading.Event()
+        create = store._create
+
+        def slow_create(conn: Any, *args: Any) -> Any:
+            started.set()
+            release.wait(10)
+            return create(conn, *args)
+
+        monkeypatch.setattr(store, "_create", slow_create)
+        creating = asyncio.ensure_future(store.create_conversation(T, "r2"))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        opening = asyncio.ensure_future(store.open_root(T, "r2", ["y0"]))
+        await asyncio.sleep(0.05)
+        assert not opening.done()  # behind the create
+        release.set()
+        assert await opening == await creating
+        assert batches == [1, 1]
+
+        monkeypatch.setattr(store._conns, "on_loop", _Locked)
+        locked = await store.open_root(T, "r3", ["z0"])
+        assert locked is not None and locked.conv_id == "r3"
+        assert batches == [1, 1, 1]  # read on a thread
+    finally:
+        await store.close()
+
+
+async def test_a_new_roots_failed_read_is_a_store_error(tmp_path: FsPath) -> None:
+    store, _ = await _store(tmp_path)
+    await store.close()
+    with pytest.raises(StoreError, match="sqlite store failed"):
+        await store.open_root(T, "r1", ["x0"])
