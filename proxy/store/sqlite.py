@@ -13,9 +13,10 @@ so the writer's is the warm one (a turn's search reads a good part of the index 
 after the turn's first append). A read of a conversation that is being written also goes
 there, behind the write, and so reads what the write stored: the loop issues the turn's
 search as soon as the append of its question is issued (proxy.loop.early_search). Reads
-of other conversations do not wait for writes. One read runs on the event loop, on a
-connection of its own: a new chat's (`open_root`), two index lookups of tens of
-microseconds that a thread's round trip took several times longer than.
+of other conversations do not wait for writes. Two reads run on the event loop, on a
+connection of its own: a new chat's (`open_root`) and a chained Responses request's
+(`find_response`), index lookups of tens of microseconds that a thread's round trip took
+several times longer than (and, under load, tens of milliseconds waiting for the GIL).
 
 Concurrency. `lock()` serialises one conversation inside this process (an asyncio.Lock
 per conversation). Across processes sharing the file, `append` runs as BEGIN IMMEDIATE
@@ -462,7 +463,7 @@ class SQLiteStore(SQLiteNames):
         queued = self._deferred_responses.get((tenant, response_id))
         if queued is not None:
             return queued
-        return await self._read(q.find_response, tenant, response_id, sees_deferred=False)
+        return await self._read_small(q.find_response, tenant, response_id)
 
     async def get_pages(self, path: Path, page_ids: Sequence[str]) -> dict[str, Page]:
         if not page_ids:

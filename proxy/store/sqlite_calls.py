@@ -163,9 +163,10 @@ class SQLiteCalls:
         return await read.future
 
     async def _read_small(
-        self, fn: Callable[..., R], *args: Any, of: tuple[str, str]
+        self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None
     ) -> R:
-        """`_read` for a read of a few index pages, run on the event loop's own connection
+        """`_read` for a read of a few index pages that needs none of the deferred writes
+        (the caller finds what they store elsewhere), run on the event loop's own connection
         when no write of `of` is under way: it takes tens of microseconds, less than a
         thread's round trip (the thread's wake-up, then the loop's: over 0.1 ms each on a
         small virtual machine, longer when the loop is busy). Under WAL a read waits for no
@@ -180,7 +181,7 @@ class SQLiteCalls:
                     raise StoreError(f"sqlite store failed: {exc}") from exc
             except sqlite3.Error as exc:
                 raise StoreError(f"sqlite store failed: {exc}") from exc
-        return await self._read(fn, *args, of=of)
+        return await self._read(fn, *args, of=of, sees_deferred=False)
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:
         pending, self._pending = self._pending, []

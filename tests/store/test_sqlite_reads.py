@@ -255,6 +255,22 @@ async def test_a_new_roots_reads_are_made_on_the_loop_or_on_a_thread_when_they_m
         await store.close()
 
 
+async def test_a_chained_requests_response_id_is_found_on_the_loop(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, batches = await _store(tmp_path)
+    try:
+        await store.remember_response(T, "resp_1", "c", 4)
+        assert await store.find_response(T, "resp_1") == ("c", 4)
+        assert await store.find_response(T, "resp_2") is None
+        assert batches == []  # no trip to a thread
+        monkeypatch.setattr(store._conns, "on_loop", _Locked)
+        assert await store.find_response(T, "resp_1") == ("c", 4)
+        assert batches == [1]  # on a thread when the loop's read meets a lock
+    finally:
+        await store.close()
+
+
 async def test_a_new_roots_failed_read_is_a_store_error(tmp_path: FsPath) -> None:
     store, _ = await _store(tmp_path)
     await store.close()
