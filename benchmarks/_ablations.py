@@ -10,8 +10,8 @@ the pass-through in the same run.
   in place. What the append costs, the writer's part included.
 - `sql`: the SQLite writer runs no statement for an append (and encodes no page): what its
   share of the append costs.
-- `reads`: a new chat's two store reads (its hashes, its row) answer "nothing" without a
-  reader thread. What those round trips cost.
+- `reads`: a new chat's store reads (its hashes, its row: `PageStore.open_root`) answer
+  "nothing" without reading. What they cost.
 
 Patched so, the store is wrong; nothing reads it back within a run.
 
@@ -96,21 +96,17 @@ def _sql() -> None:
 
 
 def _reads() -> None:
-    from proxy.store.sqlite import SQLiteStore
+    from proxy.store import sqlite_queries as q
     from proxy.store.sqlite_calls import SQLiteCalls
 
-    async def lookup_hashes(self: SQLiteStore, tenant: str, hashes: Any) -> dict[str, Any]:
-        return {}
+    small = SQLiteCalls._read_small
 
-    read = SQLiteCalls._read
+    async def read_small(self: SQLiteCalls, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn is q.root_reads:
+            return {}, None  # a new chat's: nothing of it stored (true in a short chat's run)
+        return await small(self, fn, *args, **kwargs)
 
-    async def read_rows(self: SQLiteCalls, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if fn.__name__ == "get_conversation":
-            return None  # (only new chats read a row in a short chat's run)
-        return await read(self, fn, *args, **kwargs)
-
-    SQLiteStore.lookup_hashes = lookup_hashes  # type: ignore[method-assign]
-    SQLiteCalls._read = read_rows  # type: ignore[method-assign]
+    SQLiteCalls._read_small = read_small  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -71,14 +71,23 @@ class _Connections:
         return conn
 
     def on_loop(self) -> sqlite3.Connection:
-        """The event loop thread's connection (SQLiteCalls._read_small), which waits for no
-        lock."""
-        conn = getattr(self._local, "conn", None)
+        """The event loop thread's connection (SQLiteCalls._read_small): it only reads, and
+        waits for no lock, from its first statement on (the writer's connection has put the
+        database in WAL mode already)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if self._closed:
                 raise sqlite3.ProgrammingError("the store is closed")
-            conn = self.get()
-            conn.execute("PRAGMA busy_timeout = 0")
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute("PRAGMA busy_timeout = 0")
+                conn.execute("PRAGMA query_only = 1")
+            except BaseException:
+                conn.close()
+                raise
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
         return conn
 
     def close_all(self) -> None:

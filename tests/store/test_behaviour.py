@@ -143,9 +143,10 @@ async def test_open_root_makes_the_root_of_a_history_none_of_which_is_stored(
     assert root is not None
     assert (root.conv_id, root.parent_id, root.length, root.version) == ("r2", None, 0, 0)
     assert await store.get_conversation(T, "r2") == root
-    # Appended on without waiting: its hashes are stored for the next opening at once.
+    # Appended on without waiting (a state: SQLite defers such an append): its hashes are
+    # stored for the next opening at once.
     await store.append(T, "r2", [make_page(0, chain_hash="n0")], expected_version=0,
-                       new_length=1, durable=False)
+                       new_length=1, state={}, durable=False)
     assert await store.open_root(T, "r3", ["n0"]) is None
     stored = await store.open_root(T, "r2", ["elsewhere"])
     assert stored is not None and (stored.length, stored.version) == (1, 1)

@@ -225,6 +225,10 @@ async def test_a_new_roots_reads_are_made_on_the_loop_or_on_a_thread_when_they_m
     try:
         root = await store.open_root(T, "r1", ["x0"])
         assert root is not None and root.length == 0
+        on_loop = store._conns.on_loop()
+        assert on_loop.execute("PRAGMA busy_timeout").fetchone() == (0,)  # waits for no lock
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            on_loop.execute("DELETE FROM conversations")
         assert await store.open_root(T, "c", ["unknown"]) == await store.get_conversation(T, "c")
         assert batches == [1]  # get_conversation's; none of open_root's
 
