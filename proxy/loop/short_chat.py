@@ -84,6 +84,12 @@ class ShortTurn:
         if self.stored:
             return
         self.stored = True
+        if answer is not None and not _plain([answer]):
+            # A long answer (or one of tool calls): hashed, fingerprinted and made into a
+            # page in slices and worker threads by the general way, not here on the loop
+            # (issue 13: a 50 MB answer held every other request for ~100 ms).
+            await self._store_anew([*self.messages, answer])
+            return
         messages = list(self.new)
         hashes = list(self.hashes)
         if answer is not None:

@@ -30,10 +30,13 @@ def reply(request: httpx.Request) -> httpx.Response:
     asked = str(body["messages"][-1].get("content"))
     if "FAIL" in asked:
         return httpx.Response(500, json={"error": {"message": "boom", "type": "server_error"}})
+    answer = f"About that ({len(asked)} characters): noted."
+    if "AT LENGTH" in asked:
+        answer += " More." * 3_000  # past OFF_LOOP_CHARS: stored the general way
     return httpx.Response(200, json={
         "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
         "choices": [{"index": 0, "finish_reason": "stop", "message": {
-            "role": "assistant", "content": f"About that ({len(asked)} characters): noted.",
+            "role": "assistant", "content": answer,
         }}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
     })
@@ -66,6 +69,10 @@ def chats() -> list[list[dict[str, Any] | None]]:
         # An upstream error: the question stored alone; then the chat goes on past it.
         [user("Opening of a chat that fails.")],
         [None, user("This one FAILS upstream.")],
+        # A long answer (stored the general way, off the loop); its chat is then past the
+        # threshold.
+        [user("Tell me AT LENGTH.")],
+        [None, user("And after the long answer?")],
         # A long chat that crosses vm.activate_above (1,500) on its third turn.
         [user("Long one: " + long)],
         [None, user("Long two: " + long)],
@@ -138,6 +145,14 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
     def url(name: str) -> str:
         return f"sqlite:///{tmp_path}/{name}.db" if backend == "sqlite" else "memory://"
 
+    anew: list[list[dict[str, Any]]] = []
+    real = ShortTurn._store_anew
+
+    async def stored_anew(self: ShortTurn, history: list[dict[str, Any]]) -> None:
+        anew.append(history)
+        await real(self, history)
+
+    monkeypatch.setattr(ShortTurn, "_store_anew", stored_anew)
     monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
     fast_store = await kept_open(url("fast"), monkeypatch)
     fast_seen, tenant = await drive(fast_store)
@@ -146,8 +161,12 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
     # chat's third and fourth (past the threshold).
     assert [t.new[-1]["content"][:12] for t in taken] == [
         "Hello there,", "Second quest", "Third questi", "And a follow", "Named one.",
-        "Named two.", "Opening of a", "This one FAI", "Long one: wo", "Long two: wo",
+        "Named two.", "Opening of a", "This one FAI", "Tell me AT L", "Long one: wo",
+        "Long two: wo",
     ]
+    # The long answer was stored the general way (its hashes, fingerprint and page made in
+    # slices and threads there), the rest with their answers here.
+    assert [len(history) for history in anew] == [2]
     monkeypatch.setattr("proxy.loop.handler.short_turn", never)
     general_store = await kept_open(url("general"), monkeypatch)
     general_seen, _ = await drive(general_store)
