@@ -226,6 +226,55 @@ async def test_a_row_gone_stale_meanwhile_is_stored_the_general_way(
         assert anew == [4]  # the second, with its answer
 
 
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_the_same_new_chat_sent_many_times_at_once_stores_each_answer_once(
+    backend: str, tmp_path: Any
+) -> None:
+    """Twenty clients open the same chat at once (one first message, so one conversation
+    id) and get twenty different answers: the question is stored once, each answer once
+    (the first on the conversation, the others on forks of it, as regenerates are), and
+    every response names the conversation its answer is on."""
+    answered = 0
+
+    def numbered(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        answered += 1
+        body = reply(request).json()
+        body["choices"][0]["message"]["content"] = f"Answer number {answered}."
+        return httpx.Response(200, json=body)
+
+    url = f"sqlite:///{tmp_path}/store.db" if backend == "sqlite" else "memory://"
+    async with serve(numbered, vm_settings(), await open_store(url)) as proxy:
+        question = [user("The one question everybody asks first.")]
+        replies = await asyncio.gather(*(
+            proxy.raw_chat({"model": "gpt-4o", "messages": question}) for _ in range(20)
+        ))
+        assert {r.status_code for r in replies} == {200}
+        store = proxy.store
+        # Each answer's conversation holds the question, then that answer.
+        for response in replies:
+            conv_id = response.headers["x-vm-session"]
+            conv = await store.get_conversation(proxy.tenant, conv_id)
+            assert conv is not None and conv.length == 2
+            path = await store.path(proxy.tenant, conv_id)
+            pages = await store.pages_in_range(path, 0, 2)
+            assert [p.message["content"] for p in pages if p.message is not None] == [
+                question[0]["content"], response.json()["choices"][0]["message"]["content"]
+            ]
+        # Stored once each: every conversation owns only what it added.
+        owned: list[str] = []
+        for info in await store.list_conversations(tenant=proxy.tenant, limit=100):
+            path = await store.path(proxy.tenant, info.conv_id)
+            own = path.spans[0]  # the conversation's own span: from its fork on
+            assert own.conv_id == info.conv_id
+            for page in await store.pages_in_range(path, own.lo, 2):
+                assert page.message is not None
+                owned.append(page.message["content"])
+        assert sorted(owned) == sorted(
+            [question[0]["content"], *(f"Answer number {n}." for n in range(1, 21))]
+        )
+
+
 async def test_a_chat_from_before_a_restart_goes_on_where_it_was_stored(tmp_path: Any) -> None:
     """A process that remembers nothing of a chat (restarted) finds its history stored:
     the next turn continues the same conversation, not a new one."""
