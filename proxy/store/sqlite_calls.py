@@ -74,7 +74,8 @@ class _Connections:
         """The event loop thread's connection (SQLiteCalls._read_small): it only reads, and
         waits for no lock, from its first statement on (the writer's connection has put the
         database in WAL mode already)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        # Apart from `get`'s: that one waits for locks and writes.
+        conn: sqlite3.Connection | None = getattr(self._local, "reading", None)
         if conn is None:
             if self._closed:
                 raise sqlite3.ProgrammingError("the store is closed")
@@ -85,7 +86,7 @@ class _Connections:
             except BaseException:
                 conn.close()
                 raise
-            self._local.conn = conn
+            self._local.reading = conn
             with self._guard:
                 self._all.append(conn)
         return conn
