@@ -8,7 +8,10 @@ tokens sent upstream against what the full history costs (the X-VM-* headers).
 
 The store is opened as the app opens it: behind the in-process page cache of
 `store.cache_pages` (the default setting unless `--cache-pages` says otherwise; 0: none).
-Each (store, cache) pair runs on a fresh database.
+Each (store, cache) pair runs on a fresh database. `--short-between K` sends K one-message
+chats of other clients (not timed) before each measured request: their pages pass through
+the same store and page cache (with a small `--cache-pages`, as many as would crowd the
+cache out between two turns of a busy server).
 
 The garbage collector is set as `vm-proxy serve` sets it (proxy.cli.settle_heap: what
 start-up built frozen, a larger first threshold), or left at Python's defaults with
@@ -92,7 +95,7 @@ def upstream(request: httpx.Request) -> httpx.Response:
 
 async def run(
     turns: int, requests: int, store_url: str, budget: int, cache_pages: int | None = None,
-    summarizer: bool = False, default_gc: bool = False,
+    summarizer: bool = False, default_gc: bool = False, short_between: int = 0,
 ) -> dict[str, Any]:
     store_settings: dict[str, Any] = {"url": store_url}
     if cache_pages is not None:
@@ -112,7 +115,7 @@ async def run(
     results: dict[str, Any] = {
         "turns": turns, "requests": requests, "store": store_url.split(":")[0],
         "cache_pages": settings.store.cache_pages, "summarizer": summarizer,
-        "gc": "default" if default_gc else "serve",
+        "gc": "default" if default_gc else "serve", "short_between": short_between,
     }
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -132,6 +135,12 @@ async def run(
                 messages = [*history, {"role": "user", "content": "Hello again."},
                             {"role": "assistant", "content": "Noted."}]
                 for i in range(requests):
+                    # Other clients' short chats meanwhile (not timed): their pages go
+                    # through the same store and page cache.
+                    for k in range(short_between):
+                        short = [{"role": "user", "content": f"Short chat {arm} {i}.{k}: hi?"}]
+                        await client.post("/v1/chat/completions",
+                                          json={"model": "gpt-4o", "messages": short})
                     # The conversation goes on as chat apps send it: the whole history, the
                     # model's last answer, and one new question.
                     messages.append({"role": "user", "content": f"Q {arm} {i}: and taxes?"})
@@ -195,17 +204,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="repeat every arm this often")
     parser.add_argument("--default-gc", action="store_true",
                         help="leave the garbage collector at Python's defaults (see above)")
+    parser.add_argument("--short-between", type=int, default=0,
+                        help="one-message chats sent (not timed) before each measured request")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     stores = args.store or ["memory://", "sqlite"]
     caches = [int(c) for c in args.cache_pages.split(",") if c] or [None]
     modes = [m == "on" for m in args.summarizer.split(",") if m]
     out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache, mode,
-                           args.default_gc))
+                           args.default_gc, args.short_between))
            for _ in range(args.rounds) for url in stores for cache in caches for mode in modes]
     rows = []
     for index, r in enumerate(out):
         print(f"{r['store']:>7} cache {r['cache_pages']:>5} {r['turns']} turns"
+              f" short chats between {r['short_between']}"
               f" summarizer {'on' if r['summarizer'] else 'off'} gc {r['gc']}: pass-through"
               f" p50 {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
               f" VM p50 {r['vm']['p50_ms']} ms p99"

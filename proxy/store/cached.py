@@ -179,9 +179,11 @@ class CachedStore:
         place. Caching them spares the next turn's read of its own question."""
         for page in pages:
             key = (tenant, conv_id, page.page_id)
+            if is_lean(page):
+                continue  # a short chat's: read again only if it ever needs memory, once
             if page.anchor >= stored_length and page.page_id == f"msg_{page.anchor}":
                 self._pages.put(key, page)
-            elif not is_lean(page) and (cached := self._pages.get(key)) and is_lean(cached):
+            elif (cached := self._pages.get(key)) and is_lean(cached):
                 self._pages.put(key, page)  # the lean page it replaced (proxy.vm.lean)
 
     def _forget_lean(self, tenant: str, conv_id: str, pages: Sequence[Page]) -> None:
