@@ -62,6 +62,8 @@ async def handle_chat(
         return await relay_chat(state.upstream, request, raw)
     if settings.tenant.require_credential and credential(request.headers) is None:
         raise refuse_anonymous()
+    # Taken on once the store can take its writes (a writer behind makes it wait here).
+    await state.store.room()
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     if session is None:
         started = time.perf_counter()

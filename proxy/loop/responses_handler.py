@@ -92,6 +92,8 @@ async def handle_responses(
     session = session_name(request.headers)
     if settings.tenant.require_credential and credential(request.headers) is None:
         raise refuse_anonymous()
+    # Taken on once the store can take its writes (a writer behind makes it wait here).
+    await state.store.room()
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     after = await _continued(state.store, tenant, body.get("previous_response_id"))
     if session is None:

@@ -109,6 +109,11 @@ class PageStore(Protocol):
     async def ping(self) -> None:
         """Raise if the store cannot answer (used by /healthz)."""
 
+    async def room(self) -> None:
+        """Until the store can take a request's writes: a store whose writes are deferred
+        (SQLite) makes a request wait here while too many are pending, before it is
+        answered. Others return at once."""
+
     async def lookup_hashes(
         self, tenant: str, hashes: Sequence[str]
     ) -> dict[str, tuple[str, int]]:

@@ -133,6 +133,9 @@ class CachedStore:
         )
         return self._remember(conv)
 
+    async def room(self) -> None:
+        await self.inner.room()
+
     async def open_root(
         self, tenant: str, conv_id: str, hashes: Sequence[str]
     ) -> Conversation | None:

@@ -118,6 +118,9 @@ class MemoryStore:
             self._convs[(tenant, conv_id)] = row
         return _conversation(tenant, conv_id, row)
 
+    async def room(self) -> None:
+        return None  # its writes are made when asked
+
     async def open_root(
         self, tenant: str, conv_id: str, hashes: Sequence[str]
     ) -> Conversation | None:

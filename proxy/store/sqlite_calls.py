@@ -44,6 +44,15 @@ R = TypeVar("R")
 DEFER_WINDOW_S = 0.005
 # What a read that meets a lock raises (SQLITE_BUSY, SQLITE_LOCKED): read on a thread.
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# At most this many deferred writes pending (queued, or sent and not committed): past it a
+# request waits (`room`, before it is answered) until the writer has brought them under.
+# The writer thread gets the GIL only when the event loop gives it up, so a loop kept busy
+# by many clients' short chats starves it: with no bound its backlog grew to 47,000 writes
+# in 12 s at 64 clients (about 4,000 more a second), and a memory-active turn, whose reads
+# go behind its own deferred write, waited 2-10 s for all of them. The bound keeps that
+# wait, the memory the backlog holds and what a kill could lose to a few hundred turns,
+# and makes the load's clients wait instead: the rate measured is the rate stored.
+MAX_DEFERRED = 512
 # How long `_catch_up` waits at most: a group commit of a few short turns takes well under
 # it; a write that takes longer is not waited for (benchmarks/stall.py).
 CATCH_UP_S = 0.002
@@ -120,6 +129,9 @@ class SQLiteCalls:
         # The newest deferred write sent to the writer thread: it commits after the others.
         self._newest_sent: asyncio.Future[Any] | None = None
         self.catch_up_s = CATCH_UP_S
+        self.max_deferred = MAX_DEFERRED
+        self._room_free = asyncio.Event()  # set while fewer than max_deferred are pending
+        self._room_free.set()
         self._heavy = 0  # writes submitted as heavy and not finished
 
     async def close(self) -> None:
@@ -272,6 +284,8 @@ class SQLiteCalls:
             self._writes -= 1
             self._heavy -= heavy
             self._deferred -= 1
+            if self._deferred < self.max_deferred and not self._room_free.is_set():
+                self._room_free.set()
             if self._writing[of] == 1:
                 del self._writing[of]
             else:
@@ -301,6 +315,13 @@ class SQLiteCalls:
             batch, self._held_back = self._held_back, []
             self._newest_sent = batch[-1].future
             self._submit(self._writer, batch[0].future.get_loop(), batch)
+
+    async def room(self) -> None:
+        """Until fewer than `max_deferred` deferred writes are pending (see MAX_DEFERRED)."""
+        while self._deferred >= self.max_deferred:
+            self._send_deferred()
+            self._room_free.clear()
+            await self._room_free.wait()
 
     async def _catch_up(self) -> None:
         """Until the deferred writes sent to the writer thread so far are committed (it runs

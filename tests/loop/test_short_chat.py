@@ -365,3 +365,37 @@ async def test_without_fail_open_a_new_chats_failed_reads_fail_it_before_the_ups
     assert response.status_code == 503
     assert response.json()["error"]["message"] == "sqlite store failed: disk I/O error"
     assert seen == []
+
+
+async def test_a_request_waits_for_the_writer_before_it_is_answered(tmp_path: Any) -> None:
+    """A writer behind (its appends held here) with `max_deferred` writes pending: the next
+    request is not sent upstream until the writer has caught up, so the backlog, and a
+    memory-active turn's wait behind it, stay bounded under load."""
+    from tests.store.conftest import hold
+
+    asked: list[str] = []
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        asked.append(str(_json(request)["messages"][-1]["content"]))
+        return reply(request)
+
+    store = await open_store(f"sqlite:///{tmp_path}/store.db")
+    sqlite = store
+    while not hasattr(sqlite, "max_deferred"):
+        sqlite = sqlite.inner  # type: ignore[attr-defined]
+    sqlite.max_deferred = 2
+    started, release = hold(sqlite, "_append")
+    try:
+        async with serve(recording, vm_settings(), store) as proxy:
+            first = await proxy.raw_chat({"model": "gpt-4o", "messages": [user("First chat.")]})
+            assert first.status_code == 200  # its create and append now pending, held
+            await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+            second = asyncio.ensure_future(
+                proxy.raw_chat({"model": "gpt-4o", "messages": [user("Second chat.")]}))
+            await asyncio.sleep(0.1)
+            assert asked == ["First chat."] and not second.done()
+            release.set()
+            assert (await asyncio.wait_for(second, 5)).status_code == 200
+            assert asked == ["First chat.", "Second chat."]
+    finally:
+        release.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
@@ -114,3 +115,18 @@ async def _drop_schema(store: PageStore, schema: str) -> None:
     drop = getattr(store, "drop_schema", None)
     if drop is not None:
         await drop()
+
+
+def hold(store: Any, name: str) -> tuple[threading.Event, threading.Event]:
+    """The SQLite store's writer-thread function `name` made to wait, once called, for
+    `release`: (started, release)."""
+    started, release = threading.Event(), threading.Event()
+    real = getattr(store, name)
+
+    def held(conn: Any, *args: Any) -> Any:
+        started.set()
+        release.wait(10)
+        return real(conn, *args)
+
+    setattr(store, name, held)
+    return started, release

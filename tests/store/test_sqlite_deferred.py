@@ -16,7 +16,7 @@ from proxy.store.base import UnknownConversation, VersionConflict
 from proxy.store.sqlite import SQLiteStore
 from proxy.store.sqlite_threads import Lane
 
-from .conftest import make_page
+from .conftest import hold, make_page
 
 T = "tenant-a"
 
@@ -454,4 +454,29 @@ async def test_a_lost_deferred_append_loses_its_response_id(
         conv = await store.get_conversation(T, "c0")
         assert conv is not None and conv.length == 0
     finally:
+        await store.close()
+
+
+async def test_past_max_deferred_room_waits_for_the_writer(tmp_path: FsPath) -> None:
+    """A writer behind (its thread held here) leaves deferred writes pending; past
+    `max_deferred` of them, `room()` (where a request waits before it is answered) returns
+    only once the writer has brought them under the bound."""
+    store = await _store(tmp_path, 4)
+    store.max_deferred = 3
+    started, release = hold(store, "_append")
+    try:
+        await store.room()  # nothing pending: at once
+        for i in range(3):
+            await store.append(T, f"c{i}", [make_page(0, f"turn of chat {i}")],
+                               expected_version=0, new_length=1, state={}, durable=False)
+        assert store._deferred == 3
+        waiting = asyncio.ensure_future(store.room())
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # the writer is held: no room
+        release.set()
+        await asyncio.wait_for(waiting, 5)
+        assert store._deferred < 3
+    finally:
+        release.set()
         await store.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Any
@@ -16,7 +15,7 @@ from proxy.store import sqlite_queries as q
 from proxy.store.base import StoreError, UnknownConversation
 from proxy.store.sqlite import SQLiteStore
 
-from .conftest import make_page
+from .conftest import hold, make_page
 
 T = "tenant-a"
 
@@ -36,21 +35,6 @@ async def _store(tmp_path: FsPath) -> tuple[SQLiteStore, list[int]]:
 
     store._send_reads = counted  # type: ignore[method-assign]
     return store, batches
-
-
-def _hold(store: SQLiteStore, name: str) -> tuple[threading.Event, threading.Event]:
-    """The store's writer-thread function `name` made to wait, once called, for `release`:
-    (started, release)."""
-    started, release = threading.Event(), threading.Event()
-    real = getattr(store, name)
-
-    def held(conn: Any, *args: Any) -> Any:
-        started.set()
-        release.wait(10)
-        return real(conn, *args)
-
-    setattr(store, name, held)
-    return started, release
 
 
 async def test_reads_issued_together_share_one_hop(tmp_path: FsPath) -> None:
@@ -109,7 +93,7 @@ async def test_a_read_of_a_conversation_being_written_waits_for_the_write(
     try:
         await store.create_conversation(T, "other")
         path, other = await store.path(T, "c"), await store.path(T, "other")
-        started, release = _hold(store, "_append")
+        started, release = hold(store, "_append")
         writing = asyncio.ensure_future(store.append(
             T, "c", [make_page(6, "page 6 about ferries")], expected_version=1, new_length=7))
         await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
@@ -133,7 +117,7 @@ async def test_a_slow_deferred_write_holds_up_no_other_conversation_nor_the_heal
     store, _ = await _store(tmp_path)
     try:
         await store.create_conversation(T, "other")
-        started, release = _hold(store, "_append")
+        started, release = hold(store, "_append")
         big = make_page(6, "a huge answer", chain_hash="h6")
         deferred = await store.append(T, "c", [big], expected_version=1, new_length=7,
                                       state={"turn": 1}, durable=False)
@@ -232,7 +216,7 @@ async def test_a_new_roots_reads_are_made_on_the_loop_or_on_a_thread_when_they_m
         assert await store.open_root(T, "c", ["unknown"]) == await store.get_conversation(T, "c")
         assert batches == [1]  # get_conversation's; none of open_root's
 
-        started, release = _hold(store, "_create")
+        started, release = hold(store, "_create")
         creating = asyncio.ensure_future(store.create_conversation(T, "r2"))
         await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
         opening = asyncio.ensure_future(store.open_root(T, "r2", ["y0"]))
