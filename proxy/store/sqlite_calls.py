@@ -2,9 +2,10 @@
 
 SQLite calls block, so none runs on the event loop (proxy.store.sqlite explains which
 thread a read goes to and why), but reads of a few index pages (`_read_small`), which take
-less time than a thread's round trip. `SQLiteCalls` is that dispatch, kept apart from what the
-store reads and writes: `_read` and `_write` run a function on a thread's connection and
-await it, `_defer` queues a write nobody waits for.
+less time than a thread's round trip. `SQLiteCalls` is that dispatch, kept apart from what
+the store reads and writes: `_read` and `_write` run a function on a thread's connection
+and await it, `_defer` queues a write nobody waits for, and `room` makes a request wait
+while too many of those are pending (MAX_DEFERRED).
 
 Deferred writes wait on the loop for up to DEFER_WINDOW_S before they go to the writer,
 together: on a small machine a thread's wake-up (the writer's, then the loop's to settle
