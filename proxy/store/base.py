@@ -143,7 +143,7 @@ class PageStore(Protocol):
         """The root conversation `conv_id` for a whole-history request none of whose messages
         is stored yet (their chain hashes `hashes`): its row, created as
         `create_conversation(durable=False)` creates it when absent; None when any of
-        `hashes` is stored. `lookup_hashes` then `create_conversation` (`open_root_in_two`),
+        `hashes` is stored. `lookup_hashes` then `create_conversation` (`WritesWhenAsked`),
         in one trip to the database where the backend can (SQLite)."""
 
     async def path(self, tenant: str, conv_id: str) -> Path:
@@ -260,10 +260,17 @@ class PageStore(Protocol):
 
 
 
-async def open_root_in_two(
-    store: PageStore, tenant: str, conv_id: str, hashes: Sequence[str]
-) -> Conversation | None:
-    """`PageStore.open_root` as a lookup, then a create."""
-    if await store.lookup_hashes(tenant, hashes):
+class WritesWhenAsked:
+    """`room` and `open_root` of a store that makes every write when it is asked (the
+    memory and PostgreSQL stores): nothing to wait for, and the opening as a lookup, then
+    a create."""
+
+    async def room(self) -> None:
         return None
-    return await store.create_conversation(tenant, conv_id, durable=False)
+
+    async def open_root(
+        self: PageStore, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        if await self.lookup_hashes(tenant, hashes):
+            return None
+        return await self.create_conversation(tenant, conv_id, durable=False)

@@ -23,7 +23,7 @@ from proxy.store.base import (
     TenantInfo,
     UnknownConversation,
     VersionConflict,
-    open_root_in_two,
+    WritesWhenAsked,
 )
 from proxy.store.codec import (
     decode_page,
@@ -59,7 +59,7 @@ class _ConvPages:
     ordered: list[tuple[int, int, int, str]] = field(default_factory=list)
 
 
-class MemoryStore:
+class MemoryStore(WritesWhenAsked):
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock
         self._convs: dict[tuple[str, str], _ConvRow] = {}
@@ -117,14 +117,6 @@ class MemoryStore:
             row = _ConvRow(parent_id, fork, length=fork, updated_at=now)
             self._convs[(tenant, conv_id)] = row
         return _conversation(tenant, conv_id, row)
-
-    async def room(self) -> None:
-        return None  # its writes are made when asked
-
-    async def open_root(
-        self, tenant: str, conv_id: str, hashes: Sequence[str]
-    ) -> Conversation | None:
-        return await open_root_in_two(self, tenant, conv_id, hashes)
 
     async def path(self, tenant: str, conv_id: str) -> Path:
         def fork_of(conv: str) -> tuple[str | None, int] | None:

@@ -32,7 +32,7 @@ from proxy.store.base import (
     StoreError,
     UnknownConversation,
     VersionConflict,
-    open_root_in_two,
+    WritesWhenAsked,
 )
 from proxy.store.codec import (
     decode_page,
@@ -86,7 +86,7 @@ class _NoResetConnection(asyncpg.Connection):  # type: ignore[misc]
         return ""
 
 
-class PostgresStore(PostgresAdminReads):
+class PostgresStore(PostgresAdminReads, WritesWhenAsked):
     def __init__(
         self, pool: asyncpg.Pool, lock_pool: asyncpg.Pool, schema: str, *, clock: Clock
     ) -> None:
@@ -166,14 +166,6 @@ class PostgresStore(PostgresAdminReads):
             tenant, conv_id,
         )
         return None if version is None else int(version)
-
-    async def room(self) -> None:
-        return None  # its writes are made when asked
-
-    async def open_root(
-        self, tenant: str, conv_id: str, hashes: Sequence[str]
-    ) -> Conversation | None:
-        return await open_root_in_two(self, tenant, conv_id, hashes)
 
     async def create_conversation(
         self, tenant: str, conv_id: str, *, parent_id: str | None = None, fork_at: int = 0,
