@@ -259,7 +259,6 @@ class PageStore(Protocol):
         """Delete conversations not updated since `older_than` (epoch seconds); return count."""
 
 
-
 class WritesWhenAsked:
     """`room` and `open_root` of a store that makes every write when it is asked (the
     memory and PostgreSQL stores): nothing to wait for, and the opening as a lookup, then

@@ -222,6 +222,7 @@ class SQLiteStore(SQLiteNames):
         key = (tenant, conv_id)
         since = self._forgettings
         found, row = await self._read_small(q.root_reads, tenant, list(hashes), conv_id, of=key)
+        # (Checked again: a read sent to a thread lets other requests queue appends.)
         if found or any((tenant, h) in queued for h in hashes):
             return None
         if row is not None:
