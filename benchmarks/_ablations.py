@@ -93,6 +93,9 @@ def _sql() -> None:
                             dict(state or {}), time.time())
 
     SQLiteStore._append = append  # type: ignore[method-assign]
+    # Each job alone, so that the appends are the one above (proxy.store.sqlite_batch
+    # would write them together).
+    SQLiteStore._run_group = lambda self, conn, jobs: self._writer.run_each(jobs)  # type: ignore[method-assign]
 
 
 def _reads() -> None:

@@ -59,8 +59,10 @@ from proxy.store.codec import (
 )
 from proxy.store.locks import KeyedLocks
 from proxy.store.paths import term_prefix
+from proxy.store.sqlite_batch import run_group
 from proxy.store.sqlite_names import SQLiteNames
 from proxy.store.sqlite_schema import migrate
+from proxy.store.sqlite_threads import Job
 from proxy.vm.bm25 import query_terms
 from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Clock, Mutation
@@ -240,7 +242,7 @@ class SQLiteStore(SQLiteNames):
         fork = fork_at if parent_id is not None else 0
         row = Conversation(tenant, conv_id, parent_id, fork, fork, 0, {}, self._clock())
         self._learn_fork(row, self._forgettings)
-        written = self._defer(self._create, tenant, conv_id, parent_id, fork_at)
+        written = self._defer(self._create_deferred, tenant, conv_id, parent_id, fork_at)
         written.add_done_callback(lambda done: self._settled(key, [], done))
         return row
 
@@ -249,6 +251,18 @@ class SQLiteStore(SQLiteNames):
         fork_at: int,
     ) -> Conversation:
         return q.create_conversation(conn, tenant, conv_id, parent_id, fork_at, self._clock())
+
+    def _create_deferred(
+        self, conn: sqlite3.Connection, tenant: str, conv_id: str, parent_id: str | None,
+        fork_at: int,
+    ) -> Conversation:
+        """`_create` for a create nobody waits for: the writer may make it together with
+        others (proxy.store.sqlite_batch)."""
+        return self._create(conn, tenant, conv_id, parent_id, fork_at)
+
+    def _run_group(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
+        run_group(conn, jobs, append=self._append, create=self._create_deferred,
+                  run_each=self._writer.run_each, now=self._clock())
 
     async def path(self, tenant: str, conv_id: str) -> Path:
         return await self._read(q.path, tenant, conv_id, of=(tenant, conv_id))

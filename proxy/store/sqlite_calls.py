@@ -158,7 +158,7 @@ class SQLiteCalls:
         except sqlite3.Error:
             self._writer.run_each(jobs)  # each on its own, as without grouping
             return
-        self._writer.run_each(jobs)
+        self._run_group(conn, jobs)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -167,6 +167,11 @@ class SQLiteCalls:
             for job in jobs:
                 if job.error is None:
                     job.error = StoreError(f"sqlite store failed to commit: {exc}")
+
+    def _run_group(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
+        """Run a group's jobs inside its transaction, in order (the store may take some
+        together: proxy.store.sqlite_batch)."""
+        self._writer.run_each(jobs)
 
     async def _read(
         self, fn: Callable[..., R], *args: Any, of: tuple[str, str] | None = None,

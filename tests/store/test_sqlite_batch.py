@@ -1,0 +1,236 @@
+"""A group commit's short-chat writes made together (proxy.store.sqlite_batch): the same
+rows as one by one, each append's own outcome, the order kept, and a fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path as FsPath
+from typing import Any
+
+import pytest
+
+from proxy.store import sqlite_batch
+from proxy.store.base import Conversation, UnknownConversation, VersionConflict
+from proxy.store.sqlite import SQLiteStore
+from proxy.store.sqlite_queries import get_conversation
+from proxy.store.sqlite_threads import Job
+from proxy.tokens import counter_for_model
+from proxy.vm.ingest import Counters
+from proxy.vm.lean import lean_page
+from proxy.vm.pages import Page
+
+from .conftest import FakeClock, make_page
+
+T = "tenant-a"
+COUNTER = counter_for_model("gpt-4o-mini")
+
+
+def lean(position: int, text: str, chain: str) -> Page:
+    role = "user" if position % 2 == 0 else "assistant"
+    return lean_page({"role": role, "content": text}, position, Counters(), COUNTER,
+                     chain=chain, now=1_700_000_000.0 + position)
+
+
+def turn(conv: str, first: int) -> list[Page]:
+    """A short chat's turn: its question and answer, lean."""
+    return [lean(first, f"question {first} of {conv}", f"{conv}-h{first}"),
+            lean(first + 1, f"answer {first + 1} of {conv}", f"{conv}-h{first + 1}")]
+
+
+async def open_store(path: FsPath, *, together: bool) -> SQLiteStore:
+    store = await SQLiteStore.open(f"sqlite:///{path}", clock=FakeClock())
+    if not together:  # every job alone, as before sqlite_batch
+        store._run_group = lambda conn, jobs: store._writer.run_each(jobs)  # type: ignore[method-assign]
+    return store
+
+
+def jobs_of(store: SQLiteStore, calls: list[tuple[Any, tuple[Any, ...]]]) -> list[Job[Any]]:
+    loop = asyncio.get_running_loop()
+    return [Job(fn, args, loop.create_future()) for fn, args in calls]
+
+
+def append_args(conv: str, pages: list[Page], expected: int, length: int) -> tuple[Any, ...]:
+    return (T, conv, pages, expected, length, {"hash": pages[-1].chain_hash}, (), None)
+
+
+def dump(path: FsPath) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        return {
+            "conversations": conn.execute(
+                "SELECT tenant, conv_id, parent_id, fork_at, length, version, state,"
+                " created_at, updated_at FROM conversations ORDER BY 1, 2").fetchall(),
+            "pages": conn.execute(
+                "SELECT tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,"
+                " chain_hash, body, created_at FROM pages ORDER BY 1, 2, 3").fetchall(),
+            "hashes": conn.execute("SELECT * FROM hashes ORDER BY 1, 2").fetchall(),
+        }
+
+
+def group_commit(store: SQLiteStore, jobs: list[Job[Any]]) -> None:
+    """The writer's group commit of `jobs`, run here (the writer thread is idle)."""
+    store._group_commit(jobs)
+
+
+def short_chats(store: SQLiteStore) -> list[tuple[Any, tuple[Any, ...]]]:
+    """New chats created and their first turns, chats going on, a second turn of one of
+    them in the same group, an append refused on its version, one to no conversation."""
+    calls: list[tuple[Any, tuple[Any, ...]]] = []
+    for i in range(4):
+        calls.append((store._create_deferred, (T, f"new{i}", None, 0)))
+        calls.append((store._append, append_args(f"new{i}", turn(f"new{i}", 0), 0, 2)))
+    calls.append((store._append, append_args("old", turn("old", 2), 1, 4)))
+    calls.append((store._append, append_args("new0", turn("new0", 2), 1, 4)))
+    calls.append((store._append, append_args("old", turn("old", 4), 1, 6)))  # stale
+    calls.append((store._append, append_args("nowhere", turn("nowhere", 0), 0, 2)))
+    return calls
+
+
+async def test_a_group_of_short_turns_stores_what_one_by_one_stores(tmp_path: FsPath) -> None:
+    outcomes = {}
+    for together in (True, False):
+        path = tmp_path / f"{together}.db"
+        store = await open_store(path, together=together)
+        await store.create_conversation(T, "old")
+        await store.append(T, "old", turn("old", 0), expected_version=0, new_length=2,
+                           state={"hash": "old-h1"})
+        jobs = jobs_of(store, short_chats(store))
+        group_commit(store, jobs)
+        outcomes[together] = [
+            (type(job.error), job.result if isinstance(job.result, Conversation) and
+             job.fn == store._append else None)
+            for job in jobs
+        ]
+        await store.close()
+    assert dump(tmp_path / "True.db") == dump(tmp_path / "False.db")
+    assert outcomes[True] == outcomes[False]
+    errors = [error for error, _ in outcomes[True]]
+    assert errors[-2:] == [VersionConflict, UnknownConversation]
+    assert errors[:-2] == [type(None)] * (len(errors) - 2)
+
+
+async def test_the_stored_turns_read_back(tmp_path: FsPath) -> None:
+    store = await open_store(tmp_path / "s.db", together=True)
+    try:
+        await store.create_conversation(T, "old")
+        await store.append(T, "old", turn("old", 0), expected_version=0, new_length=2,
+                           state={"hash": "old-h1"})
+        group_commit(store, jobs_of(store, short_chats(store)))
+        conv = await store.get_conversation(T, "new0")
+        assert conv is not None and (conv.version, conv.length) == (2, 4)
+        assert conv.state == {"hash": "new0-h3"}
+        path = await store.path(T, "new0")
+        pages = await store.pages_in_range(path, 0, 4)
+        assert [p.text for p in pages] == [
+            "question 0 of new0", "answer 1 of new0", "question 2 of new0", "answer 3 of new0"]
+        assert await store.lookup_hashes(T, ["new0-h0", "new0-h3", "old-h3", "old-h5"]) == {
+            "new0-h0": ("new0", 0), "new0-h3": ("new0", 3), "old-h3": ("old", 3)}
+    finally:
+        await store.close()
+
+
+async def test_a_run_takes_the_same_statements_however_long(tmp_path: FsPath) -> None:
+    counts = []
+    for chats in (2, 40):
+        store = await open_store(tmp_path / f"{chats}.db", together=True)
+        statements: list[str] = []
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        for i in range(chats):
+            calls.append((store._create_deferred, (T, f"c{i}", None, 0)))
+            calls.append((store._append, append_args(f"c{i}", turn(f"c{i}", 0), 0, 2)))
+        jobs = jobs_of(store, calls)
+        store._conns.get().set_trace_callback(statements.append)
+        group_commit(store, jobs)
+        store._conns.get().set_trace_callback(None)
+        assert all(job.error is None for job in jobs)
+        counts.append(len(statements))
+        await store.close()
+    assert counts[0] == counts[1] <= 10
+
+
+async def test_the_writes_around_a_run_see_it_and_it_sees_them(tmp_path: FsPath) -> None:
+    """A read in the group reads what the run before it wrote; a create queued after an
+    append of its conversation is not taken before it."""
+    store = await open_store(tmp_path / "s.db", together=True)
+    try:
+        calls: list[tuple[Any, tuple[Any, ...]]] = [
+            (store._create_deferred, (T, "a", None, 0)),
+            (store._append, append_args("a", turn("a", 0), 0, 2)),
+            (store._append, append_args("b", turn("b", 0), 0, 2)),  # b is not created yet
+            (store._create_deferred, (T, "b", None, 0)),
+            (store._append, append_args("b", turn("b", 0), 0, 2)),
+        ]
+        jobs = jobs_of(store, calls)
+        read = Job(get_conversation, (T, "a"), jobs[0].future.get_loop().create_future())
+        jobs.insert(2, read)
+        # A durable append of a page that is not lean runs alone, after the run before it.
+        jobs.append(Job(store._append, (T, "a", [make_page(2, "not lean")], 1, 3, None, (),
+                                        None), read.future.get_loop().create_future()))
+        group_commit(store, jobs)
+        assert isinstance(read.result, Conversation) and read.result.length == 2
+        assert isinstance(jobs[3].error, UnknownConversation)
+        assert [job.error for job in jobs[4:]] == [None, None, None]
+        b = await store.get_conversation(T, "b")
+        a = await store.get_conversation(T, "a")
+        assert b is not None and (b.version, b.length) == (1, 2)
+        assert a is not None and (a.version, a.length) == (2, 3)
+    finally:
+        await store.close()
+
+
+async def test_a_run_that_fails_is_made_one_by_one(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(tmp_path / "s.db", together=True)
+    written = sqlite_batch._write
+
+    def failing(conn: sqlite3.Connection, *args: Any) -> Any:
+        written(conn, *args)  # every statement made, then one fails: all rolled back
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(sqlite_batch, "_write", failing)
+    try:
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        for i in range(3):
+            calls.append((store._create_deferred, (T, f"c{i}", None, 0)))
+            calls.append((store._append, append_args(f"c{i}", turn(f"c{i}", 0), 0, 2)))
+        calls.append((store._append, append_args("c0", turn("c0", 0), 0, 2)))  # a retry
+        jobs = jobs_of(store, calls)
+        group_commit(store, jobs)
+        assert [type(job.error) for job in jobs] == [type(None)] * 6 + [VersionConflict]
+        for i in range(3):
+            conv = await store.get_conversation(T, f"c{i}")
+            assert conv is not None and (conv.version, conv.length) == (1, 2)
+        with sqlite3.connect(store.file) as conn:
+            assert conn.execute("SELECT count(*) FROM pages").fetchone() == (6,)
+    finally:
+        await store.close()
+
+
+async def test_short_turns_sent_together_through_the_store(tmp_path: FsPath) -> None:
+    """What a loaded server does: deferred creates and appends of many chats, queued
+    while the writer is busy, then committed as one group, and read back."""
+    store = await open_store(tmp_path / "s.db", together=True)
+    groups: list[int] = []
+    group = store._group_commit
+
+    def counted(jobs: list[Any]) -> None:
+        groups.append(len(jobs))
+        group(jobs)
+
+    store._writer._group = counted
+    try:
+        for i in range(20):
+            row = await store.open_root(T, f"c{i}", [f"c{i}-h0"])
+            assert row is not None and row.version == 0
+            leaf = await store.append(T, f"c{i}", turn(f"c{i}", 0), expected_version=0,
+                                      new_length=2, state={"hash": f"c{i}-h1"}, durable=False)
+            assert (leaf.version, leaf.length) == (1, 2)
+        await asyncio.sleep(0.05)
+        assert max(groups) == 40  # held back together (sqlite_calls.DEFER_WINDOW_S)
+        for i in range(20):
+            conv = await store.get_conversation(T, f"c{i}")
+            assert conv is not None and (conv.version, conv.length) == (1, 2)
+        assert len(await store.lookup_hashes(T, [f"c{i}-h1" for i in range(20)])) == 20
+    finally:
+        await store.close()
