@@ -53,7 +53,6 @@ from proxy.store.codec import (
     decode_state,
     encode_page,
     encode_state,
-    id_prefix,
     is_heavy,
     page_search_tokens,
 )
@@ -341,32 +340,7 @@ class SQLiteStore(SQLiteNames):
         state_blob = encode_state(state) if state is not None else None
         with q.transaction(conn):
             fork = self._check_version(conn, tenant, conv_id, expected_version)
-            for page, body, terms in rows:
-                cursor = conn.execute(
-                    "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
-                    " kind, modality, chain_hash, body, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
-                     int(page.is_message), page.kind.value, page.modality.value,
-                     page.chain_hash, body, page.created_at),
-                )
-                rowid = cursor.lastrowid
-                if cursor.rowcount != 1:
-                    # Stored by an earlier (retried) append: left as it is, unless it is the
-                    # lean page this one derives.
-                    rowid = None if terms is None else q.replace_lean(
-                        conn, tenant, conv_id, page, body, LEAN_PREFIX)
-                    if rowid is None:
-                        continue
-                if terms is not None:
-                    conn.execute("INSERT INTO page_fts (rowid, terms) VALUES (?, ?)",
-                                 (rowid, terms))
-                if page.chain_hash:
-                    conn.execute(
-                        "INSERT INTO hashes (tenant, chain_hash, conv_id, position)"
-                        " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        (tenant, page.chain_hash, conv_id, page.anchor),
-                    )
+            q.add_pages(conn, tenant, conv_id, rows, LEAN_PREFIX)
             if response_id is not None:
                 q.remember_response(conn, tenant, response_id, conv_id, new_length)
             return self._commit(

@@ -362,6 +362,38 @@ def gc_batch(conn: sqlite3.Connection, older_than: float, batch: int = 100) -> i
     return len(doomed)
 
 
+def add_pages(
+    conn: sqlite3.Connection, tenant: str, conv_id: str,
+    rows: Sequence[tuple[Page, bytes, str | None]], lean_prefix: bytes,
+) -> None:
+    """An append's pages, each (page, body, index terms or None: not indexed), and their
+    chain hashes. A page already stored (by an earlier, retried append) is left as it is,
+    unless it is the lean page this one derives."""
+    for page, body, terms in rows:
+        cursor = conn.execute(
+            "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
+            " kind, modality, chain_hash, body, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
+             int(page.is_message), page.kind.value, page.modality.value,
+             page.chain_hash, body, page.created_at),
+        )
+        rowid = cursor.lastrowid
+        if cursor.rowcount != 1:
+            rowid = None if terms is None else replace_lean(
+                conn, tenant, conv_id, page, body, lean_prefix)
+            if rowid is None:
+                continue
+        if terms is not None:
+            conn.execute("INSERT INTO page_fts (rowid, terms) VALUES (?, ?)", (rowid, terms))
+        if page.chain_hash:
+            conn.execute(
+                "INSERT INTO hashes (tenant, chain_hash, conv_id, position)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (tenant, page.chain_hash, conv_id, page.anchor),
+            )
+
+
 def replace_lean(
     conn: sqlite3.Connection, tenant: str, conv_id: str, page: Page, body: bytes,
     lean_prefix: bytes,
