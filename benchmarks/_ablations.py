@@ -92,10 +92,7 @@ def _sql() -> None:
         return Conversation(tenant, conv_id, None, 0, new_length, expected_version + 1,
                             dict(state or {}), time.time())
 
-    SQLiteStore._append = append  # type: ignore[method-assign]
-    # Each job alone, so that the appends are the one above (proxy.store.sqlite_batch
-    # would write them together).
-    SQLiteStore._run_group = lambda self, conn, jobs: self._writer.run_each(jobs)  # type: ignore[method-assign]
+    SQLiteStore._append = append  # type: ignore[method-assign]  # (sqlite_batch leaves it be)
 
 
 def _reads() -> None:

@@ -260,7 +260,7 @@ class SQLiteStore(SQLiteNames):
         return self._create(conn, tenant, conv_id, parent_id, fork_at)
 
     def _run_group(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
-        run_group(conn, jobs, append=self._append, create=self._create_deferred,
+        run_group(conn, jobs, append=_OWN_APPEND, create=_OWN_CREATE,
                   run_each=self._writer.run_each, now=self._clock())
 
     async def path(self, tenant: str, conv_id: str) -> Path:
@@ -483,3 +483,8 @@ class SQLiteStore(SQLiteNames):
 
     def lock(self, tenant: str, conv_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold((tenant, conv_id))
+
+
+# What sqlite_batch takes together: jobs of these, the store's own (not a replacement).
+_OWN_APPEND = SQLiteStore._append
+_OWN_CREATE = SQLiteStore._create_deferred

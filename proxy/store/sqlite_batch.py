@@ -9,19 +9,18 @@ before the next, and the writer thread gets it back only when the event loop let
 64 clients its rate was its hand-overs of the GIL, not its work, and the requests waited
 for it (`room`). Written together, a run of such appends and creates takes the same
 seven statements however long it is: one insert of the new conversations, one read of
-every version the appends check, one insert of their pages, one of their chain hashes,
-one update of the rows, in a savepoint. Should a statement fail, the savepoint is rolled
-back and the run's writes are made one by one, as without this, each failing alone.
+every version the appends check, one insert of their chain hashes, one of their pages,
+one update of the rows, in a savepoint. Should a statement fail (or a state not encode),
+the savepoint is rolled back and the run's writes are made one by one, as without this,
+each failing alone; should SQLite have rolled the whole transaction back (as an
+interrupt, an I/O error, a full disk or memory may), every write of the run fails, as the
+group's others do when its commit fails. Nothing escapes to kill the writer thread.
 
 Taken together: an append of lean pages only, with a state and no mutation log or
 response id (what proxy.loop.short_chat stores), and a deferred create of a conversation
 with no parent (its row is not read back: nobody waits for it). Anything else in the group
 runs on its own where it stands, in order; a create is not taken into a run that already
 appends to its conversation, so every write still sees the ones queued before it.
-
-One difference from the one-by-one append: a page already stored (a retried append) does
-not keep its chain hash from being inserted. That insert does nothing when the hash is
-stored, which it is whenever the page is, unless another conversation holds that hash.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from proxy.store.base import Conversation, UnknownConversation, VersionConflict
+from proxy.store.base import Conversation, StoreError, UnknownConversation, VersionConflict
 from proxy.store.codec import encode_page, encode_state, id_prefix
 from proxy.store.sqlite_threads import Job
 from proxy.vm.lean import is_lean
@@ -66,25 +65,44 @@ def run_group(
     run_each: RunEach,
     now: float,
 ) -> None:
-    """Run `jobs` in order inside the group's transaction: runs of appends (`append`'s
-    jobs) and creates (`create`'s) together, the rest by `run_each`."""
+    """Run `jobs` in order inside the group's transaction: runs of appends (jobs of the
+    store's method whose function is `append`) and creates (`create`) together, the rest
+    by `run_each`."""
     run: list[Job[Any]] = []
     appended: set[tuple[str, str]] = set()
     for job in jobs:
-        if job.fn == append and _lean_append(job.args):
+        if _is(job, append) and _lean_append(job.args):
             run.append(job)
             appended.add((job.args[0], job.args[1]))
             continue
-        if job.fn == create and job.args[2] is None and (job.args[0], job.args[1]) not in appended:
+        root = _is(job, create) and job.args[2] is None
+        if root and (job.args[0], job.args[1]) not in appended:
             run.append(job)
             continue
         _flush(conn, run, append, run_each, now)
         run, appended = [], set()
-        if job.fn == create and job.args[2] is None:
+        if root:
             run.append(job)  # a create after an append of it: starts the next run
         else:
             run_each([job])
     _flush(conn, run, append, run_each, now)
+
+
+def _is(job: Job[Any], method: Callable[..., Any]) -> bool:
+    """Whether `job` runs `method`, the store's own: one replaced on the store (a test's
+    fault, a hold) is not taken together, so it still runs."""
+    return getattr(job.fn, "__func__", None) is method
+
+
+def _rolled_back_to_savepoint(conn: sqlite3.Connection) -> bool:
+    if not conn.in_transaction:
+        return False
+    try:
+        conn.execute("ROLLBACK TO together")
+        conn.execute("RELEASE together")
+    except sqlite3.Error:
+        return False
+    return True
 
 
 def _lean_append(args: tuple[Any, ...]) -> bool:
@@ -101,16 +119,25 @@ def _flush(
     if len(run) < 2:
         run_each(run)
         return
-    creates = [job for job in run if job.fn != append]
-    appends = [_Append(job, *job.args[:6]) for job in run if job.fn == append]
-    encoded = [[encode_page(page) for page in item.pages] for item in appends]
-    states = [encode_state(item.state) for item in appends]
+    creates = [job for job in run if not _is(job, append)]
+    appends = [_Append(job, *job.args[:6]) for job in run if _is(job, append)]
+    try:
+        encoded = [[encode_page(page) for page in item.pages] for item in appends]
+        states = [encode_state(item.state) for item in appends]
+    except Exception:  # (a state orjson cannot encode) one by one, it fails alone
+        run_each(run)
+        return
     conn.execute("SAVEPOINT together")
     try:
         outcomes = _write(conn, creates, appends, encoded, states, now)
-    except sqlite3.Error:
-        conn.execute("ROLLBACK TO together")
-        conn.execute("RELEASE together")
+    except Exception as exc:
+        if not _rolled_back_to_savepoint(conn):
+            # SQLite rolled the whole transaction back (an interrupt, I/O error, full
+            # disk or memory may): none of the run is stored, and the group's commit
+            # fails for the writes before it.
+            for job in run:
+                job.result, job.error = None, StoreError(f"sqlite store failed: {exc}")
+            return
         run_each(run)
         return
     conn.execute("RELEASE together")
@@ -139,7 +166,7 @@ def _write(
     rows = _rows(conn, {(item.tenant, item.conv_id) for item in appends})
     outcomes: list[tuple[Conversation | None, Exception | None]] = []
     pages: list[tuple[Any, ...]] = []
-    hashes: list[tuple[str, str, str, int]] = []
+    hashes: dict[tuple[str, str, str], tuple[str, str, str, int, str]] = {}
     final: dict[tuple[str, str], tuple[int, bytes, int]] = {}
     for item, bodies, state in zip(appends, encoded, states, strict=True):
         key = (item.tenant, item.conv_id)
@@ -161,20 +188,26 @@ def _write(
                 int(page.is_message), page.kind.value, page.modality.value, page.chain_hash,
                 body, page.created_at,
             ))
-            if page.chain_hash:
-                hashes.append((item.tenant, page.chain_hash, item.conv_id, page.anchor))
+            if page.chain_hash:  # (a page sent twice in the run: its first copy's)
+                hashes.setdefault((item.tenant, item.conv_id, page.page_id), (
+                    item.tenant, page.chain_hash, item.conv_id, page.anchor, page.page_id))
         outcomes.append((Conversation(
             item.tenant, item.conv_id, parent_id, fork_at, item.new_length, version + 1,
             dict(item.state), now,
         ), None))
+    # The chain hashes first, of the pages not stored yet: as one by one, a page an earlier
+    # (retried) append stored keeps its hash from being inserted.
+    _insert(
+        conn, "INSERT INTO hashes (tenant, chain_hash, conv_id, position)"
+        " SELECT column1, column2, column3, column4 FROM (VALUES ", "(?, ?, ?, ?, ?)",
+        ") WHERE NOT EXISTS (SELECT 1 FROM pages WHERE pages.tenant = column1"
+        " AND pages.conv_id = column3 AND pages.page_id = column5) ON CONFLICT DO NOTHING",
+        list(hashes.values()),
+    )
     _insert(
         conn, "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind,"
         " modality, chain_hash, body, created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         " ON CONFLICT DO NOTHING", pages,
-    )
-    _insert(
-        conn, "INSERT INTO hashes (tenant, chain_hash, conv_id, position) VALUES ",
-        "(?, ?, ?, ?)", " ON CONFLICT DO NOTHING", hashes,
     )
     updates = [(t, c, length, state, version) for (t, c), (length, state, version) in final.items()]
     for start in range(0, len(updates), CHUNK):

@@ -384,7 +384,7 @@ async def test_a_request_waits_for_the_writer_before_it_is_answered(tmp_path: An
     while not hasattr(sqlite, "max_deferred"):
         sqlite = sqlite.inner  # type: ignore[attr-defined]
     sqlite.max_deferred = 2
-    started, release = hold(sqlite, "_run_group")  # its create and append, together
+    started, release = hold(sqlite, "_append")
     try:
         async with serve(recording, vm_settings(), store) as proxy:
             first = await proxy.raw_chat({"model": "gpt-4o", "messages": [user("First chat.")]})

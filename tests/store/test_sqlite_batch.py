@@ -4,6 +4,7 @@ rows as one by one, each append's own outcome, the order kept, and a fallback.""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 from pathlib import Path as FsPath
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from proxy.store import sqlite_batch
-from proxy.store.base import Conversation, UnknownConversation, VersionConflict
+from proxy.store.base import Conversation, StoreError, UnknownConversation, VersionConflict
 from proxy.store.sqlite import SQLiteStore
 from proxy.store.sqlite_queries import get_conversation
 from proxy.store.sqlite_threads import Job
@@ -234,3 +235,143 @@ async def test_short_turns_sent_together_through_the_store(tmp_path: FsPath) -> 
         assert len(await store.lookup_hashes(T, [f"c{i}-h1" for i in range(20)])) == 20
     finally:
         await store.close()
+
+
+async def test_a_state_that_does_not_encode_fails_its_append_alone(tmp_path: FsPath) -> None:
+    store = await open_store(tmp_path / "s.db", together=True)
+    try:
+        calls: list[tuple[Any, tuple[Any, ...]]] = []
+        for i in range(3):
+            calls.append((store._create_deferred, (T, f"c{i}", None, 0)))
+            args = append_args(f"c{i}", turn(f"c{i}", 0), 0, 2)
+            if i == 1:
+                args = (*args[:5], {"n": 2**70}, *args[6:])  # past what orjson encodes
+            calls.append((store._append, args))
+        jobs = jobs_of(store, calls)
+        group_commit(store, jobs)
+        assert [job.error is None for job in jobs] == [True, True, True, False, True, True]
+        for i, length in ((0, 2), (1, 0), (2, 2)):
+            conv = await store.get_conversation(T, f"c{i}")  # the writer still answers
+            assert conv is not None and conv.length == length
+    finally:
+        await store.close()
+
+
+async def test_a_transaction_sqlite_rolled_back_fails_the_run_and_the_writer_goes_on(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt, an I/O error or a full disk may make SQLite roll the whole transaction
+    back: the savepoint is gone with it, every write of the run fails, none is stored."""
+    store = await open_store(tmp_path / "s.db", together=True)
+
+    def rolled_back(conn: sqlite3.Connection, *args: Any) -> Any:
+        conn.execute("ROLLBACK")  # as SQLite does before the statement raises
+        raise sqlite3.OperationalError("disk I/O error")
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(sqlite_batch, "_write", rolled_back)
+            calls: list[tuple[Any, tuple[Any, ...]]] = []
+            for i in range(2):
+                calls.append((store._create_deferred, (T, f"c{i}", None, 0)))
+                calls.append((store._append, append_args(f"c{i}", turn(f"c{i}", 0), 0, 2)))
+            jobs = jobs_of(store, calls)
+            group_commit(store, jobs)
+        assert all(isinstance(job.error, StoreError) for job in jobs)
+        assert await store.get_conversation(T, "c0") is None
+        # The writer thread is alive, and the same turns are stored when sent again.
+        for i in range(2):
+            assert await store.open_root(T, f"c{i}", [f"c{i}-h0"]) is not None
+            await store.append(T, f"c{i}", turn(f"c{i}", 0), expected_version=0,
+                               new_length=2, state={"hash": f"c{i}-h1"}, durable=False)
+        conv = await store.get_conversation(T, "c1")
+        assert conv is not None and (conv.version, conv.length) == (1, 2)
+    finally:
+        await store.close()
+
+
+async def test_an_append_replaced_on_the_store_still_runs(tmp_path: FsPath) -> None:
+    """A replacement of the store's `_append` (a test's fault, a hold) is called, not
+    written around."""
+    store = await open_store(tmp_path / "s.db", together=True)
+    called: list[str] = []
+    real = store._append
+
+    def failing(conn: sqlite3.Connection, *args: Any) -> Any:
+        called.append(args[1])
+        raise sqlite3.OperationalError("injected")
+
+    store._append = failing  # type: ignore[method-assign]
+    try:
+        calls: list[tuple[Any, tuple[Any, ...]]] = [
+            (store._create_deferred, (T, "a", None, 0)),
+            (store._create_deferred, (T, "b", None, 0)),
+            (store._append, append_args("a", turn("a", 0), 0, 2)),
+            (store._append, append_args("b", turn("b", 0), 0, 2)),
+        ]
+        jobs = jobs_of(store, calls)
+        group_commit(store, jobs)
+        assert called == ["a", "b"]
+        assert [job.error is None for job in jobs] == [True, True, False, False]
+    finally:
+        store._append = real  # type: ignore[method-assign]
+        await store.close()
+
+
+def random_group(rng: random.Random, store: SQLiteStore, known: dict[str, int],
+                 ) -> list[tuple[Any, tuple[Any, ...]]]:
+    """Creates (new or not), lean appends on the right version or a stale one, retries of
+    stored pages, pages without a chain hash, appends that are not lean, reads."""
+    calls: list[tuple[Any, tuple[Any, ...]]] = []
+    for _ in range(rng.randint(1, 30)):
+        conv = f"c{rng.randrange(8)}"
+        roll = rng.random()
+        if roll < 0.2:
+            calls.append((store._create_deferred, (T, conv, None, 0)))
+            known.setdefault(conv, 0)
+            continue
+        if roll < 0.25:
+            calls.append((get_conversation, (T, conv)))
+            continue
+        version = known.get(conv, 0) + rng.choice([0, 0, 0, 0, -1, 1])
+        first = 2 * max(version, 0) - (2 if rng.random() < 0.1 else 0)  # a retry
+        first = max(first, 0)
+        pages = turn(conv, first)
+        if rng.random() < 0.2:
+            pages = [lean(first, "no hash", ""), *pages[1:]]
+        if rng.random() < 0.1:
+            pages = [make_page(first, "not lean"), make_page(first + 1, "not lean either")]
+        calls.append((store._append, append_args(conv, pages, version, first + 2)))
+        if conv in known and known[conv] == version:
+            known[conv] = version + 1
+    return calls
+
+
+@pytest.mark.parametrize("chunk", [sqlite_batch.CHUNK, 3])
+async def test_random_groups_store_what_one_by_one_stores(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(sqlite_batch, "CHUNK", chunk)  # 3: every statement in chunks
+    stores = {together: await open_store(tmp_path / f"{together}.db", together=together)
+              for together in (True, False)}
+    rng = random.Random(7)
+    known: dict[str, int] = {}
+    try:
+        for _ in range(40):
+            calls = random_group(rng, stores[True], known)
+            outcomes = []
+            for store in stores.values():
+                own = [(getattr(store, fn.__name__) if hasattr(fn, "__self__") else fn, args)
+                       for fn, args in calls]
+                jobs = jobs_of(store, own)
+                group_commit(store, jobs)
+                outcomes.append([
+                    (type(job.error), job.result if job.fn == store._append else None)
+                    for job in jobs
+                ])
+            assert outcomes[0] == outcomes[1]
+        assert dump(tmp_path / "True.db") == dump(tmp_path / "False.db")
+        assert len(dump(tmp_path / "True.db")["pages"]) > 20
+    finally:
+        for store in stores.values():
+            await store.close()
