@@ -159,3 +159,38 @@ def test_sigkill_right_after_a_new_chat_is_answered(tmp_path: Path) -> None:
             answer, conv_id = whole_history_chat(proxy.base_url, messages)
     assert asyncio.run(stored_contents(store, conv_id)) == [
         "question 0", "answer 1", "question 1", "answer 2"]
+
+
+def test_many_short_chats_at_once_are_all_stored(tmp_path: Path) -> None:
+    """Sixteen clients' whole-history chats at once, through the openai SDK: their new
+    conversations and turns reach the SQLite writer together (written together, in runs:
+    proxy.store.sqlite_batch), and every message of every chat is stored, in order."""
+    store = f"sqlite:///{tmp_path / 'vm.db'}"
+
+    async def one_chat(client: openai.AsyncOpenAI, number: int) -> tuple[str, list[str]]:
+        messages: list[Any] = []
+        conv_id = ""
+        for turn in range(3):
+            messages.append({"role": "user", "content": f"chat {number}, question {turn}"})
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=messages)
+            conv_id = raw.headers["x-vm-session"]
+            answer = raw.parse().choices[0].message.content or ""
+            messages.append({"role": "assistant", "content": answer})
+        return conv_id, [m["content"] for m in messages]
+
+    async def chats(base_url: str) -> list[tuple[str, list[str]]]:
+        async with openai.AsyncOpenAI(
+            base_url=base_url, api_key="sk-many", max_retries=0, timeout=20
+        ) as client:
+            return await asyncio.gather(*(one_chat(client, n) for n in range(16)))
+
+    with FakeUpstream(CountingModel()) as upstream:
+        with run_proxy(upstream=upstream.url, store=store) as proxy:
+            done = asyncio.run(chats(proxy.base_url))
+            proxy.process.terminate()  # a clean stop: what is deferred is written first
+            proxy.process.wait(20)
+            assert "was lost" not in proxy.logs()
+    assert len({conv_id for conv_id, _ in done}) == 16
+    for conv_id, sent in done:
+        assert asyncio.run(stored_contents(store, conv_id)) == sent
