@@ -130,3 +130,16 @@ def hold(store: Any, name: str) -> tuple[threading.Event, threading.Event]:
 
     setattr(store, name, held)
     return started, release
+
+
+def count_commits(store: Any) -> list[int]:
+    """The number of jobs of every group the SQLite store's writer commits from now on."""
+    groups: list[int] = []
+    group = store._group_commit
+
+    def counted(jobs: list[Any]) -> None:
+        groups.append(len(jobs))
+        group(jobs)
+
+    store._writer._group = counted
+    return groups

@@ -21,7 +21,7 @@ from proxy.vm.ingest import Counters
 from proxy.vm.lean import lean_page
 from proxy.vm.pages import Page
 
-from .conftest import FakeClock, make_page
+from .conftest import FakeClock, count_commits, make_page
 
 T = "tenant-a"
 COUNTER = counter_for_model("gpt-4o-mini")
@@ -212,14 +212,7 @@ async def test_short_turns_sent_together_through_the_store(tmp_path: FsPath) -> 
     """What a loaded server does: deferred creates and appends of many chats, queued
     while the writer is busy, then committed as one group, and read back."""
     store = await open_store(tmp_path / "s.db", together=True)
-    groups: list[int] = []
-    group = store._group_commit
-
-    def counted(jobs: list[Any]) -> None:
-        groups.append(len(jobs))
-        group(jobs)
-
-    store._writer._group = counted
+    groups = count_commits(store)
     try:
         for i in range(20):
             row = await store.open_root(T, f"c{i}", [f"c{i}-h0"])

@@ -16,7 +16,7 @@ from proxy.store.base import UnknownConversation, VersionConflict
 from proxy.store.sqlite import SQLiteStore
 from proxy.store.sqlite_threads import Lane
 
-from .conftest import hold, make_page
+from .conftest import count_commits, hold, make_page
 
 T = "tenant-a"
 
@@ -26,19 +26,6 @@ async def _store(tmp_path: FsPath, conversations: int) -> SQLiteStore:
     for i in range(conversations):
         await store.create_conversation(T, f"c{i}")
     return store
-
-
-def _count_commits(store: SQLiteStore) -> list[int]:
-    """The number of jobs of every group the writer commits from now on."""
-    groups: list[int] = []
-    group = store._group_commit
-
-    def counted(jobs: list[Any]) -> None:
-        groups.append(len(jobs))
-        group(jobs)
-
-    store._writer._group = counted
-    return groups
 
 
 async def test_deferred_appends_reach_the_writer_together(tmp_path: FsPath) -> None:
@@ -52,7 +39,7 @@ async def test_deferred_appends_reach_the_writer_together(tmp_path: FsPath) -> N
         submit(lane, loop, batch)
 
     try:
-        groups = _count_commits(store)
+        groups = count_commits(store)
         Lane.submit = counted  # type: ignore[method-assign]
         for i in range(5):
             await store.append(T, f"c{i}", [make_page(0, f"turn of chat {i}")],
