@@ -127,8 +127,8 @@ def _flush(
     except Exception:  # (a state orjson cannot encode) one by one, it fails alone
         run_each(run)
         return
-    conn.execute("SAVEPOINT together")
     try:
+        conn.execute("SAVEPOINT together")
         outcomes = _write(conn, creates, appends, encoded, states, now)
     except Exception as exc:
         if not _rolled_back_to_savepoint(conn):

@@ -158,7 +158,15 @@ class SQLiteCalls:
         except sqlite3.Error:
             self._writer.run_each(jobs)  # each on its own, as without grouping
             return
-        self._run_group(conn, jobs)
+        try:
+            self._run_group(conn, jobs)
+        except Exception as exc:  # a bug: the writer thread lives on, the group is lost
+            log.exception("a group commit of %d writes failed", len(jobs))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for job in jobs:
+                job.result, job.error = None, StoreError(f"sqlite store failed: {exc}")
+            return
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:

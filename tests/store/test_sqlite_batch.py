@@ -368,3 +368,32 @@ async def test_random_groups_store_what_one_by_one_stores(
     finally:
         for store in stores.values():
             await store.close()
+
+
+async def test_a_group_that_fails_outright_is_lost_whole_and_the_writer_goes_on(
+    tmp_path: FsPath,
+) -> None:
+    """Should running a group raise (a bug), its writes fail together, none stored, and the
+    writer thread takes the next ones."""
+    store = await open_store(tmp_path / "s.db", together=True)
+
+    def broken(conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
+        store._writer.run_each(jobs[:1])  # one write made, then the bug
+        raise RuntimeError("a bug")
+
+    real = store._run_group
+    store._run_group = broken  # type: ignore[method-assign]
+    try:
+        jobs = jobs_of(store, [(store._create_deferred, (T, "a", None, 0)),
+                               (store._create_deferred, (T, "b", None, 0))])
+        group_commit(store, jobs)
+        assert all(isinstance(job.error, StoreError) for job in jobs)
+        assert await store.get_conversation(T, "a") is None  # rolled back with the rest
+        store._run_group = real  # type: ignore[method-assign]
+        assert await store.open_root(T, "a", ["a-h0"]) is not None
+        await store.append(T, "a", turn("a", 0), expected_version=0, new_length=2,
+                           state={"hash": "a-h1"}, durable=False)
+        conv = await store.get_conversation(T, "a")
+        assert conv is not None and (conv.version, conv.length) == (1, 2)
+    finally:
+        await store.close()
