@@ -12,6 +12,10 @@ the pass-through in the same run.
   share of the append costs.
 - `reads`: a new chat's store reads (its hashes, its row: `PageStore.open_root`) answer
   "nothing" without reading. What they cost.
+- `tee`: nothing of memory on the loop: every chat request is relayed as `vm.mode = off`
+  relays it, and its body and its answer's are written to a pipe read by another
+  process (`cat`, which drops them). The loop's floor for a design where a worker
+  process places and stores the turns (the issue 15 note of 2026-12-06, fifth session).
 
 Patched so, the store is wrong; nothing reads it back within a run.
 
@@ -27,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ABLATIONS = ("none", "store", "append", "sql", "reads")
+ABLATIONS = ("none", "store", "append", "sql", "reads", "tee")
 
 
 def apply(name: str) -> None:
@@ -35,7 +39,7 @@ def apply(name: str) -> None:
         return
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; one of {', '.join(ABLATIONS)}")
-    {"store": _store, "append": _append, "sql": _sql, "reads": _reads}[name]()
+    {"store": _store, "append": _append, "sql": _sql, "reads": _reads, "tee": _tee}[name]()
 
 
 def _store() -> None:
@@ -107,6 +111,38 @@ def _reads() -> None:
         return await small(self, fn, *args, **kwargs)
 
     SQLiteCalls._read_small = read_small  # type: ignore[method-assign]
+
+
+def _tee() -> None:
+    import os
+    import subprocess
+
+    from proxy.http import routes
+    from proxy.upstream.relay import relay_chat
+
+    sink: list[int] = []
+
+    def pipe() -> int:
+        if not sink:
+            drop = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            assert drop.stdin is not None
+            os.set_blocking(drop.stdin.fileno(), False)
+            sink.append(drop.stdin.fileno())
+            sink.append(0)  # frames dropped: the pipe was full
+        return sink[0]
+
+    async def tee_chat(state: Any, request: Any, body: Any, raw: bytes) -> Any:
+        response = await relay_chat(state.upstream, request, raw)
+        answer = bytes(getattr(response, "body", b""))
+        frame = b"".join((len(raw).to_bytes(4, "little"), raw,
+                          len(answer).to_bytes(4, "little"), answer))
+        try:
+            os.write(pipe(), frame)
+        except BlockingIOError:
+            sink[1] += 1
+        return response
+
+    routes.handle_chat = tee_chat  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

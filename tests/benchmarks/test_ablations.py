@@ -55,3 +55,7 @@ def test_the_pages_are_not_stored_but_the_chats_go_on(tmp_path: Path, ablate: st
 
 def test_reads_taken_out_still_stores_every_message(tmp_path: Path) -> None:
     assert _run(tmp_path, "reads") == (2 * REQUESTS, CHATS)
+
+
+def test_tee_stores_nothing_and_the_chats_are_answered(tmp_path: Path) -> None:
+    assert _run(tmp_path, "tee") == (0, 0)
