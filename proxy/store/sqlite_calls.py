@@ -256,30 +256,43 @@ class SQLiteCalls:
         `heavy`: it may keep the writer long (a huge page; see `_catch_up`)."""
         loop = asyncio.get_running_loop()
         write: Job[R] = Job(fn, args, loop.create_future())
-        self._writes += 1
-        self._heavy += heavy
-        if of is not None:
-            self._writing[of] = self._writing.get(of, 0) + 1
+        self._under_way(of, heavy)
+        # Under way until the writer is done with it, even when its caller stops waiting
+        # (a request cancelled by its client's disconnect): a read of the conversation
+        # meanwhile still goes behind it, and reads what it stored. So the caller awaits a
+        # shield of the job's future, which only the writer settles.
+        write.future.add_done_callback(lambda done: self._finished(of, heavy, done))
+        self._send_deferred()
+        self._submit(self._writer, loop, [write])
         try:
-            self._send_deferred()
-            self._submit(self._writer, loop, [write])
-            result = await write.future
+            result = await asyncio.shield(write.future)
         except StoreError as exc:
             # Kept for ping(): a store that cannot write (disk full, read-only) is not
             # healthy, however well it still reads. The next write that succeeds clears it.
             self.write_failure = str(exc)
             raise
-        else:
-            self.write_failure = None
-            return result
-        finally:
-            self._writes -= 1
-            self._heavy -= heavy
-            if of is not None:
-                if self._writing[of] == 1:
-                    del self._writing[of]
-                else:
-                    self._writing[of] -= 1
+        self.write_failure = None
+        return result
+
+    def _under_way(self, of: tuple[str, str] | None, heavy: bool) -> None:
+        self._writes += 1
+        self._heavy += heavy
+        if of is not None:
+            self._writing[of] = self._writing.get(of, 0) + 1
+
+    def _finished(
+        self, of: tuple[str, str] | None, heavy: bool, done: asyncio.Future[Any]
+    ) -> None:
+        """A write is no longer under way (`_under_way`): committed, failed or lost."""
+        self._writes -= 1
+        self._heavy -= heavy
+        if of is not None:
+            if self._writing[of] == 1:
+                del self._writing[of]
+            else:
+                self._writing[of] -= 1
+        if not done.cancelled():
+            done.exception()  # retrieved here when its caller stopped waiting for it
 
     def _defer(
         self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any,
@@ -289,21 +302,14 @@ class SQLiteCalls:
         loop = asyncio.get_running_loop()
         write: Job[Any] = Job(fn, (tenant, conv_id, *args), loop.create_future())
         of = (tenant, conv_id)
-        self._writes += 1
-        self._heavy += heavy
-        self._writing[of] = self._writing.get(of, 0) + 1
+        self._under_way(of, heavy)
         self._deferred += 1
 
         def done(future: asyncio.Future[Any]) -> None:
-            self._writes -= 1
-            self._heavy -= heavy
+            self._finished(of, heavy, future)
             self._deferred -= 1
             if self._deferred < self.max_deferred and not self._room_free.is_set():
                 self._room_free.set()
-            if self._writing[of] == 1:
-                del self._writing[of]
-            else:
-                self._writing[of] -= 1
             error = None if future.cancelled() else future.exception()
             if error is None:
                 self.write_failure = None

@@ -467,3 +467,35 @@ async def test_past_max_deferred_room_waits_for_the_writer(tmp_path: FsPath) -> 
     finally:
         release.set()
         await store.close()
+
+
+async def test_a_write_its_caller_stopped_waiting_for_still_holds_reads_behind_it(
+    tmp_path: FsPath,
+) -> None:
+    """A request cancelled (its client gone) while its append is on the writer thread: a
+    read of that conversation meanwhile waits for the append and reads what it stored,
+    not the row from before it."""
+    store = await _store(tmp_path, 2)
+    started, release = hold(store, "_append")
+    try:
+        writing = asyncio.ensure_future(store.append(
+            T, "c0", [make_page(0, "a question")], expected_version=0, new_length=1,
+            state={"n": 1}))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        # Another conversation's write under way too: reads of conversations not being
+        # written go to a reader thread then, not behind the writer.
+        await store.append(T, "c1", [make_page(0, "another chat")], expected_version=0,
+                           new_length=1, state={}, durable=False)
+        store._send_deferred()
+        reading = asyncio.ensure_future(store.get_conversation(T, "c0"))
+        await asyncio.sleep(0.1)
+        assert not reading.done()  # behind the append, still held
+    finally:
+        release.set()
+    read = await asyncio.wait_for(reading, 10)
+    assert read is not None and (read.version, read.length, read.state) == (1, 1, {"n": 1})
+    assert store._writing == {} and store._writes == 0
+    await store.close()
