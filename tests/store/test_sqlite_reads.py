@@ -255,3 +255,35 @@ async def test_a_new_roots_failed_read_is_a_store_error(tmp_path: FsPath) -> Non
     await store.close()
     with pytest.raises(StoreError, match="sqlite store failed"):
         await store.open_root(T, "r1", ["x0"])
+
+
+async def test_a_new_root_created_and_appended_to_while_its_read_was_away_is_returned_as_it_is(
+    tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests opening the same new chat: the other one creates it, and appends its
+    turn, while this one's read is away. This one gets the row as it now is (version 1,
+    its two messages), not a new one at version 0 that its next append would be refused
+    on."""
+    store, _ = await _store(tmp_path)
+    real = store._read_small
+
+    async def meanwhile(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        found = await real(fn, *args, **kwargs)
+        other = await store.create_conversation(T, "r4", durable=False)  # the other request
+        await store.append(T, "r4", [make_page(0, "q"), make_page(1, "a")],
+                           expected_version=other.version, new_length=2, state={"n": 2},
+                           durable=False)
+        return found
+
+    monkeypatch.setattr(store, "_read_small", meanwhile)
+    try:
+        row = await store.open_root(T, "r4", ["w0"])
+        assert row is not None and (row.version, row.length, row.state) == (1, 2, {"n": 2})
+        monkeypatch.undo()
+        after = await store.append(T, "r4", [make_page(2, "next")], expected_version=1,
+                                   new_length=3, state={"n": 3}, durable=False)
+        assert (after.version, after.length) == (2, 3)
+        stored = await store.get_conversation(T, "r4")
+        assert stored is not None and (stored.version, stored.length) == (2, 3)
+    finally:
+        await store.close()
