@@ -33,7 +33,8 @@ from typing import Any
 import orjson
 
 from proxy.store.base import Conversation, StoreError, UnknownConversation, VersionConflict
-from proxy.store.codec import encode_page, encode_state, id_prefix
+from proxy.store.codec import encode_page, encode_state
+from proxy.store.sqlite_queries import INSERT_PAGES, PAGE_VALUES, page_row
 from proxy.store.sqlite_threads import Job
 from proxy.vm.lean import is_lean
 from proxy.vm.pages import Page
@@ -183,14 +184,10 @@ def _write(
         rows[key] = (version + 1, parent_id, fork_at)
         final[key] = (item.new_length, state, version + 1)
         for page, body in zip(item.pages, bodies, strict=True):
-            pages.append((
-                item.tenant, item.conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
-                int(page.is_message), page.kind.value, page.modality.value, page.chain_hash,
-                body, page.created_at,
-            ))
-            if page.chain_hash:  # (a page sent twice in the run: its first copy's)
-                hashes.setdefault((item.tenant, item.conv_id, page.page_id), (
-                    item.tenant, page.chain_hash, item.conv_id, page.anchor, page.page_id))
+            pages.append(page_row(item.tenant, item.conv_id, page, body))
+            # A page sent twice in the run is stored as its first copy, with its hash, if any.
+            hashes.setdefault((item.tenant, item.conv_id, page.page_id), (
+                item.tenant, page.chain_hash, item.conv_id, page.anchor, page.page_id))
         outcomes.append((Conversation(
             item.tenant, item.conv_id, parent_id, fork_at, item.new_length, version + 1,
             dict(item.state), now,
@@ -202,13 +199,9 @@ def _write(
         " SELECT column1, column2, column3, column4 FROM (VALUES ", "(?, ?, ?, ?, ?)",
         ") WHERE NOT EXISTS (SELECT 1 FROM pages WHERE pages.tenant = column1"
         " AND pages.conv_id = column3 AND pages.page_id = column5) ON CONFLICT DO NOTHING",
-        list(hashes.values()),
+        [row for row in hashes.values() if row[1]],
     )
-    _insert(
-        conn, "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind,"
-        " modality, chain_hash, body, created_at) VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        " ON CONFLICT DO NOTHING", pages,
-    )
+    _insert(conn, INSERT_PAGES, PAGE_VALUES, " ON CONFLICT DO NOTHING", pages)
     updates = [(t, c, length, state, version) for (t, c), (length, state, version) in final.items()]
     for start in range(0, len(updates), CHUNK):
         chunk = updates[start:start + CHUNK]

@@ -282,8 +282,9 @@ class SQLiteCalls:
 
     def _finished(
         self, of: tuple[str, str] | None, heavy: bool, done: asyncio.Future[Any]
-    ) -> None:
-        """A write is no longer under way (`_under_way`): committed, failed or lost."""
+    ) -> BaseException | None:
+        """A write is no longer under way (`_under_way`): committed, failed or lost (its
+        error, retrieved here: its caller may have stopped waiting for it)."""
         self._writes -= 1
         self._heavy -= heavy
         if of is not None:
@@ -291,8 +292,7 @@ class SQLiteCalls:
                 del self._writing[of]
             else:
                 self._writing[of] -= 1
-        if not done.cancelled():
-            done.exception()  # retrieved here when its caller stopped waiting for it
+        return None if done.cancelled() else done.exception()
 
     def _defer(
         self, fn: Callable[..., Any], tenant: str, conv_id: str, *args: Any,
@@ -306,11 +306,10 @@ class SQLiteCalls:
         self._deferred += 1
 
         def done(future: asyncio.Future[Any]) -> None:
-            self._finished(of, heavy, future)
+            error = self._finished(of, heavy, future)
             self._deferred -= 1
             if self._deferred < self.max_deferred and not self._room_free.is_set():
                 self._room_free.set()
-            error = None if future.cancelled() else future.exception()
             if error is None:
                 self.write_failure = None
                 return

@@ -311,6 +311,20 @@ def remember_response(
     )
 
 
+# A page's row: the statement's head, one row's placeholders, and its values.
+INSERT_PAGES = (
+    "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message, kind, modality,"
+    " chain_hash, body, created_at) VALUES "
+)
+PAGE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def page_row(tenant: str, conv_id: str, page: Page, body: bytes) -> tuple[Any, ...]:
+    return (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
+            int(page.is_message), page.kind.value, page.modality.value, page.chain_hash,
+            body, page.created_at)
+
+
 def put_pages(
     conn: sqlite3.Connection, tenant: str, conv_id: str, rows: Sequence[tuple[Page, bytes, str]]
 ) -> int:
@@ -327,12 +341,7 @@ def put_pages(
             if replaced:
                 continue
             rowid = conn.execute(
-                "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
-                " kind, modality, chain_hash, body, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
-                 int(page.is_message), page.kind.value, page.modality.value, page.chain_hash,
-                 body, page.created_at),
+                INSERT_PAGES + PAGE_VALUES, page_row(tenant, conv_id, page, body)
             ).lastrowid
             conn.execute("INSERT INTO page_fts (rowid, terms) VALUES (?, ?)", (rowid, terms))
     return len(rows)
@@ -371,12 +380,8 @@ def add_pages(
     unless it is the lean page this one derives."""
     for page, body, terms in rows:
         cursor = conn.execute(
-            "INSERT INTO pages (tenant, conv_id, page_id, prefix, anchor, is_message,"
-            " kind, modality, chain_hash, body, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (tenant, conv_id, page.page_id, id_prefix(page.page_id), page.anchor,
-             int(page.is_message), page.kind.value, page.modality.value,
-             page.chain_hash, body, page.created_at),
+            INSERT_PAGES + PAGE_VALUES + " ON CONFLICT DO NOTHING",
+            page_row(tenant, conv_id, page, body),
         )
         rowid = cursor.lastrowid
         if cursor.rowcount != 1:

@@ -397,3 +397,25 @@ async def test_a_group_that_fails_outright_is_lost_whole_and_the_writer_goes_on(
         assert conv is not None and (conv.version, conv.length) == (1, 2)
     finally:
         await store.close()
+
+
+async def test_a_page_sent_twice_in_a_run_is_stored_as_its_first_copy(tmp_path: FsPath) -> None:
+    """The first copy without a chain hash, the second (an append overlapping it) with
+    one: as one by one, the page is the first copy's, and no hash is stored for it."""
+    dumps = []
+    for together in (True, False):
+        store = await open_store(tmp_path / f"{together}.db", together=together)
+        first = [lean(0, "no hash", ""), lean(1, "answer", "c-h1")]
+        again = [lean(0, "a hash", "c-h0"), lean(1, "answer", "c-h1"),
+                 lean(2, "more", "c-h2"), lean(3, "answer", "c-h3")]
+        jobs = jobs_of(store, [
+            (store._create_deferred, (T, "c", None, 0)),
+            (store._append, append_args("c", first, 0, 2)),
+            (store._append, append_args("c", again, 1, 4)),
+        ])
+        group_commit(store, jobs)
+        assert [job.error for job in jobs] == [None, None, None]
+        await store.close()
+        dumps.append(dump(tmp_path / f"{together}.db"))
+    assert dumps[0] == dumps[1]
+    assert [row[1] for row in dumps[0]["hashes"]] == ["c-h1", "c-h2", "c-h3"]
