@@ -40,7 +40,7 @@ from proxy.loop.policy import (
 from proxy.loop.prefix_cache import short_fingerprints
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
-from proxy.loop.short_chat import ShortTurn, short_turn
+from proxy.loop.short_chat import SameTurn, ShortTurn, short_turn
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
@@ -77,6 +77,8 @@ async def handle_chat(
             short = None
         if short is not None:
             _observe_prepare(state.metrics, started)
+            if isinstance(short, SameTurn):
+                return await _answer_again(state, request, raw, short)
             return await _answer_short(state, request, raw, short)
         return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode,
                              fingerprints=fingerprints)
@@ -189,6 +191,21 @@ async def _answer_short(
 
     return await _relay_storing(
         state, request, raw, short.headers(), short.store, short.answer_name, store_alone
+    )
+
+
+async def _answer_again(
+    state: AppServices, request: Request, raw: bytes, again: SameTurn
+) -> Response:
+    """The same request again (proxy.loop.short_chat.SameTurn): relayed as it is, its
+    answer placed before the response goes out, which names the conversation it is on."""
+    relayed = await relay_chat(state.upstream, request, raw)
+
+    async def place(answer: dict[str, Any]) -> None:
+        set_headers(relayed.raw_headers, {"x-vm-session": await again.place(answer)})
+
+    return _observed_passthrough(
+        relayed, again.headers(), place, again.answer_name, store_first=True
     )
 
 

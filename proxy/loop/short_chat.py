@@ -18,10 +18,13 @@ directly:
 
 The row is a hint (see proxy.loop.prefix_cache): when the append finds the conversation
 changed (another request of it stored a turn meanwhile), or the conversation gone, the
-messages are stored the general way instead, which rereads and forks as it must. Anything
-else this module does not take (a new conversation, a fork, a tool exchange, a long text,
-a session name) never gets here: `short_turn` answers None and the caller places the
-request in the general way.
+messages are stored the general way instead, which rereads and forks as it must.
+
+A request whose whole history the prefix cache knows is the same request again (a
+regenerate, an SDK's retry, another client's identical call): `SameTurn` relays it and
+places its answer before the response goes out. Anything else this module does not take
+(a fork, a tool exchange, a long text, a session name, a stream sent again) never gets
+here: `short_turn` answers None and the caller places the request in the general way.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from starlette.requests import Request
 
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
-from proxy.loop.prefix_cache import fingerprint
+from proxy.loop.prefix_cache import Remembered, fingerprint
 from proxy.loop.prepare import threshold
 from proxy.loop.services import AppServices
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
@@ -130,16 +133,76 @@ class ShortTurn:
         await conversations.flush(self.tenant)
 
 
+@dataclass(slots=True)
+class SameTurn:
+    """A short chat's request whose whole history is stored already: the same request
+    again (a regenerate, a retry, another client's identical call), relayed unchanged.
+
+    Its answer is placed before the response goes out, so that the response names the
+    conversation it is on. An answer some conversation already ends with, after exactly
+    this history, is on that one: nothing is stored (a branch of its own for each such
+    request, as the general path gives a regenerate, stored the same message once a
+    request). Any other answer is placed the general way: on a fork of its own."""
+
+    state: AppServices
+    tenant: str
+    messages: Sequence[dict[str, Any]]
+    fingerprints: list[int]
+    remembered: Remembered  # the history's own prefix-cache entry
+    ingester: Ingester
+    tokens: int  # what the request's history costs (X-VM-Prompt-Tokens)
+    answer_name: str
+    conv_id: str  # what the response names: a conversation holding the history, at first
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-vm-session": self.conv_id,
+            "x-vm-faults": "0",
+            "x-vm-prompt-tokens": str(self.tokens),
+            "x-vm-prompt-tokens-full": str(self.tokens),
+        }
+
+    async def place(self, answer: dict[str, Any]) -> str:
+        """The conversation `answer` is on, once stored (see the class docstring)."""
+        if _plain([answer]):
+            extended = [*self.fingerprints, fingerprint(answer)]
+            found = self.state.prefix_cache.longest(self.tenant, extended)
+            if found is not None and found.count == len(extended):
+                seen = self.state.prefix_cache.row(self.tenant, found.conv_id)
+                # The row says the conversation still ends there; the chain hash, that it
+                # ends with this answer after this history (it commits to both).
+                if seen is not None:
+                    row, path = seen
+                    if (
+                        row.length == found.count
+                        and row.state.get("hash") == found.chain_hash
+                        and path.leaf == row.conv_id
+                        and chain_hashes(self.tenant, [answer], prev=self.remembered.chain_hash)
+                        == [found.chain_hash]
+                    ):
+                        self.conv_id = row.conv_id
+                        return self.conv_id
+        conversations = Conversations(
+            self.state.store, self.ingester.ingest, self.ingester.state_at,
+            self.state.prefix_cache, durable=False,
+        )
+        placement = await conversations.place(self.tenant, [*self.messages, answer], None)
+        await conversations.flush(self.tenant)
+        self.conv_id = placement.leaf.conv_id
+        return self.conv_id
+
+
 async def short_turn(
     state: AppServices,
     request: Request,
     body: Mapping[str, Any],
     tenant: str,
     fingerprints: list[int] | None,
-) -> ShortTurn | None:
+) -> ShortTurn | SameTurn | None:
     """The request as the next turn of a short chat, or the first of a new one (see the
-    module docstring), or None when it is neither: the caller then places it in the
-    general way. `fingerprints`: of its messages (prefix_cache.short_fingerprints)."""
+    module docstring), or the same request again (SameTurn), or None when it is none of
+    these: the caller then places it in the general way. `fingerprints`: of its messages
+    (prefix_cache.short_fingerprints)."""
     messages = body["messages"]
     if fingerprints is None or body.get("tools"):
         return None  # a long text; tools, whose cost is counted in the general way
@@ -150,7 +213,17 @@ async def short_turn(
     remembered = cache.longest(tenant, fingerprints)
     stored = 0 if remembered is None else remembered.count
     if stored >= len(messages):
-        return None  # nothing new: a regenerate, placed on a branch of its own
+        # Nothing new: the same request again (a regenerate, a retry, another client's
+        # identical call). Its answer decides where it goes (SameTurn).
+        # A stream's headers go out before its answer is known: it is placed the general
+        # way, on a branch of its own, before it is relayed.
+        if remembered is None or body.get("stream") is True or len(messages) > _MAX_NEW_MESSAGES:
+            return None
+        tokens = ingester.lean_tokens(messages, {})
+        if tokens is None or tokens + overhead > activate_above:
+            return None
+        return SameTurn(state, tenant, messages, fingerprints, remembered, ingester,
+                        tokens + overhead, assistant_name(messages), remembered.conv_id)
     new = list(messages[stored:])
     if not _plain(new):
         return None
