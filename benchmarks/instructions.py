@@ -42,13 +42,13 @@ ARMS: dict[str, list[str]] = {
 }
 
 
-def count(arm: str, requests: int, out_dir: Path) -> int:
+def count(arm: str, requests: int, out_dir: Path, chat: str = "short") -> int:
     """Instructions of one run of short_profile.py (every thread)."""
     out = out_dir / f"callgrind.{arm}.{requests}"
     command = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
         sys.executable, str(HERE / "short_profile.py"), "--requests", str(requests),
-        *ARMS[arm],
+        "--chat", chat, *ARMS[arm],
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, env=env, timeout=1800)
@@ -60,11 +60,11 @@ def count(arm: str, requests: int, out_dir: Path) -> int:
     raise RuntimeError(f"no totals in {out}")
 
 
-def measure(arm: str, low: int, high: int, out_dir: Path) -> float:
+def measure(arm: str, low: int, high: int, out_dir: Path, chat: str = "short") -> float:
     """A request's instructions: the two runs side by side (two cores, or they wait)."""
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
         with ThreadPoolExecutor(2) as pool:
-            few, many = pool.map(lambda n: count(arm, n, Path(scratch)), (low, high))
+            few, many = pool.map(lambda n: count(arm, n, Path(scratch), chat), (low, high))
     return (many - few) / (high - low)
 
 
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                         + ", ".join(ARMS))
     parser.add_argument("--requests", default="100,300", help="the two request counts")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--chat", choices=("short", "same"), default="short",
+                        help="short chats, or one body for every request (as wrk sends)")
     args = parser.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
@@ -86,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="vm-instructions-") as out_dir:
         for arm in arms:
-            results[arm] = measure(arm, low, high, Path(out_dir))
+            results[arm] = measure(arm, low, high, Path(out_dir), args.chat)
             print(f"  measured {arm:8} {results[arm] / 1e6:7.3f} M instructions a request",
                   file=sys.stderr)
-    report: dict[str, Any] = {"requests": [low, high], "instructions": results}
+    report: dict[str, Any] = {"requests": [low, high], "chat": args.chat,
+                              "instructions": results}
     print(f"{'arm':8} {'M instr/req':>12} {'vs off':>8} {'vs on (M)':>10}")
     for arm, value in results.items():
         vs_off = f"{value / results['off']:.3f}" if "off" in results else "-"

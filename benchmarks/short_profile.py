@@ -51,7 +51,8 @@ def upstream(request: httpx.Request) -> httpx.Response:
 
 
 async def run(
-    requests: int, clients: int, store_url: str, mode: str, cprofile: Path | None
+    requests: int, clients: int, store_url: str, mode: str, cprofile: Path | None,
+    chat: str = "short",
 ) -> None:
     if store_url == "sqlite":
         store_url = f"sqlite:///{tempfile.mkdtemp(prefix='vm-short-profile-')}/bench.db"
@@ -71,7 +72,8 @@ async def run(
 
             async def worker(index: int, first: int, count: int) -> None:
                 for number in range(first, first + count):
-                    body = _servers.short_chat_body(index, number)
+                    body = (_servers.CHAT_BODY if chat == "same"
+                            else _servers.short_chat_body(index, number))
                     response = await client.post("/v1/chat/completions", content=body,
                                                  headers=headers)
                     assert response.status_code == 200, response.text
@@ -101,12 +103,15 @@ def main() -> None:
     parser.add_argument("--store", default="sqlite", help="sqlite (a fresh file) or a URL")
     parser.add_argument("--mode", choices=("on", "off"), default="on")
     parser.add_argument("--cprofile", type=Path, help="write the requests' cProfile here")
+    parser.add_argument("--chat", choices=("short", "same"), default="short",
+                        help="short chats, or one body for every request (as wrk sends)")
     parser.add_argument("--ablate", choices=_ablations.ABLATIONS, default="none",
                         help="take a part of the turn out (an experiment: _ablations.py)")
     args = parser.parse_args()
     _servers.SHORT_TURNS = args.turns
     _ablations.apply(args.ablate)
-    asyncio.run(run(args.requests, args.clients, args.store, args.mode, args.cprofile))
+    asyncio.run(run(args.requests, args.clients, args.store, args.mode, args.cprofile,
+                    args.chat))
 
 
 if __name__ == "__main__":

@@ -202,7 +202,9 @@ async def _answer_again(
     relayed = await relay_chat(state.upstream, request, raw)
 
     async def place(answer: dict[str, Any]) -> None:
-        set_headers(relayed.raw_headers, {"x-vm-session": await again.place(answer)})
+        named = again.conv_id
+        if await again.place(answer) != named:
+            set_headers(relayed.raw_headers, {"x-vm-session": again.conv_id})
 
     return _observed_passthrough(
         relayed, again.headers(), place, again.answer_name, store_first=True

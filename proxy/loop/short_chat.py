@@ -114,12 +114,16 @@ class ShortTurn:
             except (VersionConflict, UnknownConversation):
                 pass  # changed or gone since the row was seen: placed anew below
             else:
+                cache = self.state.prefix_cache
                 fingerprints = self.fingerprints
                 if answer is not None:
+                    if first == 0:
+                        # A new chat's request, remembered too: the same request again
+                        # (SameTurn) then finds its history, and its answer if the same.
+                        cache.remember(self.tenant, fingerprints, self.hashes[-1], leaf,
+                                       self.path)
                     fingerprints = [*fingerprints, fingerprint(answer)]
-                self.state.prefix_cache.remember(
-                    self.tenant, fingerprints, hashes[-1], leaf, self.path
-                )
+                cache.remember(self.tenant, fingerprints, hashes[-1], leaf, self.path)
                 return
         await self._store_anew([*self.messages, *messages[len(self.new):]])
 

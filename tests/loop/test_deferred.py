@@ -355,8 +355,9 @@ async def test_whole_history_requests_are_answered_while_the_writer_is_busy(
     tmp_path: FsPath,
 ) -> None:
     """Issue 13: a short chat of one client waits for no other client's write. A new chat
-    and a regenerate (a fork of its own) create their conversation with their turn, after
-    the answer; an X-VM-Session request still waits until its turn is written."""
+    creates its conversation with its turn, after the answer; a regenerate given the answer
+    stored already stores nothing (proxy.loop.short_chat.SameTurn); an X-VM-Session request
+    still waits until its turn is written."""
     store = await open_store(f"sqlite:///{tmp_path}/store.db")
     assert isinstance(store, SQLiteStore)
     opening = [question(0)]
@@ -379,7 +380,7 @@ async def test_whole_history_requests_are_answered_while_the_writer_is_busy(
         assert (await session).status_code == 200
         assert new_chat.status_code == regenerate.status_code == 200
         ids = [reply.headers["x-vm-session"] for reply in (first, new_chat, regenerate)]
-        assert len(set(ids)) == 3  # the regenerate got a branch of its own
+        assert len(set(ids)) == 2 and ids[2] == ids[0]  # the regenerate: the same answer
         expected = [[question(0)["content"], ANSWER], [question(1)["content"], ANSWER],
                     [question(0)["content"], ANSWER]]
         for conv_id, contents in zip(ids, expected, strict=True):
@@ -391,12 +392,24 @@ async def test_whole_history_requests_are_answered_while_the_writer_is_busy(
 async def test_a_kill_before_a_new_conversation_is_written_loses_no_message(
     lost: str, tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The process dies after answering the first turn of a new chat (or a regenerate, on
-    a fork of its own) and before its writer ran: the conversation was never created.
-    The client's next request, resending everything, stores every message."""
+    """The process dies after answering the first turn of a new chat (or a regenerate given
+    another answer, on a fork of its own) and before its writer ran: the conversation was
+    never created. The client's next request, resending everything, stores every message."""
     url = f"sqlite:///{tmp_path}/store.db"
     messages: list[dict[str, Any]] = [question(0)]
-    async with serve(answer, vm_settings(), await open_store(url)) as proxy:
+    calls = 0
+
+    def answers(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        reply = answer(request)
+        if calls == 2:  # the regenerate's: another answer (the same one forks nothing)
+            body = reply.json()
+            body["choices"][0]["message"]["content"] = "Noted, once more."
+            reply = httpx.Response(200, json=body)
+        return reply
+
+    async with serve(answers, vm_settings(), await open_store(url)) as proxy:
         if lost == "regenerate":
             reply = await proxy.raw_chat({"model": "gpt-4o", "messages": messages})
             kept = reply.headers["x-vm-session"]
