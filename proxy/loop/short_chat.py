@@ -144,9 +144,9 @@ class SameTurn:
 
     Its answer is placed before the response goes out, so that the response names the
     conversation it is on. An answer some conversation already ends with, after exactly
-    this history, is on that one: nothing is stored (a branch of its own for each such
-    request, as the general path gives a regenerate, stored the same message once a
-    request). Any other answer is placed the general way: on a fork of its own."""
+    this history, is on that one, and nothing is stored (the general path gives every
+    regenerate a branch of its own, which stored the same answer again each time). Any
+    other answer is placed the general way: on a fork of its own."""
 
     state: AppServices
     tenant: str
