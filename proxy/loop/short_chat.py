@@ -171,21 +171,25 @@ class SameTurn:
         if _plain([answer]):
             extended = [*self.fingerprints, fingerprint(answer)]
             found = self.state.prefix_cache.longest(self.tenant, extended)
+            seen = None
             if found is not None and found.count == len(extended):
                 seen = self.state.prefix_cache.row(self.tenant, found.conv_id)
-                # The row says the conversation still ends there; the chain hash, that it
-                # ends with this answer after this history (it commits to both).
-                if seen is not None:
-                    row, path = seen
-                    if (
-                        row.length == found.count
-                        and row.state.get("hash") == found.chain_hash
-                        and path.leaf == row.conv_id
-                        and chain_hashes(self.tenant, [answer], prev=self.remembered.chain_hash)
-                        == [found.chain_hash]
-                    ):
-                        self.conv_id = row.conv_id
-                        return self.conv_id
+            # The row seen ends there, with this answer after this history (the chain hash
+            # commits to both); the store's version, that the conversation has not moved
+            # on since (the row is a hint: not every path that stores tells the cache).
+            if seen is not None and found is not None:
+                row, path = seen
+                if (
+                    row.length == found.count
+                    and row.state.get("hash") == found.chain_hash
+                    and path.leaf == row.conv_id
+                    and chain_hashes(self.tenant, [answer], prev=self.remembered.chain_hash)
+                    == [found.chain_hash]
+                    and await self.state.store.conversation_version(self.tenant, row.conv_id)
+                    == row.version
+                ):
+                    self.conv_id = row.conv_id
+                    return self.conv_id
         conversations = Conversations(
             self.state.store, self.ingester.ingest, self.ingester.state_at,
             self.state.prefix_cache, durable=False,

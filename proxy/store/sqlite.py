@@ -182,7 +182,9 @@ class SQLiteStore(SQLiteNames):
             self._versions.pop(key, None)
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
-        return await self._read(
+        # One index lookup: on the loop's own connection unless a write of the
+        # conversation is under way, whose result it then waits for (_read_small).
+        return await self._read_small(
             q.conversation_version, tenant, conv_id, of=(tenant, conv_id)
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from proxy.loop.short_chat import SameTurn, short_turn
@@ -152,3 +153,37 @@ async def test_the_same_request_failing_upstream_stores_nothing(
             assert response.status_code == 500
             assert response.json()["error"]["message"] == "boom"
         assert await contents(proxy.store, proxy.tenant) == before
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_the_same_request_after_its_chat_went_on_unseen_by_the_cache(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, same_turns: list[SameTurn]
+) -> None:
+    """The chat went on by a path that stores without telling the prefix cache (a request
+    of four new questions, failed upstream, stored the general way): the row the cache
+    holds is the one from before, still ending with the answer. The store's version says
+    it moved on, so the response names a branch ending with the answer, never the chat.
+    (Found by a review: the named conversation held the four questions after the answer.)"""
+
+    def model(request: httpx.Request) -> httpx.Response:
+        if len(orjson.loads(request.content)["messages"]) > 1:
+            return httpx.Response(500, json={"error": {"message": "boom", "type": "x"}})
+        return reply(request)
+
+    store = await kept_open(store_url(backend, tmp_path), monkeypatch)
+    async with serve(model, vm_settings(), store) as proxy:
+        body = {"model": "gpt-4o", "messages": QUESTION}
+        first = await proxy.raw_chat(body)
+        answer = first.json()["choices"][0]["message"]
+        chat = first.headers["x-vm-session"]
+        more = [user(f"Question {i}?") for i in range(2, 6)]
+        failed = await proxy.raw_chat({"model": "gpt-4o", "messages": [*QUESTION, answer, *more]})
+        assert failed.status_code == 500
+        assert len(await held(store, proxy.tenant, chat)) == 6  # stored alone, on the chat
+        again = await proxy.raw_chat(body)
+        assert again.status_code == 200 and same_turns
+        named = again.headers["x-vm-session"]
+        assert named != chat
+        assert await held(store, proxy.tenant, named) == [
+            QUESTION[0]["content"], answer["content"]
+        ]

@@ -287,3 +287,29 @@ async def test_a_new_root_created_and_appended_to_while_its_read_was_away_is_ret
         assert stored is not None and (stored.version, stored.length) == (2, 3)
     finally:
         await store.close()
+
+
+async def test_a_conversations_version_is_read_on_the_loop_or_behind_its_write(
+    tmp_path: FsPath,
+) -> None:
+    """conversation_version (what a cached row is checked by, and a repeated request's
+    answer: proxy.loop.short_chat.SameTurn) reads on the loop's connection, unless a write
+    of the conversation is under way: then it waits for it, and reads what it wrote."""
+    store, batches = await _store(tmp_path)
+    try:
+        assert await store.conversation_version(T, "c") == 1
+        assert await store.conversation_version(T, "nobody") is None
+        assert batches == []  # no trip to a thread
+        started, release = hold(store, "_append")
+        writing = asyncio.ensure_future(store.append(
+            T, "c", [make_page(6, "page 6 about ferries")], expected_version=1, new_length=7))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        version = asyncio.ensure_future(store.conversation_version(T, "c"))
+        await asyncio.sleep(0.05)
+        assert not version.done()  # behind the append
+        release.set()
+        await writing
+        assert await version == 2
+        assert batches == [1]
+    finally:
+        await store.close()
