@@ -200,7 +200,12 @@ class Conversations:
         """Store the request's held messages now, alone (its answer will not be stored)."""
         held, self._held = self._held, None
         if held is not None:
-            await self._store_held(tenant, held)
+            leaf, _, path = await self._store_held(tenant, held)
+            if path is not None and path.leaf == leaf.conv_id:
+                # The conversation went on: the row the prefix cache keeps of it is this
+                # one now, so that a request resending its older history is not placed
+                # (nor named) on the row before.
+                self._prefixes.saw(leaf, path)
 
     async def _store_held(
         self,

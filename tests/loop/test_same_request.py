@@ -187,3 +187,32 @@ async def test_the_same_request_after_its_chat_went_on_unseen_by_the_cache(
         assert await held(store, proxy.tenant, named) == [
             QUESTION[0]["content"], answer["content"]
         ]
+
+
+async def test_a_continuation_after_messages_stored_alone_names_where_its_answer_is() -> None:
+    """After a request's questions are stored alone (its upstream failed), the chat's
+    older history continued another way is placed on a fork, and the response names the
+    fork that holds it (found by a review; before, it named the chat, whose row the prefix
+    cache kept from before the questions were stored)."""
+
+    def model(request: httpx.Request) -> httpx.Response:
+        if len(orjson.loads(request.content)["messages"]) > 3:
+            return httpx.Response(500, json={"error": {"message": "boom", "type": "x"}})
+        return reply(request)
+
+    async with serve(model, vm_settings()) as proxy:
+        first = await proxy.raw_chat({"model": "gpt-4o", "messages": QUESTION})
+        answer = first.json()["choices"][0]["message"]
+        chat = first.headers["x-vm-session"]
+        more = [user(f"Question {i}?") for i in range(2, 6)]
+        failed = await proxy.raw_chat({"model": "gpt-4o", "messages": [*QUESTION, answer, *more]})
+        assert failed.status_code == 500
+        other = [*QUESTION, answer, user("Another question?")]
+        went = await proxy.raw_chat({"model": "gpt-4o", "messages": other})
+        assert went.status_code == 200
+        named = went.headers["x-vm-session"]
+        assert named != chat
+        assert await held(proxy.store, proxy.tenant, named) == [
+            *(m["content"] for m in other), went.json()["choices"][0]["message"]["content"]
+        ]
+        assert len(await held(proxy.store, proxy.tenant, chat)) == 6
