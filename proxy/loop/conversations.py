@@ -463,7 +463,8 @@ class Conversations:
                     self._store, tenant, path, anchor + 1, messages, hashes, before
                 )
                 if made.elsewhere:
-                    await store_elsewhere(self._store, tenant, made.elsewhere)
+                    # The conversation forked (`owner`, whose lock this holds) may be one.
+                    await store_elsewhere(self._store, tenant, made.elsewhere, held=owner)
                 state = {**made.state, **(state_patch or {})}
                 if on_append is not None:
                     on_append(cut_path(path, end), state)

@@ -19,6 +19,7 @@ conversation's counters is kept, and not the chain hash, which is the page's own
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from proxy.loop.placement import Ingest, NewPages, StateAt
@@ -139,13 +140,15 @@ def split_by_owner(path: Path, pages: Sequence[Page]) -> tuple[list[Page], dict[
 
 
 async def store_elsewhere(
-    store: PageStore, tenant: str, elsewhere: Mapping[str, Sequence[Page]]
+    store: PageStore, tenant: str, elsewhere: Mapping[str, Sequence[Page]],
+    held: str | None = None,
 ) -> None:
     """Derived pages of positions other conversations own, stored with them (their length
-    and state unchanged)."""
+    and state unchanged). `held`: a conversation whose lock the caller holds already (the
+    one a turn forks: taken again, the lock would wait for itself forever)."""
     for owner, pages in elsewhere.items():
         for _ in range(_RETRIES):
-            async with store.lock(tenant, owner):
+            async with nullcontext() if owner == held else store.lock(tenant, owner):
                 conv = await store.get_conversation(tenant, owner)
                 if conv is None:
                     raise LookupError(f"conversation {owner} vanished while deriving")
