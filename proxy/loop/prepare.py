@@ -73,12 +73,19 @@ class Prepared:
 
     def headers(self) -> dict[str, str]:
         """Headers of a request forwarded unchanged (below the threshold)."""
-        return {
-            "x-vm-session": self.session or self.placement.leaf.conv_id,
-            "x-vm-faults": "0",
-            "x-vm-prompt-tokens": str(self.prompt_tokens_full),
-            "x-vm-prompt-tokens-full": str(self.prompt_tokens_full),
-        }
+        return forwarded_headers(
+            self.session or self.placement.leaf.conv_id, self.prompt_tokens_full
+        )
+
+
+def forwarded_headers(conv_id: str, tokens: int) -> dict[str, str]:
+    """The VM headers of a request forwarded unchanged: no faults, the whole prompt sent."""
+    return {
+        "x-vm-session": conv_id,
+        "x-vm-faults": "0",
+        "x-vm-prompt-tokens": str(tokens),
+        "x-vm-prompt-tokens-full": str(tokens),
+    }
 
 
 async def prepare(

@@ -37,8 +37,9 @@ from starlette.requests import Request
 
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
+from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import Remembered, fingerprint
-from proxy.loop.prepare import threshold
+from proxy.loop.prepare import forwarded_headers, threshold
 from proxy.loop.services import AppServices
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
 from proxy.loop.turn import assistant_name
@@ -74,13 +75,7 @@ class ShortTurn:
     stored: bool = False
 
     def headers(self) -> dict[str, str]:
-        """The headers of a request forwarded unchanged (proxy.loop.prepare.Prepared's)."""
-        return {
-            "x-vm-session": self.row.conv_id,
-            "x-vm-faults": "0",
-            "x-vm-prompt-tokens": str(self.tokens),
-            "x-vm-prompt-tokens-full": str(self.tokens),
-        }
+        return forwarded_headers(self.row.conv_id, self.tokens)
 
     async def store(self, answer: dict[str, Any] | None) -> None:
         """Store the new messages, then `answer` (None: none came), in one append."""
@@ -128,13 +123,7 @@ class ShortTurn:
         await self._store_anew([*self.messages, *messages[len(self.new):]])
 
     async def _store_anew(self, history: list[dict[str, Any]]) -> None:
-        """The general way: the whole history placed and its new messages stored."""
-        conversations = Conversations(
-            self.state.store, self.ingester.ingest, self.ingester.state_at,
-            self.state.prefix_cache, durable=False,
-        )
-        await conversations.place(self.tenant, history, None)
-        await conversations.flush(self.tenant)
+        await place_anew(self.state, self.ingester, self.tenant, history)
 
 
 @dataclass(slots=True)
@@ -159,45 +148,60 @@ class SameTurn:
     conv_id: str  # what the response names: a conversation holding the history, at first
 
     def headers(self) -> dict[str, str]:
-        return {
-            "x-vm-session": self.conv_id,
-            "x-vm-faults": "0",
-            "x-vm-prompt-tokens": str(self.tokens),
-            "x-vm-prompt-tokens-full": str(self.tokens),
-        }
+        return forwarded_headers(self.conv_id, self.tokens)
 
     async def place(self, answer: dict[str, Any]) -> str:
         """The conversation `answer` is on, once stored (see the class docstring)."""
-        if _plain([answer]):
-            extended = [*self.fingerprints, fingerprint(answer)]
-            found = self.state.prefix_cache.longest(self.tenant, extended)
-            seen = None
-            if found is not None and found.count == len(extended):
-                seen = self.state.prefix_cache.row(self.tenant, found.conv_id)
-            # The row seen ends there, with this answer after this history (the chain hash
-            # commits to both); the store's version, that the conversation has not moved
-            # on since (the row is a hint: not every path that stores tells the cache).
-            if seen is not None and found is not None:
-                row, path = seen
-                if (
-                    row.length == found.count
-                    and row.state.get("hash") == found.chain_hash
-                    and path.leaf == row.conv_id
-                    and chain_hashes(self.tenant, [answer], prev=self.remembered.chain_hash)
-                    == [found.chain_hash]
-                    and await self.state.store.conversation_version(self.tenant, row.conv_id)
-                    == row.version
-                ):
-                    self.conv_id = row.conv_id
-                    return self.conv_id
-        conversations = Conversations(
-            self.state.store, self.ingester.ingest, self.ingester.state_at,
-            self.state.prefix_cache, durable=False,
-        )
-        placement = await conversations.place(self.tenant, [*self.messages, answer], None)
-        await conversations.flush(self.tenant)
-        self.conv_id = placement.leaf.conv_id
-        return self.conv_id
+        stored = await self._ending_with(answer)
+        if stored is None:
+            placement = await place_anew(
+                self.state, self.ingester, self.tenant, [*self.messages, answer]
+            )
+            stored = placement.leaf.conv_id
+        self.conv_id = stored
+        return stored
+
+    async def _ending_with(self, answer: dict[str, Any]) -> str | None:
+        """The conversation that ends with `answer` after this history, if the prefix cache
+        knows one and it is still so; else None."""
+        if not _plain([answer]):
+            return None
+        cache = self.state.prefix_cache
+        extended = [*self.fingerprints, fingerprint(answer)]
+        found = cache.longest(self.tenant, extended)
+        if found is None or found.count != len(extended):
+            return None
+        seen = cache.row(self.tenant, found.conv_id)
+        if seen is None:
+            return None
+        row, path = seen
+        # The row seen ends there, with this answer after this history (the chain hash
+        # commits to both); the store's version, that the conversation has not moved on
+        # since (the row is a hint: not every path that stores tells the cache).
+        if (
+            row.length != found.count
+            or row.state.get("hash") != found.chain_hash
+            or path.leaf != row.conv_id
+            or chain_hashes(self.tenant, [answer], prev=self.remembered.chain_hash)
+            != [found.chain_hash]
+        ):
+            return None
+        if await self.state.store.conversation_version(self.tenant, row.conv_id) != row.version:
+            return None
+        return row.conv_id
+
+
+async def place_anew(
+    state: AppServices, ingester: Ingester, tenant: str, history: list[dict[str, Any]]
+) -> Placement:
+    """The general way: the whole history placed and its new messages stored."""
+    conversations = Conversations(
+        state.store, ingester.ingest, ingester.state_at, state.prefix_cache,
+        durable=False,
+    )
+    placement = await conversations.place(tenant, history, None)
+    await conversations.flush(tenant)
+    return placement
 
 
 async def short_turn(
