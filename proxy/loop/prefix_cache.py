@@ -218,3 +218,21 @@ class PrefixCache:
     def row(self, tenant: str, conv_id: str) -> tuple[Conversation, Path] | None:
         """The latest row seen of the conversation, and its path: possibly stale."""
         return self._rows.get((tenant, conv_id))
+
+    def row_ending(
+        self, tenant: str, remembered: Remembered
+    ) -> tuple[Conversation, Path] | None:
+        """The latest row seen of the conversation that held `remembered`, and its whole
+        path, when that row still ends with it (a hint still: the store may have moved on
+        since); else None."""
+        seen = self._rows.get((tenant, remembered.conv_id))
+        if seen is None:
+            return None
+        row, path = seen
+        if (
+            row.length != remembered.count
+            or row.state.get("hash") != remembered.chain_hash
+            or path.leaf != row.conv_id
+        ):
+            return None
+        return seen

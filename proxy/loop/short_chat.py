@@ -171,21 +171,15 @@ class SameTurn:
         found = cache.longest(self.tenant, extended)
         if found is None or found.count != len(extended):
             return None
-        seen = cache.row(self.tenant, found.conv_id)
-        if seen is None:
-            return None
-        row, path = seen
+        seen = cache.row_ending(self.tenant, found)
         # The row seen ends there, with this answer after this history (the chain hash
         # commits to both); the store's version, that the conversation has not moved on
         # since (the row is a hint: not every path that stores tells the cache).
-        if (
-            row.length != found.count
-            or row.state.get("hash") != found.chain_hash
-            or path.leaf != row.conv_id
-            or chain_hashes(self.tenant, [answer], prev=self.remembered.chain_hash)
-            != [found.chain_hash]
-        ):
+        if seen is None or chain_hashes(
+            self.tenant, [answer], prev=self.remembered.chain_hash
+        ) != [found.chain_hash]:
             return None
+        row = seen[0]
         if await self.state.store.conversation_version(self.tenant, row.conv_id) != row.version:
             return None
         return row.conv_id
@@ -245,16 +239,10 @@ async def short_turn(
         row, path = None, None
         before = start_state()
     else:
-        seen = cache.row(tenant, remembered.conv_id)
+        seen = cache.row_ending(tenant, remembered)
         if seen is None:
             return None
         row, path = seen
-        if (
-            row.length != remembered.count
-            or row.state.get("hash") != remembered.chain_hash
-            or path.leaf != row.conv_id
-        ):
-            return None
         before = dict(row.state)
     tokens = ingester.lean_tokens(new, before)
     if tokens is None or tokens + overhead > activate_above:
