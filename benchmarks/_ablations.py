@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ABLATIONS = ("none", "store", "append", "sql", "reads", "tee")
+ABLATIONS = ("none", "store", "append", "sql", "reads", "tee", "version", "again")
 
 
 def apply(name: str) -> None:
@@ -39,7 +39,8 @@ def apply(name: str) -> None:
         return
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; one of {', '.join(ABLATIONS)}")
-    {"store": _store, "append": _append, "sql": _sql, "reads": _reads, "tee": _tee}[name]()
+    {"store": _store, "append": _append, "sql": _sql, "reads": _reads, "tee": _tee,
+     "version": _version, "again": _again}[name]()
 
 
 def _store() -> None:
@@ -142,6 +143,25 @@ def _tee() -> None:
         return response
 
     routes.handle_chat = tee_chat  # type: ignore[assignment]
+
+
+def _version() -> None:
+    from proxy.store.cached import CachedStore
+
+    async def conversation_version(self: CachedStore, tenant: str, conv_id: str) -> int | None:
+        cached = self._convs.get((tenant, conv_id))
+        return None if cached is None else cached.version
+
+    CachedStore.conversation_version = conversation_version  # type: ignore[method-assign]
+
+
+def _again() -> None:
+    from proxy.loop.short_chat import SameTurn
+
+    async def place(self: SameTurn, answer: dict[str, Any]) -> str:
+        return self.conv_id
+
+    SameTurn.place = place  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

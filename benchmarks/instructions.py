@@ -39,6 +39,8 @@ ARMS: dict[str, list[str]] = {
     "append": ["--ablate", "append"],
     "sql": ["--ablate", "sql"],
     "reads": ["--ablate", "reads"],
+    "version": ["--ablate", "version"],
+    "again": ["--ablate", "again"],
 }
 
 

@@ -11,6 +11,7 @@ from proxy.http.responses_validation import RESENT_INPUT
 from proxy.http.validation import RESENT_MESSAGES
 from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
+from proxy.loop.repeats import Repeats
 from proxy.loop.summarizer import Summarizer
 from proxy.metrics import Metrics
 from proxy.store import PageStore
@@ -32,6 +33,7 @@ class AppState(State):
     metrics: Metrics
     session_locks: KeyedLocks
     prefix_cache: PrefixCache
+    repeats: Repeats
     # The last long request of recent conversations, per dialect (proxy.http.resent).
     resent_chat: ResentBodies
     resent_responses: ResentBodies
@@ -47,6 +49,7 @@ class AppState(State):
         self.metrics = Metrics()
         self.session_locks = KeyedLocks()
         self.prefix_cache = PrefixCache()
+        self.repeats = Repeats()
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)

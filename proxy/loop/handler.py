@@ -40,7 +40,7 @@ from proxy.loop.policy import (
 from proxy.loop.prefix_cache import short_fingerprints
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
-from proxy.loop.short_chat import SameTurn, ShortTurn, short_turn
+from proxy.loop.short_chat import SameTurn, ShortTurn, same_again, short_turn
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
@@ -67,10 +67,15 @@ async def handle_chat(
     tenant = request_tenant(request.headers, settings.tenant.secret, settings.tenant.default)
     if session is None:
         started = time.perf_counter()
-        # Made once: the short chat's placement and the general one both align by them.
-        fingerprints = short_fingerprints(body["messages"])
+        fingerprints = None
+        short: ShortTurn | SameTurn | None
         try:
-            short = await short_turn(state, request, body, tenant, fingerprints)
+            short = same_again(state, request, body, raw, tenant)
+            if short is None:
+                # Made once: the short chat's placement and the general one both align by
+                # them.
+                fingerprints = short_fingerprints(body["messages"])
+                short = await short_turn(state, request, body, tenant, fingerprints, raw)
         except Exception:
             # A bug: the general path decides (and fails open, or not) as it would have.
             log.exception("placing a short chat's turn failed; placing it the general way")

@@ -188,6 +188,16 @@ class PrefixCache:
                 return Remembered(k, *found)
         return None
 
+    def holds(self, tenant: str, fingerprints: Sequence[int], remembered: Remembered) -> bool:
+        """Whether `remembered`, found by `longest(tenant, fingerprints)` before, is still
+        what the cache holds of that prefix (kept as fresh as `longest` keeps it)."""
+        count = remembered.count
+        key = (tenant, count, hash(tuple(fingerprints[:count])))
+        if self._entries.get(key) != (remembered.chain_hash, remembered.conv_id):
+            return False
+        self._entries.move_to_end(key)
+        return True
+
     def remember(
         self,
         tenant: str,

@@ -7,6 +7,7 @@ from typing import Protocol
 from proxy.config import Settings
 from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
+from proxy.loop.repeats import Repeats
 from proxy.loop.summarizer import Summarizer
 from proxy.metrics import Metrics
 from proxy.store import PageStore
@@ -34,6 +35,10 @@ class AppServices(Protocol):
     @property
     def prefix_cache(self) -> PrefixCache:
         """The last conversation rows and prefixes this process saw (loop.prefix_cache)."""
+
+    @property
+    def repeats(self) -> Repeats:
+        """Short requests sent again, decided once (proxy.loop.repeats)."""
 
     @property
     def summarizer(self) -> Summarizer | None:

@@ -22,9 +22,11 @@ messages are stored the general way instead, which rereads and forks as it must.
 
 A request whose whole history the prefix cache knows is the same request again (a
 regenerate, an SDK's retry, another client's identical call): `SameTurn` relays it and
-places its answer before the response goes out. Anything else this module does not take
-(a fork, a tool exchange, a long text, a session name, a stream sent again) never gets
-here: `short_turn` answers None and the caller places the request in the general way.
+places its answer before the response goes out. Sent again byte for byte, it takes what
+was decided of it before (`same_again`, proxy.loop.repeats). Anything else this module
+does not take (a fork, a tool exchange, a long text, a session name, a stream sent again)
+never gets here: `short_turn` answers None and the caller places the request in the
+general way.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from starlette.requests import Request
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
 from proxy.loop.placement import Placement
-from proxy.loop.prefix_cache import Remembered, fingerprint
+from proxy.loop.prefix_cache import fingerprint
 from proxy.loop.prepare import forwarded_headers, threshold
+from proxy.loop.repeats import PlacedAnswer, Repeat
 from proxy.loop.services import AppServices
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
 from proxy.loop.turn import assistant_name
@@ -135,31 +138,56 @@ class SameTurn:
     conversation it is on. An answer some conversation already ends with, after exactly
     this history, is on that one, and nothing is stored (the general path gives every
     regenerate a branch of its own, which stored the same answer again each time). Any
-    other answer is placed the general way: on a fork of its own."""
+    other answer is placed the general way: on a fork of its own. What is decided of the
+    request, and where its last answer went, is kept by its bytes (proxy.loop.repeats)."""
 
     state: AppServices
+    request: Request
+    body: Mapping[str, Any]
     tenant: str
-    messages: Sequence[dict[str, Any]]
-    fingerprints: list[int]
-    remembered: Remembered  # the history's own prefix-cache entry
-    ingester: Ingester
-    tokens: int  # what the request's history costs (X-VM-Prompt-Tokens)
-    answer_name: str
+    repeat: Repeat
     conv_id: str  # what the response names: a conversation holding the history, at first
+    ingester: Ingester | None = None  # made when the answer is placed the general way
+
+    @property
+    def answer_name(self) -> str:
+        return self.repeat.answer_name
 
     def headers(self) -> dict[str, str]:
-        return forwarded_headers(self.conv_id, self.tokens)
+        return forwarded_headers(self.conv_id, self.repeat.tokens)
 
     async def place(self, answer: dict[str, Any]) -> str:
         """The conversation `answer` is on, once stored (see the class docstring)."""
-        stored = await self._ending_with(answer)
+        stored = await self._placed_before(answer)
         if stored is None:
+            stored = await self._ending_with(answer)
+        if stored is None:
+            ingester = self.ingester
+            if ingester is None:
+                ingester = threshold(self.state, self.request, self.body, self.tenant, ())[3]
             placement = await place_anew(
-                self.state, self.ingester, self.tenant, [*self.messages, answer]
+                self.state, ingester, self.tenant, [*self.body["messages"], answer]
             )
             stored = placement.leaf.conv_id
         self.conv_id = stored
         return stored
+
+    async def _placed_before(self, answer: dict[str, Any]) -> str | None:
+        """The conversation this request's last answer was found on, when `answer` is the
+        same and the conversation has not moved on since; else None."""
+        placed = self.repeat.placed
+        if placed is None or placed.answer != answer:
+            return None
+        repeats = self.state.repeats
+        tick = repeats.tick()
+        if tick.checked(placed):
+            return placed.conv_id  # read in this iteration of the loop (proxy.loop.repeats)
+        version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
+        if version != placed.version:
+            return None
+        # (A read that waited ended in a later iteration: this one is over, the mark moot.)
+        tick.check(placed)
+        return placed.conv_id
 
     async def _ending_with(self, answer: dict[str, Any]) -> str | None:
         """The conversation that ends with `answer` after this history, if the prefix cache
@@ -167,7 +195,7 @@ class SameTurn:
         if not _plain([answer]):
             return None
         cache = self.state.prefix_cache
-        extended = [*self.fingerprints, fingerprint(answer)]
+        extended = [*self.repeat.fingerprints, fingerprint(answer)]
         found = cache.longest(self.tenant, extended)
         if found is None or found.count != len(extended):
             return None
@@ -176,13 +204,27 @@ class SameTurn:
         # commits to both); the store's version, that the conversation has not moved on
         # since (the row is a hint: not every path that stores tells the cache).
         if seen is None or chain_hashes(
-            self.tenant, [answer], prev=self.remembered.chain_hash
+            self.tenant, [answer], prev=self.repeat.remembered.chain_hash
         ) != [found.chain_hash]:
             return None
         row = seen[0]
         if await self.state.store.conversation_version(self.tenant, row.conv_id) != row.version:
             return None
+        self.repeat.placed = PlacedAnswer(answer, row.conv_id, row.version)
         return row.conv_id
+
+
+def same_again(
+    state: AppServices, request: Request, body: Mapping[str, Any], raw: bytes, tenant: str
+) -> SameTurn | None:
+    """The request as a SameTurn decided before (by its bytes: proxy.loop.repeats), while
+    the prefix cache still holds what it was decided by; else None."""
+    repeat = state.repeats.get(tenant, raw)
+    if repeat is None or not state.prefix_cache.holds(
+        tenant, repeat.fingerprints, repeat.remembered
+    ):
+        return None
+    return SameTurn(state, request, body, tenant, repeat, repeat.remembered.conv_id)
 
 
 async def place_anew(
@@ -204,11 +246,13 @@ async def short_turn(
     body: Mapping[str, Any],
     tenant: str,
     fingerprints: list[int] | None,
+    raw: bytes | None = None,
 ) -> ShortTurn | SameTurn | None:
     """The request as the next turn of a short chat, or the first of a new one (see the
     module docstring), or the same request again (SameTurn), or None when it is none of
     these: the caller then places it in the general way. `fingerprints`: of its messages
-    (prefix_cache.short_fingerprints)."""
+    (prefix_cache.short_fingerprints). `raw`: its body's bytes, by which a SameTurn is
+    remembered (proxy.loop.repeats)."""
     messages = body["messages"]
     if fingerprints is None or body.get("tools"):
         return None  # a long text; tools, whose cost is counted in the general way
@@ -228,8 +272,10 @@ async def short_turn(
         tokens = ingester.lean_tokens(messages, {})
         if tokens is None or tokens + overhead > activate_above:
             return None
-        return SameTurn(state, tenant, messages, fingerprints, remembered, ingester,
-                        tokens + overhead, assistant_name(messages), remembered.conv_id)
+        repeat = Repeat(fingerprints, remembered, tokens + overhead, assistant_name(messages))
+        if raw is not None:
+            state.repeats.keep(tenant, raw, repeat)
+        return SameTurn(state, request, body, tenant, repeat, remembered.conv_id, ingester)
     new = list(messages[stored:])
     if not _plain(new):
         return None

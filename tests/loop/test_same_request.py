@@ -13,7 +13,8 @@ import httpx
 import orjson
 import pytest
 
-from proxy.loop.short_chat import SameTurn, short_turn
+from proxy.loop.handler import _answer_again
+from proxy.loop.short_chat import SameTurn
 from proxy.store import open_store
 from proxy.store.base import PageStore
 from tests.loop.harness import serve, vm_settings
@@ -40,13 +41,11 @@ def same_turns(monkeypatch: pytest.MonkeyPatch) -> list[SameTurn]:
     """The SameTurns the handler takes."""
     taken: list[SameTurn] = []
 
-    async def spied(*args: Any, **kwargs: Any) -> Any:
-        found = await short_turn(*args, **kwargs)
-        if isinstance(found, SameTurn):
-            taken.append(found)
-        return found
+    async def spied(state: Any, request: Any, raw: bytes, again: SameTurn) -> Any:
+        taken.append(again)
+        return await _answer_again(state, request, raw, again)
 
-    monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
+    monkeypatch.setattr("proxy.loop.handler._answer_again", spied)
     return taken
 
 

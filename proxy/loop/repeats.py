@@ -1,0 +1,123 @@
+"""The same request again, decided once (issue 15).
+
+A short chat's request whose whole history is stored already, sent again byte for byte, is
+a SameTurn (proxy.loop.short_chat): an SDK's retry, a regenerate, an evaluation sampling
+one prompt many times, a load generator. Deciding that costs most of what the request
+costs over the pass-through: its messages fingerprinted, the threshold worked out, its
+tokens counted, the prefix cache searched; and then its answer fingerprinted,
+chain-hashed and looked up. Here the decision is kept by the request's bytes, per tenant
+(a hit is faster than a miss: one tenant must not learn, by timing, what another sent),
+for the most recent bodies:
+
+- the request: its fingerprints, the prefix-cache entry its history was found by, what
+  it costs and its answer's name. Taken again only while the prefix cache holds that
+  entry (`PrefixCache.holds`); evicted or changed, the request is decided again.
+- its answer: the last one placed, the conversation that ends with it after this history
+  and that conversation's version then. The same answer again is on that conversation
+  while the version is the same; the store's version is read for that as before, once
+  an iteration of the event loop (`Tick`) for all the requests answered in it.
+
+Why once a loop iteration is enough: the version read shows that the conversation ended
+with the answer at one moment during the request, no more (it may move on right after,
+before the response is out). A read made earlier in the same iteration, by another
+request's answer, was made at such a moment too: after this request began (its answer has
+come back from the upstream since), and with nothing the loop has learnt in between (a
+write's completion, new bytes from a socket, each come in a later iteration).
+
+Equal bytes parse to equal messages, so a hit decides what the whole decision would:
+`SameTurn` is made from the request's own parsed body and this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.loop.prefix_cache import Remembered
+
+# Bodies remembered, in all: the most recent of them.
+CAPACITY = 128
+# A longer body is decided every time: remembering it would hold too much (its answer
+# is held too, up to proxy.loop.storing.OFF_LOOP_CHARS).
+MAX_BODY_BYTES = 16 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedAnswer:
+    """An answer to the request, and the conversation ending with it, at `version`."""
+
+    answer: Mapping[str, Any]
+    conv_id: str
+    version: int
+
+
+@dataclass(slots=True)
+class Repeat:
+    """What was decided of a request whose whole history is stored (see the module)."""
+
+    fingerprints: list[int]
+    remembered: Remembered  # the prefix-cache entry of its whole history
+    tokens: int  # what it costs (X-VM-Prompt-Tokens)
+    answer_name: str
+    placed: PlacedAnswer | None = None  # its last answer placed on a conversation it ends
+
+
+class Tick:
+    """One iteration of the event loop: the placed answers whose version was read in it."""
+
+    __slots__ = ("_checked",)
+
+    def __init__(self) -> None:
+        # By id, with the object itself: an id is reused once its object is gone.
+        self._checked: dict[int, PlacedAnswer] = {}
+
+    def checked(self, placed: PlacedAnswer) -> bool:
+        return self._checked.get(id(placed)) is placed
+
+    def check(self, placed: PlacedAnswer) -> None:
+        self._checked[id(placed)] = placed
+
+
+class Repeats:
+    def __init__(self, capacity: int = CAPACITY, max_body: int = MAX_BODY_BYTES) -> None:
+        self._capacity = capacity
+        self._max_body = max_body
+        self._repeats: OrderedDict[tuple[str, bytes], Repeat] = OrderedDict()
+        self._tick: Tick | None = None
+
+    def tick(self) -> Tick:
+        """The event loop's current iteration (made on first use, ended with it)."""
+        tick = self._tick
+        if tick is None:
+            tick = self._tick = Tick()
+            # Runs first in the next iteration, before what that iteration has learnt.
+            asyncio.get_running_loop().call_soon(self._end_tick)
+        return tick
+
+    def _end_tick(self) -> None:
+        self._tick = None
+
+    def __len__(self) -> int:
+        return len(self._repeats)
+
+    def get(self, tenant: str, raw: bytes) -> Repeat | None:
+        """What was decided of the request `raw` of `tenant`, if it is remembered."""
+        if len(raw) > self._max_body:
+            return None
+        key = (tenant, raw)
+        found = self._repeats.get(key)
+        if found is not None:
+            self._repeats.move_to_end(key)
+        return found
+
+    def keep(self, tenant: str, raw: bytes, repeat: Repeat) -> None:
+        if len(raw) > self._max_body:
+            return
+        key = (tenant, raw)
+        self._repeats[key] = repeat
+        self._repeats.move_to_end(key)
+        while len(self._repeats) > self._capacity:
+            self._repeats.popitem(last=False)

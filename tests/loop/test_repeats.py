@@ -1,0 +1,270 @@
+"""The same request again, decided once (proxy.loop.repeats): a short request sent again
+byte for byte takes what was decided of it before, while the prefix cache still holds the
+entry it was decided by; the same answer again is named on the conversation it was found
+on while that conversation's version is the same, read once an iteration of the loop."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from proxy.http.state import AppState
+from proxy.loop.held import root_path
+from proxy.loop.prefix_cache import PrefixCache, Remembered, fingerprint_all
+from proxy.loop.repeats import PlacedAnswer, Repeat, Repeats
+from proxy.loop.short_chat import SameTurn, short_turn
+from proxy.store.base import Conversation
+from tests.loop.harness import API_KEY, serve, vm_settings
+from tests.loop.test_same_request import QUESTION, held, store_url
+from tests.loop.test_short_chat import VM_HEADERS, contents, kept_open, reply, user
+
+ANSWER = {"role": "assistant", "content": "Paris."}
+
+
+def a_repeat(conv_id: str = "c1") -> Repeat:
+    return Repeat([1, 2], Remembered(2, "h2", conv_id), tokens=12, answer_name="gpt-4o")
+
+
+# --- the memo itself -------------------------------------------------------------------
+
+
+def test_a_decision_is_kept_by_tenant_and_bytes() -> None:
+    repeats = Repeats()
+    repeat = a_repeat()
+    repeats.keep("t1", b'{"messages": []}', repeat)
+    assert repeats.get("t1", b'{"messages": []}') is repeat
+    assert repeats.get("t2", b'{"messages": []}') is None  # another tenant's
+    assert repeats.get("t1", b'{"messages":[]}') is None  # other bytes, the same JSON
+
+
+def test_the_oldest_decision_goes_first_and_long_bodies_are_not_kept() -> None:
+    repeats = Repeats(capacity=2, max_body=10)
+    first, second, third = a_repeat("c1"), a_repeat("c2"), a_repeat("c3")
+    repeats.keep("t", b"one", first)
+    repeats.keep("t", b"two", second)
+    assert repeats.get("t", b"one") is first  # used: now the newest
+    repeats.keep("t", b"three", third)
+    assert len(repeats) == 2
+    assert repeats.get("t", b"two") is None
+    assert repeats.get("t", b"one") is first and repeats.get("t", b"three") is third
+    repeats.keep("t", b"x" * 11, a_repeat())
+    assert repeats.get("t", b"x" * 11) is None and len(repeats) == 2
+
+
+async def test_a_tick_is_one_iteration_of_the_loop() -> None:
+    repeats = Repeats()
+    tick = repeats.tick()
+    assert repeats.tick() is tick
+    placed = PlacedAnswer(ANSWER, "c1", 3)
+    assert not tick.checked(placed)
+    tick.check(placed)
+    assert tick.checked(placed)
+    assert not tick.checked(PlacedAnswer(ANSWER, "c1", 3))  # an equal one is another
+    await asyncio.sleep(0)
+    assert repeats.tick() is not tick
+    assert not repeats.tick().checked(placed)
+
+
+def test_the_prefix_cache_holds_an_entry_until_it_changes_or_goes() -> None:
+    cache = PrefixCache(capacity=2)
+    prints = fingerprint_all([user("a"), ANSWER])
+    conv = Conversation("t", "c1", None, 0, 2, 1, {"hash": "h2"}, 0.0)
+    path = root_path("t", "c1")
+    cache.remember("t", prints, "h2", conv, path)
+    found = cache.longest("t", prints)
+    assert found is not None and cache.holds("t", prints, found)
+    assert not cache.holds("other", prints, found)
+    # The same prefix remembered on another conversation: not what was found.
+    cache.remember("t", prints, "h2", Conversation("t", "c2", None, 0, 2, 1, {}, 0.0), path)
+    assert not cache.holds("t", prints, found)
+    again = cache.longest("t", prints)
+    assert again is not None and cache.holds("t", prints, again)
+    # Evicted by newer entries.
+    for text in ("b", "c"):
+        cache.remember("t", fingerprint_all([user(text)]), "h", conv, path)
+    assert not cache.holds("t", prints, again)
+
+
+# --- the version read, once an iteration of the loop -----------------------------------
+
+
+class CountingStore:
+    def __init__(self, version: int, waits: bool = False) -> None:
+        self.version = version
+        self.waits = waits
+        self.reads = 0
+
+    async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
+        self.reads += 1
+        if self.waits:
+            await asyncio.sleep(0)  # as a read sent to a thread, or over the network
+        return self.version
+
+
+def placed_turn(store: CountingStore, repeats: Repeats, repeat: Repeat) -> SameTurn:
+    state: Any = SimpleNamespace(store=store, repeats=repeats, prefix_cache=PrefixCache())
+    return SameTurn(state, None, {"messages": QUESTION}, "t", repeat,  # type: ignore[arg-type]
+                    repeat.remembered.conv_id)
+
+
+async def test_answers_placed_in_one_iteration_read_the_version_once() -> None:
+    store, repeats = CountingStore(version=3), Repeats()
+    repeat = a_repeat()
+    repeat.placed = PlacedAnswer(dict(ANSWER), "c9", 3)
+    turns = [placed_turn(store, repeats, repeat) for _ in range(3)]
+    named = await asyncio.gather(*(turn.place(dict(ANSWER)) for turn in turns))
+    assert named == ["c9"] * 3
+    assert store.reads == 1
+    # A later iteration reads it again; then the conversation moved on: not named.
+    await asyncio.sleep(0)
+    assert await placed_turn(store, repeats, repeat)._placed_before(dict(ANSWER)) == "c9"
+    assert store.reads == 2
+    await asyncio.sleep(0)
+    store.version = 4
+    assert await placed_turn(store, repeats, repeat)._placed_before(dict(ANSWER)) is None
+    # Another answer is not the one placed: no read.
+    other = {"role": "assistant", "content": "Lyon."}
+    assert await placed_turn(store, repeats, repeat)._placed_before(other) is None
+    assert store.reads == 3
+
+
+async def test_a_read_that_waits_is_not_taken_for_the_iteration_it_ends_in() -> None:
+    store, repeats = CountingStore(version=3, waits=True), Repeats()
+    repeat = a_repeat()
+    repeat.placed = PlacedAnswer(dict(ANSWER), "c9", 3)
+    turns = [placed_turn(store, repeats, repeat) for _ in range(3)]
+    named = await asyncio.gather(*(turn._placed_before(dict(ANSWER)) for turn in turns))
+    assert named == ["c9"] * 3
+    assert store.reads == 3
+
+
+# --- through the proxy -----------------------------------------------------------------
+
+
+@pytest.fixture
+def decided(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many requests were decided by short_turn (the rest, taken by their bytes)."""
+    calls: list[int] = []
+
+    async def spied(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return await short_turn(*args, **kwargs)
+
+    monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
+    return calls
+
+
+def app_state(proxy: Any) -> AppState:
+    state = proxy.app.state
+    assert isinstance(state, AppState)
+    return state
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_the_same_bytes_again_take_the_decision_made_before(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, decided: list[int]
+) -> None:
+    store = await kept_open(store_url(backend, tmp_path), monkeypatch)
+    async with serve(reply, vm_settings(), store) as proxy:
+        body = {"model": "gpt-4o", "messages": QUESTION}
+        first = await proxy.raw_chat(body)
+        before = await contents(store, proxy.tenant)
+        replies = [await proxy.raw_chat(body) for _ in range(4)]
+        # The first request and the first repeat are decided; the others by their bytes.
+        assert len(decided) == 2
+        assert len(app_state(proxy).repeats) == 1
+        for response in replies:
+            assert response.status_code == 200
+            assert {k: response.headers[k] for k in VM_HEADERS} == {
+                k: first.headers[k] for k in VM_HEADERS
+            }
+        assert await contents(store, proxy.tenant) == before
+        # The same messages in other bytes: decided again, and the same.
+        spaced = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+        response = await proxy.http.post(
+            "/v1/chat/completions", content=spaced,
+            headers={"authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
+        )
+        assert response.status_code == 200 and len(decided) == 3
+        assert response.headers["x-vm-session"] == first.headers["x-vm-session"]
+
+
+async def test_a_repeat_is_decided_again_once_the_prefix_cache_lost_its_entry(
+    decided: list[int],
+) -> None:
+    async with serve(reply, vm_settings()) as proxy:
+        body = {"model": "gpt-4o", "messages": QUESTION}
+        first = await proxy.raw_chat(body)
+        await proxy.raw_chat(body)
+        state = app_state(proxy)
+        state.prefix_cache = PrefixCache()  # as after the entries were evicted
+        again = await proxy.raw_chat(body)
+        assert len(decided) == 3
+        # Placed the general way: the store finds the history and its answer.
+        named = again.headers["x-vm-session"]
+        answer = first.json()["choices"][0]["message"]["content"]
+        assert await held(proxy.store, proxy.tenant, named) == [QUESTION[0]["content"], answer]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_remembered_answer_is_not_named_once_its_chat_went_on_unseen(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, decided: list[int]
+) -> None:
+    """The repeat's answer was placed on the chat; the chat then went on by a path that
+    does not tell the prefix cache (four questions stored alone, their upstream failing).
+    The same request and answer again: the version read shows the chat moved on, and the
+    response names a branch ending with the answer."""
+
+    def model(request: httpx.Request) -> httpx.Response:
+        if len(orjson.loads(request.content)["messages"]) > 1:
+            return httpx.Response(500, json={"error": {"message": "boom", "type": "x"}})
+        return reply(request)
+
+    store = await kept_open(store_url(backend, tmp_path), monkeypatch)
+    async with serve(model, vm_settings(), store) as proxy:
+        body = {"model": "gpt-4o", "messages": QUESTION}
+        first = await proxy.raw_chat(body)
+        chat = first.headers["x-vm-session"]
+        assert (await proxy.raw_chat(body)).headers["x-vm-session"] == chat
+        repeat = next(iter(app_state(proxy).repeats._repeats.values()))
+        assert repeat.placed is not None and repeat.placed.conv_id == chat
+        answer = first.json()["choices"][0]["message"]
+        more = [user(f"Question {i}?") for i in range(2, 6)]
+        failed = await proxy.raw_chat({"model": "gpt-4o", "messages": [*QUESTION, answer, *more]})
+        assert failed.status_code == 500
+        assert len(await held(store, proxy.tenant, chat)) == 6
+        again = await proxy.raw_chat(body)
+        assert again.status_code == 200 and len(decided) == 3  # taken by its bytes
+        named = again.headers["x-vm-session"]
+        assert named != chat
+        assert await held(store, proxy.tenant, named) == [
+            QUESTION[0]["content"], answer["content"]
+        ]
+
+
+async def test_a_repeat_with_another_answer_goes_on_a_fork_and_is_remembered_there(
+    decided: list[int],
+) -> None:
+    answers = iter(["Paris.", "Paris.", "It is Paris.", "It is Paris.", "Paris."])
+
+    def varied(request: httpx.Request) -> httpx.Response:
+        body = reply(request).json()
+        body["choices"][0]["message"]["content"] = next(answers)
+        return httpx.Response(200, json=body)
+
+    async with serve(varied, vm_settings()) as proxy:
+        body = {"model": "gpt-4o", "messages": QUESTION}
+        names = [(await proxy.raw_chat(body)).headers["x-vm-session"] for _ in range(5)]
+        assert names[1] == names[0] and names[4] == names[0]
+        assert names[3] == names[2] != names[0]
+        for name, text in zip(names, ["Paris.", "Paris.", "It is Paris.", "It is Paris.",
+                                      "Paris."], strict=True):
+            assert await held(proxy.store, proxy.tenant, name) == [QUESTION[0]["content"], text]
+        assert len(decided) == 2
+        infos = await proxy.store.list_conversations(tenant=proxy.tenant, limit=100)
+        assert len(infos) == 2
