@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ABLATIONS = ("none", "store", "append", "sql", "reads", "tee", "version", "again")
+ABLATIONS = ("none", "store", "append", "sql", "reads", "tee", "version", "again", "relay")
 
 
 def apply(name: str) -> None:
@@ -40,7 +40,7 @@ def apply(name: str) -> None:
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; one of {', '.join(ABLATIONS)}")
     {"store": _store, "append": _append, "sql": _sql, "reads": _reads, "tee": _tee,
-     "version": _version, "again": _again}[name]()
+     "version": _version, "again": _again, "relay": _relay}[name]()
 
 
 def _store() -> None:
@@ -162,6 +162,16 @@ def _again() -> None:
         return self.conv_id
 
     SameTurn.place = place  # type: ignore[method-assign]
+
+
+def _relay() -> None:
+    from proxy.loop import handler
+    from proxy.upstream.relay import relay_chat
+
+    async def answer_again(state: Any, request: Any, raw: bytes, again: Any) -> Any:
+        return await relay_chat(state.upstream, request, raw)
+
+    handler._answer_again = answer_again  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

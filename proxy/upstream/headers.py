@@ -127,13 +127,12 @@ def set_headers(raw_headers: list[tuple[bytes, bytes]], headers: Mapping[str, st
     place: each one's earlier values dropped, its value added. One pass for them all, where
     a starlette `MutableHeaders` assignment scans the list once a header (four on every
     short chat); in place, so that a response's `headers` view of the list stays true."""
-    names = {name.lower().encode("latin-1") for name in headers}
-    kept = [pair for pair in raw_headers if pair[0] not in names]
-    kept.extend(
+    added = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in headers.items()
-    )
-    raw_headers[:] = kept
+    ]
+    names = {name for name, _ in added}
+    raw_headers[:] = [pair for pair in raw_headers if pair[0] not in names] + added
 
 
 def content_type(raw_headers: Iterable[tuple[bytes, bytes]]) -> str:
