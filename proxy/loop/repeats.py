@@ -12,10 +12,12 @@ for the most recent bodies:
 - the request: its fingerprints, the prefix-cache entry its history was found by, what
   it costs and its answer's name. Taken again only while the prefix cache holds that
   entry (`PrefixCache.holds`); evicted or changed, the request is decided again.
-- its answer: the last one placed, the conversation that ends with it after this history
-  and that conversation's version then. The same answer again is on that conversation
-  while the version is the same; the store's version is read for that as before, once
-  an iteration of the event loop (`Tick`) for all the requests answered in it.
+- its answer: the last one placed, and the row of the conversation that ended with it
+  after this history. The same answer again is on that conversation while the prefix
+  cache still holds that very row (a row seen since, of a turn stored or of the
+  conversation made anew under the same id after a deletion, is another object) and the
+  store's version is the row's; the version is read for that as before, once an
+  iteration of the event loop (`Tick`) for all the requests answered in it.
 
 Why once a loop iteration is enough: the version read shows that the conversation ended
 with the answer at one moment during the request, no more (it may move on right after,
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.loop.prefix_cache import Remembered
+from proxy.store.base import Conversation
 
 # Bodies remembered, in all: the most recent of them.
 CAPACITY = 128
@@ -47,11 +50,19 @@ MAX_BODY_BYTES = 16 << 10
 
 @dataclass(frozen=True, slots=True)
 class PlacedAnswer:
-    """An answer to the request, and the conversation ending with it, at `version`."""
+    """An answer to the request, and the row the prefix cache held of the conversation
+    that ended with it (proxy.loop.prefix_cache: its length and chain hash showed it)."""
 
     answer: Mapping[str, Any]
-    conv_id: str
-    version: int
+    row: Conversation
+
+    @property
+    def conv_id(self) -> str:
+        return self.row.conv_id
+
+    @property
+    def version(self) -> int:
+        return self.row.version
 
 
 @dataclass(slots=True)

@@ -178,6 +178,9 @@ class SameTurn:
         placed = self.repeat.placed
         if placed is None or placed.answer != answer:
             return None
+        seen = self.state.prefix_cache.row(self.tenant, placed.conv_id)
+        if seen is None or seen[0] is not placed.row:
+            return None  # seen since: `_ending_with` checks it again
         repeats = self.state.repeats
         tick = repeats.tick()
         if tick.checked(placed):
@@ -210,7 +213,7 @@ class SameTurn:
         row = seen[0]
         if await self.state.store.conversation_version(self.tenant, row.conv_id) != row.version:
             return None
-        self.repeat.placed = PlacedAnswer(answer, row.conv_id, row.version)
+        self.repeat.placed = PlacedAnswer(answer, row)
         return row.conv_id
 
 

@@ -6,6 +6,7 @@ on while that conversation's version is the same, read once an iteration of the 
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -24,6 +25,10 @@ from tests.loop.test_same_request import QUESTION, held, store_url
 from tests.loop.test_short_chat import VM_HEADERS, contents, kept_open, reply, user
 
 ANSWER = {"role": "assistant", "content": "Paris."}
+
+
+def a_row(conv_id: str, version: int) -> Conversation:
+    return Conversation("t", conv_id, None, 0, 2, version, {"hash": "h2"}, 0.0)
 
 
 def a_repeat(conv_id: str = "c1") -> Repeat:
@@ -60,11 +65,11 @@ async def test_a_tick_is_one_iteration_of_the_loop() -> None:
     repeats = Repeats()
     tick = repeats.tick()
     assert repeats.tick() is tick
-    placed = PlacedAnswer(ANSWER, "c1", 3)
+    placed = PlacedAnswer(ANSWER, a_row("c1", 3))
     assert not tick.checked(placed)
     tick.check(placed)
     assert tick.checked(placed)
-    assert not tick.checked(PlacedAnswer(ANSWER, "c1", 3))  # an equal one is another
+    assert not tick.checked(PlacedAnswer(ANSWER, placed.row))  # an equal one is another
     await asyncio.sleep(0)
     assert repeats.tick() is not tick
     assert not repeats.tick().checked(placed)
@@ -106,38 +111,64 @@ class CountingStore:
         return self.version
 
 
-def placed_turn(store: CountingStore, repeats: Repeats, repeat: Repeat) -> SameTurn:
-    state: Any = SimpleNamespace(store=store, repeats=repeats, prefix_cache=PrefixCache())
+def placed_turn(
+    store: CountingStore, repeats: Repeats, repeat: Repeat, cache: PrefixCache
+) -> SameTurn:
+    state: Any = SimpleNamespace(store=store, repeats=repeats, prefix_cache=cache)
     return SameTurn(state, None, {"messages": QUESTION}, "t", repeat,  # type: ignore[arg-type]
                     repeat.remembered.conv_id)
 
 
+def placed_on(version: int) -> tuple[Repeat, PrefixCache]:
+    """A repeat whose answer was placed on c9 at `version`, the row the cache holds."""
+    row = a_row("c9", version)
+    cache = PrefixCache()
+    cache.saw(row, root_path("t", "c9"))
+    repeat = a_repeat()
+    repeat.placed = PlacedAnswer(dict(ANSWER), row)
+    return repeat, cache
+
+
 async def test_answers_placed_in_one_iteration_read_the_version_once() -> None:
     store, repeats = CountingStore(version=3), Repeats()
-    repeat = a_repeat()
-    repeat.placed = PlacedAnswer(dict(ANSWER), "c9", 3)
-    turns = [placed_turn(store, repeats, repeat) for _ in range(3)]
+    repeat, cache = placed_on(version=3)
+    turns = [placed_turn(store, repeats, repeat, cache) for _ in range(3)]
     named = await asyncio.gather(*(turn.place(dict(ANSWER)) for turn in turns))
     assert named == ["c9"] * 3
     assert store.reads == 1
     # A later iteration reads it again; then the conversation moved on: not named.
     await asyncio.sleep(0)
-    assert await placed_turn(store, repeats, repeat)._placed_before(dict(ANSWER)) == "c9"
+    turn = placed_turn(store, repeats, repeat, cache)
+    assert await turn._placed_before(dict(ANSWER)) == "c9"
     assert store.reads == 2
     await asyncio.sleep(0)
     store.version = 4
-    assert await placed_turn(store, repeats, repeat)._placed_before(dict(ANSWER)) is None
+    assert await turn._placed_before(dict(ANSWER)) is None
     # Another answer is not the one placed: no read.
     other = {"role": "assistant", "content": "Lyon."}
-    assert await placed_turn(store, repeats, repeat)._placed_before(other) is None
+    assert await turn._placed_before(other) is None
     assert store.reads == 3
+
+
+async def test_a_placed_answer_is_not_taken_once_its_row_was_seen_again() -> None:
+    """Another row of the conversation seen since (a turn stored, or the conversation made
+    anew under the same id after a deletion, at the same version even): the placed answer
+    is checked again the long way, not by the version alone. No store read is made."""
+    store, repeats = CountingStore(version=3), Repeats()
+    repeat, cache = placed_on(version=3)
+    cache.saw(Conversation("t", "c9", None, 0, 2, 3, {"hash": "other"}, 0.0),
+              root_path("t", "c9"))
+    turn = placed_turn(store, repeats, repeat, cache)
+    assert await turn._placed_before(dict(ANSWER)) is None
+    empty = PrefixCache()  # the row evicted
+    assert await placed_turn(store, repeats, repeat, empty)._placed_before(dict(ANSWER)) is None
+    assert store.reads == 0
 
 
 async def test_a_read_that_waits_is_not_taken_for_the_iteration_it_ends_in() -> None:
     store, repeats = CountingStore(version=3, waits=True), Repeats()
-    repeat = a_repeat()
-    repeat.placed = PlacedAnswer(dict(ANSWER), "c9", 3)
-    turns = [placed_turn(store, repeats, repeat) for _ in range(3)]
+    repeat, cache = placed_on(version=3)
+    turns = [placed_turn(store, repeats, repeat, cache) for _ in range(3)]
     named = await asyncio.gather(*(turn._placed_before(dict(ANSWER)) for turn in turns))
     assert named == ["c9"] * 3
     assert store.reads == 3
@@ -268,3 +299,44 @@ async def test_a_repeat_with_another_answer_goes_on_a_fork_and_is_remembered_the
         assert len(decided) == 2
         infos = await proxy.store.list_conversations(tenant=proxy.tenant, limit=100)
         assert len(infos) == 2
+
+
+def scripted(answers: list[str]) -> Any:
+    """An upstream giving `answers` in turn."""
+    given = iter(answers)
+
+    def model(request: httpx.Request) -> httpx.Response:
+        body = reply(request).json()
+        body["choices"][0]["message"]["content"] = next(given)
+        return httpx.Response(200, json=body)
+
+    return model
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("made_anew_by", ["another answer", "a longer chat"])
+async def test_a_placed_answer_is_not_named_once_its_chat_was_deleted_and_made_anew(
+    backend: str, made_anew_by: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: the chat holding the answer is deleted (`vm-proxy gc`), and the
+    same chat is made anew under the same id (a new chat's id comes from its first
+    message), at the same version, holding something else. The same request and answer
+    again must not be named there."""
+    store = await kept_open(store_url(backend, tmp_path), monkeypatch)
+    anew = "Lyon." if made_anew_by == "another answer" else "Far."
+    async with serve(scripted(["Paris.", "Paris.", anew, "Paris."]), vm_settings(),
+                     store) as proxy:
+        body = {"model": "gpt-4o", "messages": QUESTION}
+        chat = (await proxy.raw_chat(body)).headers["x-vm-session"]
+        assert (await proxy.raw_chat(body)).headers["x-vm-session"] == chat
+        assert await store.gc(time.time() + 3600) >= 1
+        if made_anew_by == "another answer":
+            made = await proxy.raw_chat(body)
+        else:
+            longer = [*QUESTION, {"role": "assistant", "content": "Paris."}, user("How far?")]
+            made = await proxy.raw_chat({"model": "gpt-4o", "messages": longer})
+        assert made.headers["x-vm-session"] == chat  # the same id, made anew
+        again = await proxy.raw_chat(body)
+        assert again.status_code == 200
+        named = again.headers["x-vm-session"]
+        assert await held(store, proxy.tenant, named) == [QUESTION[0]["content"], "Paris."]
