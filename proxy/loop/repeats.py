@@ -16,15 +16,15 @@ for the most recent bodies:
   after this history. The same answer again is on that conversation while the prefix
   cache still holds that very row (a row seen since, of a turn stored or of the
   conversation made anew under the same id after a deletion, is another object) and the
-  store's version is the row's; the version is read for that as before, once an
-  iteration of the event loop (`Tick`) for all the requests answered in it.
+  store's version is the row's. The version is read for that as before, unless another
+  request's read, asked after this request began, found it so.
 
-Why once a loop iteration is enough: the version read shows that the conversation ended
-with the answer at one moment during the request, no more (it may move on right after,
-before the response is out). A read made earlier in the same iteration, by another
-request's answer, was made at such a moment too: after this request began (its answer has
-come back from the upstream since), and with nothing the loop has learnt in between (a
-write's completion, new bytes from a socket, each come in a later iteration).
+Why another request's read will do: a version read shows that the conversation ended with
+the answer at one moment during the request, no more (it may move on right after, before
+the response is out). A read asked after this request began (`SameTurn.started`) was made
+at such a moment too. Under load, many requests of the same body are under way at once and
+one read serves all those that began before it; a read that finds the conversation moved
+on forgets the placed answer.
 
 Equal bytes parse to equal messages, so a hit decides what the whole decision would:
 `SameTurn` is made from the request's own parsed body and this.
@@ -32,7 +32,6 @@ Equal bytes parse to equal messages, so a hit decides what the whole decision wo
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,22 +73,25 @@ class Repeat:
     tokens: int  # what it costs (X-VM-Prompt-Tokens)
     answer_name: str
     placed: PlacedAnswer | None = None  # its last answer placed on a conversation it ends
+    # When a read of the store last found `placed` so: (it, the time the read was asked).
+    checked: tuple[PlacedAnswer, float] | None = None
 
+    def found_since(self, placed: PlacedAnswer, started: float) -> bool:
+        """Whether a read asked at `started` or later found `placed` still so."""
+        checked = self.checked
+        return checked is not None and checked[0] is placed and checked[1] >= started
 
-class Tick:
-    """One iteration of the event loop: the placed answers whose version was read in it."""
+    def found(self, placed: PlacedAnswer, asked: float) -> None:
+        """A read asked at `asked` found `placed` still so."""
+        checked = self.checked
+        if checked is None or checked[0] is not placed or checked[1] < asked:
+            self.checked = (placed, asked)
 
-    __slots__ = ("_checked",)
-
-    def __init__(self) -> None:
-        # By id, with the object itself: an id is reused once its object is gone.
-        self._checked: dict[int, PlacedAnswer] = {}
-
-    def checked(self, placed: PlacedAnswer) -> bool:
-        return self._checked.get(id(placed)) is placed
-
-    def check(self, placed: PlacedAnswer) -> None:
-        self._checked[id(placed)] = placed
+    def lost(self, placed: PlacedAnswer) -> None:
+        """A read found `placed` no longer so: forgotten (`_ending_with` finds another)."""
+        if self.placed is placed:
+            self.placed = None
+            self.checked = None
 
 
 class Repeats:
@@ -97,19 +99,6 @@ class Repeats:
         self._capacity = capacity
         self._max_body = max_body
         self._repeats: OrderedDict[tuple[str, bytes], Repeat] = OrderedDict()
-        self._tick: Tick | None = None
-
-    def tick(self) -> Tick:
-        """The event loop's current iteration (made on first use, ended with it)."""
-        tick = self._tick
-        if tick is None:
-            tick = self._tick = Tick()
-            # Runs first in the next iteration, before what that iteration has learnt.
-            asyncio.get_running_loop().call_soon(self._end_tick)
-        return tick
-
-    def _end_tick(self) -> None:
-        self._tick = None
 
     def __len__(self) -> int:
         return len(self._repeats)

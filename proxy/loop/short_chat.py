@@ -31,8 +31,9 @@ general way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
@@ -148,6 +149,8 @@ class SameTurn:
     repeat: Repeat
     conv_id: str  # what the response names: a conversation holding the history, at first
     ingester: Ingester | None = None  # made when the answer is placed the general way
+    # When it began (was made): a version read asked since then serves it (repeats).
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def answer_name(self) -> str:
@@ -181,15 +184,15 @@ class SameTurn:
         seen = self.state.prefix_cache.row(self.tenant, placed.conv_id)
         if seen is None or seen[0] is not placed.row:
             return None  # seen since: `_ending_with` checks it again
-        repeats = self.state.repeats
-        tick = repeats.tick()
-        if tick.checked(placed):
-            return placed.conv_id  # read in this iteration of the loop (proxy.loop.repeats)
+        repeat = self.repeat
+        if repeat.found_since(placed, self.started):
+            return placed.conv_id  # by a read asked since this request began (repeats)
+        asked = time.perf_counter()
         version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
         if version != placed.version:
+            repeat.lost(placed)
             return None
-        # (A read that waited ended in a later iteration: this one is over, the mark moot.)
-        tick.check(placed)
+        repeat.found(placed, asked)
         return placed.conv_id
 
     async def _ending_with(self, answer: dict[str, Any]) -> str | None:
@@ -211,9 +214,11 @@ class SameTurn:
         ) != [found.chain_hash]:
             return None
         row = seen[0]
+        asked = time.perf_counter()
         if await self.state.store.conversation_version(self.tenant, row.conv_id) != row.version:
             return None
-        self.repeat.placed = PlacedAnswer(answer, row)
+        placed = self.repeat.placed = PlacedAnswer(answer, row)
+        self.repeat.found(placed, asked)
         return row.conv_id
 
 

@@ -61,20 +61,6 @@ def test_the_oldest_decision_goes_first_and_long_bodies_are_not_kept() -> None:
     assert repeats.get("t", b"x" * 11) is None and len(repeats) == 2
 
 
-async def test_a_tick_is_one_iteration_of_the_loop() -> None:
-    repeats = Repeats()
-    tick = repeats.tick()
-    assert repeats.tick() is tick
-    placed = PlacedAnswer(ANSWER, a_row("c1", 3))
-    assert not tick.checked(placed)
-    tick.check(placed)
-    assert tick.checked(placed)
-    assert not tick.checked(PlacedAnswer(ANSWER, placed.row))  # an equal one is another
-    await asyncio.sleep(0)
-    assert repeats.tick() is not tick
-    assert not repeats.tick().checked(placed)
-
-
 def test_the_prefix_cache_holds_an_entry_until_it_changes_or_goes() -> None:
     cache = PrefixCache(capacity=2)
     prints = fingerprint_all([user("a"), ANSWER])
@@ -95,7 +81,7 @@ def test_the_prefix_cache_holds_an_entry_until_it_changes_or_goes() -> None:
     assert not cache.holds("t", prints, again)
 
 
-# --- the version read, once an iteration of the loop -----------------------------------
+# --- the version read, shared by the requests under way ------------------------------
 
 
 class CountingStore:
@@ -111,10 +97,8 @@ class CountingStore:
         return self.version
 
 
-def placed_turn(
-    store: CountingStore, repeats: Repeats, repeat: Repeat, cache: PrefixCache
-) -> SameTurn:
-    state: Any = SimpleNamespace(store=store, repeats=repeats, prefix_cache=cache)
+def placed_turn(store: CountingStore, repeat: Repeat, cache: PrefixCache) -> SameTurn:
+    state: Any = SimpleNamespace(store=store, repeats=Repeats(), prefix_cache=cache)
     return SameTurn(state, None, {"messages": QUESTION}, "t", repeat,  # type: ignore[arg-type]
                     repeat.remembered.conv_id)
 
@@ -129,24 +113,27 @@ def placed_on(version: int) -> tuple[Repeat, PrefixCache]:
     return repeat, cache
 
 
-async def test_answers_placed_in_one_iteration_read_the_version_once() -> None:
-    store, repeats = CountingStore(version=3), Repeats()
+async def test_a_read_serves_the_requests_that_began_before_it() -> None:
+    store = CountingStore(version=3)
     repeat, cache = placed_on(version=3)
-    turns = [placed_turn(store, repeats, repeat, cache) for _ in range(3)]
+    # Three requests under way, their answers placed together: one read serves them all.
+    turns = [placed_turn(store, repeat, cache) for _ in range(3)]
     named = await asyncio.gather(*(turn.place(dict(ANSWER)) for turn in turns))
     assert named == ["c9"] * 3
     assert store.reads == 1
-    # A later iteration reads it again; then the conversation moved on: not named.
-    await asyncio.sleep(0)
-    turn = placed_turn(store, repeats, repeat, cache)
-    assert await turn._placed_before(dict(ANSWER)) == "c9"
+    # A request begun after that read reads again, though nothing waited in between (an
+    # in-process client and store: the whole request in one step of the loop).
+    later = placed_turn(store, repeat, cache)
+    assert await later._placed_before(dict(ANSWER)) == "c9"
     assert store.reads == 2
-    await asyncio.sleep(0)
+    # The conversation moved on: not named, and the placed answer is forgotten.
     store.version = 4
-    assert await turn._placed_before(dict(ANSWER)) is None
+    assert await placed_turn(store, repeat, cache)._placed_before(dict(ANSWER)) is None
+    assert store.reads == 3 and repeat.placed is None and repeat.checked is None
     # Another answer is not the one placed: no read.
+    repeat, cache = placed_on(version=4)
     other = {"role": "assistant", "content": "Lyon."}
-    assert await turn._placed_before(other) is None
+    assert await placed_turn(store, repeat, cache)._placed_before(other) is None
     assert store.reads == 3
 
 
@@ -154,21 +141,21 @@ async def test_a_placed_answer_is_not_taken_once_its_row_was_seen_again() -> Non
     """Another row of the conversation seen since (a turn stored, or the conversation made
     anew under the same id after a deletion, at the same version even): the placed answer
     is checked again the long way, not by the version alone. No store read is made."""
-    store, repeats = CountingStore(version=3), Repeats()
+    store = CountingStore(version=3)
     repeat, cache = placed_on(version=3)
     cache.saw(Conversation("t", "c9", None, 0, 2, 3, {"hash": "other"}, 0.0),
               root_path("t", "c9"))
-    turn = placed_turn(store, repeats, repeat, cache)
+    turn = placed_turn(store, repeat, cache)
     assert await turn._placed_before(dict(ANSWER)) is None
     empty = PrefixCache()  # the row evicted
-    assert await placed_turn(store, repeats, repeat, empty)._placed_before(dict(ANSWER)) is None
+    assert await placed_turn(store, repeat, empty)._placed_before(dict(ANSWER)) is None
     assert store.reads == 0
 
 
-async def test_a_read_that_waits_is_not_taken_for_the_iteration_it_ends_in() -> None:
-    store, repeats = CountingStore(version=3, waits=True), Repeats()
+async def test_reads_asked_at_once_are_each_made() -> None:
+    store = CountingStore(version=3, waits=True)
     repeat, cache = placed_on(version=3)
-    turns = [placed_turn(store, repeats, repeat, cache) for _ in range(3)]
+    turns = [placed_turn(store, repeat, cache) for _ in range(3)]
     named = await asyncio.gather(*(turn._placed_before(dict(ANSWER)) for turn in turns))
     assert named == ["c9"] * 3
     assert store.reads == 3
@@ -340,3 +327,28 @@ async def test_a_placed_answer_is_not_named_once_its_chat_was_deleted_and_made_a
         assert again.status_code == 200
         named = again.headers["x-vm-session"]
         assert await held(store, proxy.tenant, named) == [QUESTION[0]["content"], "Paris."]
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_a_placed_answer_is_read_again_after_a_session_turn_went_on_from_it(
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a review: requests sent one after the other in process (the memory store
+    and this upstream answer without waiting, so a whole request is one step of the loop)
+    took a version read of an earlier request for theirs, after a turn sent under
+    `X-VM-Session` (which the prefix cache is not told of) had gone on from the answer."""
+    store = await kept_open(store_url(backend, tmp_path), monkeypatch)
+    async with serve(scripted(["Madrid."] * 5), vm_settings(), store) as proxy:
+        body = {"model": "gpt-4o", "messages": [user("Why?")]}
+        for _ in range(3):
+            chat = (await proxy.raw_chat(body)).headers["x-vm-session"]
+        went_on = await proxy.raw_chat(
+            {"model": "gpt-4o", "messages": [user("And of Spain?")]},
+            headers={"x-vm-session": chat},
+        )
+        assert went_on.status_code == 200
+        assert len(await held(store, proxy.tenant, chat)) == 4
+        again = await proxy.raw_chat(body)
+        named = again.headers["x-vm-session"]
+        assert named != chat
+        assert await held(store, proxy.tenant, named) == ["Why?", "Madrid."]
