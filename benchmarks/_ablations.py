@@ -17,6 +17,14 @@ the pass-through in the same run.
   process (`cat`, which drops them). The loop's floor for a design where a worker
   process places and stores the turns (the issue 15 note of 2026-12-06, fifth session).
 
+The same request again (`--chat same`, proxy.loop.short_chat.SameTurn):
+- `version`: the store's version of a conversation is answered from the page cache's row,
+  without a read. What the version check costs (on SQLite, a read transaction a request).
+- `again`: the answer is not placed at all; the response names the conversation holding
+  the history. What placing the answer costs.
+- `relay`: the request, once decided, is relayed bare: no headers set, no answer read.
+  The floor of the decision's cost, against `vm.mode = off`.
+
 Patched so, the store is wrong; nothing reads it back within a run.
 
     python benchmarks/_ablations.py NAME serve --port P --upstream U --store S
@@ -31,16 +39,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-ABLATIONS = ("none", "store", "append", "sql", "reads", "tee", "version", "again", "relay")
-
 
 def apply(name: str) -> None:
     if name == "none":
         return
     if name not in ABLATIONS:
         raise ValueError(f"unknown ablation {name!r}; one of {', '.join(ABLATIONS)}")
-    {"store": _store, "append": _append, "sql": _sql, "reads": _reads, "tee": _tee,
-     "version": _version, "again": _again, "relay": _relay}[name]()
+    _PARTS[name]()
 
 
 def _store() -> None:
@@ -172,6 +177,11 @@ def _relay() -> None:
         return await relay_chat(state.upstream, request, raw)
 
     handler._answer_again = answer_again  # type: ignore[assignment]
+
+
+_PARTS = {"store": _store, "append": _append, "sql": _sql, "reads": _reads, "tee": _tee,
+          "version": _version, "again": _again, "relay": _relay}
+ABLATIONS = ("none", *_PARTS)
 
 
 if __name__ == "__main__":

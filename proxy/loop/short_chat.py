@@ -161,10 +161,14 @@ class SameTurn:
 
     async def place(self, answer: dict[str, Any]) -> str:
         """The conversation `answer` is on, once stored (see the class docstring)."""
-        stored = await self._placed_before(answer)
-        if stored is None:
-            stored = await self._ending_with(answer)
-        if stored is None:
+        placed = self._placed_before(answer)
+        if placed is None or not await self._still_so(placed):
+            placed = self._ending_with(answer)
+            if placed is not None and not await self._still_so(placed):
+                placed = None
+        if placed is not None:
+            stored = placed.conv_id
+        else:
             ingester = self.ingester
             if ingester is None:
                 ingester = threshold(self.state, self.request, self.body, self.tenant, ())[3]
@@ -175,29 +179,19 @@ class SameTurn:
         self.conv_id = stored
         return stored
 
-    async def _placed_before(self, answer: dict[str, Any]) -> str | None:
-        """The conversation this request's last answer was found on, when `answer` is the
-        same and the conversation has not moved on since; else None."""
+    def _placed_before(self, answer: dict[str, Any]) -> PlacedAnswer | None:
+        """This request's last answer placed, when `answer` is the same and the prefix
+        cache holds the very row it was found by (another row seen since: `_ending_with`
+        looks again)."""
         placed = self.repeat.placed
         if placed is None or placed.answer != answer:
             return None
         seen = self.state.prefix_cache.row(self.tenant, placed.conv_id)
-        if seen is None or seen[0] is not placed.row:
-            return None  # seen since: `_ending_with` checks it again
-        repeat = self.repeat
-        if repeat.found_since(placed, self.started):
-            return placed.conv_id  # by a read asked since this request began (repeats)
-        asked = time.perf_counter()
-        version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
-        if version != placed.version:
-            repeat.lost(placed)
-            return None
-        repeat.found(placed, asked)
-        return placed.conv_id
+        return placed if seen is not None and seen[0] is placed.row else None
 
-    async def _ending_with(self, answer: dict[str, Any]) -> str | None:
-        """The conversation that ends with `answer` after this history, if the prefix cache
-        knows one and it is still so; else None."""
+    def _ending_with(self, answer: dict[str, Any]) -> PlacedAnswer | None:
+        """`answer` on the row the prefix cache last saw of a conversation that ends with
+        it after this history, if it knows one; else None."""
         if not _plain([answer]):
             return None
         cache = self.state.prefix_cache
@@ -207,19 +201,28 @@ class SameTurn:
             return None
         seen = cache.row_ending(self.tenant, found)
         # The row seen ends there, with this answer after this history (the chain hash
-        # commits to both); the store's version, that the conversation has not moved on
-        # since (the row is a hint: not every path that stores tells the cache).
+        # commits to both).
         if seen is None or chain_hashes(
             self.tenant, [answer], prev=self.repeat.remembered.chain_hash
         ) != [found.chain_hash]:
             return None
-        row = seen[0]
+        return PlacedAnswer(answer, seen[0])
+
+    async def _still_so(self, placed: PlacedAnswer) -> bool:
+        """Whether the store's version of `placed`'s conversation is still its row's: the
+        conversation has not moved on since (the row is a hint: not every path that stores
+        tells the cache). A read asked since this request began serves it (repeats)."""
+        repeat = self.repeat
+        if repeat.found_since(placed, self.started):
+            return True
         asked = time.perf_counter()
-        if await self.state.store.conversation_version(self.tenant, row.conv_id) != row.version:
-            return None
-        placed = self.repeat.placed = PlacedAnswer(answer, row)
-        self.repeat.found(placed, asked)
-        return row.conv_id
+        version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
+        if version != placed.version:
+            repeat.lost(placed)
+            return False
+        repeat.placed = placed
+        repeat.found(placed, asked)
+        return True
 
 
 def same_again(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from proxy.loop.short_chat import short_turn
 from tests.loop.history import conversation
 
 
@@ -19,3 +20,16 @@ def long_history() -> list[dict[str, Any]]:
 def history(long_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A copy the test may change."""
     return [dict(message) for message in long_history]
+
+
+@pytest.fixture
+def decided(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many requests were decided by short_turn (the rest, taken by their bytes)."""
+    calls: list[int] = []
+
+    async def spied(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return await short_turn(*args, **kwargs)
+
+    monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
+    return calls

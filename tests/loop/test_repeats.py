@@ -18,11 +18,11 @@ from proxy.http.state import AppState
 from proxy.loop.held import root_path
 from proxy.loop.prefix_cache import PrefixCache, Remembered, fingerprint_all
 from proxy.loop.repeats import PlacedAnswer, Repeat, Repeats
-from proxy.loop.short_chat import SameTurn, short_turn
+from proxy.loop.short_chat import SameTurn
 from proxy.store.base import Conversation
-from tests.loop.harness import API_KEY, serve, vm_settings
+from tests.loop.harness import serve, vm_settings
 from tests.loop.test_same_request import QUESTION, held, store_url
-from tests.loop.test_short_chat import VM_HEADERS, contents, kept_open, reply, user
+from tests.loop.test_short_chat import kept_open, reply, user
 
 ANSWER = {"role": "assistant", "content": "Paris."}
 
@@ -103,6 +103,12 @@ def placed_turn(store: CountingStore, repeat: Repeat, cache: PrefixCache) -> Sam
                     repeat.remembered.conv_id)
 
 
+async def taken(turn: SameTurn, answer: dict[str, Any]) -> str | None:
+    """Where `turn` names `answer` by its repeat's placed answer, or None."""
+    placed = turn._placed_before(answer)
+    return placed.conv_id if placed is not None and await turn._still_so(placed) else None
+
+
 def placed_on(version: int) -> tuple[Repeat, PrefixCache]:
     """A repeat whose answer was placed on c9 at `version`, the row the cache holds."""
     row = a_row("c9", version)
@@ -124,16 +130,16 @@ async def test_a_read_serves_the_requests_that_began_before_it() -> None:
     # A request begun after that read reads again, though nothing waited in between (an
     # in-process client and store: the whole request in one step of the loop).
     later = placed_turn(store, repeat, cache)
-    assert await later._placed_before(dict(ANSWER)) == "c9"
+    assert await taken(later, dict(ANSWER)) == "c9"
     assert store.reads == 2
     # The conversation moved on: not named, and the placed answer is forgotten.
     store.version = 4
-    assert await placed_turn(store, repeat, cache)._placed_before(dict(ANSWER)) is None
+    assert await taken(placed_turn(store, repeat, cache), dict(ANSWER)) is None
     assert store.reads == 3 and repeat.placed is None and repeat.checked is None
     # Another answer is not the one placed: no read.
     repeat, cache = placed_on(version=4)
     other = {"role": "assistant", "content": "Lyon."}
-    assert await placed_turn(store, repeat, cache)._placed_before(other) is None
+    assert await taken(placed_turn(store, repeat, cache), other) is None
     assert store.reads == 3
 
 
@@ -146,9 +152,9 @@ async def test_a_placed_answer_is_not_taken_once_its_row_was_seen_again() -> Non
     cache.saw(Conversation("t", "c9", None, 0, 2, 3, {"hash": "other"}, 0.0),
               root_path("t", "c9"))
     turn = placed_turn(store, repeat, cache)
-    assert await turn._placed_before(dict(ANSWER)) is None
+    assert await taken(turn, dict(ANSWER)) is None
     empty = PrefixCache()  # the row evicted
-    assert await placed_turn(store, repeat, empty)._placed_before(dict(ANSWER)) is None
+    assert await taken(placed_turn(store, repeat, empty), dict(ANSWER)) is None
     assert store.reads == 0
 
 
@@ -156,7 +162,7 @@ async def test_reads_asked_at_once_are_each_made() -> None:
     store = CountingStore(version=3, waits=True)
     repeat, cache = placed_on(version=3)
     turns = [placed_turn(store, repeat, cache) for _ in range(3)]
-    named = await asyncio.gather(*(turn._placed_before(dict(ANSWER)) for turn in turns))
+    named = await asyncio.gather(*(taken(turn, dict(ANSWER)) for turn in turns))
     assert named == ["c9"] * 3
     assert store.reads == 3
 
@@ -164,52 +170,10 @@ async def test_reads_asked_at_once_are_each_made() -> None:
 # --- through the proxy -----------------------------------------------------------------
 
 
-@pytest.fixture
-def decided(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many requests were decided by short_turn (the rest, taken by their bytes)."""
-    calls: list[int] = []
-
-    async def spied(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return await short_turn(*args, **kwargs)
-
-    monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
-    return calls
-
-
 def app_state(proxy: Any) -> AppState:
     state = proxy.app.state
     assert isinstance(state, AppState)
     return state
-
-
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-async def test_the_same_bytes_again_take_the_decision_made_before(
-    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, decided: list[int]
-) -> None:
-    store = await kept_open(store_url(backend, tmp_path), monkeypatch)
-    async with serve(reply, vm_settings(), store) as proxy:
-        body = {"model": "gpt-4o", "messages": QUESTION}
-        first = await proxy.raw_chat(body)
-        before = await contents(store, proxy.tenant)
-        replies = [await proxy.raw_chat(body) for _ in range(4)]
-        # The first request and the first repeat are decided; the others by their bytes.
-        assert len(decided) == 2
-        assert len(app_state(proxy).repeats) == 1
-        for response in replies:
-            assert response.status_code == 200
-            assert {k: response.headers[k] for k in VM_HEADERS} == {
-                k: first.headers[k] for k in VM_HEADERS
-            }
-        assert await contents(store, proxy.tenant) == before
-        # The same messages in other bytes: decided again, and the same.
-        spaced = orjson.dumps(body, option=orjson.OPT_INDENT_2)
-        response = await proxy.http.post(
-            "/v1/chat/completions", content=spaced,
-            headers={"authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
-        )
-        assert response.status_code == 200 and len(decided) == 3
-        assert response.headers["x-vm-session"] == first.headers["x-vm-session"]
 
 
 async def test_a_repeat_is_decided_again_once_the_prefix_cache_lost_its_entry(

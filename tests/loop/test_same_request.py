@@ -17,7 +17,7 @@ from proxy.loop.handler import _answer_again
 from proxy.loop.short_chat import SameTurn
 from proxy.store import open_store
 from proxy.store.base import PageStore
-from tests.loop.harness import serve, vm_settings
+from tests.loop.harness import API_KEY, serve, vm_settings
 from tests.loop.test_short_chat import VM_HEADERS, contents, kept_open, reply, user
 
 QUESTION = [user("What is the capital of France?")]
@@ -51,7 +51,8 @@ def same_turns(monkeypatch: pytest.MonkeyPatch) -> list[SameTurn]:
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_the_same_request_with_the_same_answer_stores_nothing_more(
-    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, same_turns: list[SameTurn]
+    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, same_turns: list[SameTurn],
+    decided: list[int],
 ) -> None:
     store = await kept_open(store_url(backend, tmp_path), monkeypatch)
     async with serve(reply, vm_settings(), store) as proxy:
@@ -62,6 +63,9 @@ async def test_the_same_request_with_the_same_answer_stores_nothing_more(
         before = await contents(store, proxy.tenant)
         replies = [await proxy.raw_chat(body) for _ in range(5)]
         assert len(same_turns) == 5
+        # The first request and the first repeat are decided; the others take that
+        # decision by their bytes (proxy.loop.repeats).
+        assert len(decided) == 2 and len(proxy.app.state.repeats) == 1
         assert {r.status_code for r in replies} == {200}
         # Each names the conversation its answer is on, the first request's, with the same
         # headers, and nothing more is stored.
@@ -70,6 +74,15 @@ async def test_the_same_request_with_the_same_answer_stores_nothing_more(
                 k: first.headers[k] for k in VM_HEADERS
             }
         assert await held(store, proxy.tenant, named) == [QUESTION[0]["content"], answer]
+        assert await contents(store, proxy.tenant) == before
+        # The same messages in other bytes: decided again, and the same.
+        spaced = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+        response = await proxy.http.post(
+            "/v1/chat/completions", content=spaced,
+            headers={"authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
+        )
+        assert response.status_code == 200 and len(decided) == 3
+        assert response.headers["x-vm-session"] == named
         assert await contents(store, proxy.tenant) == before
         tenant = proxy.tenant
     # Read back from the file by a new process: the same.
