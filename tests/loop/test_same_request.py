@@ -168,14 +168,18 @@ async def test_the_same_request_failing_upstream_stores_nothing(
 
 
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
+@pytest.mark.parametrize("placed_before", [False, True])
 async def test_the_same_request_after_its_chat_went_on_unseen_by_the_cache(
-    backend: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, same_turns: list[SameTurn]
+    backend: str, placed_before: bool, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+    same_turns: list[SameTurn], decided: list[int],
 ) -> None:
     """The chat went on by a path that stores without telling the prefix cache (a request
     of four new questions, failed upstream, stored the general way): the row the cache
     holds is the one from before, still ending with the answer. The store's version says
     it moved on, so the response names a branch ending with the answer, never the chat.
-    (Found by a review: the named conversation held the four questions after the answer.)"""
+    (Found by a review: the named conversation held the four questions after the answer.)
+    `placed_before`: the request was sent again once before, so that its answer is
+    remembered as placed on the chat (proxy.loop.repeats) and taken by its bytes."""
 
     def model(request: httpx.Request) -> httpx.Response:
         if len(orjson.loads(request.content)["messages"]) > 1:
@@ -188,12 +192,20 @@ async def test_the_same_request_after_its_chat_went_on_unseen_by_the_cache(
         first = await proxy.raw_chat(body)
         answer = first.json()["choices"][0]["message"]
         chat = first.headers["x-vm-session"]
+        if placed_before:
+            assert (await proxy.raw_chat(body)).headers["x-vm-session"] == chat
+            (repeat,) = proxy.app.state.repeats._repeats.values()
+            assert repeat.placed is not None and repeat.placed.conv_id == chat
         more = [user(f"Question {i}?") for i in range(2, 6)]
         failed = await proxy.raw_chat({"model": "gpt-4o", "messages": [*QUESTION, answer, *more]})
         assert failed.status_code == 500
         assert len(await held(store, proxy.tenant, chat)) == 6  # stored alone, on the chat
         again = await proxy.raw_chat(body)
         assert again.status_code == 200 and same_turns
+        # Every request is decided (short_turn) but this last one when it was sent again
+        # before: then it is taken by its bytes.
+        sent = 4 if placed_before else 3
+        assert len(decided) == (sent - 1 if placed_before else sent)
         named = again.headers["x-vm-session"]
         assert named != chat
         assert await held(store, proxy.tenant, named) == [
