@@ -27,6 +27,11 @@ measured requests; during them, every 8th request closes a segment and queues a 
     python benchmarks/vm_turn.py [--turns 1000] [--requests 60] [--store memory://]
     python benchmarks/vm_turn.py --cache-pages 20000,0 --json benchmarks/results/vm_turn.json
     python benchmarks/vm_turn.py --summarizer off,on --rounds 3 --requests 120
+    python benchmarks/vm_turn.py --store postgresql://postgres@127.0.0.1:5432/test [--analyze]
+
+A PostgreSQL URL runs in a schema of its own, dropped after the run. Its tables are new, so
+the planner has no statistics of them until autovacuum analyzes them (a new deployment's
+first minutes); `--analyze` runs VACUUM ANALYZE once the history is stored.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ from proxy import create_app  # noqa: E402
 from proxy.cli import settle_heap  # noqa: E402
 from proxy.config import load_settings  # noqa: E402
 from proxy.store import open_store  # noqa: E402
+from proxy.store.postgres import PostgresStore  # noqa: E402
 
 TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",
           "postgres vacuum", "jazz harmony", "kubernetes", "tea", "orbital mechanics", "knitting"]
@@ -96,6 +103,7 @@ def upstream(request: httpx.Request) -> httpx.Response:
 async def run(
     turns: int, requests: int, store_url: str, budget: int, cache_pages: int | None = None,
     summarizer: bool = False, default_gc: bool = False, short_between: int = 0,
+    analyze: bool = False,
 ) -> dict[str, Any]:
     store_settings: dict[str, Any] = {"url": store_url}
     if cache_pages is not None:
@@ -108,6 +116,7 @@ async def run(
         "upstream": {"base_url": "http://upstream.bench/v1"},
     })
     store = await open_store(store_url, cache_pages=settings.store.cache_pages)
+    postgres = getattr(store, "inner", store)
     app = create_app(settings, upstream_transport=httpx.MockTransport(upstream), store=store)
     history = conversation(turns)
     if not default_gc:
@@ -116,6 +125,7 @@ async def run(
         "turns": turns, "requests": requests, "store": store_url.split(":")[0],
         "cache_pages": settings.store.cache_pages, "summarizer": summarizer,
         "gc": "default" if default_gc else "serve", "short_between": short_between,
+        "analyzed": analyze,
     }
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
@@ -123,6 +133,8 @@ async def run(
             # Store the history once (the first request of a conversation pays for it).
             first = [*history, {"role": "user", "content": "Hello again."}]
             await client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": first})
+            if analyze and isinstance(postgres, PostgresStore):
+                await postgres.vacuum_analyze()
             background = app.state.summarizer
             if background is not None:
                 started = time.perf_counter()
@@ -166,6 +178,8 @@ async def run(
                 await background.idle()
                 results["calls_while_measured"] = (
                     _summarizer_calls(app) - results["backlog_calls"])
+    if isinstance(postgres, PostgresStore):
+        await postgres.drop_schema()
     await store.close()
     results["added_p50_ms"] = round(results["vm"]["p50_ms"] - results["passthrough"]["p50_ms"], 2)
     if results["prompt_tokens_full"]:
@@ -184,9 +198,14 @@ def _summarizer_calls(app: Any) -> int:
 
 
 def fresh(url: str) -> str:
-    """A new database for each run (the default SQLite store)."""
+    """A new database for each run: a SQLite file (`sqlite`), or a PostgreSQL schema of
+    its own (dropped after the run): a run on a database earlier runs filled would find
+    the same conversation stored, and place its turns on forks of it."""
     if url == "sqlite":
         return f"sqlite:///{tempfile.mkdtemp(prefix='vm-turn-')}/bench.db"
+    if url.startswith(("postgresql:", "postgres:")):
+        sep = "&" if "?" in url else "?"
+        return f"{url}{sep}schema=vm_turn_{uuid.uuid4().hex[:10]}"
     return url
 
 
@@ -206,19 +225,24 @@ def main() -> None:
                         help="leave the garbage collector at Python's defaults (see above)")
     parser.add_argument("--short-between", type=int, default=0,
                         help="one-message chats sent (not timed) before each measured request")
+    parser.add_argument("--analyze", action="store_true",
+                        help="PostgreSQL: VACUUM ANALYZE once the history is stored (what"
+                        " autovacuum does in time); without it the planner has no statistics"
+                        " of the new tables, as on a new deployment")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     stores = args.store or ["memory://", "sqlite"]
     caches = [int(c) for c in args.cache_pages.split(",") if c] or [None]
     modes = [m == "on" for m in args.summarizer.split(",") if m]
     out = [asyncio.run(run(args.turns, args.requests, fresh(url), args.budget, cache, mode,
-                           args.default_gc, args.short_between))
+                           args.default_gc, args.short_between, args.analyze))
            for _ in range(args.rounds) for url in stores for cache in caches for mode in modes]
     rows = []
     for index, r in enumerate(out):
         print(f"{r['store']:>7} cache {r['cache_pages']:>5} {r['turns']} turns"
               f" short chats between {r['short_between']}"
-              f" summarizer {'on' if r['summarizer'] else 'off'} gc {r['gc']}: pass-through"
+              f" summarizer {'on' if r['summarizer'] else 'off'} gc {r['gc']}"
+              f"{' analyzed' if r['analyzed'] else ''}: pass-through"
               f" p50 {r['passthrough']['p50_ms']} ms p99 {r['passthrough']['p99_ms']} ms |"
               f" VM p50 {r['vm']['p50_ms']} ms p99"
               f" {r['vm']['p99_ms']} ms | added p50 {r['added_p50_ms']} ms | prompt tokens"
@@ -243,7 +267,7 @@ def main() -> None:
             "prompt_tokens_full": r["prompt_tokens_full"],
             "tokens_saved": r.get("tokens_saved"), "summarizer": r["summarizer"],
             "summarizer_calls_while_measured": r.get("calls_while_measured"),
-            "gc": r["gc"],
+            "gc": r["gc"], "analyzed": r["analyzed"],
         })
     if args.json:
         payload = {

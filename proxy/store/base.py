@@ -168,8 +168,10 @@ class PageStore(Protocol):
         lean page, which its derived page replaces), so a retried append is harmless.
         Raises VersionConflict when `expected_version` is stale. `durable=False`: the store
         may return before the write is committed (the SQLite store queues it for the next
-        group commit, and reads of the conversation wait for it); its failure is logged,
-        not raised. For messages a client will send again (a whole-history request).
+        group commit, and reads of the conversation wait for it), or before it is on disk
+        (the PostgreSQL store commits it without waiting for the WAL flush); its failure
+        is logged, not raised. For messages a client will send again (a whole-history
+        request).
         `response_id`: a Responses API id recorded as `remember_response` would, at
         `new_length` of `conv_id`, in the same write (committed, or lost, with it).
         """

@@ -219,15 +219,17 @@ class PostgresStore(PostgresAdminReads, WritesWhenAsked):
         new_length: int,
         state: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
-        durable: bool = True,  # every append is committed before it returns
+        durable: bool = True,
         response_id: str | None = None,
     ) -> Conversation:
+        # Every append is committed before it returns; one that need not be durable yet
+        # does not wait for the WAL flush (postgres_append).
         now = self._clock()
         row = await self._fetchrow(
             APPEND_SQL,
             *append_args(
                 tenant, conv_id, pages, expected_version, mutations, new_length, state, now,
-                response_id,
+                response_id, durable,
             ),
         )
         if row is None:

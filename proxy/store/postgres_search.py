@@ -21,18 +21,21 @@ from proxy.vm.bm25 import K1, B
 from proxy.vm.pages import Modality
 
 SEARCH_SQL = f"""
-WITH stats AS (
+WITH stats AS MATERIALIZED (
     SELECT greatest(sum(doc_count), 1)::float8 AS n,
            greatest(sum(doc_len)::float8 / greatest(sum(doc_count), 1), 1.0) AS avgdl
     FROM conversations WHERE tenant = $1 AND conv_id = ANY ($2::text[])
 ), hits AS (
     SELECT t.page AS id, t.doc_len, t.modality, u.term, t.tf::float8 AS tf
     FROM (SELECT DISTINCT * FROM unnest($5::text[], $6::text[])) AS u (prefixed, term)
-    JOIN page_terms t ON t.term = u.prefixed
+    CROSS JOIN LATERAL (
+        SELECT page, doc_len, modality, tf, conv_id, anchor FROM page_terms
+        WHERE term = u.prefixed AND tenant = $1
+        OFFSET 0
+    ) AS t
     JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS s (conv_id, lo, hi)
       ON t.conv_id = s.conv_id AND t.anchor >= s.lo AND t.anchor < s.hi
-    WHERE t.tenant = $1
-), df AS (
+), df AS MATERIALIZED (
     SELECT term, count(*)::float8 AS n FROM hits GROUP BY term
 ), ranked AS (
     SELECT h.id,

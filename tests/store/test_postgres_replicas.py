@@ -141,3 +141,30 @@ async def test_gc_removes_the_search_postings(replicas: tuple[PageStore, PageSto
     assert await one.gc(older_than=1.0) == 1
     assert await one._fetchval(count, "gone") == 0
     assert await one._fetchval(count, "kept") > 0
+
+
+async def test_an_append_not_yet_durable_is_committed_for_the_other_replica_at_once(
+    replicas: tuple[PageStore, PageStore],
+) -> None:
+    # durable=False (a whole-history request's messages) commits without waiting for the
+    # WAL flush: committed all the same, and only for that statement's transaction.
+    one, two = replicas
+    assert isinstance(one, PostgresStore)
+    url = postgres_url()
+    assert url is not None
+    sep = "&" if "?" in url else "?"
+    single = await open_store(f"{url}{sep}schema={one.schema}&pool_max=1")
+    assert isinstance(single, PostgresStore)
+    try:
+        await single.create_conversation(T, "c")
+        row = await single.append(T, "c", [make_page(0, "tram to the castle")],
+                                  expected_version=0, new_length=1, durable=False)
+        assert (await two.get_conversation(T, "c")) == row
+        pages = await two.get_pages(await two.path(T, "c"), ["msg_0"])
+        assert pages["msg_0"].text == "tram to the castle"
+        assert await single._fetchval("SHOW synchronous_commit") == "on"
+        await single.append(T, "c", [make_page(1, "and back")], expected_version=1,
+                            new_length=2)
+        assert (await two.get_conversation(T, "c")).version == 2  # type: ignore[union-attr]
+    finally:
+        await single.close()
