@@ -2,10 +2,10 @@
 
 A new deployment's tables have no statistics until autovacuum analyzes them, and asyncpg's
 prepared statements switch to a generic plan after five runs. The search must read the
-query terms' postings by index in both cases: a plan that scans `page_terms` whole costs
-a VM turn tens of milliseconds once a conversation has a few thousand pages (the join of
-the terms, the path's spans and the postings was planned as a scan of every posting of the
-tenant, 29-41 ms a search at 2,000 pages; proxy.store.postgres_search).
+query terms' postings by index in both cases: the join of the terms, the path's spans and
+the postings was planned as a scan of every posting of the tenant, which made a VM turn at
+1,000 turns 23 ms slower instead of 7 (benchmarks/vm_turn.py on PostgreSQL;
+proxy.store.postgres_search).
 """
 
 from __future__ import annotations
