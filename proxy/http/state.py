@@ -9,6 +9,7 @@ from proxy.config import Settings
 from proxy.http.resent import ResentBodies
 from proxy.http.responses_validation import RESENT_INPUT
 from proxy.http.validation import RESENT_MESSAGES
+from proxy.loop.appends_under_way import AppendsUnderWay
 from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.repeats import Repeats
@@ -21,9 +22,9 @@ from proxy.upstream.client import Upstream
 
 class AppState(State):
     """`app.state`. Set by create_app: `settings`, `metrics`, `session_locks`,
-    `prefix_cache`, `resent_chat`, `resent_responses`; by the lifespan, while it runs:
-    `store`, `upstream`, `summarizer` (None with `vm.summarizer` off), `meaning` (None
-    with embeddings off).
+    `prefix_cache`, `repeats`, `appends`, `resent_chat`, `resent_responses`; by the
+    lifespan, while it runs: `store`, `upstream`, `summarizer` (None with `vm.summarizer`
+    off), `meaning` (None with embeddings off).
 
     starlette's State, its values kept as plain attributes. In a State every read goes
     through a failed attribute lookup (an AttributeError built and dropped) before its
@@ -34,6 +35,7 @@ class AppState(State):
     session_locks: KeyedLocks
     prefix_cache: PrefixCache
     repeats: Repeats
+    appends: AppendsUnderWay
     # The last long request of recent conversations, per dialect (proxy.http.resent).
     resent_chat: ResentBodies
     resent_responses: ResentBodies
@@ -50,6 +52,7 @@ class AppState(State):
         self.session_locks = KeyedLocks()
         self.prefix_cache = PrefixCache()
         self.repeats = Repeats()
+        self.appends = AppendsUnderWay()
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)

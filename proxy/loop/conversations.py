@@ -297,7 +297,7 @@ class Conversations:
         else:
             known, owner = await longest_known_prefix(self._store, tenant, hashes)
         if known == 0:
-            conv_id = "c" + hashes[0][:24]
+            conv_id = root_id(hashes)
             created = await self._store.create_conversation(
                 tenant, conv_id, durable=self._durable
             )
@@ -491,3 +491,9 @@ class Conversations:
         """Point the session name at `conv_id` (a write, skipped when it already does)."""
         if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
+
+
+def root_id(hashes: Sequence[str]) -> str:
+    """The id of the conversation a history none of whose messages is stored starts: its
+    first message's chain hash (`hashes`: the history's)."""
+    return "c" + hashes[0][:24]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from proxy.config import Settings
+from proxy.loop.appends_under_way import AppendsUnderWay
 from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.repeats import Repeats
@@ -39,6 +40,10 @@ class AppServices(Protocol):
     @property
     def repeats(self) -> Repeats:
         """Short requests sent again, decided once (proxy.loop.repeats)."""
+
+    @property
+    def appends(self) -> AppendsUnderWay:
+        """Short chats' appends not returned yet (proxy.loop.appends_under_way)."""
 
     @property
     def summarizer(self) -> Summarizer | None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from proxy.loop.conversations import Conversations
+from proxy.loop.conversations import Conversations, root_id
 from proxy.loop.held import root_path
 from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import fingerprint
@@ -82,10 +82,15 @@ class ShortTurn:
         return forwarded_headers(self.row.conv_id, self.tokens)
 
     async def store(self, answer: dict[str, Any] | None) -> None:
-        """Store the new messages, then `answer` (None: none came), in one append."""
+        """Store the new messages, then `answer` (None: none came), in one append. The
+        chat's next turn waits for it (proxy.loop.appends_under_way)."""
         if self.stored:
             return
         self.stored = True
+        with self.state.appends.appending(self.tenant, self.row.conv_id):
+            await self._store(answer)
+
+    async def _store(self, answer: dict[str, Any] | None) -> None:
         if answer is not None and not _plain([answer]):
             # A long answer (or one of tool calls): hashed, fingerprinted and made into a
             # page in slices and worker threads by the general way, not here on the loop
@@ -264,6 +269,28 @@ async def short_turn(
     these: the caller then places it in the general way. `fingerprints`: of its messages
     (prefix_cache.short_fingerprints). `raw`: its body's bytes, by which a SameTurn is
     remembered (proxy.loop.repeats)."""
+    decided = await _decide(state, request, body, tenant, fingerprints, raw)
+    if isinstance(decided, _UnderWay):
+        # The chat's turn before is being stored: this one goes after it, not on the row
+        # before it (proxy.loop.appends_under_way).
+        await state.appends.settled(tenant, decided.conv_id)
+        decided = await _decide(state, request, body, tenant, fingerprints, raw)
+    return None if isinstance(decided, _UnderWay) else decided
+
+
+@dataclass(frozen=True, slots=True)
+class _UnderWay:
+    conv_id: str  # the conversation the request continues, an append to it under way
+
+
+async def _decide(
+    state: AppServices,
+    request: Request,
+    body: Mapping[str, Any],
+    tenant: str,
+    fingerprints: list[int] | None,
+    raw: bytes | None,
+) -> ShortTurn | SameTurn | _UnderWay | None:
     messages = body["messages"]
     if fingerprints is None or body.get("tools"):
         return None  # a long text; tools, whose cost is counted in the general way
@@ -272,6 +299,8 @@ async def short_turn(
         return None  # past the threshold on what its messages cost at the least
     cache = state.prefix_cache
     remembered = cache.longest(tenant, fingerprints)
+    if remembered is not None and state.appends.under_way(tenant, remembered.conv_id):
+        return _UnderWay(remembered.conv_id)
     stored = 0 if remembered is None else remembered.count
     if stored >= len(messages):
         # Nothing new: the same request again (a regenerate, a retry, another client's
@@ -306,6 +335,8 @@ async def short_turn(
         return None
     hashes = chain_hashes(tenant, new, prev=None if remembered is None else remembered.chain_hash)
     if row is None or path is None:
+        if state.appends.under_way(tenant, root_id(hashes)):
+            return _UnderWay(root_id(hashes))  # its first turn, not remembered yet
         created = await _new_conversation(state, tenant, hashes)
         if created is None:
             return None
@@ -334,7 +365,7 @@ async def _new_conversation(
     deferred, as the general path creates it), or None when some are stored: the history
     continues a conversation this process does not remember (another replica's, or one
     from before a restart), for the general path to find."""
-    conv_id = "c" + hashes[0][:24]
+    conv_id = root_id(hashes)
     row = await state.store.open_root(tenant, conv_id, hashes)
     if row is None or row.parent_id is not None or row.length != 0:
         return None

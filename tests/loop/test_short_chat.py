@@ -226,6 +226,70 @@ async def test_a_row_gone_stale_meanwhile_is_stored_the_general_way(
         assert anew == [4]  # the second, with its answer
 
 
+@pytest.mark.parametrize("held", [0, 1], ids=["the first turn", "a later turn"])
+async def test_the_next_turn_sent_while_the_turn_before_is_stored_goes_after_it(
+    held: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An agent sends its next turn as soon as it has the answer, while the turn before is
+    still being stored (a PostgreSQL append is a round trip): the next turn waits for that
+    append and goes on the conversation after it, not on the row before it (or, after a
+    chat's first turn, on a new chat's row), which its own append would find changed."""
+    anew: list[int] = []
+    real_anew = ShortTurn._store_anew
+
+    async def spied(self: ShortTurn, history: list[dict[str, Any]]) -> None:
+        anew.append(len(history))
+        await real_anew(self, history)
+
+    monkeypatch.setattr(ShortTurn, "_store_anew", spied)
+    questions = [user(f"Question {n} of an agent's chat.") for n in range(held + 2)]
+    reached, gate = asyncio.Event(), asyncio.Event()
+    real_append = MemoryStore.append
+
+    async def slow_append(self: MemoryStore, *args: Any, **kwargs: Any) -> Any:
+        if any(page.text == questions[held]["content"] for page in args[2]):
+            reached.set()
+            await gate.wait()  # the store's round trip, held open
+        return await real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryStore, "append", slow_append)
+
+    def answered(history: list[dict[str, Any]]) -> dict[str, Any]:
+        # The answer a turn gets (reply's words depend only on the question).
+        answer = reply(httpx.Request("POST", "http://x", json={"messages": history}))
+        return dict(answer.json()["choices"][0]["message"])
+
+    histories: list[list[dict[str, Any]]] = []
+    for question in questions:
+        before = [*histories[-1], answered(histories[-1])] if histories else []
+        histories.append([*before, question])
+    async with serve(reply, vm_settings()) as proxy:
+        for history in histories[:held]:
+            response = await proxy.raw_chat({"model": "gpt-4o", "messages": history})
+            assert response.status_code == 200
+        storing = asyncio.create_task(
+            proxy.raw_chat({"model": "gpt-4o", "messages": histories[held]})
+        )
+        await reached.wait()
+        going_on = asyncio.create_task(
+            proxy.raw_chat({"model": "gpt-4o", "messages": histories[held + 1]})
+        )
+        await asyncio.sleep(0.05)
+        gate.set()
+        replies = [await storing, await going_on]
+        assert [r.status_code for r in replies] == [200, 200]
+        sessions = {r.headers["x-vm-session"] for r in replies}
+        assert len(sessions) == 1
+        conv = await proxy.store.get_conversation(proxy.tenant, sessions.pop())
+        length = 2 * len(questions)
+        assert conv is not None and conv.length == length
+        path = await proxy.store.path(proxy.tenant, conv.conv_id)
+        pages = await proxy.store.pages_in_range(path, 0, length)
+        assert [p.message for p in pages] == [*histories[-1], answered(histories[-1])]
+        assert len(await proxy.store.list_conversations(tenant=proxy.tenant)) == 1
+        assert anew == []  # each turn appended on the row its predecessor left
+
+
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 async def test_the_same_new_chat_sent_many_times_at_once_stores_each_answer_once(
     backend: str, tmp_path: Any
