@@ -192,6 +192,36 @@ class PostgresStore(PostgresAdminReads, WritesWhenAsked):
             raise UnknownConversation(parent_id or conv_id)
         return existing
 
+    async def open_root(
+        self, tenant: str, conv_id: str, hashes: Sequence[str]
+    ) -> Conversation | None:
+        # One round trip (a new chat's first request waits for it before it is relayed):
+        # the hash lookup and the create in one statement. Its snapshot does not see a row
+        # another transaction commits meanwhile, which the create then skips: read again.
+        rows = await self._fetch(
+            "WITH known AS ("
+            " SELECT 1 FROM hashes WHERE tenant = $1 AND chain_hash = ANY ($3::text[])"
+            " LIMIT 1"
+            "), created AS ("
+            " INSERT INTO conversations (tenant, conv_id, parent_id, fork_at, length, version,"
+            " state, created_at, updated_at)"
+            " SELECT $1, $2, NULL, 0, 0, 0, $5, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM known)"
+            f" ON CONFLICT DO NOTHING RETURNING {CONV_COLUMNS}"
+            f") SELECT false, {CONV_COLUMNS} FROM created"
+            f" UNION ALL SELECT false, {CONV_COLUMNS} FROM conversations"
+            " WHERE tenant = $1 AND conv_id = $2 AND NOT EXISTS (SELECT 1 FROM known)"
+            " AND NOT EXISTS (SELECT 1 FROM created)"
+            " UNION ALL SELECT true, NULL, 0, 0, 0, NULL, 0 FROM known",
+            tenant, conv_id, list(hashes), self._clock(), b"{}",
+        )
+        if rows:
+            known, *row = rows[0]
+            return None if known else _conversation(tenant, conv_id, row)
+        existing = await self.get_conversation(tenant, conv_id)
+        if existing is None:
+            raise UnknownConversation(conv_id)
+        return existing
+
     async def path(self, tenant: str, conv_id: str) -> Path:
         rows = await self._fetch(
             "WITH RECURSIVE chain (conv_id, parent_id, fork_at, depth) AS ("
