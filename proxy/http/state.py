@@ -14,6 +14,7 @@ from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.repeats import Repeats
 from proxy.loop.summarizer import Summarizer
+from proxy.loop.tip_claims import TipClaims
 from proxy.metrics import Metrics
 from proxy.store import PageStore
 from proxy.store.locks import KeyedLocks
@@ -22,8 +23,8 @@ from proxy.upstream.client import Upstream
 
 class AppState(State):
     """`app.state`. Set by create_app: `settings`, `metrics`, `session_locks`,
-    `prefix_cache`, `repeats`, `appends`, `resent_chat`, `resent_responses`; by the
-    lifespan, while it runs: `store`, `upstream`, `summarizer` (None with `vm.summarizer`
+    `prefix_cache`, `repeats`, `appends`, `tips`, `resent_chat`, `resent_responses`; by
+    the lifespan, while it runs: `store`, `upstream`, `summarizer` (None with `vm.summarizer`
     off), `meaning` (None with embeddings off).
 
     starlette's State, its values kept as plain attributes. In a State every read goes
@@ -36,6 +37,7 @@ class AppState(State):
     prefix_cache: PrefixCache
     repeats: Repeats
     appends: AppendsUnderWay
+    tips: TipClaims
     # The last long request of recent conversations, per dialect (proxy.http.resent).
     resent_chat: ResentBodies
     resent_responses: ResentBodies
@@ -53,6 +55,7 @@ class AppState(State):
         self.prefix_cache = PrefixCache()
         self.repeats = Repeats()
         self.appends = AppendsUnderWay()
+        self.tips = TipClaims()
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)

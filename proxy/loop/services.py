@@ -10,6 +10,7 @@ from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.repeats import Repeats
 from proxy.loop.summarizer import Summarizer
+from proxy.loop.tip_claims import TipClaims
 from proxy.metrics import Metrics
 from proxy.store import PageStore
 from proxy.store.locks import KeyedLocks
@@ -44,6 +45,10 @@ class AppServices(Protocol):
     @property
     def appends(self) -> AppendsUnderWay:
         """Short chats' appends not returned yet (proxy.loop.appends_under_way)."""
+
+    @property
+    def tips(self) -> TipClaims:
+        """The tips short chats' turns in flight will store on (proxy.loop.tip_claims)."""
 
     @property
     def summarizer(self) -> Summarizer | None:

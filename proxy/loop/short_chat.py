@@ -45,7 +45,9 @@ from proxy.loop.prefix_cache import fingerprint
 from proxy.loop.prepare import forwarded_headers, threshold
 from proxy.loop.repeats import PlacedAnswer, Repeat
 from proxy.loop.services import AppServices
+from proxy.loop.stored_rows import branch_path, own_fork
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
+from proxy.loop.tip_claims import Tip
 from proxy.loop.turn import assistant_name
 from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
 from proxy.vm.identity import chain_hashes
@@ -76,6 +78,7 @@ class ShortTurn:
     ingester: Ingester
     tokens: int  # what the request's history costs (X-VM-Prompt-Tokens)
     answer_name: str
+    claimed: Tip | None = None  # the tip it holds until its append is made (tip_claims)
     stored: bool = False
 
     def headers(self) -> dict[str, str]:
@@ -87,8 +90,12 @@ class ShortTurn:
         if self.stored:
             return
         self.stored = True
-        with self.state.appends.appending(self.tenant, self.row.conv_id):
-            await self._store(answer)
+        try:
+            with self.state.appends.appending(self.tenant, self.row.conv_id):
+                await self._store(answer)
+        finally:
+            if self.claimed is not None:
+                self.state.tips.release(self.claimed)
 
     async def _store(self, answer: dict[str, Any] | None) -> None:
         if answer is not None and not _plain([answer]):
@@ -341,9 +348,18 @@ async def _decide(
         if created is None:
             return None
         row, path = created
+    tip: Tip = (tenant, row.conv_id, row.length)
+    claimed = state.tips.claim(tip)
+    if not claimed:
+        # Another turn in flight goes on this tip (the same prompt sampled in parallel, a
+        # retry): this one goes on a fork of its own, which its response names
+        # (proxy.loop.tip_claims).
+        row = await own_fork(state.store, tenant, row, row.length - 1, durable=False)
+        path = await branch_path(state.store, tenant, row, path)
     return ShortTurn(
         state, request, tenant, messages, fingerprints, row, path, before, new, hashes,
         ingester, tokens + overhead, assistant_name(messages),
+        claimed=tip if claimed else None,
     )
 
 
