@@ -27,15 +27,17 @@ CONV_COLUMNS = "parent_id, fork_at, length, version, state, updated_at"
 
 # `cur` locks the conversation row and must run before anything else: every other part
 # reads it, the final UPDATE included (a CTE nobody reads would run after the UPDATE, and
-# then find the row already changed by this very statement). It also sets the statement's
-# own transaction's `synchronous_commit` ($27): "off" for an append that need not be
-# durable when it returns (PageStore.append's `durable`), whose commit then does not wait
-# for the WAL to reach the disk. It is still committed, and seen by every other
-# connection, before the statement returns; a crash of the database (not of the proxy)
-# may lose the last such commits, whose messages the client sends again.
+# then find the row already changed by this very statement). An append that need not be
+# durable when it returns (PageStore.append's `durable`; $27 false) also sets its own
+# transaction's `synchronous_commit` off, so that its commit does not wait for the WAL to
+# reach the disk: it is still committed, and seen by every other connection, before the
+# statement returns; a crash of the database (not of the proxy) may lose the last such
+# commits, whose messages the client sends again. A durable one keeps what the database
+# or its role sets (`remote_apply` with a synchronous standby, say).
 APPEND_SQL = f"""
 WITH cur AS (
-    SELECT version, set_config('synchronous_commit', $27::text, true)
+    SELECT version,
+           CASE WHEN NOT $27::bool THEN set_config('synchronous_commit', 'off', true) END
     FROM conversations WHERE tenant = $1 AND conv_id = $2 FOR UPDATE
 ), input AS (
     SELECT * FROM unnest($4::text[], $5::text[], $6::int[], $7::bool[], $8::text[],
@@ -109,7 +111,7 @@ def append_args(
         tenant, conv_id, expected_version, *page_columns(tenant, conv_id, pages),
         *mutation_columns(mutations, now),
         new_length, encode_state(state) if state is not None else None, now,
-        [is_lean(page) for page in pages], response_id, "on" if durable else "off",
+        [is_lean(page) for page in pages], response_id, durable,
     ]
 
 

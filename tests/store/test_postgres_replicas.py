@@ -11,6 +11,7 @@ import pytest
 from proxy.store import open_store
 from proxy.store.base import PageStore, VersionConflict
 from proxy.store.postgres import PostgresStore, parse_postgres_url
+from proxy.store.postgres_append import APPEND_SQL, append_args
 
 from .conftest import make_page, postgres_url
 
@@ -155,6 +156,9 @@ async def test_an_append_not_yet_durable_is_committed_for_the_other_replica_at_o
     sep = "&" if "?" in url else "?"
     single = await open_store(f"{url}{sep}schema={one.schema}&pool_max=1")
     assert isinstance(single, PostgresStore)
+    # What an operator may set for the proxy's role (a synchronous standby's apply): kept
+    # by a durable append, and by the connection after a non-durable one.
+    await single._pool.execute("SET synchronous_commit = remote_apply")
     try:
         await single.create_conversation(T, "c")
         row = await single.append(T, "c", [make_page(0, "tram to the castle")],
@@ -162,9 +166,13 @@ async def test_an_append_not_yet_durable_is_committed_for_the_other_replica_at_o
         assert (await two.get_conversation(T, "c")) == row
         pages = await two.get_pages(await two.path(T, "c"), ["msg_0"])
         assert pages["msg_0"].text == "tram to the castle"
-        assert await single._fetchval("SHOW synchronous_commit") == "on"
-        await single.append(T, "c", [make_page(1, "and back")], expected_version=1,
-                            new_length=2)
+        assert await single._fetchval("SHOW synchronous_commit") == "remote_apply"
+        async with single._pool.acquire() as conn, conn.transaction():
+            # A durable append's own setting, seen from inside its transaction.
+            await conn.fetchrow(APPEND_SQL, *append_args(
+                T, "c", [make_page(1, "and back")], 1, [], 2, None, 0.0
+            ))
+            assert await conn.fetchval("SHOW synchronous_commit") == "remote_apply"
         assert (await two.get_conversation(T, "c")).version == 2  # type: ignore[union-attr]
     finally:
         await single.close()
