@@ -320,7 +320,9 @@ def _observed_passthrough(
     """Relay an upstream answer as it is; store it (choice 0) when it is complete."""
 
     async def store_answer(message: AssembledMessage) -> None:
-        await store(answer_message(message.content, message.tool_calls, answer_name))
+        # As the client will resend it: its content as the upstream sent it.
+        content = message.content if message.parts is None else message.parts
+        await store(answer_message(content, message.tool_calls, answer_name))
 
     set_headers(response.raw_headers, headers)
     return observe(response, store_answer, store_first=store_first)

@@ -319,7 +319,7 @@ class Turn:
 
 
 def answer_message(
-    content: str | None, tool_calls: Sequence[Mapping[str, Any]], name: str = ""
+    content: str | list[Any] | None, tool_calls: Sequence[Mapping[str, Any]], name: str = ""
 ) -> dict[str, Any]:
     """The answer as the client will resend it. A client that names the assistant's
     messages (OpenAI's `name`, in multi-party chats) resends the answer with that name;

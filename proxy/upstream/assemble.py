@@ -118,6 +118,9 @@ class AssembledMessage:
     error: dict[str, Any] | None = None  # OpenAI-shaped error object the upstream sent
     message_extra: dict[str, Any] = field(default_factory=dict)  # other message fields
     extra: dict[str, Any] = field(default_factory=dict)  # other top-level fields
+    # The content as the list of parts a non-stream answer held (Mistral's reasoning
+    # models answer so): what its client resends; `content` is the text of its parts.
+    parts: list[Any] | None = None
     id_map: dict[str, str] = field(default_factory=dict)  # synthesised id -> upstream's
 
     def to_message(self, *, include_reasoning: bool | None = None) -> dict[str, Any]:
@@ -250,6 +253,8 @@ class ChunkAccumulator:
 
     def _feed_delta(self, delta: Mapping[str, Any], update: ChunkUpdate) -> None:
         content = delta.get("content")
+        if isinstance(content, list):
+            content = parts_text(content)
         if isinstance(content, str):
             self._content_seen = True
             if content:
@@ -390,6 +395,15 @@ class ChunkAccumulator:
             extra=dict(self._extra),
             id_map=dict(self.id_map),
         )
+
+
+def parts_text(parts: list[Any]) -> str:
+    """The text of a message content given as a list of parts (its text parts, joined)."""
+    return "".join(
+        part["text"] for part in parts
+        if isinstance(part, dict) and part.get("type") in ("text", "output_text")
+        and isinstance(part.get("text"), str)
+    )
 
 
 def primary_choice(choices: Any) -> Mapping[str, Any] | None:

@@ -31,6 +31,11 @@ def assemble_response(body: Mapping[str, Any], *, id_salt: str = "") -> Assemble
         chunk["choices"] = [{**choice, "delta": message}]
     accumulator.feed(chunk)
     result = accumulator.result()
+    if choice is not None:
+        message = choice.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            result.parts = list(content)
     if choice is None and result.error is None:
         result.error = {"message": "upstream response is not a chat completion",
                         "type": "upstream_error", "param": None, "code": "invalid_response"}
