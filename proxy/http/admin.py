@@ -125,10 +125,22 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
+    return _integer(raw, name, f"{name} must be an integer")
+
+
+# Turns, positions and limits are far below this; past it a store's integer (SQLite's, 64
+# bits) or the JSON encoder would fail: a 400, not a 500 (the review).
+_LARGEST = 2**31 - 1
+
+
+def _integer(raw: str, name: str, what: str) -> int:
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
-        raise reads.bad_request(f"{name} must be an integer", name) from None
+        raise reads.bad_request(what, name) from None
+    if not -_LARGEST <= value <= _LARGEST:
+        raise reads.bad_request(f"{name} is out of range", name)
+    return value
 
 
 async def _found(request: Request, store: PageStore) -> reads.Found:
@@ -183,10 +195,7 @@ async def _turns(request: Request, store: PageStore) -> Any:
 
 
 async def _turn(request: Request, store: PageStore) -> Any:
-    try:
-        turn = int(request.path_params["n"])
-    except ValueError:
-        raise reads.bad_request("the turn must be an integer (-1: the latest)", "n") from None
+    turn = _integer(request.path_params["n"], "n", "the turn must be an integer (-1: the latest)")
     return await replay(store, await _found(request, store), turn,
                         request=_int(request, "request", 0) or 0)
 

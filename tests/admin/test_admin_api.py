@@ -146,7 +146,11 @@ async def test_what_the_api_answers_and_that_it_shows_no_key() -> None:
             assert API_KEY not in text and ADMIN_KEY not in text and UPSTREAM_KEY not in text
         for bad, status in ((f"{base}/turns/x", 400), (f"{base}/pages/msg_999", 404),
                             ("/admin/api/conversations/nope", 404),
-                            (f"{base}/search?q=", 400), (f"{base}/turns/8?request=5", 404)):
+                            (f"{base}/search?q=", 400), (f"{base}/turns/8?request=5", 404),
+                            # Past any store's integers (was a 500; the review).
+                            (f"{base}/turns?from={10**20}", 400),
+                            (f"{base}/pages?from={10**20}", 400),
+                            (f"{base}/turns/{10**23}", 400)):
             response = await _get(proxy, bad)
             assert response.status_code == status, bad
             assert response.json()["error"]["message"]
