@@ -76,6 +76,9 @@ class Turn:
     _resolving_from: int = 0
     # The `name` the client gives the assistant's messages, stored on the answer too.
     answer_name: str = ""
+    # Where the answer was stored, when not on the placement's conversation (another
+    # request of the same history stored its answer there first: this one went on a fork).
+    stored_on: str | None = None
     _framing: int = CALLS_FRAMING_TOKENS
 
     @property
@@ -268,7 +271,7 @@ class Turn:
         if replay:
             state_patch[STATE_KEY] = replay
         try:
-            return await self.conversations.extend(
+            stored = await self.conversations.extend(
                 self.tenant,
                 self.placement,
                 [answer],
@@ -279,6 +282,9 @@ class Turn:
         except Exception:  # the client has its answer; losing the copy is logged, not raised
             log.exception("storing the answer of a VM turn failed")
             return None
+        if stored.leaf.conv_id != self.placement.leaf.conv_id:
+            self.stored_on = stored.leaf.conv_id
+        return stored
 
     def loop_summary(self) -> dict[str, int]:
         """What the fault loop did, as the turn record keeps it."""
@@ -305,7 +311,7 @@ class Turn:
     def response_headers(self, *, final: bool) -> dict[str, str]:
         headers = {
             **self.upstream_headers,
-            "x-vm-session": self.session or self.placement.leaf.conv_id,
+            "x-vm-session": self.session or self.stored_on or self.placement.leaf.conv_id,
             "x-vm-prompt-tokens-full": str(self.prompt_tokens_full),
         }
         if final:
