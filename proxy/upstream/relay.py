@@ -49,7 +49,9 @@ class RelayedStream(StreamingResponse):
     """The upstream's body relayed as it arrives; the upstream response is closed on the
     way out whatever happens (finished, failed, or the client went away)."""
 
-    def __init__(self, upstream: Upstream, reply: Reply, head: RelayHead) -> None:
+    def __init__(
+        self, upstream: Upstream, reply: Reply, head: RelayHead, *, responses: bool = False
+    ) -> None:
         self.upstream = upstream
         self.reply = reply
         self.status_code = reply.status_code
@@ -58,6 +60,7 @@ class RelayedStream(StreamingResponse):
         self.body_iterator = self._chunks()
         self._sse = head.is_sse
         self._encoded = head.encoded
+        self._responses = responses  # a Responses API stream: its events are named
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -71,7 +74,15 @@ class RelayedStream(StreamingResponse):
             # An SSE client has already been told 200; an error event is the only way left
             # to say it failed (the openai SDK raises APIError on it).
             error.code = "upstream_stream_error"
-            yield b"data: " + error.to_json() + b"\n\n"
+            if not self._responses:
+                yield b"data: " + error.to_json() + b"\n\n"
+                return
+            # The Responses API's error event: its fields at the top (OpenAI's), and under
+            # `error` too, as the memory path's stream sends them (proxy.loop.responses_stream).
+            fields = error.to_dict()["error"]
+            event = {"type": "error", "code": fields["code"], "message": fields["message"],
+                     "param": fields["param"], "error": fields}
+            yield b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -110,7 +121,8 @@ async def relay(
     stats.upstream_request_id = head.request_id
     status = exchanged.reply.status_code
     if exchanged.body is None:
-        return RelayedStream(upstream, exchanged.reply, head)
+        return RelayedStream(upstream, exchanged.reply, head,
+                             responses=path.endswith("/responses"))
     if status < 400:
         return RelayedResponse(status, exchanged.body, head.relayed)
     return _error_response(status, exchanged.body, head)

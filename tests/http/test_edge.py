@@ -247,3 +247,28 @@ async def test_query_string_and_encoded_path_reach_the_upstream_unchanged() -> N
     assert response.json() == {"ok": True}
     assert seen.url.raw_path == b"/v1/files/file%2Fabc/content?limit=2&after=x%20y"
     assert str(seen.url).startswith(UPSTREAM)
+
+
+async def test_a_relayed_responses_stream_that_breaks_ends_with_its_error_event() -> None:
+    # A Responses API stream relayed as it is (mode off; a short chat's turn relays the
+    # same way) ends with the API's own `error` event, not a chat completion's (the review).
+    body = Chunks([b'event: response.created\ndata: {"type": "response.created"}\n\n'],
+                  then=httpx.ReadError("connection reset by peer"))
+
+    def streams(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+    async with edge(streams) as proxy:
+        response = await proxy.http.post(
+            "/v1/responses", json={"model": "gpt-4o", "input": "hi", "stream": True},
+            headers={"x-vm-mode": "off", "authorization": "Bearer sk-test"},
+        )
+    first, error_event, tail = response.content.split(b"\n\n")
+    assert first.startswith(b"event: response.created")
+    name, data = error_event.split(b"\n")
+    assert name == b"event: error"
+    event = orjson.loads(data.removeprefix(b"data: "))
+    assert event["type"] == "error" and event["code"] == "upstream_stream_error"
+    assert "connection reset by peer" in event["message"]
+    assert event["error"]["code"] == "upstream_stream_error"
+    assert tail == b""
