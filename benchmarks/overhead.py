@@ -17,7 +17,9 @@ with the default settings (memory on, a SQLite store in a fresh temporary file) 
 `vm-default-memory` the same on the `memory://` store; `vm-default-embeddings` is
 `vm-default` with `embeddings.provider = onnx` (the model in ../shared/models, skipped with
 a reason when absent); `vm-default-unstored` is `vm-default` with the short chat's store
-a no-op (benchmarks/_unstored.py, an experiment: what storing costs). Every target is
+a no-op (benchmarks/_unstored.py, an experiment: what storing costs);
+`vm-default-postgres` is `vm-default` on PostgreSQL (`--postgres URL` or
+VM_TEST_POSTGRES_URL, in a schema of its own, dropped after the run). Every target is
 driven with short
 chats by default (`--chat short`: each request a new turn of a 4-turn chat, resending its
 history; far below `vm.activate_above`, so each is forwarded unchanged and its new user
@@ -34,6 +36,7 @@ cores, so compare ratios within one run, not absolute numbers across runs.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -44,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -63,9 +67,24 @@ TARGETS = ["upstream-direct", BASELINE, "starlette+aiohttp", "starlette+httpx", 
 # issue 14); `vm-default` itself has them off (`auto` is off for a non-OpenAI upstream).
 # `vm-default-unstored`: an experiment, `vm-default` with the short chat's store a no-op
 # (benchmarks/_unstored.py): what storing the turns costs, in the same run.
+# `vm-default-postgres`: the defaults on PostgreSQL (`--postgres URL`, else
+# VM_TEST_POSTGRES_URL; skipped with a reason when neither is set), in a schema of its own
+# dropped after the run.
 DEFAULT_TARGETS = ["vm-default", "vm-default-memory", "vm-default-embeddings",
-                   "vm-default-unstored"]
+                   "vm-default-unstored", "vm-default-postgres"]
 MODEL_DIR = REPO.parent / "shared" / "models" / "all-MiniLM-L6-v2-int8"
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import asyncpg  # a dependency of the proxy's PostgreSQL store
+
+    from proxy.store.postgres import parse_postgres_url
+
+    connection = await asyncpg.connect(parse_postgres_url(url)[0])
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
 
 
 def free_port() -> int:
@@ -143,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chat", choices=["short", "oneshot", "same"], default="short",
                         help="every request a new turn of a short chat, a new one-message "
                         "chat, or the same one message")
+    parser.add_argument("--postgres", default=os.environ.get("VM_TEST_POSTGRES_URL", ""),
+                        help="PostgreSQL URL for vm-default-postgres")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every target this many times per level, alternating")
     args = parser.parse_args(argv)
@@ -196,6 +217,18 @@ def main(argv: list[str] | None = None) -> int:
              "VM_PROXY_EMBEDDINGS__PATH": str(MODEL_DIR)},
         ),
     }  # fmt: skip
+    schema = f"vm_overhead_{uuid.uuid4().hex[:10]}"
+    if args.postgres:
+        sep = "&" if "?" in args.postgres else "?"
+        commands["vm-default-postgres"] = (
+            default_command(ports["vm-default-postgres"], upstream_url,
+                            f"{args.postgres}{sep}schema={schema}"),
+            proxy_env(None),
+        )
+    elif "vm-default-postgres" in targets:
+        print("vm-default-postgres skipped: no --postgres URL nor VM_TEST_POSTGRES_URL",
+              file=sys.stderr)
+        targets.remove("vm-default-postgres")
     if "vm-default-embeddings" in targets and not (MODEL_DIR / "model.onnx").is_file():
         print(f"vm-default-embeddings skipped: no model at {MODEL_DIR}", file=sys.stderr)
         targets.remove("vm-default-embeddings")
@@ -241,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     # Measured once the server has stopped (its last writes and checkpoint done).
     disk = storage.breakdown(sqlite_file) if "vm-default" in targets else None
     shutil.rmtree(data, ignore_errors=True)
+    if "vm-default-postgres" in targets:
+        asyncio.run(_drop_schema(args.postgres, schema))
 
     report = summarise(results, levels, targets)
     if disk is not None:
