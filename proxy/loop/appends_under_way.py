@@ -14,8 +14,6 @@ a conversation with an append under way waits for it first, then looks again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 # Longer than a store's append takes unless something is wrong: a turn that waited this
 # long is placed on what is known then (the general path rereads and forks as it must).
@@ -23,34 +21,40 @@ WAIT_AT_MOST_S = 1.0
 
 
 class AppendsUnderWay:
-    def __init__(self) -> None:
-        # (tenant, conv_id) -> the appends under way and the event set when none is left.
-        self._under_way: dict[tuple[str, str], tuple[int, asyncio.Event]] = {}
+    """`begin` and `end` around every short chat's append (two dictionary operations on
+    every short chat: no context manager, no event until a turn waits)."""
 
-    @contextmanager
-    def appending(self, tenant: str, conv_id: str) -> Iterator[None]:
-        """Around an append to `conv_id` and what the prefix cache learns of it."""
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}  # appends under way, by conversation
+        self._waiting: dict[tuple[str, str], asyncio.Event] = {}  # set when none is left
+
+    def begin(self, tenant: str, conv_id: str) -> None:
         key = (tenant, conv_id)
-        count, done = self._under_way.get(key) or (0, asyncio.Event())
-        self._under_way[key] = (count + 1, done)
-        try:
-            yield
-        finally:
-            count, done = self._under_way[key]
-            if count == 1:
-                del self._under_way[key]
-                done.set()
-            else:
-                self._under_way[key] = (count - 1, done)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def end(self, tenant: str, conv_id: str) -> None:
+        key = (tenant, conv_id)
+        left = self._counts[key] - 1
+        if left:
+            self._counts[key] = left
+            return
+        del self._counts[key]
+        waiting = self._waiting.pop(key, None)
+        if waiting is not None:
+            waiting.set()
 
     def under_way(self, tenant: str, conv_id: str) -> bool:
-        return (tenant, conv_id) in self._under_way
+        return (tenant, conv_id) in self._counts
 
     async def settled(self, tenant: str, conv_id: str) -> None:
         """Once no append to `conv_id` is under way (at most WAIT_AT_MOST_S)."""
-        entry = self._under_way.get((tenant, conv_id))
-        if entry is not None:
-            try:
-                await asyncio.wait_for(entry[1].wait(), WAIT_AT_MOST_S)
-            except TimeoutError:
-                pass
+        key = (tenant, conv_id)
+        if key not in self._counts:
+            return
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            waiting = self._waiting[key] = asyncio.Event()
+        try:
+            await asyncio.wait_for(waiting.wait(), WAIT_AT_MOST_S)
+        except TimeoutError:
+            pass

@@ -90,10 +90,12 @@ class ShortTurn:
         if self.stored:
             return
         self.stored = True
+        appends, conv_id = self.state.appends, self.row.conv_id
+        appends.begin(self.tenant, conv_id)
         try:
-            with self.state.appends.appending(self.tenant, self.row.conv_id):
-                await self._store(answer)
+            await self._store(answer)
         finally:
+            appends.end(self.tenant, conv_id)
             if self.claimed is not None:
                 self.state.tips.release(self.claimed)
 
