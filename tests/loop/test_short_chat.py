@@ -148,14 +148,7 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
     def url(name: str) -> str:
         return f"sqlite:///{tmp_path}/{name}.db" if backend == "sqlite" else "memory://"
 
-    anew: list[list[dict[str, Any]]] = []
-    real = ShortTurn._store_anew
-
-    async def stored_anew(self: ShortTurn, history: list[dict[str, Any]]) -> None:
-        anew.append(history)
-        await real(self, history)
-
-    monkeypatch.setattr(ShortTurn, "_store_anew", stored_anew)
+    anew = placed_anew(monkeypatch)
     monkeypatch.setattr("proxy.loop.handler.short_turn", spied)
     fast_store = await kept_open(url("fast"), monkeypatch)
     fast_seen, tenant = await drive(fast_store)
@@ -169,7 +162,7 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
     ]
     # The long answer was stored the general way (its hashes, fingerprint and page made in
     # slices and threads there), the rest with their answers here.
-    assert [len(history) for history in anew] == [2]
+    assert anew == [2]
     monkeypatch.setattr("proxy.loop.handler.short_turn", never)
     general_store = await kept_open(url("general"), monkeypatch)
     general_seen, _ = await drive(general_store)
@@ -180,13 +173,9 @@ async def test_a_short_turn_stores_what_the_general_path_stores(
     assert len(fast) >= 4  # the chats, the fork, the failed one
 
 
-async def test_two_turns_placed_on_one_tip_at_once_go_on_it_and_on_a_fork(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Two requests of one chat's next turn at once (a retry while the first is in
-    flight): the first goes on the conversation, the second on a fork of its own from the
-    start, and each response names the conversation its answer is on. Neither is placed
-    anew: no append finds its conversation changed."""
+def placed_anew(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The lengths of the histories short turns placed anew the general way (their append
+    found the conversation changed), as they are."""
     anew: list[int] = []
     real = ShortTurn._store_anew
 
@@ -195,6 +184,17 @@ async def test_two_turns_placed_on_one_tip_at_once_go_on_it_and_on_a_fork(
         await real(self, history)
 
     monkeypatch.setattr(ShortTurn, "_store_anew", spied)
+    return anew
+
+
+async def test_two_turns_placed_on_one_tip_at_once_go_on_it_and_on_a_fork(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two requests of one chat's next turn at once (a retry while the first is in
+    flight): the first goes on the conversation, the second on a fork of its own from the
+    start, and each response names the conversation its answer is on. Neither is placed
+    anew: no append finds its conversation changed."""
+    anew = placed_anew(monkeypatch)
     gate = asyncio.Event()
     answered = 0
 
@@ -242,14 +242,7 @@ async def test_the_next_turn_sent_while_the_turn_before_is_stored_goes_after_it(
     still being stored (a PostgreSQL append is a round trip): the next turn waits for that
     append and goes on the conversation after it, not on the row before it (or, after a
     chat's first turn, on a new chat's row), which its own append would find changed."""
-    anew: list[int] = []
-    real_anew = ShortTurn._store_anew
-
-    async def spied(self: ShortTurn, history: list[dict[str, Any]]) -> None:
-        anew.append(len(history))
-        await real_anew(self, history)
-
-    monkeypatch.setattr(ShortTurn, "_store_anew", spied)
+    anew = placed_anew(monkeypatch)
     questions = [user(f"Question {n} of an agent's chat.") for n in range(held + 2)]
     reached, gate = asyncio.Event(), asyncio.Event()
     real_append = MemoryStore.append
