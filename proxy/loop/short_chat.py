@@ -31,6 +31,7 @@ general way.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -229,8 +230,26 @@ class SameTurn:
         repeat = self.repeat
         if repeat.found_since(placed, self.started):
             return True
-        asked = time.perf_counter()
-        version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
+        shared = repeat.reading_since(placed, self.started)
+        if shared is not None:
+            asked, reading = shared
+        else:
+            asked = time.perf_counter()
+            reading = asyncio.ensure_future(
+                self.state.store.conversation_version(self.tenant, placed.conv_id)
+            )
+            entry = repeat.reading = (placed, asked, reading)
+
+            def forget_failed(done: asyncio.Future[int | None]) -> None:
+                # A read that failed serves nobody after its own waiters: read again.
+                if (done.cancelled() or done.exception() is not None) and (
+                    repeat.reading is entry
+                ):
+                    repeat.reading = None
+
+            reading.add_done_callback(forget_failed)
+        # Shielded: a request that goes away does not cancel the read the others await.
+        version = await asyncio.shield(reading)
         if version != placed.version:
             repeat.lost(placed)
             return False

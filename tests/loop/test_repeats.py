@@ -18,7 +18,7 @@ from proxy.loop.held import root_path
 from proxy.loop.prefix_cache import PrefixCache, Remembered, fingerprint_all
 from proxy.loop.repeats import PlacedAnswer, Repeat, Repeats
 from proxy.loop.short_chat import SameTurn
-from proxy.store.base import Conversation
+from proxy.store.base import Conversation, StoreError
 from tests.loop.harness import serve, vm_settings
 from tests.loop.test_same_request import QUESTION, held, store_url
 from tests.loop.test_short_chat import kept_open, reply, user
@@ -88,11 +88,15 @@ class CountingStore:
         self.version = version
         self.waits = waits
         self.reads = 0
+        self.answer = asyncio.Event()  # a read answers once set (when it waits)
+        self.fails = False
 
     async def conversation_version(self, tenant: str, conv_id: str) -> int | None:
         self.reads += 1
         if self.waits:
-            await asyncio.sleep(0)  # as a read sent to a thread, or over the network
+            await self.answer.wait()  # as a read sent to a thread, or over the network
+        if self.fails:
+            raise StoreError("the store is down")
         return self.version
 
 
@@ -157,13 +161,37 @@ async def test_a_placed_answer_is_not_taken_once_its_row_was_seen_again() -> Non
     assert store.reads == 0
 
 
-async def test_reads_asked_at_once_are_each_made() -> None:
+async def test_a_read_under_way_serves_the_requests_that_began_before_it_was_asked() -> None:
     store = CountingStore(version=3, waits=True)
     repeat, cache = placed_on(version=3)
+    # Three requests begun, placed at once: the first asks, the others await its read.
     turns = [placed_turn(store, repeat, cache) for _ in range(3)]
-    named = await asyncio.gather(*(taken(turn, dict(ANSWER)) for turn in turns))
-    assert named == ["c9"] * 3
-    assert store.reads == 3
+    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
+    await asyncio.sleep(0.01)
+    # One begun after that read was asked asks its own.
+    later = asyncio.ensure_future(taken(placed_turn(store, repeat, cache), dict(ANSWER)))
+    await asyncio.sleep(0.01)
+    assert store.reads == 2
+    store.answer.set()
+    assert await asyncio.gather(*placing, later) == ["c9"] * 4
+    assert store.reads == 2
+
+
+async def test_a_read_that_failed_is_not_shared_with_later_requests() -> None:
+    store = CountingStore(version=3, waits=True)
+    store.fails = True
+    repeat, cache = placed_on(version=3)
+    turns = [placed_turn(store, repeat, cache) for _ in range(2)]
+    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
+    await asyncio.sleep(0.01)
+    store.answer.set()
+    outcomes = await asyncio.gather(*placing, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [StoreError, StoreError]  # each, from one read
+    assert store.reads == 1 and repeat.reading is None
+    store.fails = False
+    again = placed_turn(store, repeat, cache)
+    assert await taken(again, dict(ANSWER)) == "c9"
+    assert store.reads == 2
 
 
 # --- through the proxy -----------------------------------------------------------------
