@@ -50,6 +50,7 @@ from proxy.loop.stored_rows import branch_path, own_fork
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
 from proxy.loop.tip_claims import Tip
 from proxy.loop.turn import assistant_name
+from proxy.serving import SERVING
 from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
 from proxy.vm.identity import chain_hashes
 
@@ -233,6 +234,12 @@ class SameTurn:
         shared = repeat.reading_since(placed, self.started)
         if shared is not None:
             asked, reading = shared
+        elif SERVING.requests <= 1 or not self.state.store.reads_wait:
+            # Served alone, or a read that does not wait (SQLite reads on the event loop):
+            # no task made for it (a task would run a whole loop iteration later).
+            asked = time.perf_counter()
+            version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
+            return self._found(placed, asked, version)
         else:
             asked = time.perf_counter()
             reading = asyncio.ensure_future(
@@ -249,7 +256,11 @@ class SameTurn:
 
             reading.add_done_callback(forget_failed)
         # Shielded: a request that goes away does not cancel the read the others await.
-        version = await asyncio.shield(reading)
+        return self._found(placed, asked, await asyncio.shield(reading))
+
+    def _found(self, placed: PlacedAnswer, asked: float, version: int | None) -> bool:
+        """Whether the version a read asked at `asked` found is `placed`'s (bookkept)."""
+        repeat = self.repeat
         if version != placed.version:
             repeat.lost(placed)
             return False

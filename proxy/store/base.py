@@ -104,6 +104,12 @@ class UnknownConversation(LookupError):
 
 
 class PageStore(Protocol):
+    @property
+    def reads_wait(self) -> bool:
+        """Whether a read is a round trip to another process (PostgreSQL), worth sharing
+        among the requests that need the same answer (proxy.loop.short_chat); a store that
+        reads in process (SQLite on the event loop's connection) answers sooner alone."""
+
     async def close(self) -> None: ...
 
     async def ping(self) -> None:

@@ -85,6 +85,10 @@ class LRU(Generic[K, V]):
 
 
 class CachedStore:
+    @property
+    def reads_wait(self) -> bool:
+        return self.inner.reads_wait
+
     def __init__(
         self, inner: PageStore, *, max_pages: int = 10_000, max_conversations: int = 1_000
     ) -> None:

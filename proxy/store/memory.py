@@ -60,6 +60,7 @@ class _ConvPages:
 
 
 class MemoryStore(WritesWhenAsked):
+    reads_wait = False
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock
         self._convs: dict[tuple[str, str], _ConvRow] = {}

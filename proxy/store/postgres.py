@@ -87,6 +87,7 @@ class _NoResetConnection(asyncpg.Connection):  # type: ignore[misc]
 
 
 class PostgresStore(PostgresAdminReads, WritesWhenAsked):
+    reads_wait = True
     def __init__(
         self, pool: asyncpg.Pool, lock_pool: asyncpg.Pool, schema: str, *, clock: Clock
     ) -> None:

@@ -95,6 +95,7 @@ def free_bytes(file: FsPath) -> int:
 
 
 class SQLiteStore(SQLiteNames):
+    reads_wait = False
     def __init__(
         self, path: FsPath, *, synchronous: str = "NORMAL", readers: int = 2,
         clock: Clock = time.time,

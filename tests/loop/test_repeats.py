@@ -18,6 +18,7 @@ from proxy.loop.held import root_path
 from proxy.loop.prefix_cache import PrefixCache, Remembered, fingerprint_all
 from proxy.loop.repeats import PlacedAnswer, Repeat, Repeats
 from proxy.loop.short_chat import SameTurn
+from proxy.serving import SERVING
 from proxy.store.base import Conversation, StoreError
 from tests.loop.harness import serve, vm_settings
 from tests.loop.test_same_request import QUESTION, held, store_url
@@ -87,6 +88,7 @@ class CountingStore:
     def __init__(self, version: int, waits: bool = False) -> None:
         self.version = version
         self.waits = waits
+        self.reads_wait = waits  # as PostgreSQL's, a round trip: shared when it waits
         self.reads = 0
         self.answer = asyncio.Event()  # a read answers once set (when it waits)
         self.fails = False
@@ -161,6 +163,28 @@ async def test_a_placed_answer_is_not_taken_once_its_row_was_seen_again() -> Non
     assert store.reads == 0
 
 
+@pytest.fixture
+def served_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Other requests in flight (the access middleware's count): a read that waits is
+    made to be shared (served alone, a request reads for itself, no task made)."""
+    monkeypatch.setattr(SERVING, "requests", 4)
+
+
+@pytest.mark.usefixtures("served_together")
+async def test_a_read_that_does_not_wait_is_made_by_each_request_itself() -> None:
+    # SQLite's, on the event loop's connection: a task would answer a loop iteration later.
+    store = CountingStore(version=3, waits=True)
+    store.reads_wait = False
+    repeat, cache = placed_on(version=3)
+    turns = [placed_turn(store, repeat, cache) for _ in range(2)]
+    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
+    await asyncio.sleep(0.01)
+    store.answer.set()
+    assert await asyncio.gather(*placing) == ["c9"] * 2
+    assert store.reads == 2 and repeat.reading is None
+
+
+@pytest.mark.usefixtures("served_together")
 async def test_a_read_under_way_serves_the_requests_that_began_before_it_was_asked() -> None:
     store = CountingStore(version=3, waits=True)
     repeat, cache = placed_on(version=3)
@@ -177,6 +201,7 @@ async def test_a_read_under_way_serves_the_requests_that_began_before_it_was_ask
     assert store.reads == 2
 
 
+@pytest.mark.usefixtures("served_together")
 async def test_a_read_that_failed_is_not_shared_with_later_requests() -> None:
     store = CountingStore(version=3, waits=True)
     store.fails = True
