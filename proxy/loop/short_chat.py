@@ -18,7 +18,10 @@ directly:
 
 The row is a hint (see proxy.loop.prefix_cache): when the append finds the conversation
 changed (another request of it stored a turn meanwhile), or the conversation gone, the
-messages are stored the general way instead, which rereads and forks as it must.
+messages are stored the general way instead, which rereads and forks as it must. Two
+requests of this process do not race for one row: a turn placed on a tip another turn in
+flight holds goes on a fork of its own (proxy.loop.tip_claims), and a turn whose turn
+before is still being stored waits for it (proxy.loop.appends_under_way).
 
 A request whose whole history the prefix cache knows is the same request again (a
 regenerate, an SDK's retry, another client's identical call): `SameTurn` relays it and
