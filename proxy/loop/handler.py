@@ -41,7 +41,9 @@ from proxy.loop.prefix_cache import short_fingerprints
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
 from proxy.loop.short_chat import SameTurn, ShortTurn, same_again, short_turn
+from proxy.loop.stored_rows import forked
 from proxy.loop.stream import open_first, stream_events
+from proxy.loop.tip_claims import Tip
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
@@ -114,7 +116,6 @@ async def _answer(
     fingerprints: list[int] | None = None,
 ) -> Response:
     settings = state.settings
-    stream = body.get("stream") is True
     started = time.perf_counter()
     try:
         prepared = await prepare(state, request, body, tenant=tenant, session=session, mode=mode,
@@ -140,6 +141,48 @@ async def _answer(
     turn.stats = request_stats(request.scope)
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
     first_body = turn.first_body()
+    tip = None if several_choices(body) else await _claim_tip(state, prepared, turn)
+    if tip is not None:
+        try:
+            response = await _run_turn(state, request, body, raw, prepared, first_body)
+        except BaseException:
+            state.tips.release(tip)
+            raise
+        return SentThen(response, functools.partial(_release, state, tip))
+    return await _run_turn(state, request, body, raw, prepared, first_body)
+
+
+async def _claim_tip(state: AppServices, prepared: Prepared, turn: Turn) -> Tip | None:
+    """The tip a whole-history memory turn's answer goes on, claimed (loop.tip_claims); a
+    turn placed on a tip another turn in flight holds (the same history sent twice at once)
+    goes on a fork of its own from there, which its response names: streamed, its headers
+    leave before its answer is stored."""
+    if prepared.session is not None:
+        return None  # one turn of a session at a time (session_locks)
+    placement = turn.placement
+    tip = (prepared.tenant, placement.leaf.conv_id, placement.offset + placement.length)
+    if state.tips.claim(tip):
+        return tip
+    turn.placement = await forked(state.store, prepared.tenant, placement, durable=False)
+    return None
+
+
+async def _release(state: AppServices, tip: Tip) -> None:
+    state.tips.release(tip)
+
+
+async def _run_turn(
+    state: AppServices,
+    request: Request,
+    body: dict[str, Any],
+    raw: bytes,
+    prepared: Prepared,
+    first_body: dict[str, Any],
+) -> Response:
+    """The memory turn of a prepared request, answered (the client's `body`)."""
+    turn = prepared.turn
+    assert turn is not None
+    settings = state.settings
     if several_choices(body):
         # n > 1 runs passive (no loop): one upstream call with the packed prompt, relayed
         # as the upstream answers it, every choice included; choice 0 is stored.
@@ -153,7 +196,7 @@ async def _answer(
             response, turn.response_headers(final=True), _extend_with(prepared),
             prepared.answer_name, store_first=prepared.session is not None,
         )
-    if stream:
+    if body.get("stream") is True:
         opened = await open_first(turn, first_body)
         return StreamingResponse(
             counted(stream_events(turn, first_body, opened), turn, state.metrics),

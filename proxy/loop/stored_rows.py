@@ -149,6 +149,17 @@ async def own_branch(
     return dataclasses.replace(placement, leaf=fork, path=cut_path(full, end), leaf_path=full)
 
 
+async def forked(
+    store: PageStore, tenant: str, placement: Placement, *, durable: bool = True
+) -> Placement:
+    """`placement` moved onto a fresh fork of its conversation at its end: what follows it
+    (the answer) goes there (a turn beside another of the same history, proxy.loop.handler)."""
+    end = placement.offset + placement.length
+    fork = await own_fork(store, tenant, placement.leaf, end - 1, durable=durable)
+    full = await branch_path(store, tenant, fork, placement.leaf_path)
+    return dataclasses.replace(placement, leaf=fork, path=cut_path(full, end), leaf_path=full)
+
+
 def ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
     """Does the conversation end with a user message that got no answer?"""
     users = (state.get("counters") or {}).get("user_positions") or []

@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from proxy.store import open_store
@@ -22,8 +23,24 @@ HISTORY = [
 ]
 
 
+def said(response: httpx.Response) -> str:
+    """The answer's text, of a completion or of a stream's chunks."""
+    if response.headers["content-type"].startswith("text/event-stream"):
+        return "".join(
+            chunk["choices"][0]["delta"].get("content") or ""
+            for line in response.text.splitlines() if line.startswith("data: {")
+            for chunk in [orjson.loads(line[6:])] if chunk.get("choices")
+        )
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
-async def test_each_answer_is_named_where_it_is_stored(backend: str, tmp_path: Any) -> None:
+async def test_each_answer_is_named_where_it_is_stored(
+    backend: str, stream: bool, tmp_path: Any
+) -> None:
+    """Streamed, the headers leave before the answer is stored: the turn placed beside
+    another goes on a fork of its own from the start."""
     asked = 0
 
     async def numbered(request: httpx.Request) -> httpx.Response:
@@ -31,14 +48,25 @@ async def test_each_answer_is_named_where_it_is_stored(backend: str, tmp_path: A
         asked += 1
         number = asked
         await asyncio.sleep(0.02)  # all four are placed before any answer
+        text = f"Answer number {number}."
+        if orjson.loads(request.content).get("stream"):
+            chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 1,
+                       "model": "gpt-4o", "choices": [{"index": 0, "delta": delta,
+                                                       "finish_reason": finish}]}
+                      for delta, finish in (({"role": "assistant", "content": text}, None),
+                                            ({}, "stop"))]
+            events = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+            return httpx.Response(200, content=events + b"data: [DONE]\n\n",
+                                  headers={"content-type": "text/event-stream"})
         body = reply(request).json()
-        body["choices"][0]["message"]["content"] = f"Answer number {number}."
+        body["choices"][0]["message"]["content"] = text
         return httpx.Response(200, json=body)
 
     url = f"sqlite:///{tmp_path}/store.db" if backend == "sqlite" else "memory://"
     async with serve(numbered, vm_settings(activate_above=200), await open_store(url)) as proxy:
         replies = await asyncio.gather(*(
-            proxy.raw_chat({"model": "gpt-4o", "messages": HISTORY}) for _ in range(4)
+            proxy.raw_chat({"model": "gpt-4o", "messages": HISTORY, "stream": stream})
+            for _ in range(4)
         ))
         named = set()
         for response in replies:
@@ -50,8 +78,8 @@ async def test_each_answer_is_named_where_it_is_stored(backend: str, tmp_path: A
             assert conv is not None and conv.length == 4
             path = await proxy.store.path(proxy.tenant, conv_id)
             pages = await proxy.store.pages_in_range(path, 0, 4)
-            said = response.json()["choices"][0]["message"]["content"]
             assert [p.message for p in pages if p.is_message] == [
-                *HISTORY, {"role": "assistant", "content": said}
+                *HISTORY, {"role": "assistant", "content": said(response)}
             ]
         assert len(named) == 4
+        assert len(proxy.app.state.tips) == 0  # every claim released with its response
