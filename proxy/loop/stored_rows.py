@@ -141,12 +141,9 @@ async def own_branch(
     it ends: its answer goes there and X-VM-Session names it, never the longer one,
     whose later turns are not this request's. A fresh fork per request, so that two
     regenerates of one turn never share a branch."""
-    end = placement.offset + placement.length
-    if placement.leaf.length <= end:
+    if placement.leaf.length <= placement.offset + placement.length:
         return placement
-    fork = await own_fork(store, tenant, placement.leaf, end - 1, durable=durable)
-    full = await branch_path(store, tenant, fork, placement.leaf_path)
-    return dataclasses.replace(placement, leaf=fork, path=cut_path(full, end), leaf_path=full)
+    return await forked(store, tenant, placement, durable=durable)
 
 
 async def forked(
