@@ -170,15 +170,23 @@ def served_together(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SERVING, "requests", 4)
 
 
+async def placing_at_once(
+    store: CountingStore, repeat: Repeat, cache: PrefixCache, count: int
+) -> list[asyncio.Future[str | None]]:
+    """`count` requests begun, their answers being placed at once (their reads asked)."""
+    turns = [placed_turn(store, repeat, cache) for _ in range(count)]
+    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
+    await asyncio.sleep(0.01)
+    return placing
+
+
 @pytest.mark.usefixtures("served_together")
 async def test_a_read_that_does_not_wait_is_made_by_each_request_itself() -> None:
     # SQLite's, on the event loop's connection: a task would answer a loop iteration later.
     store = CountingStore(version=3, waits=True)
     store.reads_wait = False
     repeat, cache = placed_on(version=3)
-    turns = [placed_turn(store, repeat, cache) for _ in range(2)]
-    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
-    await asyncio.sleep(0.01)
+    placing = await placing_at_once(store, repeat, cache, 2)
     store.answer.set()
     assert await asyncio.gather(*placing) == ["c9"] * 2
     assert store.reads == 2 and repeat.reading is None
@@ -189,9 +197,7 @@ async def test_a_read_under_way_serves_the_requests_that_began_before_it_was_ask
     store = CountingStore(version=3, waits=True)
     repeat, cache = placed_on(version=3)
     # Three requests begun, placed at once: the first asks, the others await its read.
-    turns = [placed_turn(store, repeat, cache) for _ in range(3)]
-    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
-    await asyncio.sleep(0.01)
+    placing = await placing_at_once(store, repeat, cache, 3)
     # One begun after that read was asked asks its own.
     later = asyncio.ensure_future(taken(placed_turn(store, repeat, cache), dict(ANSWER)))
     await asyncio.sleep(0.01)
@@ -206,9 +212,7 @@ async def test_a_read_that_failed_is_not_shared_with_later_requests() -> None:
     store = CountingStore(version=3, waits=True)
     store.fails = True
     repeat, cache = placed_on(version=3)
-    turns = [placed_turn(store, repeat, cache) for _ in range(2)]
-    placing = [asyncio.ensure_future(taken(turn, dict(ANSWER))) for turn in turns]
-    await asyncio.sleep(0.01)
+    placing = await placing_at_once(store, repeat, cache, 2)
     store.answer.set()
     outcomes = await asyncio.gather(*placing, return_exceptions=True)
     assert [type(o) for o in outcomes] == [StoreError, StoreError]  # each, from one read
