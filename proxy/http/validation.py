@@ -26,6 +26,8 @@ PART_TYPES: dict[str, frozenset[str]] = {
     "tool": _TEXT_ONLY,
 }
 ROLES = frozenset(PART_TYPES) | {"function"}
+# Every part type OpenAI's API knows, of any role.
+_KNOWN_PARTS = frozenset().union(*PART_TYPES.values())
 _TEXT_ROLES = frozenset({"system", "developer", "user", "assistant"})
 # Where a chat request keeps its history (proxy.http.resent): its messages, which are
 # their own messages (a message's fingerprint is its own, whatever comes before it).
@@ -187,6 +189,10 @@ def _check_parts(parts: list[Any], allowed: frozenset[str], role: str, where: st
         if not isinstance(part, dict):
             raise invalid(at, "must be a content part object with a `type`")
         kind = part.get("type")
+        if role == "assistant" and isinstance(kind, str) and kind not in _KNOWN_PARTS:
+            # A provider's own part in an answer it gave (Mistral's `thinking`), which its
+            # client resends as it came: passed on, for the upstream to judge.
+            continue
         if not isinstance(kind, str) or kind not in allowed:
             raise bad_type(at, f"one of {', '.join(sorted(allowed))} in a {role} message", kind)
         key = _PAYLOAD_KEY[kind]

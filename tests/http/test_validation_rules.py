@@ -26,6 +26,10 @@ ACCEPTED = [
         id="user-empty-tool-calls",
     ),
     pytest.param(chat({"role": "developer", "content": "rules"}, USER), id="developer"),
+    # A provider's own part type in an answer resent as it came (Mistral's `thinking`).
+    pytest.param(chat(USER, {"role": "assistant", "content": [
+        {"type": "thinking", "thinking": [{"type": "text", "text": "Hmm."}]},
+        {"type": "text", "text": "42."}]}, USER), id="assistant-thinking-part"),
     pytest.param(
         chat({"role": "system", "content": [{"type": "text", "text": "rules"}]}, USER),
         id="system-text-parts",

@@ -12,9 +12,6 @@ import pytest
 
 from tests.loop.harness import serve, vm_settings
 
-# (Magistral's answers also carry `thinking` parts; a chat request resending those is
-# refused by the proxy's validation, as OpenAI's API refuses them: only the memory turns
-# below get them, from the upstream.)
 TEXT_PARTS = [{"type": "text", "text": "The answer "}, {"type": "text", "text": "is 42."}]
 THINKING = {"type": "thinking", "thinking": [{"type": "text", "text": "Let me count."}]}
 PARTS = [THINKING, *TEXT_PARTS]
@@ -48,8 +45,14 @@ def text_parts_reply(request: httpx.Request) -> httpx.Response:
     return parts_reply(request, TEXT_PARTS)
 
 
-async def test_a_short_chat_with_answers_in_parts_goes_on_on_one_conversation() -> None:
-    async with serve(text_parts_reply, vm_settings()) as proxy:
+@pytest.mark.parametrize("reply", [text_parts_reply, parts_reply], ids=["text", "thinking"])
+async def test_a_short_chat_with_answers_in_parts_goes_on_on_one_conversation(
+    reply: Any,
+) -> None:
+    """Resent as received, `thinking` parts included (a part type OpenAI's API does not
+    know is the provider's own, passed on: Mistral's API takes them back)."""
+    parts = TEXT_PARTS if reply is text_parts_reply else PARTS
+    async with serve(reply, vm_settings()) as proxy:
         history: list[dict[str, Any]] = []
         named = set()
         for question in ("First question.", "Second question.", "Third question."):
@@ -57,7 +60,7 @@ async def test_a_short_chat_with_answers_in_parts_goes_on_on_one_conversation() 
             response = await proxy.raw_chat({"model": "magistral", "messages": history})
             assert response.status_code == 200
             message = response.json()["choices"][0]["message"]
-            assert message["content"] == TEXT_PARTS  # relayed as the upstream sent it
+            assert message["content"] == parts  # relayed as the upstream sent it
             history.append(message)  # resent as received, as an SDK resends it
             named.add(response.headers["x-vm-session"])
         assert len(named) == 1  # no turn forked
@@ -76,7 +79,7 @@ async def test_a_memory_turn_answered_in_parts_gives_its_text(stream: bool) -> N
     async with serve(parts_reply, vm_settings(activate_above=200)) as proxy:
         body = {"model": "magistral", "stream": stream,
                 "messages": [{"role": "user", "content": "Remember: " + long},
-                             {"role": "assistant", "content": "Noted."},
+                             {"role": "assistant", "content": PARTS},  # resent as it came
                              {"role": "user", "content": "What is the answer?"}]}
         response = await proxy.raw_chat(body)
         assert response.status_code == 200
