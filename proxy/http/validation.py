@@ -233,11 +233,15 @@ def _check_tools(tools: Any) -> None:
         if not isinstance(kind, str) or kind not in TOOL_TYPES:
             raise bad_type(at, "'function' or 'custom'", kind)
         spec = tool.get(kind)
-        if not isinstance(spec, dict):
+        if spec is None:
             raise missing(f"{at}.{kind}")
+        if not isinstance(spec, dict):
+            raise invalid(f"{at}.{kind}", "must be an object with a `name`")
         name = spec.get("name")
-        if not isinstance(name, str) or not name:
+        if name is None:
             raise missing(f"{at}.{kind}.name")
+        if not isinstance(name, str) or not name:
+            raise invalid(f"{at}.{kind}.name", "must be a non-empty string")
 
 
 def missing(param: str) -> InvalidRequest:

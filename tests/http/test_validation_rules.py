@@ -184,7 +184,22 @@ REFUSED = [
         "tools[0].function.name",
         id="empty-tool-name",
     ),
+    pytest.param(
+        chat(USER, tools=[{"type": "function", "function": {"name": 5}}]),
+        "tools[0].function.name",
+        id="tool-name-number",
+    ),
 ]
+
+
+def test_a_field_of_the_wrong_type_is_not_called_missing() -> None:
+    # (It was "Missing required parameter" though the name was there: the review.)
+    for tools in ([{"type": "function", "function": {"name": 5}}],
+                  [{"type": "function", "function": "f"}]):
+        with pytest.raises(InvalidRequest) as caught:
+            parse_chat_request(chat(USER, tools=tools))
+        error = caught.value.to_dict()["error"]
+        assert error["code"] == "invalid_type" and "Missing" not in error["message"]
 
 
 @pytest.mark.parametrize(("raw", "param"), REFUSED)
