@@ -18,13 +18,15 @@ def too_large(limit: int) -> PayloadTooLarge:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, *, read: bool = False) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it is known to exceed `limit`.
 
     A declared Content-Length over the limit is refused before any byte is read; a
     chunked body is counted as it arrives and refused at the first byte past the limit.
     Reads the ASGI messages directly (Starlette's `stream()` adds a generator and a
-    headers object per request, on the hottest path the proxy has).
+    headers object per request, on the hottest path the proxy has). `read`: the proxy
+    reads the body itself (a JSON request of the two memory routes), so a compressed one
+    is refused as such (415), not as a body that is not JSON; relayed, it goes as it came.
     """
     for name, value in request.scope["headers"]:
         if name == b"content-length":
@@ -32,7 +34,11 @@ async def read_body(request: Request, limit: int) -> bytes:
                 raise InvalidRequest("The Content-Length header is not a number.")
             if int(value) > limit:
                 raise too_large(limit)
-            break
+        elif read and name == b"content-encoding" and value.strip().lower() != b"identity":
+            raise InvalidRequest(
+                f"The request body is encoded ({value.decode('latin-1')}); send it as"
+                " plain JSON.", code="unsupported_content_encoding", status_code=415,
+            )
     chunks: list[bytes] = []
     total = 0
     receive = request.receive

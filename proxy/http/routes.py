@@ -28,7 +28,7 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 async def chat_completions(request: Request) -> Response:
     state = app_state(request)
     refuses_admin_key(request.headers, state.settings.admin)
-    raw = await read_body(request, state.settings.server.max_body_bytes)
+    raw = await read_body(request, state.settings.server.max_body_bytes, read=True)
     # A long history repeated from the request before is not parsed again, unless nobody
     # reads it (mode off relays the body as it came).
     long = len(raw) >= RESENT_MIN_BYTES
@@ -41,7 +41,7 @@ async def chat_completions(request: Request) -> Response:
 async def responses(request: Request) -> Response:
     state = app_state(request)
     refuses_admin_key(request.headers, state.settings.admin)
-    raw = await read_body(request, state.settings.server.max_body_bytes)
+    raw = await read_body(request, state.settings.server.max_body_bytes, read=True)
     # The memory reads the input as chat messages, made in the pass that checks it; a
     # request relayed as it came (mode off) is only checked.
     memory = not memory_off(state.settings.vm.mode, request.headers)

@@ -272,3 +272,23 @@ async def test_a_relayed_responses_stream_that_breaks_ends_with_its_error_event(
     assert "connection reset by peer" in event["message"]
     assert event["error"]["code"] == "upstream_stream_error"
     assert tail == b""
+
+
+async def test_a_compressed_chat_body_is_refused_as_such_and_relayed_elsewhere() -> None:
+    # The proxy reads a chat body itself: gzip is a 415 naming the encoding (it was "not
+    # valid UTF-8"; the review). A route it only relays gets the body as it came.
+    def answers(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"encoding": request.headers.get("content-encoding"),
+                                         "bytes": len(request.content)})
+
+    packed = gzip.compress(orjson.dumps(CHAT))
+    async with edge(answers) as proxy:
+        headers = {"content-encoding": "gzip", "content-type": "application/json",
+                   "authorization": "Bearer sk-test"}
+        refused = await proxy.http.post("/v1/chat/completions", content=packed, headers=headers)
+        relayed = await proxy.http.post("/v1/embeddings", content=packed, headers=headers)
+    assert refused.status_code == 415
+    error = refused.json()["error"]
+    assert error["code"] == "unsupported_content_encoding" and "gzip" in error["message"]
+    assert relayed.status_code == 200
+    assert relayed.json() == {"encoding": "gzip", "bytes": len(packed)}
