@@ -118,7 +118,7 @@ def _check_input(body: dict[str, Any]) -> None:
     if not isinstance(value, list):
         raise invalid("input", "must be a string or an array of input items")
     if not value and not any(body.get(name) for name in
-                             ("previous_response_id", "prompt", "instructions")):
+                             ("previous_response_id", "prompt", "instructions", "conversation")):
         # Nothing to answer, as a chat request of no messages.
         raise invalid("input", "must contain at least one input item", code="empty_array")
 
