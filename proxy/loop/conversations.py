@@ -51,6 +51,7 @@ from proxy.loop.stored_rows import (
     path_or_none,
     paths,
     require,
+    root_id,
     starts_with_stored,
 )
 from proxy.store.base import Conversation, PageStore, Path, UnknownConversation, VersionConflict
@@ -195,6 +196,14 @@ class Conversations:
     def holding(self) -> bool:
         """Whether messages of the request are held for its answer (see `flush`)."""
         return self._held is not None
+
+    @property
+    def held(self) -> HeldWrite | None:
+        return self._held
+
+    def hold_instead(self, held: HeldWrite) -> None:
+        """Hold `held` instead (the same messages moved onto a fork: proxy.loop.handler)."""
+        self._held = held
 
     async def flush(self, tenant: str) -> None:
         """Store the request's held messages now, alone (its answer will not be stored)."""
@@ -491,9 +500,3 @@ class Conversations:
         """Point the session name at `conv_id` (a write, skipped when it already does)."""
         if session is not None and bound != conv_id:
             await self._store.bind_session(tenant, session, conv_id)
-
-
-def root_id(hashes: Sequence[str]) -> str:
-    """The id of the conversation a history none of whose messages is stored starts: its
-    first message's chain hash (`hashes`: the history's)."""
-    return "c" + hashes[0][:24]

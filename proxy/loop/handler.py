@@ -13,6 +13,7 @@ without the conversation. Errors of the client or the upstream are answered as s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,7 @@ from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.logs import log, request_stats
 from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
+from proxy.loop.placement import cut_path
 from proxy.loop.policy import (
     credential,
     refuse_anonymous,
@@ -41,7 +43,7 @@ from proxy.loop.prefix_cache import short_fingerprints
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.services import AppServices
 from proxy.loop.short_chat import SameTurn, ShortTurn, same_again, short_turn
-from proxy.loop.stored_rows import forked
+from proxy.loop.stored_rows import forked, held_on_a_fork
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.tip_claims import Tip
 from proxy.loop.turn import Turn, answer_message
@@ -130,9 +132,10 @@ async def _answer(
     if prepared.turn is None:
         if prepared.forward_body is not None:
             raw = orjson.dumps(prepared.forward_body)
+        tip = await _claim_held_tip(state, prepared)
         return await _relay_storing(
             state, request, raw, prepared.headers(), _extend_with(prepared),
-            prepared.answer_name, functools.partial(store_held, prepared),
+            prepared.answer_name, functools.partial(_store_held_then, state, prepared, tip),
             # Under a session name the client may never resend the answer: stored before
             # it is sent.
             store_first=prepared.session is not None,
@@ -150,6 +153,35 @@ async def _answer(
             raise
         return SentThen(response, functools.partial(_release, state, tip))
     return await _run_turn(state, request, body, raw, prepared, first_body)
+
+
+async def _claim_held_tip(state: AppServices, prepared: Prepared) -> Tip | None:
+    """The tip a whole-history request's held messages go on (with its answer), claimed
+    (loop.tip_claims); held beside another request in flight (the same history with
+    another question, sent at once), they go on a fork of their own from there, which the
+    response names."""
+    held = prepared.conversations.held
+    if prepared.session is not None or held is None:
+        return None
+    tip = (prepared.tenant, held.target.conv_id, held.anchor + 1)
+    if state.tips.claim(tip):
+        return tip
+    moved = await held_on_a_fork(state.store, prepared.tenant, held)
+    prepared.conversations.hold_instead(moved)
+    prepared.placement = dataclasses.replace(
+        prepared.placement, leaf=moved.row(), path=cut_path(moved.path, moved.end),
+        leaf_path=moved.path,
+    )
+    return None
+
+
+async def _store_held_then(state: AppServices, prepared: Prepared, tip: Tip | None) -> None:
+    """`store_held`, then the tip released (the answer, when one came, stored before)."""
+    try:
+        await store_held(prepared)
+    finally:
+        if tip is not None:
+            state.tips.release(tip)
 
 
 async def _claim_tip(state: AppServices, prepared: Prepared, turn: Turn) -> Tip | None:

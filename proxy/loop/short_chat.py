@@ -42,14 +42,14 @@ from typing import Any
 
 from starlette.requests import Request
 
-from proxy.loop.conversations import Conversations, root_id
+from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
 from proxy.loop.placement import Placement
 from proxy.loop.prefix_cache import fingerprint
 from proxy.loop.prepare import forwarded_headers, threshold
 from proxy.loop.repeats import PlacedAnswer, Repeat
 from proxy.loop.services import AppServices
-from proxy.loop.stored_rows import branch_path, own_fork
+from proxy.loop.stored_rows import branch_path, own_fork, root_id
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
 from proxy.loop.tip_claims import Tip
 from proxy.loop.turn import assistant_name

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from proxy.loop.held import root_path
+from proxy.loop.held import HeldWrite, root_path
 from proxy.loop.offload import hashed
 from proxy.loop.placement import Placement, StateAt, cut_path
 from proxy.store.base import Conversation, PageStore, Path, PathSpan, UnknownConversation
@@ -157,6 +157,14 @@ async def forked(
     return dataclasses.replace(placement, leaf=fork, path=cut_path(full, end), leaf_path=full)
 
 
+async def held_on_a_fork(store: PageStore, tenant: str, held: HeldWrite) -> HeldWrite:
+    """`held` moved onto a fresh fork of its conversation where its messages go (another
+    request in flight holds that tip: proxy.loop.tip_claims)."""
+    fork = await own_fork(store, tenant, held.target, held.anchor, durable=False)
+    return dataclasses.replace(held, target=fork,
+                               path=await branch_path(store, tenant, fork, held.path))
+
+
 def ends_unanswered(stored: Conversation, state: Mapping[str, Any]) -> bool:
     """Does the conversation end with a user message that got no answer?"""
     users = (state.get("counters") or {}).get("user_positions") or []
@@ -201,3 +209,9 @@ async def new_after(
             # conversation never has two user messages in a row.
             anchor, offset, prev = anchor - 1, offset - 1, str(before["hash"])
     return new, anchor, offset, prev
+
+
+def root_id(hashes: Sequence[str]) -> str:
+    """The id of the conversation a history none of whose messages is stored starts: its
+    first message's chain hash (`hashes`: the history's)."""
+    return "c" + hashes[0][:24]

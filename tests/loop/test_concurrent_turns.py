@@ -83,3 +83,50 @@ async def test_each_answer_is_named_where_it_is_stored(
             ]
         assert len(named) == 4
         assert len(proxy.app.state.tips) == 0  # every claim released with its response
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_edits_of_one_history_sent_at_once_are_each_named_where_stored(
+    backend: str, tmp_path: Any
+) -> None:
+    """The general path (below the threshold, an edited answer: a fork of the stored
+    chat): four requests with the same edited history and different questions at once
+    (the review: all four were named the first one's fork)."""
+    asked = 0
+
+    async def numbered(request: httpx.Request) -> httpx.Response:
+        nonlocal asked
+        asked += 1
+        number = asked
+        await asyncio.sleep(0.02)
+        body = reply(request).json()
+        body["choices"][0]["message"]["content"] = f"Answer number {number}."
+        return httpx.Response(200, json=body)
+
+    url = f"sqlite:///{tmp_path}/store.db" if backend == "sqlite" else "memory://"
+    opening = [{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": "Where do we start?"}]
+    async with serve(numbered, vm_settings(), await open_store(url)) as proxy:
+        first = await proxy.raw_chat({"model": "gpt-4o", "messages": opening})
+        assert first.status_code == 200
+        edited = [*opening, {"role": "assistant", "content": "An edited answer."}]
+        replies = await asyncio.gather(*(
+            proxy.raw_chat({"model": "gpt-4o", "messages": [
+                *edited, {"role": "user", "content": f"Branch question {n}."}]})
+            for n in range(4)
+        ))
+        named = set()
+        for n, response in enumerate(replies):
+            assert response.status_code == 200
+            conv_id = response.headers["x-vm-session"]
+            named.add(conv_id)
+            conv = await proxy.store.get_conversation(proxy.tenant, conv_id)
+            assert conv is not None and conv.length == 5
+            path = await proxy.store.path(proxy.tenant, conv_id)
+            pages = await proxy.store.pages_in_range(path, 0, 5)
+            assert [p.message for p in pages] == [
+                *edited, {"role": "user", "content": f"Branch question {n}."},
+                {"role": "assistant", "content": said(response)},
+            ]
+        assert len(named) == 4
+        assert len(proxy.app.state.tips) == 0
