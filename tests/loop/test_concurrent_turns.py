@@ -34,21 +34,16 @@ def said(response: httpx.Response) -> str:
     return str(response.json()["choices"][0]["message"]["content"])
 
 
-@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
-@pytest.mark.parametrize("backend", ["memory", "sqlite"])
-async def test_each_answer_is_named_where_it_is_stored(
-    backend: str, stream: bool, tmp_path: Any
-) -> None:
-    """Streamed, the headers leave before the answer is stored: the turn placed beside
-    another goes on a fork of its own from the start."""
+def numbered_upstream() -> Any:
+    """An upstream answering each request with its number, after 20 ms (so that all the
+    requests sent at once are placed before any answer), streamed when asked."""
     asked = 0
 
     async def numbered(request: httpx.Request) -> httpx.Response:
         nonlocal asked
         asked += 1
-        number = asked
-        await asyncio.sleep(0.02)  # all four are placed before any answer
-        text = f"Answer number {number}."
+        text = f"Answer number {asked}."
+        await asyncio.sleep(0.02)
         if orjson.loads(request.content).get("stream"):
             chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 1,
                        "model": "gpt-4o", "choices": [{"index": 0, "delta": delta,
@@ -62,26 +57,41 @@ async def test_each_answer_is_named_where_it_is_stored(
         body["choices"][0]["message"]["content"] = text
         return httpx.Response(200, json=body)
 
+    return numbered
+
+
+async def named_holds(proxy: Any, response: httpx.Response, length: int) -> list[Any]:
+    """The messages of the conversation `response` names, which holds `length`."""
+    assert response.status_code == 200
+    conv_id = response.headers["x-vm-session"]
+    conv = await proxy.store.get_conversation(proxy.tenant, conv_id)
+    assert conv is not None and conv.length == length
+    path = await proxy.store.path(proxy.tenant, conv_id)
+    return [p.message for p in await proxy.store.pages_in_range(path, 0, length)
+            if p.is_message]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+async def test_each_answer_is_named_where_it_is_stored(
+    backend: str, stream: bool, tmp_path: Any
+) -> None:
+    """Streamed, the headers leave before the answer is stored: the turn placed beside
+    another goes on a fork of its own from the start."""
+    numbered = numbered_upstream()
+
     url = f"sqlite:///{tmp_path}/store.db" if backend == "sqlite" else "memory://"
     async with serve(numbered, vm_settings(activate_above=200), await open_store(url)) as proxy:
         replies = await asyncio.gather(*(
             proxy.raw_chat({"model": "gpt-4o", "messages": HISTORY, "stream": stream})
             for _ in range(4)
         ))
-        named = set()
         for response in replies:
-            assert response.status_code == 200
             assert int(response.headers["x-vm-prompt-tokens-full"]) > 200  # memory active
-            conv_id = response.headers["x-vm-session"]
-            named.add(conv_id)
-            conv = await proxy.store.get_conversation(proxy.tenant, conv_id)
-            assert conv is not None and conv.length == 4
-            path = await proxy.store.path(proxy.tenant, conv_id)
-            pages = await proxy.store.pages_in_range(path, 0, 4)
-            assert [p.message for p in pages if p.is_message] == [
+            assert await named_holds(proxy, response, 4) == [
                 *HISTORY, {"role": "assistant", "content": said(response)}
             ]
-        assert len(named) == 4
+        assert len({r.headers["x-vm-session"] for r in replies}) == 4
         assert len(proxy.app.state.tips) == 0  # every claim released with its response
 
 
@@ -92,16 +102,7 @@ async def test_edits_of_one_history_sent_at_once_are_each_named_where_stored(
     """The general path (below the threshold, an edited answer: a fork of the stored
     chat): four requests with the same edited history and different questions at once
     (the review: all four were named the first one's fork)."""
-    asked = 0
-
-    async def numbered(request: httpx.Request) -> httpx.Response:
-        nonlocal asked
-        asked += 1
-        number = asked
-        await asyncio.sleep(0.02)
-        body = reply(request).json()
-        body["choices"][0]["message"]["content"] = f"Answer number {number}."
-        return httpx.Response(200, json=body)
+    numbered = numbered_upstream()
 
     url = f"sqlite:///{tmp_path}/store.db" if backend == "sqlite" else "memory://"
     opening = [{"role": "system", "content": "Be brief."},
@@ -115,18 +116,10 @@ async def test_edits_of_one_history_sent_at_once_are_each_named_where_stored(
                 *edited, {"role": "user", "content": f"Branch question {n}."}]})
             for n in range(4)
         ))
-        named = set()
         for n, response in enumerate(replies):
-            assert response.status_code == 200
-            conv_id = response.headers["x-vm-session"]
-            named.add(conv_id)
-            conv = await proxy.store.get_conversation(proxy.tenant, conv_id)
-            assert conv is not None and conv.length == 5
-            path = await proxy.store.path(proxy.tenant, conv_id)
-            pages = await proxy.store.pages_in_range(path, 0, 5)
-            assert [p.message for p in pages] == [
+            assert await named_holds(proxy, response, 5) == [
                 *edited, {"role": "user", "content": f"Branch question {n}."},
                 {"role": "assistant", "content": said(response)},
             ]
-        assert len(named) == 4
+        assert len({r.headers["x-vm-session"] for r in replies}) == 4
         assert len(proxy.app.state.tips) == 0
