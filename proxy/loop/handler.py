@@ -45,10 +45,11 @@ from proxy.loop.services import AppServices
 from proxy.loop.short_chat import SameTurn, ShortTurn, same_again, short_turn
 from proxy.loop.stored_rows import forked, held_on_a_fork
 from proxy.loop.stream import open_first, stream_events
-from proxy.loop.tip_claims import Tip
+from proxy.loop.tip_claims import Tip, taken
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
+from proxy.store.base import Conversation
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay_chat
@@ -164,9 +165,18 @@ async def _claim_held_tip(state: AppServices, prepared: Prepared) -> Tip | None:
     if prepared.session is not None or held is None:
         return None
     tip = (prepared.tenant, held.target.conv_id, held.anchor + 1)
-    if state.tips.claim(tip):
-        return tip
-    moved = await held_on_a_fork(state.store, prepared.tenant, held)
+    length = prepared.placement.offset + prepared.placement.length
+    if state.tips.claim(tip, length):
+        if not taken(_seen(state, tip), tip, length):
+            return tip
+        state.tips.release(tip)  # a rival come late: forked as the others are
+    elif not state.tips.rival(tip, length):
+        return None  # the holder's next turn, sent before its append (loop.tip_claims)
+    try:
+        moved = await held_on_a_fork(state.store, prepared.tenant, held)
+    except Exception:  # placed as before claims: its append finds whether it is the tip's
+        log.exception("forking a request's conversation failed; placed on it as it is")
+        return None
     prepared.conversations.hold_instead(moved)
     prepared.placement = dataclasses.replace(
         prepared.placement, leaf=moved.row(), path=cut_path(moved.path, moved.end),
@@ -192,11 +202,25 @@ async def _claim_tip(state: AppServices, prepared: Prepared, turn: Turn) -> Tip 
     if prepared.session is not None:
         return None  # one turn of a session at a time (session_locks)
     placement = turn.placement
-    tip = (prepared.tenant, placement.leaf.conv_id, placement.offset + placement.length)
-    if state.tips.claim(tip):
-        return tip
-    turn.placement = await forked(state.store, prepared.tenant, placement, durable=False)
+    length = placement.offset + placement.length
+    tip = (prepared.tenant, placement.leaf.conv_id, length)
+    if state.tips.claim(tip, length):
+        if not taken(_seen(state, tip), tip, length):
+            return tip
+        state.tips.release(tip)  # a rival come late: forked as the others are
+    elif not state.tips.rival(tip, length):
+        return None  # the holder's next turn, sent before its answer was stored
+    try:
+        turn.placement = await forked(state.store, prepared.tenant, placement, durable=False)
+    except Exception:  # placed as before claims: the answer goes where its append finds
+        log.exception("forking a memory turn's conversation failed; placed on it as it is")
     return None
+
+
+def _seen(state: AppServices, tip: Tip) -> Conversation | None:
+    """The latest row this process saw of the tip's conversation."""
+    seen = state.prefix_cache.row(tip[0], tip[1])
+    return None if seen is None else seen[0]
 
 
 async def _release(state: AppServices, tip: Tip) -> None:

@@ -45,13 +45,13 @@ from starlette.requests import Request
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
 from proxy.loop.placement import Placement
-from proxy.loop.prefix_cache import fingerprint
+from proxy.loop.prefix_cache import PrefixCache, fingerprint
 from proxy.loop.prepare import forwarded_headers, threshold
 from proxy.loop.repeats import PlacedAnswer, Repeat
 from proxy.loop.services import AppServices
-from proxy.loop.stored_rows import branch_path, own_fork, root_id
+from proxy.loop.stored_rows import root_id
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
-from proxy.loop.tip_claims import Tip
+from proxy.loop.tip_claims import Tip, taken
 from proxy.loop.turn import assistant_name
 from proxy.serving import SERVING
 from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
@@ -384,13 +384,15 @@ async def _decide(
             return None
         row, path = created
     tip: Tip = (tenant, row.conv_id, row.length)
-    claimed = state.tips.claim(tip)
-    if not claimed:
+    claimed = state.tips.claim(tip, len(messages))
+    if claimed and taken(_seen(cache, tenant, row.conv_id), tip, len(messages)):
+        state.tips.release(tip)  # a rival come late: the row it was placed on is stale
+        return None
+    if not claimed and state.tips.rival(tip, len(messages)):
         # Another turn in flight goes on this tip (the same prompt sampled in parallel, a
-        # retry): this one goes on a fork of its own, which its response names
-        # (proxy.loop.tip_claims).
-        row = await own_fork(state.store, tenant, row, row.length - 1, durable=False)
-        path = await branch_path(state.store, tenant, row, path)
+        # retry): this one is placed the general way, on a fork of its own, which its
+        # response names (proxy.loop.handler, tip_claims).
+        return None
     return ShortTurn(
         state, request, tenant, messages, fingerprints, row, path, before, new, hashes,
         ingester, tokens + overhead, assistant_name(messages),
@@ -421,3 +423,8 @@ async def _new_conversation(
     if row is None or row.parent_id is not None or row.length != 0:
         return None
     return row, root_path(tenant, conv_id)
+
+
+def _seen(cache: PrefixCache, tenant: str, conv_id: str) -> Conversation | None:
+    seen = cache.row(tenant, conv_id)
+    return None if seen is None else seen[0]

@@ -8,27 +8,52 @@ name that conversation, though only one can continue it: the other's append woul
 it changed and go on a fork, which its response did not name. So the first turn placed on
 a tip claims it until its append is made; a turn placed there meanwhile goes on a fork of
 its own from the start, which its response names. (Per process: another replica's turns
-are not seen.)
+are not seen.) The same holds for memory turns and for requests of the general path whose
+messages are held for their answer (proxy.loop.handler).
+
+A request placed on a claimed tip that is longer than the holder's is not a rival but the
+holder's next turn, sent before the holder's append was made (a client that goes on as
+soon as it has read `[DONE]`, while the stream is still being closed): it goes on the tip
+unclaimed, as before claims, and its append, finding the conversation changed, places it
+after the holder's turn.
 """
 
 from __future__ import annotations
+
+from proxy.store.base import Conversation
 
 Tip = tuple[str, str, int]  # tenant, conversation, its length: where the new messages go
 
 
 class TipClaims:
     def __init__(self) -> None:
-        self._claimed: set[Tip] = set()
+        # Tip -> the number of messages of the request holding it.
+        self._claimed: dict[Tip, int] = {}
 
-    def claim(self, tip: Tip) -> bool:
-        """Claim `tip` for a turn: False when another turn in flight holds it."""
+    def claim(self, tip: Tip, messages: int) -> bool:
+        """Claim `tip` for a request of `messages` messages: False when another request in
+        flight holds it."""
         if tip in self._claimed:
             return False
-        self._claimed.add(tip)
+        self._claimed[tip] = messages
         return True
 
+    def rival(self, tip: Tip, messages: int) -> bool:
+        """Whether a request of `messages` messages placed on `tip` is a rival of the one
+        holding it (as long: the same history with its own question), not its next turn."""
+        holder = self._claimed.get(tip)
+        return holder is not None and messages <= holder
+
     def release(self, tip: Tip) -> None:
-        self._claimed.discard(tip)
+        self._claimed.pop(tip, None)
 
     def __len__(self) -> int:
         return len(self._claimed)
+
+
+def taken(seen: Conversation | None, tip: Tip, messages: int) -> bool:
+    """Whether `tip` was taken since a request of `messages` messages was placed on it: the
+    latest row seen of its conversation (`seen`) goes on past it (another request stored
+    its turn there and let go of its claim meanwhile), and the request does not continue
+    that row (as long as it or shorter: a rival come late)."""
+    return seen is not None and seen.length > tip[2] and messages <= seen.length

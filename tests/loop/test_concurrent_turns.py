@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from proxy.store import open_store
-from tests.loop.harness import serve, vm_settings
+from tests.loop.harness import API_KEY, serve, vm_settings
 from tests.loop.test_short_chat import reply
 
 LONG = " ".join(f"word{i}" for i in range(400))
@@ -122,4 +122,98 @@ async def test_edits_of_one_history_sent_at_once_are_each_named_where_stored(
                 {"role": "assistant", "content": said(response)},
             ]
         assert len({r.headers["x-vm-session"] for r in replies}) == 4
+        assert len(proxy.app.state.tips) == 0
+
+
+async def asgi_chat(
+    app: Any, body: dict[str, Any], answered: asyncio.Event
+) -> dict[str, Any]:
+    """One request straight into the app, `answered` set the moment the client has its
+    answer's last event ([DONE]), though the app may not be done with the request; the
+    status, headers and body."""
+    raw = orjson.dumps(body)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"proxy"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(raw)).encode()),
+                    (b"authorization", f"Bearer {API_KEY}".encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8787),
+    }
+    got: dict[str, Any] = {"body": b""}
+    sent = False
+    finished = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            got["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+        elif message["type"] == "http.response.body":
+            got["body"] += message.get("body", b"")
+            if b"[DONE]" in got["body"]:
+                answered.set()
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        finished.set()
+        answered.set()
+    return got
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}]
+
+
+@pytest.mark.parametrize("tools", [False, True], ids=["short-path", "general-path"])
+async def test_a_chat_whose_client_goes_on_at_done_stays_on_one_conversation(
+    tools: bool,
+) -> None:
+    """A client that sends its next turn as soon as it reads [DONE], while the stream is
+    still being closed and the turn not yet stored (its tip still claimed): the next turn
+    is the holder's next turn, not a rival, and the chat stays on one conversation (the
+    review: every turn went on a fork of its own)."""
+
+    async def closes_late(request: httpx.Request) -> httpx.Response:
+        asked = orjson.loads(request.content)["messages"][-1]["content"]
+        chunks = [{"id": "c", "object": "chat.completion.chunk", "created": 1,
+                   "model": "gpt-4o", "choices": [{"index": 0, "delta": delta,
+                                                   "finish_reason": finish}]}
+                  for delta, finish in (({"role": "assistant", "content": f"On {asked}"}, None),
+                                        ({}, "stop"))]
+        events = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks)
+
+        async def closing() -> Any:
+            yield events + b"data: [DONE]\n\n"
+            await asyncio.sleep(0.05)  # the upstream closes its stream after [DONE]
+
+        return httpx.Response(200, content=closing(),
+                              headers={"content-type": "text/event-stream"})
+
+    async with serve(closes_late, vm_settings()) as proxy:
+        history: list[dict[str, Any]] = []
+        running = []
+        for k in range(4):
+            history = [*history, {"role": "user", "content": f"Question number {k}?"}]
+            body: dict[str, Any] = {"model": "gpt-4o", "messages": history, "stream": True}
+            if tools:
+                body["tools"] = TOOLS
+            answered = asyncio.Event()
+            running.append(asyncio.create_task(asgi_chat(proxy.app, body, answered)))
+            await answered.wait()  # goes on now, the request still running in the app
+            history = [*history, {"role": "assistant", "content": f"On Question number {k}?"}]
+        outcomes = await asyncio.gather(*running)
+        sessions = {o["headers"]["x-vm-session"] for o in outcomes}
+        assert len(sessions) == 1  # one conversation, named by every turn
+        conv = await proxy.store.get_conversation(proxy.tenant, sessions.pop())
+        assert conv is not None and conv.length == 8
+        assert len(await proxy.store.list_conversations(tenant=proxy.tenant)) == 1
         assert len(proxy.app.state.tips) == 0
