@@ -217,3 +217,32 @@ async def test_a_chat_whose_client_goes_on_at_done_stays_on_one_conversation(
         assert conv is not None and conv.length == 8
         assert len(await proxy.store.list_conversations(tenant=proxy.tenant)) == 1
         assert len(proxy.app.state.tips) == 0
+
+
+async def test_one_new_chat_opened_at_once_with_long_answers_names_each_where_stored() -> None:
+    """Long answers (stored the general way, in slices) of one chat opened four times at
+    once: each response names a conversation holding its answer, and no conversation is
+    left empty (the review: three named forks stayed empty, the answers on three more)."""
+    asked = 0
+
+    async def long_answers(request: httpx.Request) -> httpx.Response:
+        nonlocal asked
+        asked += 1
+        text = f"Answer number {asked}: " + "more words. " * 2_000
+        await asyncio.sleep(0.02)
+        body = reply(request).json()
+        body["choices"][0]["message"]["content"] = text
+        return httpx.Response(200, json=body)
+
+    question = [{"role": "user", "content": "Tell me at length."}]
+    async with serve(long_answers, vm_settings()) as proxy:
+        replies = await asyncio.gather(*(
+            proxy.raw_chat({"model": "gpt-4o", "messages": question}) for _ in range(4)
+        ))
+        for response in replies:
+            assert await named_holds(proxy, response, 2) == [
+                *question, {"role": "assistant", "content": said(response)}
+            ]
+        infos = await proxy.store.list_conversations(tenant=proxy.tenant, limit=100)
+        assert sorted(i.length for i in infos) == [2, 2, 2, 2]
+        assert len(proxy.app.state.tips) == 0
