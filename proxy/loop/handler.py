@@ -49,7 +49,6 @@ from proxy.loop.tip_claims import Tip, taken
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
-from proxy.store.base import Conversation
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay_chat
@@ -167,7 +166,7 @@ async def _claim_held_tip(state: AppServices, prepared: Prepared) -> Tip | None:
     tip = (prepared.tenant, held.target.conv_id, held.anchor + 1)
     length = prepared.placement.offset + prepared.placement.length
     if state.tips.claim(tip, length):
-        if not taken(_seen(state, tip), tip, length):
+        if not taken(state.prefix_cache, tip, length):
             return tip
         state.tips.release(tip)  # a rival come late: forked as the others are
     elif not state.tips.rival(tip, length):
@@ -205,7 +204,7 @@ async def _claim_tip(state: AppServices, prepared: Prepared, turn: Turn) -> Tip 
     length = placement.offset + placement.length
     tip = (prepared.tenant, placement.leaf.conv_id, length)
     if state.tips.claim(tip, length):
-        if not taken(_seen(state, tip), tip, length):
+        if not taken(state.prefix_cache, tip, length):
             return tip
         state.tips.release(tip)  # a rival come late: forked as the others are
     elif not state.tips.rival(tip, length):
@@ -215,12 +214,6 @@ async def _claim_tip(state: AppServices, prepared: Prepared, turn: Turn) -> Tip 
     except Exception:  # placed as before claims: the answer goes where its append finds
         log.exception("forking a memory turn's conversation failed; placed on it as it is")
     return None
-
-
-def _seen(state: AppServices, tip: Tip) -> Conversation | None:
-    """The latest row this process saw of the tip's conversation."""
-    seen = state.prefix_cache.row(tip[0], tip[1])
-    return None if seen is None else seen[0]
 
 
 async def _release(state: AppServices, tip: Tip) -> None:

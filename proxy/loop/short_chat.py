@@ -45,7 +45,7 @@ from starlette.requests import Request
 from proxy.loop.conversations import Conversations
 from proxy.loop.held import root_path
 from proxy.loop.placement import Placement
-from proxy.loop.prefix_cache import PrefixCache, fingerprint
+from proxy.loop.prefix_cache import fingerprint
 from proxy.loop.prepare import forwarded_headers, threshold
 from proxy.loop.repeats import PlacedAnswer, Repeat
 from proxy.loop.services import AppServices
@@ -385,7 +385,7 @@ async def _decide(
         row, path = created
     tip: Tip = (tenant, row.conv_id, row.length)
     claimed = state.tips.claim(tip, len(messages))
-    if claimed and taken(_seen(cache, tenant, row.conv_id), tip, len(messages)):
+    if claimed and taken(cache, tip, len(messages)):
         state.tips.release(tip)  # a rival come late: the row it was placed on is stale
         return None
     if not claimed and state.tips.rival(tip, len(messages)):
@@ -423,8 +423,3 @@ async def _new_conversation(
     if row is None or row.parent_id is not None or row.length != 0:
         return None
     return row, root_path(tenant, conv_id)
-
-
-def _seen(cache: PrefixCache, tenant: str, conv_id: str) -> Conversation | None:
-    seen = cache.row(tenant, conv_id)
-    return None if seen is None else seen[0]

@@ -20,7 +20,7 @@ after the holder's turn.
 
 from __future__ import annotations
 
-from proxy.store.base import Conversation
+from proxy.loop.prefix_cache import PrefixCache
 
 Tip = tuple[str, str, int]  # tenant, conversation, its length: where the new messages go
 
@@ -51,9 +51,10 @@ class TipClaims:
         return len(self._claimed)
 
 
-def taken(seen: Conversation | None, tip: Tip, messages: int) -> bool:
+def taken(cache: PrefixCache, tip: Tip, messages: int) -> bool:
     """Whether `tip` was taken since a request of `messages` messages was placed on it: the
-    latest row seen of its conversation (`seen`) goes on past it (another request stored
-    its turn there and let go of its claim meanwhile), and the request does not continue
-    that row (as long as it or shorter: a rival come late)."""
-    return seen is not None and seen.length > tip[2] and messages <= seen.length
+    latest row the prefix cache saw of its conversation goes on past it (another request
+    stored its turn there and let go of its claim meanwhile), and the request does not
+    continue that row (as long as it or shorter: a rival come late)."""
+    seen = cache.row(tip[0], tip[1])
+    return seen is not None and seen[0].length > tip[2] and messages <= seen[0].length
