@@ -9,6 +9,7 @@ import asyncio
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import openai
 import pytest
 
 from proxy.store import open_store
+from proxy.store.postgres import PostgresStore
 from tests.support.fake_upstream import FakeUpstream, RecordedRequest, Reply, completion
 from tests.support.proxy_process import run_proxy
 
@@ -91,12 +93,24 @@ def test_sigkill_mid_conversation_then_continue(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def postgres_url() -> str:
+def postgres_url() -> Iterator[str]:
+    """A schema of its own, dropped after the test (every run of the suite left one)."""
     url = os.environ.get("VM_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("VM_TEST_POSTGRES_URL is not set: no PostgreSQL to test against")
     separator = "&" if "?" in url else "?"
-    return f"{url}{separator}schema=e2e_{uuid.uuid4().hex[:12]}"
+    schema_url = f"{url}{separator}schema=e2e_{uuid.uuid4().hex[:12]}"
+    yield schema_url
+    asyncio.run(_drop_schema(schema_url))
+
+
+async def _drop_schema(url: str) -> None:
+    store = await open_store(url)
+    assert isinstance(store, PostgresStore)
+    try:
+        await store.drop_schema()
+    finally:
+        await store.close()
 
 
 def test_two_proxies_share_one_conversation(postgres_url: str) -> None:
