@@ -55,7 +55,7 @@ class AppState(State):
         self.prefix_cache = PrefixCache()
         self.repeats = Repeats()
         self.appends = AppendsUnderWay()
-        self.tips = TipClaims()
+        self.tips = TipClaims(self.prefix_cache)
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)

@@ -21,8 +21,8 @@ WAIT_AT_MOST_S = 1.0
 
 
 class AppendsUnderWay:
-    """`begin` and `end` around every short chat's append (two dictionary operations on
-    every short chat: no context manager, no event until a turn waits)."""
+    """`begin` and `end` around every short chat's append: two dictionary operations, no
+    event made until a turn waits."""
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str], int] = {}  # appends under way, by conversation

@@ -193,12 +193,8 @@ class Conversations:
         )
 
     @property
-    def holding(self) -> bool:
-        """Whether messages of the request are held for its answer (see `flush`)."""
-        return self._held is not None
-
-    @property
     def held(self) -> HeldWrite | None:
+        """The request's messages held for its answer (see `flush`), if any."""
         return self._held
 
     def hold_instead(self, held: HeldWrite) -> None:

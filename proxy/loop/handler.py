@@ -45,7 +45,7 @@ from proxy.loop.services import AppServices
 from proxy.loop.short_chat import SameTurn, ShortTurn, same_again, short_turn
 from proxy.loop.stored_rows import forked, held_on_a_fork
 from proxy.loop.stream import open_first, stream_events
-from proxy.loop.tip_claims import Tip, taken
+from proxy.loop.tip_claims import Claim, Tip
 from proxy.loop.turn import Turn, answer_message
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
@@ -163,25 +163,17 @@ async def _claim_held_tip(state: AppServices, prepared: Prepared) -> Tip | None:
     held = prepared.conversations.held
     if prepared.session is not None or held is None:
         return None
-    tip = (prepared.tenant, held.target.conv_id, held.anchor + 1)
-    length = prepared.placement.offset + prepared.placement.length
-    if state.tips.claim(tip, length):
-        if not taken(state.prefix_cache, tip, length):
-            return tip
-        state.tips.release(tip)  # a rival come late: forked as the others are
-    elif not state.tips.rival(tip, length):
-        return None  # the holder's next turn, sent before its append (loop.tip_claims)
-    try:
+
+    async def fork() -> None:
         moved = await held_on_a_fork(state.store, prepared.tenant, held)
-    except Exception:  # placed as before claims: its append finds whether it is the tip's
-        log.exception("forking a request's conversation failed; placed on it as it is")
-        return None
-    prepared.conversations.hold_instead(moved)
-    prepared.placement = dataclasses.replace(
-        prepared.placement, leaf=moved.row(), path=cut_path(moved.path, moved.end),
-        leaf_path=moved.path,
-    )
-    return None
+        prepared.conversations.hold_instead(moved)
+        prepared.placement = dataclasses.replace(
+            prepared.placement, leaf=moved.row(), path=cut_path(moved.path, moved.end),
+            leaf_path=moved.path,
+        )
+
+    tip = (prepared.tenant, held.target.conv_id, held.anchor + 1)
+    return await _claim(state, tip, prepared.placement.offset + prepared.placement.length, fork)
 
 
 async def _store_held_then(state: AppServices, prepared: Prepared, tip: Tip | None) -> None:
@@ -201,18 +193,27 @@ async def _claim_tip(state: AppServices, prepared: Prepared, turn: Turn) -> Tip 
     if prepared.session is not None:
         return None  # one turn of a session at a time (session_locks)
     placement = turn.placement
-    length = placement.offset + placement.length
-    tip = (prepared.tenant, placement.leaf.conv_id, length)
-    if state.tips.claim(tip, length):
-        if not taken(state.prefix_cache, tip, length):
-            return tip
-        state.tips.release(tip)  # a rival come late: forked as the others are
-    elif not state.tips.rival(tip, length):
-        return None  # the holder's next turn, sent before its answer was stored
-    try:
+
+    async def fork() -> None:
         turn.placement = await forked(state.store, prepared.tenant, placement, durable=False)
-    except Exception:  # placed as before claims: the answer goes where its append finds
-        log.exception("forking a memory turn's conversation failed; placed on it as it is")
+
+    length = placement.offset + placement.length
+    return await _claim(state, (prepared.tenant, placement.leaf.conv_id, length), length, fork)
+
+
+async def _claim(
+    state: AppServices, tip: Tip, messages: int, fork: Callable[[], Awaitable[None]]
+) -> Tip | None:
+    """`tip`, when the request of `messages` messages holds it now; a rival's request moved
+    by `fork()` onto a fork of its own; None unless held (loop.tip_claims)."""
+    claim = state.tips.claim(tip, messages)
+    if claim is Claim.HELD:
+        return tip
+    if claim is Claim.RIVAL:
+        try:
+            await fork()
+        except Exception:  # placed as before claims: its append finds whose the tip is
+            log.exception("forking a request's conversation failed; placed on it as it is")
     return None
 
 
@@ -424,7 +425,7 @@ async def store_held(prepared: Prepared) -> None:
     """The request's messages held for its answer (proxy.loop.held), stored alone: the
     answer was not stored (an error, a cut stream, the client gone). Shielded: a client
     that goes away must not cancel the write."""
-    if not prepared.conversations.holding:
+    if prepared.conversations.held is None:
         return  # the common case (the answer stored them, or none were held): no task
     try:
         await asyncio.shield(prepared.conversations.flush(prepared.tenant))

@@ -97,18 +97,33 @@ class Repeat:
             return None
         return reading[1], reading[2]
 
-    def found(self, placed: PlacedAnswer, asked: float) -> None:
-        """A read asked at `asked` found `placed` still so."""
+    def share(
+        self, placed: PlacedAnswer, asked: float, reading: asyncio.Future[int | None]
+    ) -> asyncio.Future[int | None]:
+        """`reading`, a read of `placed`'s version asked at `asked`, served to the requests
+        begun before it was asked (`reading_since`), unless it fails: then read again."""
+        entry = self.reading = (placed, asked, reading)
+
+        def forget_failed(done: asyncio.Future[int | None]) -> None:
+            if (done.cancelled() or done.exception() is not None) and self.reading is entry:
+                self.reading = None
+
+        reading.add_done_callback(forget_failed)
+        return reading
+
+    def version_read(self, placed: PlacedAnswer, asked: float, version: int | None) -> bool:
+        """Whether `version`, what a read asked at `asked` found of `placed`'s conversation,
+        is still `placed`'s: then `placed` is kept as found then; else it is forgotten
+        (`_ending_with` finds another)."""
+        if version != placed.version:
+            if self.placed is placed:
+                self.placed = self.checked = self.reading = None
+            return False
+        self.placed = placed
         checked = self.checked
         if checked is None or checked[0] is not placed or checked[1] < asked:
             self.checked = (placed, asked)
-
-    def lost(self, placed: PlacedAnswer) -> None:
-        """A read found `placed` no longer so: forgotten (`_ending_with` finds another)."""
-        if self.placed is placed:
-            self.placed = None
-            self.checked = None
-            self.reading = None
+        return True
 
 
 class Repeats:

@@ -51,7 +51,7 @@ from proxy.loop.repeats import PlacedAnswer, Repeat
 from proxy.loop.services import AppServices
 from proxy.loop.stored_rows import root_id
 from proxy.loop.storing import OFF_LOOP_CHARS, Ingester, start_state
-from proxy.loop.tip_claims import Tip, taken
+from proxy.loop.tip_claims import Claim, Tip
 from proxy.loop.turn import assistant_name
 from proxy.serving import SERVING
 from proxy.store.base import Conversation, Path, UnknownConversation, VersionConflict
@@ -231,45 +231,21 @@ class SameTurn:
         """Whether the store's version of `placed`'s conversation is still its row's: the
         conversation has not moved on since (the row is a hint: not every path that stores
         tells the cache). A read asked since this request began serves it (repeats)."""
-        repeat = self.repeat
+        repeat, store = self.repeat, self.state.store
         if repeat.found_since(placed, self.started):
             return True
         shared = repeat.reading_since(placed, self.started)
-        if shared is not None:
-            asked, reading = shared
-        elif SERVING.requests <= 1 or not self.state.store.reads_wait:
-            # Served alone, or a read that does not wait (SQLite reads on the event loop):
-            # no task made for it (a task would run a whole loop iteration later).
+        if shared is None:
             asked = time.perf_counter()
-            version = await self.state.store.conversation_version(self.tenant, placed.conv_id)
-            return self._found(placed, asked, version)
-        else:
-            asked = time.perf_counter()
-            reading = asyncio.ensure_future(
-                self.state.store.conversation_version(self.tenant, placed.conv_id)
-            )
-            entry = repeat.reading = (placed, asked, reading)
-
-            def forget_failed(done: asyncio.Future[int | None]) -> None:
-                # A read that failed serves nobody after its own waiters: read again.
-                if (done.cancelled() or done.exception() is not None) and (
-                    repeat.reading is entry
-                ):
-                    repeat.reading = None
-
-            reading.add_done_callback(forget_failed)
+            read = store.conversation_version(self.tenant, placed.conv_id)
+            if SERVING.requests <= 1 or not store.reads_wait:
+                # Served alone, or a read that does not wait (SQLite reads on the event
+                # loop): no task made for it (a task would run a loop iteration later).
+                return repeat.version_read(placed, asked, await read)
+            shared = asked, repeat.share(placed, asked, asyncio.ensure_future(read))
+        asked, reading = shared
         # Shielded: a request that goes away does not cancel the read the others await.
-        return self._found(placed, asked, await asyncio.shield(reading))
-
-    def _found(self, placed: PlacedAnswer, asked: float, version: int | None) -> bool:
-        """Whether the version a read asked at `asked` found is `placed`'s (bookkept)."""
-        repeat = self.repeat
-        if version != placed.version:
-            repeat.lost(placed)
-            return False
-        repeat.placed = placed
-        repeat.found(placed, asked)
-        return True
+        return repeat.version_read(placed, asked, await asyncio.shield(reading))
 
 
 def same_again(
@@ -384,19 +360,16 @@ async def _decide(
             return None
         row, path = created
     tip: Tip = (tenant, row.conv_id, row.length)
-    claimed = state.tips.claim(tip, len(messages))
-    if claimed and taken(cache, tip, len(messages)):
-        state.tips.release(tip)  # a rival come late: the row it was placed on is stale
-        return None
-    if not claimed and state.tips.rival(tip, len(messages)):
-        # Another turn in flight goes on this tip (the same prompt sampled in parallel, a
-        # retry): this one is placed the general way, on a fork of its own, which its
-        # response names (proxy.loop.handler, tip_claims).
+    claim = state.tips.claim(tip, len(messages))
+    if claim is Claim.RIVAL:
+        # Another request goes on this tip (the same prompt sampled in parallel, a retry):
+        # this one is placed the general way, on a fork of its own, which its response
+        # names (proxy.loop.handler, tip_claims).
         return None
     return ShortTurn(
         state, request, tenant, messages, fingerprints, row, path, before, new, hashes,
         ingester, tokens + overhead, assistant_name(messages),
-        claimed=tip if claimed else None,
+        claimed=tip if claim is Claim.HELD else None,
     )
 
 

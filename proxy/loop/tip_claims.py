@@ -20,41 +20,42 @@ after the holder's turn.
 
 from __future__ import annotations
 
+from enum import Enum
+
 from proxy.loop.prefix_cache import PrefixCache
 
 Tip = tuple[str, str, int]  # tenant, conversation, its length: where the new messages go
 
 
+class Claim(Enum):
+    HELD = "held"  # the request holds the tip until it lets go (`release`)
+    RIVAL = "rival"  # another request holds or took it: this one goes on a fork of its own
+    NEXT = "next"  # the holder's next turn: it goes on the tip unclaimed, as before claims
+
+
 class TipClaims:
-    def __init__(self) -> None:
+    def __init__(self, prefix_cache: PrefixCache) -> None:
         # Tip -> the number of messages of the request holding it.
         self._claimed: dict[Tip, int] = {}
+        self._rows = prefix_cache  # the latest row seen of each conversation
 
-    def claim(self, tip: Tip, messages: int) -> bool:
-        """Claim `tip` for a request of `messages` messages: False when another request in
-        flight holds it."""
-        if tip in self._claimed:
-            return False
-        self._claimed[tip] = messages
-        return True
-
-    def rival(self, tip: Tip, messages: int) -> bool:
-        """Whether a request of `messages` messages placed on `tip` is a rival of the one
-        holding it (as long: the same history with its own question), not its next turn."""
+    def claim(self, tip: Tip, messages: int) -> Claim:
+        """What a request of `messages` messages placed on `tip` is to it (see above). A
+        tip held by a request as long or longer is a rival's (the same history with its own
+        question); a tip taken since the request was placed too (the latest row seen of its
+        conversation goes on past it: another request stored its turn there and let go
+        meanwhile), unless the request continues that row."""
         holder = self._claimed.get(tip)
-        return holder is not None and messages <= holder
+        if holder is not None:
+            return Claim.RIVAL if messages <= holder else Claim.NEXT
+        seen = self._rows.row(tip[0], tip[1])
+        if seen is not None and tip[2] < seen[0].length and messages <= seen[0].length:
+            return Claim.RIVAL
+        self._claimed[tip] = messages
+        return Claim.HELD
 
     def release(self, tip: Tip) -> None:
         self._claimed.pop(tip, None)
 
     def __len__(self) -> int:
         return len(self._claimed)
-
-
-def taken(cache: PrefixCache, tip: Tip, messages: int) -> bool:
-    """Whether `tip` was taken since a request of `messages` messages was placed on it: the
-    latest row the prefix cache saw of its conversation goes on past it (another request
-    stored its turn there and let go of its claim meanwhile), and the request does not
-    continue that row (as long as it or shorter: a rival come late)."""
-    seen = cache.row(tip[0], tip[1])
-    return seen is not None and seen[0].length > tip[2] and messages <= seen[0].length
