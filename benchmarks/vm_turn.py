@@ -28,6 +28,13 @@ measured requests; during them, every 8th request closes a segment and queues a 
     python benchmarks/vm_turn.py --cache-pages 20000,0 --json benchmarks/results/vm_turn.json
     python benchmarks/vm_turn.py --summarizer off,on --rounds 3 --requests 120
     python benchmarks/vm_turn.py --store postgresql://postgres@127.0.0.1:5432/test [--analyze]
+    python benchmarks/vm_turn.py --against 4942621 --rounds 2 --store memory:// --store sqlite
+
+`--against REV` measures the code at git revision REV in the same run: it is checked out in a
+temporary worktree with this script copied in, and the two run alternately, each arm in a
+process of its own, `--rounds` times (issue 15 asks that a memory-active turn add no more
+than it did when the issue was filed, 4942621; machines differ too much between sessions
+for a figure of another day to compare with).
 
 A PostgreSQL URL runs in a schema of its own, dropped after the run. Its tables are new, so
 the planner has no statistics of them until autovacuum analyzes them (a new deployment's
@@ -40,7 +47,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,10 +65,15 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy import create_app  # noqa: E402
-from proxy.cli import settle_heap  # noqa: E402
 from proxy.config import load_settings  # noqa: E402
 from proxy.store import open_store  # noqa: E402
 from proxy.store.postgres import PostgresStore  # noqa: E402
+
+try:
+    from proxy.cli import settle_heap
+except ImportError:  # code older than it (--against): it served with Python's defaults
+    def settle_heap() -> None:
+        pass
 
 TOPICS = ["gardening", "taxes", "rust lifetimes", "sourdough", "cycling", "chess openings",
           "postgres vacuum", "jazz harmony", "kubernetes", "tea", "orbital mechanics", "knitting"]
@@ -110,8 +124,9 @@ async def run(
         store_settings["cache_pages"] = cache_pages
     settings = load_settings(environ={}, overrides={
         "vm": {"context_budget": budget, "activate_above": budget // 2,
-               "summarizer": SUMMARIZER if summarizer else "off",
-               "summarizer_daily_tokens": 10**9},
+               # (Named only when on: code older than the setting (--against) refuses it.)
+               **({"summarizer": SUMMARIZER, "summarizer_daily_tokens": 10**9}
+                  if summarizer else {})},
         "store": store_settings,
         "upstream": {"base_url": "http://upstream.bench/v1"},
     })
@@ -135,7 +150,7 @@ async def run(
             await client.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": first})
             if analyze and isinstance(postgres, PostgresStore):
                 await postgres.vacuum_analyze()
-            background = app.state.summarizer
+            background = getattr(app.state, "summarizer", None)
             if background is not None:
                 started = time.perf_counter()
                 await background.idle()
@@ -229,8 +244,13 @@ def main() -> None:
                         help="PostgreSQL: VACUUM ANALYZE once the history is stored (what"
                         " autovacuum does in time); without it the planner has no statistics"
                         " of the new tables, as on a new deployment")
+    parser.add_argument("--against", metavar="REV",
+                        help="also measure the code at git revision REV, alternately (above)")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
+    if args.against:
+        compare(args)
+        return
     stores = args.store or ["memory://", "sqlite"]
     caches = [int(c) for c in args.cache_pages.split(",") if c] or [None]
     modes = [m == "on" for m in args.summarizer.split(",") if m]
@@ -281,6 +301,79 @@ def main() -> None:
                     " - pass-through p50 of the same run; cache_pages: the page cache in"
                     " front of the store (the app's default is 20000). Noisy 2-core machine"
                     " shared with other work.",
+        }
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _arm_argv(args: argparse.Namespace, json_path: Path) -> list[str]:
+    """This run's options for one arm of one round (`--against`)."""
+    argv = ["--turns", str(args.turns), "--requests", str(args.requests),
+            "--budget", str(args.budget), "--summarizer", args.summarizer,
+            "--short-between", str(args.short_between), "--json", str(json_path)]
+    for url in args.store or []:
+        argv += ["--store", url]
+    if args.cache_pages:
+        argv += ["--cache-pages", args.cache_pages]
+    if args.default_gc:
+        argv.append("--default-gc")
+    if args.analyze:
+        argv.append("--analyze")
+    return argv
+
+
+def compare(args: argparse.Namespace) -> None:
+    """This checkout against revision `args.against`, alternately, each arm a process."""
+    here = Path(__file__).resolve()
+    repo = here.parents[1]
+    scratch = Path(tempfile.mkdtemp(prefix="vm-turn-against-"))
+    before = scratch / "code"
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet",
+                    str(before), args.against], check=True)
+    try:
+        # The same script measures both: the one at REV may be older, or import the
+        # installed package instead of its own checkout.
+        shutil.copy(here, before / "benchmarks" / "vm_turn.py")
+        arms = {f"before ({args.against})": before / "benchmarks" / "vm_turn.py",
+                "after (this checkout)": here}
+        rows: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
+        for round_ in range(args.rounds):
+            for arm, script in arms.items():
+                out = scratch / f"{round_}-{len(rows[arm])}.json"
+                subprocess.run([sys.executable, str(script), *_arm_argv(args, out)],
+                               check=True, stdout=subprocess.DEVNULL)
+                for row in json.loads(out.read_text())["rows"]:
+                    rows[arm].append(row)
+                    print(f"{arm:>24} round {round_ + 1}: {row['store']:>10}"
+                          f" added p50 {row['added_p50_ms']} ms (VM p50 {row['vm_p50_ms']},"
+                          f" pass-through {row['passthrough_p50_ms']}), prompt tokens"
+                          f" {row['prompt_tokens_sent']}")
+    finally:
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(before)],
+                       check=False)
+        subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
+    (old_arm, old), (new_arm, new) = rows.items()
+    summary = []
+    for store in dict.fromkeys(r["store"] for r in new):
+        then = [r["added_p50_ms"] for r in old if r["store"] == store]
+        now = [r["added_p50_ms"] for r in new if r["store"] == store]
+        ratio = statistics.median(now) / statistics.median(then)
+        print(f"{store:>10}: added p50 {min(then)}-{max(then)} ms before, {min(now)}-{max(now)}"
+              f" ms after: {ratio:.2f}x (medians)")
+        summary.append({"store": store, "before_added_p50_ms": then,
+                        "after_added_p50_ms": now, "after_over_before": round(ratio, 3)})
+    if args.json:
+        payload = {
+            "benchmark": "vm_turn --against",
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "against": args.against,
+            "summary": summary,
+            "rows": {old_arm: old, new_arm: new},
+            "command": "python benchmarks/vm_turn.py " + " ".join(sys.argv[1:]),
+            "note": "each arm in a process of its own, alternated round by round; added p50"
+                    " = VM p50 - pass-through p50 of the same arm. Code older than"
+                    " proxy.cli.settle_heap ran with Python's default collector, as it"
+                    " served then.",
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
