@@ -42,6 +42,7 @@ from proxy.loop.offload import fingerprinted, hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.stored_rows import (
+    answered_before_retry,
     branch_path,
     fork_conversation,
     longest_known_prefix,
@@ -101,11 +102,13 @@ class Conversations:
         *,
         after: tuple[str, int] | None = None,
         fingerprints: list[int] | None = None,
+        retried: bool = False,
     ) -> Placement:
         """Align the request with the store, store what is new, bind the session name.
         `after` (conv_id, length): the messages follow that conversation's history cut at
         `length` (a Responses API `previous_response_id`), forking it if it went on.
-        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made."""
+        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made.
+        `retried`: the client retries the request (stored_rows.answered_before_retry)."""
         stored: Conversation | None = None
         bound: str | None = None
         if session is not None:
@@ -121,7 +124,9 @@ class Conversations:
             return placement
         if stored is not None and stored.length > 0:
             if not await starts_with_stored(self._store, tenant, stored, messages):
-                placement = await self._append(tenant, stored, messages, on_append)
+                placement = (retried and await answered_before_retry(
+                    self._store, tenant, stored, messages
+                )) or await self._append(tenant, stored, messages, on_append)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
         placement = await own_branch(

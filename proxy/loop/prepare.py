@@ -21,6 +21,7 @@ from proxy.loop.meaning import TurnSearch, request_auth
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.services import AppServices
+from proxy.loop.stored_rows import retried_by_client
 from proxy.loop.storing import Ingester
 from proxy.loop.summarizer import summaries_hook
 from proxy.loop.turn import Turn, assistant_name
@@ -129,7 +130,7 @@ async def prepare(
     try:
         placement = await conversations.place(
             tenant, body["messages"], session, on_append=early.appending, after=after,
-            fingerprints=fingerprints,
+            fingerprints=fingerprints, retried=retried_by_client(request.headers),
         )
         end = placement.offset + placement.length
         conv_state = await ingester.state_at(

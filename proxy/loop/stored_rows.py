@@ -215,3 +215,51 @@ def root_id(hashes: Sequence[str]) -> str:
     """The id of the conversation a history none of whose messages is stored starts: its
     first message's chain hash (`hashes`: the history's)."""
     return "c" + hashes[0][:24]
+
+
+async def answered_before_retry(
+    store: PageStore, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
+) -> Placement | None:
+    """A client's retry (`retried_by_client`) of a turn sent with only its new messages,
+    whose answer was stored but never reached the client (the proxy died, or the
+    connection broke, between the two): the conversation ends with those messages and one
+    answer after them. They are the stored ones, not new, and the retry's answer goes on a
+    fork after them, which the session then names, as a regenerate's does. Else None.
+
+    The same question sent again without a retry's header is a new turn, as before: only
+    the client knows the first answer never reached it."""
+    asked = list(messages)
+    if len(asked) > 1 and asked[0].get("role") in ("system", "developer"):
+        asked = asked[1:]  # a client in append mode may resend its system prompt each turn
+    end = stored.length - 1  # where the stored answer is
+    offset = end - len(asked)
+    if not asked or offset < 0:
+        return None
+    path = await store.path(tenant, stored.conv_id)
+    pages = {
+        p.anchor: p
+        for p in await store.pages_in_range(path, max(offset - 1, 0), stored.length)
+        if p.is_message
+    }
+    answer = pages.get(end)
+    if answer is None or answer.role != "assistant":
+        return None
+    prev = pages[offset - 1].chain_hash if offset - 1 in pages else None
+    if offset > 0 and prev is None:
+        return None
+    hashes = await hashed(tenant, asked, prev=prev)
+    if [pages[p].chain_hash if p in pages else None for p in range(offset, end)] != hashes:
+        return None
+    placement = Placement(
+        leaf=stored, path=cut_path(path, end), offset=offset, length=len(asked),
+        last_hash=hashes[-1], new_count=0, appended=True, leaf_path=path,
+    )
+    return await forked(store, tenant, placement)
+
+
+def retried_by_client(headers: Mapping[str, str]) -> bool:
+    """Is the request an SDK's retry of one that failed (timed out, lost its connection,
+    got a 5xx)? OpenAI's SDKs (Python, Node, and what is built on them) count their
+    retries in `x-stainless-retry-count`."""
+    count = headers.get("x-stainless-retry-count")
+    return count is not None and count.strip().isdigit() and int(count) > 0
