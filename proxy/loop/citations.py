@@ -2,10 +2,11 @@
 strip the page labels of the context (`[msg_12]`, `[claim_17 claim]`) a model may copy.
 
 Accepted citation forms: `[ref: msg_12]`, `[ref:msg_12]`, `[ref: msg_12, seg_3]` (also `;`
-between ids, any case for `ref`). Labels: a page id in brackets, alone or with one word
-after it (the context's own `[msg_12]`, and the `[msg_12 user]` of older prompts). The
-labels are ours in every mode: a client never asked for them. Anything else in brackets is
-left alone.
+between ids, any case for `ref`). Labels: a page id in brackets, alone or with a role or
+page kind after it (the context's own `[msg_12]`, and the `[msg_12 user]` of older
+prompts). The labels are ours in every mode: a client never asked for them. One right
+after a name or a closing bracket is code indexing something (`images[img_2]`) and stays.
+Anything else in brackets is left alone.
 
 Streaming: text arrives in arbitrary pieces, so `CitationStripper.feed` holds back a tail
 that may still become a citation (`[`, `[re`, `[ref: msg_1` ...) and releases it as soon
@@ -27,7 +28,9 @@ MAX_HOLD = 200
 
 _ID = r"[A-Za-z]+_\d+"
 _CITATION = re.compile(rf"\[ref:[ \t]*({_ID}(?:[ \t]*[,;][ \t]*{_ID})*)[ \t]*\]", re.IGNORECASE)
-_LABEL = re.compile(r"\[(?:msg|seg|claim|img)_\d+(?:[ \t]+[A-Za-z]+)?\]")
+# The word older prompts put after a label's id: who said it, or what kind of page it is.
+_LABEL_WORDS = "user|assistant|system|developer|tool|claim|summary|image"
+_LABEL = re.compile(rf"\[(?:msg|seg|claim|img)_\d+(?:[ \t]+(?:{_LABEL_WORDS}))?\]")
 _BOTH = re.compile(f"{_CITATION.pattern}|{_LABEL.pattern}", re.IGNORECASE)
 _IDS = re.compile(_ID)
 # A text that starts with "[" and could still grow into a citation or a label.
@@ -35,10 +38,14 @@ _PREFIX = re.compile(
     r"\[(?:r(?:e(?:f(?::[ \tA-Za-z0-9_,;]*)?)?)?)?"
     r"|\[(?:m(?:s(?:g(?:_\d*)?)?)?|s(?:e(?:g(?:_\d*)?)?)?|c(?:l(?:a(?:i(?:m(?:_\d*)?)?)?)?)?"
     r"|i(?:m(?:g(?:_\d*)?)?)?)"
-    r"|\[(?:msg|seg|claim|img)_\d+[ \t]+[A-Za-z]*",
+    r"|\[(?:msg|seg|claim|img)_\d+[ \t]+[A-Za-z]*",  # (a word not yet whole)
     re.IGNORECASE,
 )
 _HSPACE = " \t"
+# A label's shape right after these is code indexing something (`images[img_2]`,
+# `f(x)[msg_1]`), not a label the model copied: left alone. (A citation glued to a word,
+# `as agreed[ref: msg_3]`, is still one.)
+_INDEXED = frozenset("_)]")
 _NO_SPACE_BEFORE = frozenset(".,;:!?)]}\n\r…")
 
 
@@ -46,7 +53,8 @@ class CitationStripper:
     """Incremental: `feed(piece) -> text to send now`, `flush() -> the rest` at the end."""
 
     __slots__ = (
-        "_pending", "_held_ws", "_after", "_gap", "_line_start", "ids", "_seen", "_marks"
+        "_pending", "_held_ws", "_after", "_gap", "_line_start", "ids", "_seen", "_marks",
+        "_last",
     )
 
     def __init__(self, *, citations: bool = True) -> None:
@@ -59,6 +67,7 @@ class CitationStripper:
         self._line_start = True  # nothing sent yet, or the last text sent ended a line
         self.ids: list[str] = []  # cited page ids, first-seen order, no repeats
         self._seen: set[str] = set()
+        self._last = ""  # the last character of the text released so far, as it came
 
     def feed(self, text: str) -> str:
         if not text:
@@ -82,17 +91,27 @@ class CitationStripper:
         self._after = self._gap = False
         return out
 
+    def _indexing(self, text: str, at: int) -> bool:
+        """Is the bracket at `text[at]` code indexing what comes right before it?"""
+        before = text[at - 1] if at else self._last
+        return before.isalnum() or before in _INDEXED
+
     def _release(self, text: str) -> str:
         if not text:
             return ""
         if "[" not in text:
+            self._last = text[-1]
             return self._text(text)
         out: list[str] = []
         pos = 0
         for match in self._marks.finditer(text):
+            cited = match.group(1) if self._marks is _BOTH else None
+            if cited is None and self._indexing(text, match.start()):
+                continue  # a label's shape, but code (a citation is never code)
             out.append(self._text(text[pos : match.start()]))
-            self._cite(match.group(1) if self._marks is _BOTH else None)
+            self._cite(cited)
             pos = match.end()
+        self._last = text[-1]
         out.append(self._text(text[pos:]))
         return "".join(out)
 

@@ -144,3 +144,30 @@ def test_without_citations_they_are_kept_and_labels_still_go() -> None:
         stripper = CitationStripper(citations=False)
         out = stripper.feed(labelled[:cut]) + stripper.feed(labelled[cut:]) + stripper.flush()
         assert (out, stripper.ids) == whole, cut
+
+
+CODE = "img_2 = 2\nprint(images[img_2], chunks[seg_1], f(x)[msg_3], rows[0][claim_4])\n"
+
+
+@pytest.mark.parametrize("citations", [True, False])
+def test_code_indexing_with_a_page_ids_shape_is_left_alone(citations: bool) -> None:
+    assert strip_citations(CODE, citations=citations) == (CODE, [])
+    # Streamed in every split, the bracket's indexed name in the piece before.
+    for cut in range(1, len(CODE)):
+        stripper = CitationStripper(citations=citations)
+        out = stripper.feed(CODE[:cut]) + stripper.feed(CODE[cut:]) + stripper.flush()
+        assert out == CODE, cut
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[msg_3] Jon: hi", "Jon: hi"),  # a line copied from the context
+        ("He said so [msg_3].", "He said so."),
+        ("(see [img_2])", "(see)"),
+        ("[msg_12 user] hello", "hello"),  # older prompts' labels
+        ("| a | [msg_3 ok] |", "| a | [msg_3 ok] |"),  # not a label: any word but those
+    ],
+)
+def test_labels_and_what_only_looks_like_one(text: str, expected: str) -> None:
+    assert strip_citations(text, citations=False) == (expected, [])
