@@ -3,8 +3,10 @@
 Text reaches the client as the upstream sends it. An iteration that turns out to be VM
 tool calls is consumed silently, resolved, and the next iteration continues the same
 client stream: one id, one role chunk, one finish_reason, one usage chunk (when asked for),
-one `[DONE]`. SSE comments keep the connection alive while faults resolve. When the
-client goes away the response is cancelled, which closes the upstream stream in flight.
+one `[DONE]`. SSE comments keep the connection alive while faults resolve, and while the
+upstream writes what the client does not get (not while the upstream itself is silent:
+see `_relay`). When the client goes away the response is cancelled, which closes the
+upstream stream in flight.
 """
 
 from __future__ import annotations
@@ -268,24 +270,51 @@ async def stream_events(
 async def _relay(
     turn: Turn, reply: Reply, split: StreamIteration
 ) -> AsyncIterator[bytes]:
-    """Relay one upstream stream through `split`, with keep-alives while it is silent."""
+    """Relay one upstream stream through `split`, up to its `[DONE]` (what an upstream sends
+    after it, or how late it closes, is not waited for, as openai-python does not).
+
+    Keep-alives go out only while the client hears nothing because of the proxy: the
+    upstream is sending what the client does not get (a VM call being written). A silence
+    of the upstream's own reaches the client as silence, so that its read timeout fires as
+    it would without the proxy (a keep-alive would hold it off until upstream.timeout_s)."""
     decoder = SSEDecoder()
     chunks = reply.aiter_decoded()
     reading: asyncio.Future[bytes | None] | None = None
+    keepalive_s = turn.keepalive_s
+    last_sent = time.monotonic()  # when the client last got a byte of this stream
+    withheld = False  # the upstream sent something since then
     try:
         while True:
             if reading is None:
                 reading = asyncio.ensure_future(_anext_or_none(chunks))
-            done, _ = await asyncio.wait({reading}, timeout=turn.keepalive_s)
+            done, _ = await asyncio.wait({reading}, timeout=keepalive_s)
             if not done:
-                yield KEEPALIVE
+                if withheld:
+                    withheld = False
+                    last_sent = time.monotonic()
+                    yield KEEPALIVE
                 continue
             raw, reading = reading.result(), None
             if raw is None:
                 break
+            sent = ended = False
             for event in decoder.feed(raw):
                 for piece in split.feed(event):
+                    sent = True
                     yield piece
+                if event.is_done:
+                    ended = True
+                    break
+            now = time.monotonic()
+            if sent:
+                withheld, last_sent = False, now
+            elif now - last_sent >= keepalive_s:
+                withheld, last_sent = False, now
+                yield KEEPALIVE
+            else:
+                withheld = True
+            if ended:
+                return
         for event in decoder.flush():
             for piece in split.feed(event):
                 yield piece
