@@ -415,7 +415,9 @@ def _observed_passthrough(
     async def store_answer(message: AssembledMessage) -> None:
         # As the client will resend it: its content as the upstream sent it.
         content = message.content if message.parts is None else message.parts
-        await store(answer_message(content, message.tool_calls, answer_name))
+        await store(
+            answer_message(content, message.tool_calls, answer_name, refusal=message.refusal)
+        )
 
     set_headers(response.raw_headers, headers)
     return observe(response, store_answer, store_first=store_first)

@@ -109,5 +109,5 @@ async def _answer(turn: Turn, result: LoopResult) -> dict[str, Any]:
         created=first.created,
         model=first.model,
     )
-    await turn.finish(content, result.client_calls)
+    await turn.finish(content, result.client_calls, refusal=message.refusal)
     return body

@@ -156,7 +156,9 @@ class ChatStream:
             out.append(encode_data(splitter.usage_chunk(usage)))
         if self.citations is not None:
             turn.note_citations(self.citations.ids)
-        await turn.finish(turn.shown_text(), outcome.client_calls)
+        await turn.finish(
+            turn.shown_text(), outcome.client_calls, refusal=turn.shown_refusal_text()
+        )
         out.append(encode_comment(turn.summary_comment()))
         out.append(DONE)
         return out

@@ -62,6 +62,7 @@ class Turn:
     calls: int = 0  # upstream calls made
     citations: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
+    shown_refusal: list[str] = field(default_factory=list)
     # The prompt's frame (proxy.vm.frame) to keep in the conversation state; None: the next
     # turn compacts.
     frame: dict[str, Any] | None = None
@@ -235,14 +236,22 @@ class Turn:
 
     def note_shown(self, chunk: Mapping[str, Any]) -> None:
         for choice in chunk.get("choices") or ():
-            text = (choice.get("delta") or {}).get("content")
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
             if text:
                 self.shown.append(text)
+            refusal = delta.get("refusal")
+            if refusal:
+                self.shown_refusal.append(refusal)
 
     def shown_text(self) -> str | None:
         """Everything a streaming client was shown, over all iterations: the answer as it
         will resend it."""
         return "".join(self.shown) if self.shown else None
+
+    def shown_refusal_text(self) -> str | None:
+        """The refusal a streaming client was shown, if the model refused."""
+        return "".join(self.shown_refusal) if self.shown_refusal else None
 
     def note_citations(self, ids: Sequence[str]) -> None:
         self.citations.extend(ids)
@@ -254,13 +263,15 @@ class Turn:
         *,
         answer: dict[str, Any] | None = None,
         response_id: str | None = None,
+        refusal: str | None = None,
     ) -> Placement | None:
         """Store the answer as the client received it, with this turn's page-table state and
         mutation records, in one write; where it landed (None: storing it failed).
         `answer`: the message to store, when the client's dialect made it (Responses);
-        `response_id`: recorded where the answer ends, in that write (Conversations.extend)."""
+        `response_id`: recorded where the answer ends, in that write (Conversations.extend);
+        `refusal`: the model's refusal, part of the answer."""
         if answer is None:
-            answer = answer_message(content, client_calls, self.answer_name)
+            answer = answer_message(content, client_calls, self.answer_name, refusal=refusal)
         if self.log_content:
             log.info("answer", extra={"turn": self.turn_number, "answer": answer})
         self.table.note_mapped(self.resolver.mapped_levels(), self.turn_number)
@@ -325,13 +336,21 @@ class Turn:
 
 
 def answer_message(
-    content: str | list[Any] | None, tool_calls: Sequence[Mapping[str, Any]], name: str = ""
+    content: str | list[Any] | None,
+    tool_calls: Sequence[Mapping[str, Any]],
+    name: str = "",
+    *,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
     """The answer as the client will resend it. A client that names the assistant's
     messages (OpenAI's `name`, in multi-party chats) resends the answer with that name;
     stored without it, the resent history would not match the stored one (the name is part
-    of a message's identity) and every turn would fork."""
+    of a message's identity) and every turn would fork. A refusal is kept: without it the
+    message would reach the upstream again as an empty answer, which OpenAI's API refuses
+    (an assistant message needs content, calls or a refusal)."""
     answer: dict[str, Any] = {"role": "assistant", "content": content}
+    if refusal:
+        answer["refusal"] = refusal
     if name:
         answer["name"] = name
     if tool_calls:

@@ -185,6 +185,13 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The model refuses: `refusal` instead of content, as OpenAI's models do."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Calls:
     calls: Sequence[Call]
     text: str = ""  # streamed before the calls
@@ -209,7 +216,7 @@ class StreamError:
     code: str = "upstream_broke"
 
 
-Decision = Answer | Calls | Fail | StreamError
+Decision = Answer | Calls | Fail | StreamError | Refusal
 Policy = Callable[[Reading], Decision]
 
 
@@ -392,6 +399,8 @@ class ScriptedModel:
             finish = self.dialect.tool_finish or "tool_calls"
         elif isinstance(decision, Answer | StreamError):
             message["content"] = decision.text
+        elif isinstance(decision, Refusal):
+            message["refusal"] = decision.text
         return {"id": f"chatcmpl-scripted{number:03d}", "object": "chat.completion",
                 "created": CREATED, "model": self.model,
                 "choices": [{"index": 0, "message": message, "logprobs": None,
@@ -429,7 +438,11 @@ class ScriptedModel:
         text = decision.text if isinstance(decision, Answer | Calls | StreamError) else ""
         if isinstance(decision, Calls) and d.preface:
             text = d.preface + text
-        if isinstance(decision, Calls) and not text:
+        if isinstance(decision, Refusal):
+            yield chunk({"role": "assistant", "content": None, "refusal": ""})
+            for piece in pieces(decision.text, 3):
+                yield chunk({"refusal": piece})
+        elif isinstance(decision, Calls) and not text:
             yield chunk({"role": "assistant", "content": None})
         else:
             yield chunk({"role": "assistant", "content": ""})
@@ -485,6 +498,8 @@ class ScriptedModel:
 def _action(decision: Decision) -> str:
     if isinstance(decision, Answer):
         return "answer"
+    if isinstance(decision, Refusal):
+        return "refuse"
     if isinstance(decision, StreamError):
         return "stream_error"
     if isinstance(decision, Calls):
