@@ -188,8 +188,12 @@ def handle_page_fault(
         return FaultOutcome(error_json(message, LIMIT_REACHED), None, None, 0, LIMIT_REACHED)
     left = state.tokens_left(RESULT_OVERHEAD)
     served = next((lv for lv in range(level, 4) if page.tokens[lv] <= left), None)
-    if served is None:
+    if served is None or (seen is not None and served >= seen):
+        # (A page in view cut short, a pinned message, gains nothing from a level that
+        # shows less than it does.)
         message = f"{page_id} does not fit the room left this turn"
+        if seen is not None:
+            message += "; as much of it as fits is in view"
         return FaultOutcome(error_json(message, LIMIT_REACHED), None, None, 0, LIMIT_REACHED)
     tokens = page.tokens[served]
     state.faults += 1

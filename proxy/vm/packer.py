@@ -70,6 +70,11 @@ RESERVE_SHARE = 0.13
 # Below this many tokens of room for faulted pages the tools are not worth offering.
 MIN_FAULT_TOKENS = 150
 MODES = ("strict", "relaxed", "passive")
+# When the pinned turns do not fit whole, at least this share of their room is left to the
+# block, which shows or at least names what the window left out (an agent's earlier
+# steps of the current turn among them); without it the window took all the room, and
+# what it dropped was nowhere in the prompt.
+UNPINNED_BLOCK_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,14 +116,24 @@ class PackedRequest:
     compacted: bool = True
     # Pinned turns or exchanges had to leave to make the prompt fit.
     pinned_dropped: bool = False
+    pinned_shortened: list[str] = field(default_factory=list)  # pinned, sent reduced/clipped
+    pinned_clipped: list[str] = field(default_factory=list)  # those of them cut
     # Tokens kept free for faulted pages, and in all for the fault loop (0 in passive mode).
     fault_tokens: int = 0
     reserve: int = 0
     record_at: float = 0.0  # when it was packed
 
     def in_view(self) -> dict[str, int]:
-        """Page id -> level the model sees (pinned messages at 0), for FaultState."""
-        return {**dict.fromkeys(self.pinned_ids, 0), **self.mapped}
+        """Page id -> level the model sees, for FaultState: pinned messages at 0, those
+        sent reduced at 1 (their note offers level 0), and none of those cut to their
+        beginning and end (their note offers a reduction of the whole, which they do not
+        show)."""
+        seen = {**dict.fromkeys(self.pinned_ids, 0), **self.mapped}
+        for page_id in self.pinned_shortened:
+            seen[page_id] = 1
+        for page_id in self.pinned_clipped:
+            seen.pop(page_id, None)
+        return seen
 
     @property
     def mutations(self) -> list[Mutation]:
@@ -273,6 +288,8 @@ class _Layout:
     notes: list[str] = field(default_factory=list)
     over_budget: bool = False
     pinned_dropped: bool = False
+    shortened: set[str] = field(default_factory=set)  # pinned pages sent reduced or clipped
+    clipped: set[str] = field(default_factory=set)  # those of them cut
 
 
 def _reuse(shared: _Shared, frame: Frame, window: Sequence[Page]) -> _Layout | None:
@@ -312,20 +329,31 @@ def _compact(shared: _Shared, window: Sequence[Page]) -> _Layout:
         return data, manifest.manifest_tokens(data, counter)
 
     reserve = lead(pinned_start)[1]
-    pinned = fit_pinned(units, shared.room - reserve, counter)
+    fits = shared.room - reserve
+    pinned = fit_pinned(units, fits, counter)
+    block_room = int(fits * UNPINNED_BLOCK_SHARE)
+    if pinned.dropped and shared.recall_share > 0 and fits - pinned.tokens < block_room:
+        smaller = fit_pinned(units, fits - block_room, counter)
+        if not smaller.over_budget and smaller.shortened <= pinned.shortened:
+            pinned = smaller  # only more left out, nothing kept cut shorter
     start = pinned.pages[0].anchor if pinned.pages else pinned_start
     data, tokens = lead(start)
     inputs = shared.inputs
     if pinned.dropped:
-        # Pinned turns that had to leave are ordinary candidates again.
-        extra = [ScoredPage(p, 0.0, "unpinned") for p in pinned.dropped]
-        inputs = replace(inputs, candidates=[*inputs.candidates, *extra])
+        # Pinned turns or exchanges that had to leave are candidates again, as relevant as
+        # the best hit (an agent's earlier steps of this very turn may be among them): the
+        # block shows them, or its manifest lists them, though the window starts before
+        # them.
+        extra = [ScoredPage(p, _unpinned_relevance(p), "unpinned") for p in pinned.dropped]
+        inputs = replace(inputs, candidates=[*inputs.candidates, *extra],
+                         unpinned=frozenset(p.page_id for p in pinned.dropped))
     block = _block(inputs, shared, start, shared.room - tokens - pinned.tokens)
     made = Frame(start=start, manifest=data, tokens=tokens, key=shared.key, turn=inputs.turn)
+    pinned_ids = [p.page_id for p in pinned.pages]
     return _Layout(
         frame=made,
         messages=[dict(m) for m in pinned.messages],
-        pinned_ids=[p.page_id for p in pinned.pages],
+        pinned_ids=pinned_ids,
         pinned=pinned.pages,
         window_tokens=pinned.tokens,
         block=block,
@@ -334,7 +362,17 @@ def _compact(shared: _Shared, window: Sequence[Page]) -> _Layout:
         notes=list(pinned.notes),
         over_budget=pinned.over_budget,
         pinned_dropped=bool(pinned.dropped),
+        # (Of what is still pinned: a step reduced, then dropped, is in view no more.)
+        shortened=pinned.shortened & set(pinned_ids),
+        clipped=pinned.clipped & set(pinned_ids),
     )
+
+
+def _unpinned_relevance(page: Page) -> float:
+    """A step the window left out ranks with the best hits; a bare call below what it
+    returned (the call shows as a line of its own; the result is the data)."""
+    message = page.message or {}
+    return 0.3 if message.get("tool_calls") and not message.get("content") else 1.0
 
 
 def _block(inputs: BlockInputs, shared: _Shared, start: int, room: int) -> Block:
@@ -388,6 +426,8 @@ def _finish(shared: _Shared, layout: _Layout, turn: int, at: float) -> PackedReq
         frame=frame if layout.keep else None,
         compacted=layout.compacted,
         pinned_dropped=layout.pinned_dropped,
+        pinned_shortened=sorted(layout.shortened),
+        pinned_clipped=sorted(layout.clipped),
         record_at=at,
     )
 

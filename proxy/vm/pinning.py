@@ -17,7 +17,7 @@ this order and saying so in its notes:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,7 +29,10 @@ REDUCE_ABOVE_TOKENS = 120
 # A message clipped to fit keeps at least this much of itself (else the prompt is over the
 # budget, and says so); the note saying so costs about CLIP_NOTE_TOKENS.
 MIN_CLIPPED_TOKENS = 100
-CLIP_NOTE_TOKENS = 40
+CLIP_NOTE_TOKENS = 48
+# What must be sent of the current turn (its question, its open exchange), cut because it
+# is larger than the budget on its own, keeps at least this share of the budget.
+OPEN_SHARE = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,8 @@ class PinnedPlan:
     dropped: list[Page] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     over_budget: bool = False
+    shortened: set[str] = field(default_factory=set)  # pages sent reduced or clipped
+    clipped: set[str] = field(default_factory=set)  # those of them cut (beginning and end)
 
     @property
     def messages(self) -> list[Mapping[str, Any]]:
@@ -109,6 +114,21 @@ def fit_pinned(units: Sequence[PinnedUnit], budget: int, counter: TokenCounter) 
         if plan.tokens <= budget:
             return plan
     _reduce(plan, counter, lambda u: not u.protected)
+    if _tokens(plan, _protected) > budget:
+        # What must be sent does not fit even alone, so it is cut anyway: first, before
+        # any step of the turn is dropped for room that cut would make. The open results
+        # keep as much of themselves as fits (their beginning and end, more telling than
+        # a reduction: the rows of a JSON array, the last lines of a log) in the room the
+        # other steps leave, and at least OPEN_SHARE of the budget.
+        # A room too small for that (each cut keeps MIN_CLIPPED_TOKENS and a note) gets
+        # their reductions instead.
+        room = max(budget - (plan.tokens - _tokens(plan, _protected)), int(budget * OPEN_SHARE))
+        cut = _copy(plan)
+        _clip_largest(cut, room, counter, which=_protected)
+        if _tokens(cut, _protected) <= room:
+            plan = cut
+        else:
+            _reduce(plan, counter, _protected)
     while plan.tokens > budget:
         droppable = [u for u in plan.units if not u.protected]
         if not droppable:
@@ -123,6 +143,19 @@ def fit_pinned(units: Sequence[PinnedUnit], budget: int, counter: TokenCounter) 
         plan.over_budget = True
         plan.notes.append(f"pinned messages need {plan.tokens} tokens, budget {budget}")
     return plan
+
+
+def _copy(plan: PinnedPlan) -> PinnedPlan:
+    return PinnedPlan(list(plan.units), plan.tokens, list(plan.dropped), list(plan.notes),
+                      plan.over_budget, set(plan.shortened), set(plan.clipped))
+
+
+def _protected(unit: PinnedUnit) -> bool:
+    return unit.protected
+
+
+def _tokens(plan: PinnedPlan, which: Callable[[PinnedUnit], bool]) -> int:
+    return sum(u.tokens for u in plan.units if which(u))
 
 
 def _exchanges(pages: Sequence[Page]) -> list[list[Page]]:
@@ -163,6 +196,7 @@ def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
         for page, message in zip(unit.pages, unit.messages, strict=True):
             if page.role == "tool" and page.tokens[0] > REDUCE_ABOVE_TOKENS:
                 message = reduced_message(page, message)
+                plan.shortened.add(page.page_id)
                 changed = True
             messages.append(message)
         if not changed:
@@ -173,34 +207,64 @@ def _reduce(plan: PinnedPlan, counter: TokenCounter, which: Any) -> None:
         plan.notes.append(f"reduced tool output in {unit.pages[0].page_id}")
 
 
-def _clip_largest(plan: PinnedPlan, budget: int, counter: TokenCounter) -> None:
-    """Last resort, when what must be sent (the current question, an open exchange) is
-    larger than the budget on its own: the largest text message keeps its beginning and
-    its end, as much of them as fits, and says how to read the rest."""
-    found = [
-        (page.tokens[0], i, j)
-        for i, unit in enumerate(plan.units)
-        for j, (page, message) in enumerate(zip(unit.pages, unit.messages, strict=True))
-        if isinstance(message.get("content"), str) and page.tokens[0] > REDUCE_ABOVE_TOKENS
-    ]
-    if not found:
-        return
-    _, i, j = max(found)
+def _clip_largest(
+    plan: PinnedPlan,
+    budget: int,
+    counter: TokenCounter,
+    which: Callable[[PinnedUnit], bool] = lambda unit: True,
+) -> None:
+    """Until the units `which` selects take at most `budget` tokens (all of them: the last
+    resort, when what must be sent is larger than the budget on its own): the largest of
+    their text messages, as they are now (a tool result may be its reduction already),
+    keeps its beginning and end, as much as fits, and says how to read the rest."""
+    tries: dict[str, int] = {}  # page id -> times clipped
+    while (over := _tokens(plan, which) - budget) > 0:
+        found = [
+            (counter.text(str(message["content"])), i, j)
+            for i, unit in enumerate(plan.units) if which(unit)
+            for j, (page, message) in enumerate(zip(unit.pages, unit.messages, strict=True))
+            if isinstance(message.get("content"), str) and page.tokens[0] > REDUCE_ABOVE_TOKENS
+            and tries.get(page.page_id, 0) < _CLIP_TRIES
+        ]
+        if not found:
+            return
+        size, i, j = max(found)
+        page_id = plan.units[i].pages[j].page_id
+        tries[page_id] = tries.get(page_id, 0) + 1
+        # A margin for where the cut falls between tokens, and for the note's own.
+        keep = size - over - CLIP_NOTE_TOKENS - size // 100
+        if keep < MIN_CLIPPED_TOKENS:
+            keep = MIN_CLIPPED_TOKENS
+            tries[page_id] = _CLIP_TRIES  # as short as it may get; the next one after
+            if keep + CLIP_NOTE_TOKENS >= size:
+                continue
+        _clip(plan, i, j, keep / size, counter)
+
+
+# A message is clipped again when its text had more tokens than its share of characters
+# suggested (tokens are not spread evenly), at most this often.
+_CLIP_TRIES = 4
+# A clip's note starts so (a message clipped again loses its earlier note with its middle).
+_CLIP_MARK = "[…"
+
+
+def _clip(plan: PinnedPlan, i: int, j: int, share: float, counter: TokenCounter) -> None:
+    """Message `j` of unit `i` keeping `share` of its text: its beginning and its end."""
     unit = plan.units[i]
     page, message = unit.pages[j], unit.messages[j]
     text = str(message["content"])
-    keep = page.tokens[0] - (plan.tokens - budget) - CLIP_NOTE_TOKENS
-    if keep < MIN_CLIPPED_TOKENS:
-        return
-    share = keep / max(page.tokens[0], 1)
     head, tail = int(len(text) * share * 0.7), int(len(text) * share * 0.3)
-    note = (f"\n[… {page.tokens[0] - keep} tokens of this message left out by vm-proxy to "
-            f'fit the context budget; page_fault("{page.page_id}", 1) for a reduction …]\n')
+    kept = counter.text(text[:head]) + (counter.text(text[-tail:]) if tail else 0)
+    note = (f"\n{_CLIP_MARK} {max(page.tokens[0] - kept, 0)} tokens of this message left out by"
+            f" vm-proxy to fit the context budget; page_fault(\"{page.page_id}\", 1) for a"
+            " reduction of all of it …]\n")
     clipped = {**message, "content": text[:head] + note + (text[-tail:] if tail else "")}
     messages = [*unit.messages[:j], clipped, *unit.messages[j + 1 :]]
     tokens = sum(counter.message(m, _call_names(unit.pages)) for m in messages)
     plan.tokens += tokens - unit.tokens
     plan.units[i] = replace(unit, messages=tuple(messages), tokens=tokens, reduced=True)
+    plan.shortened.add(page.page_id)
+    plan.clipped.add(page.page_id)
     plan.notes.append(f"clipped {page.page_id} to fit the budget")
 
 

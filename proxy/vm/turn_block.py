@@ -79,6 +79,8 @@ class BlockInputs:
     # The block closes the leading message (vm.turn_note = leading) instead of being a
     # message of its own: its framing is a paragraph break, not a message's.
     in_lead: bool = False
+    # Pages the pinned window left out to fit, though they come after its start.
+    unpinned: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -104,14 +106,18 @@ def in_window(page: Page, start: int) -> bool:
 
 def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     counter = inputs.counter
-    # (in_window, without a call for each of a few hundred pages)
+    unpinned = inputs.unpinned
+    # (in_window, without a call for each of a few hundred pages; the pages the window
+    # left out to fit are not in it)
     pool = [
         c for c in inputs.candidates
         if start < 0 or (p := c.page).anchor < start or p.page_id.partition("_")[0] not in _SENT
+        or p.page_id in unpinned
     ]  # fmt: skip
     around = {
         pos: p for pos, p in inputs.around.items()
         if start < 0 or p.anchor < start or p.page_id.partition("_")[0] not in _SENT
+        or p.page_id in unpinned
     }  # fmt: skip
     if inputs.in_lead:
         overhead = counter.text(LEAD_JOIN) + counter.text(_FRAME)
@@ -151,6 +157,7 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     # The turns around a hit are placed with it (`around`); ranked on their own they would
     # only come after every hit, at a cost to every choice.
     own = [c for c in pool if c.reason != NEIGHBOUR or c.relevance > 0]
+    left_out = [c for c in pool if c.page.page_id in unpinned] if unpinned else []
     ranked = _enough(rank(own, inputs.table, inputs.turn), budget, allowance)
     shown_as: dict[Any, tuple[str | None, int] | None] = {}
     hints: dict[str, str] = {}
@@ -176,10 +183,14 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
         seen = attempts.get(id(selection))
         if seen is not None and seen[0] is selection:
             return seen[1]
+        unmapped = [c for c in selection.unmapped if c.relevance > 0]
+        if left_out:
+            # What the window left out is named even when the ranking cut it (_enough).
+            placed = {m.page.page_id for m in selection.mapped}
+            placed.update(c.page.page_id for c in unmapped)
+            unmapped += [c for c in left_out if c.page.page_id not in placed]
         hits = heapq.nsmallest(  # sorted(...)[: inputs.more], without sorting the rest
-            inputs.more,
-            (c for c in selection.unmapped if c.relevance > 0),
-            key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id),
+            more_entries, unmapped, key=lambda c: (-c.relevance, c.page.anchor, c.page.page_id)
         )
         more = [(c.page, hint(c.page)) for c in hits]
         # (Each page is mapped once: the choice keeps them by id.)
@@ -201,18 +212,24 @@ def build_block(inputs: BlockInputs, *, start: int, budget: int) -> Block:
     # The manifest and the section's date heads and gap marks are priced once the choice
     # is known: a first guess keeps room for them; the second choice is made in the room
     # they really left (they change little with it), and only an overshoot makes a third.
-    room = budget - overhead - _guess(ranked, inputs.more)
     best: tuple[list[Mapped], dict[str, Any], int, list[str]] | None = None
-    for tried in range(ATTEMPTS):
-        mapped, data, tokens, notes, priced = attempt(room)
-        if tokens <= budget:
-            best = (mapped, data, tokens, notes)
-            if budget - tokens < max(SLACK, budget // CLOSE_ENOUGH) or tried:
-                break
-            room = priced + budget - tokens
-        else:
-            # Below what this choice took, so that the next one must leave a page out.
-            room = priced - (tokens - budget)
+    # Every step the window left out is named if the manifest has room for them all; else
+    # as many as it names hits.
+    for more_entries in dict.fromkeys((inputs.more + len(left_out), inputs.more)):
+        attempts.clear()
+        room = budget - overhead - _guess(ranked, more_entries)
+        for tried in range(ATTEMPTS):
+            mapped, data, tokens, notes, priced = attempt(room)
+            if tokens <= budget:
+                best = (mapped, data, tokens, notes)
+                if budget - tokens < max(SLACK, budget // CLOSE_ENOUGH) or tried:
+                    break
+                room = priced + budget - tokens
+            else:
+                # Below what this choice took, so that the next one must leave a page out.
+                room = priced - (tokens - budget)
+        if best is not None:
+            break
     if best is None:
         return Block(notes=["no room for this turn's block"])
     mapped, data, tokens, notes = best
