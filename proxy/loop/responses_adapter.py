@@ -15,6 +15,7 @@ from typing import Any
 
 from proxy.loop.responses_input import input_messages
 from proxy.upstream.responses_format import (
+    INSTRUCTIONS,
     ITEMS,
     chat_tool,
     function_tool,
@@ -27,6 +28,8 @@ from proxy.upstream.responses_format import (
 _REBUILT = frozenset({"input", "instructions", "previous_response_id", "conversation",
                       "tools", "tool_choice", "max_output_tokens", "stream",
                       "parallel_tool_calls"})
+# What a message carries for the proxy alone, never sent to a chat upstream.
+_MARKS = (ITEMS, INSTRUCTIONS)
 # Fields with the same name and meaning in chat completions.
 _SAME_IN_CHAT = ("temperature", "top_p", "user", "service_tier", "store", "prompt_cache_key",
                  "safety_identifier", "top_logprobs")
@@ -120,14 +123,14 @@ def native_body(
 
 
 def chat_upstream_body(packed: Mapping[str, Any]) -> dict[str, Any]:
-    """The packed body as a chat completion: the carried Responses items left out (an
-    assistant turn that was only such items goes too)."""
+    """The packed body as a chat completion: the carried Responses items and the marks of
+    instructions left out (an assistant turn that was only such items goes too)."""
     messages = []
     for message in packed.get("messages") or ():
-        if ITEMS not in message:
+        if ITEMS not in message and INSTRUCTIONS not in message:
             messages.append(message)
             continue
-        plain = {k: v for k, v in message.items() if k != ITEMS}
+        plain = {k: v for k, v in message.items() if k not in _MARKS}
         if plain.get("role") == "assistant" and not plain.get("content") and not plain.get(
             "tool_calls"
         ):

@@ -1,0 +1,89 @@
+"""A `previous_response_id` chain as OpenAI runs it: each response's `instructions` hold for
+that response only (the next one's replace them, none carried over), a client's own system
+items in its input stay with the conversation, and every Response echoes the request's
+`previous_response_id` and `instructions`, short (relayed) turns as memory turns."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.loop.harness import MODEL, serve
+from tests.loop.history import LOCKER, conversation
+from tests.loop.scripted import agent
+from tests.loop.scripted_responses import ResponsesModel
+from tests.loop.test_responses import as_responses
+
+OWN_NOTE = "Client note: the user is on a boat."
+
+
+def _history(long: bool) -> list[dict[str, Any]]:
+    """The first request's input: the client's own developer item, then a history long
+    enough for memory (or none), then a question."""
+    items = as_responses(conversation(120))[1] if long else []
+    return [{"role": "developer", "content": OWN_NOTE}, *items,
+            {"role": "user", "content": "hello"}]
+
+
+def _front(body: dict[str, Any]) -> str:
+    """What an upstream request puts before the conversation: its `instructions`, else
+    its first input item's text when that is a system or developer message."""
+    if isinstance(body.get("instructions"), str):
+        return str(body["instructions"])
+    first = body["input"][0]
+    return str(first.get("content")) if first.get("role") in ("system", "developer") else ""
+
+
+@pytest.mark.parametrize("long", [False, True], ids=["relayed", "memory-turn"])
+async def test_a_chained_turn_sends_its_own_instructions_only(long: bool) -> None:
+    model = ResponsesModel(agent(LOCKER))
+    async with serve(model, path="/responses") as proxy:
+        client = proxy.client
+        response = await client.responses.create(
+            model=MODEL, instructions="You are A.", input=_history(long))
+        for n in range(3):
+            response = await client.responses.create(
+                model=MODEL, instructions=f"You are B{n}.", input=f"turn {n}",
+                previous_response_id=response.id)
+            sent = json.dumps(model.requests[-1])
+            assert "You are A." not in sent
+            assert [f"You are B{k}." in sent for k in range(n + 1)] == [
+                k == n for k in range(n + 1)]
+            assert sent.count(f"You are B{n}.") == 1
+            assert _front(model.requests[-1]).startswith(f"You are B{n}.")
+            # The client's own item is part of the conversation: it stays, once.
+            assert sent.count(OWN_NOTE) == 1
+            assert f"turn {n}" in sent
+            memory = {t.get("name") for t in model.requests[-1].get("tools") or ()}
+            assert ("search_pages" in memory) is long  # memory turns, or relayed ones
+        # No instructions: none at all (the earlier ones are not carried over).
+        await client.responses.create(model=MODEL, input="and now?",
+                                      previous_response_id=response.id)
+    last = json.dumps(model.requests[-1])
+    assert "You are" not in last and last.count(OWN_NOTE) == 1
+    assert all("previous_response_id" not in body for body in model.requests)
+    assert model.actions.count("fail") == 0
+
+
+async def test_a_session_client_resending_its_instructions_each_turn() -> None:
+    # X-VM-Session: the instructions sent again with each turn's new items are the turn's
+    # own; the conversation holds each turn's items once.
+    model = ResponsesModel(agent(LOCKER))
+    headers = {"x-vm-session": "agent-1"}
+    async with serve(model, path="/responses") as proxy:
+        for n, instructions in enumerate(["You are A.", "You are A.", "You are C."]):
+            await proxy.client.responses.create(
+                model=MODEL, instructions=instructions, input=f"turn {n}",
+                extra_headers=headers)
+        conv_id = await proxy.store.resolve_session(proxy.tenant, "agent-1")
+        assert conv_id is not None
+        stored = await proxy.store.get_conversation(proxy.tenant, conv_id)
+    last = model.requests[-1]
+    sent = json.dumps(last)
+    assert "You are A." not in sent and sent.count("You are C.") == 1
+    assert _front(last) == "You are C."
+    assert [sent.count(f"turn {n}") for n in range(3)] == [1, 1, 1]
+    # The first turn's instructions, then each turn's question and answer.
+    assert stored is not None and stored.length == 1 + 3 * 2
