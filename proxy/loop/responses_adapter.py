@@ -106,13 +106,10 @@ def native_body(
     tools += builtin_tools(request)
     if tools:
         out["tools"] = tools
-    choice = packed.get("tool_choice")
+    choice = _upstream_tool_choice(request.get("tool_choice"), packed.get("tool_choice"),
+                                   tools=bool(tools))
     if choice is not None:
-        original = request.get("tool_choice")
-        out["tool_choice"] = (
-            original if isinstance(original, Mapping) and original.get("type") != "function"
-            else _responses_tool_choice(choice)
-        )
+        out["tool_choice"] = choice
     if "parallel_tool_calls" in packed:
         out["parallel_tool_calls"] = packed["parallel_tool_calls"]
     if isinstance(packed.get("max_tokens"), int):
@@ -145,6 +142,19 @@ def _chat_tool_choice(choice: Any) -> Any:
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
     return None
+
+
+def _upstream_tool_choice(asked: Any, packed: Any, *, tools: bool) -> Any:
+    """The `tool_choice` of one upstream call: the packed one (which the loop may change),
+    or what the client asked where chat has no equal for it: a choice other than a
+    function (allowed tools, a built-in tool, MCP, a custom tool; the turn runs passive
+    then, policy.request_mode, so no VM tool competes with it), or a string beside only
+    built-in tools (a chat body carries no choice without function tools)."""
+    if isinstance(asked, Mapping) and asked.get("type") != "function":
+        return asked
+    if packed is not None:
+        return _responses_tool_choice(packed)
+    return asked if isinstance(asked, str) and tools else None
 
 
 def _responses_tool_choice(choice: Any) -> Any:

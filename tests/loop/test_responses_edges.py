@@ -1,7 +1,8 @@
 """The edges of a Responses memory turn: errors before and during the stream, strict mode's
 citations taken out of streamed text (the done events saying what was shown), built-in
 tools (sent on to a native upstream; a chat upstream cannot run them, so such a request is
-relayed as it is), and `X-VM-Mode: off`."""
+relayed as it is), a `tool_choice` chat has no equal for (sent as the client sent it), and
+`X-VM-Mode: off`."""
 
 from __future__ import annotations
 
@@ -86,6 +87,36 @@ async def test_builtin_tools_go_to_a_native_upstream() -> None:
     assert response.tools[0].type == "web_search" and len(response.tools) == 1
     for body in model.requests:
         assert {"type": "web_search"} in body["tools"]
+
+
+WEATHER = {"type": "function", "name": "get_weather",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize(("tools", "choice"), [
+    ([WEATHER, {"type": "web_search_preview"}],
+     {"type": "allowed_tools", "mode": "required",
+      "tools": [{"type": "function", "name": "get_weather"}]}),
+    ([WEATHER, {"type": "web_search_preview"}], {"type": "web_search_preview"}),
+    ([{"type": "file_search", "vector_store_ids": ["vs_1"]}], {"type": "file_search"}),
+    ([{"type": "mcp", "server_label": "deepwiki", "server_url": "https://mcp.deepwiki.com/mcp"}],
+     {"type": "mcp", "server_label": "deepwiki"}),
+    ([{"type": "custom", "name": "grammar"}], {"type": "custom", "name": "grammar"}),
+    ([{"type": "web_search_preview"}], "required"),
+], ids=["allowed-tools", "web-search", "file-search", "mcp", "custom", "required-builtin"])
+async def test_a_tool_choice_chat_cannot_say_reaches_the_upstream(
+    tools: list[dict[str, Any]], choice: Any,
+) -> None:
+    model = ResponsesModel(lambda reading: Answer("Chosen."))
+    async with serve(model, path="/responses") as proxy:
+        response = await proxy.client.responses.create(
+            **_request(tools=tools, tool_choice=choice))
+    assert response.output_text == "Chosen."
+    sent = model.requests[0]
+    assert "<VM:MANIFEST_JSON>" in json.dumps(sent["input"][0])  # a memory turn
+    assert sent["tool_choice"] == choice
+    assert [t for t in sent["tools"] if t.get("name") not in ("page_fault", "search_pages")
+            ] == tools
 
 
 async def test_builtin_tools_with_a_chat_upstream_are_relayed() -> None:
