@@ -43,6 +43,7 @@ from proxy.loop.policy import (
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.responses_adapter import chat_body, not_servable
+from proxy.loop.responses_echo import echo_previous
 from proxy.loop.responses_stream import ResponsesStream
 from proxy.loop.responses_turn import ResponsesTurn, remember_unwritten
 from proxy.loop.services import AppServices
@@ -257,6 +258,9 @@ async def _relayed(
         )
         content = orjson.dumps(rebuilt)
     response = await relay_responses(state, request, content)
+    if isinstance(body.get("previous_response_id"), str):
+        # The upstream echoes the rebuilt request, which names no previous response.
+        response = echo_previous(response, body["previous_response_id"])
     store = state.store
 
     async def store_answer(message: AssembledMessage) -> None:

@@ -5,18 +5,21 @@ items in its input stay with the conversation, and every Response echoes the req
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.loop.harness import MODEL, serve
+from tests.loop.harness import API_KEY, MODEL, parse_sse, serve
 from tests.loop.history import LOCKER, conversation
 from tests.loop.scripted import agent
 from tests.loop.scripted_responses import ResponsesModel
 from tests.loop.test_responses import as_responses
 
 OWN_NOTE = "Client note: the user is on a boat."
+HEADERS = {"authorization": f"Bearer {API_KEY}"}
 
 
 def _history(long: bool) -> list[dict[str, Any]]:
@@ -87,3 +90,52 @@ async def test_a_session_client_resending_its_instructions_each_turn() -> None:
     assert [sent.count(f"turn {n}") for n in range(3)] == [1, 1, 1]
     # The first turn's instructions, then each turn's question and answer.
     assert stored is not None and stored.length == 1 + 3 * 2
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+async def test_a_short_chained_turn_echoes_the_request(gzipped: bool) -> None:
+    # Relayed below the threshold, rebuilt without the id the upstream never issued: the
+    # Response the client gets still echoes its previous_response_id and instructions,
+    # and is otherwise the upstream's (its id, output, usage, sequence numbers).
+    model = ResponsesModel(agent(LOCKER))
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        reply = await model(request)
+        if not gzipped or reply.headers["content-type"] != "application/json":
+            return reply
+        return httpx.Response(reply.status_code, content=gzip.compress(reply.content),
+                              headers={"content-type": "application/json",
+                                       "content-encoding": "gzip"})
+
+    async with serve(upstream, path="/responses") as proxy:
+        client = proxy.client
+        first = await client.responses.create(model=MODEL, instructions="Be brief.",
+                                              input="hi")
+        raw = await proxy.http.post("/v1/responses", headers=HEADERS, json={
+            "model": MODEL, "instructions": "Be brief.", "input": "again",
+            "previous_response_id": first.id})
+        second = raw.json()
+        streamed = await proxy.http.post("/v1/responses", headers=HEADERS, json={
+            "model": MODEL, "instructions": "Be terse.", "input": "more", "stream": True,
+            "previous_response_id": second["id"]})
+        async with client.responses.stream(
+            model=MODEL, input="last", previous_response_id="resp_scripted003",
+        ) as stream:
+            async for _ in stream:
+                pass
+            final = await stream.get_final_response()
+    assert first.id == "resp_scripted001" and first.previous_response_id is None
+    assert second["id"] == "resp_scripted002"
+    assert second["previous_response_id"] == first.id
+    assert second["instructions"] == "Be brief."
+    assert second["output"][0]["content"][0]["text"] == "Noted, thanks (1 words)."
+    assert second["usage"] == model.usages()[1]
+    events = [e.json for e in parse_sse(streamed.text) if e.data is not None]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    shown = [e["response"] for e in events if "response" in e]
+    assert [r["id"] for r in shown] == ["resp_scripted003"] * 3
+    assert {r["previous_response_id"] for r in shown} == {second["id"]}
+    assert {r["instructions"] for r in shown} == {"Be terse."}
+    assert final.id == "resp_scripted004"
+    assert final.previous_response_id == "resp_scripted003" and final.instructions is None
+    assert all("previous_response_id" not in body for body in model.requests)
