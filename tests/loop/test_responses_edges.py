@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -141,8 +142,6 @@ async def test_mode_off_relays_as_it_is() -> None:
 
 
 async def test_a_stream_cut_before_completed_is_an_error_and_not_stored() -> None:
-    import httpx
-
     from tests.loop.scripted import Pieces
 
     model = ResponsesModel(lambda reading: Answer("Half an answ"))
@@ -160,3 +159,57 @@ async def test_a_stream_cut_before_completed_is_an_error_and_not_stored() -> Non
     assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
     assert events[-2]["error"]["code"] == "upstream_stream_incomplete"
     assert conv is not None and conv.length == 242  # instructions, history, the question
+
+
+class _BreaksOff(httpx.AsyncByteStream):
+    """Some of a stream's events, then the connection fails (`error`)."""
+
+    def __init__(self, events: list[bytes], error: Exception) -> None:
+        self.events = events
+        self.error = error
+
+    async def __aiter__(self) -> Any:
+        for event in self.events:
+            yield event
+        raise self.error
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("error", [httpx.ReadError("connection reset by peer"),
+                                   httpx.ReadTimeout("timed out")], ids=["reset", "timeout"])
+async def test_a_short_relayed_stream_broken_off_ends_as_a_failed_response(
+    error: Exception,
+) -> None:
+    model = ResponsesModel(lambda reading: Answer("A fairly long answer, cut short."))
+
+    async def breaks_off(request: httpx.Request) -> httpx.Response:
+        status, headers, events = model.respond(json.loads(request.content))
+        assert isinstance(events, list)
+        return httpx.Response(status, headers=headers, stream=_BreaksOff(events[:5], error))
+
+    request = {"model": MODEL, "instructions": "Be brief.", "input": "hi", "stream": True}
+    async with serve(breaks_off, path="/responses") as proxy:
+        raw = await proxy.http.post("/v1/responses", headers=HEADERS, json=request)
+        stream = await proxy.client.responses.create(**request)
+        with pytest.raises(openai.APIError) as raised:
+            async for _ in stream:
+                pass
+    assert raised.value.message.startswith("The upstream at http://upstream.test/v1")
+    events = [e for e in parse_sse(raw.text) if e.data is not None]
+    data = [e.json for e in events]
+    assert [e.event for e in events] == [d["type"] for d in data]
+    assert [d["type"] for d in data][:2] == ["response.created", "response.in_progress"]
+    assert [d["type"] for d in data][-2:] == ["error", "response.failed"]
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))  # 5 relayed, 2
+    assert data[-2]["error"]["code"] == "upstream_stream_error"
+    assert data[-2]["error"]["message"] == raised.value.message
+    assert set(data[-2]) == {"type", "sequence_number", "error"}  # nested, as OpenAI's
+    assert set(data[-2]["error"]) == {"type", "code", "message", "param"}
+    failed = data[-1]["response"]
+    assert failed["id"] == data[0]["response"]["id"] == "resp_scripted001"
+    assert failed["status"] == "failed" and failed["instructions"] == "Be brief."
+    assert failed["error"] == {"code": "upstream_stream_error",
+                               "message": data[-2]["error"]["message"]}
+    assert failed["output"] == [] and failed["usage"] is None
