@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.loop.harness import API_KEY, MODEL, parse_sse, serve
+from tests.loop.harness import API_KEY, MODEL, parse_sse, serve, vm_settings
 from tests.loop.history import LOCKER, conversation
-from tests.loop.scripted import agent
+from tests.loop.scripted import ScriptedModel, agent
 from tests.loop.scripted_responses import ResponsesModel
 from tests.loop.test_responses import as_responses
 
@@ -139,3 +139,20 @@ async def test_a_short_chained_turn_echoes_the_request(gzipped: bool) -> None:
     assert final.id == "resp_scripted004"
     assert final.previous_response_id == "resp_scripted003" and final.instructions is None
     assert all("previous_response_id" not in body for body in model.requests)
+
+
+async def test_a_chat_upstream_gets_the_turn_s_own_instructions() -> None:
+    # upstream.responses = "chat": the same history, as chat messages, and the mark that
+    # says which messages were instructions stays in the proxy.
+    model = ScriptedModel(agent(LOCKER))
+    async with serve(model, vm_settings(responses="chat")) as proxy:
+        first = await proxy.client.responses.create(
+            model=MODEL, instructions="You are A.", input="Hello there!")
+        await proxy.client.responses.create(
+            model=MODEL, instructions="You are B.", input="How are you?",
+            previous_response_id=first.id)
+    assert model.requests[1]["messages"] == [
+        {"role": "system", "content": "You are B."},
+        {"role": "user", "content": "Hello there!"},
+        {"role": "assistant", "content": first.output_text},
+        {"role": "user", "content": "How are you?"}]
