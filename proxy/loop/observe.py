@@ -167,6 +167,18 @@ _WBITS = {"": 0, "identity": 0, "gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib
           "deflate": zlib.MAX_WBITS}
 
 
+def decoded(body: bytes, encoding: str) -> bytes | None:
+    """A whole body in `encoding` ("" for none) decoded; None when it cannot be (an
+    encoding the standard library cannot decode, or a corrupt body)."""
+    if encoding not in _WBITS:
+        return None
+    decoder = _Decoder(encoding)
+    try:
+        return decoder.feed(body) + decoder.flush()
+    except zlib.error:
+        return None
+
+
 def _content_encoding(response: Response) -> str:
     for name, value in response.raw_headers:
         if name == b"content-encoding":

@@ -28,6 +28,7 @@ from proxy.loop.turn import Turn, assistant_name
 from proxy.loop.turn_log import TurnLog
 from proxy.store.base import PageStore
 from proxy.tokens import TokenCounter, counter_for_model
+from proxy.upstream.responses_format import with_instructions
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.bounds import analysed
 from proxy.vm.faults import FaultState
@@ -99,10 +100,14 @@ async def prepare(
     mode: str,
     after: tuple[str, int] | None = None,
     fingerprints: list[int] | None = None,
+    instructions: list[dict[str, Any]] | None = None,
 ) -> Prepared:
     """`after`: where the request's messages go when it continues an earlier answer
     (Conversations.place); else they are aligned by content or appended to `session`.
-    `fingerprints`: of its messages, when already made (Conversations.place)."""
+    `fingerprints`: of its messages, when already made (Conversations.place).
+    `instructions`: a Responses request's own (its leading system messages), which take
+    the place of any earlier request's in the prompt (responses_format.with_instructions);
+    None for a chat request, whose stored system messages are its conversation's."""
     settings = state.settings
     store: PageStore = state.store
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
@@ -157,7 +162,7 @@ async def prepare(
             meaning.worker.enqueue(tenant, placement.leaf.conv_id, searches.auth)
         prepared.turn = await _pack_turn(
             state, request, body, counter, conversations, placement, conv_state, full,
-            session, mode, early, searches,
+            session, mode, early, searches, instructions,
         )
         return prepared
     finally:
@@ -205,6 +210,7 @@ async def _pack_turn(
     mode: str,
     early: EarlySearch,
     searches: TurnSearch,
+    instructions: list[dict[str, Any]] | None,
 ) -> Turn:
     settings = state.settings.vm
     store: PageStore = state.store
@@ -279,8 +285,11 @@ async def _pack_turn(
     # of the message that is analysed (proxy.vm.bounds), as for its page's search terms;
     # all of a 30 MB message would hold the event loop for tens of milliseconds (issue 13).
     terms = search_tokens(analysed(user_text))
-    inputs = _PackInputs(body, system, messages, candidates, around, table, settings,
-                         counter, turn_number, end, frame, terms)  # fmt: skip
+    system_messages = [_message(p) for p in system]
+    if instructions is not None:
+        system_messages = with_instructions(instructions, system_messages)
+    inputs = _PackInputs(body, system_messages, messages, candidates, around, table,
+                         settings, counter, turn_number, end, frame, terms)  # fmt: skip
     packed = _pack(inputs, mode)
     if mode != "passive" and packed.pinned_dropped:
         # Pinned turns outrank room for faults: pack again keeping only the least room.
@@ -393,7 +402,7 @@ async def _by_id(pages: Awaitable[list[Page]]) -> dict[str, Page]:
 @dataclass(frozen=True, slots=True)
 class _PackInputs:
     body: dict[str, Any]
-    system: list[Page]
+    system: list[dict[str, Any]]  # the prompt's leading system messages
     tail: list[Page]
     candidates: list[ScoredPage]
     around: dict[int, Page]
@@ -411,7 +420,7 @@ def _pack(inputs: _PackInputs, mode: str, fault_tokens: int | None = None) -> Pa
     reply = min(settings.reply_reserve_tokens, settings.context_budget // REPLY_SHARE)
     return pack_request(
         inputs.body,
-        system_messages=[_message(p) for p in inputs.system],
+        system_messages=inputs.system,
         tail=inputs.tail,
         candidates=inputs.candidates,
         table=inputs.table,

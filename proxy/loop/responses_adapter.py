@@ -15,6 +15,7 @@ from typing import Any
 
 from proxy.loop.responses_input import input_messages
 from proxy.upstream.responses_format import (
+    INSTRUCTIONS,
     ITEMS,
     chat_tool,
     function_tool,
@@ -27,6 +28,8 @@ from proxy.upstream.responses_format import (
 _REBUILT = frozenset({"input", "instructions", "previous_response_id", "conversation",
                       "tools", "tool_choice", "max_output_tokens", "stream",
                       "parallel_tool_calls"})
+# What a message carries for the proxy alone, never sent to a chat upstream.
+_MARKS = (ITEMS, INSTRUCTIONS)
 # Fields with the same name and meaning in chat completions.
 _SAME_IN_CHAT = ("temperature", "top_p", "user", "service_tier", "store", "prompt_cache_key",
                  "safety_identifier", "top_logprobs")
@@ -103,13 +106,10 @@ def native_body(
     tools += builtin_tools(request)
     if tools:
         out["tools"] = tools
-    choice = packed.get("tool_choice")
+    choice = _upstream_tool_choice(request.get("tool_choice"), packed.get("tool_choice"),
+                                   tools=bool(tools))
     if choice is not None:
-        original = request.get("tool_choice")
-        out["tool_choice"] = (
-            original if isinstance(original, Mapping) and original.get("type") != "function"
-            else _responses_tool_choice(choice)
-        )
+        out["tool_choice"] = choice
     if "parallel_tool_calls" in packed:
         out["parallel_tool_calls"] = packed["parallel_tool_calls"]
     if isinstance(packed.get("max_tokens"), int):
@@ -120,14 +120,14 @@ def native_body(
 
 
 def chat_upstream_body(packed: Mapping[str, Any]) -> dict[str, Any]:
-    """The packed body as a chat completion: the carried Responses items left out (an
-    assistant turn that was only such items goes too)."""
+    """The packed body as a chat completion: the carried Responses items and the marks of
+    instructions left out (an assistant turn that was only such items goes too)."""
     messages = []
     for message in packed.get("messages") or ():
-        if ITEMS not in message:
+        if ITEMS not in message and INSTRUCTIONS not in message:
             messages.append(message)
             continue
-        plain = {k: v for k, v in message.items() if k != ITEMS}
+        plain = {k: v for k, v in message.items() if k not in _MARKS}
         if plain.get("role") == "assistant" and not plain.get("content") and not plain.get(
             "tool_calls"
         ):
@@ -142,6 +142,19 @@ def _chat_tool_choice(choice: Any) -> Any:
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
     return None
+
+
+def _upstream_tool_choice(asked: Any, packed: Any, *, tools: bool) -> Any:
+    """The `tool_choice` of one upstream call: the packed one (which the loop may change),
+    or what the client asked where chat has no equal for it: a choice other than a
+    function (allowed tools, a built-in tool, MCP, a custom tool; the turn runs passive
+    then, policy.request_mode, so no VM tool competes with it), or a string beside only
+    built-in tools (a chat body carries no choice without function tools)."""
+    if isinstance(asked, Mapping) and asked.get("type") != "function":
+        return asked
+    if packed is not None:
+        return _responses_tool_choice(packed)
+    return asked if isinstance(asked, str) and tools else None
 
 
 def _responses_tool_choice(choice: Any) -> Any:

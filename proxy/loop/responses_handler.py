@@ -43,6 +43,7 @@ from proxy.loop.policy import (
 from proxy.loop.prepare import Prepared, prepare
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.responses_adapter import chat_body, not_servable
+from proxy.loop.responses_echo import echo_previous
 from proxy.loop.responses_stream import ResponsesStream
 from proxy.loop.responses_turn import ResponsesTurn, remember_unwritten
 from proxy.loop.services import AppServices
@@ -54,7 +55,12 @@ from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay
 from proxy.upstream.responses import EventAccumulator, ItemsMessage, read_response
-from proxy.upstream.responses_format import assistant_message, input_items
+from proxy.upstream.responses_format import (
+    assistant_message,
+    input_items,
+    instructions_of,
+    with_instructions,
+)
 from proxy.vm.faults import FaultState
 from proxy.vm.page_table import PageTable
 
@@ -63,8 +69,9 @@ RESPONSES = Reader(body=read_response, stream=EventAccumulator)
 # An unknown `previous_response_id` is looked for again after each of these pauses (0.2 s in
 # all) before it is refused: see _continued.
 FIND_AGAIN_S = (0.01, 0.03, 0.06, 0.1)
-# Fields naming upstream-side state or the input, which a rebuilt request replaces.
-_REBUILT = frozenset({"input", "instructions", "previous_response_id", "conversation"})
+# Fields naming upstream-side state or the input, which a rebuilt request replaces (its
+# `instructions` stay: its own, sent in place of any earlier request's).
+_REBUILT = frozenset({"input", "previous_response_id", "conversation"})
 
 
 async def relay_responses(state: AppServices, request: Request, content: bytes) -> Response:
@@ -155,7 +162,8 @@ async def _answer(
     started = time.perf_counter()
     try:
         prepared = await prepare(
-            state, request, chat, tenant=tenant, session=session, mode=mode, after=after
+            state, request, chat, tenant=tenant, session=session, mode=mode, after=after,
+            instructions=instructions_of(chat["messages"]),
         )
     except Exception as exc:
         if after is not None and isinstance(exc, LookupError):
@@ -199,7 +207,7 @@ async def _respond(
     turn = prepared.turn
     if turn is None:
         if native:
-            return await _relayed(state, request, body, raw, prepared)
+            return await _relayed(state, request, body, chat, raw, prepared)
         turn = _unpacked_turn(state, request, prepared, chat)
     else:
         state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
@@ -228,18 +236,31 @@ async def _respond(
 
 
 async def _relayed(
-    state: AppServices, request: Request, body: dict[str, Any], raw: bytes, prepared: Prepared
+    state: AppServices,
+    request: Request,
+    body: dict[str, Any],
+    chat: dict[str, Any],
+    raw: bytes,
+    prepared: Prepared,
 ) -> Response:
     """Below the threshold, on a native upstream: the request as it is (the upstream's
     answer relayed byte for byte), its input rebuilt from the store when it held only the
-    new items; the answer is stored once complete and the upstream's response id mapped."""
+    new items (with its own `instructions`, no earlier request's); the answer is stored
+    once complete and the upstream's response id mapped."""
     content = raw
     if prepared.forward_body is not None or body.get("previous_response_id") is not None:
-        history = (prepared.forward_body or chat_body(body))["messages"]
+        history = (prepared.forward_body or chat)["messages"]
+        instructions = instructions_of(chat["messages"])
         rebuilt = {k: v for k, v in body.items() if k not in _REBUILT}
-        rebuilt["input"] = input_items(history)
+        # (Its instructions go as the request sent them, in `instructions`.)
+        rebuilt["input"] = input_items(
+            with_instructions(instructions, history)[len(instructions):]
+        )
         content = orjson.dumps(rebuilt)
     response = await relay_responses(state, request, content)
+    if isinstance(body.get("previous_response_id"), str):
+        # The upstream echoes the rebuilt request, which names no previous response.
+        response = echo_previous(response, body["previous_response_id"])
     store = state.store
 
     async def store_answer(message: AssembledMessage) -> None:
@@ -268,6 +289,7 @@ def _unpacked_turn(
     keeps no page table or frame for this turn (as below the threshold on any path)."""
     settings = state.settings
     body = dict(prepared.forward_body or chat)
+    body["messages"] = with_instructions(instructions_of(chat["messages"]), body["messages"])
     if body.get("stream") is True:
         body["stream_options"] = {"include_usage": True}
     fault_state = FaultState(max_faults=0, max_tokens=0, turn=0, in_view={})

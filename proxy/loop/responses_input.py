@@ -21,6 +21,7 @@ from proxy.loop.prefix_cache import (
     short_fingerprints,
 )
 from proxy.upstream.responses_format import (
+    INSTRUCTIONS,
     ITEMS,
     OUTPUT_TYPES,
     ItemCheck,
@@ -47,10 +48,11 @@ def input_messages(
     called on each item before it is read (`input`'s first), except the plain text
     messages that are chat messages already: the request's validation (which raises on an
     item it refuses), so that a resent history is walked once. The list is a
-    Fingerprinted one unless a text is too long to fingerprint here (LONG_TEXT_CHARS)."""
+    Fingerprinted one unless a text is too long to fingerprint here (LONG_TEXT_CHARS).
+    The messages of `instructions` are marked so (responses_format.INSTRUCTIONS)."""
     head: list[dict[str, Any]] = []
     if isinstance(instructions, str) and instructions:
-        head = [{"role": "system", "content": instructions}]
+        head = [{"role": "system", "content": instructions, INSTRUCTIONS: True}]
     if isinstance(input_, list):
         messages = _items_to_messages(input_, "input", check, head)
     else:
@@ -60,6 +62,8 @@ def input_messages(
         messages = messages if prints is None else Fingerprinted(messages, prints)
     if isinstance(instructions, list):
         before = _items_to_messages(instructions, "instructions", check, [])
+        # Copies: a plain item is its own message (the request's, never changed).
+        before[:] = [{**message, INSTRUCTIONS: True} for message in before]
         messages[:0] = before
         if type(messages) is Fingerprinted and type(before) is Fingerprinted:
             messages.fingerprints[:0] = before.fingerprints

@@ -20,6 +20,7 @@ from proxy.loop.held import HeldWrite, root_path
 from proxy.loop.offload import hashed
 from proxy.loop.placement import Placement, StateAt, cut_path
 from proxy.store.base import Conversation, PageStore, Path, PathSpan, UnknownConversation
+from proxy.upstream.responses_format import is_instructions
 
 # How many of the newest hashes are looked up at once before falling back to a binary
 # search: a turn usually brings one or two new messages.
@@ -186,7 +187,10 @@ async def new_after(
     at_tip = stored.length == end
     state = await state_at(store, tenant, path, end - 1, stored if at_tip else None)
     prev = str(state["hash"])
-    new = list(messages)
+    # A Responses request's instructions are its own, not the conversation's (OpenAI does
+    # not carry them over to the next response): its history is sent with them in front
+    # (responses_format.with_instructions), they are not stored after it.
+    new = [m for m in messages if not is_instructions(m)]
     # A resent system prompt identical to the stored one is not a new message.
     root_hashes = await hashed(tenant, new[:1]) if new else []
     if new and new[0].get("role") in ("system", "developer"):
@@ -228,7 +232,7 @@ async def answered_before_retry(
 
     The same question sent again without a retry's header is a new turn, as before: only
     the client knows the first answer never reached it."""
-    asked = list(messages)
+    asked = [m for m in messages if not is_instructions(m)]  # (as new_after)
     if len(asked) > 1 and asked[0].get("role") in ("system", "developer"):
         asked = asked[1:]  # a client in append mode may resend its system prompt each turn
     end = stored.length - 1  # where the stored answer is

@@ -25,6 +25,7 @@ from proxy.logs import log, request_stats
 from proxy.upstream.client import Reply, Upstream, error_for_transport_failure
 from proxy.upstream.disconnect import unless_disconnected
 from proxy.upstream.headers import HeaderPairs, RelayHead, relay_head
+from proxy.upstream.responses_relay import RelayedEvents
 
 
 class AbortResponse(Exception):
@@ -60,11 +61,15 @@ class RelayedStream(StreamingResponse):
         self.body_iterator = self._chunks()
         self._sse = head.is_sse
         self._encoded = head.encoded
-        self._responses = responses  # a Responses API stream: its events are named
+        # A Responses API stream (its events named and numbered) is read as it goes, to
+        # end it as the API ends a failed one should the upstream break it off.
+        self._events = RelayedEvents() if responses and self._sse and not self._encoded else None
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self.reply.aiter_raw():
+                if self._events is not None:
+                    self._events.saw(chunk)
                 yield chunk
         except httpx.TransportError as exc:
             error = error_for_transport_failure(exc, self.upstream.base_url, replying=True)
@@ -74,15 +79,10 @@ class RelayedStream(StreamingResponse):
             # An SSE client has already been told 200; an error event is the only way left
             # to say it failed (the openai SDK raises APIError on it).
             error.code = "upstream_stream_error"
-            if not self._responses:
+            if self._events is None:
                 yield b"data: " + error.to_json() + b"\n\n"
                 return
-            # The Responses API's error event: its fields at the top (OpenAI's), and under
-            # `error` too, as the memory path's stream sends them (proxy.loop.responses_stream).
-            fields = error.to_dict()["error"]
-            event = {"type": "error", "code": fields["code"], "message": fields["message"],
-                     "param": fields["param"], "error": fields}
-            yield b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
+            yield self._events.failed(error)  # `error`, then `response.failed`
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

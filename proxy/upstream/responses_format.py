@@ -2,7 +2,9 @@
 
 The core stores and packs chat messages. A Responses conversation becomes chat messages
 without losing what chat cannot say:
-- `instructions` -> a leading system message;
+- `instructions` -> a leading system message, marked as such (`INSTRUCTIONS`): they hold
+  for their request only (OpenAI does not carry a previous response's instructions over to
+  the next), so a conversation's history is sent on with the current request's instead;
 - a user/system/developer message item -> a message of that role (input_text -> text,
   input_image -> image_url, input_file -> file);
 - consecutive assistant-side items (assistant messages, `function_call`, `reasoning`, the
@@ -28,6 +30,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "INSTRUCTIONS",
     "ITEMS",
     "ItemCheck",
     "assistant_message",
@@ -35,14 +38,21 @@ __all__ = [
     "chat_usage",
     "function_tool",
     "input_items",
+    "instructions_of",
+    "is_instructions",
     "item_type",
     "message_text",
     "responses_usage",
     "role_message",
     "tool_message",
+    "with_instructions",
 ]
 
 ITEMS = "vm_items"
+# Marks a message made of a request's `instructions` (True). Chain hashes and fingerprints
+# do not read it: a resent history aligns as before; the stored message keeps it, so that
+# a later request's history is sent without it (with_instructions).
+INSTRUCTIONS = "vm_instructions"
 # Items the client answers with an output item of its own (`<type>_output`).
 CALL_ID_TYPES = frozenset(("function_call", "custom_tool_call", "computer_call",
                            "local_shell_call", "shell_call", "apply_patch_call"))
@@ -52,6 +62,7 @@ OUTPUT_TYPES = frozenset(("function_call_output", "custom_tool_call_output",
                           "mcp_approval_response"))
 # Tuples, not sets: a role that is a list (before validation) is not hashable.
 _ROLES = ("user", "system", "developer")
+_SYSTEM_ROLES = ("system", "developer")
 # A request's validation of one item: (`input` or `instructions`, index, item); raises.
 ItemCheck = Callable[[str, int, Any], None]
 # Between the text of two message items of one assistant turn.
@@ -67,6 +78,35 @@ def item_type(item: Mapping[str, Any]) -> str:
 
 
 # --- Responses items -> chat messages (a request's input: proxy.loop.responses_input) ------
+
+
+def is_instructions(message: Mapping[str, Any]) -> bool:
+    """Whether `message` was made of a request's `instructions`."""
+    return message.get(INSTRUCTIONS) is True
+
+
+def instructions_of(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A request's instructions among its messages (they lead them)."""
+    found: list[dict[str, Any]] = []
+    for message in messages:
+        if not is_instructions(message):
+            break
+        found.append(dict(message))
+    return found
+
+
+def with_instructions(
+    instructions: Sequence[Mapping[str, Any]], history: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A stored `history` as one request sends it on: that request's `instructions` first
+    and no earlier request's (a client's own system messages among its input stay, but
+    for one saying what an instruction says: stored before instructions were marked)."""
+    said = {str(m.get("content")) for m in instructions}
+    return [*map(dict, instructions), *(
+        dict(m) for m in history
+        if not is_instructions(m)
+        and not (m.get("role") in _SYSTEM_ROLES and str(m.get("content")) in said)
+    )]
 
 
 def assistant_message(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -251,7 +251,9 @@ async def test_query_string_and_encoded_path_reach_the_upstream_unchanged() -> N
 
 async def test_a_relayed_responses_stream_that_breaks_ends_with_its_error_event() -> None:
     # A Responses API stream relayed as it is (mode off; a short chat's turn relays the
-    # same way) ends with the API's own `error` event, not a chat completion's (the review).
+    # same way) ends with the API's own `error` event, not a chat completion's (the review),
+    # numbered after the events relayed (these have no numbers: counted from 0), and, with
+    # no Response shown to say failed, nothing after it.
     body = Chunks([b'event: response.created\ndata: {"type": "response.created"}\n\n'],
                   then=httpx.ReadError("connection reset by peer"))
 
@@ -268,9 +270,9 @@ async def test_a_relayed_responses_stream_that_breaks_ends_with_its_error_event(
     name, data = error_event.split(b"\n")
     assert name == b"event: error"
     event = orjson.loads(data.removeprefix(b"data: "))
-    assert event["type"] == "error" and event["code"] == "upstream_stream_error"
-    assert "connection reset by peer" in event["message"]
+    assert event["type"] == "error" and event["sequence_number"] == 1
     assert event["error"]["code"] == "upstream_stream_error"
+    assert "connection reset by peer" in event["error"]["message"]
     assert tail == b""
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.loop.responses_adapter import chat_body, chat_upstream_body, native_body
-from proxy.upstream.responses_format import ITEMS, assistant_message
+from proxy.upstream.responses_format import INSTRUCTIONS, ITEMS, assistant_message
 from tests.upstream.test_responses_format import MESSAGE, REASONING
 
 REQUEST: dict[str, Any] = {
@@ -25,7 +25,7 @@ def test_the_chat_body_of_a_request() -> None:
     chat = chat_body(REQUEST)
     assert chat == {
         "model": "gpt-5",
-        "messages": [{"role": "system", "content": "Be brief."},
+        "messages": [{"role": "system", "content": "Be brief.", INSTRUCTIONS: True},
                      {"role": "user", "content": "Weather?"}],
         "tools": [{"type": "function", "function": {
             "name": "get_weather", "parameters": {"type": "object"}}}],

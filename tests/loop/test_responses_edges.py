@@ -1,13 +1,15 @@
 """The edges of a Responses memory turn: errors before and during the stream, strict mode's
 citations taken out of streamed text (the done events saying what was shown), built-in
 tools (sent on to a native upstream; a chat upstream cannot run them, so such a request is
-relayed as it is), and `X-VM-Mode: off`."""
+relayed as it is), a `tool_choice` chat has no equal for (sent as the client sent it), and
+`X-VM-Mode: off`."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -88,6 +90,36 @@ async def test_builtin_tools_go_to_a_native_upstream() -> None:
         assert {"type": "web_search"} in body["tools"]
 
 
+WEATHER = {"type": "function", "name": "get_weather",
+           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
+
+
+@pytest.mark.parametrize(("tools", "choice"), [
+    ([WEATHER, {"type": "web_search_preview"}],
+     {"type": "allowed_tools", "mode": "required",
+      "tools": [{"type": "function", "name": "get_weather"}]}),
+    ([WEATHER, {"type": "web_search_preview"}], {"type": "web_search_preview"}),
+    ([{"type": "file_search", "vector_store_ids": ["vs_1"]}], {"type": "file_search"}),
+    ([{"type": "mcp", "server_label": "deepwiki", "server_url": "https://mcp.deepwiki.com/mcp"}],
+     {"type": "mcp", "server_label": "deepwiki"}),
+    ([{"type": "custom", "name": "grammar"}], {"type": "custom", "name": "grammar"}),
+    ([{"type": "web_search_preview"}], "required"),
+], ids=["allowed-tools", "web-search", "file-search", "mcp", "custom", "required-builtin"])
+async def test_a_tool_choice_chat_cannot_say_reaches_the_upstream(
+    tools: list[dict[str, Any]], choice: Any,
+) -> None:
+    model = ResponsesModel(lambda reading: Answer("Chosen."))
+    async with serve(model, path="/responses") as proxy:
+        response = await proxy.client.responses.create(
+            **_request(tools=tools, tool_choice=choice))
+    assert response.output_text == "Chosen."
+    sent = model.requests[0]
+    assert "<VM:MANIFEST_JSON>" in json.dumps(sent["input"][0])  # a memory turn
+    assert sent["tool_choice"] == choice
+    assert [t for t in sent["tools"] if t.get("name") not in ("page_fault", "search_pages")
+            ] == tools
+
+
 async def test_builtin_tools_with_a_chat_upstream_are_relayed() -> None:
     model = ResponsesModel(lambda reading: Answer("Relayed."))
     settings = vm_settings(responses="chat")
@@ -110,8 +142,6 @@ async def test_mode_off_relays_as_it_is() -> None:
 
 
 async def test_a_stream_cut_before_completed_is_an_error_and_not_stored() -> None:
-    import httpx
-
     from tests.loop.scripted import Pieces
 
     model = ResponsesModel(lambda reading: Answer("Half an answ"))
@@ -129,3 +159,57 @@ async def test_a_stream_cut_before_completed_is_an_error_and_not_stored() -> Non
     assert [e["type"] for e in events][-2:] == ["error", "response.failed"]
     assert events[-2]["error"]["code"] == "upstream_stream_incomplete"
     assert conv is not None and conv.length == 242  # instructions, history, the question
+
+
+class _BreaksOff(httpx.AsyncByteStream):
+    """Some of a stream's events, then the connection fails (`error`)."""
+
+    def __init__(self, events: list[bytes], error: Exception) -> None:
+        self.events = events
+        self.error = error
+
+    async def __aiter__(self) -> Any:
+        for event in self.events:
+            yield event
+        raise self.error
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("error", [httpx.ReadError("connection reset by peer"),
+                                   httpx.ReadTimeout("timed out")], ids=["reset", "timeout"])
+async def test_a_short_relayed_stream_broken_off_ends_as_a_failed_response(
+    error: Exception,
+) -> None:
+    model = ResponsesModel(lambda reading: Answer("A fairly long answer, cut short."))
+
+    async def breaks_off(request: httpx.Request) -> httpx.Response:
+        status, headers, events = model.respond(json.loads(request.content))
+        assert isinstance(events, list)
+        return httpx.Response(status, headers=headers, stream=_BreaksOff(events[:5], error))
+
+    request = {"model": MODEL, "instructions": "Be brief.", "input": "hi", "stream": True}
+    async with serve(breaks_off, path="/responses") as proxy:
+        raw = await proxy.http.post("/v1/responses", headers=HEADERS, json=request)
+        stream = await proxy.client.responses.create(**request)
+        with pytest.raises(openai.APIError) as raised:
+            async for _ in stream:
+                pass
+    assert raised.value.message.startswith("The upstream at http://upstream.test/v1")
+    events = [e for e in parse_sse(raw.text) if e.data is not None]
+    data = [e.json for e in events]
+    assert [e.event for e in events] == [d["type"] for d in data]
+    assert [d["type"] for d in data][:2] == ["response.created", "response.in_progress"]
+    assert [d["type"] for d in data][-2:] == ["error", "response.failed"]
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))  # 5 relayed, 2
+    assert data[-2]["error"]["code"] == "upstream_stream_error"
+    assert data[-2]["error"]["message"] == raised.value.message
+    assert set(data[-2]) == {"type", "sequence_number", "error"}  # nested, as OpenAI's
+    assert set(data[-2]["error"]) == {"type", "code", "message", "param"}
+    failed = data[-1]["response"]
+    assert failed["id"] == data[0]["response"]["id"] == "resp_scripted001"
+    assert failed["status"] == "failed" and failed["instructions"] == "Be brief."
+    assert failed["error"] == {"code": "upstream_stream_error",
+                               "message": data[-2]["error"]["message"]}
+    assert failed["output"] == [] and failed["usage"] is None

@@ -23,6 +23,7 @@ from proxy.loop.responses_input import (
     check_input_items,
     input_messages,
 )
+from proxy.upstream.responses_format import INSTRUCTIONS
 from tests.support.resent_items import PLAIN_MESSAGES, other_items
 
 SAID = {"id": "msg_1", "type": "message", "status": "completed", "role": "assistant",
@@ -52,7 +53,7 @@ def test_the_fingerprints_are_each_message_s(items: list[Any], instructions: Any
 
 def test_a_string_input_is_fingerprinted_too() -> None:
     messages = input_messages("Be brief.", "hi")
-    assert messages == [{"role": "system", "content": "Be brief."},
+    assert messages == [{"role": "system", "content": "Be brief.", INSTRUCTIONS: True},
                         {"role": "user", "content": "hi"}]
     assert isinstance(messages, Fingerprinted)
     assert messages.fingerprints == own_fingerprints(list(messages))

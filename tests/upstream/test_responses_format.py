@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from proxy.loop.responses_input import input_messages
 from proxy.upstream.responses_format import (
+    INSTRUCTIONS,
     ITEMS,
     OUTPUT_TYPES,
     assistant_message,
@@ -34,7 +35,7 @@ def test_input_becomes_chat_messages() -> None:
             {"type": "input_text", "text": "And this?"},
             {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"}]},
     ])
-    assert messages[:2] == [{"role": "system", "content": "Be brief."},
+    assert messages[:2] == [{"role": "system", "content": "Be brief.", INSTRUCTIONS: True},
                             {"role": "user", "content": "Weather?"}]
     assistant = messages[2]
     assert assistant["content"] == "Let me look."
