@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any
 
 import httpx
 import openai
+import pytest
 import respx
 from starlette.applications import Starlette
 
@@ -208,3 +211,17 @@ def parse_sse(text: str) -> list[RawEvent]:
     if data:
         events.append(RawEvent("\n".join(data), event=name))
     return events
+
+
+def store_url(backend: str, tmp_path: Any) -> str:
+    """A fresh store's URL: `memory`, a SQLite file in `tmp_path`, or a PostgreSQL schema of
+    its own (the test drops it; skipped without VM_TEST_POSTGRES_URL)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    if backend == "postgres":
+        url = os.environ.get("VM_TEST_POSTGRES_URL")
+        if not url:
+            pytest.skip("VM_TEST_POSTGRES_URL is not set: no PostgreSQL to test against")
+        separator = "&" if "?" in url else "?"
+        return f"{url}{separator}schema=vmtest_{uuid.uuid4().hex[:12]}"
+    return "memory://"

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.loop.harness import MODEL, serve, vm_settings
+from proxy.store import open_store
+from proxy.store.postgres import PostgresStore
+from tests.loop.harness import MODEL, serve, store_url, vm_settings
 from tests.loop.history import conversation
 from tests.loop.scripted import Answer, ScriptedModel
 
@@ -26,11 +28,27 @@ def _texts(body: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.parametrize("system_each_turn", [False, True])
-async def test_a_retried_question_is_not_stored_twice(system_each_turn: bool) -> None:
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
+async def test_a_retried_question_is_not_stored_twice(
+    system_each_turn: bool, backend: str, tmp_path: Any
+) -> None:
+    url = store_url(backend, tmp_path)
+    try:
+        await _retried(system_each_turn, url)
+    finally:
+        if backend == "postgres":
+            store = await open_store(url)
+            assert isinstance(store, PostgresStore)
+            await store.drop_schema()
+            await store.close()
+
+
+async def _retried(system_each_turn: bool, url: str) -> None:
     model = _numbered()
     system = [{"role": "system", "content": "Be brief."}]
     history = conversation(3)
-    async with serve(model, vm_settings()) as proxy:  # forwarded whole, rebuilt
+    # (Forwarded whole, the history rebuilt from the store.)
+    async with serve(model, vm_settings(), await open_store(url)) as proxy:
         chat = proxy.client.chat.completions
         await chat.create(model=MODEL, messages=[*system, *history,
                                                  {"role": "user", "content": "Lunch?"}],

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import uuid
 from typing import Any
 
 import httpx
@@ -20,7 +18,7 @@ from proxy.store.base import PageStore, StoreError
 from proxy.store.codec import encode_page
 from proxy.store.memory import MemoryStore
 from proxy.store.postgres import PostgresStore
-from tests.loop.harness import serve, vm_settings
+from tests.loop.harness import serve, store_url, vm_settings
 from tests.loop.scripted import Pieces
 
 VM_HEADERS = ("x-vm-session", "x-vm-faults", "x-vm-prompt-tokens", "x-vm-prompt-tokens-full")
@@ -315,7 +313,7 @@ async def test_the_same_new_chat_sent_many_times_at_once_stores_each_answer_once
         body["choices"][0]["message"]["content"] = f"Answer number {number}."
         return httpx.Response(200, json=body)
 
-    url = _store_url(backend, tmp_path)
+    url = store_url(backend, tmp_path)
     try:
         await _ask_all_at_once(numbered, url)
     finally:
@@ -324,18 +322,6 @@ async def test_the_same_new_chat_sent_many_times_at_once_stores_each_answer_once
             assert isinstance(store, PostgresStore)
             await store.drop_schema()
             await store.close()
-
-
-def _store_url(backend: str, tmp_path: Any) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/store.db"
-    if backend == "postgres":
-        url = os.environ.get("VM_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("VM_TEST_POSTGRES_URL is not set: no PostgreSQL to test against")
-        separator = "&" if "?" in url else "?"
-        return f"{url}{separator}schema=vmtest_{uuid.uuid4().hex[:12]}"
-    return "memory://"
 
 
 async def _ask_all_at_once(numbered: Any, url: str) -> None:
