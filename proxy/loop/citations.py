@@ -54,7 +54,7 @@ class CitationStripper:
 
     __slots__ = (
         "_pending", "_held_ws", "_after", "_gap", "_line_start", "ids", "_seen", "_marks",
-        "_last",
+        "_last", "_removed_last",
     )
 
     def __init__(self, *, citations: bool = True) -> None:
@@ -68,6 +68,7 @@ class CitationStripper:
         self.ids: list[str] = []  # cited page ids, first-seen order, no repeats
         self._seen: set[str] = set()
         self._last = ""  # the last character of the text released so far, as it came
+        self._removed_last = False  # ... and whether a mark removed ended that text
 
     def feed(self, text: str) -> str:
         if not text:
@@ -92,26 +93,32 @@ class CitationStripper:
         return out
 
     def _indexing(self, text: str, at: int) -> bool:
-        """Is the bracket at `text[at]` code indexing what comes right before it?"""
+        """Is the bracket at `text[at]` code indexing what comes right before it (an ASCII
+        name, a call, an index)? Not after a mark just removed (`[msg_3][msg_5]`), nor
+        after text of other scripts (CJK answers glue labels to their words)."""
         before = text[at - 1] if at else self._last
-        return before.isalnum() or before in _INDEXED
+        return before.isascii() and (before.isalnum() or before in _INDEXED)
 
     def _release(self, text: str) -> str:
         if not text:
             return ""
         if "[" not in text:
             self._last = text[-1]
+            self._removed_last = False
             return self._text(text)
         out: list[str] = []
         pos = 0
+        removed = 0 if self._removed_last else -1  # where the last mark removed ended
         for match in self._marks.finditer(text):
             cited = match.group(1) if self._marks is _BOTH else None
-            if cited is None and self._indexing(text, match.start()):
+            at = match.start()
+            if cited is None and at != removed and self._indexing(text, at):
                 continue  # a label's shape, but code (a citation is never code)
-            out.append(self._text(text[pos : match.start()]))
+            out.append(self._text(text[pos:at]))
             self._cite(cited)
-            pos = match.end()
+            pos = removed = match.end()
         self._last = text[-1]
+        self._removed_last = removed == len(text)
         out.append(self._text(text[pos:]))
         return "".join(out)
 

@@ -167,7 +167,19 @@ def test_code_indexing_with_a_page_ids_shape_is_left_alone(citations: bool) -> N
         ("(see [img_2])", "(see)"),
         ("[msg_12 user] hello", "hello"),  # older prompts' labels
         ("| a | [msg_3 ok] |", "| a | [msg_3 ok] |"),  # not a label: any word but those
+        ("Both agree [msg_3][msg_5].", "Both agree."),  # labels in a row
+        ("如上所述[msg_3]，就这样。", "如上所述，就这样。"),  # glued, as CJK text is
     ],
 )
 def test_labels_and_what_only_looks_like_one(text: str, expected: str) -> None:
     assert strip_citations(text, citations=False) == (expected, [])
+
+
+def test_labels_after_a_citation_and_in_a_row_go_in_every_split() -> None:
+    text = "We agreed [ref: msg_1][msg_2] and [msg_3][msg_4][msg_5]; 如上所述[msg_6]。"
+    expected = "We agreed and; 如上所述。"
+    assert strip_citations(text) == (expected, ["msg_1"])
+    for cut in range(1, len(text)):
+        stripper = CitationStripper()
+        out = stripper.feed(text[:cut]) + stripper.feed(text[cut:]) + stripper.flush()
+        assert out == expected, cut
