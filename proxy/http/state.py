@@ -10,6 +10,7 @@ from proxy.http.resent import ResentBodies
 from proxy.http.responses_validation import RESENT_INPUT
 from proxy.http.validation import RESENT_MESSAGES
 from proxy.loop.appends_under_way import AppendsUnderWay
+from proxy.loop.deliveries import Deliveries
 from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.repeats import Repeats
@@ -23,7 +24,8 @@ from proxy.upstream.client import Upstream
 
 class AppState(State):
     """`app.state`. Set by create_app: `settings`, `metrics`, `session_locks`,
-    `prefix_cache`, `repeats`, `appends`, `tips`, `resent_chat`, `resent_responses`; by
+    `prefix_cache`, `repeats`, `appends`, `tips`, `deliveries`, `resent_chat`,
+    `resent_responses`; by
     the lifespan, while it runs: `store`, `upstream`, `summarizer` (None with `vm.summarizer`
     off), `meaning` (None with embeddings off).
 
@@ -38,6 +40,7 @@ class AppState(State):
     repeats: Repeats
     appends: AppendsUnderWay
     tips: TipClaims
+    deliveries: Deliveries
     # The last long request of recent conversations, per dialect (proxy.http.resent).
     resent_chat: ResentBodies
     resent_responses: ResentBodies
@@ -56,6 +59,7 @@ class AppState(State):
         self.repeats = Repeats()
         self.appends = AppendsUnderWay()
         self.tips = TipClaims(self.prefix_cache)
+        self.deliveries = Deliveries()
         remembered = int(settings.server.resent_bodies_mb * (1 << 20))
         self.resent_chat = ResentBodies(RESENT_MESSAGES, max_bytes=remembered)
         self.resent_responses = ResentBodies(RESENT_INPUT, max_bytes=remembered)

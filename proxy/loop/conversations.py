@@ -32,7 +32,7 @@ read (stored_rows.branch_path), so the request waits for no other client's write
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,13 +102,13 @@ class Conversations:
         *,
         after: tuple[str, int] | None = None,
         fingerprints: list[int] | None = None,
-        retried: bool = False,
+        retried: Callable[[float], bool] | None = None,
     ) -> Placement:
         """Align the request with the store, store what is new, bind the session name.
         `after` (conv_id, length): the messages follow that conversation's history cut at
         `length` (a Responses API `previous_response_id`), forking it if it went on.
-        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made.
-        `retried`: the client retries the request (stored_rows.answered_before_retry)."""
+        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made;
+        `retried`, an SDK's retry: stored_rows.answered_before_retry's `delivered`."""
         stored: Conversation | None = None
         bound: str | None = None
         if session is not None:
@@ -124,9 +124,9 @@ class Conversations:
             return placement
         if stored is not None and stored.length > 0:
             if not await starts_with_stored(self._store, tenant, stored, messages):
-                placement = (retried and await answered_before_retry(
-                    self._store, tenant, stored, messages
-                )) or await self._append(tenant, stored, messages, on_append)
+                retry = retried and await answered_before_retry(
+                    self._store, tenant, stored, messages, retried)
+                placement = retry or await self._append(tenant, stored, messages, on_append)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
         placement = await own_branch(

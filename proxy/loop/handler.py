@@ -103,7 +103,8 @@ async def handle_chat(
     except BaseException:
         await held.aclose()
         raise
-    return SentThen(response, held.aclose)
+    return SentThen(response, held.aclose,
+                    sent=functools.partial(state.deliveries.note, tenant, session))
 
 
 async def _answer(
@@ -438,16 +439,25 @@ async def store_held(prepared: Prepared) -> None:
 class SentThen(Response):
     """`inner`, then `then()` once it is sent (a stream's last byte, a relayed answer
     stored after it went out), or abandoned by the client: what of its request is still
-    held stored, a session's lock released."""
+    held stored, a session's lock released. `sent()` before that, only when it was sent
+    whole."""
 
-    def __init__(self, inner: Response, then: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self,
+        inner: Response,
+        then: Callable[[], Awaitable[object]],
+        sent: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self.status_code = inner.status_code
         self.background = None
         self._then = then
+        self._sent = sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.inner(scope, receive, send)
+            if self._sent is not None:
+                self._sent()
         finally:
             await self._then()

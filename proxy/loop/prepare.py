@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -135,7 +136,7 @@ async def prepare(
     try:
         placement = await conversations.place(
             tenant, body["messages"], session, on_append=early.appending, after=after,
-            fingerprints=fingerprints, retried=retried_by_client(request.headers),
+            fingerprints=fingerprints, retried=_delivered(state, request, tenant, session),
         )
         end = placement.offset + placement.length
         conv_state = await ingester.state_at(
@@ -167,6 +168,16 @@ async def prepare(
         return prepared
     finally:
         early.cancel()  # when the turn did not take it
+
+
+def _delivered(
+    state: AppServices, request: Request, tenant: str, session: str | None
+) -> Callable[[float], bool] | None:
+    """For an SDK's retry of a session turn: whether a response of the session delivered
+    an answer stored at a time (proxy.loop.deliveries); None for any other request."""
+    if session is None or not retried_by_client(request.headers):
+        return None
+    return functools.partial(state.deliveries.since, tenant, session)
 
 
 def threshold(

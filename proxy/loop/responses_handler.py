@@ -114,7 +114,8 @@ async def handle_responses(
     except BaseException:
         await held.aclose()
         raise
-    return SentThen(response, held.aclose)
+    return SentThen(response, held.aclose,
+                    sent=functools.partial(state.deliveries.note, tenant, session))
 
 
 async def _continued(

@@ -6,6 +6,7 @@ from typing import Protocol
 
 from proxy.config import Settings
 from proxy.loop.appends_under_way import AppendsUnderWay
+from proxy.loop.deliveries import Deliveries
 from proxy.loop.meaning import Meaning
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.repeats import Repeats
@@ -45,6 +46,10 @@ class AppServices(Protocol):
     @property
     def appends(self) -> AppendsUnderWay:
         """Short chats' appends not returned yet (proxy.loop.appends_under_way)."""
+
+    @property
+    def deliveries(self) -> Deliveries:
+        """When each session's latest response reached its client (loop.deliveries)."""
 
     @property
     def tips(self) -> TipClaims:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from proxy.loop.held import HeldWrite, root_path
@@ -222,13 +222,18 @@ def root_id(hashes: Sequence[str]) -> str:
 
 
 async def answered_before_retry(
-    store: PageStore, tenant: str, stored: Conversation, messages: Sequence[dict[str, Any]]
+    store: PageStore,
+    tenant: str,
+    stored: Conversation,
+    messages: Sequence[dict[str, Any]],
+    delivered: Callable[[float], bool],
 ) -> Placement | None:
     """A client's retry (`retried_by_client`) of a turn sent with only its new messages,
     whose answer was stored but never reached the client (the proxy died, or the
     connection broke, between the two): the conversation ends with those messages and one
-    answer after them. They are the stored ones, not new, and the retry's answer goes on a
-    fork after them, which the session then names, as a regenerate's does. Else None.
+    answer after them, which no response since it was stored delivered (`delivered(at)`:
+    proxy.loop.deliveries). They are the stored ones, not new, and the retry's answer goes
+    on a fork after them, which the session then names, as a regenerate's does. Else None.
 
     The same question sent again without a retry's header is a new turn, as before: only
     the client knows the first answer never reached it."""
@@ -246,8 +251,8 @@ async def answered_before_retry(
         if p.is_message
     }
     answer = pages.get(end)
-    if answer is None or answer.role != "assistant":
-        return None
+    if answer is None or answer.role != "assistant" or delivered(answer.created_at):
+        return None  # (delivered: the retried request was another, lost on its way here)
     prev = pages[offset - 1].chain_hash if offset - 1 in pages else None
     if offset > 0 and prev is None:
         return None
