@@ -73,6 +73,10 @@ class RelayedStream(StreamingResponse):
                 yield chunk
         except httpx.TransportError as exc:
             error = error_for_transport_failure(exc, self.upstream.base_url, replying=True)
+            if self._events is not None and self._events.ended:
+                log.info("upstream closed its stream badly after its end",
+                         extra={"reason": error.message})
+                return
             if not self._sse or self._encoded:
                 raise AbortResponse(error.message) from exc
             log.warning("upstream stream broke", extra={"reason": error.message})

@@ -17,6 +17,8 @@ import orjson
 from proxy.errors import ProxyError
 from proxy.upstream.sse import SSEDecoder, json_bytes
 
+_TERMINAL = frozenset(("response.completed", "response.failed", "response.incomplete"))
+
 
 class RelayedEvents:
     """What a relayed Responses stream said: its last sequence number and the Response
@@ -26,6 +28,9 @@ class RelayedEvents:
         self._decoder = SSEDecoder()
         self._next = 0  # the sequence number the next event gets
         self._response: dict[str, Any] | None = None
+        # A response.completed (or .failed, .incomplete) was relayed: the stream said all it
+        # had to say, and a connection broken after it broke nothing.
+        self.ended = False
 
     def saw(self, chunk: bytes) -> None:
         """Read the relayed `chunk`."""
@@ -44,6 +49,8 @@ class RelayedEvents:
             response = data.get("response")
             if isinstance(response, dict):
                 self._response = response
+            if data.get("type") in _TERMINAL:
+                self.ended = True
 
     def failed(self, error: ProxyError) -> bytes:
         """The stream's end: `error`, and `response.failed` when a response was shown."""

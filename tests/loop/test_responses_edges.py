@@ -213,3 +213,26 @@ async def test_a_short_relayed_stream_broken_off_ends_as_a_failed_response(
     assert failed["error"] == {"code": "upstream_stream_error",
                                "message": data[-2]["error"]["message"]}
     assert failed["output"] == [] and failed["usage"] is None
+
+
+async def test_a_relayed_stream_broken_off_after_its_end_is_complete() -> None:
+    """The upstream sent everything through response.completed, then its connection reset
+    instead of closing: the client has its whole answer, and nothing after it."""
+    model = ResponsesModel(lambda reading: Answer("A whole answer."))
+
+    async def breaks_after(request: httpx.Request) -> httpx.Response:
+        status, headers, events = model.respond(json.loads(request.content))
+        assert isinstance(events, list)
+        return httpx.Response(status, headers=headers, stream=_BreaksOff(
+            events, httpx.ReadError("connection reset by peer")))
+
+    request = {"model": MODEL, "input": "hi", "stream": True}
+    async with serve(breaks_after, path="/responses") as proxy:
+        raw = await proxy.http.post("/v1/responses", headers=HEADERS, json=request)
+        async with proxy.client.responses.stream(
+            model=MODEL, input="hi"
+        ) as stream:
+            final = await stream.get_final_response()
+    assert final.output_text == "A whole answer."
+    types = [e.json["type"] for e in parse_sse(raw.text) if e.data is not None]
+    assert types[-1] == "response.completed"
