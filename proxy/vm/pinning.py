@@ -220,11 +220,11 @@ def _clip_largest(
     tries: dict[str, int] = {}  # page id -> times clipped
     while (over := _tokens(plan, which) - budget) > 0:
         found = [
-            (counter.text(str(message["content"])), i, j)
+            (counter.text(text), i, j)
             for i, unit in enumerate(plan.units) if which(unit)
             for j, (page, message) in enumerate(zip(unit.pages, unit.messages, strict=True))
-            if isinstance(message.get("content"), str) and page.tokens[0] > REDUCE_ABOVE_TOKENS
-            and tries.get(page.page_id, 0) < _CLIP_TRIES
+            if page.tokens[0] > REDUCE_ABOVE_TOKENS and tries.get(page.page_id, 0) < _CLIP_TRIES
+            and (text := _clippable(message)[0])
         ]
         if not found:
             return
@@ -241,6 +241,30 @@ def _clip_largest(
         _clip(plan, i, j, keep / size, counter)
 
 
+def _clippable(
+    message: Mapping[str, Any],
+) -> tuple[str, Callable[[str], dict[str, Any]]]:
+    """The text of `message` a clip cuts (its content, or the longest text part of a list
+    of parts, an image's caption say), and how to put the cut text back."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content, lambda text: {**message, "content": text}
+    if not isinstance(content, list):
+        return "", lambda text: dict(message)
+    texts = [(len(str(part.get("text") or "")), k) for k, part in enumerate(content)
+             if isinstance(part, Mapping) and part.get("type") in ("text", "input_text")]
+    if not texts:
+        return "", lambda text: dict(message)
+    k = max(texts)[1]
+
+    def put_back(text: str) -> dict[str, Any]:
+        parts = list(content)
+        parts[k] = {**parts[k], "text": text}
+        return {**message, "content": parts}
+
+    return str(content[k].get("text") or ""), put_back
+
+
 # A message is clipped again when its text had more tokens than its share of characters
 # suggested (tokens are not spread evenly), at most this often.
 _CLIP_TRIES = 4
@@ -252,13 +276,13 @@ def _clip(plan: PinnedPlan, i: int, j: int, share: float, counter: TokenCounter)
     """Message `j` of unit `i` keeping `share` of its text: its beginning and its end."""
     unit = plan.units[i]
     page, message = unit.pages[j], unit.messages[j]
-    text = str(message["content"])
+    text, put_back = _clippable(message)
     head, tail = int(len(text) * share * 0.7), int(len(text) * share * 0.3)
     kept = counter.text(text[:head]) + (counter.text(text[-tail:]) if tail else 0)
     note = (f"\n{_CLIP_MARK} {max(page.tokens[0] - kept, 0)} tokens of this message left out by"
             f" vm-proxy to fit the context budget; page_fault(\"{page.page_id}\", 1) for a"
             " reduction of all of it …]\n")
-    clipped = {**message, "content": text[:head] + note + (text[-tail:] if tail else "")}
+    clipped = put_back(text[:head] + note + (text[-tail:] if tail else ""))
     messages = [*unit.messages[:j], clipped, *unit.messages[j + 1 :]]
     tokens = sum(counter.message(m, _call_names(unit.pages)) for m in messages)
     plan.tokens += tokens - unit.tokens

@@ -184,3 +184,19 @@ def test_an_open_result_too_large_alone_is_cut_before_steps_are_dropped() -> Non
                                                                    " m899 ok in 3 ms")
     assert 'page_fault("msg_10", 1)' in result
     assert plan.tokens > 0.9 * 3000  # the room is used, not left to a short reduction
+
+
+def test_a_question_of_parts_larger_than_the_budget_is_clipped_to_fit() -> None:
+    """A pasted report beside an image, as a vision app sends it: the report's text part
+    is cut, the image kept."""
+    report = " ".join(f"Line {n} of the quarterly report on tides." for n in range(3000))
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/chart.png"}}
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": [{"type": "text", "text": report}, image]}]
+    units = plan_pinned(pages_of(messages), pin_last_turns=2, counter=COUNTER)
+    plan = fit_pinned(units, 3000, COUNTER)
+    assert not plan.over_budget and plan.tokens <= 3000, plan.notes
+    parts = plan.messages[-1]["content"]
+    assert isinstance(parts, list) and parts[1] == image
+    assert parts[0]["text"].startswith("Line 0 of") and "left out by vm-proxy" in parts[0]["text"]
+    assert sum(COUNTER.message(m) for m in plan.messages) == plan.tokens
