@@ -30,6 +30,7 @@ from proxy.config import Settings, load_settings
 from proxy.http.app import create_app
 from proxy.store import open_store
 from proxy.store.base import PageStore
+from proxy.store.postgres import PostgresStore
 from proxy.tokens import counter_for_model
 from proxy.vm.identity import tenant_id
 from tests.loop.scripted import VM_TOOLS
@@ -225,3 +226,17 @@ def store_url(backend: str, tmp_path: Any) -> str:
         separator = "&" if "?" in url else "?"
         return f"{url}{separator}schema=vmtest_{uuid.uuid4().hex[:12]}"
     return "memory://"
+
+
+@asynccontextmanager
+async def fresh_store(backend: str, tmp_path: Any) -> AsyncIterator[str]:
+    """`store_url`'s URL, its PostgreSQL schema dropped afterwards."""
+    url = store_url(backend, tmp_path)
+    try:
+        yield url
+    finally:
+        if backend == "postgres":
+            store = await open_store(url)
+            assert isinstance(store, PostgresStore)
+            await store.drop_schema()
+            await store.close()

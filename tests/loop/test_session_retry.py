@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from proxy.store import open_store
-from proxy.store.postgres import PostgresStore
-from tests.loop.harness import MODEL, serve, store_url, vm_settings
+from tests.loop.harness import MODEL, fresh_store, serve, store_url, vm_settings
 from tests.loop.history import conversation
 from tests.loop.scripted import Answer, ScriptedModel
 
@@ -47,15 +46,8 @@ def _texts(body: dict[str, Any]) -> list[str]:
 async def test_a_retried_question_is_not_stored_twice(
     system_each_turn: bool, backend: str, tmp_path: Any
 ) -> None:
-    url = store_url(backend, tmp_path)
-    try:
+    async with fresh_store(backend, tmp_path) as url:
         await _retried(system_each_turn, url)
-    finally:
-        if backend == "postgres":
-            store = await open_store(url)
-            assert isinstance(store, PostgresStore)
-            await store.drop_schema()
-            await store.close()
 
 
 async def _retried(system_each_turn: bool, url: str) -> None:

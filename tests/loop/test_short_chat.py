@@ -17,8 +17,7 @@ from proxy.store import open_store
 from proxy.store.base import PageStore, StoreError
 from proxy.store.codec import encode_page
 from proxy.store.memory import MemoryStore
-from proxy.store.postgres import PostgresStore
-from tests.loop.harness import serve, store_url, vm_settings
+from tests.loop.harness import fresh_store, serve, vm_settings
 from tests.loop.scripted import Pieces
 
 VM_HEADERS = ("x-vm-session", "x-vm-faults", "x-vm-prompt-tokens", "x-vm-prompt-tokens-full")
@@ -313,15 +312,8 @@ async def test_the_same_new_chat_sent_many_times_at_once_stores_each_answer_once
         body["choices"][0]["message"]["content"] = f"Answer number {number}."
         return httpx.Response(200, json=body)
 
-    url = store_url(backend, tmp_path)
-    try:
+    async with fresh_store(backend, tmp_path) as url:
         await _ask_all_at_once(numbered, url)
-    finally:
-        if backend == "postgres":
-            store = await open_store(url)
-            assert isinstance(store, PostgresStore)
-            await store.drop_schema()
-            await store.close()
 
 
 async def _ask_all_at_once(numbered: Any, url: str) -> None:
