@@ -6,6 +6,7 @@ import base64
 import json
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 TOPICS = [
@@ -215,3 +216,21 @@ def image_conversation() -> list[dict[str, Any]]:
         }
     )
     return messages
+
+
+def agent_turn(outputs: Sequence[str], parallel: int = 1) -> list[dict[str, Any]]:
+    """One user task, then a round of `parallel` tool calls per output group."""
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "Investigate the build."}]
+    for n in range(0, len(outputs), parallel):
+        calls = [{"id": f"call_{n + k}", "type": "function",
+                  "function": {"name": "run", "arguments": f'{{"step": {n + k}}}'}}
+                 for k in range(min(parallel, len(outputs) - n))]
+        messages.append({"role": "assistant", "content": None, "tool_calls": calls})
+        messages += [{"role": "tool", "tool_call_id": c["id"], "content": outputs[n + k]}
+                     for k, c in enumerate(calls)]
+    return messages
+
+
+def log_lines(step: int, lines: int) -> str:
+    return "\n".join(f"step {step} line {j}: compiling module m{j} ok in {j % 7} ms"
+                     for j in range(lines))

@@ -10,7 +10,7 @@ from proxy.tokens import counter_for_model
 from proxy.vm.ingest import Counters, ingest_messages
 from proxy.vm.pages import Page
 from proxy.vm.pinning import fit_pinned, plan_pinned
-from tests.vm.conversations import tool_conversation
+from tests.vm.conversations import agent_turn, log_lines, tool_conversation
 
 COUNTER = counter_for_model("gpt-4o")
 
@@ -137,30 +137,12 @@ def test_a_question_larger_than_the_budget_is_clipped_to_fit() -> None:
     assert sum(counter.message(m) for m in plan.messages) == plan.tokens
 
 
-def _agent_turn(outputs: Sequence[str], parallel: int = 1) -> list[dict[str, Any]]:
-    """One user task, then a round of `parallel` tool calls per output group."""
-    messages: list[dict[str, Any]] = [{"role": "user", "content": "Investigate the build."}]
-    for n in range(0, len(outputs), parallel):
-        calls = [{"id": f"call_{n + k}", "type": "function",
-                  "function": {"name": "run", "arguments": f'{{"step": {n + k}}}'}}
-                 for k in range(min(parallel, len(outputs) - n))]
-        messages.append({"role": "assistant", "content": None, "tool_calls": calls})
-        messages += [{"role": "tool", "tool_call_id": c["id"], "content": outputs[n + k]}
-                     for k, c in enumerate(calls)]
-    return messages
-
-
-def _log(step: int, lines: int) -> str:
-    return "\n".join(f"step {step} line {j}: compiling module m{j} ok in {j % 7} ms"
-                     for j in range(lines))
-
-
 @pytest.mark.parametrize("parallel", [1, 2, 3])
 def test_large_open_tool_results_are_cut_to_the_budget(parallel: int) -> None:
     """The open exchange alone is larger than the budget, even reduced (a 40 KB log's
     reduction is thousands of tokens): its results are clipped, each as far as needed, and
     the plan fits."""
-    messages = _agent_turn([_log(k, 900) for k in range(parallel)], parallel=parallel)
+    messages = agent_turn([log_lines(k, 900) for k in range(parallel)], parallel=parallel)
     units = plan_pinned(pages_of(messages), pin_last_turns=1, counter=COUNTER)
     plan = fit_pinned(units, 3000, COUNTER)
     assert not plan.over_budget and plan.tokens <= 3000, plan.notes
@@ -174,8 +156,8 @@ def test_an_open_result_too_large_alone_is_cut_before_steps_are_dropped() -> Non
     """An open tool result larger than the budget is cut anyway: the earlier steps of the
     turn are not dropped for the room that cut makes, and the result keeps its first and
     last lines, in the room they leave."""
-    outputs = [_log(k, 12) for k in range(4)] + [_log(4, 900)]
-    units = plan_pinned(pages_of(_agent_turn(outputs)), pin_last_turns=1, counter=COUNTER)
+    outputs = [log_lines(k, 12) for k in range(4)] + [log_lines(4, 900)]
+    units = plan_pinned(pages_of(agent_turn(outputs)), pin_last_turns=1, counter=COUNTER)
     plan = fit_pinned(units, 3000, COUNTER)
     assert not plan.dropped and not plan.over_budget and plan.tokens <= 3000, plan.notes
     assert len(plan.messages) == 11 and "msg_10" in plan.shortened

@@ -177,3 +177,35 @@ def test_prefix_share_counts_the_repeated_leading_messages() -> None:
     assert prefix_share([1, 2, 3], [10, 30, 60], [5]) == 0.0
     assert prefix_share([], [], [1]) == 0.0
     assert differing([1, 2, 3], [1, 5]) == [1, 2]
+
+
+_log = conversations.log_lines
+
+
+@pytest.mark.parametrize(("outputs", "parallel", "budget", "forms"), [
+    ([_log(k, 12) for k in range(4)] + [_log(4, 900)], 1, 3000, {REDUCED, CLIPPED}),
+    ([_log(k, 900) for k in range(3)], 3, 4000, {CLIPPED}),
+])
+def test_an_agent_turn_cut_to_fit_is_rebuilt(
+    outputs: list[str], parallel: int, budget: int, forms: set[str]
+) -> None:
+    memory = Memory(VMSettings(context_budget=budget, activate_above=0))
+    tools = [{"type": "function", "function": {
+        "name": "run", "parameters": {"type": "object", "properties": {}}}}]
+    messages = [{"role": "system", "content": "A coding agent."},
+                *conversations.agent_turn(outputs, parallel)]
+    packed = memory.pack({"model": "gpt-4o", "messages": messages, "tools": tools})
+    assert not packed.over_budget
+    assert {s.form for s in packed.record.window if s.form} == forms, packed.notes
+    assert_rebuilds(packed, memory)
+
+
+def test_a_question_of_parts_cut_to_fit_is_rebuilt() -> None:
+    report = " ".join(f"Line {n} of the quarterly report on tides." for n in range(3000))
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/chart.png"}}
+    memory = Memory(VMSettings(context_budget=4000, activate_above=0))
+    messages = [*conversations.short_conversation(),
+                {"role": "user", "content": [{"type": "text", "text": report}, image]}]
+    packed = memory.pack({"model": "gpt-4o", "messages": messages})
+    assert [s.form for s in packed.record.window if s.form] == [CLIPPED], packed.notes
+    assert_rebuilds(packed, memory)
