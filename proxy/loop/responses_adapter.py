@@ -141,6 +141,16 @@ def _chat_tool_choice(choice: Any) -> Any:
         return choice
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         return {"type": "function", "function": {"name": choice.get("name")}}
+    if isinstance(choice, Mapping) and choice.get("type") == "allowed_tools":
+        # Chat says it too, with each tool named as chat names it.
+        tools = [
+            {"type": kind, kind: {"name": tool.get("name")}} if kind in ("function", "custom")
+            else dict(tool)
+            for tool in choice.get("tools") or () if isinstance(tool, Mapping)
+            for kind in (tool.get("type"),)
+        ]
+        return {"type": "allowed_tools",
+                "allowed_tools": {"mode": choice.get("mode"), "tools": tools}}
     return None
 
 

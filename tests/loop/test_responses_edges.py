@@ -15,7 +15,7 @@ import pytest
 
 from tests.loop.harness import MODEL, parse_sse, serve, vm_settings
 from tests.loop.history import LOCKER, LOCKER_CODE, QUESTION, conversation
-from tests.loop.scripted import Answer, Call, Calls, Fail, StreamError, agent
+from tests.loop.scripted import Answer, Call, Calls, Fail, ScriptedModel, StreamError, agent
 from tests.loop.scripted_responses import ResponsesModel
 from tests.loop.test_responses import as_responses
 
@@ -236,3 +236,17 @@ async def test_a_relayed_stream_broken_off_after_its_end_is_complete() -> None:
     assert final.output_text == "A whole answer."
     types = [e.json["type"] for e in parse_sse(raw.text) if e.data is not None]
     assert types[-1] == "response.completed"
+
+
+async def test_allowed_tools_reach_a_chat_upstream_as_chat_says_them() -> None:
+    model = ScriptedModel(lambda reading: Answer("Chosen."))
+    choice = {"type": "allowed_tools", "mode": "required",
+              "tools": [{"type": "function", "name": "get_weather"}]}
+    async with serve(model, vm_settings(responses="chat")) as proxy:
+        response = await proxy.client.responses.create(
+            **_request(tools=[WEATHER], tool_choice=choice))
+    assert response.output_text == "Chosen."
+    sent = model.requests[0]
+    assert "<VM:" in json.dumps(sent["messages"][0])  # a memory turn
+    assert sent["tool_choice"] == {"type": "allowed_tools", "allowed_tools": {
+        "mode": "required", "tools": [{"type": "function", "function": {"name": "get_weather"}}]}}
