@@ -31,9 +31,7 @@ read (stored_rows.branch_path), so the request waits for no other client's write
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from proxy.loop.derive import store_elsewhere
@@ -42,6 +40,7 @@ from proxy.loop.offload import fingerprinted, hashed
 from proxy.loop.placement import AppendHook, Ingest, Placement, StateAt, cut_path
 from proxy.loop.prefix_cache import PrefixCache
 from proxy.loop.stored_rows import (
+    Known,
     answered_before_retry,
     branch_path,
     fork_conversation,
@@ -49,8 +48,8 @@ from proxy.loop.stored_rows import (
     new_after,
     own_branch,
     own_fork,
-    path_or_none,
     paths,
+    remembered_start,
     require,
     root_id,
     starts_with_stored,
@@ -59,14 +58,6 @@ from proxy.store.base import Conversation, PageStore, Path, UnknownConversation,
 from proxy.vm.mutations import Mutation
 
 _MAX_RETRIES = 8
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    """A conversation row and its path read ahead of the conversation lock (see above)."""
-
-    conv: Conversation
-    path: Path
 
 
 class Conversations:
@@ -107,8 +98,8 @@ class Conversations:
         """Align the request with the store, store what is new, bind the session name.
         `after` (conv_id, length): the messages follow that conversation's history cut at
         `length` (a Responses API `previous_response_id`), forking it if it went on.
-        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made;
-        `retried`, an SDK's retry: stored_rows.answered_before_retry's `delivered`."""
+        `fingerprints`: the messages' (prefix_cache.fingerprint_all), when already made.
+        `retried`: see `_append`."""
         stored: Conversation | None = None
         bound: str | None = None
         if session is not None:
@@ -124,9 +115,7 @@ class Conversations:
             return placement
         if stored is not None and stored.length > 0:
             if not await starts_with_stored(self._store, tenant, stored, messages):
-                retry = retried and await answered_before_retry(
-                    self._store, tenant, stored, messages, retried)
-                placement = retry or await self._append(tenant, stored, messages, on_append)
+                placement = await self._append(tenant, stored, messages, on_append, retried)
                 await self._bind(tenant, session, placement.leaf.conv_id, bound)
                 return placement
         placement = await own_branch(
@@ -161,7 +150,7 @@ class Conversations:
             held = None
         known = None
         if placement.leaf_path is not None:
-            known = _Known(placement.leaf, placement.leaf_path)
+            known = Known(placement.leaf, placement.leaf_path)
         if held is not None:
             leaf, new_count, path = await self._store_held(
                 tenant, held, messages, hashes, state_patch=state_patch, mutations=mutations,
@@ -270,35 +259,9 @@ class Conversations:
     ) -> Placement:
         if fingerprints is None:
             fingerprints = await fingerprinted(messages)
-        start, owner, prev = 0, None, None
-        hint = None
-        remembered = self._prefixes.longest(tenant, fingerprints)
-        seen = None
-        if remembered is not None and remembered_rows:
-            seen = self._prefixes.row(tenant, remembered.conv_id)
-        if (
-            remembered is not None
-            and seen is not None
-            and seen[0].length == remembered.count
-            and seen[0].state.get("hash") == remembered.chain_hash
-        ):
-            # The last row seen ends with the prefix: the append will tell if it still does.
-            start, owner, prev = remembered.count, remembered.conv_id, remembered.chain_hash
-            hint = _Known(*seen)
-        elif remembered is not None:
-            count, last = remembered.count, remembered.chain_hash
-            # The lookup and the rows of the conversation that owned the prefix then, in
-            # one round: the row is a hint (see the module docstring), the lookup the fact.
-            found, conv, path = await asyncio.gather(
-                self._store.lookup_hashes(tenant, [last]),
-                self._store.get_conversation(tenant, remembered.conv_id),
-                path_or_none(self._store, tenant, remembered.conv_id),
-            )
-            hit = found.get(last)
-            if hit is not None and hit[1] == count - 1:
-                start, owner, prev = count, hit[0], last
-                if conv is not None and path is not None:
-                    hint = _Known(conv, path)
+        start, owner, prev, hint = await remembered_start(
+            self._store, self._prefixes, tenant, fingerprints, rows=remembered_rows
+        )
         hashes = await hashed(tenant, messages[start:], prev=prev)
         if start:
             # The remembered prefix is stored; whether the few messages after it are too is
@@ -314,7 +277,7 @@ class Conversations:
             owner = conv_id
             if hint is None and created.parent_id is None:
                 # Its row and path are known: no need to read them back.
-                hint = _Known(created, root_path(tenant, conv_id))
+                hint = Known(created, root_path(tenant, conv_id))
         assert owner is not None
         new = known - start
         try:
@@ -351,7 +314,14 @@ class Conversations:
         stored: Conversation,
         messages: Sequence[dict[str, Any]],
         on_append: AppendHook | None = None,
+        retried: Callable[[float], bool] | None = None,
     ) -> Placement:
+        """`messages` after `stored`'s tip; `retried`, for an SDK's retry, says whether an
+        answer stored at a time was delivered (stored_rows.answered_before_retry)."""
+        if retried is not None:
+            placed = await answered_before_retry(self._store, tenant, stored, messages, retried)
+            if placed is not None:
+                return placed
         path = await self._store.path(tenant, stored.conv_id)
         return await self._append_at(tenant, stored, path, stored.length, messages, on_append)
 
@@ -372,7 +342,7 @@ class Conversations:
         )
         hashes = await hashed(tenant, new, prev=prev or None)
         leaf, new_count, leaf_path = await self._store_after(
-            tenant, stored.conv_id, anchor, new, hashes, known=_Known(stored, path),
+            tenant, stored.conv_id, anchor, new, hashes, known=Known(stored, path),
             on_append=on_append,
         )
         if not new and not at_tip:
@@ -403,7 +373,7 @@ class Conversations:
         *,
         state_patch: Mapping[str, Any] | None = None,
         mutations: Sequence[Mutation] = (),
-        known: _Known | None = None,
+        known: Known | None = None,
         on_append: AppendHook | None = None,
         may_hold: bool = False,
         response_id: str | None = None,

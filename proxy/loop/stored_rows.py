@@ -10,15 +10,18 @@ made from its parent's (`branch_path`), which a fork's row names and never chang
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from proxy.loop.held import HeldWrite, root_path
 from proxy.loop.offload import hashed
 from proxy.loop.placement import Placement, StateAt, cut_path
+from proxy.loop.prefix_cache import PrefixCache
 from proxy.store.base import Conversation, PageStore, Path, PathSpan, UnknownConversation
 from proxy.upstream.responses_format import is_instructions
 
@@ -272,3 +275,48 @@ def retried_by_client(headers: Mapping[str, str]) -> bool:
     retries in `x-stainless-retry-count`."""
     count = headers.get("x-stainless-retry-count")
     return count is not None and count.strip().isdigit() and int(count) > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """A conversation row and its path read ahead of the conversation lock: used as it is
+    when it shows the conversation ending where new messages go (proxy.loop.conversations,
+    "Round trips")."""
+
+    conv: Conversation
+    path: Path
+
+
+async def remembered_start(
+    store: PageStore, prefixes: PrefixCache, tenant: str, fingerprints: list[int], *,
+    rows: bool = True,
+) -> tuple[int, str | None, str | None, Known | None]:
+    """Where a resent history's stored part ends, as far as the prefix cache remembers it:
+    (how many of its messages are stored, the conversation owning the last of them, its
+    chain hash, that conversation's row and path when known). (0, None, None, None) when
+    the cache remembers none of it. `rows=False`: the rows the cache saw are not trusted
+    (the conversation they name is gone)."""
+    remembered = prefixes.longest(tenant, fingerprints)
+    if remembered is None:
+        return 0, None, None, None
+    seen = prefixes.row(tenant, remembered.conv_id) if rows else None
+    if (
+        seen is not None
+        and seen[0].length == remembered.count
+        and seen[0].state.get("hash") == remembered.chain_hash
+    ):
+        # The last row seen ends with the prefix: the append will tell if it still does.
+        return remembered.count, remembered.conv_id, remembered.chain_hash, Known(*seen)
+    count, last = remembered.count, remembered.chain_hash
+    # The lookup and the rows of the conversation that owned the prefix then, in one round:
+    # the row is a hint, the lookup the fact.
+    found, conv, path = await asyncio.gather(
+        store.lookup_hashes(tenant, [last]),
+        store.get_conversation(tenant, remembered.conv_id),
+        path_or_none(store, tenant, remembered.conv_id),
+    )
+    hit = found.get(last)
+    if hit is None or hit[1] != count - 1:
+        return 0, None, None, None
+    return count, hit[0], last, (Known(conv, path) if conv is not None and path is not None
+                                 else None)

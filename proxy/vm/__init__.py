@@ -18,6 +18,7 @@ Public API, by module (the fault loop, proxy.loop, is built on these):
 - working_set: ScoredPage, Chooser(...).choose(budget) -> Selection
 - pinning:     plan_pinned, fit_pinned (the verbatim recent turns, degraded to fit)
 - packer:      pack_request(options: PackOptions) -> PackedRequest
+- window_layout: reuse, compact (the turn's window, the frame's or restarted, and its block)
 - frame:       Frame (the frozen context kept between turns), frame_key, block_position
 - turn_block:  build_block (this turn's block of pages found for the question)
 - faults:      FaultState, handle_page_fault, ids_to_load, parse_search_arguments,
