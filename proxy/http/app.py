@@ -26,6 +26,7 @@ from proxy.http.routes import (
     healthz,
     metrics_text,
     passthrough_any,
+    response_by_id,
     responses,
 )
 from proxy.http.state import AppState
@@ -92,6 +93,7 @@ def create_app(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/responses/{response_id}", response_by_id, methods=["GET"]),
             Route("/v1/{path:path}", passthrough_any, methods=ALL_METHODS),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),

@@ -19,6 +19,7 @@ from proxy.logs import log
 from proxy.loop.handler import handle_chat
 from proxy.loop.policy import memory_off, request_tenant
 from proxy.loop.responses_handler import handle_responses
+from proxy.loop.responses_retrieve import retrieve_response
 from proxy.upstream.relay import relay
 
 JSON = "application/json"
@@ -63,15 +64,30 @@ def _resent(
     return bodies, request_tenant(request.headers, tenant.secret, tenant.default)
 
 
+async def response_by_id(request: Request) -> Response:
+    """`GET /v1/responses/{id}`: the upstream's, or a memory turn's rebuilt from the store."""
+    state = app_state(request)
+    refuses_admin_key(request.headers, state.settings.admin)
+    await read_body(request, state.settings.server.max_body_bytes)
+    return await retrieve_response(
+        state, request, request.path_params["response_id"], _upstream_path(request)
+    )
+
+
 async def passthrough_any(request: Request) -> Response:
     """Every `/v1/*` route other than the two with memory, any method."""
     state = app_state(request)
     refuses_admin_key(request.headers, state.settings.admin)
     body = await read_body(request, state.settings.server.max_body_bytes)
+    return await relay(state.upstream, request, request.method, _upstream_path(request),
+                       body or None)
+
+
+def _upstream_path(request: Request) -> str:
+    """The request's path after `/v1`, as the client wrote it (percent-escapes kept)."""
     raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-    path = raw_path.decode("latin-1")
-    path = path[path.index("/v1") + 3 :]
-    return await relay(state.upstream, request, request.method, path, body or None)
+    path: str = raw_path.decode("latin-1")
+    return path[path.index("/v1") + 3 :]
 
 
 async def healthz(request: Request) -> Response:

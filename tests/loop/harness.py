@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -95,13 +95,17 @@ async def serve(
     store: PageStore | None = None,
     *,
     path: str = "/chat/completions",
+    upstream_routes: Callable[[respx.Router, str], object] | None = None,
 ) -> AsyncIterator[Proxy]:
     """`store`: the one to use (closed afterwards); a fresh memory store by default.
-    `model` answers the upstream's `path` (a ResponsesModel answers "/responses")."""
+    `model` answers the upstream's `path` (a ResponsesModel answers "/responses");
+    `upstream_routes(router, base_url)` mocks more of the upstream."""
     settings = settings or vm_settings()
     store = store or await open_store("memory://")
     router = respx.Router(assert_all_called=False, assert_all_mocked=True)
     router.post(f"{settings.upstream.base_url}{path}").mock(side_effect=model)
+    if upstream_routes is not None:
+        upstream_routes(router, settings.upstream.base_url)
     transport = httpx.MockTransport(router.async_handler)
     app = create_app(settings, upstream_transport=transport, store=store)
     # Every request's body, read whole or from the one before, must be what its bytes
