@@ -8,7 +8,10 @@ at once, the client chunks to send:
   model (the first real model name seen, or the one given), with vendor envelope fields
   (obfuscation, x_groq, provider, content_filter_results, ...) left out;
 - exactly one role chunk over the whole stream: only while `first_iteration` is true and
-  no role was sent yet (upstream `role` fields are never copied: TGI repeats them);
+  no role was sent yet (upstream `role` fields are never copied: TGI repeats them). It
+  goes out alone as soon as the upstream starts text (`content` a string); otherwise with
+  the first delta shown, its `content` null when that delta is a client's tool call, as
+  OpenAI streams a tool call;
 - client tool-call deltas as they arrive, renumbered among the client's calls only
   (header fragment with id/type/name, later fragments with arguments); the name comes in
   the header, so the call is classified on its first fragment (a call whose name comes
@@ -193,7 +196,9 @@ class StreamSplitter:
         if delta:
             for key, value in update.delta_extra.items():
                 delta.setdefault(key, value)
-        elif not self._role_pending:
+        elif not self._role_pending or not self.accumulator.content_seen:
+            # The role goes out at once for text only: an upstream about to call tools
+            # (content null) may call the client's, whose chunk carries `content: null`.
             return []
         logprobs = update.logprobs if content else None
         return [self._emit(delta, logprobs)]
@@ -222,7 +227,8 @@ class StreamSplitter:
     def _emit(self, delta: dict[str, Any], logprobs: Any = None) -> dict[str, Any]:
         if self._role_pending:
             self._role_pending = False
-            delta = {"role": "assistant", "content": delta.pop("content", ""), **delta}
+            text = delta.pop("content", None if "tool_calls" in delta else "")
+            delta = {"role": "assistant", "content": text, **delta}
         return client_chunk(self.client_stream_id, self.created, self.model, delta,
                             include_usage=self.include_usage,
                             system_fingerprint=self._fingerprint,

@@ -238,6 +238,12 @@ class ChunkAccumulator:
             self._feed_choice(choice, update)
         return update
 
+    @property
+    def content_seen(self) -> bool:
+        """Whether a chunk has carried `content` as a string (even ""): an upstream writing
+        text says so in its first chunk; one calling tools sends `content: null` there."""
+        return self._content_seen
+
     def _feed_choice(self, choice: Mapping[str, Any], update: ChunkUpdate) -> None:
         delta = choice.get("delta")
         if not isinstance(delta, dict):

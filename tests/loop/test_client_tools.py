@@ -110,6 +110,9 @@ async def test_parallel_client_and_vm_calls_streaming() -> None:
         assert finishes == ["tool_calls"]
         assert len({c.id for c in chunks}) == 1
         assert len(model.requests) == 1
+        roles = [c.choices[0].delta for c in chunks if c.choices and c.choices[0].delta.role]
+        assert len(roles) == 1 and roles[0].content is None  # as OpenAI streams tool calls
+        assert roles[0].tool_calls  # the role came with the first call
 
         model.queue(Answer(ANSWER))
         follow = await proxy.client.chat.completions.create(

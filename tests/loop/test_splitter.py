@@ -77,7 +77,9 @@ def test_text_only() -> None:
     assert client_view([*out, final]).content == "Hello world"
 
 
-def test_vm_call_only_forwards_nothing_but_the_role() -> None:
+def test_vm_call_only_forwards_nothing() -> None:
+    """Not even the role: the upstream said `content: null` (tools), so the role waits for
+    what the client is shown, in the next iteration (`role_sent` stays False)."""
     s = splitter()
     out = run(s, [
         chunk({"role": "assistant", "content": None, "tool_calls": [
@@ -86,7 +88,7 @@ def test_vm_call_only_forwards_nothing_but_the_role() -> None:
         chunk({"tool_calls": [tool(0, arguments='"msg_5"}')]}),
         chunk({}, finish="tool_calls"),
     ])
-    assert [c["choices"][0]["delta"] for c in out] == [{"role": "assistant", "content": ""}]
+    assert out == [] and not s.role_sent
     result = s.outcome()
     assert result.vm_calls == [{"id": "call_v", "type": "function", "function": {
         "name": "page_fault", "arguments": '{"page_id":"msg_5"}'}}]
@@ -159,7 +161,7 @@ def test_mistral_no_index_whole_calls_in_one_delta() -> None:
     ]}, finish="tool_calls", usage={"prompt_tokens": 5, "completion_tokens": 5,
                                     "total_tokens": 10})])
     assert [c["choices"][0]["delta"] for c in out] == [{
-        "role": "assistant", "content": "",
+        "role": "assistant", "content": None,
         "tool_calls": [{"index": 0, "id": "m2", "type": "function",
                         "function": {"name": "weather", "arguments": '{"city":"Porto"}'}}]}]
     assert out[0]["choices"][0]["finish_reason"] is None
@@ -335,3 +337,28 @@ def test_recording_with_its_tools_as_vm_tools_shows_no_calls(rec: Recording) -> 
     assert all("tool_calls" not in c["choices"][0]["delta"] for c in out)
     assert s.outcome().vm_calls == upstream.tool_calls
     assert s.outcome().client_calls == []
+
+
+def test_the_role_chunk_says_text_or_tools_as_openai_streams_them() -> None:
+    """An iteration of text sends the role at once, `content: ""` (OpenAI's first chunk of
+    text); one of the client's tool calls sends it with the call, `content: null`; one
+    whose first chunk only says `content: null` sends nothing until then."""
+    text = splitter()
+    first = run(text, [chunk({"role": "assistant", "content": ""})])
+    assert [c["choices"][0]["delta"] for c in first] == [{"role": "assistant", "content": ""}]
+    tools = splitter()
+    assert run(tools, [chunk({"role": "assistant", "content": None})]) == []
+    out = run(tools, [
+        chunk({"tool_calls": [tool(0, id="c1", type="function", name="weather",
+                                   arguments="")]}),
+        chunk({"tool_calls": [tool(0, arguments="{}")]}),
+    ])
+    deltas = [c["choices"][0]["delta"] for c in out]
+    assert deltas[0] == {"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "id": "c1", "type": "function",
+         "function": {"name": "weather", "arguments": ""}}]}
+    assert all("role" not in d for d in deltas[1:])
+    silent = splitter()
+    assert run(silent, [chunk({"role": "assistant", "content": None})]) == []
+    later = run(silent, [chunk({"content": "Hi"})])
+    assert [c["choices"][0]["delta"] for c in later] == [{"role": "assistant", "content": "Hi"}]
