@@ -185,6 +185,9 @@ class AdminSettings(_Section):
     def _long_enough(cls, value: str) -> str:
         if value and len(value) < MIN_ADMIN_KEY_CHARS:
             raise ValueError(f"must be empty (off) or at least {MIN_ADMIN_KEY_CHARS} characters")
+        if value and not (value.isascii() and value.isprintable() and " " not in value):
+            # A header carries it: one with spaces or other scripts' letters never matches.
+            raise ValueError("must be printable ASCII without spaces")
         return value
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from typing import Any, TextIO
 
@@ -19,6 +20,14 @@ from proxy.admin.replay import replay
 from proxy.errors import ProxyError
 from proxy.store import open_store
 from proxy.store.base import StoreError
+from proxy.store.sqlite import parse_sqlite_url
+
+# What a stored text may hold that a terminal would obey rather than show: C0 and C1
+# controls (escape sequences can clear the screen, retitle the window or forge a verdict
+# line) and the bidirectional overrides; newlines and tabs are text.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Turn and request numbers the store can take (the admin API's bound).
+_LARGEST = 2**31 - 1
 
 
 def add_parser(commands: Any) -> None:
@@ -28,17 +37,32 @@ def add_parser(commands: Any) -> None:
     inspect.add_argument("--config", metavar="FILE", help="TOML settings file")
     inspect.add_argument("--store", metavar="URL", help="page store URL (store.url)")
     inspect.add_argument("conversation", nargs="?", help="a conversation id: replay a turn")
-    inspect.add_argument("turn", nargs="?", type=int, default=-1,
+    inspect.add_argument("turn", nargs="?", type=_number, default=-1,
                          help="the turn to replay (default -1: the latest)")  # fmt: skip
-    inspect.add_argument("--request", type=int, default=0,
+    inspect.add_argument("--request", type=_number, default=0,
                          help="which request of the turn (default 0: the first)")  # fmt: skip
     inspect.add_argument("--session", help="list only the conversation of this session name")
     inspect.add_argument("--tenant", help="only this tenant's (its hash)")
-    inspect.add_argument("--limit", type=int, default=50, help="conversations to list")
+    inspect.add_argument("--limit", type=_number, default=50, help="conversations to list")
     inspect.add_argument("--json", action="store_true", help="print the API's JSON")
 
 
+def _number(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
+    if not -_LARGEST <= value <= _LARGEST:
+        raise argparse.ArgumentTypeError(f"out of range: {raw}")
+    return value
+
+
 def inspect(url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    missing = _missing_file(url)
+    if missing is not None:
+        # Opening it would create an empty store (and its folders) and list nothing.
+        print(f"vm-proxy: no SQLite store at {missing}", file=sys.stderr)
+        return 1
     try:
         answer = asyncio.run(_read(url, args))
     except ProxyError as exc:
@@ -50,10 +74,36 @@ def inspect(url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int
     if args.json:
         out.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
     elif args.conversation is None:
-        _print_conversations(answer, out)
+        _print_conversations(answer, _Shown(out))
     else:
-        _print_replay(answer, out)
+        _print_replay(answer, _Shown(out))
     return 0
+
+
+def _missing_file(url: str) -> str | None:
+    """The SQLite file `url` names, when it does not exist."""
+    if not url.startswith("sqlite:"):
+        return None
+    try:
+        path, _ = parse_sqlite_url(url)
+    except ValueError:
+        return None  # open_store says what is wrong with it
+    return None if path.exists() else str(path)
+
+
+class _Shown:
+    """`out` for stored text: what a terminal would obey is written as an escape."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+
+    def write(self, text: str) -> None:
+        self._out.write(_UNPRINTABLE.sub(_escaped, text))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 async def _read(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -68,7 +118,7 @@ async def _read(url: str, args: argparse.Namespace) -> dict[str, Any]:
         await store.close()
 
 
-def _print_conversations(answer: dict[str, Any], out: TextIO) -> None:
+def _print_conversations(answer: dict[str, Any], out: _Shown) -> None:
     rows = answer["data"]
     if not rows:
         out.write("no conversations\n")
@@ -85,7 +135,7 @@ def _print_conversations(answer: dict[str, Any], out: TextIO) -> None:
                   .rstrip() + "\n")  # fmt: skip
 
 
-def _print_replay(answer: dict[str, Any], out: TextIO) -> None:
+def _print_replay(answer: dict[str, Any], out: _Shown) -> None:
     check = answer.get("check") or {}
     same = check.get("same")
     verdict = ("rebuilt: the same bytes as sent" if same is True

@@ -171,6 +171,8 @@ async def pages(
     """The pages of message positions `start..start+limit-1` (messages and what was drawn
     from them), and where the next such window starts."""
     size = limited(limit, DEFAULT_POSITIONS)
+    if start < 0:
+        raise bad_request("from must be 0 or more", "from")
     length = found.info.length
     stop = min(start + size, length)
     listed = await store.pages_in_range(found.path, start, stop, prefixes=ID_PREFIXES)
@@ -201,7 +203,7 @@ async def search(
     found: Found,
     query: str,
     *,
-    limit: int = 5,
+    limit: int | None = 5,
     mode: str = "strict",
     modality: str | None = None,
 ) -> dict[str, Any]:
@@ -209,7 +211,7 @@ async def search(
     and the ranked hits behind it."""
     if not query.strip():
         raise bad_request("q must not be empty", "q")
-    size = max(1, min(limit, SEARCH_LIMIT_MAX))
+    size = min(limited(limit, 5), SEARCH_LIMIT_MAX)
     kind = None
     if modality is not None:
         try:

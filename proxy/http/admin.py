@@ -11,12 +11,16 @@ asks for the key, which its scripts send with each call.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -29,7 +33,8 @@ from proxy.http.state import app_state
 from proxy.store.base import PageStore
 
 JSON = "application/json"
-_NO_STORE = {"cache-control": "no-store"}
+# Every API answer, errors included (they name conversations): never cached, never sniffed.
+_API_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
 # The page's files and their types; nothing else is served from the folder.
 STATIC = {
     "index.html": "text/html; charset=utf-8",
@@ -45,6 +50,10 @@ _PAGE_HEADERS = {
     "cache-control": "no-cache",
 }
 _KEY_HEADERS = ("api-key", "x-api-key")
+# What separates the parts of a credential header's value: a scheme and its token, a Basic
+# credential's user and password.
+_CREDENTIAL_PARTS = re.compile(r"[\s:]+")
+_DIGITS = re.compile(r"-?[0-9]+")
 
 Handler = Callable[[Request, PageStore], Awaitable[Any]]
 
@@ -68,19 +77,31 @@ def check_admin_key(headers: Mapping[str, str], key: str) -> None:
         raise unauthorized("Wrong admin key.")
 
 
-def refuses_admin_key(headers: Mapping[str, str], settings: AdminSettings) -> None:
+def refuses_admin_key(headers: Headers, settings: AdminSettings) -> None:
     """A `/v1/*` request carrying the admin key as its credential is refused: the admin
-    key must never become a tenant's key."""
+    key must never become a tenant's key, nor reach the upstream. Every value of every
+    credential header is read, whatever its scheme, a Basic credential decoded too."""
     key = settings.api_key
     if not key:
         return
-    values = [headers.get(name) or "" for name in _KEY_HEADERS]
-    scheme, _, token = (headers.get("authorization") or "").strip().partition(" ")
-    if scheme.lower() == "bearer":
-        values.append(token)
-    if any(_same(value.strip(), key) for value in values if value):
-        raise ProxyError("The admin key is not an API key for /v1 requests.", status_code=401,
-                         error_type="authentication_error", code="admin_key_refused")  # fmt: skip
+    for name in ("authorization", *_KEY_HEADERS):
+        for value in headers.getlist(name):
+            if any(_same(part, key) for part in _credential_parts(value)):
+                raise ProxyError("The admin key is not an API key for /v1 requests.",
+                                 status_code=401, error_type="authentication_error",
+                                 code="admin_key_refused")  # fmt: skip
+
+
+def _credential_parts(value: str) -> list[str]:
+    """The words of a credential header's value, and of its Basic credential's decoding."""
+    parts = [part for part in _CREDENTIAL_PARTS.split(value) if part]
+    if len(parts) >= 2 and parts[0].lower() == "basic":
+        try:
+            decoded = base64.b64decode(parts[1], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return parts
+        parts.extend(part for part in _CREDENTIAL_PARTS.split(decoded) if part)
+    return parts
 
 
 def admin_routes(settings: AdminSettings) -> list[BaseRoute]:
@@ -110,9 +131,13 @@ def admin_routes(settings: AdminSettings) -> list[BaseRoute]:
 def _guarded(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         state = app_state(request)
-        check_admin_key(request.headers, state.settings.admin.api_key)
-        body = await handler(request, state.store)
-        return Response(orjson.dumps(body), media_type=JSON, headers=_NO_STORE)
+        try:
+            check_admin_key(request.headers, state.settings.admin.api_key)
+            body = await handler(request, state.store)
+        except ProxyError as exc:
+            exc.headers = {**exc.headers, **_API_HEADERS}
+            raise
+        return Response(orjson.dumps(body), media_type=JSON, headers=_API_HEADERS)
 
     return endpoint
 
@@ -134,10 +159,10 @@ _LARGEST = 2**31 - 1
 
 
 def _integer(raw: str, name: str, what: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise reads.bad_request(what, name) from None
+    """ASCII digits only: `int()` would also read " 1", "1_0" and other scripts' digits."""
+    if not _DIGITS.fullmatch(raw):
+        raise reads.bad_request(what, name)
+    value = int(raw)
     if not -_LARGEST <= value <= _LARGEST:
         raise reads.bad_request(f"{name} is out of range", name)
     return value
@@ -180,7 +205,7 @@ async def _search(request: Request, store: PageStore) -> Any:
         mode = "strict"
     return await reads.search(
         store, await _found(request, store), params.get("q") or "",
-        limit=_int(request, "limit", 5) or 5, mode=mode,
+        limit=_int(request, "limit", 5), mode=mode,
         modality=params.get("modality") or None,
     )
 

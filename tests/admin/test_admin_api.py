@@ -3,6 +3,7 @@ included), never showing a key, every answer JSON; and what it answers."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
@@ -87,6 +88,60 @@ async def test_the_admin_key_is_no_tenant_key() -> None:
                                         headers={"x-api-key": ADMIN_KEY})
         assert response.status_code == 401
         assert model.requests == []
+
+
+@pytest.mark.parametrize("headers", [
+    [("authorization", "Basic " + base64.b64encode(f"user:{ADMIN_KEY}".encode()).decode())],
+    [("authorization", ADMIN_KEY)],
+    [("authorization", f"Token {ADMIN_KEY}")],
+    [("authorization", f"Bearer\t{ADMIN_KEY}")],
+    [("authorization", "Bearer sk-someone-else"), ("authorization", f"Bearer {ADMIN_KEY}")],
+    [("x-api-key", "sk-someone-else"), ("x-api-key", ADMIN_KEY)],
+], ids=["basic", "no scheme", "token scheme", "tab", "second authorization", "second x-api-key"])
+async def test_the_admin_key_is_refused_in_any_form(headers: list[tuple[str, str]]) -> None:
+    """Whatever the scheme or header, a `/v1` request carrying the admin key is refused,
+    so the key never becomes a tenant's nor reaches the upstream (the review: these five
+    forms were relayed with the key)."""
+    model = ScriptedModel(agent(LOCKER))
+    async with serve(model, settings(api_key=ADMIN_KEY)) as proxy:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        response = await proxy.http.post("/v1/chat/completions", json=body,
+                                         headers=httpx.Headers(headers))
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "admin_key_refused"
+        plain = await proxy.http.post("/v1/chat/completions", json=body, headers={
+            "authorization": "Basic " + base64.b64encode(b"user:sk-plain").decode()})
+        assert plain.status_code == 200  # a Basic credential of another key passes
+    assert len(model.requests) == 1
+
+
+@pytest.mark.parametrize("key", ["пароль-администратора-1", " admin-key-0123456789ab",
+                                 "admin key 0123456789abcdef", " " * 20])
+def test_an_admin_key_no_header_can_carry_is_refused_at_start(key: str) -> None:
+    with pytest.raises(ValueError, match="ASCII"):
+        settings().model_validate({**settings().model_dump(), "admin": {"api_key": key}})
+
+
+async def test_api_answers_are_neither_cached_nor_sniffed_and_read_ascii_integers() -> None:
+    async with serve(ScriptedModel(agent(LOCKER)), settings(api_key=ADMIN_KEY)) as proxy:
+        await _chat(proxy, 2)
+        listed = await _get(proxy, "/admin/api/conversations")
+        conv = listed.json()["data"][0]["id"]
+        for path, status in (
+            ("/admin/api/conversations", 200),
+            (f"/admin/api/conversations/{conv}/turns/1", 200),
+            ("/admin/api/conversations/nope", 404),
+            (f"/admin/api/conversations/{conv}/turns/%EF%BC%91", 400),  # a full-width 1
+            (f"/admin/api/conversations/{conv}/turns/1_0", 400),
+            (f"/admin/api/conversations/{conv}/pages?from=-100", 400),
+            (f"/admin/api/conversations/{conv}/pages?from=%201", 400),
+            (f"/admin/api/conversations/{conv}/search?q=kites&limit=-3", 400),
+            (f"/admin/api/conversations/{conv}/search?q=kites&limit=0", 400),
+        ):
+            response = await _get(proxy, path)
+            assert response.status_code == status, (path, response.text)
+            assert response.headers["cache-control"] == "no-store", path
+            assert response.headers["x-content-type-options"] == "nosniff", path
 
 
 def test_a_short_admin_key_or_the_upstream_key_is_refused_at_start() -> None:

@@ -51,3 +51,42 @@ async def test_inspect_lists_and_replays(tmp_path: Path) -> None:
     missing = _inspect("--store", url, "nope", cwd=tmp_path)
     assert missing.returncode == 1 and "No conversation" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+async def test_stored_text_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    """A client's message holding escape sequences (clear the screen, retitle the window,
+    a green forged verdict) and a bidi override is printed as escapes; `--json` keeps it."""
+    url = f"sqlite:///{tmp_path}/vm.db"
+    hostile = "\x1b[2J\x1b]0;owned\x07\x1b[32mrebuilt: the same bytes as sent\x1b[0m \u202eevil"
+    model = ScriptedModel(agent(LOCKER))
+    settings = vm_settings(context_budget=2500, activate_above=100, recall_share=1.0)
+    async with serve(model, settings, await open_store(url)) as proxy:
+        for text in (FACT_MESSAGE, hostile, QUESTION):
+            response = await proxy.raw_chat(
+                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]},
+                {"x-vm-session": "hostile"},
+            )
+            assert response.status_code == 200
+    listed = _inspect("--store", url, cwd=tmp_path)
+    conv_id = listed.stdout.splitlines()[1].split()[0]
+    shown = _inspect("--store", url, conv_id, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert not any(c in shown.stdout for c in ("\x1b", "\x07", "\u202e"))
+    assert "\\x1b[2J\\x1b]0;owned\\x07" in shown.stdout and "\\u202eevil" in shown.stdout
+    as_json = _inspect("--store", url, conv_id, "--json", cwd=tmp_path)
+    sent = orjson.loads(as_json.stdout)["upstream_request"]["messages"]
+    assert any(m["content"] == hostile for m in sent)
+
+
+def test_out_of_range_turns_and_a_missing_store_file_are_one_line_errors(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere" / "vm.db"
+    for args in (["--store", f"sqlite:///{tmp_path}/x.db", "c1", "99999999999999999999"],
+                 ["--store", f"sqlite:///{tmp_path}/x.db", "c1", "1", "--request", "-9" * 12],
+                 ["--store", f"sqlite:///{missing}"]):
+        done = _inspect(*args, cwd=tmp_path)
+        assert done.returncode != 0, args
+        assert "Traceback" not in done.stderr and "vm-proxy" in done.stderr.splitlines()[-1]
+    assert "no SQLite store at" in done.stderr
+    assert not missing.parent.exists()  # not made by looking
