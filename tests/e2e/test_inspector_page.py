@@ -104,3 +104,33 @@ def test_the_inspector_shows_what_the_model_saw(browser: Any, tmp_path: Path) ->
         page.locator("#results li").first.click()
         page.wait_for_selector("#page-body h3")
         assert "level 0" in page.inner_text("#page-body")
+
+
+def test_bidi_overrides_in_stored_text_are_shown_not_obeyed(
+    browser: Any, tmp_path: Path
+) -> None:
+    """A message holding a right-to-left override would reorder the rest of its line on
+    the page (the review): the page shows its code point instead."""
+    model = ScriptedModel(agent(LOCKER))
+    hostile = "pay \u202etxt.exe to the account \u2066isolated\u2069 now"
+    with FakeUpstream(model.fake_upstream_handler) as upstream, run_proxy(
+        upstream=upstream.url, store=f"sqlite:///{tmp_path}/vm.db",
+        env={"VM_PROXY_ADMIN__API_KEY": ADMIN_KEY},
+    ) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="sk-browser-test",
+                               max_retries=0)  # fmt: skip
+        client.chat.completions.create(model="gpt-4o-mini", extra_headers={
+            "x-vm-session": "bidi-chat"}, messages=[{"role": "user", "content": hostile}])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{proxy.url}/admin/")
+        page.fill("#key", ADMIN_KEY)
+        page.click("#login button")
+        page.wait_for_selector("#conversations li")
+        page.click("#conversations li")
+        page.click('.tabs button[data-tab="pages"]')
+        page.wait_for_selector("#pages tbody tr")
+        text = page.inner_text("#pages")
+        assert "<U+202E>txt.exe" in text and "<U+2066>isolated<U+2069>" in text
+        everything = page.evaluate("document.body.textContent")
+        assert not any(c in everything for c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2069")

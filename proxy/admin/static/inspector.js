@@ -10,6 +10,12 @@ const state = { key: sessionStorage.getItem("vm-admin-key") || "", conv: null, c
 
 const $ = (id) => document.getElementById(id);
 
+// Bidirectional overrides and isolates in stored text would reorder what follows them
+// on the page: they are shown as their code points instead.
+const BIDI = /[\u202a-\u202e\u2066-\u2069]/g;
+const shown = (text) =>
+  String(text).replace(BIDI, (c) => `<U+${c.codePointAt(0).toString(16).toUpperCase()}>`);
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs || {})) {
@@ -18,7 +24,7 @@ function el(tag, attrs, ...children) {
   }
   for (const child of children) {
     if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    node.append(child instanceof Node ? child : document.createTextNode(shown(child)));
   }
   return node;
 }
