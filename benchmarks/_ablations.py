@@ -137,7 +137,8 @@ def _tee() -> None:
         return sink[0]
 
     async def tee_chat(state: Any, request: Any, body: Any, raw: bytes) -> Any:
-        response = await relay_chat(state.upstream, request, raw)
+        response = await relay_chat(state.upstream, request, raw,
+                                    stream=body.get("stream") is True)
         answer = bytes(getattr(response, "body", b""))
         frame = b"".join((len(raw).to_bytes(4, "little"), raw,
                           len(answer).to_bytes(4, "little"), answer))
@@ -174,7 +175,8 @@ def _relay() -> None:
     from proxy.upstream.relay import relay_chat
 
     async def answer_again(state: Any, request: Any, raw: bytes, again: Any) -> Any:
-        return await relay_chat(state.upstream, request, raw)
+        return await relay_chat(state.upstream, request, raw,
+                                stream=again.body.get("stream") is True)
 
     handler._answer_again = answer_again  # type: ignore[assignment]
 

@@ -63,7 +63,8 @@ async def handle_chat(
     mode = request_mode(settings.vm.mode, request.headers, body)
     session = session_name(request.headers)
     if mode == "off":
-        return await relay_chat(state.upstream, request, raw)
+        return await relay_chat(state.upstream, request, raw, stream=body.get("stream") is True,
+                                whole=False)
     if settings.tenant.require_credential and credential(request.headers) is None:
         raise refuse_anonymous()
     # Taken on once the store can take its writes (a writer behind makes it wait here).
@@ -88,7 +89,8 @@ async def handle_chat(
             _observe_prepare(state.metrics, started)
             if isinstance(short, SameTurn):
                 return await _answer_again(state, request, raw, short)
-            return await _answer_short(state, request, raw, short)
+            return await _answer_short(state, request, raw, short,
+                                       stream=body.get("stream") is True)
         return await _answer(state, request, body, raw, tenant=tenant, session=None, mode=mode,
                              fingerprints=fingerprints)
     # One turn of a session at a time (in this process): two at once would each chain their
@@ -128,7 +130,8 @@ async def _answer(
             raise
         # Without a placement it is unknown whether the request holds the whole history:
         # under a session name it may hold only the new messages.
-        return await _fail_open(state, request, raw, "VM preparation failed", whole=session is None)
+        return await _fail_open(state, request, raw, "VM preparation failed",
+                                whole=session is None, stream=body.get("stream") is True)
     _observe_prepare(state.metrics, started)
     if prepared.turn is None:
         if prepared.forward_body is not None:
@@ -139,7 +142,7 @@ async def _answer(
             prepared.answer_name, functools.partial(_store_held_then, state, prepared, tip),
             # Under a session name the client may never resend the answer: stored before
             # it is sent.
-            store_first=prepared.session is not None,
+            store_first=prepared.session is not None, stream=body.get("stream") is True,
         )
     turn = prepared.turn
     turn.stats = request_stats(request.scope)
@@ -242,7 +245,8 @@ async def _run_turn(
         if "stream_options" in body:
             packed["stream_options"] = body["stream_options"]
         turn.record_upstream_prompt(packed)
-        response = await relay_chat(state.upstream, request, orjson.dumps(packed))
+        response = await relay_chat(state.upstream, request, orjson.dumps(packed),
+                                    stream=body.get("stream") is True)
         return _observed_passthrough(
             response, turn.response_headers(final=True), _extend_with(prepared),
             prepared.answer_name, store_first=prepared.session is not None,
@@ -260,7 +264,8 @@ async def _run_turn(
         if not fails_open(settings.vm, exc):
             raise
         return await _fail_open(
-            state, request, raw, "the fault loop failed", whole=not prepared.placement.appended
+            state, request, raw, "the fault loop failed", whole=not prepared.placement.appended,
+            stream=False,
         )
     count_turn(state.metrics, turn)
     return Response(
@@ -275,7 +280,7 @@ def _observe_prepare(metrics: Metrics, started: float) -> None:
 
 
 async def _answer_short(
-    state: AppServices, request: Request, raw: bytes, short: ShortTurn
+    state: AppServices, request: Request, raw: bytes, short: ShortTurn, *, stream: bool
 ) -> Response:
     """The next turn of a short chat (proxy.loop.short_chat): relayed as it is, its new
     messages stored with its answer once it is sent, or alone when no answer comes."""
@@ -289,7 +294,8 @@ async def _answer_short(
             log.exception("storing a request's messages failed")
 
     return await _relay_storing(
-        state, request, raw, short.headers(), short.store, short.answer_name, store_alone
+        state, request, raw, short.headers(), short.store, short.answer_name, store_alone,
+        stream=stream,
     )
 
 
@@ -298,7 +304,8 @@ async def _answer_again(
 ) -> Response:
     """The same request again (proxy.loop.short_chat.SameTurn): relayed as it is, its
     answer placed before the response goes out, which names the conversation it is on."""
-    relayed = await relay_chat(state.upstream, request, raw)
+    relayed = await relay_chat(state.upstream, request, raw,
+                               stream=again.body.get("stream") is True)
 
     async def place(answer: dict[str, Any]) -> None:
         named = again.conv_id
@@ -320,11 +327,12 @@ async def _relay_storing(
     then: Callable[[], Awaitable[object]],
     *,
     store_first: bool = False,
+    stream: bool,
 ) -> Response:
     """`raw` relayed as it is, with `headers`; its answer given to `store`; `then()` once
     the response is sent or abandoned, or the relay failed (what is still held stored)."""
     try:
-        relayed = await relay_chat(state.upstream, request, raw)
+        relayed = await relay_chat(state.upstream, request, raw, stream=stream)
     except BaseException:
         await then()
         raise
@@ -361,10 +369,11 @@ async def answer_without_memory(
 
 
 async def _fail_open(
-    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool
+    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool, stream: bool
 ) -> Response:
     return await answer_without_memory(
-        state, what, functools.partial(relay_chat, state.upstream, request, raw), whole=whole
+        state, what, functools.partial(relay_chat, state.upstream, request, raw, stream=stream),
+        whole=whole,
     )
 
 

@@ -71,7 +71,8 @@ def observe(
         )
         return response
     if isinstance(response, RelayedResponse):
-        return _ObservedResponse(response, on_answer, _Decoder(encoding), reader, store_first)
+        return _ObservedResponse(response, on_answer, _Decoder(encoding), reader, store_first,
+                                 response.parsed)
     return response
 
 
@@ -86,6 +87,7 @@ class _ObservedResponse(Response):
         decoder: _Decoder,
         reader: Reader,
         store_first: bool = False,
+        parsed: dict[str, Any] | None = None,
     ) -> None:
         self.status_code = inner.status_code
         self.body = inner.body
@@ -95,6 +97,7 @@ class _ObservedResponse(Response):
         self._decoder = decoder
         self._reader = reader
         self._store_first = store_first
+        self._parsed = parsed  # the relay's reading of the body, when it made one
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._store_first:
@@ -105,10 +108,13 @@ class _ObservedResponse(Response):
             await self._store()
 
     async def _store(self) -> None:
-        try:
-            parsed = orjson.loads(self._decoder.feed(bytes(self.body)) + self._decoder.flush())
-        except (orjson.JSONDecodeError, zlib.error):
-            return
+        parsed = self._parsed
+        if parsed is None:
+            try:
+                parsed = orjson.loads(
+                    self._decoder.feed(bytes(self.body)) + self._decoder.flush())
+            except (orjson.JSONDecodeError, zlib.error):
+                return
         if isinstance(parsed, dict):
             # A body that is not the dialect's answer reads as an error, and is not stored.
             await _deliver(self._reader.body(parsed), self._on_answer)

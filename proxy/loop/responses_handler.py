@@ -53,7 +53,7 @@ from proxy.store.base import PageStore
 from proxy.tokens import counter_for_model
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
-from proxy.upstream.relay import relay
+from proxy.upstream.relay import Expected, relay
 from proxy.upstream.responses import EventAccumulator, ItemsMessage, read_response
 from proxy.upstream.responses_format import (
     assistant_message,
@@ -74,9 +74,19 @@ FIND_AGAIN_S = (0.01, 0.03, 0.06, 0.1)
 _REBUILT = frozenset({"input", "previous_response_id", "conversation"})
 
 
-async def relay_responses(state: AppServices, request: Request, content: bytes) -> Response:
+# What a Responses 2xx must be, by (stream, whole).
+_ANSWERS = {(stream, whole): Expected(stream, "object", whole=whole)
+            for stream in (False, True) for whole in (False, True)}
+
+
+async def relay_responses(
+    state: AppServices, request: Request, content: bytes, *, stream: bool, whole: bool = True
+) -> Response:
+    """A Responses request forwarded as it is; a 2xx that does not fit the request's
+    `stream` is a 502, and so is, unless in mode off (`whole` False), a body that is not
+    a Response (an HTML page, a cut body)."""
     return await relay(state.upstream, request, "POST", "/responses", content,
-                       buffer_unsized=True)
+                       buffer_unsized=True, expects=_ANSWERS[stream, whole])
 
 
 async def handle_responses(
@@ -90,12 +100,13 @@ async def handle_responses(
     validation made them (else they are made here)."""
     settings = state.settings
     mode = request_mode(settings.vm.mode, request.headers, body)
+    stream = body.get("stream") is True
     if mode == "off":
-        return await relay_responses(state, request, raw)
+        return await relay_responses(state, request, raw, stream=stream, whole=False)
     reason = not_servable(body, settings.upstream.responses)
     if reason is not None:
         log.info("POST /v1/responses relayed without memory: %s", reason)
-        return await relay_responses(state, request, raw)
+        return await relay_responses(state, request, raw, stream=stream)
     session = session_name(request.headers)
     if settings.tenant.require_credential and credential(request.headers) is None:
         raise refuse_anonymous()
@@ -174,7 +185,8 @@ async def _answer(
             raise _not_found(body["previous_response_id"]) from exc
         if not (native and fails_open(settings.vm, exc)):
             raise
-        return await _fail_open(state, request, raw, "VM preparation failed", whole=whole)
+        return await _fail_open(state, request, raw, "VM preparation failed", whole=whole,
+                                stream=body.get("stream") is True)
     state.metrics.histogram(
         "vm_prepare_seconds", help="Time to place, store and pack one request"
     ).observe(time.perf_counter() - started)
@@ -229,7 +241,7 @@ async def _respond(
         if not (native and fails_open(settings.vm, exc)):
             raise
         return await _fail_open(state, request, raw, "the fault loop failed",
-                                whole=whole and not prepared.placement.appended)
+                                whole=whole and not prepared.placement.appended, stream=False)
     count_turn(state.metrics, turn)
     return Response(
         orjson.dumps(answer), media_type=JSON, headers=turn.response_headers(final=True)
@@ -258,7 +270,8 @@ async def _relayed(
             with_instructions(instructions, history)[len(instructions):]
         )
         content = orjson.dumps(rebuilt)
-    response = await relay_responses(state, request, content)
+    response = await relay_responses(state, request, content,
+                                     stream=body.get("stream") is True)
     if isinstance(body.get("previous_response_id"), str):
         # The upstream echoes the rebuilt request, which names no previous response.
         response = echo_previous(response, body["previous_response_id"])
@@ -319,9 +332,10 @@ def _unpacked_turn(
 
 
 async def _fail_open(
-    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool
+    state: AppServices, request: Request, raw: bytes, what: str, *, whole: bool, stream: bool
 ) -> Response:
     return await answer_without_memory(
-        state, what, functools.partial(relay_responses, state, request, raw), whole=whole,
+        state, what, functools.partial(relay_responses, state, request, raw, stream=stream),
+        whole=whole,
         held="items of its conversation",
     )

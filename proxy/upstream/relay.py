@@ -2,10 +2,14 @@
 
 Status, body bytes (compressed or not, as they came) and the headers that matter are
 relayed. Streams go chunk by chunk as they arrive; small bodies are read whole and sent
-with a Content-Length. Two things are not verbatim, by design:
+with a Content-Length. What is not verbatim, by design:
 - an upstream error body that is not in OpenAI's error shape is normalised to it;
 - a transport failure becomes a 502/504 before the response starts, and an SSE error
-  event (which the openai SDK raises on) after it has started.
+  event (which the openai SDK raises on) after it has started;
+- on the two answering routes (`Expected`), a 2xx that is not the answer asked for (an
+  HTML page, an empty or cut body, JSON without the answer, a JSON body for a stream) is
+  a 502 `invalid_response`, and a chat stream that ends cleanly before its `finish_reason`
+  or `[DONE]` ends with an error event: the client must not take a part for the whole.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import orjson
@@ -20,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from proxy.errors import normalise_error_body
+from proxy.errors import UpstreamError, normalise_error_body
 from proxy.logs import log, request_stats
 from proxy.upstream.client import Reply, Upstream, error_for_transport_failure
 from proxy.upstream.disconnect import unless_disconnected
@@ -34,16 +39,48 @@ class AbortResponse(Exception):
 
 # Bodies up to this size (declared by Content-Length) are read whole and sent in one piece.
 BUFFER_LIMIT = 1024 * 1024
+# What of a wrong answer's body an error quotes.
+QUOTED_BYTES = 300
+# What ends a chat stream: its [DONE], a finish_reason, or the upstream's own error event
+# (a split across chunks is caught by scanning each chunk with the end of the one before).
+_STREAM_ENDS = (b"[DONE]", b'"finish_reason":"', b'"finish_reason": "', b"event: error",
+                b'data: {"error"')
+_CARRIED = max(len(end) for end in _STREAM_ENDS)
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What a 2xx of an answering route must be: an event stream (`stream`), else, when
+    `whole` (the memory paths, which read the answer), a JSON object holding `key` (or an
+    `error`); `chat`: a chat stream, which must finish."""
+
+    stream: bool
+    key: str
+    whole: bool = True
+    chat: bool = False
+
+
+# A chat completion's, by (stream, whole): made once, not on every request.
+_CHAT_ANSWERS = {(stream, whole): Expected(stream, "choices", whole=whole, chat=True)
+                 for stream in (False, True) for whole in (False, True)}
 
 
 class RelayedResponse(Response):
-    """A complete body with the upstream's headers as raw pairs (duplicates kept)."""
+    """A complete body with the upstream's headers as raw pairs (duplicates kept); `parsed`:
+    the body's JSON when the relay read it already (proxy.loop.observe reads it then)."""
 
-    def __init__(self, status_code: int, body: bytes, raw_headers: list[tuple[bytes, bytes]]):
+    def __init__(
+        self,
+        status_code: int,
+        body: bytes,
+        raw_headers: list[tuple[bytes, bytes]],
+        parsed: dict[str, Any] | None = None,
+    ):
         self.status_code = status_code
         self.body = body
         self.background = None
         self.raw_headers = [*raw_headers, (b"content-length", str(len(body)).encode())]
+        self.parsed = parsed
 
 
 class RelayedStream(StreamingResponse):
@@ -51,7 +88,13 @@ class RelayedStream(StreamingResponse):
     way out whatever happens (finished, failed, or the client went away)."""
 
     def __init__(
-        self, upstream: Upstream, reply: Reply, head: RelayHead, *, responses: bool = False
+        self,
+        upstream: Upstream,
+        reply: Reply,
+        head: RelayHead,
+        *,
+        responses: bool = False,
+        chat: bool = False,
     ) -> None:
         self.upstream = upstream
         self.reply = reply
@@ -64,12 +107,19 @@ class RelayedStream(StreamingResponse):
         # A Responses API stream (its events named and numbered) is read as it goes, to
         # end it as the API ends a failed one should the upstream break it off.
         self._events = RelayedEvents() if responses and self._sse and not self._encoded else None
+        # A chat stream read as plain bytes is watched for its end (an encoded one is not).
+        self._must_finish = chat and self._sse and not self._encoded
 
     async def _chunks(self) -> AsyncIterator[bytes]:
+        finished, tail = not self._must_finish, b""
         try:
             async for chunk in self.reply.aiter_raw():
                 if self._events is not None:
                     self._events.saw(chunk)
+                if not finished:
+                    seen = tail + chunk
+                    finished = any(end in seen for end in _STREAM_ENDS)
+                    tail = seen[-_CARRIED:]
                 yield chunk
         except httpx.TransportError as exc:
             error = error_for_transport_failure(exc, self.upstream.base_url, replying=True)
@@ -87,6 +137,12 @@ class RelayedStream(StreamingResponse):
                 yield b"data: " + error.to_json() + b"\n\n"
                 return
             yield self._events.failed(error)  # `error`, then `response.failed`
+            return
+        if not finished:
+            log.warning("upstream stream ended before its finish_reason or [DONE]")
+            unfinished = UpstreamError("The upstream's stream ended before the answer did.",
+                                       code="upstream_stream_incomplete")
+            yield b"data: " + unfinished.to_json() + b"\n\n"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -95,12 +151,15 @@ class RelayedStream(StreamingResponse):
             await self.reply.aclose()
 
 
-async def relay_chat(upstream: Upstream, request: Request, raw_body: bytes) -> Response:
-    """A chat completion forwarded as it is: the VM-off path and the fault loop's fail-open.
-    The upstream's Content-Type, not the request's `stream`, decides how it is relayed."""
-    return await relay(
-        upstream, request, "POST", "/chat/completions", raw_body, buffer_unsized=True
-    )
+async def relay_chat(
+    upstream: Upstream, request: Request, raw_body: bytes, *, stream: bool, whole: bool = True
+) -> Response:
+    """A chat completion forwarded as it is: the VM-off path (`whole` False: a body is
+    relayed whatever it holds), the short chats and the fault loop's fail-open. The
+    upstream's Content-Type decides how it is relayed, once it fits the request's `stream`
+    (else a 502)."""
+    return await relay(upstream, request, "POST", "/chat/completions", raw_body,
+                       buffer_unsized=True, expects=_CHAT_ANSWERS[stream, whole])
 
 
 async def relay(
@@ -111,6 +170,7 @@ async def relay(
     content: bytes | None,
     *,
     buffer_unsized: bool = False,
+    expects: Expected | None = None,
 ) -> Response:
     stats = request_stats(request.scope)
     query = request.scope.get("query_string", b"").decode("latin-1")
@@ -124,12 +184,46 @@ async def relay(
     head = exchanged.head
     stats.upstream_request_id = head.request_id
     status = exchanged.reply.status_code
+    parsed = None
+    if expects is not None and status < 400:
+        parsed = await _checked_answer(exchanged, expects)
     if exchanged.body is None:
         return RelayedStream(upstream, exchanged.reply, head,
-                             responses=path.endswith("/responses"))
+                             responses=path.endswith("/responses"),
+                             chat=expects is not None and expects.chat)
     if status < 400:
-        return RelayedResponse(status, exchanged.body, head.relayed)
+        return RelayedResponse(status, exchanged.body, head.relayed, parsed)
     return _error_response(status, exchanged.body, head)
+
+
+async def _checked_answer(exchanged: _Exchanged, expects: Expected) -> dict[str, Any] | None:
+    """A 2xx's JSON, when read to check it is the answer `expects`; a 502 raised when it
+    is not (an encoded body is taken on its Content-Type alone)."""
+    head, body = exchanged.head, exchanged.body
+    if expects.stream:
+        if head.is_sse:
+            return None
+        if body is None:
+            try:
+                body = (await exchanged.reply.read())[:QUOTED_BYTES]
+            except httpx.TransportError:
+                body = b""
+            finally:
+                await exchanged.reply.aclose()
+        raise UpstreamError(
+            f"The upstream answered a streaming request with {_kind(head)}, not an event stream: "
+            f"{body[:QUOTED_BYTES].decode('utf-8', 'replace')!r}", code="invalid_response")
+    if not expects.whole or body is None or head.is_sse or head.encoded:
+        return None  # a large body, or a stream the client did not ask for: relayed as is
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict) and (expects.key in parsed or "error" in parsed):
+        return parsed
+    raise UpstreamError(
+        f"The upstream answered with {_kind(head)}, not a JSON answer: "
+        f"{body[:QUOTED_BYTES].decode('utf-8', 'replace')!r}", code="invalid_response")
 
 
 @dataclass(slots=True)
@@ -168,6 +262,10 @@ async def _exchange(
     finally:
         await reply.aclose()
     return _Exchanged(reply, head, body)
+
+
+def _kind(head: RelayHead) -> str:
+    return head.content_type.partition(b";")[0].strip().decode("latin-1") or "no content type"
 
 
 def _read_whole(head: RelayHead, buffer_unsized: bool) -> bool:
