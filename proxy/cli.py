@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc as collector  # `gc` is also the name of a command here
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -17,14 +18,20 @@ from typing import Any
 import uvicorn
 
 from proxy import __version__
-from proxy.config import Settings, SettingsError, load_settings
+from proxy.config import Settings, SettingsError, load_settings, resolve_embeddings
+from proxy.embeddings import open_embedder
+from proxy.embeddings.base import EmbeddingError
 from proxy.http.app import create_app
 from proxy.inspect_cli import add_parser as add_inspect_parser
-from proxy.inspect_cli import inspect
+from proxy.inspect_cli import inspect, missing_file
 from proxy.logs import configure as configure_logging
+from proxy.metrics import Metrics
 from proxy.store import open_store
 
 EXIT_BAD_SETTING = 2
+# What uvicorn exits with when it cannot start (a port taken): a store or an embeddings
+# provider that cannot open stops start-up the same way.
+EXIT_NOT_STARTED = 3
 # Python's default is (700, 10, 10); see settle_heap().
 GC_THRESHOLDS = (50_000, 20, 10)
 
@@ -87,6 +94,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def serve(settings: Settings) -> int:
     configure_logging(settings.server.log_level)
+    problem = _cannot_start(settings)
+    if problem is not None:
+        print(f"vm-proxy: {problem}", file=sys.stderr)
+        return EXIT_NOT_STARTED
     config = uvicorn.Config(
         create_app(settings),
         host=settings.server.host,
@@ -106,9 +117,39 @@ def serve(settings: Settings) -> int:
     server = uvicorn.Server(config)
     config.load()  # imports the protocol modules now, so that settle_heap() covers them
     settle_heap()
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl+C while starting or stopping: the server has stopped, nothing to report
     # uvicorn reports a failed start-up (port taken, store unreachable) by not starting.
     return 0 if server.started else 1
+
+
+def _cannot_start(settings: Settings) -> str | None:
+    """What would stop start-up, found before the server starts, as one line: the store
+    cannot be opened, or an embeddings provider the settings name cannot run. (Failing in
+    the server's start-up, each was a traceback.) Both are opened again by the server."""
+
+    async def open_and_close() -> None:
+        store = await open_store(settings.store.url)
+        await store.close()
+
+    try:
+        asyncio.run(open_and_close())
+    except Exception as exc:  # whatever the backend raises, said in one line
+        return f"the store cannot be opened: {_reason(exc)}"
+    embeddings = resolve_embeddings(settings).embeddings
+    if settings.embeddings.provider not in ("auto", "off"):
+        try:
+            open_embedder(embeddings, Metrics())
+        except EmbeddingError as exc:
+            return f"embeddings.provider = {settings.embeddings.provider!r} cannot run: {exc}"
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def settle_heap() -> None:
@@ -136,10 +177,18 @@ def gc(settings: Settings, older_than_days: float | None) -> int:
     if older_than_days is None and days == 0:
         print("vm-proxy: store.retention_days is 0 (retention off); nothing deleted.")
         return 0
-    if days < 0:
-        print("vm-proxy: --older-than-days must not be negative", file=sys.stderr)
+    if not math.isfinite(days) or days < 0:
+        print("vm-proxy: --older-than-days must be a number of days, 0 or more", file=sys.stderr)
         return EXIT_BAD_SETTING
-    deleted = asyncio.run(_collect(settings.store.url, time.time() - days * 86400))
+    missing = missing_file(settings.store.url)
+    if missing is not None:
+        print(f"vm-proxy: no SQLite store at {missing}", file=sys.stderr)
+        return 1
+    try:
+        deleted = asyncio.run(_collect(settings.store.url, time.time() - days * 86400))
+    except Exception as exc:  # unreachable, corrupt, refused: one line, not a traceback
+        print(f"vm-proxy: the store could not be collected: {_reason(exc)}", file=sys.stderr)
+        return 1
     print(f"vm-proxy: deleted {deleted} conversation(s) untouched for {days:g} day(s).")
     return 0
 

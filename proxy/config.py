@@ -8,7 +8,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -46,9 +46,7 @@ class UpstreamSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return _http_url(value)
 
 
 class StoreSettings(_Section):
@@ -167,9 +165,7 @@ class EmbeddingsSettings(_Section):
     @field_validator("base_url")
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must be empty or an http:// or https:// URL")
-        return value.rstrip("/")
+        return _http_url(value) if value else value
 
 
 # An admin key shorter than this is refused: it guards every tenant's conversations.
@@ -277,12 +273,27 @@ def load_settings(
         raise SettingsError(_describe(exc)) from None
 
 
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host and a valid port (refused at start-up, not on
+    every request), without a trailing slash before its query."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError when out of range)
+    except ValueError:
+        raise ValueError("must be an http:// or https:// URL with a valid port") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return urlunsplit(parts._replace(scheme=parts.scheme.lower(), path=parts.path.rstrip("/")))
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             return tomllib.load(file)
     except OSError as exc:
         raise SettingsError(f"config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"config file {path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path}: {exc}") from None
 
@@ -306,11 +317,16 @@ def _merge(into: dict[str, dict[str, Any]], layer: Mapping[str, Any]) -> None:
         into.setdefault(section, {}).update(values)
 
 
+# Settings whose values an error must not repeat.
+_SECRETS = frozenset({"api_key", "secret"})
+
+
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"unknown setting {where}"
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    secret = str(first["loc"][-1]) in _SECRETS
+    shown = "" if isinstance(value, dict) or secret else f" (got {value!r})"
     return f"invalid setting {where}: {first['msg']}{shown}"

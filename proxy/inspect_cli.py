@@ -58,7 +58,7 @@ def _number(raw: str) -> int:
 
 
 def inspect(url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    missing = _missing_file(url)
+    missing = missing_file(url)
     if missing is not None:
         # Opening it would create an empty store (and its folders) and list nothing.
         print(f"vm-proxy: no SQLite store at {missing}", file=sys.stderr)
@@ -80,7 +80,7 @@ def inspect(url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int
     return 0
 
 
-def _missing_file(url: str) -> str | None:
+def missing_file(url: str) -> str | None:
     """The SQLite file `url` names, when it does not exist."""
     if not url.startswith("sqlite:"):
         return None

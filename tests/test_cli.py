@@ -118,18 +118,85 @@ async def test_gc_deletes_only_conversations_older_than_asked(tmp_path: Path) ->
 
 def test_gc_on_an_empty_sqlite_store(tmp_path: Path) -> None:
     database = tmp_path / "tmp.db"
+    asyncio.run(_open_and_close(f"sqlite:///{database}"))
     result = _run(["gc", "--store", f"sqlite:///{database}", "--older-than-days", "1"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "deleted 0 conversation" in result.stdout
-    assert database.exists()
 
 
-def test_gc_refuses_a_negative_age(tmp_path: Path) -> None:
+def test_gc_and_inspect_on_a_mistyped_sqlite_path_make_nothing(tmp_path: Path) -> None:
+    """A store file that is not there is an error, not an empty store made by looking."""
+    database = tmp_path / "typo" / "tmp.db"
+    for command in (["gc", "--older-than-days", "1"], ["inspect"]):
+        result = _run([*command, "--store", f"sqlite:///{database}"], tmp_path)
+        assert result.returncode == 1
+        assert f"no SQLite store at {database}" in _one_line(result.stderr)
+    assert not database.parent.exists()
+
+
+async def _open_and_close(url: str) -> None:
+    store = await open_store(url)
+    await store.close()
+
+
+@pytest.mark.parametrize("age", ["nan", "inf", "-1"])
+def test_gc_refuses_an_age_that_is_no_number_of_days(tmp_path: Path, age: str) -> None:
     result = _run(
-        ["gc", "--store", f"sqlite:///{tmp_path / 'tmp.db'}", "--older-than-days", "-1"], tmp_path
+        ["gc", "--store", f"sqlite:///{tmp_path / 'tmp.db'}", "--older-than-days", age], tmp_path
     )
     assert result.returncode == 2
     assert "older-than-days" in _one_line(result.stderr)
+
+
+@pytest.mark.parametrize("store", [
+    "postgresql://user:pw-secret@127.0.0.1:1/db", "sqlite:///{tmp}/afile/x.db",
+    "sqlite:///{tmp}/notadb.db"], ids=["postgres closed port", "under a file", "not a database"])
+def test_a_store_that_cannot_open_is_one_line_for_serve_and_gc(tmp_path: Path, store: str) -> None:
+    (tmp_path / "afile").write_text("a file, not a folder")
+    (tmp_path / "notadb.db").write_bytes(b"this is not a database file at all" * 200)
+    url = store.format(tmp=tmp_path)
+    served = _run(["serve", "--store", url, "--port", "1", "--upstream", "http://127.0.0.1:9/v1"],
+                  tmp_path)
+    assert served.returncode == 3
+    line = _one_line(served.stderr)
+    assert line.startswith("vm-proxy: the store cannot be opened:") and "pw-secret" not in line
+    collected = _run(["gc", "--store", url, "--older-than-days", "1"], tmp_path)
+    assert collected.returncode == 1
+    assert ("could not be collected" in _one_line(collected.stderr)
+            or "no SQLite store at" in collected.stderr)
+
+
+def test_an_embeddings_provider_that_cannot_run_is_one_line(tmp_path: Path) -> None:
+    served = _run(["serve", "--store", "memory://", "--port", "1"], tmp_path, env={
+        "VM_PROXY_EMBEDDINGS__PROVIDER": "onnx",
+        "VM_PROXY_EMBEDDINGS__PATH": str(tmp_path / "no-model")})
+    assert served.returncode == 3
+    assert "embeddings.provider = 'onnx' cannot run" in _one_line(served.stderr)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/v1", "http:///v1", "http://", "ftp://x/v1"])
+def test_an_upstream_url_without_a_host_or_a_valid_port_is_refused(
+    tmp_path: Path, url: str
+) -> None:
+    result = _run(["serve", "--store", "memory://", "--upstream", url], tmp_path)
+    assert result.returncode == 2
+    assert "upstream.base_url" in _one_line(result.stderr)
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "binary.toml"
+    config.write_bytes(b"[vm]\nmode = \"\xff\xfe\"\n")
+    result = _run(["serve", "--config", str(config)], tmp_path)
+    assert result.returncode == 2
+    assert "not UTF-8" in _one_line(result.stderr)
+
+
+def test_a_refused_secret_is_not_repeated(tmp_path: Path) -> None:
+    result = _run(["serve", "--store", "memory://"], tmp_path,
+                  env={"VM_PROXY_ADMIN__API_KEY": "short-secret"})
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert "admin.api_key" in line and "short-secret" not in line
 
 
 async def test_gc_takes_its_age_from_store_retention_days(tmp_path: Path) -> None:

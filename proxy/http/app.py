@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from proxy.config import Settings, resolve_embeddings, with_prompt_shape
-from proxy.errors import MemoryUnavailable, ProxyError
+from proxy.errors import MemoryUnavailable, ProxyError, UpstreamError
 from proxy.http.access import AccessMiddleware
 from proxy.http.admin import admin_routes
 from proxy.http.routes import (
@@ -30,6 +30,7 @@ from proxy.http.routes import (
     responses,
 )
 from proxy.http.state import AppState
+from proxy.logs import log
 from proxy.loop.meaning_start import close_meaning, open_meaning
 from proxy.loop.summarizer import Summarizer
 from proxy.store import CachedStore, PageStore, StoreError, open_store
@@ -127,6 +128,11 @@ def export_cache_stats(state: AppState) -> None:
 
 async def proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
+    if isinstance(exc, UpstreamError) and exc.status_code >= 500:
+        # The client's error names the reason; the operator's log must too (the access
+        # line has only the status).
+        log.warning("upstream failed: %s", exc.message,
+                    extra={"status": exc.status_code, "code": exc.code})
     return Response(
         exc.to_json(), status_code=exc.status_code, headers=exc.headers, media_type=JSON
     )

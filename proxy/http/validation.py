@@ -115,6 +115,15 @@ def validate_chat_request(body: dict[str, Any], first: int = 0) -> None:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("stream", "must be a boolean")
+    options = body.get("stream_options")
+    if options is not None:
+        # The memory path reads it (and sends include_usage itself): a value the upstream
+        # would refuse must be refused on every path alike.
+        if not isinstance(options, dict):
+            raise invalid("stream_options", "must be an object")
+        usage = options.get("include_usage")
+        if usage is not None and not isinstance(usage, bool):
+            raise invalid("stream_options.include_usage", "must be a boolean")
     messages = body.get("messages")
     if messages is None:
         raise missing("messages")

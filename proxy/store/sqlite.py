@@ -81,6 +81,18 @@ def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
     return FsPath(raw), options
 
 
+# The first bytes of every SQLite database file.
+_HEADER = b"SQLite format 3\x00"
+
+
+def _read_header(conn: sqlite3.Connection, file: FsPath) -> None:
+    conn.execute("SELECT 1").fetchone()
+    with file.open("rb") as opened:
+        head = opened.read(len(_HEADER))
+    if head and head != _HEADER:
+        raise sqlite3.DatabaseError("file is not a database")
+
+
 # Below this much free space on the database's disk the store reports itself unhealthy
 # (/healthz answers 503) before a write fails with "database or disk is full".
 MIN_FREE_BYTES = 16 * 1024 * 1024
@@ -148,8 +160,12 @@ class SQLiteStore(SQLiteNames):
         migrate(conn)
 
     async def ping(self) -> None:
-        """Reads work, the last write did not fail, and the disk has room for more."""
-        await self._read(lambda conn: conn.execute("SELECT 1").fetchone(), sees_deferred=False)
+        """Reads work, the file is a database (its header is read from the file: a
+        connection's cache would not notice), nothing found it damaged, the last write did
+        not fail, and the disk has room for more."""
+        await self._read(_read_header, self.file, sees_deferred=False)
+        if self.damage is not None:
+            raise StoreError(f"the database file is damaged: {self.damage}")
         if self.write_failure is not None:
             raise StoreError(f"the last write failed: {self.write_failure}")
         free = free_bytes(self.file)

@@ -45,6 +45,8 @@ R = TypeVar("R")
 DEFER_WINDOW_S = 0.005
 # What a read that meets a lock raises (SQLITE_BUSY, SQLITE_LOCKED): read on a thread.
 _BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+# What a damaged file raises (SQLITE_CORRUPT, SQLITE_NOTADB).
+_DAMAGED = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 # At most this many deferred writes pending (queued, or sent and not committed): past it a
 # request waits (`room`, before it is answered) until the writer has brought them under.
 # The writer thread gets the GIL only when the event loop gives it up, so a loop kept busy
@@ -114,6 +116,9 @@ class SQLiteCalls:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be normal, full or extra")
         self.write_failure: str | None = None
+        # The first sign that the file is damaged (a read or write that found it so): the
+        # health check says so from then on, as every request that reads it would fail.
+        self.damage: str | None = None
         self._conns = _Connections(path, synchronous.upper())
         self._writer = Lane(1, "vm-sqlite-writer", self._call, group=self._group_commit)
         self._readers = (
@@ -145,7 +150,14 @@ class SQLiteCalls:
         try:
             return fn(self._conns.get(), *args)
         except sqlite3.Error as exc:
-            raise StoreError(f"sqlite store failed: {exc}") from exc
+            raise self.failed(exc) from exc
+
+    def failed(self, exc: BaseException, what: str = "failed") -> StoreError:
+        """The StoreError for `exc`, a damaged file noted (`damage`)."""
+        code = getattr(exc, "sqlite_errorcode", None) or 0
+        if code & 0xFF in _DAMAGED and self.damage is None:
+            self.damage = str(exc)
+        return StoreError(f"sqlite store {what}: {exc}")
 
     def _group_commit(self, jobs: list[Job[Any]]) -> None:
         """Run on the writer thread the jobs queued together, in one transaction: each write
@@ -165,7 +177,7 @@ class SQLiteCalls:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             for job in jobs:
-                job.result, job.error = None, StoreError(f"sqlite store failed: {exc}")
+                job.result, job.error = None, self.failed(exc)
             return
         try:
             conn.execute("COMMIT")
@@ -174,7 +186,7 @@ class SQLiteCalls:
                 conn.execute("ROLLBACK")
             for job in jobs:
                 if job.error is None:
-                    job.error = StoreError(f"sqlite store failed to commit: {exc}")
+                    job.error = self.failed(exc, "failed to commit")
 
     def _run_group(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
         """Run a group's jobs inside its transaction, in order (the store may take some
@@ -214,9 +226,9 @@ class SQLiteCalls:
             except sqlite3.OperationalError as exc:
                 code = getattr(exc, "sqlite_errorcode", None) or 0
                 if code & 0xFF not in _BUSY:  # (an extended code's primary code)
-                    raise StoreError(f"sqlite store failed: {exc}") from exc
+                    raise self.failed(exc) from exc
             except sqlite3.Error as exc:
-                raise StoreError(f"sqlite store failed: {exc}") from exc
+                raise self.failed(exc) from exc
         return await self._read(fn, *args, of=of, sees_deferred=False)
 
     def _send_reads(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -174,6 +174,9 @@ class Upstream:
     ) -> None:
         self.settings = settings
         self.base_url = settings.base_url
+        # A base URL's own query (Azure's `?api-version=...`) goes on every request, after
+        # the path, before the request's own query.
+        self._base_path, _, self._base_query = settings.base_url.partition("?")
         self._injected = transport
         self._aiohttp = (
             None
@@ -199,8 +202,9 @@ class Upstream:
         key = (path, query)
         url = self._urls.get(key)
         if url is None:
-            text = self.base_url + path
-            url = _remember(self._urls, key, httpx.URL(f"{text}?{query}" if query else text))
+            text = self._base_path + path
+            joined = "&".join(part for part in (self._base_query, query) if part)
+            url = _remember(self._urls, key, httpx.URL(f"{text}?{joined}" if joined else text))
         return url
 
     def _wire_url(self, path: str, query: str) -> yarl.URL:

@@ -55,3 +55,40 @@ async def test_a_disk_nearly_full_is_reported(
         monkeypatch.setattr(sqlite_store, "free_bytes", lambda file: 4096)
         assert (await proxy.http.get("/healthz")).status_code == 503
     await store.close()
+
+
+async def test_a_damaged_database_file_is_reported(tmp_path: Path) -> None:
+    """The file overwritten under a running proxy (the review's check): its connections'
+    caches still answer `SELECT 1`, but the file is no database; /healthz says so."""
+    file = tmp_path / "vm.db"
+    store = await open_store(f"sqlite:///{file}")
+    async with edge(answer, SETTINGS, store=store) as proxy:
+        await proxy.http.post("/v1/chat/completions", json=chat("Before."),
+                              headers={"authorization": "Bearer k"})
+        assert (await proxy.http.get("/healthz")).status_code == 200
+        with file.open("r+b") as opened:
+            opened.write(b"\x8f" * 4096)
+        health = await proxy.http.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["store"] == "StoreError"
+    await store.close()
+
+
+async def test_damage_a_request_finds_is_reported_from_then_on(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = await open_store(f"sqlite:///{tmp_path / 'vm.db'}")
+    inner = store
+    assert isinstance(inner, sqlite_store.SQLiteStore)
+    async with edge(answer, SETTINGS, store=store) as proxy:
+        assert (await proxy.http.get("/healthz")).status_code == 200
+
+        def damaged(conn: object) -> None:
+            error = sqlite3.DatabaseError("database disk image is malformed")
+            error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # type: ignore[attr-defined]
+            raise error
+
+        with pytest.raises(Exception, match="malformed"):
+            await inner._read(damaged)
+        assert (await proxy.http.get("/healthz")).status_code == 503
+    await store.close()

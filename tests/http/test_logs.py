@@ -120,3 +120,21 @@ def test_without_configure_access_lines_go_through_logging(
     (record,) = [r for r in caplog.records if r.name == logs.ACCESS_LOGGER]
     assert record.__dict__["route"] == "/v1/models"
     assert record.__dict__["status"] == 200
+
+
+async def test_an_upstream_failure_is_logged_with_its_reason(log_stream: io.BytesIO) -> None:
+    """The client's 502 names why; the operator's log did not (the access line has the
+    status alone)."""
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused")
+
+    async with edge(refused) as proxy:
+        response = await proxy.http.post("/v1/chat/completions", headers={
+            "authorization": f"Bearer {SECRET_KEY}"}, json={
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": SECRET_TEXT}]})
+    assert response.status_code == 502
+    (failed,) = [line for line in lines(log_stream) if line["msg"].startswith("upstream failed")]
+    assert failed["level"] == "warning" and "Connection refused" in failed["msg"]
+    assert failed["status"] == 502
+    assert SECRET_KEY not in log_stream.getvalue().decode()

@@ -84,6 +84,15 @@ INVALID = [
         "tools[0].function.name",
         id="tool-without-name",
     ),
+    # The memory path read these as asking for usage (and answered 200) where the upstream,
+    # which the short path forwards them to, refuses them (the review).
+    *(pytest.param(
+        _json({"model": MODEL, "messages": [{"role": "user", "content": "hi"}],
+               "stream": True, "stream_options": options}),
+        param, id=f"stream-options-{name}")
+      for name, options, param in (
+          ("string", "yes", "stream_options"), ("list", [1], "stream_options"),
+          ("usage-string", {"include_usage": "yes"}, "stream_options.include_usage"))),
 ]
 
 

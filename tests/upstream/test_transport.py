@@ -313,3 +313,34 @@ async def test_open_to_nowhere_is_502() -> None:
     finally:
         await upstream.aclose()
     assert caught.value.status_code == 502
+
+
+async def test_a_base_urls_own_query_goes_on_every_request() -> None:
+    """Azure's deployments take `?api-version=...` on the base URL: it goes after the
+    path, before the request's own query (it used to land before the path)."""
+    with FakeUpstream() as fake:
+        settings = load_settings(environ={}, overrides={"upstream": {
+            "base_url": f"{fake.url}/openai/deployments/gpt?api-version=2024-10-21"}})
+        upstream = Upstream(settings.upstream)
+        try:
+            assert str(upstream.url("/chat/completions")) == (
+                f"{fake.url}/openai/deployments/gpt/chat/completions?api-version=2024-10-21")
+            assert str(upstream.url("/files", "limit=2")) == (
+                f"{fake.url}/openai/deployments/gpt/files?api-version=2024-10-21&limit=2")
+            reply = await upstream.open("POST", "/chat/completions", headers=[],
+                                        content=b"{}")
+            await reply.aclose()
+        finally:
+            await upstream.aclose()
+        (seen,) = fake.requests
+    assert seen.path == "/v1/openai/deployments/gpt/chat/completions"
+    assert seen.query == "api-version=2024-10-21"
+
+
+@pytest.mark.parametrize("given,kept", [
+    ("HTTP://Example.test/v1/", "http://Example.test/v1"),
+    ("https://example.test:8443/v1?api-version=1", "https://example.test:8443/v1?api-version=1"),
+])
+def test_an_upstream_url_is_kept_as_given_but_its_trailing_slash(given: str, kept: str) -> None:
+    settings = load_settings(environ={}, overrides={"upstream": {"base_url": given}})
+    assert settings.upstream.base_url == kept
