@@ -33,6 +33,7 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_content: bool = False
     resent_bodies_mb: float = Field(default=8.0, ge=0)
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
 
 
 class UpstreamSettings(_Section):

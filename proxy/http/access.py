@@ -37,13 +37,25 @@ class _Series:
     bytes_out: Counter
 
 
+# The API's own route heads: any other `/v1/...` path is labelled `/v1/other`, so that a
+# client cannot make a metrics series (and the memory and rendering time it takes) per
+# path it invents (the review: 30,000 random paths, a 90 MB /metrics).
+API_HEADS = frozenset({
+    "assistants", "audio", "batches", "chat", "completions", "containers", "conversations",
+    "embeddings", "evals", "files", "fine_tuning", "images", "models", "moderations",
+    "realtime", "responses", "threads", "uploads", "vector_stores", "videos",
+})
+
+
 def route_of(path: str) -> str:
     """A low-cardinality label for a path: `/v1/files/file-abc` → `/v1/files`."""
     if path.startswith("/v1/"):
         if path == "/v1/chat/completions":
             return path
         head = path[4:].split("/", 1)[0]
-        return f"/v1/{head}" if head else "/v1"
+        if not head:
+            return "/v1"
+        return f"/v1/{head}" if head in API_HEADS else "/v1/other"
     if path in _QUIET_ROUTES:
         return path
     return "other"

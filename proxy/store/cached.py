@@ -27,7 +27,7 @@ anyway), search, ranges of other pages, mutations, sessions, and the admin API's
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 
@@ -48,9 +48,18 @@ V = TypeVar("V")
 
 
 class LRU(Generic[K, V]):
-    def __init__(self, capacity: int) -> None:
+    """The most recent `capacity` entries; with `weigh`, also at most `max_weight` of their
+    weight (an entry heavier than that on its own is not kept)."""
+
+    def __init__(
+        self, capacity: int, *, weigh: Callable[[V], int] | None = None, max_weight: int = 0
+    ) -> None:
         self.capacity = capacity
         self._items: OrderedDict[K, V] = OrderedDict()
+        self._weigh = weigh
+        self._max_weight = max_weight
+        self._weights: dict[K, int] = {}
+        self.weight = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,26 +71,58 @@ class LRU(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self._add(key, value)
+        self._trim()
 
     def put_all(self, items: Iterable[tuple[K, V]]) -> None:
         """`put` of each, in order (what is kept is the same: the most recent `capacity`),
         trimmed once: a turn's search hits are a hundred pages, mostly cached already."""
-        entries = self._items
         for key, value in items:
-            entries[key] = value
-            entries.move_to_end(key)
-        while len(entries) > self.capacity:
-            entries.popitem(last=False)
+            self._add(key, value)
+        self._trim()
+
+    def _add(self, key: K, value: V) -> None:
+        entries = self._items
+        if self._weigh is not None:
+            weight = self._weigh(value)
+            if weight > self._max_weight:
+                self.pop(key)  # kept, it would push out everything else
+                return
+            self.weight += weight - self._weights.get(key, 0)
+            self._weights[key] = weight
+        entries[key] = value
+        entries.move_to_end(key)
+
+    def _trim(self) -> None:
+        entries = self._items
+        while len(entries) > self.capacity or (
+            self._weigh is not None and self.weight > self._max_weight and entries
+        ):
+            key, _ = entries.popitem(last=False)
+            if self._weigh is not None:
+                self.weight -= self._weights.pop(key)
 
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
+        if self._weigh is not None:
+            self.weight -= self._weights.pop(key, 0)
 
     def clear(self) -> None:
         self._items.clear()
+        self._weights.clear()
+        self.weight = 0
+
+
+def page_weight(page: Page) -> int:
+    """About what a cached page holds, in characters: its renderings, and its message,
+    whose text is about its level 0."""
+    renderings = page.renderings
+    return 512 + 2 * len(renderings[0]) + len(renderings[1]) + len(renderings[2])
+
+
+# The page cache's bound in characters of its pages (about bytes, for most text), beside
+# its count (`store.cache_pages`): a few pasted files must not make it gigabytes.
+PAGE_CACHE_CHARS = 128 << 20
 
 
 class CachedStore:
@@ -93,7 +134,8 @@ class CachedStore:
         self, inner: PageStore, *, max_pages: int = 10_000, max_conversations: int = 1_000
     ) -> None:
         self.inner = inner
-        self._pages: LRU[tuple[str, str, str], Page] = LRU(max_pages)
+        self._pages: LRU[tuple[str, str, str], Page] = LRU(
+            max_pages, weigh=page_weight, max_weight=PAGE_CACHE_CHARS)
         self._paths: LRU[tuple[str, str], Path] = LRU(max_conversations)
         self._convs: LRU[tuple[str, str], Conversation] = LRU(max_conversations)
         self.page_hits = 0

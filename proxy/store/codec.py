@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -24,8 +25,10 @@ from proxy.vm.pages import Modality, Page, PageKind
 _DATA_URL = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*,[A-Za-z0-9+/=%]+")
 _KINDS = {kind.value: kind for kind in PageKind}
 _MODALITIES = {modality.value: modality for modality in Modality}
-# Bodies kept decoded (see decode_page).
+# Bodies kept decoded (see decode_page), at most, and at most this many bytes of them (the
+# decoded pages take about twice as much again): a few pasted files must not fill it.
 DECODED_PAGES = 4096
+DECODED_BYTES = 48 << 20
 # Pages of more characters than this may keep a store's writer long (encoding, indexing):
 # the SQLite store lets nobody wait on its writer while they are written
 # (proxy.store.sqlite_calls, `_catch_up`).
@@ -121,17 +124,49 @@ def encode_page(page: Page) -> bytes:
 
 def decode_page(body: bytes | str) -> Page:
     """The page a body encodes. A page never changes once stored, and a turn's search reads
-    up to a hundred hits, mostly the pages earlier turns read too: the last DECODED_PAGES
-    bodies are kept decoded (looked up by the body itself, so a body is never mistaken for
-    another). Pages are shared, as the page cache shares them: never changed in place."""
+    up to a hundred hits, mostly the pages earlier turns read too: the last bodies read
+    are kept decoded (DECODED_PAGES of them, DECODED_BYTES in all; looked up by the body
+    itself, so a body is never mistaken for another). Pages are shared, as the page cache
+    shares them: never changed in place."""
     if type(body) is bytes or type(body) is str:
-        return _decoded(body)
+        return _DECODED.page(body)
     return _decode(body)
 
 
-@lru_cache(maxsize=DECODED_PAGES)
-def _decoded(body: bytes | str) -> Page:
-    return _decode(body)
+class _DecodedPages:
+    """An LRU of decoded pages bounded by count and by the bytes of their bodies; stores'
+    reader threads share it, hence the lock."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self._pages: OrderedDict[bytes | str, Page] = OrderedDict()
+        self._count, self._size, self._held = count, size, 0
+        self._lock = threading.Lock()
+
+    def page(self, body: bytes | str) -> Page:
+        with self._lock:
+            page = self._pages.get(body)
+            if page is not None:
+                self._pages.move_to_end(body)
+                return page
+        page = _decode(body)
+        if len(body) > self._size // 16:
+            return page  # one such page would push out hundreds of the usual kind
+        with self._lock:
+            if body not in self._pages:
+                self._pages[body] = page
+                self._held += len(body)
+                while len(self._pages) > self._count or self._held > self._size:
+                    evicted, _ = self._pages.popitem(last=False)
+                    self._held -= len(evicted)
+        return page
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pages.clear()
+            self._held = 0
+
+
+_DECODED = _DecodedPages(DECODED_PAGES, DECODED_BYTES)
 
 
 def _decode(body: bytes | str) -> Page:

@@ -80,6 +80,39 @@ def test_sigterm_stops_it_cleanly(upstream: FakeUpstream) -> None:
     assert "Application shutdown complete." in logs
 
 
+def test_sigterm_stops_it_with_an_endless_stream_and_a_stalled_body_open() -> None:
+    """An upstream stream that never ends, and a client that sent half its body, kept a
+    stopping server alive until SIGKILL (the review): after `server.shutdown_timeout_s`
+    what is still open is closed and the process exits."""
+    import socket
+
+    endless = Reply.sse(text_stream(["tick"] * 2000), delay_s=0.05)
+
+    def handler(request: object) -> Reply:
+        return endless
+
+    with FakeUpstream(handler) as slow, run_proxy(
+        upstream=slow.url, env={"VM_PROXY_SERVER__SHUTDOWN_TIMEOUT_S": "1"}
+    ) as proxy:
+        stalled = socket.create_connection(("127.0.0.1", proxy.port))
+        stalled.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+                        b'{"model": "m", ')
+        with httpx.stream("POST", f"{proxy.base_url}/chat/completions", timeout=30, json={
+                "model": "m", "stream": True,
+                "messages": [{"role": "user", "content": "go on forever"}]}) as streamed:
+            chunks = streamed.iter_bytes()
+            assert b"tick" in next(chunks) + next(chunks)
+            started = time.monotonic()
+            proxy.process.send_signal(signal.SIGTERM)
+            assert proxy.process.wait(timeout=15) in (0, -signal.SIGTERM)
+        stopped = time.monotonic() - started
+        stalled.close()
+        logs = proxy.logs()
+    assert stopped < 8, stopped
+    assert "timeout graceful shutdown exceeded" in logs
+
+
 def test_flags_beat_environment_beat_file(tmp_path: Path, upstream: FakeUpstream) -> None:
     file_port, flag_port = free_port(), free_port()
     config = tmp_path / "vm-proxy.toml"

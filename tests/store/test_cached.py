@@ -25,6 +25,43 @@ def test_lru_evicts_the_least_recently_used() -> None:
     assert (lru.get("a"), lru.get("b"), lru.get("c"), len(lru)) == (1, None, 3, 2)
 
 
+def test_a_weighed_lru_keeps_its_weight_under_the_bound() -> None:
+    lru: LRU[str, str] = LRU(100, weigh=len, max_weight=10)
+    for key, value in (("a", "xxxx"), ("b", "xxxx"), ("c", "xxxx")):
+        lru.put(key, value)
+    assert (lru.get("a"), lru.weight, len(lru)) == (None, 8, 2)
+    lru.put("b", "x")  # replaced: its weight is the new value's
+    assert lru.weight == 5
+    lru.put_all([("huge", "x" * 50)])  # heavier than the bound on its own: not kept,
+    assert lru.get("huge") is None  # nor does it push out what is
+    assert (lru.get("b"), lru.get("c"), lru.weight) == ("x", "xxxx", 5)
+    lru.pop("c")
+    assert lru.weight == 1
+    lru.clear()
+    assert (lru.weight, len(lru)) == (0, 0)
+
+
+def test_large_pages_do_not_fill_the_caches() -> None:
+    """400 pages of 500 KB (pasted files) grew the process by 1.1 MB each (the review):
+    the decoded-page cache kept 4096 bodies and their pages whatever their size."""
+    from proxy.store import codec
+    from proxy.store.cached import PAGE_CACHE_CHARS, page_weight
+
+    codec._DECODED.clear()
+    bodies = [codec.encode_page(make_page(n, f"{n} " + "y" * 500_000)) for n in range(40)]
+    pages = [codec.decode_page(body) for body in bodies]
+    assert codec.decode_page(bodies[0]).text == pages[0].text
+    assert codec._DECODED._held <= codec.DECODED_BYTES
+    small = [codec.encode_page(make_page(n, f"note {n}")) for n in range(3000)]
+    for body in small:
+        codec.decode_page(body)
+    assert codec._DECODED._held <= codec.DECODED_BYTES
+    assert codec.decode_page(small[-1]) is codec.decode_page(small[-1])  # kept
+    lru: LRU[int, Page] = LRU(20_000, weigh=page_weight, max_weight=PAGE_CACHE_CHARS)
+    lru.put_all((n, page) for n, page in enumerate(pages * 10))
+    assert lru.weight <= PAGE_CACHE_CHARS and len(lru) < 400
+
+
 async def test_a_replica_never_serves_a_conversation_another_replica_changed(
     tmp_path: FsPath,
 ) -> None:
