@@ -34,10 +34,10 @@ from proxy.loop.placement import cut_path
 from proxy.loop.policy import (
     credential,
     refuse_anonymous,
+    relayed_whole,
     request_mode,
     request_tenant,
     session_name,
-    several_choices,
 )
 from proxy.loop.prefix_cache import short_fingerprints
 from proxy.loop.prepare import Prepared, prepare
@@ -148,7 +148,7 @@ async def _answer(
     turn.stats = request_stats(request.scope)
     state.metrics.counter("vm_turns_total", help="Requests answered with virtual memory").inc()
     first_body = turn.first_body()
-    tip = None if several_choices(body) else await _claim_tip(state, prepared, turn)
+    tip = None if relayed_whole(body) else await _claim_tip(state, prepared, turn)
     if tip is not None:
         try:
             response = await _run_turn(state, request, body, raw, prepared, first_body)
@@ -237,9 +237,9 @@ async def _run_turn(
     turn = prepared.turn
     assert turn is not None
     settings = state.settings
-    if several_choices(body):
-        # n > 1 runs passive (no loop): one upstream call with the packed prompt, relayed
-        # as the upstream answers it, every choice included; choice 0 is stored.
+    if relayed_whole(body):
+        # Runs passive (no loop): one upstream call with the packed prompt, relayed as the
+        # upstream answers it (every choice, a function_call, audio); choice 0 is stored.
         packed = dict(first_body)
         packed.pop("stream_options", None)
         if "stream_options" in body:

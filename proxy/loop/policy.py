@@ -22,7 +22,8 @@ def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str,
 
     `X-VM-Mode` overrides the configured mode. A request the model could not answer with
     memory tools runs passive: `tool_choice` "none" or naming one function (the client
-    forbids other calls), or several choices (`n` > 1: one fault loop cannot serve them).
+    forbids other calls), or one whose answer is relayed as the upstream gives it
+    (`relayed_whole`).
     """
     mode = configured
     asked = _header(headers, MODE_HEADER)
@@ -39,7 +40,7 @@ def request_mode(configured: str, headers: Mapping[str, str], body: Mapping[str,
     choice = body.get("tool_choice")
     if choice == "none" or isinstance(choice, dict):
         return "passive"
-    if several_choices(body):
+    if relayed_whole(body):
         return "passive"
     return mode
 
@@ -54,10 +55,19 @@ def memory_off(configured: str, headers: Mapping[str, str]) -> bool:
         return False
 
 
-def several_choices(body: Mapping[str, Any]) -> bool:
-    """`n` > 1: the request asks for more than one choice."""
+def relayed_whole(body: Mapping[str, Any]) -> bool:
+    """A memory turn whose answer goes to the client as the upstream gives it, after one
+    call with the packed prompt and no memory tools: several choices (`n` > 1: one fault
+    loop cannot serve them), legacy `functions` (OpenAI takes them or `tools`, not both;
+    their answer is a `function_call`), `prediction` (not taken with tools) and an audio
+    answer (`modalities`; its `audio` deltas are the answer)."""
     n = body.get("n")
-    return isinstance(n, int) and n > 1
+    if isinstance(n, int) and n > 1:
+        return True
+    if "functions" in body or "prediction" in body:
+        return True
+    modalities = body.get("modalities")
+    return isinstance(modalities, list) and "audio" in modalities
 
 
 def request_tenant(headers: Mapping[str, str], secret: str, default: str) -> str:

@@ -28,7 +28,7 @@ from proxy.loop.summarizer import summaries_hook
 from proxy.loop.turn import Turn, assistant_name
 from proxy.loop.turn_log import TurnLog
 from proxy.store.base import PageStore
-from proxy.tokens import TokenCounter, counter_for_model
+from proxy.tokens import TokenCounter, counter_for_model, legacy_functions
 from proxy.upstream.responses_format import with_instructions
 from proxy.vm.bm25 import search_tokens
 from proxy.vm.bounds import analysed
@@ -112,6 +112,7 @@ async def prepare(
     settings = state.settings
     store: PageStore = state.store
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
+    tools += legacy_functions(body)
     counter, overhead, activate_above, ingester = threshold(state, request, body, tenant, tools)
     # A request holding its whole history may be answered before its messages are stored:
     # were they lost, its client's next request resends them.

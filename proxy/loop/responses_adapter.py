@@ -80,6 +80,9 @@ def chat_body(
     for name in _SAME_IN_CHAT:
         if body.get(name) is not None:
             chat[name] = body[name]
+    if body.get("metadata") is not None and body.get("store") is True:
+        # Chat takes `metadata` only with `store: true` (OpenAI refuses it otherwise).
+        chat["metadata"] = body["metadata"]
     if isinstance(body.get("top_logprobs"), int) and body["top_logprobs"] > 0:
         chat["logprobs"] = True
     reasoning = body.get("reasoning")

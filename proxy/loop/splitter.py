@@ -200,7 +200,7 @@ class StreamSplitter:
             # The role goes out at once for text only: an upstream about to call tools
             # (content null) may call the client's, whose chunk carries `content: null`.
             return []
-        logprobs = update.logprobs if content else None
+        logprobs = update.logprobs if content or update.refusal else None
         return [self._emit(delta, logprobs)]
 
     def _route(self, fragment: ToolCallFragment) -> list[dict[str, Any]]:

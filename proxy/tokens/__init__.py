@@ -37,7 +37,7 @@ from proxy.tokens._encodings import (
     load_ranks,
 )
 from proxy.tokens._images import image_size, image_tiles
-from proxy.tokens._tool_text import render_tools
+from proxy.tokens._tool_text import legacy_functions, render_tools
 
 __all__ = [
     "CL100K",
@@ -54,6 +54,7 @@ __all__ = [
     "get_encoding",
     "image_size",
     "image_tiles",
+    "legacy_functions",
     "load_ranks",
     "note_tool_names",
     "render_tools",

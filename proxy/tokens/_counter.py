@@ -14,7 +14,12 @@ import tiktoken
 
 from proxy.tokens._encodings import CL100K, encoding_name_for_model, get_encoding
 from proxy.tokens._images import DEFAULT_IMAGE_SIZE, image_size, image_tiles
-from proxy.tokens._tool_text import count_nested_descriptions, function_of, render_tools
+from proxy.tokens._tool_text import (
+    count_nested_descriptions,
+    function_of,
+    legacy_functions,
+    render_tools,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +240,9 @@ class TokenCounter:
         tools = body.get("tools")
         has_system = any(m.get("role") in ("system", "developer") for m in messages)
         tool_list = tools if isinstance(tools, list) else None
+        legacy = legacy_functions(body)
+        if legacy:
+            tool_list = [*(tool_list or ()), *legacy]
         return self.messages(messages) + self.tools(tool_list, has_system=has_system)
 
 

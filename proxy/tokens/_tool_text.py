@@ -121,6 +121,15 @@ def _nested(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> i
     return total
 
 
+def legacy_functions(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A request's legacy `functions` as the tools they are counted as (OpenAI renders
+    both alike); [] when it has none."""
+    functions = body.get("functions")
+    if not isinstance(functions, list):
+        return []
+    return [{"type": "function", "function": f} for f in functions if isinstance(f, Mapping)]
+
+
 def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     function = tool.get("function")
     return function if isinstance(function, Mapping) else {}

@@ -122,6 +122,7 @@ class AssembledMessage:
     # models answer so): what its client resends; `content` is the text of its parts.
     parts: list[Any] | None = None
     id_map: dict[str, str] = field(default_factory=dict)  # synthesised id -> upstream's
+    logprobs: Any = None  # a non-stream answer's choice's (assemble_response)
 
     def to_message(self, *, include_reasoning: bool | None = None) -> dict[str, Any]:
         """The assistant message to append to the upstream conversation.

@@ -36,6 +36,7 @@ def assemble_response(body: Mapping[str, Any], *, id_salt: str = "") -> Assemble
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
             result.parts = list(content)
+        result.logprobs = choice.get("logprobs")
     if choice is None and result.error is None:
         result.error = {"message": "upstream response is not a chat completion",
                         "type": "upstream_error", "param": None, "code": "invalid_response"}
@@ -103,7 +104,8 @@ def to_chat_completion(
         "created": created if created is not None else (message.created or 0),
         "model": model or message.model or "",
         "choices": [
-            {"index": 0, "message": body_message, "logprobs": None, "finish_reason": finish}
+            {"index": 0, "message": body_message, "logprobs": message.logprobs,
+             "finish_reason": finish}
         ],
     }
     if total is not None:

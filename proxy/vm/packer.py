@@ -33,7 +33,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.tokens import TokenCounter
+from proxy.tokens import TokenCounter, legacy_functions
 from proxy.vm import manifest
 from proxy.vm.escape import escape_block
 from proxy.vm.frame import Frame, frame_key
@@ -161,13 +161,16 @@ def pack_request(
     if mode not in MODES:
         raise ValueError(f"pack_request: mode must be one of {MODES}, got {mode!r}")
     client_tools = [t for t in body.get("tools") or () if isinstance(t, Mapping)]
-    names = vm_tool_names(client_tools)
+    # Legacy `functions` go upstream as they came (in the body), counted as tools.
+    legacy = legacy_functions(body)
+    names = vm_tool_names([*client_tools, *legacy])
     tools = client_tools + (vm_tool_schemas(names) if mode != "passive" else [])
     reply, reply_field = _reply_budget(body, options)
     prefix = _prefix(system_messages, mode, names)
     role = options.developer_role
     fmt = counter.format
-    costs = {"rules": counter.text(prefix), "tools": counter.tools(tools, has_system=True)}
+    costs = {"rules": counter.text(prefix),
+             "tools": counter.tools([*tools, *legacy], has_system=True)}
     costs["framing"] = (
         fmt.reply_primer + fmt.per_message + counter.text(role) + counter.text(LEAD_JOIN)
     )
