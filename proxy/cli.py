@@ -113,7 +113,7 @@ def serve(settings: Settings) -> int:
         server_header=False,
         # The proxy never uses the client's address; X-Forwarded-* parsing is wasted work.
         proxy_headers=False,
-        timeout_graceful_shutdown=settings.server.shutdown_timeout_s,
+        timeout_graceful_shutdown=math.ceil(settings.server.shutdown_timeout_s),
     )
     server = uvicorn.Server(config)
     config.load()  # imports the protocol modules now, so that settle_heap() covers them

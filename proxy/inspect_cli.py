@@ -25,7 +25,13 @@ from proxy.store.sqlite import parse_sqlite_url
 # What a stored text may hold that a terminal would obey rather than show: C0 and C1
 # controls (escape sequences can clear the screen, retitle the window or forge a verdict
 # line) and the bidirectional overrides; newlines and tabs are text.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+    "\u2066-\u2069]")
+# The same in `--json`'s text, as JSON escapes (orjson writes them raw; C0 controls it
+# escapes itself).
+_UNPRINTABLE_IN_JSON = re.compile(
+    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 # Turn and request numbers the store can take (the admin API's bound).
 _LARGEST = 2**31 - 1
 
@@ -72,7 +78,8 @@ def inspect(url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int
         print(f"vm-proxy: the store could not be read: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        out.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode() + "\n")
+        text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode()
+        out.write(_UNPRINTABLE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     elif args.conversation is None:
         _print_conversations(answer, _Shown(out))
     else:

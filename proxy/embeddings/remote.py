@@ -33,7 +33,9 @@ class RemoteEmbedder:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings
-        self._url = f"{settings.base_url}/embeddings"
+        # A base URL's own query (Azure's api-version) goes after the path.
+        base, _, query = settings.base_url.partition("?")
+        self._url = f"{base}/embeddings" + (f"?{query}" if query else "")
         self._client = httpx.AsyncClient(transport=transport, timeout=settings.timeout_s)
         self._tokens = metrics.counter(
             "vm_embedding_tokens_total", {"provider": "upstream"},

@@ -11,7 +11,10 @@ kept is given as unknown: `usage` and `model` are null, and the request's echoed
 
 The upstream is asked first, so an id it knows (a relayed answer, when the upstream stores
 responses) comes back exactly as it has it; a chat upstream, which has no Responses API,
-is asked only when the store does not know the id.
+is asked only when the store does not know the id (so that no one checks the key of a
+GET answered from the store: it reads what the same key's tenant stored, as a
+`previous_response_id` does). With `tenant.require_credential`, a GET without one is
+refused as a POST is.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from proxy.loop.policy import memory_off, request_tenant
+from proxy.loop.policy import credential, memory_off, refuse_anonymous, request_tenant
 from proxy.loop.responses_output import call_item, message_item, response_object
 from proxy.loop.services import AppServices
 from proxy.store.base import PageStore
@@ -42,13 +45,15 @@ async def retrieve_response(
     not know the id and the store holds the proxy's answer of that id (for this tenant):
     then that answer, rebuilt."""
     settings = state.settings
-    rebuildable = not memory_off(settings.vm.mode, request.headers) and not _streamed(request)
+    method = request.method  # GET, or HEAD (which the route takes too): only relayed
+    rebuildable = (method == "GET" and not memory_off(settings.vm.mode, request.headers)
+                   and not _streamed(request))
     if rebuildable and settings.upstream.responses == "chat":
         rebuilt = await _rebuilt(state, request, response_id)
         if rebuilt is not None:
             return rebuilt
-        return await relay(state.upstream, request, "GET", path, None)
-    relayed = await relay(state.upstream, request, "GET", path, None)
+        return await relay(state.upstream, request, method, path, None)
+    relayed = await relay(state.upstream, request, method, path, None)
     if relayed.status_code != NOT_FOUND or not rebuildable:
         return relayed
     return await _rebuilt(state, request, response_id) or relayed
@@ -61,6 +66,8 @@ def _streamed(request: Request) -> bool:
 
 async def _rebuilt(state: AppServices, request: Request, response_id: str) -> Response | None:
     tenant_settings = state.settings.tenant
+    if tenant_settings.require_credential and credential(request.headers) is None:
+        raise refuse_anonymous()
     tenant = request_tenant(request.headers, tenant_settings.secret, tenant_settings.default)
     found = await state.store.find_response(tenant, response_id)
     if found is None:

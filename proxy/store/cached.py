@@ -39,6 +39,7 @@ from proxy.store.base import (
     SearchHit,
     TenantInfo,
 )
+from proxy.store.codec import part_chars
 from proxy.vm.lean import is_lean
 from proxy.vm.mutations import Mutation
 from proxy.vm.pages import Modality, Page
@@ -114,10 +115,13 @@ class LRU(Generic[K, V]):
 
 
 def page_weight(page: Page) -> int:
-    """About what a cached page holds, in characters: its renderings, and its message,
-    whose text is about its level 0."""
+    """About what a cached page holds, in characters: its renderings, its message (whose
+    text is about its level 0, and whose parts may hold an inline image's data), and an
+    image page's URL (a data URL, as often as not)."""
     renderings = page.renderings
-    return 512 + 2 * len(renderings[0]) + len(renderings[1]) + len(renderings[2])
+    url = page.extra.get("url")
+    return (512 + 2 * len(renderings[0]) + len(renderings[1]) + len(renderings[2])
+            + part_chars(page) + (len(url) if isinstance(url, str) else 0))
 
 
 # The page cache's bound in characters of its pages (about bytes, for most text), beside

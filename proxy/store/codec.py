@@ -9,9 +9,9 @@ to the page written.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -231,10 +231,10 @@ def id_prefix(page_id: str) -> str:
 
 def is_heavy(pages: Sequence[Page]) -> bool:
     """Whether `pages` hold more than HEAVY_WRITE_CHARS characters."""
-    return sum(len(page.text) + _part_chars(page) for page in pages) > HEAVY_WRITE_CHARS
+    return sum(len(page.text) + part_chars(page) for page in pages) > HEAVY_WRITE_CHARS
 
 
-def _part_chars(page: Page) -> int:
+def part_chars(page: Page) -> int:
     """The characters of a message's parts besides its text: an inline image's data."""
     content = page.message.get("content") if page.message is not None else None
     if not isinstance(content, list):

@@ -41,12 +41,27 @@ from proxy.upstream.transport import AiohttpTransport, env_proxy_for
 _URL_CACHE_SIZE = 256
 
 
+def _without(base_query: str, query: str) -> str:
+    """`base_query` less the parameters `query` sets itself (a client's own api-version
+    wins over the base URL's, not doubled)."""
+    if not base_query or not query:
+        return base_query
+    asked = {part.partition("=")[0] for part in query.split("&")}
+    return "&".join(p for p in base_query.split("&") if p.partition("=")[0] not in asked)
+
+
+def shown_url(base_url: str) -> str:
+    """The base URL as errors name it: without its query, which may hold a key."""
+    return base_url.partition("?")[0]
+
+
 def error_for_transport_failure(
     exc: httpx.TransportError, base_url: str, *, replying: bool = False
 ) -> UpstreamError:
     """Map a failed exchange to 504 (timed out) or 502 (unreachable, broken reply).
     `replying`: the upstream had answered and its body broke off (it was reached)."""
     reason = str(exc) or type(exc).__name__
+    base_url = shown_url(base_url)
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout(f"The upstream at {base_url} timed out ({reason}).")
     if replying:
@@ -203,7 +218,8 @@ class Upstream:
         url = self._urls.get(key)
         if url is None:
             text = self._base_path + path
-            joined = "&".join(part for part in (self._base_query, query) if part)
+            joined = "&".join(part for part in (_without(self._base_query, query), query)
+                              if part)
             url = _remember(self._urls, key, httpx.URL(f"{text}?{joined}" if joined else text))
         return url
 
@@ -284,7 +300,7 @@ class Upstream:
             raise error_for_transport_failure(exc, self.base_url) from exc
         except TimeoutError:
             raise UpstreamTimeout(
-                f"The upstream at {self.base_url} took longer than "
+                f"The upstream at {shown_url(self.base_url)} took longer than "
                 f"{self.settings.timeout_s:g} s (upstream.timeout_s)."
             ) from None
         return WholeReply(reply.status_code, content, reply.raw_headers)

@@ -14,6 +14,7 @@ with a Content-Length. What is not verbatim, by design:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -41,11 +42,16 @@ class AbortResponse(Exception):
 BUFFER_LIMIT = 1024 * 1024
 # What of a wrong answer's body an error quotes.
 QUOTED_BYTES = 300
-# What ends a chat stream: its [DONE], a finish_reason, or the upstream's own error event
-# (a split across chunks is caught by scanning each chunk with the end of the one before).
-_STREAM_ENDS = (b"[DONE]", b'"finish_reason":"', b'"finish_reason": "', b"event: error",
-                b'data: {"error"')
-_CARRIED = max(len(end) for end in _STREAM_ENDS)
+# What ends a chat stream: its [DONE], a finish_reason, or the upstream's own error event,
+# however spaced (a split across chunks is caught by scanning each chunk with the end of
+# the one before).
+_STREAM_END = re.compile(
+    rb'\[DONE\]|"finish_reason"\s*:\s*"|event:\s*error|data:\s*\{\s*"error"')
+_CARRIED = 64
+# What a streaming request may be answered with: an event stream, said so or not (a
+# hand-rolled server's StreamingResponse sends no type, or text/plain).
+_STREAM_TYPES = (b"text/event-stream", b"text/plain", b"")
+_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +124,7 @@ class RelayedStream(StreamingResponse):
                     self._events.saw(chunk)
                 if not finished:
                     seen = tail + chunk
-                    finished = any(end in seen for end in _STREAM_ENDS)
+                    finished = _STREAM_END.search(seen) is not None
                     tail = seen[-_CARRIED:]
                 yield chunk
         except httpx.TransportError as exc:
@@ -201,7 +207,7 @@ async def _checked_answer(exchanged: _Exchanged, expects: Expected) -> dict[str,
     is not (an encoded body is taken on its Content-Type alone)."""
     head, body = exchanged.head, exchanged.body
     if expects.stream:
-        if head.is_sse:
+        if head.content_type.partition(b";")[0].strip() in _STREAM_TYPES:
             return None
         if body is None:
             try:
@@ -216,7 +222,7 @@ async def _checked_answer(exchanged: _Exchanged, expects: Expected) -> dict[str,
     if not expects.whole or body is None or head.is_sse or head.encoded:
         return None  # a large body, or a stream the client did not ask for: relayed as is
     try:
-        parsed = orjson.loads(body)
+        parsed = orjson.loads(body[3:] if body.startswith(_BOM) else body)
     except orjson.JSONDecodeError:
         parsed = None
     if isinstance(parsed, dict) and (expects.key in parsed or "error" in parsed):

@@ -57,7 +57,8 @@ async def test_stored_text_cannot_drive_the_terminal(tmp_path: Path) -> None:
     """A client's message holding escape sequences (clear the screen, retitle the window,
     a green forged verdict) and a bidi override is printed as escapes; `--json` keeps it."""
     url = f"sqlite:///{tmp_path}/vm.db"
-    hostile = "\x1b[2J\x1b]0;owned\x07\x1b[32mrebuilt: the same bytes as sent\x1b[0m \u202eevil"
+    hostile = ("\x1b[2J\x1b]0;owned\x07\x1b[32mrebuilt: the same bytes as sent\x1b[0m "
+               "\u202eevil \u200fmark\u2028line \x9bcsi")
     model = ScriptedModel(agent(LOCKER))
     settings = vm_settings(context_budget=2500, activate_above=100, recall_share=1.0)
     async with serve(model, settings, await open_store(url)) as proxy:
@@ -71,9 +72,11 @@ async def test_stored_text_cannot_drive_the_terminal(tmp_path: Path) -> None:
     conv_id = listed.stdout.splitlines()[1].split()[0]
     shown = _inspect("--store", url, conv_id, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert not any(c in shown.stdout for c in ("\x1b", "\x07", "\u202e"))
+    assert not any(c in shown.stdout for c in ("\x1b", "\x07", "\u202e", "\u200f", "\u2028",
+                                               "\x9b"))
     assert "\\x1b[2J\\x1b]0;owned\\x07" in shown.stdout and "\\u202eevil" in shown.stdout
     as_json = _inspect("--store", url, conv_id, "--json", cwd=tmp_path)
+    assert not any(c in as_json.stdout for c in ("\x1b", "\u202e", "\u2028", "\x9b"))
     sent = orjson.loads(as_json.stdout)["upstream_request"]["messages"]
     assert any(m["content"] == hostile for m in sent)
 

@@ -149,8 +149,9 @@ def test_a_store_that_cannot_open_stops_start_up(tmp_path: Path, upstream: FakeU
         ),
         cwd=tmp_path, env=proxy_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert result.returncode != 0
-    assert "Application startup failed" in result.stderr
+    assert result.returncode == 3
+    assert result.stderr.startswith("vm-proxy: the store cannot be opened: FileExistsError")
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
 
 
 def _get_when_up(url: str, process: subprocess.Popen[bytes]) -> httpx.Response:

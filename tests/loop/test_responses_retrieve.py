@@ -158,3 +158,30 @@ async def test_unknown_foreign_and_memory_off_ids_are_the_upstreams_404(response
     assert asked == [f"/v1/responses/{made.id}", "/v1/responses/resp_nobody_made",
                      f"/v1/responses/{made.id}", f"/v1/responses/{made.id}",
                      *([f"/v1/responses/{made.id}"] if responses == "native" else [])]
+
+
+async def test_head_is_relayed_and_an_anonymous_get_is_refused_when_credentials_are_required(
+) -> None:
+    model = ScriptedModel(agent(LOCKER))
+    instructions, items = as_responses(conversation(120))
+    asked: list[str] = []
+    base = vm_settings(responses="chat")
+    settings = base.model_copy(update={"tenant": base.tenant.model_copy(
+        update={"require_credential": True})})
+
+    def routes(router: respx.Router, base_url: str) -> None:
+        upstream_gets(asked)(router, base_url)
+        router.head(url__startswith=f"{base_url}/responses/").mock(
+            side_effect=lambda request: (asked.append("HEAD"), httpx.Response(404))[1])
+
+    async with serve(model, settings, upstream_routes=routes) as proxy:
+        made = await proxy.client.responses.create(
+            model=MODEL, instructions=instructions,
+            input=[*items, {"role": "user", "content": QUESTION}])
+        head = await proxy.http.head(f"/v1/responses/{made.id}",
+                                     headers={"authorization": "Bearer sk-test"})
+        assert head.status_code == 404 and asked == ["HEAD"]
+        anonymous = await proxy.http.get(f"/v1/responses/{made.id}")
+        assert anonymous.status_code == 401
+        kept = await proxy.client.responses.retrieve(made.id)
+    assert kept.output_text == ANSWER

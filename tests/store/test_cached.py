@@ -184,3 +184,22 @@ async def test_an_append_on_a_row_the_cache_does_not_hold_caches_nothing() -> No
     path = await store.path(T, "c")
     assert len(await store.pages_in_range(path, 0, 1)) == 1
     assert inner.ranges == [(0, 1)]
+
+
+def test_an_inline_image_weighs_its_data() -> None:
+    """A 4 MB base64 image weighed 640 characters (its text renderings only), so the
+    bound let thousands of them in (the review of the first version)."""
+    from proxy.store.cached import page_weight
+    from proxy.tokens import counter_for_model
+    from proxy.vm.ingest import Counters, ingest_messages
+
+    data = "data:image/png;base64," + "A" * 4_000_000
+    message = {"role": "user", "content": [
+        {"type": "text", "text": "Look at this."},
+        {"type": "image_url", "image_url": {"url": data}}]}
+    pages = ingest_messages([message], first_position=0, counters=Counters(),
+                            counter=counter_for_model("gpt-4o"), segment_turns=8).pages
+    kinds = {page.page_id.split("_")[0] for page in pages}
+    assert {"msg", "img"} <= kinds
+    assert all(page_weight(page) > 4_000_000 for page in pages
+               if page.page_id.split("_")[0] in ("msg", "img"))

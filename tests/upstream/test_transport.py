@@ -344,3 +344,28 @@ async def test_a_base_urls_own_query_goes_on_every_request() -> None:
 def test_an_upstream_url_is_kept_as_given_but_its_trailing_slash(given: str, kept: str) -> None:
     settings = load_settings(environ={}, overrides={"upstream": {"base_url": given}})
     assert settings.upstream.base_url == kept
+
+
+def test_a_clients_own_parameter_wins_over_the_base_urls_and_errors_hide_the_query() -> None:
+    from proxy.upstream.client import error_for_transport_failure
+
+    settings = load_settings(environ={}, overrides={"upstream": {
+        "base_url": "http://u.test/openai/deployments/gpt?api-version=2024-10-21&key=s3cret"}})
+    upstream = Upstream(settings.upstream)
+    assert str(upstream.url("/chat/completions", "api-version=2025-01-01")) == (
+        "http://u.test/openai/deployments/gpt/chat/completions?key=s3cret"
+        "&api-version=2025-01-01")
+    error = error_for_transport_failure(httpx.ConnectError("refused"), upstream.base_url)
+    assert "s3cret" not in error.message and "http://u.test/openai/deployments/gpt" in error.message
+
+
+def test_the_embeddings_url_keeps_the_base_urls_query() -> None:
+    from proxy.config import resolve_embeddings
+    from proxy.embeddings.remote import RemoteEmbedder
+    from proxy.metrics import Metrics
+
+    settings = resolve_embeddings(load_settings(environ={}, overrides={
+        "upstream": {"base_url": "http://u.test/openai?api-version=2024-10-21"},
+        "embeddings": {"provider": "upstream"}}))
+    embedder = RemoteEmbedder(settings.embeddings, Metrics())
+    assert embedder._url == "http://u.test/openai/embeddings?api-version=2024-10-21"

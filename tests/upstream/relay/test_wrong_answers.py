@@ -149,3 +149,43 @@ async def test_a_responses_request_answered_with_html_is_a_502() -> None:
         off = await proxy.http.post("/v1/responses", headers=VM_OFF,
                                     json={"model": "gpt-4o-mini", "input": "Hello"})
         assert off.status_code == 200 and off.content == HTML
+
+
+@pytest.mark.parametrize("mode", ["memory", "off"])
+@pytest.mark.parametrize("content_type", [None, "text/plain"], ids=["untyped", "text-plain"])
+async def test_a_stream_whose_type_is_not_said_is_relayed(
+    mode: str, content_type: str | None
+) -> None:
+    """A hand-rolled server's StreamingResponse sends its events with no content type (or
+    text/plain); the SDK reads them by the request's `stream`: relayed, not a 502."""
+    headers = VM_OFF if mode == "off" else {}
+    wire = b"".join(sse_bytes([chunk({"role": "assistant", "content": "Hi"}),
+                               chunk({}, finish="stop")]))
+    reply_headers = {} if content_type is None else {"content-type": content_type}
+    async with serve(headers=headers) as proxy:
+        proxy.router.post(CHAT).mock(
+            side_effect=lambda request: httpx.Response(200, headers=reply_headers, content=wire))
+        raw = await proxy.http.post("/v1/chat/completions", json=user_chat(stream=True),
+                                    headers=headers)
+        assert raw.status_code == 200 and raw.content == wire
+
+
+@pytest.mark.parametrize("ending", [
+    b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason" : "stop"}]}\n\n',
+    b'data: {"id":"c","choices":[{"index":0,"delta":{},"finish_reason":\t"stop"}]}\n\n',
+    b'data:{"error":{"message":"boom","type":"server_error","param":null,"code":null}}\n\n',
+], ids=["space before colon", "tab", "unspaced error"])
+async def test_a_stream_ended_however_spaced_gets_nothing_more(ending: bytes) -> None:
+    wire = [*sse_bytes([chunk({"role": "assistant", "content": "Hi"})], done=False), ending]
+    async with serve() as proxy:
+        proxy.router.post(CHAT).mock(side_effect=lambda request: sse_response(wire))
+        raw = await proxy.http.post("/v1/chat/completions", json=user_chat(stream=True))
+        assert raw.content == b"".join(wire)
+
+
+async def test_a_json_answer_with_a_byte_order_mark_passes() -> None:
+    body = b"\xef\xbb\xbf" + json.dumps(completion()).encode()
+    async with serve() as proxy:
+        proxy.router.post(CHAT).mock(side_effect=answered(b"application/json", body))
+        raw = await proxy.http.post("/v1/chat/completions", json=user_chat())
+        assert raw.status_code == 200 and raw.content == body
