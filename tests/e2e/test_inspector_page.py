@@ -47,6 +47,17 @@ def browser() -> Iterator[Any]:
             launched.close()
 
 
+def logged_in(browser: Any, url: str, viewport: dict[str, int]) -> Any:
+    """A page of the inspector at `url`, the admin key given, its conversations listed."""
+    page = browser.new_page(viewport=viewport)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/admin/")
+    page.fill("#key", ADMIN_KEY)
+    page.click("#login button")
+    page.wait_for_selector("#conversations li")
+    return page
+
+
 def test_the_inspector_shows_what_the_model_saw(browser: Any, tmp_path: Path) -> None:
     model = ScriptedModel(agent(LOCKER))
     with FakeUpstream(model.fake_upstream_handler) as upstream, run_proxy(
@@ -71,12 +82,7 @@ def test_the_inspector_shows_what_the_model_saw(browser: Any, tmp_path: Path) ->
                                            extra_headers={"x-vm-session": "browser-chat"})
         sent = upstream.requests[first_of_last].json()
 
-        page = browser.new_page(viewport={"width": 1500, "height": 1700})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{proxy.url}/admin/")
-        page.fill("#key", ADMIN_KEY)
-        page.click("#login button")
-        page.wait_for_selector("#conversations li")
+        page = logged_in(browser, proxy.url, {"width": 1500, "height": 1700})
         assert "browser-chat" in page.inner_text("#conversations")
 
         page.click("#conversations li")
@@ -121,12 +127,7 @@ def test_bidi_overrides_in_stored_text_are_shown_not_obeyed(
                                max_retries=0)  # fmt: skip
         client.chat.completions.create(model="gpt-4o-mini", extra_headers={
             "x-vm-session": "bidi-chat"}, messages=[{"role": "user", "content": hostile}])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{proxy.url}/admin/")
-        page.fill("#key", ADMIN_KEY)
-        page.click("#login button")
-        page.wait_for_selector("#conversations li")
+        page = logged_in(browser, proxy.url, {"width": 1200, "height": 900})
         page.click("#conversations li")
         page.click('.tabs button[data-tab="pages"]')
         page.wait_for_selector("#pages tbody tr")

@@ -6,9 +6,6 @@ the upstream's 404."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -18,7 +15,7 @@ import pytest
 import respx
 
 from proxy.store import open_store
-from tests.loop.harness import MODEL, serve, vm_settings
+from tests.loop.harness import MODEL, fresh_store, serve, vm_settings
 from tests.loop.history import LOCKER, QUESTION, conversation
 from tests.loop.scripted import Call, Calls, ScriptedModel, agent
 from tests.loop.scripted_responses import ResponsesModel
@@ -47,27 +44,16 @@ def upstream_gets(asked: list[str]) -> Any:
     return routes
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: FsPath) -> AsyncIterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-        return
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/store.db"
-        return
-    url = os.environ.get("VM_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("VM_TEST_POSTGRES_URL is not set: no PostgreSQL to test against")
-    separator = "&" if "?" in url else "?"
-    url = f"{url}{separator}schema=vmtest_{uuid.uuid4().hex[:12]}"
-    yield url
-    store = await open_store(url)
-    await store.drop_schema()  # type: ignore[attr-defined]
-    await store.close()
-
-
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres"])
 @pytest.mark.parametrize("responses", ["native", "chat"])
-async def test_a_memory_turns_response_is_retrieved(store_url: str, responses: str) -> None:
+async def test_a_memory_turns_response_is_retrieved(
+    backend: str, responses: str, tmp_path: FsPath
+) -> None:
+    async with fresh_store(backend, tmp_path) as url:
+        await _retrieved(url, responses)
+
+
+async def _retrieved(store_url: str, responses: str) -> None:
     """A whole-history memory turn, then one chained to it: each id the proxy made reads
     back as the client received it, in a process started anew on the same store too (but
     `memory://`)."""
