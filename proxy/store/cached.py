@@ -78,13 +78,26 @@ class LRU(Generic[K, V]):
     def put_all(self, items: Iterable[tuple[K, V]]) -> None:
         """`put` of each, in order (what is kept is the same: the most recent `capacity`),
         trimmed once: a turn's search hits are a hundred pages, mostly cached already."""
-        for key, value in items:
-            self._add(key, value)
+        entries = self._items
+        if self._weigh is None:
+            for key, value in items:
+                entries[key] = value
+                entries.move_to_end(key)
+        else:
+            for key, value in items:
+                if entries.get(key) is value:
+                    entries.move_to_end(key)  # (`_add`'s first case, inline: the common one)
+                else:
+                    self._add(key, value)
         self._trim()
 
     def _add(self, key: K, value: V) -> None:
         entries = self._items
         if self._weigh is not None:
+            if entries.get(key) is value:
+                # Most of a turn's pages are cached already, as the same objects: weighed.
+                entries.move_to_end(key)
+                return
             weight = self._weigh(value)
             if weight > self._max_weight:
                 self.pop(key)  # kept, it would push out everything else
