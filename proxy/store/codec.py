@@ -12,6 +12,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -25,9 +26,12 @@ from proxy.vm.pages import Modality, Page, PageKind
 _DATA_URL = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*,[A-Za-z0-9+/=%]+")
 _KINDS = {kind.value: kind for kind in PageKind}
 _MODALITIES = {modality.value: modality for modality in Modality}
-# Bodies kept decoded (see decode_page), at most, and at most this many bytes of them (the
-# decoded pages take about twice as much again): a few pasted files must not fill it.
+# Bodies kept decoded (see decode_page): up to SMALL_BODY bytes each, DECODED_PAGES of
+# them (16 MB of bodies at most); larger ones, LARGE_PAGES of them and DECODED_BYTES in
+# all (the decoded pages take about twice as much again).
 DECODED_PAGES = 4096
+SMALL_BODY = 4096
+LARGE_PAGES = 1024
 DECODED_BYTES = 48 << 20
 # Pages of more characters than this may keep a store's writer long (encoding, indexing):
 # the SQLite store lets nobody wait on its writer while they are written
@@ -125,11 +129,20 @@ def encode_page(page: Page) -> bytes:
 def decode_page(body: bytes | str) -> Page:
     """The page a body encodes. A page never changes once stored, and a turn's search reads
     up to a hundred hits, mostly the pages earlier turns read too: the last bodies read
-    are kept decoded (DECODED_PAGES of them, DECODED_BYTES in all; looked up by the body
-    itself, so a body is never mistaken for another). Pages are shared, as the page cache
-    shares them: never changed in place."""
+    are kept decoded (looked up by the body itself, so a body is never mistaken for
+    another). Those of a message of the usual size, DECODED_PAGES of them, in an LRU whose
+    hits cost no Python; larger ones in one bounded by DECODED_BYTES of their bodies, so
+    that a few pasted files do not fill memory. Pages are shared, as the page cache shares
+    them: never changed in place."""
     if type(body) is bytes or type(body) is str:
+        if len(body) <= SMALL_BODY:
+            return _decoded_small(body)
         return _DECODED.page(body)
+    return _decode(body)
+
+
+@lru_cache(maxsize=DECODED_PAGES)
+def _decoded_small(body: bytes | str) -> Page:
     return _decode(body)
 
 
@@ -164,9 +177,10 @@ class _DecodedPages:
         with self._lock:
             self._pages.clear()
             self._held = 0
+        _decoded_small.cache_clear()
 
 
-_DECODED = _DecodedPages(DECODED_PAGES, DECODED_BYTES)
+_DECODED = _DecodedPages(LARGE_PAGES, DECODED_BYTES)
 
 
 def _decode(body: bytes | str) -> Page:
