@@ -46,7 +46,7 @@ from proxy.loop.short_chat import SameTurn, ShortTurn, same_again, short_turn
 from proxy.loop.stored_rows import forked, held_on_a_fork
 from proxy.loop.stream import open_first, stream_events
 from proxy.loop.tip_claims import Claim, Tip
-from proxy.loop.turn import Turn, answer_message
+from proxy.loop.turn import Turn, answer_message, resent_fields
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
 from proxy.upstream.assemble import AssembledMessage
@@ -425,9 +425,9 @@ def _observed_passthrough(
     async def store_answer(message: AssembledMessage) -> None:
         # As the client will resend it: its content as the upstream sent it.
         content = message.content if message.parts is None else message.parts
-        await store(
-            answer_message(content, message.tool_calls, answer_name, refusal=message.refusal)
-        )
+        await store(answer_message(content, message.tool_calls, answer_name,
+                                   refusal=message.refusal,
+                                   extra=resent_fields(message.message_extra)))
 
     set_headers(response.raw_headers, headers)
     return observe(response, store_answer, store_first=store_first)

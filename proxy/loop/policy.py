@@ -64,7 +64,8 @@ def relayed_whole(body: Mapping[str, Any]) -> bool:
     n = body.get("n")
     if isinstance(n, int) and n > 1:
         return True
-    if "functions" in body or "prediction" in body:
+    functions = body.get("functions")
+    if (isinstance(functions, list) and functions) or body.get("prediction") is not None:
         return True
     modalities = body.get("modalities")
     return isinstance(modalities, list) and "audio" in modalities

@@ -45,9 +45,8 @@ async def retrieve_response(
     not know the id and the store holds the proxy's answer of that id (for this tenant):
     then that answer, rebuilt."""
     settings = state.settings
-    method = request.method  # GET, or HEAD (which the route takes too): only relayed
-    rebuildable = (method == "GET" and not memory_off(settings.vm.mode, request.headers)
-                   and not _streamed(request))
+    method = request.method  # GET, or HEAD (which the route takes too), answered alike
+    rebuildable = not memory_off(settings.vm.mode, request.headers) and not _streamed(request)
     if rebuildable and settings.upstream.responses == "chat":
         rebuilt = await _rebuilt(state, request, response_id)
         if rebuilt is not None:

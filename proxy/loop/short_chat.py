@@ -310,7 +310,7 @@ async def _decide(
     raw: bytes | None,
 ) -> ShortTurn | SameTurn | _UnderWay | None:
     messages = body["messages"]
-    if fingerprints is None or body.get("tools") or "functions" in body:
+    if fingerprints is None or body.get("tools") or body.get("functions"):
         return None  # a long text; tools, whose cost is counted in the general way
     counter, overhead, activate_above, ingester = threshold(state, request, body, tenant, ())
     if len(messages) * counter.format.per_message > activate_above:

@@ -341,21 +341,41 @@ def answer_message(
     name: str = "",
     *,
     refusal: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The answer as the client will resend it. A client that names the assistant's
     messages (OpenAI's `name`, in multi-party chats) resends the answer with that name;
     stored without it, the resent history would not match the stored one (the name is part
     of a message's identity) and every turn would fork. A refusal is kept: without it the
     message would reach the upstream again as an empty answer, which OpenAI's API refuses
-    (an assistant message needs content, calls or a refusal)."""
+    (an assistant message needs content, calls or a refusal); so are a legacy
+    `function_call` and an audio answer's id (`extra`, from `resent_fields`), for the same
+    reason."""
     answer: dict[str, Any] = {"role": "assistant", "content": content}
     if refusal:
         answer["refusal"] = refusal
+    if extra:
+        answer.update(extra)
     if name:
         answer["name"] = name
     if tool_calls:
         answer["tool_calls"] = list(tool_calls)
     return answer
+
+
+def resent_fields(message_extra: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an answer's other fields its client sends back and the upstream needs: a
+    legacy `function_call`, and an audio answer's `{"id"}` (OpenAI's form for an earlier
+    audio answer in the history; its data and transcript are not sent back)."""
+    fields: dict[str, Any] = {}
+    call = message_extra.get("function_call")
+    if isinstance(call, Mapping) and call.get("name"):
+        fields["function_call"] = {"name": call.get("name"),
+                                   "arguments": call.get("arguments") or ""}
+    audio = message_extra.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("id"), str):
+        fields["audio"] = {"id": audio["id"]}
+    return fields
 
 
 def assistant_name(messages: Sequence[Mapping[str, Any]]) -> str:

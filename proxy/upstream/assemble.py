@@ -48,6 +48,8 @@ _TOP_KNOWN = frozenset(
     ("id", "object", "created", "model", "choices", "usage", "system_fingerprint", "error",
      "obfuscation")
 )
+# Delta fields of other message fields that stream in pieces.
+_STREAMED_TEXT = {"function_call": ("arguments",), "audio": ("transcript", "data")}
 _STOP_LIKE = frozenset(("stop", "eos", "eos_token", "end_turn", "tool_use", "tool_calls",
                         "function_call"))
 
@@ -290,6 +292,15 @@ class ChunkAccumulator:
 
     def _merge_extra(self, key: str, value: Any) -> None:
         have = self._extra_delta.get(key)
+        if key in _STREAMED_TEXT and isinstance(have, dict) and isinstance(value, dict):
+            # A legacy function_call's arguments, an audio answer's transcript and data
+            # come in pieces, as content does.
+            for field_name, piece in value.items():
+                if field_name in _STREAMED_TEXT[key] and isinstance(piece, str):
+                    have[field_name] = str(have.get(field_name) or "") + piece
+                else:
+                    have[field_name] = piece
+            return
         if isinstance(have, list) and isinstance(value, list):
             if key == "reasoning_details":
                 _merge_reasoning_details(have, value)

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -46,8 +47,12 @@ def _without(base_query: str, query: str) -> str:
     wins over the base URL's, not doubled)."""
     if not base_query or not query:
         return base_query
-    asked = {part.partition("=")[0] for part in query.split("&")}
-    return "&".join(p for p in base_query.split("&") if p.partition("=")[0] not in asked)
+    asked = {_name(part) for part in query.split("&")}
+    return "&".join(p for p in base_query.split("&") if _name(p) not in asked)
+
+
+def _name(parameter: str) -> str:
+    return unquote(parameter.partition("=")[0]).lower()
 
 
 def shown_url(base_url: str) -> str:

@@ -46,7 +46,8 @@ QUOTED_BYTES = 300
 # however spaced (a split across chunks is caught by scanning each chunk with the end of
 # the one before).
 _STREAM_END = re.compile(
-    rb'\[DONE\]|"finish_reason"\s*:\s*"|event:\s*error|data:\s*\{\s*"error"')
+    rb'(?m)^data:\s*\[DONE\]|"finish_reason"\s*:\s*"[^"]|^event:\s*error'
+    rb'|^data:\s*\{\s*"error"')
 _CARRIED = 64
 # What a streaming request may be answered with: an event stream, said so or not (a
 # hand-rolled server's StreamingResponse sends no type, or text/plain).
@@ -182,9 +183,13 @@ async def relay(
     query = request.scope.get("query_string", b"").decode("latin-1")
     headers = upstream.headers_for(request.scope["headers"])
     started = time.perf_counter()
+    # A stream asked for is relayed as it comes whatever type it says (a hand-rolled
+    # server's says none, or text/plain), not read whole first.
+    streamed = expects is not None and expects.stream
     exchanged = await unless_disconnected(
         request.receive,
-        _exchange(upstream, method, path, query, headers, content, buffer_unsized),
+        _exchange(upstream, method, path, query, headers, content,
+                  buffer_unsized and not streamed),
     )
     stats.upstream_ms = (time.perf_counter() - started) * 1000.0
     head = exchanged.head

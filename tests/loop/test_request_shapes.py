@@ -190,3 +190,49 @@ async def test_responses_metadata_reaches_a_chat_upstream() -> None:
     # Chat takes metadata with `store: true` only.
     assert model.requests[0]["metadata"] == {"app": "shapes"}
     assert "metadata" not in model.requests[1]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+async def test_a_function_call_answer_is_stored_with_its_call(stream: bool) -> None:
+    """The next turn of a session sends the answer back upstream with its function_call
+    (stored as `content: null` alone, it was an empty assistant message OpenAI refuses)."""
+    upstream = Upstream()
+    session = {"x-vm-session": f"functions-{stream}"}
+    async with serve(upstream) as proxy:
+        first = await proxy.raw_chat({"model": MODEL, "messages": _long("Weather in Porto?"),
+                                      "functions": [WEATHER], "stream": stream}, session)
+        assert first.status_code == 200
+        result = {"role": "function", "name": "get_weather", "content": "Sunny, 24 C"}
+        second = await proxy.raw_chat({"model": MODEL, "messages": [result],
+                                       "functions": [WEATHER]}, session)
+        assert second.status_code == 200
+    sent = upstream.requests[-1]["messages"]
+    at = next(i for i, m in enumerate(sent) if m.get("role") == "function")
+    assert sent[at - 1] == {"role": "assistant", "content": None, "function_call": CALL}
+
+
+async def test_an_audio_answer_is_stored_with_its_id() -> None:
+    upstream = Upstream()
+    session = {"x-vm-session": "audio"}
+    async with serve(upstream, vm_settings(pin_last_turns=2)) as proxy:
+        for question in ("Say hi.", "And again?"):
+            messages = _long(question) if question == "Say hi." else [
+                {"role": "user", "content": question}]
+            raw = await proxy.raw_chat({"model": MODEL, "messages": messages,
+                                        "modalities": ["text", "audio"],
+                                        "audio": {"voice": "alloy", "format": "wav"}}, session)
+            assert raw.status_code == 200
+    sent = upstream.requests[-1]["messages"]
+    assert {"role": "assistant", "content": None, "audio": {"id": "audio_1"}} in sent
+
+
+@pytest.mark.parametrize("shape", [{"functions": []}, {"functions": None}, {"prediction": None},
+                                   {"modalities": ["text"]}, {"n": 1}],
+                         ids=["no functions", "null functions", "null prediction", "text",
+                              "one choice"])
+async def test_empty_or_null_fields_keep_the_memory_tools(shape: dict[str, Any]) -> None:
+    upstream = Upstream()
+    async with serve(upstream) as proxy:
+        raw = await proxy.raw_chat({"model": MODEL, "messages": _long(), **shape})
+        assert raw.status_code == 200
+    assert has_vm_tools(upstream.requests[0])

@@ -146,7 +146,7 @@ async def test_unknown_foreign_and_memory_off_ids_are_the_upstreams_404(response
                      *([f"/v1/responses/{made.id}"] if responses == "native" else [])]
 
 
-async def test_head_is_relayed_and_an_anonymous_get_is_refused_when_credentials_are_required(
+async def test_head_is_a_get_and_an_anonymous_get_is_refused_when_credentials_are_required(
 ) -> None:
     model = ScriptedModel(agent(LOCKER))
     instructions, items = as_responses(conversation(120))
@@ -166,7 +166,10 @@ async def test_head_is_relayed_and_an_anonymous_get_is_refused_when_credentials_
             input=[*items, {"role": "user", "content": QUESTION}])
         head = await proxy.http.head(f"/v1/responses/{made.id}",
                                      headers={"authorization": "Bearer sk-test"})
-        assert head.status_code == 404 and asked == ["HEAD"]
+        assert head.status_code == 200 and asked == []  # as a GET: from the store
+        unknown = await proxy.http.head("/v1/responses/resp_nobody_made",
+                                        headers={"authorization": "Bearer sk-test"})
+        assert unknown.status_code == 404 and asked == ["HEAD"]
         anonymous = await proxy.http.get(f"/v1/responses/{made.id}")
         assert anonymous.status_code == 401
         kept = await proxy.client.responses.retrieve(made.id)

@@ -355,6 +355,8 @@ def test_a_clients_own_parameter_wins_over_the_base_urls_and_errors_hide_the_que
     assert str(upstream.url("/chat/completions", "api-version=2025-01-01")) == (
         "http://u.test/openai/deployments/gpt/chat/completions?key=s3cret"
         "&api-version=2025-01-01")
+    assert str(upstream.url("/files", "API%2DVersion=3")) == (
+        "http://u.test/openai/deployments/gpt/files?key=s3cret&API%2DVersion=3")
     error = error_for_transport_failure(httpx.ConnectError("refused"), upstream.base_url)
     assert "s3cret" not in error.message and "http://u.test/openai/deployments/gpt" in error.message
 

@@ -26,6 +26,7 @@ from proxy.store import open_store
 from tests.upstream.relay.conftest import (
     UPSTREAM,
     VM_OFF,
+    Chunks,
     assert_openai_error,
     chunk,
     completion,
@@ -189,3 +190,35 @@ async def test_a_json_answer_with_a_byte_order_mark_passes() -> None:
         proxy.router.post(CHAT).mock(side_effect=answered(b"application/json", body))
         raw = await proxy.http.post("/v1/chat/completions", json=user_chat())
         assert raw.status_code == 200 and raw.content == body
+
+
+async def test_an_untyped_stream_is_relayed_as_it_comes_and_stored() -> None:
+    """Not read whole before its first byte goes out (a long answer would wait for its
+    end), and its answer is stored (read as JSON, it was not)."""
+    wire = sse_bytes([chunk({"role": "assistant", "content": "Hi"}), chunk({}, finish="stop")])
+    store = await open_store("memory://")
+    async with serve(store=store) as proxy:
+        proxy.router.post(CHAT).mock(side_effect=lambda request: httpx.Response(
+            200, stream=Chunks(wire)))
+        raw = await proxy.http.post("/v1/chat/completions", json=user_chat(stream=True),
+                                    headers={"x-vm-session": "untyped"})
+        assert raw.status_code == 200 and raw.content == b"".join(wire)
+        assert "content-length" not in raw.headers  # streamed, not buffered
+        (conv,) = await store.list_conversations()
+        assert conv.length == 2  # the question and its answer
+    await store.close()
+
+
+@pytest.mark.parametrize("wire", [
+    [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":""}]}\n\n'],
+    [b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"event: error [DONE]"},'
+     b'"finish_reason":null}]}\n\n'],
+], ids=["empty finish reason", "ending words in content"])
+async def test_a_stream_cut_after_what_only_looks_like_an_end_is_told_so(
+    wire: list[bytes]
+) -> None:
+    async with serve() as proxy:
+        proxy.router.post(CHAT).mock(side_effect=lambda request: sse_response(wire))
+        raw = await proxy.http.post("/v1/chat/completions", json=user_chat(stream=True))
+        assert raw.content.startswith(b"".join(wire))
+        assert b"upstream_stream_incomplete" in raw.content[len(b"".join(wire)):]
