@@ -19,13 +19,12 @@ import uvicorn
 
 from proxy import __version__
 from proxy.config import Settings, SettingsError, load_settings, resolve_embeddings
-from proxy.embeddings import open_embedder
+from proxy.embeddings import check_embedder
 from proxy.embeddings.base import EmbeddingError
 from proxy.http.app import create_app
 from proxy.inspect_cli import add_parser as add_inspect_parser
 from proxy.inspect_cli import inspect, missing_file
 from proxy.logs import configure as configure_logging
-from proxy.metrics import Metrics
 from proxy.store import open_store
 
 EXIT_BAD_SETTING = 2
@@ -128,8 +127,9 @@ def serve(settings: Settings) -> int:
 
 def _cannot_start(settings: Settings) -> str | None:
     """What would stop start-up, found before the server starts, as one line: the store
-    cannot be opened, or an embeddings provider the settings name cannot run. (Failing in
-    the server's start-up, each was a traceback.) Both are opened again by the server."""
+    cannot be opened, or an embeddings provider the settings name cannot run (its extra or
+    its files missing; not loaded here). (Failing in the server's start-up, each was a
+    traceback.) The store is opened again by the server."""
 
     async def open_and_close() -> None:
         store = await open_store(settings.store.url)
@@ -142,7 +142,7 @@ def _cannot_start(settings: Settings) -> str | None:
     embeddings = resolve_embeddings(settings).embeddings
     if settings.embeddings.provider not in ("auto", "off"):
         try:
-            open_embedder(embeddings, Metrics())
+            check_embedder(embeddings)
         except EmbeddingError as exc:
             return f"embeddings.provider = {settings.embeddings.provider!r} cannot run: {exc}"
     return None

@@ -217,3 +217,30 @@ def test_gc_with_retention_off_deletes_nothing(tmp_path: Path) -> None:
     result = _run(["gc", "--config", str(config)], tmp_path)
     assert result.returncode == 0, result.stderr
     assert "retention off" in result.stdout and "nothing deleted" in result.stdout
+
+
+def test_the_start_up_check_does_not_load_a_named_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model is loaded once, by the server (the check loaded it too: twice the start-up
+    time and memory of a large model)."""
+    pytest.importorskip("onnxruntime", reason="the embeddings extra is not installed")
+    from proxy import cli
+    from proxy.config import load_settings
+    from proxy.embeddings.local import OnnxEmbedder
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"not read by the check")
+    (folder / "tokenizer.json").write_text("{}")
+
+    def loaded(cls: object, path: str) -> None:
+        raise AssertionError("the check loaded the model")
+
+    monkeypatch.setattr(OnnxEmbedder, "load", classmethod(loaded))
+    settings = load_settings(environ={}, overrides={
+        "store": {"url": "memory://"},
+        "embeddings": {"provider": "onnx", "path": str(folder)}})
+    assert cli._cannot_start(settings) is None
+    (folder / "tokenizer.json").unlink()
+    assert "tokenizer.json does not exist" in (cli._cannot_start(settings) or "")

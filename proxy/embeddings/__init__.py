@@ -20,13 +20,22 @@ from proxy.config import EmbeddingsSettings
 from proxy.embeddings.base import Embedder, EmbeddingError
 from proxy.metrics import Metrics
 
-__all__ = ["Embedder", "EmbeddingError", "open_embedder"]
+__all__ = ["Embedder", "EmbeddingError", "check_embedder", "open_embedder"]
 
 # numpy's OpenBLAS starts a thread per core for each vector product, and on a small machine
 # they spin against the event loop and onnxruntime: a search at 10k pages took ~10 ms of
 # CPU with them and 2.5 ms with one (benchmarks/embeddings.py). Only numpy's first import
 # reads it, so it is set here, when the proxy is imported; a value the user set stays.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def check_embedder(settings: EmbeddingsSettings) -> None:
+    """Raise EmbeddingError when the embedder `settings` name cannot run here, as far as
+    can be told without loading it (start-up's one-line check; `open_embedder` loads)."""
+    if settings.provider == "onnx":
+        from proxy.embeddings.local import OnnxEmbedder
+
+        OnnxEmbedder.files(settings.path)
 
 
 def open_embedder(

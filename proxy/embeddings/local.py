@@ -39,11 +39,13 @@ class OnnxEmbedder:
         self._background = concurrent.futures.ThreadPoolExecutor(1, "vm-embeddings")
         self._queries = concurrent.futures.ThreadPoolExecutor(1, "vm-embeddings-query")
 
-    @classmethod
-    def load(cls, folder: str) -> OnnxEmbedder:
+    @staticmethod
+    def files(folder: str) -> tuple[Path, Path]:
+        """The model's and the tokenizer's files in `folder`, once the extra is installed
+        and both exist (EmbeddingError else): what `load` needs, checked without loading."""
         try:
-            import onnxruntime  # type: ignore[import-untyped]
-            from tokenizers import Tokenizer
+            import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
+            import tokenizers  # noqa: F401
         except ImportError as exc:
             raise EmbeddingError(
                 f"embeddings.provider = onnx needs the embeddings extra "
@@ -54,6 +56,15 @@ class OnnxEmbedder:
         for needed in (model, vocab):
             if not needed.is_file():
                 raise EmbeddingError(f"embeddings.path: {needed} does not exist")
+        return model, vocab
+
+    @classmethod
+    def load(cls, folder: str) -> OnnxEmbedder:
+        model, vocab = cls.files(folder)
+        root = model.parent
+        import onnxruntime
+        from tokenizers import Tokenizer
+
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
