@@ -91,11 +91,12 @@ _sink = _AccessSink()
 
 
 def configure(level: str = "info", stream: IO[str] | None = None) -> None:
-    """Send `vm_proxy.*` (and uvicorn's own) records to `stream` (stderr) as JSON lines."""
+    """Send `vm_proxy.*` records, uvicorn's and asyncpg's (its pool's reconnection
+    attempts while PostgreSQL is down) to `stream` (stderr) as JSON lines."""
     target = sys.stderr if stream is None else stream
     handler = logging.StreamHandler(target)
     handler.setFormatter(JsonFormatter())
-    for name in ("vm_proxy", "uvicorn", "uvicorn.error"):
+    for name in ("vm_proxy", "uvicorn", "uvicorn.error", "asyncpg"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())

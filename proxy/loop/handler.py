@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -49,6 +50,7 @@ from proxy.loop.tip_claims import Claim, Tip
 from proxy.loop.turn import Turn, answer_message, resent_fields
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
+from proxy.store.base import StoreError
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay_chat
@@ -83,7 +85,7 @@ async def handle_chat(
                 short = await short_turn(state, request, body, tenant, fingerprints, raw)
         except Exception:
             # A bug: the general path decides (and fails open, or not) as it would have.
-            log.exception("placing a short chat's turn failed; placing it the general way")
+            log_failure("placing a short chat's turn failed; placing it the general way")
             short = None
         if short is not None:
             _observe_prepare(state.metrics, started)
@@ -357,13 +359,13 @@ async def answer_without_memory(
     whole conversation, else a retryable error: forwarded alone, the request's new `held`
     would be answered without the conversation and nobody would know."""
     if not whole:
-        log.exception("%s; not answered without memory: the request holds only the new %s",
+        log_failure("%s; not answered without memory: the request holds only the new %s",
                       what, held)
         raise MemoryUnavailable(
             "The conversation memory is unavailable; retry the request.",
             code="memory_unavailable",
         )
-    log.exception("%s; answering as a pass-through (vm.fail_open)", what)
+    log_failure("%s; answering as a pass-through (vm.fail_open)", what)
     state.metrics.counter("vm_fail_open_total", help="VM failures answered as pass-through").inc()
     return await relay_whole()
 
@@ -470,3 +472,14 @@ class SentThen(Response):
                 self._sent()
         finally:
             await self._then()
+
+
+def log_failure(message: str, *args: object) -> None:
+    """Log the exception being handled: a store that is unavailable (a database restarting,
+    a disk full) as one line, since every request says the same while it lasts; anything
+    else, a bug perhaps, with its traceback."""
+    failure = sys.exc_info()[1]
+    if isinstance(failure, StoreError):
+        log.warning(message + ": %s", *args, failure)
+    else:
+        log.exception(message, *args)

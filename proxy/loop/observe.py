@@ -22,6 +22,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from proxy.errors import MemoryUnavailable
 from proxy.logs import log
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.completion import stored_answer
@@ -67,7 +68,8 @@ def observe(
         return response
     if isinstance(response, RelayedStream):
         response.body_iterator = _tee(
-            response.body_iterator, on_answer, _Decoder(encoding), reader.stream(), store_first
+            response.body_iterator, on_answer, _Decoder(encoding), reader.stream(), store_first,
+            failure=response.failure,
         )
         return response
     if isinstance(response, RelayedResponse):
@@ -117,7 +119,8 @@ class _ObservedResponse(Response):
                 return
         if isinstance(parsed, dict):
             # A body that is not the dialect's answer reads as an error, and is not stored.
-            await _deliver(self._reader.body(parsed), self._on_answer)
+            await _deliver(self._reader.body(parsed), self._on_answer,
+                           raising=self._store_first)
 
 
 async def _tee(
@@ -126,10 +129,13 @@ async def _tee(
     content: _Decoder,
     accumulator: Accumulator,
     store_first: bool = False,
+    *,
+    failure: Callable[[MemoryUnavailable], bytes],
 ) -> AsyncIterator[Any]:
     """The chunks relayed, a copy read; the answer stored once the stream has ended, or,
     with `store_first`, each chunk read before it is relayed and the answer stored before
-    the chunk that finishes it (its finish_reason or [DONE]) goes out."""
+    the chunk that finishes it (its finish_reason or [DONE]) goes out: when that fails, the
+    stream ends with `failure(error)` instead."""
     decoder = SSEDecoder()
     broken = stored = False
     async for chunk in chunks:
@@ -146,7 +152,12 @@ async def _tee(
                     accumulator.feed_event(event)
                 if store_first and accumulator.finished:
                     stored = True
-                    await _deliver(accumulator.result(), on_answer)
+                    try:
+                        await _deliver(accumulator.result(), on_answer, raising=True)
+                    except MemoryUnavailable as exc:
+                        # Its end not sent: the client sees the stream fail, and retries.
+                        yield failure(exc)
+                        return
         if store_first:
             yield chunk
     if broken or stored:
@@ -159,12 +170,24 @@ async def _tee(
     await _deliver(accumulator.result(), on_answer)
 
 
-async def _deliver(message: AssembledMessage, on_answer: OnAnswer) -> None:
+async def _deliver(message: AssembledMessage, on_answer: OnAnswer, *, raising: bool = False
+                   ) -> None:
+    """`on_answer(message)`; a failure logged, or, with `raising` (the answer stored before
+    the client gets it: a client that may never send it again), raised as
+    MemoryUnavailable, so that the client is told and retries."""
     if message.error is not None:
         return
     try:
         await on_answer(message)
-    except Exception:  # the client has its answer; a failed store write must not undo that
+    except MemoryUnavailable:
+        raise
+    except Exception as exc:
+        if raising:
+            log.warning("storing a relayed answer failed: %s", exc)
+            raise MemoryUnavailable(
+                "The answer could not be stored in the conversation memory; retry the "
+                "request.", code="memory_unavailable") from exc
+        # The client has its answer and resends it: a failed store write must not undo that.
         log.exception("storing a relayed answer failed")
 
 

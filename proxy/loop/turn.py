@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config import VMSettings
+from proxy.errors import MemoryUnavailable
 from proxy.logs import RequestStats, log
 from proxy.loop.conversations import Conversations
 from proxy.loop.placement import Placement
@@ -266,7 +267,8 @@ class Turn:
         refusal: str | None = None,
     ) -> Placement | None:
         """Store the answer as the client received it, with this turn's page-table state and
-        mutation records, in one write; where it landed (None: storing it failed).
+        mutation records, in one write; where it landed (None: storing it failed, for a
+        whole-history request; under a session, MemoryUnavailable is raised).
         `answer`: the message to store, when the client's dialect made it (Responses);
         `response_id`: recorded where the answer ends, in that write (Conversations.extend);
         `refusal`: the model's refusal, part of the answer."""
@@ -290,7 +292,17 @@ class Turn:
                 mutations=[*self.mutations, *logged, *self.resolver.mutations, *self._cited()],
                 response_id=response_id,
             )
-        except Exception:  # the client has its answer; losing the copy is logged, not raised
+        except Exception as exc:
+            if self.session is not None:
+                # The client may never send this answer again: it must be stored before
+                # the client gets it, so the request fails (a 503, or a stream's error
+                # event in place of its end) and the client retries it.
+                log.warning("storing the answer of a session's turn failed: %s", exc)
+                raise MemoryUnavailable(
+                    "The answer could not be stored in the conversation memory; retry the "
+                    "request.", code="memory_unavailable") from exc
+            # A whole-history client has its answer and resends it: losing the copy is
+            # logged, not raised.
             log.exception("storing the answer of a VM turn failed")
             return None
         if stored.leaf.conv_id != self.placement.leaf.conv_id:

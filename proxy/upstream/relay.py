@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from proxy.errors import UpstreamError, normalise_error_body
+from proxy.errors import ProxyError, UpstreamError, normalise_error_body
 from proxy.logs import log, request_stats
 from proxy.upstream.client import Reply, Upstream, error_for_transport_failure
 from proxy.upstream.disconnect import unless_disconnected
@@ -150,6 +150,14 @@ class RelayedStream(StreamingResponse):
             unfinished = UpstreamError("The upstream's stream ended before the answer did.",
                                        code="upstream_stream_incomplete")
             yield b"data: " + unfinished.to_json() + b"\n\n"
+
+    def failure(self, error: ProxyError) -> bytes:
+        """The bytes that end this stream with `error`, in its dialect: a Responses
+        stream's `error` and `response.failed`, else an SSE error event (the SDK raises
+        it)."""
+        if self._events is not None:
+            return self._events.failed(error)
+        return b"data: " + error.to_json() + b"\n\n"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

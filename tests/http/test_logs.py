@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -138,3 +139,28 @@ async def test_an_upstream_failure_is_logged_with_its_reason(log_stream: io.Byte
     assert failed["level"] == "warning" and "Connection refused" in failed["msg"]
     assert failed["status"] == 502
     assert SECRET_KEY not in log_stream.getvalue().decode()
+
+
+def test_a_store_outage_is_one_line_and_a_bug_keeps_its_traceback(
+    log_stream: io.BytesIO,
+) -> None:
+    """While PostgreSQL restarted, every request logged a multi-KB traceback (twice for a
+    short chat): 10.7 MB in a minute, in a reviewer's run."""
+    from proxy.loop.handler import log_failure
+    from proxy.store.base import StoreError
+
+    for failure in (StoreError("the database system is shutting down"), KeyError("bug")):
+        try:
+            raise failure
+        except Exception:
+            log_failure("%s; answering as a pass-through", "VM preparation failed")
+    outage, bug = lines(log_stream)
+    assert outage["level"] == "warning" and "shutting down" in outage["msg"]
+    assert "Traceback" not in json.dumps(outage)
+    assert bug["level"] == "error" and "Traceback" in json.dumps(bug)
+
+
+def test_asyncpg_records_are_json_lines(log_stream: io.BytesIO) -> None:
+    logging.getLogger("asyncpg.pool").warning("Failed to restore the pool connection floor")
+    (line,) = lines(log_stream)
+    assert line["logger"] == "asyncpg.pool"
