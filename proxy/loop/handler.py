@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -29,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 from proxy.config import VMSettings
 from proxy.errors import MemoryUnavailable, ProxyError
 from proxy.logs import log, request_stats
+from proxy.loop.failures import log_failure
 from proxy.loop.nonstream import run_complete
 from proxy.loop.observe import observe
 from proxy.loop.placement import cut_path
@@ -50,7 +50,6 @@ from proxy.loop.tip_claims import Claim, Tip
 from proxy.loop.turn import Turn, answer_message, resent_fields
 from proxy.loop.turn_log import observe_turn
 from proxy.metrics import Metrics
-from proxy.store.base import StoreError
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
 from proxy.upstream.relay import relay_chat
@@ -473,13 +472,3 @@ class SentThen(Response):
         finally:
             await self._then()
 
-
-def log_failure(message: str, *args: object) -> None:
-    """Log the exception being handled: a store that is unavailable (a database restarting,
-    a disk full) as one line, since every request says the same while it lasts; anything
-    else, a bug perhaps, with its traceback."""
-    failure = sys.exc_info()[1]
-    if isinstance(failure, StoreError):
-        log.warning(message + ": %s", *args, failure)
-    else:
-        log.exception(message, *args)

@@ -24,6 +24,7 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.errors import MemoryUnavailable
 from proxy.logs import log
+from proxy.loop.failures import log_failure
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.completion import stored_answer
 from proxy.upstream.relay import RelayedResponse, RelayedStream
@@ -188,7 +189,7 @@ async def _deliver(message: AssembledMessage, on_answer: OnAnswer, *, raising: b
                 "The answer could not be stored in the conversation memory; retry the "
                 "request.", code="memory_unavailable") from exc
         # The client has its answer and resends it: a failed store write must not undo that.
-        log.exception("storing a relayed answer failed")
+        log_failure("storing a relayed answer failed")
 
 
 # zlib's window bits per content-encoding ("" is none at all).

@@ -13,6 +13,7 @@ from proxy.config import VMSettings
 from proxy.errors import MemoryUnavailable
 from proxy.logs import RequestStats, log
 from proxy.loop.conversations import Conversations
+from proxy.loop.failures import log_failure
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.turn_log import STATE_KEY, TurnLog
@@ -303,7 +304,7 @@ class Turn:
                     "request.", code="memory_unavailable") from exc
             # A whole-history client has its answer and resends it: losing the copy is
             # logged, not raised.
-            log.exception("storing the answer of a VM turn failed")
+            log_failure("storing the answer of a VM turn failed")
             return None
         if stored.leaf.conv_id != self.placement.leaf.conv_id:
             self.stored_on = stored.leaf.conv_id

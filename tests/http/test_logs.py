@@ -146,7 +146,7 @@ def test_a_store_outage_is_one_line_and_a_bug_keeps_its_traceback(
 ) -> None:
     """While PostgreSQL restarted, every request logged a multi-KB traceback (twice for a
     short chat): 10.7 MB in a minute, in a reviewer's run."""
-    from proxy.loop.handler import log_failure
+    from proxy.loop.failures import log_failure
     from proxy.store.base import StoreError
 
     for failure in (StoreError("the database system is shutting down"), KeyError("bug")):

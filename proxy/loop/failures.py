@@ -1,0 +1,19 @@
+"""How a failure of the memory path is logged."""
+
+from __future__ import annotations
+
+import sys
+
+from proxy.logs import log
+from proxy.store.base import StoreError
+
+
+def log_failure(message: str, *args: object) -> None:
+    """Log the exception being handled: a store that is unavailable (a database restarting,
+    a disk full) as one line, since every request says the same while it lasts; anything
+    else, a bug perhaps, with its traceback."""
+    failure = sys.exc_info()[1]
+    if isinstance(failure, StoreError):
+        log.warning(message + ": %s", *args, failure)
+    else:
+        log.exception(message, *args)
