@@ -131,12 +131,12 @@ async def _tee(
     accumulator: Accumulator,
     store_first: bool = False,
     *,
-    failure: Callable[[MemoryUnavailable], bytes],
+    failure: Callable[[MemoryUnavailable], bytes] | None = None,
 ) -> AsyncIterator[Any]:
     """The chunks relayed, a copy read; the answer stored once the stream has ended, or,
     with `store_first`, each chunk read before it is relayed and the answer stored before
     the chunk that finishes it (its finish_reason or [DONE]) goes out: when that fails, the
-    stream ends with `failure(error)` instead."""
+    stream ends with `failure(error)` instead (a chat stream's error event by default)."""
     decoder = SSEDecoder()
     broken = stored = False
     async for chunk in chunks:
@@ -157,7 +157,8 @@ async def _tee(
                         await _deliver(accumulator.result(), on_answer, raising=True)
                     except MemoryUnavailable as exc:
                         # Its end not sent: the client sees the stream fail, and retries.
-                        yield failure(exc)
+                        yield (failure(exc) if failure is not None
+                               else b"data: " + exc.to_json() + b"\n\n")
                         return
         if store_first:
             yield chunk
