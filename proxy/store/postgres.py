@@ -63,7 +63,9 @@ from proxy.vm.mutations import Clock, Mutation
 from proxy.vm.pages import Modality, Page
 
 _OPTIONS = ("schema", "pool_max", "lock_pool_max")
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# InternalClientError: a connection caught mid-operation by a server restart ("cannot switch
+# to state 12; another operation is in progress"): a store failure like the others.
+_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 
 _SPANS = "unnest($2::text[], $3::int[], $4::bigint[]) AS s (conv_id, lo, hi)"
 _ON_SPAN = "p.conv_id = s.conv_id AND p.anchor >= s.lo AND p.anchor < s.hi"
