@@ -28,12 +28,6 @@ from proxy.store.sqlite import parse_sqlite_url
 _UNPRINTABLE = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
     "\u2066-\u2069]")
-# The same in `--json`'s text, as JSON escapes (orjson writes them raw; C0 controls it
-# escapes itself).
-_UNPRINTABLE_IN_JSON = re.compile(
-    "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-# Turn and request numbers the store can take (the admin API's bound).
-_LARGEST = 2**31 - 1
 
 
 def add_parser(commands: Any) -> None:
@@ -58,7 +52,7 @@ def _number(raw: str) -> int:
         value = int(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
-    if not -_LARGEST <= value <= _LARGEST:
+    if not -reads.LARGEST <= value <= reads.LARGEST:
         raise argparse.ArgumentTypeError(f"out of range: {raw}")
     return value
 
@@ -79,7 +73,8 @@ def inspect(url: str, args: argparse.Namespace, out: TextIO = sys.stdout) -> int
         return 1
     if args.json:
         text = orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode()
-        out.write(_UNPRINTABLE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+        # As JSON escapes (orjson writes these raw; the other C0 controls it escapes itself).
+        out.write(_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
     elif args.conversation is None:
         _print_conversations(answer, _Shown(out))
     else:

@@ -26,6 +26,11 @@ DEFAULT_TURNS = 200
 DEFAULT_POSITIONS = 100
 
 
+# Turns, positions and limits are far below this; past it a store's integer (SQLite's, 64
+# bits) or the JSON encoder would fail: a 400, not a 500 (the review).
+LARGEST = 2**31 - 1
+
+
 def not_found(message: str) -> ProxyError:
     return ProxyError(message, status_code=404, error_type="not_found_error", code="not_found")
 

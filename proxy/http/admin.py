@@ -153,9 +153,6 @@ def _int(request: Request, name: str, default: int | None = None) -> int | None:
     return _integer(raw, name, f"{name} must be an integer")
 
 
-# Turns, positions and limits are far below this; past it a store's integer (SQLite's, 64
-# bits) or the JSON encoder would fail: a 400, not a 500 (the review).
-_LARGEST = 2**31 - 1
 
 
 def _integer(raw: str, name: str, what: str) -> int:
@@ -163,7 +160,7 @@ def _integer(raw: str, name: str, what: str) -> int:
     if not _DIGITS.fullmatch(raw):
         raise reads.bad_request(what, name)
     value = int(raw)
-    if not -_LARGEST <= value <= _LARGEST:
+    if not -reads.LARGEST <= value <= reads.LARGEST:
         raise reads.bad_request(f"{name} is out of range", name)
     return value
 

@@ -1,9 +1,10 @@
-"""How a failure of the memory path is logged."""
+"""How a failure of the memory path is logged, and told to a client that must retry."""
 
 from __future__ import annotations
 
 import sys
 
+from proxy.errors import MemoryUnavailable
 from proxy.logs import log
 from proxy.store.base import StoreError
 
@@ -17,3 +18,11 @@ def log_failure(message: str, *args: object) -> None:
         log.warning(message + ": %s", *args, failure)
     else:
         log.exception(message, *args)
+
+
+def answer_not_stored() -> MemoryUnavailable:
+    """What a client gets whose answer could not be stored before it was to get it (a
+    session's: it may never send the answer again): a 503 to retry."""
+    return MemoryUnavailable(
+        "The answer could not be stored in the conversation memory; retry the request.",
+        code="memory_unavailable")

@@ -24,11 +24,11 @@ from starlette.types import Receive, Scope, Send
 
 from proxy.errors import MemoryUnavailable
 from proxy.logs import log
-from proxy.loop.failures import log_failure
+from proxy.loop.failures import answer_not_stored, log_failure
 from proxy.upstream.assemble import AssembledMessage, ChunkAccumulator
 from proxy.upstream.completion import stored_answer
 from proxy.upstream.relay import RelayedResponse, RelayedStream
-from proxy.upstream.sse import SSEDecoder, SSEEvent
+from proxy.upstream.sse import SSEDecoder, SSEEvent, encode_data
 
 OnAnswer = Callable[[AssembledMessage], Awaitable[None]]
 
@@ -158,7 +158,7 @@ async def _tee(
                     except MemoryUnavailable as exc:
                         # Its end not sent: the client sees the stream fail, and retries.
                         yield (failure(exc) if failure is not None
-                               else b"data: " + exc.to_json() + b"\n\n")
+                               else encode_data(exc.to_json()))
                         return
         if store_first:
             yield chunk
@@ -186,9 +186,7 @@ async def _deliver(message: AssembledMessage, on_answer: OnAnswer, *, raising: b
     except Exception as exc:
         if raising:
             log.warning("storing a relayed answer failed: %s", exc)
-            raise MemoryUnavailable(
-                "The answer could not be stored in the conversation memory; retry the "
-                "request.", code="memory_unavailable") from exc
+            raise answer_not_stored() from exc
         # The client has its answer and resends it: a failed store write must not undo that.
         log_failure("storing a relayed answer failed")
 

@@ -53,7 +53,7 @@ from proxy.store.base import PageStore
 from proxy.tokens import counter_for_model
 from proxy.upstream.assemble import AssembledMessage
 from proxy.upstream.headers import set_headers
-from proxy.upstream.relay import Expected, relay
+from proxy.upstream.relay import expected, relay
 from proxy.upstream.responses import EventAccumulator, ItemsMessage, read_response
 from proxy.upstream.responses_format import (
     assistant_message,
@@ -74,11 +74,6 @@ FIND_AGAIN_S = (0.01, 0.03, 0.06, 0.1)
 _REBUILT = frozenset({"input", "previous_response_id", "conversation"})
 
 
-# What a Responses 2xx must be, by (stream, whole).
-_ANSWERS = {(stream, whole): Expected(stream, "object", whole=whole)
-            for stream in (False, True) for whole in (False, True)}
-
-
 async def relay_responses(
     state: AppServices, request: Request, content: bytes, *, stream: bool, whole: bool = True
 ) -> Response:
@@ -86,7 +81,7 @@ async def relay_responses(
     `stream` is a 502, and so is, unless in mode off (`whole` False), a body that is not
     a Response (an HTML page, a cut body)."""
     return await relay(state.upstream, request, "POST", "/responses", content,
-                       buffer_unsized=True, expects=_ANSWERS[stream, whole])
+                       buffer_unsized=True, expects=expected(stream, "object", whole))
 
 
 async def handle_responses(

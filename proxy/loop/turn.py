@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.config import VMSettings
-from proxy.errors import MemoryUnavailable
 from proxy.logs import RequestStats, log
 from proxy.loop.conversations import Conversations
-from proxy.loop.failures import log_failure
+from proxy.loop.failures import answer_not_stored, log_failure
 from proxy.loop.placement import Placement
 from proxy.loop.resolver import FaultResolver
 from proxy.loop.turn_log import STATE_KEY, TurnLog
@@ -299,9 +298,7 @@ class Turn:
                 # the client gets it, so the request fails (a 503, or a stream's error
                 # event in place of its end) and the client retries it.
                 log.warning("storing the answer of a session's turn failed: %s", exc)
-                raise MemoryUnavailable(
-                    "The answer could not be stored in the conversation memory; retry the "
-                    "request.", code="memory_unavailable") from exc
+                raise answer_not_stored() from exc
             # A whole-history client has its answer and resends it: losing the copy is
             # logged, not raised.
             log_failure("storing the answer of a VM turn failed")

@@ -60,7 +60,7 @@ from proxy.store.locks import KeyedLocks
 from proxy.store.paths import term_prefix
 from proxy.store.sqlite_batch import run_group
 from proxy.store.sqlite_names import SQLiteNames
-from proxy.store.sqlite_schema import migrate
+from proxy.store.sqlite_schema import migrate, read_header
 from proxy.store.sqlite_threads import Job
 from proxy.vm.bm25 import query_terms
 from proxy.vm.lean import is_lean
@@ -79,18 +79,6 @@ def parse_sqlite_url(url: str) -> tuple[FsPath, dict[str, str]]:
         raise ValueError(f"{url!r} names no database file (use memory:// for a throwaway store)")
     options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     return FsPath(raw), options
-
-
-# The first bytes of every SQLite database file.
-_HEADER = b"SQLite format 3\x00"
-
-
-def _read_header(conn: sqlite3.Connection, file: FsPath) -> None:
-    conn.execute("SELECT 1").fetchone()
-    with file.open("rb") as opened:
-        head = opened.read(len(_HEADER))
-    if head and head != _HEADER:
-        raise sqlite3.DatabaseError("file is not a database")
 
 
 # Below this much free space on the database's disk the store reports itself unhealthy
@@ -163,7 +151,7 @@ class SQLiteStore(SQLiteNames):
         """Reads work, the file is a database (its header is read from the file: a
         connection's cache would not notice), nothing found it damaged, the last write did
         not fail, and the disk has room for more."""
-        await self._read(_read_header, self.file, sees_deferred=False)
+        await self._read(read_header, self.file, sees_deferred=False)
         if self.damage is not None:
             raise StoreError(f"the database file is damaged: {self.damage}")
         if self.write_failure is not None:

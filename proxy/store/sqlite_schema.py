@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 
@@ -171,3 +172,17 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute("ROLLBACK")
         raise
     return SCHEMA_VERSION
+
+
+# The first bytes of every SQLite database file.
+HEADER = b"SQLite format 3\x00"
+
+
+def read_header(conn: sqlite3.Connection, file: Path) -> None:
+    """Reads work, and `file` is a database: its header read from the file itself (a
+    connection's cache would not notice the file overwritten)."""
+    conn.execute("SELECT 1").fetchone()
+    with file.open("rb") as opened:
+        head = opened.read(len(HEADER))
+    if head and head != HEADER:
+        raise sqlite3.DatabaseError("file is not a database")

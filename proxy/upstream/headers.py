@@ -92,6 +92,11 @@ class RelayHead:
     def is_sse(self) -> bool:
         return self.content_type.startswith(b"text/event-stream")
 
+    @property
+    def media_type(self) -> bytes:
+        """The content type without its parameters (b"" when none was sent)."""
+        return self.content_type.partition(b";")[0].strip()
+
     def decoded(self) -> list[tuple[bytes, bytes]]:
         """The relayed headers of a body sent decoded: without its Content-Encoding."""
         return [(n, v) for n, v in self.relayed if n != b"content-encoding"]

@@ -14,6 +14,7 @@ with a Content-Length. What is not verbatim, by design:
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from proxy.upstream.client import Reply, Upstream, error_for_transport_failure
 from proxy.upstream.disconnect import unless_disconnected
 from proxy.upstream.headers import HeaderPairs, RelayHead, relay_head
 from proxy.upstream.responses_relay import RelayedEvents
+from proxy.upstream.sse import encode_data
 
 
 class AbortResponse(Exception):
@@ -67,9 +69,11 @@ class Expected:
     chat: bool = False
 
 
-# A chat completion's, by (stream, whole): made once, not on every request.
-_CHAT_ANSWERS = {(stream, whole): Expected(stream, "choices", whole=whole, chat=True)
-                 for stream in (False, True) for whole in (False, True)}
+@functools.cache
+def expected(stream: bool, key: str, whole: bool = True, chat: bool = False) -> Expected:
+    """The `Expected` of these values, made once (there are a few, each asked per request;
+    pass them positionally, the cheap key)."""
+    return Expected(stream, key, whole=whole, chat=chat)
 
 
 class RelayedResponse(Response):
@@ -141,7 +145,7 @@ class RelayedStream(StreamingResponse):
             # to say it failed (the openai SDK raises APIError on it).
             error.code = "upstream_stream_error"
             if self._events is None:
-                yield b"data: " + error.to_json() + b"\n\n"
+                yield encode_data(error.to_json())
                 return
             yield self._events.failed(error)  # `error`, then `response.failed`
             return
@@ -149,7 +153,7 @@ class RelayedStream(StreamingResponse):
             log.warning("upstream stream ended before its finish_reason or [DONE]")
             unfinished = UpstreamError("The upstream's stream ended before the answer did.",
                                        code="upstream_stream_incomplete")
-            yield b"data: " + unfinished.to_json() + b"\n\n"
+            yield encode_data(unfinished.to_json())
 
     def failure(self, error: ProxyError) -> bytes:
         """The bytes that end this stream with `error`, in its dialect: a Responses
@@ -157,7 +161,7 @@ class RelayedStream(StreamingResponse):
         it)."""
         if self._events is not None:
             return self._events.failed(error)
-        return b"data: " + error.to_json() + b"\n\n"
+        return encode_data(error.to_json())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -173,8 +177,9 @@ async def relay_chat(
     relayed whatever it holds), the short chats and the fault loop's fail-open. The
     upstream's Content-Type decides how it is relayed, once it fits the request's `stream`
     (else a 502)."""
+    answer = expected(stream, "choices", whole, True)
     return await relay(upstream, request, "POST", "/chat/completions", raw_body,
-                       buffer_unsized=True, expects=_CHAT_ANSWERS[stream, whole])
+                       buffer_unsized=True, expects=answer)
 
 
 async def relay(
@@ -220,7 +225,7 @@ async def _checked_answer(exchanged: _Exchanged, expects: Expected) -> dict[str,
     is not (an encoded body is taken on its Content-Type alone)."""
     head, body = exchanged.head, exchanged.body
     if expects.stream:
-        if head.content_type.partition(b";")[0].strip() in _STREAM_TYPES:
+        if head.media_type in _STREAM_TYPES:
             return None
         if body is None:
             try:
@@ -284,7 +289,7 @@ async def _exchange(
 
 
 def _kind(head: RelayHead) -> str:
-    return head.content_type.partition(b";")[0].strip().decode("latin-1") or "no content type"
+    return head.media_type.decode("latin-1") or "no content type"
 
 
 def _read_whole(head: RelayHead, buffer_unsized: bool) -> bool:
